@@ -1,0 +1,1 @@
+"""segstream: live customer segments and churn metrics from Kafka events."""

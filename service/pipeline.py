@@ -1,0 +1,216 @@
+"""What happens to one input record, independent of Faust and Kafka.
+
+The pipeline reads and writes two mappings that the worker backs with
+changelog-backed Faust tables (tests use plain dicts):
+
+- ``customers``: ``"<shop_id>/<customer_id>"`` -> :class:`CustomerState` JSON;
+- ``shops``: ``shop_id`` -> the shop's stream time and last full re-evaluation.
+
+Per-shop segment models whose state is derived from the customers (RFM, rules)
+live in :class:`ShopBook` caches rebuilt from ``customers`` on first use, so a
+restarted or rebalanced worker recovers them from the changelog alone.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import defaultdict
+from collections.abc import Iterator, MutableMapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from service.changes import Cause, DeadLetter, SegmentChange, Source
+from service.contracts import EventType, Rejection, parse_event
+from service.customer import CustomerState, apply
+from service.events import Event, event_type, format_time, from_payload, parse_time
+from service.features import CustomerSnapshot, snapshot
+from service.segments import SegmentModel, available_models
+from service.settings import Settings
+
+Status = Literal["processed", "duplicate", "dead_lettered"]
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Result of handling one record: what to emit and how to count it."""
+
+    status: Status
+    event_type: str | None = None
+    shop_id: str | None = None
+    changes: list[SegmentChange] = field(default_factory=list)
+    dead_letter: DeadLetter | None = None
+
+
+def customer_key(shop_id: str, customer_id: str) -> str:
+    """Table key of a customer (shop ids never contain ``/``)."""
+    return f"{shop_id}/{customer_id}"
+
+
+class ShopBook:
+    """One shop's segment models and the ids of its customers."""
+
+    def __init__(self, shop_id: str, models: dict[str, SegmentModel]) -> None:
+        self.shop_id = shop_id
+        self.models = models
+        self.customer_ids: set[str] = set()
+
+    def evaluate(self, state: CustomerState, view: CustomerSnapshot, cause: Cause) -> list[
+        SegmentChange
+    ]:
+        """Let every model learn from ``view`` and record changed assignments in ``state``."""
+        changes = []
+        for name, model in self.models.items():
+            model.learn(view)
+            current = model.assign(view)
+            previous = state.segments.get(name)
+            if current == previous:
+                continue
+            if current is None:
+                del state.segments[name]
+            else:
+                state.segments[name] = current
+            changes.append(
+                SegmentChange(
+                    state.shop_id, state.customer_id, name, previous, current, view.as_of, cause
+                )
+            )
+        return changes
+
+
+class Pipeline:
+    """Validates, de-duplicates and folds events into state; re-evaluates segments."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        customers: MutableMapping[str, Any],
+        shops: MutableMapping[str, Any],
+    ) -> None:
+        self.settings = settings
+        self.customers = customers
+        self.shops = shops
+        self._books: dict[str, ShopBook] = {}
+        self._index: dict[str, set[str]] | None = None
+        self._rescore_every = timedelta(hours=settings.rescore_interval_hours)
+
+    def forget_shops(self) -> None:
+        """Drop the derived caches (after a rebalance the owned partitions changed)."""
+        self._books.clear()
+        self._index = None
+
+    def handle(self, raw: bytes | None, expected: EventType, source: Source, key: bytes | None) -> (
+        Outcome
+    ):
+        """Process one record from an input topic."""
+        parsed = parse_event(raw, expected)
+        if isinstance(parsed, Rejection):
+            letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
+            return Outcome("dead_lettered", dead_letter=letter)
+        event = from_payload(parsed)
+        outcome = Outcome("processed", event_type(event), event.shop_id)
+        now = self._advance_stream_time(event)
+        book = self.book(event.shop_id)
+        state = self.load(event.shop_id, event.customer_id)
+        if not apply(state, event, self.settings.dedup_window):
+            outcome.status = "duplicate"
+            return outcome
+        book.customer_ids.add(event.customer_id)
+        cause = Cause("event", event.event_id, event_type(event))
+        outcome.changes = book.evaluate(state, self._view(state, now), cause)
+        self._save(state)
+        outcome.changes += self._rescore_if_due(book, now)
+        return outcome
+
+    def book(self, shop_id: str) -> ShopBook:
+        """The shop's models, rebuilt from the customers table when not cached."""
+        book = self._books.get(shop_id)
+        if book is None:
+            book = self._rebuild(shop_id)
+            self._books[shop_id] = book
+        return book
+
+    def load(self, shop_id: str, customer_id: str) -> CustomerState:
+        """A customer's state, or a fresh one."""
+        stored = self.customers.get(customer_key(shop_id, customer_id))
+        if stored is None:
+            return CustomerState(shop_id, customer_id)
+        return CustomerState.from_json(stored)
+
+    def stream_time(self, shop_id: str) -> datetime | None:
+        """The shop's latest event time seen, if any."""
+        shop = self.shops.get(shop_id)
+        return None if shop is None else parse_time(shop["stream_time"])
+
+    def shop_customers(self, shop_id: str) -> Iterator[CustomerState]:
+        """Every known customer of a shop."""
+        return self._states(self.book(shop_id))
+
+    def _states(self, book: ShopBook) -> Iterator[CustomerState]:
+        for customer_id in sorted(book.customer_ids):
+            yield self.load(book.shop_id, customer_id)
+
+    def _view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
+        return snapshot(state, now, self.settings.lifecycle_churned_days)
+
+    def _save(self, state: CustomerState) -> None:
+        self.customers[customer_key(state.shop_id, state.customer_id)] = state.to_json()
+
+    def _advance_stream_time(self, event: Event) -> datetime:
+        shop = self.shops.get(event.shop_id)
+        if shop is None:
+            shop = {"stream_time": format_time(event.occurred_at), "rescored_at": None}
+        elif event.occurred_at <= parse_time(shop["stream_time"]):
+            return parse_time(shop["stream_time"])
+        else:
+            shop = {**shop, "stream_time": format_time(event.occurred_at)}
+        if shop["rescored_at"] is None:
+            shop["rescored_at"] = shop["stream_time"]
+        self.shops[event.shop_id] = shop
+        return parse_time(shop["stream_time"])
+
+    def _rescore_if_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
+        """Re-evaluate the whole shop when enough stream time passed since the last time:
+        inactivity moves customers (active -> at risk) even when they send nothing."""
+        shop = self.shops[book.shop_id]
+        if now - parse_time(shop["rescored_at"]) < self._rescore_every:
+            return []
+        self.shops[book.shop_id] = {**shop, "rescored_at": format_time(now)}
+        changes: list[SegmentChange] = []
+        for state in self._states(book):
+            found = book.evaluate(state, self._view(state, now), Cause("timer"))
+            if found:
+                self._save(state)
+                changes += found
+        return changes
+
+    def _rebuild(self, shop_id: str) -> ShopBook:
+        models = {
+            name: model.create(self.settings, seed=_shop_seed(shop_id))
+            for name, model in available_models().items()
+        }
+        book = ShopBook(shop_id, models)
+        book.customer_ids = set(self._customer_index().get(shop_id, ()))
+        now = self.stream_time(shop_id)
+        derived = [m for m in models.values() if m.derived_from_customers]
+        if now is not None and derived:
+            for state in self._states(book):
+                view = self._view(state, now)
+                for model in derived:
+                    model.learn(view)
+        return book
+
+    def _customer_index(self) -> dict[str, set[str]]:
+        """Customer ids per shop, from one scan of the local customers table."""
+        if self._index is None:
+            index: dict[str, set[str]] = defaultdict(set)
+            for key in list(self.customers.keys()):
+                shop_id, _, customer_id = str(key).partition("/")
+                index[shop_id].add(customer_id)
+            self._index = index
+        return self._index
+
+
+def _shop_seed(shop_id: str) -> int:
+    """A stable per-shop seed, so a rebuilt model starts as the first one did."""
+    return zlib.crc32(shop_id.encode())
