@@ -10,13 +10,16 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from prometheus_client import generate_latest
 
 from service import telemetry
 from service.changes import Source
 from service.contracts import EventType
 from service.pipeline import Outcome, Pipeline
 from service.settings import Settings, TopicRole
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Prometheus text format (aiohttp sets the charset itself)."""
 
 INPUT_ROLES: dict[TopicRole, EventType] = {
     "signups": EventType.SIGNUP,
@@ -44,7 +47,7 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
     segment_changes = app.topic(settings.topic("segment_changes"), **raw)
     dead_letters = app.topic(settings.topic("dead_letters"), **raw)
     table_options = {"default": None, "partitions": settings.topic_partitions,
-                     "key_serializer": "json", "value_serializer": "json"}
+                     "schema": faust.Schema(key_serializer="json", value_serializer="json")}
     customers = app.Table("customers", **table_options)
     shops = app.Table("shops", **table_options)
     pipeline = Pipeline(settings, customers, shops)
@@ -60,14 +63,37 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
             _count(outcome, time.perf_counter() - started)
 
     @app.on_partitions_assigned.connect
-    async def forget_derived_state(app: faust.App, **kwargs: Any) -> None:
+    async def forget_derived_state(app: faust.App, assigned: Any, **kwargs: Any) -> None:
         pipeline.forget_shops()
 
     @app.page("/metrics")
     async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(telemetry.REGISTRY), content_type=CONTENT_TYPE_LATEST)
+        return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def healthz(web: Any, request: Any) -> Any:
+        return web.json({"status": "alive"})
+
+    @app.page("/ready")
+    async def ready(web: Any, request: Any) -> Any:
+        state = readiness(app)
+        return web.json(state, status=200 if state["ready"] else 503)
 
     return Wiring(app, pipeline, customers, shops)
+
+
+def readiness(app: faust.App) -> dict[str, Any]:
+    """Ready means: partitions assigned, not rebalancing, tables recovered from changelogs."""
+    recovered = app.tables.recovery.completed.is_set()
+    rebalancing = bool(app.rebalancing)
+    in_recovery = bool(app.in_recovery)
+    assigned = len(app.assignor.assigned_actives())
+    return {
+        "ready": recovered and not rebalancing and not in_recovery,
+        "rebalancing": rebalancing,
+        "recovering": in_recovery,
+        "assigned_partitions": assigned,
+    }
 
 
 async def _emit(outcome: Outcome, segment_changes: Any, dead_letters: Any) -> None:

@@ -59,6 +59,9 @@ class Settings(BaseSettings):
     rescore_interval_hours: float = Field(
         24.0, gt=0, description="Stream time between full re-evaluations of a shop."
     )
+    rfm_min_customers: int = Field(
+        10, ge=1, description="Buying customers a shop needs before RFM quintiles mean anything."
+    )
     lifecycle_new_days: int = Field(30, ge=1)
     lifecycle_at_risk_days: int = Field(45, ge=1)
     lifecycle_churned_days: int = Field(90, ge=1)

@@ -18,4 +18,5 @@ def run_worker(settings: Settings) -> None:
     wire(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True,
                           redirect_stdouts=False)
+    worker.spinner = None
     worker.execute_from_commandline()

@@ -9,6 +9,8 @@
   below)``: whoever bought on the latest day is as recent as anyone). On distinct
   values both are plain quintiles; a shop's very first buyer is R=5, F=1: "New".
 - Named segments follow the usual R x F grid (M is reported, not used for naming).
+- Until a shop has ``min_customers`` buying customers quintiles mean nothing, and
+  every new order would reshuffle everyone: nobody gets an RFM segment before that.
 
 >>> grid_segment(5, 5), grid_segment(1, 1), grid_segment(1, 5), grid_segment(4, 1)
 ('Champions', 'Lost', "Can't Lose Them", 'Promising')
@@ -61,14 +63,15 @@ class RfmModel:
     name: ClassVar[str] = "rfm"
     derived_from_customers: ClassVar[bool] = True
 
-    def __init__(self) -> None:
+    def __init__(self, min_customers: int = 1) -> None:
+        self.min_customers = min_customers
         self._values: dict[str, Values] = {}
         self._sorted: tuple[list[float], list[float], list[float]] = ([], [], [])
 
     @classmethod
     def create(cls, settings: Settings, seed: int) -> Self:
-        """An empty shop distribution; RFM needs neither settings nor randomness."""
-        return cls()
+        """An empty shop distribution; RFM needs no randomness."""
+        return cls(min_customers=settings.rfm_min_customers)
 
     def learn(self, customer: CustomerSnapshot) -> None:
         """Record the customer's current R, F and M values (customers who never bought: none)."""
@@ -108,7 +111,9 @@ class RfmModel:
     def assign(self, customer: CustomerSnapshot) -> str | None:
         """Named segment from the R and F scores."""
         scores = self.scores(customer.customer_id)
-        return None if scores is None else grid_segment(scores[0], scores[1])
+        if scores is None or len(self._values) < self.min_customers:
+            return None
+        return grid_segment(scores[0], scores[1])
 
     def __len__(self) -> int:
         return len(self._values)

@@ -33,7 +33,7 @@ def tables() -> tuple[dict[str, Any], dict[str, Any]]:
 
 @pytest.fixture
 def pipeline(tables: tuple[dict[str, Any], dict[str, Any]]) -> Pipeline:
-    return Pipeline(Settings(), *tables)
+    return Pipeline(Settings(rfm_min_customers=1), *tables)
 
 
 def test_invalid_record_becomes_a_dead_letter_with_reason(pipeline: Pipeline) -> None:

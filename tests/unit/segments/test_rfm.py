@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import math
 import random
+from datetime import UTC, datetime
 
 import pandas as pd
 import pytest
 
+from service.customer import CustomerState
+from service.features import snapshot
 from service.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score
 
 BRIEF_SEGMENTS = {
@@ -53,6 +56,20 @@ def test_observe_replaces_previous_values() -> None:
     assert model.scores("c9") == (5, 5, 5)
     model.observe("c9", last_day=990, purchase_days=1, spend=0.0)
     assert model.scores("c9") == (1, 1, 1)
-    assert model.scores("c0") == (2, 1, 1)
+    assert model.scores("c1") == (2, 2, 2)
     assert len(model) == 10
     assert model.scores("unknown") is None
+
+
+def test_no_segment_until_the_shop_has_enough_buyers() -> None:
+    model = RfmModel(min_customers=3)
+    now = datetime(2025, 5, 1, tzinfo=UTC)
+    views = [
+        snapshot(CustomerState("shop", f"c{n}", purchase_days={f"2025-04-0{n + 1}": 10.0}), now)
+        for n in range(3)
+    ]
+    for view in views[:2]:
+        model.learn(view)
+    assert model.assign(views[1]) is None
+    model.learn(views[2])
+    assert [model.assign(view) for view in views] == ["Hibernating", "Promising", "New"]

@@ -1,0 +1,145 @@
+"""Real segstream worker processes for integration tests (``python -m service worker``)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    """A TCP port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def unique_name(stem: str) -> str:
+    """A name no earlier test run used (topics and consumer groups outlive a test)."""
+    return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+@dataclass
+class WorkerProcess:
+    """One worker with its own web port and data directory, configured by environment."""
+
+    bootstrap: str
+    app_id: str
+    topic_prefix: str
+    web_port: int
+    data_dir: Path
+    partitions: int = 4
+    extra_env: dict[str, str] = field(default_factory=dict)
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def log_path(self) -> Path:
+        return self.data_dir.with_suffix(".log")
+
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
+        env.update(
+            SEGSTREAM_KAFKA_BOOTSTRAP=self.bootstrap,
+            SEGSTREAM_APP_ID=self.app_id,
+            SEGSTREAM_TOPIC_PREFIX=self.topic_prefix,
+            SEGSTREAM_TOPIC_PARTITIONS=str(self.partitions),
+            SEGSTREAM_WEB_PORT=str(self.web_port),
+            SEGSTREAM_DATA_DIR=str(self.data_dir),
+            SEGSTREAM_BROKER_SESSION_TIMEOUT_S="6",
+            SEGSTREAM_BROKER_REQUEST_TIMEOUT_S="20",
+            SEGSTREAM_LOG_LEVEL="warning",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def start(self) -> None:
+        """Spawn the worker; its output goes to :attr:`log_path`."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "service", "worker"],
+            cwd=REPO_ROOT,
+            env=self.env(),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.web_port}{path}"
+
+    def get_json(self, path: str) -> tuple[int, Any]:
+        """GET a JSON view; (status, body)."""
+        try:
+            with urllib.request.urlopen(self.url(path), timeout=5) as response:
+                return response.status, json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def get_text(self, path: str) -> str:
+        with urllib.request.urlopen(self.url(path), timeout=5) as response:
+            return str(response.read().decode())
+
+    def wait_ready(self, timeout_s: float = 90.0) -> None:
+        """Block until ``/ready`` says ready; fail with the log tail otherwise."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            self.assert_running()
+            try:
+                status, _ = self.get_json("/ready")
+                if status == 200:
+                    return
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            time.sleep(0.5)
+        raise AssertionError(f"worker not ready after {timeout_s} s\n{self.log_tail()}")
+
+    def assert_running(self) -> None:
+        assert self.process is not None and self.process.poll() is None, (
+            f"worker exited with {self.process.returncode if self.process else None}\n"
+            f"{self.log_tail()}"
+        )
+
+    def metric(self, name: str, **labels: str) -> float:
+        """Sum of a Prometheus sample's values over series matching ``labels``."""
+        total = 0.0
+        for line in self.get_text("/metrics").splitlines():
+            if not line.startswith(name + "{") and not line.startswith(name + " "):
+                continue
+            series, _, value = line.rpartition(" ")
+            if all(f'{k}="{v}"' in series for k, v in labels.items()):
+                total += float(value)
+        return total
+
+    def kill(self) -> None:
+        """SIGKILL: a crash, no clean shutdown, no final commit."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        """SIGTERM and wait (kill after 30 s)."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
