@@ -1,0 +1,106 @@
+# segstream developer entry points. `make test` is the test command (CI runs it via .ci/run).
+# Everything runs from the project virtualenv in .venv; the Kafka broker is a real Apache Kafka
+# 3.9 fetched by Maven and run by deploy/kafka/kafka.sh (settings: KAFKA_PORT, KAFKA_DATA_DIR, ...).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+# Targets depend on each other in order (setup before lint before tests); keep them serial.
+.NOTPARALLEL:
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+KAFKA := deploy/kafka/kafka.sh
+# Only paths that exist (empty folders are not in a fresh clone).
+LINT_PATHS := $(wildcard service tests bench)
+PYTEST_ARGS ?=
+
+.PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
+	lint format typecheck test-unit test-integration test clean distclean
+
+help: ## list the targets
+	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
+
+# ---------------------------------------------------------------- environment
+
+# Quick no-op when .venv exists and was installed from the current pyproject.toml.
+setup: ## create .venv (python3.11) and install the project with dev extras
+	@stamp="$(VENV)/.segstream-setup-$$(sha256sum pyproject.toml | cut -c1-16)"; \
+	if [[ -x "$(BIN)/python" && -f "$$stamp" ]]; then \
+		echo "setup: $(VENV) up to date with pyproject.toml"; \
+	else \
+		if [[ ! -x "$(BIN)/python" ]]; then \
+			echo "setup: creating $(VENV) with $(PYTHON)"; \
+			$(PYTHON) -m venv $(VENV); \
+		fi; \
+		echo "setup: installing the project into $(VENV) (pip install -e '.[dev]')"; \
+		$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'; \
+		rm -f $(VENV)/.segstream-setup-*; \
+		touch "$$stamp"; \
+	fi
+
+# ---------------------------------------------------------------- Kafka broker (dev: 127.0.0.1:9092)
+
+kafka-fetch: ## fetch the Apache Kafka broker jars with Maven (no-op when present)
+	$(KAFKA) fetch
+
+kafka-up: ## start the dev broker on 127.0.0.1:$KAFKA_PORT (default 9092); idempotent
+	$(KAFKA) start
+
+kafka-down: ## stop the dev broker; idempotent
+	$(KAFKA) stop
+
+kafka-status: ## show whether the dev broker runs (fails when it does not)
+	$(KAFKA) status
+
+kafka-logs: ## show the tail of the dev broker log
+	$(KAFKA) logs
+
+# ---------------------------------------------------------------- checks
+
+lint: setup ## ruff check + ruff format --check
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
+
+format: setup ## apply ruff fixes and formatting
+	$(BIN)/ruff check --fix $(LINT_PATHS)
+	$(BIN)/ruff format $(LINT_PATHS)
+
+typecheck: setup ## mypy (strict, settings in pyproject.toml)
+	$(BIN)/mypy
+
+test-unit: setup ## unit tests and doctests (no broker)
+	$(BIN)/pytest tests/unit service $(PYTEST_ARGS)
+
+# The integration conftest starts its own dedicated broker (127.0.0.1:19092 by default,
+# SEGSTREAM_TEST_KAFKA_PORT) with a fresh data dir, and stops it at the end.
+test-integration: setup kafka-fetch ## integration tests against a real Kafka broker
+	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+
+test: setup lint typecheck kafka-fetch ## THE test command: setup, lint, typecheck, whole pytest suite
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+# ---------------------------------------------------------------- demo
+# >>> demo targets go here (added by the lead) <<<
+
+# ---------------------------------------------------------------- cleanup
+
+# Data dirs of brokers that still run (other ports, a test session) are left alone.
+clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches (keeps .venv, jars)
+	-$(KAFKA) stop
+	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/test-broker-*; do \
+		[[ -d "$$dir" ]] || continue; \
+		pid="$$(cat "$$dir/kafka.pid" 2>/dev/null || true)"; \
+		if [[ -n "$$pid" ]] && kill -0 "$$pid" 2>/dev/null; then \
+			echo "clean: keeping $$dir (broker pid $$pid is running)"; \
+		else \
+			echo "clean: removing $$dir"; rm -rf "$$dir"; \
+		fi; \
+	done
+	rm -rf .mypy_cache .ruff_cache .pytest_cache
+	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
+
+distclean: clean ## clean, and also remove .venv and the fetched broker jars
+	rm -rf $(VENV) deploy/kafka/.cache

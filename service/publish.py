@@ -1,0 +1,170 @@
+"""Publishing input events to Kafka for demos, replays and load tests.
+
+Events go to the topic of their role with the shop id as the record key (the
+contract: one shop lives in one partition). Raw bytes (deliberately invalid
+records) are sent unkeyed, since there is no trustworthy shop id to read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+from aiokafka.helpers import create_ssl_context
+
+from service.contracts import EventType
+from service.settings import Settings, TopicRole
+
+Record = tuple[TopicRole, bytes | Mapping[str, Any]]
+
+ROLES: dict[EventType, TopicRole] = {
+    EventType.SIGNUP: "signups",
+    EventType.ORDER: "orders",
+    EventType.CANCELLATION: "cancellations",
+}
+CREATED_ROLES: tuple[TopicRole, ...] = (*ROLES.values(), "segment_changes", "dead_letters")
+LINGER_MS = 20
+MAX_IN_FLIGHT = 2000
+
+
+def role_for(event: Mapping[str, Any]) -> TopicRole:
+    """The input topic role of an event, from its ``type``.
+
+    >>> role_for({"type": "cancellation"})
+    'cancellations'
+    """
+    return ROLES[EventType(event["type"])]
+
+
+def encode(event: Mapping[str, Any]) -> bytes:
+    """Compact UTF-8 JSON, as a platform would send it."""
+    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def connection_options(settings: Settings) -> dict[str, Any]:
+    """aiokafka client arguments for the configured bootstrap servers and security."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.kafka_bootstrap,
+        "security_protocol": settings.kafka_security_protocol,
+        "request_timeout_ms": int(settings.broker_request_timeout_s * 1000),
+    }
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context()
+    if settings.kafka_security_protocol.startswith("SASL"):
+        password = settings.kafka_password
+        options["sasl_mechanism"] = settings.kafka_sasl_mechanism
+        options["sasl_plain_username"] = settings.kafka_username
+        options["sasl_plain_password"] = password.get_secret_value() if password else None
+    return options
+
+
+class _Pacer:
+    """Sleeps just enough that no more than ``rate`` records per second go out."""
+
+    def __init__(self, rate: float | None) -> None:
+        self._interval = 1.0 / rate if rate else 0.0
+        self._started = time.monotonic()
+
+    async def wait(self, sent: int) -> None:
+        """Pause until the ``sent``-th record is due."""
+        ahead = self._started + sent * self._interval - time.monotonic()
+        if ahead > 0.005:
+            await asyncio.sleep(ahead)
+
+
+async def publish(
+    events: Iterable[Record],
+    settings: Settings,
+    *,
+    rate: float | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> int:
+    """Send ``(role, event)`` records in order; return how many were sent and acknowledged.
+
+    Dicts are keyed by ``shop_id`` and JSON-encoded; bytes are sent as they are,
+    unkeyed. ``rate`` caps records per second (None: as fast as the broker takes
+    them); ``progress`` is called with the running count after each record.
+    """
+    if rate is not None and rate <= 0:
+        raise ValueError(f"rate must be positive, got {rate}")
+    producer = AIOKafkaProducer(
+        **connection_options(settings), acks="all", linger_ms=LINGER_MS, enable_idempotence=True
+    )
+    await producer.start()
+    try:
+        return await _send_all(producer, events, settings, rate, progress)
+    finally:
+        await producer.stop()
+
+
+async def _send_all(
+    producer: AIOKafkaProducer,
+    events: Iterable[Record],
+    settings: Settings,
+    rate: float | None,
+    progress: Callable[[int], None] | None,
+) -> int:
+    """The send loop: paced, with a bounded number of unacknowledged records."""
+    pacer, sent = _Pacer(rate), 0
+    pending: list[asyncio.Future[Any]] = []
+    for role, value in events:
+        key, payload = _record(value)
+        pending.append(await producer.send(settings.topic(role), payload, key=key))
+        sent += 1
+        if len(pending) >= MAX_IN_FLIGHT:
+            await asyncio.gather(*pending)
+            pending.clear()
+        if progress is not None:
+            progress(sent)
+        await pacer.wait(sent)
+    await asyncio.gather(*pending)
+    return sent
+
+
+def _record(value: bytes | Mapping[str, Any]) -> tuple[bytes | None, bytes]:
+    """Record key and value of one event."""
+    if isinstance(value, bytes):
+        return None, value
+    return str(value["shop_id"]).encode(), encode(value)
+
+
+async def ensure_topics(settings: Settings) -> list[str]:
+    """Create the input, segment-change and dead-letter topics that do not exist yet.
+
+    Idempotent (also when another process creates them at the same time);
+    returns the names it created.
+    """
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [settings.topic(role) for role in CREATED_ROLES]
+        missing = [name for name in missing if name not in existing]
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(name, settings.topic_partitions, settings.topic_replication)
+                for name in missing
+            ]
+        )
+        return _created(response.topic_errors)
+    finally:
+        await admin.close()
+
+
+def _created(topic_errors: Iterable[tuple[Any, ...]]) -> list[str]:
+    """Topics a CreateTopics response reports as created; raise on real errors."""
+    created = []
+    for name, code, *_ in topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != TopicAlreadyExistsError.errno:
+            raise for_code(code)(f"could not create topic {name}")
+    return created

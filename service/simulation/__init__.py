@@ -1,0 +1,31 @@
+"""Simulated tiny subscription shops: a deterministic source of demo and test events.
+
+Shops (:mod:`~service.simulation.shops`) have plans, products and signup forms;
+customers follow personas (:mod:`~service.simulation.personas`) with a planned
+churn outcome; :func:`generate` turns a :class:`SimulationConfig` into events
+plus the truth about every customer, without touching Kafka.
+"""
+
+from service.simulation.generator import (
+    DEFAULT_MIX,
+    CustomerTruth,
+    Simulation,
+    SimulationConfig,
+    generate,
+)
+from service.simulation.personas import PERSONAS, PersonaName
+from service.simulation.shops import KINDS, KINDS_BY_NAME, Shop, shops_per_kind
+
+__all__ = [
+    "DEFAULT_MIX",
+    "KINDS",
+    "KINDS_BY_NAME",
+    "PERSONAS",
+    "CustomerTruth",
+    "PersonaName",
+    "Shop",
+    "Simulation",
+    "SimulationConfig",
+    "generate",
+    "shops_per_kind",
+]

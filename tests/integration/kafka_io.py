@@ -1,0 +1,198 @@
+"""Small async helpers on aiokafka for integration tests against the real broker.
+
+Each helper opens its own client and closes it before returning, so tests can call them
+from any event loop.
+
+- ``create_topics``: create topics (idempotent) and wait until every partition has a leader.
+- ``produce_json``: produce keyed records, values JSON-encoded (dict) or raw (bytes).
+- ``consume_all``: read a topic from the earliest offset with a fresh, unique group id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.structs import RecordMetadata
+
+JsonValue = Mapping[str, Any] | bytes
+
+# Kafka error code for CreateTopics when the topic is there already.
+_TOPIC_ALREADY_EXISTS = 36
+
+
+def encode_value(value: JsonValue | None) -> bytes | None:
+    """Encode a record value: dicts as compact UTF-8 JSON, bytes as they are."""
+    if value is None or isinstance(value, bytes):
+        return value
+    return json.dumps(value, separators=(",", ":")).encode()
+
+
+def decode_json(record: ConsumerRecord) -> Any:
+    """Decode a consumed record's value as JSON."""
+    return json.loads(record.value)
+
+
+async def create_topics(
+    bootstrap: str,
+    names: Iterable[str],
+    partitions: int = 8,
+    *,
+    replication_factor: int = 1,
+    config: Mapping[str, str] | None = None,
+    timeout_s: float = 30.0,
+) -> None:
+    """Create ``names`` with ``partitions`` partitions; existing topics are left alone.
+
+    Returns once the broker reports a leader for every partition of every topic, so producers
+    and consumers started right after do not race topic creation.
+    """
+    names = list(dict.fromkeys(names))
+    if not names:
+        return
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=30_000)
+    await admin.start()
+    try:
+        response = await admin.create_topics(
+            [
+                NewTopic(n, partitions, replication_factor, topic_configs=dict(config or {}))
+                for n in names
+            ]
+        )
+        errors = [
+            f"{t['topic']}: error {t['error_code']} {t['error_message'] or ''}".strip()
+            for t in response.to_object()["topic_errors"]
+            if t["error_code"] not in (0, _TOPIC_ALREADY_EXISTS)
+        ]
+        if errors:
+            raise RuntimeError("could not create topics: " + "; ".join(errors))
+
+        deadline = time.monotonic() + timeout_s
+        while True:
+            described = await admin.describe_topics(names)
+            pending = [
+                t["topic"]
+                for t in described
+                if t["error_code"] != 0
+                or not t["partitions"]
+                or any(p["leader"] < 0 for p in t["partitions"])
+            ]
+            if not pending:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"topics without leaders after {timeout_s} s: {pending}")
+            await asyncio.sleep(0.1)
+    finally:
+        await admin.close()
+
+
+async def produce_json(
+    bootstrap: str,
+    topic: str,
+    records: Sequence[tuple[str | None, JsonValue | None]],
+    *,
+    partition: int | None = None,
+    headers: Sequence[tuple[str, bytes]] | None = None,
+    **producer_kwargs: Any,
+) -> list[RecordMetadata]:
+    """Produce ``(key, value)`` records in order and wait until all are acknowledged.
+
+    Keys are UTF-8 encoded (Kafka's default partitioner hashes them, so one key always lands
+    in one partition, in order); dict values become JSON, bytes go as they are, ``None`` is a
+    tombstone. ``acks="all"`` and idempotence are on by default; ``producer_kwargs`` go to
+    ``AIOKafkaProducer``. Returns the record metadata (partition, offset) in input order.
+    """
+    options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
+    options.update(producer_kwargs)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
+    await producer.start()
+    try:
+        futures = [
+            await producer.send(
+                topic,
+                value=encode_value(value),
+                key=None if key is None else key.encode(),
+                partition=partition,
+                headers=list(headers) if headers else None,
+            )
+            for key, value in records
+        ]
+        return list(await asyncio.gather(*futures))
+    finally:
+        await producer.stop()
+
+
+async def consume_all(
+    bootstrap: str,
+    topic: str,
+    *,
+    until: Callable[[list[ConsumerRecord]], bool] | None = None,
+    timeout_s: float = 10.0,
+    isolation_level: str = "read_uncommitted",
+    **consumer_kwargs: Any,
+) -> list[ConsumerRecord]:
+    """Read ``topic`` from the earliest offset of every partition.
+
+    Uses a fresh, unique group id (no committed offsets, nothing committed back) and
+    assigns all partitions directly, so no group rebalance is waited for.
+
+    Stops when ``until(records_so_far)`` returns true; without ``until``, when every partition
+    has been read up to the end offset seen at the start (the last stable offset with
+    ``isolation_level="read_committed"``). Returns what was read by ``timeout_s`` otherwise;
+    the caller asserts on the result. Records are in per-partition offset order.
+    """
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=f"segstream-test-{uuid.uuid4().hex}",
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        isolation_level=isolation_level,
+        **consumer_kwargs,
+    )
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    records: list[ConsumerRecord] = []
+    try:
+        # Without a subscription the consumer tracks no topic metadata; ask for this topic's
+        # (aiokafka has no public call for that: consumer.topics() does not update the cache).
+        client = consumer._client
+        client.add_topic(topic)
+        partitions = consumer.partitions_for_topic(topic)
+        while not partitions:
+            if time.monotonic() > deadline:
+                return records
+            await client.force_metadata_update()
+            partitions = consumer.partitions_for_topic(topic)
+            if not partitions:
+                await asyncio.sleep(0.1)
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end_offsets: dict[TopicPartition, int] = (
+            await consumer.end_offsets(tps) if until is None else {}
+        )
+
+        async def done() -> bool:
+            if until is not None:
+                return until(records)
+            for tp, end in end_offsets.items():
+                if await consumer.position(tp) < end:
+                    return False
+            return True
+
+        while not await done():
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            batches = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
+            for tp in sorted(batches, key=lambda tp: tp.partition):
+                records.extend(batches[tp])
+        return records
+    finally:
+        await consumer.stop()
