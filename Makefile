@@ -17,7 +17,7 @@ LINT_PATHS := $(wildcard service tests bench)
 PYTEST_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test clean distclean
+	lint format typecheck test-unit test-integration test demo clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -83,7 +83,8 @@ test: setup lint typecheck kafka-fetch ## THE test command: setup, lint, typeche
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- demo
-# >>> demo targets go here (added by the lead) <<<
+demo: setup kafka-up ## THE demo: broker, worker, simulated shops, segment changes printed live
+	deploy/demo.sh
 
 # ---------------------------------------------------------------- cleanup
 

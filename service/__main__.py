@@ -21,9 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(settings.model_dump_json(indent=2))
         return 0
-    from service.worker import run_worker
+    from service.worker import StartupError, run_worker
 
-    run_worker(settings)
+    try:
+        run_worker(settings)
+    except StartupError as error:
+        print(f"segstream: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

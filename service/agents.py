@@ -1,5 +1,5 @@
-"""Stream wiring: topics, tables, the agent and the web views. Logic lives in
-:mod:`service.pipeline`; this module only moves records between it and Kafka."""
+"""Stream wiring: topics, tables and the agent. Logic lives in :mod:`service.pipeline`;
+this module only moves records between it and Kafka."""
 
 from __future__ import annotations
 
@@ -10,16 +10,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 import faust
-from prometheus_client import generate_latest
 
 from service import telemetry
-from service.changes import Source
+from service.changes import DeadLetter, SegmentChange, SegmentFormed, Source
 from service.contracts import EventType
+from service.logs import get_logger
 from service.pipeline import Outcome, Pipeline
 from service.settings import Settings, TopicRole
 
-METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
-"""Prometheus text format (aiohttp sets the charset itself)."""
+log = get_logger(__name__)
 
 INPUT_ROLES: dict[TopicRole, EventType] = {
     "signups": EventType.SIGNUP,
@@ -34,23 +33,41 @@ class Wiring:
 
     app: faust.App
     pipeline: Pipeline
-    customers: Any
-    shops: Any
+    tables: dict[str, faust.types.TableT[str, Any]]
+    segment_changes: faust.TopicT
+    metrics: faust.TopicT
+
+
+def raw_topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
+    """A topic of undecoded bytes: validation is ours, against ``schemas/``."""
+    return app.topic(
+        *names,
+        key_type=bytes,
+        value_type=bytes,
+        key_serializer="raw",
+        value_serializer="raw",
+        partitions=settings.topic_partitions,
+    )
+
+
+def json_table(app: faust.App, settings: Settings, name: str) -> faust.types.TableT[str, Any]:
+    """A changelog-backed table of JSON values, co-partitioned with the input topics."""
+    return app.Table(
+        name,
+        default=None,
+        partitions=settings.topic_partitions,
+        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+    )
 
 
 def wire(app: faust.App, settings: Settings) -> Wiring:
-    """Declare topics, tables, the agent and ``/metrics`` on ``app``."""
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw",
-           "value_serializer": "raw", "partitions": settings.topic_partitions}
+    """Declare topics, tables and the agent on ``app``."""
     expected = {settings.topic(role): kind for role, kind in INPUT_ROLES.items()}
-    inputs = app.topic(*expected, **raw)
-    segment_changes = app.topic(settings.topic("segment_changes"), **raw)
-    dead_letters = app.topic(settings.topic("dead_letters"), **raw)
-    table_options = {"default": None, "partitions": settings.topic_partitions,
-                     "schema": faust.Schema(key_serializer="json", value_serializer="json")}
-    customers = app.Table("customers", **table_options)
-    shops = app.Table("shops", **table_options)
-    pipeline = Pipeline(settings, customers, shops)
+    inputs = raw_topic(app, settings, *expected)
+    segment_changes = raw_topic(app, settings, settings.topic("segment_changes"))
+    dead_letters = raw_topic(app, settings, settings.topic("dead_letters"))
+    tables = {name: json_table(app, settings, name) for name in ("customers", "shops", "models")}
+    pipeline = Pipeline(settings, tables["customers"], tables["shops"], tables["models"])
 
     @app.agent(inputs)
     async def process(stream: faust.StreamT[bytes]) -> None:
@@ -58,54 +75,53 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
             started = time.perf_counter()
             message = event.message
             source = Source(message.topic, message.partition, message.offset)
-            outcome = pipeline.handle(event.value, expected[message.topic], source, event.key)
-            await _emit(outcome, segment_changes, dead_letters)
-            _count(outcome, time.perf_counter() - started)
+            outcome = handle_safely(
+                pipeline, event.value, expected[message.topic], source, event.key
+            )
+            await emit(outcome, segment_changes, dead_letters)
+            count(outcome, time.perf_counter() - started)
 
-    @app.on_partitions_assigned.connect
-    async def forget_derived_state(app: faust.App, assigned: Any, **kwargs: Any) -> None:
+    async def forget_derived_state(sender: Any, *args: Any, **kwargs: Any) -> None:
+        """Partitions moved: derived per-shop caches are rebuilt from the tables."""
         pipeline.forget_shops()
+        telemetry.REBALANCES.inc()
 
-    @app.page("/metrics")
-    async def metrics(web: Any, request: Any) -> Any:
-        return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
-
-    @app.page("/healthz")
-    async def healthz(web: Any, request: Any) -> Any:
-        return web.json({"status": "alive"})
-
-    @app.page("/ready")
-    async def ready(web: Any, request: Any) -> Any:
-        state = readiness(app)
-        return web.json(state, status=200 if state["ready"] else 503)
-
-    return Wiring(app, pipeline, customers, shops)
+    app.on_partitions_assigned.connect(forget_derived_state)  # type: ignore[arg-type]
+    metrics = raw_topic(app, settings, settings.topic("metrics"))
+    return Wiring(app, pipeline, tables, segment_changes, metrics)
 
 
-def readiness(app: faust.App) -> dict[str, Any]:
-    """Ready means: partitions assigned, not rebalancing, tables recovered from changelogs."""
-    recovered = app.tables.recovery.completed.is_set()
-    rebalancing = bool(app.rebalancing)
-    in_recovery = bool(app.in_recovery)
-    assigned = len(app.assignor.assigned_actives())
-    return {
-        "ready": recovered and not rebalancing and not in_recovery,
-        "rebalancing": rebalancing,
-        "recovering": in_recovery,
-        "assigned_partitions": assigned,
-    }
+def handle_safely(
+    pipeline: Pipeline, value: bytes | None, kind: EventType, source: Source, key: bytes | None
+) -> Outcome:
+    """A bug on one record must not stop the stream: dead-letter it with the error."""
+    try:
+        return pipeline.handle(value, kind, source, key)
+    except Exception as error:
+        log.exception(
+            "processing_error",
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+        )
+        detail = f"{type(error).__name__}: {error}"[:500]
+        letter = DeadLetter("processing_error", detail, source, key, value)
+        return Outcome("dead_lettered", dead_letter=letter)
 
 
-async def _emit(outcome: Outcome, segment_changes: Any, dead_letters: Any) -> None:
-    for change in outcome.changes:
-        await segment_changes.send(key=change.shop_id.encode(), value=_json(change.to_json()))
+async def emit(outcome: Outcome, segment_changes: faust.TopicT, dead_letters: faust.TopicT) -> None:
+    """Send the outcome's segment changes, new groups and dead letter."""
+    announcements: list[SegmentChange | SegmentFormed] = [*outcome.changes, *outcome.formed]
+    for message in announcements:
+        await segment_changes.send(key=message.shop_id.encode(), value=to_bytes(message.to_json()))
     if outcome.dead_letter is not None:
         letter = outcome.dead_letter
         payload = letter.to_json(datetime.now(UTC))
-        await dead_letters.send(key=letter.key, value=_json(payload))
+        await dead_letters.send(key=letter.key, value=to_bytes(payload))
 
 
-def _count(outcome: Outcome, seconds: float) -> None:
+def count(outcome: Outcome, seconds: float) -> None:
+    """Update the Prometheus counters for one handled record."""
     telemetry.PROCESSING_SECONDS.observe(seconds)
     telemetry.EVENTS.labels(outcome.event_type or "unknown", outcome.status).inc()
     if outcome.dead_letter is not None:
@@ -114,5 +130,6 @@ def _count(outcome: Outcome, seconds: float) -> None:
         telemetry.SEGMENT_CHANGES.labels(change.model, change.cause.kind).inc()
 
 
-def _json(payload: dict[str, Any]) -> bytes:
+def to_bytes(payload: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()

@@ -56,6 +56,7 @@ class SegmentChange:
         """The ``segment_changed`` payload."""
         return {
             "schema_version": SCHEMA_VERSION,
+            "kind": "segment_changed",
             "event_id": self.event_id,
             "shop_id": self.shop_id,
             "customer_id": self.customer_id,
@@ -71,6 +72,45 @@ class SegmentChange:
         return (
             f"shop {self.shop_id} · customer {self.customer_id} · {self.model}: "
             f"{self.previous or '—'} → {self.current or '—'}"
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SegmentFormed:
+    """A learned model noticed a new group of customers (the seeds' holiday-season example)."""
+
+    shop_id: str
+    model: str
+    segment: str
+    description: str
+    size: int
+    formed_at: datetime
+
+    @property
+    def event_id(self) -> str:
+        """Deterministic id, as for :class:`SegmentChange`."""
+        name = f"{self.shop_id}|{self.model}|{self.segment}|formed"
+        return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
+
+    def to_json(self) -> dict[str, Any]:
+        """The ``segment_formed`` payload (same topic as segment changes)."""
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "segment_formed",
+            "event_id": self.event_id,
+            "shop_id": self.shop_id,
+            "model": self.model,
+            "segment": self.segment,
+            "description": self.description,
+            "size": self.size,
+            "formed_at": format_time(self.formed_at),
+        }
+
+    def describe(self) -> str:
+        """One human line for the demo output."""
+        return (
+            f"shop {self.shop_id} · new {self.model} group {self.segment}: "
+            f"{self.description} ({self.size} customers)"
         )
 
 

@@ -130,4 +130,3 @@ def from_payload(payload: dict[str, Any]) -> Event:
 def event_type(event: Event) -> str:
     """The schema's ``type`` name of a record."""
     return {Signup: "signup", Order: "order", Cancellation: "cancellation"}[type(event)]
-

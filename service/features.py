@@ -20,6 +20,7 @@ historical log gives what an offline computation at its end gives.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -37,7 +38,7 @@ class CustomerSnapshot:
     as_of: datetime
     frequency: int
     recency: float
-    T: float  # noqa: N815 - the lifetimes name
+    T: float
     monetary_value: float
     first_purchase: date | None
     last_purchase: date | None
@@ -115,7 +116,8 @@ def _last_activity(state: CustomerState, days: list[date], first_seen: date) -> 
 def _returned_at(state: CustomerState, days: list[date], churned_gap_days: int) -> date | None:
     """Latest comeback: a purchase after a long gap, or a signup after a cancellation."""
     comebacks = [
-        later for earlier, later in zip(days, days[1:], strict=False)
+        later
+        for earlier, later in itertools.pairwise(days)
         if (later - earlier).days > churned_gap_days
     ]
     cancels = [parse_time(occurred) for occurred, _ in state.cancellations]

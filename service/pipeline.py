@@ -4,11 +4,13 @@ The pipeline reads and writes two mappings that the worker backs with
 changelog-backed Faust tables (tests use plain dicts):
 
 - ``customers``: ``"<shop_id>/<customer_id>"`` -> :class:`CustomerState` JSON;
-- ``shops``: ``shop_id`` -> the shop's stream time and last full re-evaluation.
+- ``shops``: ``shop_id`` -> the shop's stream time, last full re-evaluation, partition;
+- ``models``: checkpoints of learned models (:mod:`service.checkpoints`).
 
 Per-shop segment models whose state is derived from the customers (RFM, rules)
-live in :class:`ShopBook` caches rebuilt from ``customers`` on first use, so a
-restarted or rebalanced worker recovers them from the changelog alone.
+live in :class:`ShopBook` caches rebuilt from ``customers`` on first use; learned
+models are restored from their last checkpoint. A restarted or rebalanced worker
+thus recovers everything from the changelogs alone.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
-from service.changes import Cause, DeadLetter, SegmentChange, Source
+from service.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
+from service.checkpoints import Checkpoints, prior_key
 from service.contracts import EventType, Rejection, parse_event
 from service.customer import CustomerState, apply
 from service.events import Event, event_type, format_time, from_payload, parse_time
@@ -39,6 +42,7 @@ class Outcome:
     event_type: str | None = None
     shop_id: str | None = None
     changes: list[SegmentChange] = field(default_factory=list)
+    formed: list[SegmentFormed] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
 
 
@@ -54,14 +58,27 @@ class ShopBook:
         self.shop_id = shop_id
         self.models = models
         self.customer_ids: set[str] = set()
+        self.events_since_checkpoint = 0
 
-    def evaluate(self, state: CustomerState, view: CustomerSnapshot, cause: Cause) -> list[
-        SegmentChange
-    ]:
-        """Let every model learn from ``view`` and record changed assignments in ``state``."""
+    @property
+    def learned(self) -> dict[str, SegmentModel]:
+        """The models that need checkpoints (not derivable from the customers)."""
+        return {n: m for n, m in self.models.items() if not m.derived_from_customers}
+
+    def learn(self, view: CustomerSnapshot) -> None:
+        """Let every model take in ``view``."""
+        for model in self.models.values():
+            model.learn(view)
+
+    def evaluate(
+        self, state: CustomerState, view: CustomerSnapshot, cause: Cause, learn: bool = True
+    ) -> list[SegmentChange]:
+        """Let every model learn from ``view`` (unless told not to) and record changed
+        assignments in ``state``."""
+        if learn:
+            self.learn(view)
         changes = []
         for name, model in self.models.items():
-            model.learn(view)
             current = model.assign(view)
             previous = state.segments.get(name)
             if current == previous:
@@ -77,6 +94,19 @@ class ShopBook:
             )
         return changes
 
+    def drain_formed(self, now: datetime) -> list[SegmentFormed]:
+        """New groups that learned models noticed since the last call."""
+        formed = []
+        for name, model in self.models.items():
+            drain = getattr(model, "drain_announcements", None)
+            if drain is None:
+                continue
+            formed += [
+                SegmentFormed(self.shop_id, name, item.segment, item.description, item.size, now)
+                for item in drain()
+            ]
+        return formed
+
 
 class Pipeline:
     """Validates, de-duplicates and folds events into state; re-evaluates segments."""
@@ -86,22 +116,26 @@ class Pipeline:
         settings: Settings,
         customers: MutableMapping[str, Any],
         shops: MutableMapping[str, Any],
+        models: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.customers = customers
         self.shops = shops
+        self.checkpoints = Checkpoints({} if models is None else models)
         self._books: dict[str, ShopBook] = {}
+        self._priors: dict[int, dict[str, Any]] = {}
         self._index: dict[str, set[str]] | None = None
         self._rescore_every = timedelta(hours=settings.rescore_interval_hours)
 
     def forget_shops(self) -> None:
         """Drop the derived caches (after a rebalance the owned partitions changed)."""
         self._books.clear()
+        self._priors.clear()
         self._index = None
 
-    def handle(self, raw: bytes | None, expected: EventType, source: Source, key: bytes | None) -> (
-        Outcome
-    ):
+    def handle(
+        self, raw: bytes | None, expected: EventType, source: Source, key: bytes | None
+    ) -> Outcome:
         """Process one record from an input topic."""
         parsed = parse_event(raw, expected)
         if isinstance(parsed, Rejection):
@@ -109,17 +143,20 @@ class Pipeline:
             return Outcome("dead_lettered", dead_letter=letter)
         event = from_payload(parsed)
         outcome = Outcome("processed", event_type(event), event.shop_id)
-        now = self._advance_stream_time(event)
+        now = self._advance_stream_time(event, source.partition)
         book = self.book(event.shop_id)
         state = self.load(event.shop_id, event.customer_id)
         if not apply(state, event, self.settings.dedup_window):
             outcome.status = "duplicate"
+            outcome.changes = self._rescore_if_due(book, now)
             return outcome
         book.customer_ids.add(event.customer_id)
         cause = Cause("event", event.event_id, event_type(event))
         outcome.changes = book.evaluate(state, self._view(state, now), cause)
         self._save(state)
         outcome.changes += self._rescore_if_due(book, now)
+        outcome.formed = book.drain_formed(now)
+        self._checkpoint_if_due(book)
         return outcome
 
     def book(self, shop_id: str) -> ShopBook:
@@ -156,10 +193,14 @@ class Pipeline:
     def _save(self, state: CustomerState) -> None:
         self.customers[customer_key(state.shop_id, state.customer_id)] = state.to_json()
 
-    def _advance_stream_time(self, event: Event) -> datetime:
+    def _advance_stream_time(self, event: Event, partition: int) -> datetime:
         shop = self.shops.get(event.shop_id)
         if shop is None:
-            shop = {"stream_time": format_time(event.occurred_at), "rescored_at": None}
+            shop = {
+                "stream_time": format_time(event.occurred_at),
+                "rescored_at": None,
+                "partition": partition,
+            }
         elif event.occurred_at <= parse_time(shop["stream_time"]):
             return parse_time(shop["stream_time"])
         else:
@@ -171,24 +212,45 @@ class Pipeline:
 
     def _rescore_if_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
         """Re-evaluate the whole shop when enough stream time passed since the last time:
-        inactivity moves customers (active -> at risk) even when they send nothing."""
+        inactivity moves customers (active -> at risk) even when they send nothing.
+
+        Models first learn every customer as of ``now``, then assign: the result does not
+        depend on the order customers are visited in."""
         shop = self.shops[book.shop_id]
         if now - parse_time(shop["rescored_at"]) < self._rescore_every:
             return []
         self.shops[book.shop_id] = {**shop, "rescored_at": format_time(now)}
+        for state in self._states(book):
+            book.learn(self._view(state, now))
         changes: list[SegmentChange] = []
         for state in self._states(book):
-            found = book.evaluate(state, self._view(state, now), Cause("timer"))
+            found = book.evaluate(state, self._view(state, now), Cause("timer"), learn=False)
             if found:
                 self._save(state)
                 changes += found
+        book.events_since_checkpoint = self.settings.model_checkpoint_every
         return changes
 
+    def _checkpoint_if_due(self, book: ShopBook) -> None:
+        book.events_since_checkpoint += 1
+        if book.events_since_checkpoint < self.settings.model_checkpoint_every:
+            return
+        book.events_since_checkpoint = 0
+        if book.learned:
+            self.checkpoints.save(book.shop_id, book.learned)
+        partition = self.shops[book.shop_id].get("partition")
+        if partition in self._priors:
+            self.checkpoints.save(prior_key(partition), self._priors[partition])
+
     def _rebuild(self, shop_id: str) -> ShopBook:
+        restored = self.checkpoints.load(shop_id)
         models = {
-            name: model.create(self.settings, seed=_shop_seed(shop_id))
+            name: restored.get(name) or model.create(self.settings, seed=_shop_seed(shop_id))
             for name, model in available_models().items()
         }
+        partition = (self.shops.get(shop_id) or {}).get("partition")
+        if partition is not None:
+            self._attach_priors(models, partition)
         book = ShopBook(shop_id, models)
         book.customer_ids = set(self._customer_index().get(shop_id, ()))
         now = self.stream_time(shop_id)
@@ -199,6 +261,19 @@ class Pipeline:
                 for model in derived:
                     model.learn(view)
         return book
+
+    def _attach_priors(self, models: dict[str, SegmentModel], partition: int) -> None:
+        """Give models that learn across shops the prior shared by their partition."""
+        if partition not in self._priors:
+            self._priors[partition] = self.checkpoints.load(prior_key(partition))
+        priors = self._priors[partition]
+        for name, model in models.items():
+            attach = getattr(model, "attach_prior", None)
+            if attach is None:
+                continue
+            if name not in priors:
+                priors[name] = type(model).create(self.settings, seed=partition)
+            attach(priors[name])
 
     def _customer_index(self) -> dict[str, set[str]]:
         """Customer ids per shop, from one scan of the local customers table."""

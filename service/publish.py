@@ -14,8 +14,6 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 
 from service.contracts import EventType
@@ -28,7 +26,6 @@ ROLES: dict[EventType, TopicRole] = {
     EventType.ORDER: "orders",
     EventType.CANCELLATION: "cancellations",
 }
-CREATED_ROLES: tuple[TopicRole, ...] = (*ROLES.values(), "segment_changes", "dead_letters")
 LINGER_MS = 20
 MAX_IN_FLIGHT = 2000
 
@@ -132,39 +129,3 @@ def _record(value: bytes | Mapping[str, Any]) -> tuple[bytes | None, bytes]:
     if isinstance(value, bytes):
         return None, value
     return str(value["shop_id"]).encode(), encode(value)
-
-
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the input, segment-change and dead-letter topics that do not exist yet.
-
-    Idempotent (also when another process creates them at the same time);
-    returns the names it created.
-    """
-    admin = AIOKafkaAdminClient(**connection_options(settings))
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = [settings.topic(role) for role in CREATED_ROLES]
-        missing = [name for name in missing if name not in existing]
-        if not missing:
-            return []
-        response = await admin.create_topics(
-            [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication)
-                for name in missing
-            ]
-        )
-        return _created(response.topic_errors)
-    finally:
-        await admin.close()
-
-
-def _created(topic_errors: Iterable[tuple[Any, ...]]) -> list[str]:
-    """Topics a CreateTopics response reports as created; raise on real errors."""
-    created = []
-    for name, code, *_ in topic_errors:
-        if code == 0:
-            created.append(name)
-        elif code != TopicAlreadyExistsError.errno:
-            raise for_code(code)(f"could not create topic {name}")
-    return created

@@ -34,9 +34,7 @@ class Settings(BaseSettings):
 
     app_id: str = Field("segstream", description="Faust app id: consumer group and table prefix.")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = (
-        "PLAINTEXT"
-    )
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_username: str | None = None
     kafka_password: SecretStr | None = None
@@ -58,6 +56,9 @@ class Settings(BaseSettings):
     dedup_window: int = Field(1000, ge=1, description="Event ids remembered per customer.")
     rescore_interval_hours: float = Field(
         24.0, gt=0, description="Stream time between full re-evaluations of a shop."
+    )
+    model_checkpoint_every: int = Field(
+        100, ge=1, description="Events of a shop between checkpoints of its learned models."
     )
     rfm_min_customers: int = Field(
         10, ge=1, description="Buying customers a shop needs before RFM quintiles mean anything."

@@ -27,9 +27,10 @@ from typing import IO, Any, NoReturn
 
 from aiokafka.errors import KafkaError
 
-from service.publish import Record, ensure_topics, publish
+from service.publish import Record, publish
 from service.settings import ConfigError, Settings, load_settings
 from service.simulation import CustomerTruth, SimulationConfig, generate
+from service.topics import ensure_topics
 
 LAST_DAY = date(2025, 12, 31)
 TRUTH_COLUMNS = (

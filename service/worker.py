@@ -1,22 +1,54 @@
-"""Starting a worker process: app, wiring, logging, and Faust's worker loop."""
+"""Starting a worker process: topics, app, wiring, logging, and Faust's worker loop."""
 
 from __future__ import annotations
 
+import asyncio
+
 import faust
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from service.agents import wire
+from service.api import register_views
 from service.app import create_app
-from service.logs import configure
+from service.logs import configure, get_logger
 from service.settings import Settings
+from service.topics import TopologyError, ensure_topics, verify_partitions
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message says why and what to do."""
+
+
+def prepare_topics(settings: Settings) -> None:
+    """Create missing topics and refuse mismatched partitioning, before Faust starts."""
+    try:
+        created = asyncio.run(_prepare(settings))
+    except KafkaConnectionError as error:
+        raise StartupError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({error}); is the broker up? "
+            "(make kafka-up starts a local one)"
+        ) from None
+    except (TopologyError, KafkaError) as error:
+        raise StartupError(str(error)) from None
+    if created:
+        get_logger(__name__).info("topics_created", topics=created)
+
+
+async def _prepare(settings: Settings) -> list[str]:
+    created = await ensure_topics(settings)
+    await verify_partitions(settings)
+    return created
 
 
 def run_worker(settings: Settings) -> None:
     """Run one worker until SIGTERM/SIGINT; state is recovered from changelogs at start."""
     configure(settings)
+    prepare_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    wire(app, settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True,
-                          redirect_stdouts=False)
+    register_views(wire(app, settings))
+    worker = faust.Worker(
+        app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False
+    )
     worker.spinner = None
     worker.execute_from_commandline()

@@ -30,7 +30,7 @@ from service.features import CustomerSnapshot
 from service.settings import Settings
 
 SEGMENT_GRID: dict[int, tuple[str, str, str, str, str]] = {
-    # frequency score:  1                  2                     3                     4                  5
+    # recency score: named segment for frequency scores 1, 2, 3, 4, 5
     5: ("New", "Potential Loyalist", "Potential Loyalist", "Champions", "Champions"),
     4: ("Promising", "Potential Loyalist", "Potential Loyalist", "Loyal", "Loyal"),
     3: ("About to Sleep", "About to Sleep", "Need Attention", "Loyal", "Loyal"),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import itertools
 import json
 import time
 from collections import defaultdict
@@ -23,9 +24,10 @@ from service.contracts import validate_output
 from service.customer import CustomerState
 from service.events import parse_time
 from service.features import snapshot
-from service.publish import ensure_topics, publish
+from service.publish import publish
 from service.settings import Settings
 from service.simulation.generator import Simulation, SimulationConfig, generate
+from service.topics import ensure_topics
 from tests.integration.kafka_io import consume_all
 from tests.integration.worker_process import WorkerProcess, free_port, unique_name
 from tests.oracle import lifetimes_summary
@@ -36,9 +38,18 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 def walk_in_orders(shop_id: str) -> list[dict[str, Any]]:
     """One-off buyers who never sign up (valid: not every buyer subscribes)."""
     return [
-        {"schema_version": 1, "type": "order", "event_id": f"walk-in-{n}", "shop_id": shop_id,
-         "customer_id": f"walk-in-{n % 2}", "occurred_at": f"2025-02-{n + 1:02d}T12:00:00Z",
-         "order_id": f"w-{n}", "amount": 7.5 + n, "currency": "EUR", "is_renewal": False}
+        {
+            "schema_version": 1,
+            "type": "order",
+            "event_id": f"walk-in-{n}",
+            "shop_id": shop_id,
+            "customer_id": f"walk-in-{n % 2}",
+            "occurred_at": f"2025-02-{n + 1:02d}T12:00:00Z",
+            "order_id": f"w-{n}",
+            "amount": 7.5 + n,
+            "currency": "EUR",
+            "is_renewal": False,
+        }
         for n in range(3)
     ]
 
@@ -46,8 +57,13 @@ def walk_in_orders(shop_id: str) -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def simulation() -> Simulation:
     config = SimulationConfig(
-        seed=42, shops_per_kind=1, customers_per_shop=25, days=150,
-        duplicate_ratio=0.03, out_of_order_ratio=0.05, invalid_ratio=0.02,
+        seed=42,
+        shops_per_kind=1,
+        customers_per_shop=25,
+        days=150,
+        duplicate_ratio=0.03,
+        out_of_order_ratio=0.05,
+        invalid_ratio=0.02,
     )
     generated = generate(config)
     extra = walk_in_orders(generated.events[0]["shop_id"])
@@ -68,8 +84,12 @@ def settings(kafka_bootstrap: str) -> Settings:
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     asyncio.run(ensure_topics(settings))
     process = WorkerProcess(
-        settings.kafka_bootstrap, settings.app_id, settings.topic_prefix, free_port(),
-        tmp_path_factory.mktemp("worker") / "w1", partitions=settings.topic_partitions,
+        settings.kafka_bootstrap,
+        settings.app_id,
+        settings.topic_prefix,
+        free_port(),
+        tmp_path_factory.mktemp("worker") / "w1",
+        partitions=settings.topic_partitions,
     )
     process.start()
     process.wait_ready()
@@ -111,8 +131,15 @@ async def processed(
 def unique_orders(simulation: Simulation) -> pd.DataFrame:
     orders = {e["event_id"]: e for e in simulation.events if e["type"] == "order"}
     frame = pd.DataFrame(
-        [{"shop_id": e["shop_id"], "customer_id": e["customer_id"],
-          "occurred_at": e["occurred_at"], "amount": e["amount"]} for e in orders.values()]
+        [
+            {
+                "shop_id": e["shop_id"],
+                "customer_id": e["customer_id"],
+                "occurred_at": e["occurred_at"],
+                "amount": e["amount"],
+            }
+            for e in orders.values()
+        ]
     )
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
     return frame
@@ -139,10 +166,12 @@ async def test_customer_table_matches_independent_lifetimes_summary(
             state = CustomerState.from_json(stored)
             got = snapshot(state, now_by_shop[str(shop_id)].to_pydatetime())
             assert (got.frequency, got.recency, got.T) == (
-                row["frequency"], row["recency"], row["T"]), f"{shop_id}/{customer_id}"
+                row["frequency"],
+                row["recency"],
+                row["T"],
+            ), f"{shop_id}/{customer_id}"
             assert got.monetary_value == pytest.approx(row["monetary_value"])
-            assert state.order_count == len(
-                shop_orders[shop_orders["customer_id"] == customer_id])
+            assert state.order_count == len(shop_orders[shop_orders["customer_id"] == customer_id])
             checked += 1
     assert checked > 50
 
@@ -152,8 +181,9 @@ async def test_every_customer_seen_is_in_the_table_including_order_only_buyers(
 ) -> None:
     customers = {f"{e['shop_id']}/{e['customer_id']}" for e in simulation.events}
     assert set(processed) == customers
-    signed_up = {f"{e['shop_id']}/{e['customer_id']}" for e in simulation.events
-                 if e["type"] == "signup"}
+    signed_up = {
+        f"{e['shop_id']}/{e['customer_id']}" for e in simulation.events if e["type"] == "signup"
+    }
     order_only = customers - signed_up
     assert order_only, "the simulation should contain one-off buyers who never signed up"
     assert all(processed[key]["order_count"] > 0 for key in order_only)
@@ -173,8 +203,10 @@ async def test_invalid_records_are_dead_lettered_with_reason_and_original_bytes(
     simulation: Simulation, settings: Settings, worker: WorkerProcess, processed: dict[str, Any]
 ) -> None:
     letters = await consume_all(
-        settings.kafka_bootstrap, settings.topic("dead_letters"),
-        until=lambda got: len(got) >= len(simulation.invalid), timeout_s=30,
+        settings.kafka_bootstrap,
+        settings.topic("dead_letters"),
+        until=lambda got: len(got) >= len(simulation.invalid),
+        timeout_s=30,
     )
     payloads = [json.loads(record.value) for record in letters]
     for payload in payloads:
@@ -201,7 +233,7 @@ async def test_segment_changes_chain_and_end_where_the_table_is(
         history[(change["shop_id"], change["customer_id"], change["model"])].append(change)
     for (shop_id, customer_id, model), chain in history.items():
         chain.sort(key=lambda c: parse_time(c["changed_at"]))
-        for before, after in zip(chain, chain[1:], strict=False):
+        for before, after in itertools.pairwise(chain):
             assert after["previous"] == before["current"], (shop_id, customer_id, model)
         final = processed[f"{shop_id}/{customer_id}"]["segments"].get(model)
         assert chain[-1]["current"] == final

@@ -39,8 +39,10 @@ def test_features_equal_lifetimes_summary_for_shuffled_orders(seed: int) -> None
         state = states.setdefault(order.customer_id, CustomerState("shop-1", order.customer_id))
         apply(state, order, dedup_window=1000)
     frame = pd.DataFrame(
-        [{"customer_id": o.customer_id, "occurred_at": o.occurred_at, "amount": o.amount}
-         for o in orders]
+        [
+            {"customer_id": o.customer_id, "occurred_at": o.occurred_at, "amount": o.amount}
+            for o in orders
+        ]
     )
     frame["occurred_at"] = pd.to_datetime(frame["occurred_at"], utc=True)
     expected = lifetimes_summary(frame, pd.Timestamp(now))
@@ -48,7 +50,7 @@ def test_features_equal_lifetimes_summary_for_shuffled_orders(seed: int) -> None
         got = snapshot(states[str(customer_id)], now)
         assert got.frequency == row["frequency"]
         assert got.recency == row["recency"]
-        assert got.T == row["T"]
+        assert row["T"] == got.T
         assert got.monetary_value == pytest.approx(row["monetary_value"])
 
 

@@ -25,13 +25,20 @@ def customers(seed: int, count: int = 120) -> list[CustomerSnapshot]:
     for n in range(count):
         first = NOW - timedelta(days=rng.randint(1, 330))
         days = {
-            (first + timedelta(days=rng.randint(0, (NOW - first).days))).date().isoformat():
-                round(rng.uniform(5, 90), 2)
+            (first + timedelta(days=rng.randint(0, (NOW - first).days))).date().isoformat(): round(
+                rng.uniform(5, 90), 2
+            )
             for _ in range(rng.randint(0, 10))
         }
-        state = CustomerState("shop", f"c-{n}", first_seen_at=format_time(first),
-                              purchase_days=days, signups=[format_time(first)],
-                              order_count=len(days), total_spend=round(sum(days.values()), 2))
+        state = CustomerState(
+            "shop",
+            f"c-{n}",
+            first_seen_at=format_time(first),
+            purchase_days=days,
+            signups=[format_time(first)],
+            order_count=len(days),
+            total_spend=round(sum(days.values()), 2),
+        )
         views.append(snapshot(state, NOW))
     return views
 
@@ -65,7 +72,9 @@ def test_same_seed_same_result(name: str, model_class: type[SegmentModel]) -> No
 
 
 @pytest.mark.parametrize(("name", "model_class"), MODELS)
-def test_pickle_round_trip_continues_identically(name: str, model_class: type[SegmentModel]) -> None:
+def test_pickle_round_trip_continues_identically(
+    name: str, model_class: type[SegmentModel]
+) -> None:
     views = customers(3)
     original = model_class.create(Settings(), seed=5)
     run(original, views[:60])

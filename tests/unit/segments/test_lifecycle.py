@@ -17,8 +17,7 @@ RULES = LifecycleRules()
 
 def state_with(purchase_offsets: list[int], **extra: object) -> CustomerState:
     days = {(DAY0 + timedelta(days=d)).date().isoformat(): 20.0 for d in purchase_offsets}
-    return CustomerState("shop", "c", first_seen_at=format_time(DAY0), purchase_days=days,
-                         **extra)  # type: ignore[arg-type]
+    return CustomerState("shop", "c", first_seen_at=format_time(DAY0), purchase_days=days, **extra)  # type: ignore[arg-type]
 
 
 def stage_at(state: CustomerState, day: int) -> str:
@@ -60,7 +59,9 @@ def test_pending_cancellation_is_at_risk_and_effective_one_churned() -> None:
     assert stage_at(state, 50) == "churned"
 
 
-@pytest.mark.parametrize(("day", "expected"), [(200, "won_back"), (229, "won_back"), (230, "active")])
+@pytest.mark.parametrize(
+    ("day", "expected"), [(200, "won_back"), (229, "won_back"), (230, "active")]
+)
 def test_won_back_after_a_comeback(day: int, expected: str) -> None:
     state = state_with([0, 10, 200])
     assert stage_at(state, day) == expected

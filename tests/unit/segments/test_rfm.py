@@ -14,8 +14,17 @@ from service.features import snapshot
 from service.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score
 
 BRIEF_SEGMENTS = {
-    "Champions", "Loyal", "Potential Loyalist", "New", "Promising", "Need Attention",
-    "About to Sleep", "At Risk", "Can't Lose Them", "Hibernating", "Lost",
+    "Champions",
+    "Loyal",
+    "Potential Loyalist",
+    "New",
+    "Promising",
+    "Need Attention",
+    "About to Sleep",
+    "At Risk",
+    "Can't Lose Them",
+    "Hibernating",
+    "Lost",
 }
 
 
