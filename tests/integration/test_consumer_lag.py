@@ -1,0 +1,73 @@
+"""Consumer lag measured from the real broker: produce, commit with a real consumer, compare."""
+
+from __future__ import annotations
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.structs import OffsetAndMetadata
+
+from service import telemetry
+from service.lag import LagProbe, consumer_lag
+from tests.integration.kafka_io import create_topics, produce_json
+from tests.integration.worker_process import unique_name
+
+
+async def commit(bootstrap: str, group_id: str, offsets: dict[TopicPartition, int]) -> None:
+    """Commit ``offsets`` for ``group_id`` the way a consumer that read that far does."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group_id, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        consumer.assign(list(offsets))
+        await consumer.commit({tp: OffsetAndMetadata(n, "") for tp, n in offsets.items()})
+    finally:
+        await consumer.stop()
+
+
+async def test_lag_is_end_offset_minus_committed(kafka_bootstrap: str) -> None:
+    topic, group = unique_name("lag"), unique_name("lag-group")
+    await create_topics(kafka_bootstrap, [topic], partitions=2)
+    await produce_json(kafka_bootstrap, topic, [("k", {"n": n}) for n in range(10)], partition=0)
+    await produce_json(kafka_bootstrap, topic, [("k", {"n": n}) for n in range(4)], partition=1)
+    await commit(kafka_bootstrap, group, {TopicPartition(topic, 0): 6})
+
+    lag = await consumer_lag(kafka_bootstrap, group, [topic])
+
+    assert lag == {(topic, 0): 10 - 6, (topic, 1): 4}
+
+
+async def test_missing_topics_are_skipped_and_not_created(kafka_bootstrap: str) -> None:
+    topic, missing = unique_name("lag"), unique_name("lag-missing")
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    await produce_json(kafka_bootstrap, topic, [("k", {"n": 1})])
+
+    lag = await consumer_lag(kafka_bootstrap, unique_name("lag-group"), [topic, missing])
+
+    assert lag == {(topic, 0): 1}
+    admin = AIOKafkaAdminClient(bootstrap_servers=kafka_bootstrap)
+    await admin.start()
+    try:
+        assert missing not in await admin.list_topics()
+    finally:
+        await admin.close()
+
+
+async def test_probe_publishes_lag_and_follows_new_commits(kafka_bootstrap: str) -> None:
+    topic, group = unique_name("lag"), unique_name("lag-group")
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    await produce_json(kafka_bootstrap, topic, [("k", {"n": n}) for n in range(5)])
+    probe = LagProbe({"bootstrap_servers": kafka_bootstrap}, group, [topic])
+    try:
+        await probe.update()
+        first = telemetry.REGISTRY.get_sample_value(
+            "segstream_consumer_lag_records", {"topic": topic, "partition": "0"}
+        )
+        await commit(kafka_bootstrap, group, {TopicPartition(topic, 0): 5})
+        await probe.update()
+        second = telemetry.REGISTRY.get_sample_value(
+            "segstream_consumer_lag_records", {"topic": topic, "partition": "0"}
+        )
+    finally:
+        await probe.stop()
+    assert (first, second) == (5, 0)
