@@ -6,6 +6,7 @@ from typing import Any
 
 import faust
 
+from service import faust_fixes
 from service.logs import logging_config
 from service.settings import Settings
 
@@ -13,6 +14,7 @@ from service.settings import Settings
 def create_app(settings: Settings) -> faust.App:
     """A Faust app whose every knob comes from ``settings`` (no Faust defaults by surprise:
     web on loopback, quick failure detection, no standby unless asked)."""
+    faust_fixes.apply()
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
