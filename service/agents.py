@@ -17,6 +17,7 @@ from service.contracts import EventType
 from service.logs import get_logger
 from service.pipeline import Outcome, Pipeline
 from service.settings import Settings, TopicRole
+from service.topics import TABLES
 
 log = get_logger(__name__)
 
@@ -66,8 +67,8 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
     inputs = raw_topic(app, settings, *expected)
     segment_changes = raw_topic(app, settings, settings.topic("segment_changes"))
     dead_letters = raw_topic(app, settings, settings.topic("dead_letters"))
-    tables = {name: json_table(app, settings, name) for name in ("customers", "shops", "models")}
-    pipeline = Pipeline(settings, tables["customers"], tables["shops"], tables["models"])
+    tables = {name: json_table(app, settings, name) for name in TABLES}
+    pipeline = Pipeline(settings, *(tables[name] for name in TABLES))
 
     @app.agent(inputs)
     async def process(stream: faust.StreamT[bytes]) -> None:
@@ -128,6 +129,8 @@ def count(outcome: Outcome, seconds: float) -> None:
         telemetry.DEAD_LETTERS.labels(outcome.dead_letter.reason).inc()
     for change in outcome.changes:
         telemetry.SEGMENT_CHANGES.labels(change.model, change.cause.kind).inc()
+    if outcome.too_late:
+        telemetry.LATE_EVENTS.inc()
 
 
 def to_bytes(payload: dict[str, Any]) -> bytes:

@@ -9,6 +9,7 @@ the same state as in-order ones.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -58,6 +59,10 @@ class CustomerState:
         state = cls(**payload)
         state.cancellations = [(occurred, effective) for occurred, effective in state.cancellations]
         return state
+
+    def copy(self) -> CustomerState:
+        """An independent deep copy (what the state was before an event)."""
+        return CustomerState.from_json(copy.deepcopy(self.to_json()))
 
     def has_seen(self, event_id: str) -> bool:
         """Whether this event was already applied (at-least-once delivery, producer retries)."""

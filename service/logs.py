@@ -26,6 +26,7 @@ def logging_config(settings: Settings) -> dict[str, Any]:
                 "()": structlog.stdlib.ProcessorFormatter,
                 "processors": [
                     structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                    structlog.processors.format_exc_info,
                     renderer,
                 ],
                 "foreign_pre_chain": [

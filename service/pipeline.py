@@ -5,7 +5,8 @@ changelog-backed Faust tables (tests use plain dicts):
 
 - ``customers``: ``"<shop_id>/<customer_id>"`` -> :class:`CustomerState` JSON;
 - ``shops``: ``shop_id`` -> the shop's stream time, last full re-evaluation, partition;
-- ``models``: checkpoints of learned models (:mod:`service.checkpoints`).
+- ``models``: checkpoints of learned models (:mod:`service.checkpoints`);
+- ``metrics``: per-day metric buckets (:mod:`service.metrics.ledger`).
 
 Per-shop segment models whose state is derived from the customers (RFM, rules)
 live in :class:`ShopBook` caches rebuilt from ``customers`` on first use; learned
@@ -28,6 +29,7 @@ from service.contracts import EventType, Rejection, parse_event
 from service.customer import CustomerState, apply
 from service.events import Event, event_type, format_time, from_payload, parse_time
 from service.features import CustomerSnapshot, snapshot
+from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.settings import Settings
 
@@ -44,6 +46,7 @@ class Outcome:
     changes: list[SegmentChange] = field(default_factory=list)
     formed: list[SegmentFormed] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
+    too_late: bool = False
 
 
 def customer_key(shop_id: str, customer_id: str) -> str:
@@ -117,11 +120,13 @@ class Pipeline:
         customers: MutableMapping[str, Any],
         shops: MutableMapping[str, Any],
         models: MutableMapping[str, Any] | None = None,
+        metrics: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
         self.customers = customers
         self.shops = shops
         self.checkpoints = Checkpoints({} if models is None else models)
+        self.ledger = MetricsLedger.from_settings({} if metrics is None else metrics, settings)
         self._books: dict[str, ShopBook] = {}
         self._priors: dict[int, dict[str, Any]] = {}
         self._index: dict[str, set[str]] | None = None
@@ -146,14 +151,16 @@ class Pipeline:
         now = self._advance_stream_time(event, source.partition)
         book = self.book(event.shop_id)
         state = self.load(event.shop_id, event.customer_id)
+        before = state.copy()
         if not apply(state, event, self.settings.dedup_window):
             outcome.status = "duplicate"
             outcome.changes = self._rescore_if_due(book, now)
             return outcome
         book.customer_ids.add(event.customer_id)
         cause = Cause("event", event.event_id, event_type(event))
-        outcome.changes = book.evaluate(state, self._view(state, now), cause)
+        outcome.changes = book.evaluate(state, self.view(state, now), cause)
         self._save(state)
+        outcome.too_late = self.ledger.record(event, before, state, now).too_late
         outcome.changes += self._rescore_if_due(book, now)
         outcome.formed = book.drain_formed(now)
         self._checkpoint_if_due(book)
@@ -187,7 +194,8 @@ class Pipeline:
         for customer_id in sorted(book.customer_ids):
             yield self.load(book.shop_id, customer_id)
 
-    def _view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
+    def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
+        """The snapshot segment models read, with this deployment's churn gap."""
         return snapshot(state, now, self.settings.lifecycle_churned_days)
 
     def _save(self, state: CustomerState) -> None:
@@ -221,12 +229,14 @@ class Pipeline:
             return []
         self.shops[book.shop_id] = {**shop, "rescored_at": format_time(now)}
         for state in self._states(book):
-            book.learn(self._view(state, now))
+            book.learn(self.view(state, now))
         changes: list[SegmentChange] = []
         for state in self._states(book):
-            found = book.evaluate(state, self._view(state, now), Cause("timer"), learn=False)
+            before = state.copy()
+            found = book.evaluate(state, self.view(state, now), Cause("timer"), learn=False)
             if found:
                 self._save(state)
+                self.ledger.record(None, before, state, now)
                 changes += found
         book.events_since_checkpoint = self.settings.model_checkpoint_every
         return changes
@@ -257,7 +267,7 @@ class Pipeline:
         derived = [m for m in models.values() if m.derived_from_customers]
         if now is not None and derived:
             for state in self._states(book):
-                view = self._view(state, now)
+                view = self.view(state, now)
                 for model in derived:
                     model.learn(view)
         return book

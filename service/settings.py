@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 TopicRole = Literal[
@@ -60,6 +60,50 @@ class Settings(BaseSettings):
     model_checkpoint_every: int = Field(
         100, ge=1, description="Events of a shop between checkpoints of its learned models."
     )
+    metrics_allowed_lateness_days: int = Field(
+        7,
+        ge=0,
+        description="Days an event may arrive behind its shop's stream time and still update "
+        "its own metrics window; older ones are counted as too late.",
+    )
+    metrics_retention_days: int = Field(
+        400, ge=60, description="Days of per-day metric buckets kept per shop."
+    )
+    metrics_snapshot_interval_s: float = Field(
+        60.0, gt=0, description="Seconds between metric snapshots on the metrics topic."
+    )
+    metrics_per_shop_labels: bool = Field(
+        False,
+        description="Add a shop label to segment-size and churn/retention gauges "
+        "(series then grow with the number of shops).",
+    )
+    lag_interval_s: float = Field(5.0, gt=0, description="Seconds between consumer-lag probes.")
+    gauges_interval_s: float = Field(
+        30.0, gt=0, description="Seconds between refreshes of table, segment and model gauges."
+    )
+    cluster_max_clusters: int = Field(
+        8, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
+    )
+    cluster_warmup: int = Field(
+        100, ge=1, description="Evaluations before a shop's customers get a cluster."
+    )
+    cluster_min_group_customers: int = Field(
+        10, ge=1, description="Members a cluster needs before it is announced as formed."
+    )
+    churn_horizon_days: float = Field(
+        60.0, gt=0, description="Churn risk predicts a cancel or lapse within this many days."
+    )
+    churn_lapse_multiple: float = Field(
+        3.0, gt=1, description="A customer lapses after this many times their own cadence."
+    )
+    churn_band_medium: float = Field(0.2, gt=0, lt=1, description="Risk from which it is medium.")
+    churn_band_high: float = Field(0.5, gt=0, lt=1, description="Risk from which it is high.")
+    churn_max_pending: int = Field(
+        5000, ge=1, description="Pending feature snapshots kept per shop (bounds model size)."
+    )
+    churn_prior_weight_examples: int = Field(
+        200, ge=1, description="Labelled examples after which a shop stops leaning on the prior."
+    )
     rfm_min_customers: int = Field(
         10, ge=1, description="Buying customers a shop needs before RFM quintiles mean anything."
     )
@@ -81,6 +125,12 @@ class Settings(BaseSettings):
                 raise ValueError(f"expected host:port, got {server!r}")
         return value
 
+    @model_validator(mode="after")
+    def _bands_ordered(self) -> Settings:
+        if self.churn_band_medium >= self.churn_band_high:
+            raise ValueError("churn_band_medium must be below churn_band_high")
+        return self
+
     def topic(self, role: TopicRole) -> str:
         """Full name of the topic that plays ``role``."""
         return f"{self.topic_prefix}{role.replace('_', '-')}"
@@ -95,8 +145,12 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as error:
-        lines = [
-            f"  SEGSTREAM_{'_'.join(str(p) for p in issue['loc']).upper()}: {issue['msg']}"
-            for issue in error.errors()
-        ]
+        lines = [f"  {_variable(issue['loc'])}: {issue['msg']}" for issue in error.errors()]
         raise ConfigError("invalid segstream settings:\n" + "\n".join(lines)) from None
+
+
+def _variable(location: tuple[int | str, ...]) -> str:
+    """The environment variable a validation error points at (or the settings as a whole)."""
+    if not location:
+        return "settings"
+    return "SEGSTREAM_" + "_".join(str(part) for part in location).upper()

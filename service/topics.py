@@ -26,28 +26,47 @@ CREATED_ROLES: tuple[TopicRole, ...] = (
 )
 
 
+TABLES = ("customers", "shops", "models", "metrics")
+"""The worker's changelog-backed tables (see service.agents)."""
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
 class TopologyError(Exception):
     """Existing topics do not match the configured partitioning."""
 
 
-async def ensure_topics(settings: Settings) -> list[str]:
-    """Create the input and output topics that do not exist yet.
+async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[str]:
+    """Create the input and output topics that do not exist yet, and with ``changelogs``
+    the tables' compacted changelog topics too (so a starting worker never sees a
+    changelog without partitions in its metadata).
 
     Idempotent (also when another process creates them at the same time);
     returns the names it created.
     """
+    wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
+    if changelogs:
+        compacted = {"cleanup.policy": "compact"}
+        wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        missing = [settings.topic(role) for role in CREATED_ROLES]
-        missing = [name for name in missing if name not in existing]
+        missing = {name: config for name, config in wanted.items() if name not in existing}
         if not missing:
             return []
         response = await admin.create_topics(
             [
-                NewTopic(name, settings.topic_partitions, settings.topic_replication)
-                for name in missing
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs=config,
+                )
+                for name, config in missing.items()
             ]
         )
         return _created(response.topic_errors)

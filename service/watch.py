@@ -86,9 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as error:
         print(error, file=sys.stderr)
         return 2
-    counts = asyncio.run(
-        watch(settings, args.seconds, args.every, args.from_start, args.idle_exit)
-    )
+    counts = asyncio.run(watch(settings, args.seconds, args.every, args.from_start, args.idle_exit))
     summary = ", ".join(f"{model}={count}" for model, count in sorted(counts.items()))
     print(f"watch: {sum(counts.values())} segment changes ({summary or 'none'})", flush=True)
     return 0

@@ -7,10 +7,11 @@ import asyncio
 import faust
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from service.agents import wire
+from service.agents import INPUT_ROLES, wire
 from service.api import register_views
 from service.app import create_app
 from service.logs import configure, get_logger
+from service.monitor import register_timers
 from service.settings import Settings
 from service.topics import TopologyError, ensure_topics, verify_partitions
 
@@ -35,7 +36,7 @@ def prepare_topics(settings: Settings) -> None:
 
 
 async def _prepare(settings: Settings) -> list[str]:
-    created = await ensure_topics(settings)
+    created = await ensure_topics(settings, changelogs=True)
     await verify_partitions(settings)
     return created
 
@@ -46,7 +47,9 @@ def run_worker(settings: Settings) -> None:
     prepare_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     app = create_app(settings)
-    register_views(wire(app, settings))
+    wiring = wire(app, settings)
+    register_views(wiring, settings)
+    register_timers(wiring, settings, [settings.topic(role) for role in INPUT_ROLES])
     worker = faust.Worker(
         app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False
     )

@@ -16,7 +16,14 @@ from collections import defaultdict
 import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
-from tests.integration.kafka_io import consume_all, create_topics, decode_json, encode_value, produce_json
+
+from tests.integration.kafka_io import (
+    consume_all,
+    create_topics,
+    decode_json,
+    encode_value,
+    produce_json,
+)
 
 
 def unique_topic(prefix: str) -> str:

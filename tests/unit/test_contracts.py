@@ -410,13 +410,6 @@ def test_validate_output_accepts_non_dict_mappings() -> None:
         validate_output("dead_letter", event)
 
 
-def test_metrics_snapshot_is_a_clear_key_error_until_its_file_exists() -> None:
-    if schema_path("metrics_snapshot").exists():
-        pytest.skip("metrics_snapshot.json exists now")
-    with pytest.raises(KeyError, match=r"metrics_snapshot\.json does not exist"):
-        validate_output("metrics_snapshot", {})
-
-
 def test_unknown_output_schema_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="no schema 'nope'"):
         validate_output("nope", {})  # type: ignore[arg-type]

@@ -1,0 +1,230 @@
+"""Customer lifetime: BG/NBD P(alive), expected purchases, next order, CLV and its trend.
+
+BG/NBD (Fader, Hardie & Lee 2005, "Counting your customers the easy way"): while
+alive a customer buys as a Poisson process of rate ``lambda ~ Gamma(r, alpha)``
+and after every purchase drops out with probability ``p ~ Beta(a, b)``. The four
+parameters are fitted per shop by maximum likelihood over its customers'
+``(frequency, recency, T)`` (the lifetimes definitions, in days; see
+:mod:`service.features`), as ``lifetimes.BetaGeoFitter`` does: the same
+log-likelihood, optimised over log-parameters, with its conventions (P(alive) is 1
+for a customer without repeat purchases). Per customer everything is then a
+closed formula: cheap enough to evaluate at every event.
+
+- :meth:`BgNbd.p_alive`, :meth:`BgNbd.expected_purchases` (in the next ``t`` days),
+  :meth:`BgNbd.expected_days_to_next_order` (if alive: the posterior mean of the
+  waiting time of their Poisson process, ``(alpha + T) / (r + x - 1)``);
+- :func:`clv`: expected purchases over a horizon x value per purchase (the mean
+  repeat spend, ``monetary_value``; the mean order value without repeats);
+- :func:`spend_trend` and :func:`cant_lose`: a customer whose spend rate over the
+  last ``window_days`` fell below ``drop_ratio`` x their own earlier rate, and whose
+  earlier rate was high for the shop: a "Can't lose them" candidate.
+
+>>> model = BgNbd(r=0.24, alpha=4.41, a=0.79, b=2.43)
+>>> model.p_alive(frequency=0, recency=0.0, T=30.0)
+1.0
+>>> round(model.p_alive(frequency=2, recency=30.0, T=35.0), 3)
+0.762
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+import numpy as np
+
+from service.features import CustomerSnapshot
+
+optimize: Any = importlib.import_module("scipy.optimize")  # scipy ships no type hints
+special: Any = importlib.import_module("scipy.special")
+
+Array = Any
+
+
+@dataclass(frozen=True, slots=True)
+class BgNbd:
+    """Fitted BG/NBD parameters (purchase rate ``Gamma(r, alpha)``, dropout ``Beta(a, b)``)."""
+
+    r: float
+    alpha: float
+    a: float
+    b: float
+
+    def p_alive(self, frequency: int, recency: float, T: float) -> float:  # noqa: N803
+        """Probability the customer is still alive at ``T`` (1 without repeat purchases)."""
+        if frequency == 0:
+            return 1.0
+        log_odds_dead = (self.r + frequency) * math.log(
+            (self.alpha + T) / (self.alpha + recency)
+        ) + math.log(self.a / (self.b + frequency - 1))
+        return 1.0 / (1.0 + math.exp(log_odds_dead))
+
+    def expected_purchases(self, t: float, frequency: int, recency: float, T: float) -> float:  # noqa: N803
+        """Expected purchases in the next ``t`` days (conditional on the history; a > 1)."""
+        r, alpha, a, b, x = self.r, self.alpha, self.a, self.b, frequency
+        z = t / (alpha + T + t)
+        hyp = _hyp2f1(r + x, b + x, a + b + x - 1, z)
+        first = (a + b + x - 1) / (a - 1)
+        second = 1.0 - hyp * math.pow((alpha + T) / (alpha + T + t), r + x)
+        alive_odds = (
+            0.0 if x == 0 else a / (b + x - 1) * math.pow((alpha + T) / (alpha + recency), r + x)
+        )
+        return first * second / (1.0 + alive_odds)
+
+    def expected_days_to_next_order(self, frequency: int, T: float) -> float:  # noqa: N803
+        """If alive: posterior mean wait for the next purchase, ``(alpha + T) / (r + x - 1)``
+        (the posterior median when ``r + x <= 1``, where the mean is infinite)."""
+        shape = self.r + frequency
+        scale = self.alpha + T
+        if shape > 1.0:
+            return scale / (shape - 1.0)
+        return scale * (math.pow(2.0, 1.0 / shape) - 1.0)
+
+    def unconditional_expected_purchases(self, t: float) -> float:
+        """Expected purchases of a new customer in their first ``t`` days."""
+        r, alpha, a, b = self.r, self.alpha, self.a, self.b
+        hyp = _hyp2f1(r, b, a + b - 1, t / (alpha + t))
+        return (a + b - 1) / (a - 1) * (1.0 - math.pow(alpha / (alpha + t), r) * hyp)
+
+
+def _hyp2f1(a: float, b: float, c: float, z: float) -> float:
+    """Gauss hypergeometric 2F1 (Euler's transformation where the series overflows)."""
+    value = float(special.hyp2f1(a, b, c, z))
+    if math.isfinite(value):
+        return value
+    return float(special.hyp2f1(c - a, c - b, c, z)) * math.pow(1.0 - z, c - a - b)
+
+
+def log_likelihood(params: BgNbd, frequency: Array, recency: Array, T: Array) -> Array:  # noqa: N803
+    """Per-customer BG/NBD log-likelihood (Fader, Hardie & Lee 2005, eq. 6)."""
+    x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    common = (
+        special.gammaln(r + x)
+        - special.gammaln(r)
+        + r * np.log(alpha)
+        + special.gammaln(a + b)
+        + special.gammaln(b + x)
+        - special.gammaln(b)
+        - special.gammaln(a + b + x)
+    )
+    survived = -(r + x) * np.log(alpha + big_t)
+    dropped = np.log(a) - np.log(b + np.maximum(x, 1.0) - 1.0) - (r + x) * np.log(alpha + t_x)
+    top = np.maximum(survived, dropped)
+    mixture = np.exp(survived - top) + np.exp(dropped - top) * (x > 0)
+    return common + top + np.log(mixture)
+
+
+def fit(
+    frequency: Sequence[float],
+    recency: Sequence[float],
+    T: Sequence[float],  # noqa: N803
+    penalizer: float = 0.0,
+) -> BgNbd:
+    """Maximum-likelihood parameters (Nelder-Mead over log-parameters from all ones, an
+    optional L2 ``penalizer`` on the parameters, as lifetimes' ``penalizer_coef``)."""
+    x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
+    if len(x) == 0:
+        raise ValueError("fitting BG/NBD needs at least one customer")
+
+    def objective(log_params: Array) -> float:
+        params = np.exp(log_params)
+        mean = float(np.mean(log_likelihood(BgNbd(*params), x, t_x, big_t)))
+        return -mean + penalizer * float(np.sum(params**2))
+
+    result = optimize.minimize(
+        objective,
+        np.zeros(4),
+        method="Nelder-Mead",
+        options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10},
+    )
+    return BgNbd(*(float(v) for v in np.exp(result.x)))
+
+
+def fit_customers(customers: Sequence[CustomerSnapshot], penalizer: float = 0.0) -> BgNbd:
+    """Fit a shop's parameters from its buying customers' snapshots."""
+    buyers = [c for c in customers if c.has_purchased]
+    return fit(
+        [c.frequency for c in buyers],
+        [c.recency for c in buyers],
+        [c.T for c in buyers],
+        penalizer,
+    )
+
+
+def purchase_value(customer: CustomerSnapshot) -> float:
+    """Expected value of one future purchase: the mean repeat spend (lifetimes'
+    ``monetary_value``), or the mean order value of a customer without repeats."""
+    if customer.frequency > 0:
+        return customer.monetary_value
+    return customer.total_spend / max(customer.order_count, 1)
+
+
+def clv(model: BgNbd, customer: CustomerSnapshot, horizon_days: float = 365.0) -> float:
+    """Expected spend over the next ``horizon_days`` (undiscounted)."""
+    if not customer.has_purchased:
+        return 0.0
+    purchases = model.expected_purchases(
+        horizon_days, customer.frequency, customer.recency, customer.T
+    )
+    return purchases * purchase_value(customer)
+
+
+@dataclass(frozen=True, slots=True)
+class SpendTrend:
+    """A customer's spend per 30 days over the recent window and over their history before it."""
+
+    recent_rate: float
+    historical_rate: float
+
+
+def spend_trend(
+    purchase_days: Mapping[str, float], as_of: date, window_days: int = 90
+) -> SpendTrend | None:
+    """Spend rates before and within the last ``window_days`` (daily totals by ISO date); None
+    when the customer has no history before the window to compare with.
+
+    >>> trend = spend_trend({"2026-01-01": 90.0, "2026-03-15": 9.0}, date(2026, 6, 1))
+    >>> round(trend.recent_rate, 2), round(trend.historical_rate, 2)
+    (3.0, 44.26)
+    """
+    window_start = as_of - timedelta(days=window_days)
+    days = sorted((date.fromisoformat(day), total) for day, total in purchase_days.items())
+    before = [total for day, total in days if day < window_start]
+    if not before:
+        return None
+    history_days = max((window_start - days[0][0]).days, 1)
+    recent = sum(total for day, total in days if window_start <= day <= as_of)
+    return SpendTrend(
+        recent_rate=recent / window_days * 30.0,
+        historical_rate=sum(before) / history_days * 30.0,
+    )
+
+
+def high_value_rate(trends: Iterable[SpendTrend | None], top_share: float = 0.25) -> float:
+    """The historical spend rate that puts a customer in the shop's top ``top_share``
+    (infinite without history: nobody is flagged).
+
+    >>> high_value_rate([SpendTrend(0.0, rate) for rate in (10.0, 20.0, 30.0, 40.0)])
+    40.0
+    """
+    rates = sorted(t.historical_rate for t in trends if t is not None)
+    if not rates:
+        return math.inf
+    return rates[min(len(rates) - 1, int(len(rates) * (1.0 - top_share)))]
+
+
+def cant_lose(trend: SpendTrend | None, high_value_rate: float, drop_ratio: float = 0.5) -> bool:
+    """Whether a once valuable customer's spend rate fell well below their own history:
+    historical rate at least ``high_value_rate`` (e.g. the shop's top quartile) and
+    recent rate below ``drop_ratio`` x historical."""
+    if trend is None:
+        return False
+    return (
+        trend.historical_rate >= high_value_rate
+        and trend.recent_rate < drop_ratio * trend.historical_rate
+    )

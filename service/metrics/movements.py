@@ -1,0 +1,218 @@
+"""MRR movements: how and when a customer's MRR changes, and what one event changed.
+
+The five movement kinds are ChartMogul's (help.chartmogul.com, "MRR movements"):
+
+- ``new``: a customer starts paying for the first time (0 -> x);
+- ``reactivation``: a customer whose subscription had ended pays again (0 -> x);
+- ``expansion`` / ``contraction``: a paying customer's MRR goes up / down (x -> y);
+- ``churn``: a paying customer's MRR drops to 0. A cancellation churns when it takes
+  effect (``effective_at``, the end of the paid period), which may be weeks after the
+  cancellation was requested and so in a later window.
+
+A customer's movements are recomputed from the facts in :class:`CustomerState`
+(signups, cancellations) plus the plan in force, so the result does not depend on the
+order events arrived in, with one exception: the state keeps only the *latest* plan, so
+a plan-carrying event (:class:`PlanChange`) is laid over the state's plan from the
+event's time on, and a late event landing before an already known *later* plan change
+of the same customer is valued at the later plan (the ledger's totals stay right; the
+split into movement kinds may not).
+Whether a 0 -> x is ``new`` or ``reactivation`` depends only on whether the subscription
+had ended (status ``cancelled``) before; a churn remembers when its subscription spell
+began (the signup that started it), which the ledger needs for "churned, but joined in
+the same period" (ChartMogul's customer churn rate excludes those).
+
+>>> from service.events import parse_time
+>>> state = CustomerState("shop", "c-1", signups=["2026-01-05T10:00:00Z"],
+...     cancellations=[("2026-01-20T08:00:00Z", "2026-02-05T10:00:00Z")],
+...     plan={"price": 30.0, "interval": "month"})
+>>> [(m.kind, m.at.date().isoformat(), m.mrr) for m in movements(state)]
+[('new', '2026-01-05', 30.0), ('churn', '2026-02-05', 30.0)]
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+
+from service.customer import CustomerState, subscription_status
+from service.events import Event, Order, Signup, parse_time
+from service.metrics.mrr import PAYING_STATUSES, monthly_price, plan_mrr
+
+MovementKind = Literal["new", "reactivation", "expansion", "contraction", "churn"]
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChange:
+    """A plan an event puts in force from ``at`` until ``until`` (exclusive; None: open)."""
+
+    at: datetime
+    mrr: float
+    until: datetime | None = None
+
+    def holds_at(self, moment: datetime) -> bool:
+        """Whether this plan is the one in force at ``moment``."""
+        return self.at <= moment and (self.until is None or moment < self.until)
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    """One change of a customer's MRR, effective at ``at``."""
+
+    at: datetime
+    kind: MovementKind
+    mrr_before: float
+    mrr_after: float
+    spell_start: datetime
+    """When the subscription spell this movement belongs to began (its signup)."""
+
+    @property
+    def mrr(self) -> float:
+        """Size of the movement (positive)."""
+        return round(abs(self.mrr_after - self.mrr_before), 6)
+
+    @property
+    def subscribers(self) -> int:
+        """Change in paying subscribers: +1 new or reactivated, -1 churned, else 0."""
+        return {"new": 1, "reactivation": 1, "churn": -1}.get(self.kind, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class MrrStep:
+    """From ``at`` on (until the next step) the customer pays ``mrr`` with ``status``."""
+
+    at: datetime
+    mrr: float
+    status: str
+
+
+def plan_change(event: Event, before: CustomerState) -> PlanChange | None:
+    """The plan ``event`` puts in force, if any.
+
+    A signup's plan holds until the customer's next later signup (which brought its own
+    plan); an order's plan holds from the order on, as :func:`service.customer.apply`
+    keeps it.
+    """
+    if isinstance(event, Signup):
+        later = [s for s in map(parse_time, before.signups) if s > event.occurred_at]
+        price = monthly_price(event.plan.price, event.plan.interval)
+        return PlanChange(event.occurred_at, price, min(later, default=None))
+    if isinstance(event, Order) and event.plan is not None:
+        return PlanChange(event.occurred_at, monthly_price(event.plan.price, event.plan.interval))
+    return None
+
+
+def _moments(state: CustomerState, change: PlanChange | None) -> list[datetime]:
+    """Every moment at which the customer's status or plan may change, in order."""
+    moments = set(map(parse_time, state.signups))
+    for occurred, effective in state.cancellations:
+        moments.update((parse_time(occurred), parse_time(effective)))
+    if change is not None:
+        moments.add(change.at)
+        if change.until is not None:
+            moments.add(change.until)
+    return sorted(moments)
+
+
+def mrr_steps(
+    state: CustomerState, base_mrr: float | None = None, change: PlanChange | None = None
+) -> list[MrrStep]:
+    """The customer's MRR over time: one step per moment where it may change.
+
+    ``base_mrr`` is the plan MRR outside ``change`` (default: the state's plan).
+    """
+    base = plan_mrr(state.plan) if base_mrr is None else base_mrr
+    steps = []
+    for moment in _moments(state, change):
+        status = subscription_status(state, moment)
+        price = change.mrr if change is not None and change.holds_at(moment) else base
+        steps.append(MrrStep(moment, price if status in PAYING_STATUSES else 0.0, status))
+    return steps
+
+
+def mrr_at(steps: Iterable[MrrStep], moment: datetime) -> float:
+    """MRR in force at ``moment`` according to ``steps`` (0 before the first)."""
+    current = 0.0
+    for step in steps:
+        if step.at > moment:
+            break
+        current = step.mrr
+    return current
+
+
+def movements(
+    state: CustomerState, base_mrr: float | None = None, change: PlanChange | None = None
+) -> list[Movement]:
+    """Every MRR movement of the customer, oldest first (see the module docstring)."""
+    found: list[Movement] = []
+    previous = 0.0
+    paying_before = False
+    spell_start: datetime | None = None
+    ended_before = False
+    for step in mrr_steps(state, base_mrr, change):
+        paying = step.status in PAYING_STATUSES
+        if paying and not paying_before:
+            spell_start = step.at
+        if step.mrr != previous:
+            kind = _kind(previous, step.mrr, ended_before)
+            found.append(Movement(step.at, kind, previous, step.mrr, spell_start or step.at))
+        ended_before = ended_before or step.status == "cancelled"
+        previous, paying_before = step.mrr, paying
+    return found
+
+
+def _kind(before: float, after: float, ended_before: bool) -> MovementKind:
+    if before == 0.0:
+        return "reactivation" if ended_before else "new"
+    if after == 0.0:
+        return "churn"
+    return "expansion" if after > before else "contraction"
+
+
+@dataclass(frozen=True, slots=True)
+class EventEffect:
+    """What one event did to one customer's movements.
+
+    An event in time order adds at most one movement (a cancellation's churn may lie in
+    the future). A late event can also move or re-value movements already recorded: a
+    late signup turns an earlier "new" into its own, a late upgrade re-values a pending
+    churn; those show up as ``removed`` plus ``added``.
+    """
+
+    added: tuple[Movement, ...]
+    removed: tuple[Movement, ...]
+
+    @property
+    def kind(self) -> MovementKind | Literal["none", "correction"]:
+        """The single movement the event caused, ``none``, or ``correction`` for more."""
+        if not self.added and not self.removed:
+            return "none"
+        if len(self.added) == 1 and not self.removed:
+            return self.added[0].kind
+        return "correction"
+
+
+def classify(event: Event, before: CustomerState, after: CustomerState) -> EventEffect:
+    """Movements ``event`` added and removed, given the state before and after applying it.
+
+    >>> from service.events import from_payload
+    >>> signup = from_payload({"type": "signup", "event_id": "e1", "shop_id": "s",
+    ...     "customer_id": "c", "occurred_at": "2026-03-01T09:00:00Z",
+    ...     "acquisition_channel": "web",
+    ...     "plan": {"plan_id": "p", "price": 60.0, "currency": "EUR", "interval": "quarter"}})
+    >>> after = CustomerState("s", "c", signups=["2026-03-01T09:00:00Z"],
+    ...     plan={"price": 60.0, "interval": "quarter"})
+    >>> effect = classify(signup, CustomerState("s", "c"), after)
+    >>> effect.kind, effect.added[0].mrr
+    ('new', 20.0)
+    """
+    base = plan_mrr(before.plan)
+    old = Counter(movements(before, base))
+    new = Counter(movements(after, base, plan_change(event, before)))
+    return EventEffect(_sorted(new - old), _sorted(old - new))
+
+
+def _sorted(found: Counter[Movement]) -> tuple[Movement, ...]:
+    return tuple(sorted(found.elements(), key=lambda m: (m.at, m.kind)))

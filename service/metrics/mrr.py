@@ -1,0 +1,61 @@
+"""Monthly recurring revenue (MRR): what a subscription is worth per month.
+
+A plan's price is normalised to one month the way subscription-analytics tools do
+(ChartMogul: a yearly plan of 120 is 10 MRR): weekly prices x 52 / 12, monthly as is,
+quarterly / 3, yearly / 12. A customer's MRR at a moment is their plan's MRR while the
+subscription is ``active`` or ``cancelling`` (paid until it ends) and 0 otherwise.
+Amounts are rounded to 6 decimals so sums stay reproducible.
+
+>>> monthly_price(30.0, "quarter"), monthly_price(10.0, "week")
+(10.0, 43.333333)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from service.customer import CustomerState, subscription_status
+
+PAYMENTS_PER_YEAR: dict[str, int] = {"week": 52, "month": 12, "quarter": 4, "year": 1}
+"""How often a plan of each billing interval is paid in a year."""
+
+PAYING_STATUSES = frozenset({"active", "cancelling"})
+"""Subscription statuses (see :func:`service.customer.subscription_status`) that earn MRR."""
+
+
+def monthly_price(price: float, interval: str) -> float:
+    """``price`` per ``interval`` as an amount per month.
+
+    >>> monthly_price(120.0, "year"), monthly_price(19.9, "month")
+    (10.0, 19.9)
+    """
+    return round(price * PAYMENTS_PER_YEAR[interval] / 12, 6)
+
+
+def plan_mrr(plan: Mapping[str, Any] | None) -> float:
+    """MRR of a plan as kept in :class:`CustomerState` (``None``: no plan, 0).
+
+    >>> plan_mrr({"price": 9.0, "interval": "quarter"}), plan_mrr(None)
+    (3.0, 0.0)
+    """
+    if plan is None:
+        return 0.0
+    return monthly_price(float(plan["price"]), str(plan["interval"]))
+
+
+def customer_mrr(state: CustomerState, at: datetime) -> float:
+    """The customer's MRR at ``at``: their current plan while the subscription pays.
+
+    >>> from service.events import parse_time
+    >>> state = CustomerState("shop", "c-1", signups=["2026-01-01T00:00:00Z"],
+    ...                       plan={"price": 12.0, "interval": "month"})
+    >>> customer_mrr(state, parse_time("2026-02-01T00:00:00Z"))
+    12.0
+    >>> customer_mrr(state, parse_time("2025-12-31T00:00:00Z"))
+    0.0
+    """
+    if subscription_status(state, at) not in PAYING_STATUSES:
+        return 0.0
+    return plan_mrr(state.plan)

@@ -1,0 +1,180 @@
+"""Churn risk: the probability that a customer cancels or lapses within a horizon, learned online.
+
+Per shop, an online logistic regression (river: ``StandardScaler | LogisticRegression``)
+over the :func:`~service.learning.vectors.behaviour_vector`. Labels come from the
+stream itself (:mod:`service.learning.labels`): a snapshot of the customer's
+features and of the probability published then is kept at most every
+``snapshot_every_days``; a cancellation or lapse within ``horizon_days`` labels it
+churned, surviving the horizon labels it not churned. Each settled snapshot is
+first scored with the probability published when it was taken (progressive
+validation, :class:`~service.learning.quality.ChurnQuality`), then learned.
+
+Small shops borrow strength: the published probability is
+``w * shop + (1 - w) * fallback`` with ``w = min(1, labelled / prior_weight_examples)``.
+The fallback is the prior shared by all shops of a Kafka partition
+(:meth:`ChurnRiskModel.attach_prior`, itself a ChurnRiskModel that learns every
+shop's settled examples), or, without one, a cold-start rule: the share of the way
+to a lapse the customer's silence has gone.
+
+Segments are risk bands: ``low`` below 0.2, ``medium`` below 0.5, ``high`` above
+(configurable). A customer who already cancelled or lapsed is out of scope (None):
+they are no longer at risk of leaving, they have left (see the lifecycle model).
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, ClassVar, Self
+
+from river import linear_model as river_linear_model
+from river import optim as river_optim
+from river import preprocessing as river_preprocessing
+
+from service.features import CustomerSnapshot
+from service.learning.labels import Example, Labeller, LapseRule
+from service.learning.quality import ChurnQuality
+from service.learning.vectors import Vector, behaviour_vector
+from service.settings import Settings
+
+linear_model: Any = river_linear_model  # river has no type hints
+optim: Any = river_optim
+preprocessing: Any = river_preprocessing
+
+BANDS = ("low", "medium", "high")
+
+
+class ChurnRiskModel:
+    """Per-shop online churn classifier with delayed, leak-free labels (see module docstring)."""
+
+    name: ClassVar[str] = "churn_risk"
+    derived_from_customers: ClassVar[bool] = False
+
+    def __init__(
+        self,
+        horizon_days: float = 60.0,
+        lapse_multiple: float = 3.0,
+        lapse_days: float = 90.0,
+        snapshot_every_days: float = 7.0,
+        per_customer: int = 8,
+        max_pending: int = 20_000,
+        bands: tuple[float, float] = (0.2, 0.5),
+        prior_weight_examples: int = 200,
+        learning_rate: float = 0.05,
+        l2: float = 0.001,
+    ) -> None:
+        self.lapse = LapseRule(lapse_multiple, lapse_days)
+        self.labels = Labeller(horizon_days, snapshot_every_days, per_customer, max_pending)
+        self.bands = bands
+        self.prior_weight_examples = prior_weight_examples
+        self.classifier = preprocessing.StandardScaler() | linear_model.LogisticRegression(
+            optimizer=optim.SGD(learning_rate), l2=l2
+        )
+        self.labelled = 0
+        self.quality_meter = ChurnQuality()
+        self._prior: ChurnRiskModel | None = None
+
+    @classmethod
+    def create(cls, settings: Settings, seed: int) -> Self:
+        """A fresh shop model, configured by :meth:`from_settings` (no randomness: seed unused)."""
+        return cls.from_settings(settings)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Self:
+        """A model configured by ``settings``."""
+        return cls(
+            horizon_days=settings.churn_horizon_days,
+            lapse_multiple=settings.churn_lapse_multiple,
+            lapse_days=float(settings.lifecycle_churned_days),
+            max_pending=settings.churn_max_pending,
+            bands=(settings.churn_band_medium, settings.churn_band_high),
+            prior_weight_examples=settings.churn_prior_weight_examples,
+        )
+
+    def attach_prior(self, prior: ChurnRiskModel) -> None:
+        """Blend with ``prior`` (shared by the partition's shops) and feed it settled examples.
+
+        Not pickled with this model: attach again after restoring a checkpoint.
+        """
+        self._prior = prior
+
+    @property
+    def prior(self) -> ChurnRiskModel | None:
+        """The attached prior, if any."""
+        return self._prior
+
+    def learn(self, customer: CustomerSnapshot) -> None:
+        """Settle the customer's pending snapshots the stream now answers, then maybe keep one."""
+        churned_at = self.lapse.churned_at(customer)
+        for example in self.labels.settle(customer.customer_id, customer.as_of, churned_at):
+            self.learn_example(example)
+        if churned_at is None and self.labels.due(customer.customer_id, customer.as_of):
+            x = behaviour_vector(customer)
+            cold = self.cold_start(customer)
+            predictions: tuple[float, ...] = (self.probability(x, cold),)
+            if self._prior is not None:
+                predictions += (self._prior.probability(x, cold),)
+            self.labels.hold(customer.customer_id, customer.as_of, x, predictions)
+
+    def learn_example(self, example: Example) -> None:
+        """Score the prediction made at the time (progressive validation), then learn."""
+        self.quality_meter.update(example.churned, example.predictions[0])
+        self.classifier.learn_one(example.features, example.churned)
+        self.labelled += 1
+        if self._prior is not None and len(example.predictions) > 1:
+            self._prior.learn_example(
+                Example(example.features, example.predictions[1:], example.churned, example.as_of)
+            )
+
+    def assign(self, customer: CustomerSnapshot) -> str | None:
+        """Risk band of the customer; None once they cancelled or lapsed."""
+        probability = self.risk(customer)
+        if probability is None:
+            return None
+        low, high = self.bands
+        return BANDS[(probability >= low) + (probability >= high)]
+
+    def risk(self, customer: CustomerSnapshot) -> float | None:
+        """P(cancel or lapse within the horizon); None once they cancelled or lapsed."""
+        if self.lapse.churned_at(customer) is not None:
+            return None
+        return self.probability(behaviour_vector(customer), self.cold_start(customer))
+
+    def probability(self, x: Vector, cold: float) -> float:
+        """The shop's learned probability blended with the prior (or ``cold``) by experience."""
+        weight = min(1.0, self.labelled / self.prior_weight_examples)
+        fallback = cold if self._prior is None else self._prior.probability(x, cold)
+        if weight <= 0.0:
+            return fallback
+        learned = float(self.classifier.predict_proba_one(x).get(True, 0.0))
+        return weight * learned + (1.0 - weight) * fallback
+
+    def cold_start(self, customer: CustomerSnapshot) -> float:
+        """Share of the way to a lapse the customer's silence has gone (0..1)."""
+        return min(1.0, customer.last_activity_days / self.lapse.gap_days(customer))
+
+    def quality(self) -> dict[str, float]:
+        """Progressive-validation ``roc_auc``, ``log_loss``, ``brier``; ``labelled``,
+        ``positives``, ``pending`` and ``skipped`` snapshot counts, shop ``weight``."""
+        return {
+            **self.quality_meter.as_dict(),
+            "pending": float(self.labels.pending_count),
+            "skipped": float(self.labels.skipped),
+            "weight": min(1.0, self.labelled / self.prior_weight_examples),
+        }
+
+    def size_bytes(self) -> int:
+        """Size of the model as checkpointed (pickled, without the prior)."""
+        return len(pickle.dumps(self, protocol=5))
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Everything but the prior, which is checkpointed apart and attached again."""
+        state = dict(self.__dict__)
+        state["_prior"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Restore a checkpoint (no prior attached)."""
+        self.__dict__.update(state)
+
+
+MODEL = ChurnRiskModel

@@ -1,0 +1,229 @@
+"""The query API and the metrics topic on two real workers sharing the partitions.
+
+Any worker answers for any shop (requests are routed to the partition's owner), the
+window metrics equal an independent pandas computation over the same events, and bad
+requests get clear 4xx answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import date
+from typing import Any
+
+import pytest
+
+from service.contracts import validate_output
+from service.publish import publish
+from service.settings import Settings
+from service.simulation.generator import Simulation, SimulationConfig, generate
+from service.topics import ensure_topics
+from tests.integration.kafka_io import consume_all
+from tests.integration.worker_process import WorkerProcess, free_port, unique_name
+from tests.metrics_oracle import MetricsOracle
+
+REPLAY_ENV = {
+    # A replay delivers months of event time in seconds, and the three input topics are
+    # consumed independently: allow the whole span as lateness, as a backfill should.
+    "SEGSTREAM_METRICS_ALLOWED_LATENESS_DAYS": "400",
+    "SEGSTREAM_METRICS_RETENTION_DAYS": "800",
+    "SEGSTREAM_METRICS_SNAPSHOT_INTERVAL_S": "2",
+    "SEGSTREAM_GAUGES_INTERVAL_S": "2",
+}
+
+
+@pytest.fixture(scope="module")
+def simulation() -> Simulation:
+    return generate(
+        SimulationConfig(
+            seed=5, shops_per_kind=1, customers_per_shop=30, start=date(2025, 6, 1), days=150
+        )
+    )
+
+
+@pytest.fixture(scope="module")
+def settings(kafka_bootstrap: str) -> Settings:
+    return Settings(
+        kafka_bootstrap=kafka_bootstrap,
+        app_id=unique_name("segstream-api"),
+        topic_prefix=unique_name("api") + ".",
+        topic_partitions=4,
+    )
+
+
+@pytest.fixture(scope="module")
+def workers(
+    settings: Settings, simulation: Simulation, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[WorkerProcess]]:
+    asyncio.run(ensure_topics(settings))
+    started = [
+        WorkerProcess(
+            settings.kafka_bootstrap,
+            settings.app_id,
+            settings.topic_prefix,
+            free_port(),
+            tmp_path_factory.mktemp("api") / name,
+            partitions=settings.topic_partitions,
+            extra_env=REPLAY_ENV,
+        )
+        for name in ("a", "b")
+    ]
+    try:
+        for worker in started:
+            worker.start()
+        for worker in started:
+            worker.wait_ready(timeout_s=120)
+        asyncio.run(publish(simulation.outbox(), settings))
+        wait_for_all(started, len(simulation.events))
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()
+
+
+def wait_for_all(workers: list[WorkerProcess], expected: int, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        handled = sum(w.metric("segstream_events_total") for w in workers)
+        if handled >= expected:
+            return
+        time.sleep(0.5)
+    raise AssertionError(f"handled {handled} of {expected}\n{workers[0].log_tail()}")
+
+
+def shops(simulation: Simulation) -> list[str]:
+    return sorted({event["shop_id"] for event in simulation.events})
+
+
+def test_both_workers_share_the_partitions(workers: list[WorkerProcess]) -> None:
+    assert all(w.metric("segstream_events_total") > 0 for w in workers)
+
+
+def test_any_worker_answers_for_any_shop(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    for shop_id in shops(simulation):
+        answers = [w.get_json(f"/shops/{shop_id}/segments") for w in workers]
+        assert answers[0] == answers[1]
+        status, body = answers[0]
+        assert status == 200
+        assert set(body["models"]) >= {"rfm", "lifecycle"}
+        customers = {e["customer_id"] for e in simulation.events if e["shop_id"] == shop_id}
+        assert sum(body["models"]["lifecycle"].values()) == len(customers)
+
+
+def test_window_metrics_equal_an_independent_computation(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    oracle = MetricsOracle(simulation.events)
+    compared = 0
+    for shop_id in shops(simulation):
+        for month in ("2025-07-01", "2025-08-01", "2025-09-01", "2025-10-01"):
+            status, got = workers[compared % 2].get_json(
+                f"/shops/{shop_id}/metrics?grain=month&start={month}"
+            )
+            assert status == 200, got
+            expected = oracle.window(
+                shop_id, date.fromisoformat(got["start"]), date.fromisoformat(got["end"]), "all"
+            )
+            fields = {
+                "subscribers_start": got["subscribers"]["start"],
+                "subscribers_end": got["subscribers"]["end"],
+                "reactivations": got["subscribers"]["reactivated"],
+                "churned_subscribers": got["subscribers"]["churned"],
+                "signups": got["signups"],
+                "orders": got["orders"]["count"],
+            }
+            for name, value in fields.items():
+                assert value == expected[name], (shop_id, month, name)
+            amounts = {
+                "mrr_start": got["mrr"]["start"],
+                "mrr_end": got["mrr"]["end"],
+                "new_mrr": got["mrr"]["new"],
+                "churn_mrr": got["mrr"]["churn"],
+                "revenue": got["orders"]["revenue"],
+            }
+            for name, value in amounts.items():
+                assert value == pytest.approx(expected[name], abs=1e-4), (shop_id, month, name)
+            compared += 1
+    assert compared == 4 * len(shops(simulation))
+
+
+def test_customer_view_and_paged_segment_members(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    shop_id = shops(simulation)[0]
+    _, sizes = workers[1].get_json(f"/shops/{shop_id}/segments")
+    segment, size = max(sizes["models"]["lifecycle"].items(), key=lambda item: item[1])
+    pages: list[str] = []
+    for offset in range(0, size, 7):
+        status, page = workers[0].get_json(
+            f"/shops/{shop_id}/segments/lifecycle/{segment}?limit=7&offset={offset}"
+        )
+        assert status == 200 and page["total"] == size
+        pages += page["customers"]
+    assert len(pages) == len(set(pages)) == size
+    status, customer = workers[1].get_json(f"/shops/{shop_id}/customers/{pages[0]}")
+    assert status == 200
+    assert customer["segments"]["lifecycle"] == segment
+    assert {"frequency", "recency", "T", "monetary_value"} <= set(customer["features"])
+
+
+def test_cohort_table_counts_each_paying_customer_once(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    shop_id = shops(simulation)[0]
+    status, body = workers[0].get_json(f"/shops/{shop_id}/cohorts?months=6")
+    assert status == 200
+    assert body["cohorts"], body
+    for row in body["cohorts"]:
+        assert row["cohort"] <= "2025-10"
+
+
+@pytest.mark.parametrize(
+    ("path", "status", "mentions"),
+    [
+        ("/shops/no-such-shop/segments", 404, "no-such-shop"),
+        ("/shops/{shop}/customers/nobody", 404, "nobody"),
+        ("/shops/{shop}/metrics?grain=fortnight", 400, "grain"),
+        ("/shops/{shop}/metrics?start=yesterday", 400, "start"),
+        ("/shops/{shop}/segments/lifecycle/new?limit=0", 400, "limit"),
+        ("/shops/{shop}/segments/lifecycle/new?offset=-1", 400, "offset"),
+        ("/shops/{shop}/segments/no-model/x", 404, "no-model"),
+        ("/shops/{shop}/cohorts?months=many", 400, "months"),
+    ],
+)
+def test_bad_requests_get_clear_errors(
+    workers: list[WorkerProcess], simulation: Simulation, path: str, status: int, mentions: str
+) -> None:
+    for worker in workers:
+        got, body = worker.get_json(path.format(shop=shops(simulation)[0]))
+        assert got == status, body
+        assert mentions in body["detail"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_metric_snapshots_arrive_on_the_metrics_topic(
+    workers: list[WorkerProcess], settings: Settings, simulation: Simulation
+) -> None:
+    expected = set(shops(simulation))
+    records = await consume_all(
+        settings.kafka_bootstrap,
+        settings.topic("metrics"),
+        until=lambda got: {json.loads(r.value)["shop_id"] for r in got} >= expected,
+        timeout_s=30,
+    )
+    payloads: list[dict[str, Any]] = [json.loads(r.value) for r in records]
+    assert {p["shop_id"] for p in payloads} >= expected
+    for payload in payloads:
+        validate_output("metrics_snapshot", payload)
+
+
+def test_prometheus_gauges_cover_segments_and_tables(workers: list[WorkerProcess]) -> None:
+    time.sleep(3)
+    total = sum(w.metric("segstream_segment_customers", model="lifecycle") for w in workers)
+    assert total > 0
+    assert all(w.metric("segstream_table_entries", table="customers") > 0 for w in workers)

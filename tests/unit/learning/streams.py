@@ -1,0 +1,62 @@
+"""Simulated shops folded into customer snapshots in the order the pipeline evaluates them.
+
+Like :class:`service.pipeline.Pipeline` without Kafka: every event is applied to its
+customer's state and the customer is evaluated at the shop's stream time; every
+``rescore_days`` of stream time every known customer is evaluated again (the timer).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+from service.customer import CustomerState, apply
+from service.events import from_payload
+from service.features import CustomerSnapshot, snapshot
+from service.simulation import Simulation, SimulationConfig, generate
+from service.simulation.shops import KINDS, Shop
+
+
+def one_shop(
+    seed: int, customers: int, days: int = 365, kind: int = 0, start: date = date(2025, 1, 1)
+) -> Simulation:
+    """A simulation of a single shop of one kind (the default persona mix)."""
+    shop = Shop(f"{KINDS[kind].slug}-1", KINDS[kind])
+    return generate(
+        SimulationConfig(
+            seed=seed, shops=(shop,), customers_per_shop=customers, start=start, days=days
+        )
+    )
+
+
+def evaluations(simulation: Simulation, rescore_days: float = 1.0) -> Iterator[CustomerSnapshot]:
+    """Snapshots of one shop's customers, as the pipeline would evaluate them."""
+    states: dict[str, CustomerState] = {}
+    now = None
+    rescored = None
+    for payload in simulation.events:
+        event = from_payload(payload)
+        now = event.occurred_at if now is None else max(now, event.occurred_at)
+        rescored = rescored or now
+        state = states.setdefault(
+            event.customer_id, CustomerState(event.shop_id, event.customer_id)
+        )
+        if apply(state, event, dedup_window=1000):
+            yield snapshot(state, now)
+        if now - rescored >= timedelta(days=rescore_days):
+            rescored = now
+            for customer_id in sorted(states):
+                yield snapshot(states[customer_id], now)
+
+
+def final_snapshots(simulation: Simulation) -> dict[str, CustomerSnapshot]:
+    """Every customer's snapshot at the end of the stream, by customer id."""
+    events = [from_payload(payload) for payload in simulation.events]
+    end = max(event.occurred_at for event in events)
+    states: dict[str, CustomerState] = {}
+    for event in events:
+        state = states.setdefault(
+            event.customer_id, CustomerState(event.shop_id, event.customer_id)
+        )
+        apply(state, event, dedup_window=1000)
+    return {customer_id: snapshot(state, end) for customer_id, state in sorted(states.items())}

@@ -1,0 +1,217 @@
+"""BG/NBD as lifetimes' BetaGeoFitter computes it, checked against direct numeric integration."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from datetime import UTC, date, datetime
+
+import numpy as np
+import pytest
+from scipy import integrate, stats
+
+from service.customer import CustomerState, apply
+from service.events import from_payload
+from service.features import snapshot
+from service.learning.lifetime import (
+    BgNbd,
+    SpendTrend,
+    cant_lose,
+    clv,
+    fit,
+    fit_customers,
+    high_value_rate,
+    log_likelihood,
+    spend_trend,
+)
+from tests.unit.learning.streams import final_snapshots, one_shop
+
+# The CDNOW parameters of Fader, Hardie & Lee (2005), in weeks.
+PAPER = BgNbd(r=0.243, alpha=4.414, a=0.793, b=2.426)
+CUSTOMERS = [(0, 0.0, 30.0), (1, 10.0, 20.0), (4, 20.0, 38.0), (12, 35.0, 36.0)]
+
+
+def _posterior_parts(params: BgNbd, x: int, t_x: float, big_t: float) -> tuple[float, float]:
+    """(likelihood alive at T, likelihood dropped after the last purchase) of the model's
+    individual-level likelihood averaged over p ~ Beta(a, b) (moments of the Beta) and
+    lambda ~ Gamma(r, alpha) (numerically)."""
+    rate = stats.gamma(params.r, scale=1 / params.alpha)
+    dropout = stats.beta(params.a, params.b)
+    survive_all = dropout.expect(lambda p: (1 - p) ** x)
+    drop_last = dropout.expect(lambda p: p * (1 - p) ** (x - 1)) if x else 0.0
+
+    def purchases_then_silence(lam: float, silent_from: float) -> float:
+        return float(lam**x * math.exp(-lam * silent_from) * rate.pdf(lam))
+
+    def over_rates(silent_from: float) -> float:
+        return sum(
+            integrate.quad(
+                purchases_then_silence,
+                low,
+                high,
+                args=(silent_from,),
+                epsabs=0,
+                epsrel=1e-11,
+                limit=200,
+            )[0]
+            for low, high in ((0, 1e-6), (1e-6, 1), (1, np.inf))
+        )
+
+    return survive_all * over_rates(big_t), drop_last * over_rates(t_x)
+
+
+@pytest.mark.parametrize(("x", "t_x", "big_t"), CUSTOMERS)
+def test_log_likelihood_matches_numeric_integration(x: int, t_x: float, big_t: float) -> None:
+    alive, dropped = _posterior_parts(PAPER, x, t_x, big_t)
+    formula = float(log_likelihood(PAPER, [x], [t_x], [big_t])[0])
+    assert formula == pytest.approx(math.log(alive + dropped), rel=1e-5)
+
+
+@pytest.mark.parametrize(("x", "t_x", "big_t"), CUSTOMERS[1:])
+def test_p_alive_is_the_posterior_share_of_alive(x: int, t_x: float, big_t: float) -> None:
+    alive, dropped = _posterior_parts(PAPER, x, t_x, big_t)
+    assert PAPER.p_alive(x, t_x, big_t) == pytest.approx(alive / (alive + dropped), rel=1e-5)
+
+
+def test_p_alive_is_one_without_repeat_purchases_as_in_lifetimes() -> None:
+    assert PAPER.p_alive(frequency=0, recency=0.0, T=500.0) == 1.0
+
+
+def test_p_alive_falls_with_silence() -> None:
+    assert PAPER.p_alive(5, 10.0, 12.0) > PAPER.p_alive(5, 10.0, 40.0)
+
+
+def test_expected_purchases_of_a_new_customer_match_integration() -> None:
+    dropout = stats.beta(PAPER.a, PAPER.b)
+    t = 39.0
+
+    def purchases(p: float) -> float:
+        # E[X(t) | lambda, p] = (1 - exp(-lambda p t)) / p; over lambda ~ Gamma(r, alpha)
+        # E[exp(-lambda p t)] = (alpha / (alpha + p t)) ** r
+        return float((1 - (PAPER.alpha / (PAPER.alpha + p * t)) ** PAPER.r) / p * dropout.pdf(p))
+
+    numeric = integrate.quad(purchases, 0, 1, epsrel=1e-11, limit=200)[0]
+    assert PAPER.unconditional_expected_purchases(t) == pytest.approx(numeric, rel=1e-6)
+    assert PAPER.expected_purchases(t, 0, 0.0, 0.0) == pytest.approx(numeric, rel=1e-6)
+
+
+def test_expected_purchases_follow_the_paper_example() -> None:
+    # Fader, Hardie & Lee (2005), p. 281: x=2, t_x=30.43, T=38.86 expects 1.226 in 39 weeks.
+    assert PAPER.expected_purchases(39.0, 2, 30.43, 38.86) == pytest.approx(1.226, abs=5e-3)
+
+
+def test_expected_days_to_next_order_is_the_posterior_mean_wait() -> None:
+    x, big_t = 4, 38.0
+    posterior = stats.gamma(PAPER.r + x, scale=1 / (PAPER.alpha + big_t))
+    mean_wait = integrate.quad(lambda lam: posterior.pdf(lam) / lam, 0, np.inf)[0]
+    assert PAPER.expected_days_to_next_order(x, big_t) == pytest.approx(mean_wait, rel=1e-6)
+
+
+def _simulate(params: BgNbd, customers: int, horizon: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for _ in range(customers):
+        lam = rng.gamma(params.r, 1 / params.alpha)
+        p = rng.beta(params.a, params.b)
+        t, x, last = 0.0, 0, 0.0
+        while True:
+            t += rng.exponential(1 / lam)
+            if t > horizon:
+                break
+            x, last = x + 1, t
+            if rng.random() < p:
+                break
+        rows.append((x, last, horizon))
+    return np.array(rows)
+
+
+def test_fit_recovers_the_parameters_of_simulated_customers() -> None:
+    data = _simulate(PAPER, customers=3000, horizon=52.0, seed=3)
+    fitted = fit(data[:, 0], data[:, 1], data[:, 2])
+    truth_ll = log_likelihood(PAPER, data[:, 0], data[:, 1], data[:, 2]).sum()
+    fitted_ll = log_likelihood(fitted, data[:, 0], data[:, 1], data[:, 2]).sum()
+    assert fitted_ll >= truth_ll
+    assert fitted.r == pytest.approx(PAPER.r, rel=0.25)
+    assert fitted.alpha == pytest.approx(PAPER.alpha, rel=0.35)
+    assert fitted.a / (fitted.a + fitted.b) == pytest.approx(PAPER.a / (PAPER.a + PAPER.b), rel=0.3)
+
+
+def test_fit_rejects_an_empty_shop() -> None:
+    with pytest.raises(ValueError, match="at least one customer"):
+        fit([], [], [])
+
+
+def test_clv_is_expected_purchases_times_repeat_spend() -> None:
+    state = CustomerState(
+        "shop", "c-1", purchase_days={"2025-01-01": 10.0, "2025-02-01": 30.0, "2025-03-01": 50.0}
+    )
+    view = snapshot(state, datetime(2025, 4, 1, tzinfo=UTC))
+    expected = PAPER.expected_purchases(90.0, view.frequency, view.recency, view.T)
+    assert clv(PAPER, view, horizon_days=90.0) == pytest.approx(expected * 40.0)
+
+
+def test_clv_of_a_one_time_buyer_uses_their_order_value() -> None:
+    state = CustomerState(
+        "shop", "c-1", purchase_days={"2025-01-01": 25.0}, order_count=1, total_spend=25.0
+    )
+    view = snapshot(state, datetime(2025, 2, 1, tzinfo=UTC))
+    assert clv(PAPER, view, 30.0) == pytest.approx(
+        PAPER.expected_purchases(30.0, 0, 0.0, 31.0) * 25
+    )
+
+
+def test_spend_trend_compares_the_recent_window_with_the_history_before() -> None:
+    days = {"2025-01-10": 60.0, "2025-03-01": 60.0, "2025-05-20": 5.0}
+    trend = spend_trend(days, date(2025, 7, 1), window_days=90)
+    assert trend is not None
+    assert trend.recent_rate == pytest.approx(5.0 / 90 * 30)
+    assert trend.historical_rate == pytest.approx(
+        120.0 / (date(2025, 4, 2) - date(2025, 1, 10)).days * 30
+    )
+
+
+def test_spend_trend_needs_history_before_the_window() -> None:
+    assert spend_trend({"2025-06-01": 10.0}, date(2025, 7, 1)) is None
+
+
+@pytest.mark.parametrize(
+    ("trend", "flagged"),
+    [
+        (SpendTrend(recent_rate=10.0, historical_rate=50.0), True),
+        (SpendTrend(recent_rate=30.0, historical_rate=50.0), False),
+        (SpendTrend(recent_rate=1.0, historical_rate=15.0), False),
+        (None, False),
+    ],
+)
+def test_cant_lose_flags_valuable_customers_whose_spend_fell(
+    trend: SpendTrend | None, flagged: bool
+) -> None:
+    assert cant_lose(trend, high_value_rate=40.0) is flagged
+
+
+def test_on_a_simulated_shop_leavers_look_dead_and_decliners_are_flagged() -> None:
+    simulation = one_shop(seed=3, customers=200, days=730, start=date(2024, 1, 1))
+    final = final_snapshots(simulation)
+    model = fit_customers(list(final.values()))
+    persona = {t.customer_id: t.persona for t in simulation.truth}
+
+    def mean_p_alive(name: str) -> float:
+        views = [v for c, v in final.items() if persona[c] == name and v.has_purchased]
+        return statistics.fmean(model.p_alive(v.frequency, v.recency, v.T) for v in views)
+
+    assert mean_p_alive("loyal") > 0.8
+    assert mean_p_alive("declining_big_spender") < 0.2
+    states: dict[str, CustomerState] = {}
+    for payload in simulation.events:
+        event = from_payload(payload)
+        state = states.setdefault(
+            event.customer_id, CustomerState(event.shop_id, event.customer_id)
+        )
+        apply(state, event, dedup_window=1000)
+    end = max(view.as_of for view in final.values()).date()
+    trends = {c: spend_trend(s.purchase_days, end) for c, s in states.items()}
+    threshold = high_value_rate(trends.values())
+    flagged = Counter(persona[c] for c, trend in trends.items() if cant_lose(trend, threshold))
+    assert flagged.most_common(1)[0][0] == "declining_big_spender"
+    assert flagged["declining_big_spender"] >= 0.7 * sum(flagged.values())

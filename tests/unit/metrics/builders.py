@@ -1,0 +1,155 @@
+"""Events and a tiny stand-in for the pipeline, for the metrics tests.
+
+:class:`Shop` does for the ledger what the pipeline does: fold each event into the
+customer's state, (optionally) re-assign segments at the shop's stream time, and call
+:meth:`MetricsLedger.record` with copies of the state before and after.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, MutableMapping
+from datetime import UTC, datetime
+from itertools import count
+from typing import Any
+
+from service.customer import CustomerState, apply, subscription_status
+from service.events import Event, format_time, from_payload
+from service.metrics.ledger import MetricsLedger, Recorded
+
+SHOP = "tea-1"
+Segmenter = Callable[[CustomerState, datetime], dict[str, str]]
+_ids: Iterator[int] = count()
+
+
+def at(day: str, hour: int = 12) -> datetime:
+    """``2025-03-01`` at ``hour`` o'clock UTC."""
+    return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
+
+
+def _envelope(kind: str, customer: str, when: datetime) -> dict[str, Any]:
+    return {
+        "schema_version": 1,
+        "type": kind,
+        "event_id": f"e-{next(_ids)}",
+        "shop_id": SHOP,
+        "customer_id": customer,
+        "occurred_at": format_time(when),
+    }
+
+
+def plan(price: float, interval: str = "month", tier: str = "basic") -> dict[str, Any]:
+    """A plan payload."""
+    return {
+        "plan_id": f"{tier}-{interval}",
+        "price": price,
+        "currency": "EUR",
+        "interval": interval,
+        "tier": tier,
+    }
+
+
+def signup(
+    customer: str, when: datetime, price: float = 30.0, interval: str = "month", tier: str = "basic"
+) -> Event:
+    """A signup to a plan of ``price`` per ``interval``."""
+    payload = _envelope("signup", customer, when)
+    payload.update(acquisition_channel="web", plan=plan(price, interval, tier))
+    return from_payload(payload)
+
+
+def order(
+    customer: str, when: datetime, amount: float = 30.0, new_plan: dict[str, Any] | None = None
+) -> Event:
+    """An order, optionally switching to ``new_plan``."""
+    payload = _envelope("order", customer, when)
+    payload.update(
+        order_id=payload["event_id"], amount=amount, currency="EUR", is_renewal=new_plan is not None
+    )
+    if new_plan is not None:
+        payload["plan"] = new_plan
+    return from_payload(payload)
+
+
+def cancel(customer: str, when: datetime, effective: datetime | None = None) -> Event:
+    """A cancellation, effective at once unless ``effective`` is given."""
+    payload = _envelope("cancellation", customer, when)
+    payload["reason"] = "price"
+    if effective is not None:
+        payload["effective_at"] = format_time(effective)
+    return from_payload(payload)
+
+
+def tier_and_status(state: CustomerState, now: datetime) -> dict[str, str]:
+    """Two stand-in segment models: the plan tier and the subscription status."""
+    segments = {"status": subscription_status(state, now)}
+    if state.plan is not None and state.plan.get("tier"):
+        segments["tier"] = str(state.plan["tier"])
+    return segments
+
+
+def copy_state(state: CustomerState) -> CustomerState:
+    """A deep copy (what the pipeline hands the ledger as ``before``)."""
+    return CustomerState.from_json(state.to_json())
+
+
+class Shop:
+    """Customer states of one shop, fed event by event into a ledger."""
+
+    def __init__(self, ledger: MetricsLedger, segmenter: Segmenter | None = None) -> None:
+        self.ledger = ledger
+        self.segmenter = segmenter
+        self.states: dict[str, CustomerState] = {}
+        self.stream_time: datetime | None = None
+
+    def send(self, *events: Event) -> list[Recorded]:
+        """Process ``events`` in the given order."""
+        return [self._one(event) for event in events]
+
+    def _one(self, event: Event) -> Recorded:
+        state = self.states.setdefault(
+            event.customer_id, CustomerState(event.shop_id, event.customer_id)
+        )
+        before = copy_state(state)
+        assert apply(state, event, dedup_window=1000)
+        now = event.occurred_at
+        if self.stream_time is not None:
+            now = max(now, self.stream_time)
+        self.stream_time = now
+        if self.segmenter is not None:
+            state.segments = self.segmenter(state, now)
+        return self.ledger.record(event, before, copy_state(state), now)
+
+    def rescore(self) -> None:
+        """Re-assign every customer's segments at the stream time (the pipeline's timer)."""
+        assert self.segmenter is not None and self.stream_time is not None
+        for state in self.states.values():
+            segments = self.segmenter(state, self.stream_time)
+            if segments != state.segments:
+                before = copy_state(state)
+                state.segments = segments
+                self.ledger.record(None, before, copy_state(state), self.stream_time)
+
+
+class CountingBuckets(MutableMapping[str, dict[str, Any]]):
+    """A dict that counts writes and deletions (changelog records)."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, dict[str, Any]] = {}
+        self.writes = 0
+
+    def __getitem__(self, key: str) -> dict[str, Any]:
+        return self.data[key]
+
+    def __setitem__(self, key: str, value: dict[str, Any]) -> None:
+        self.writes += 1
+        self.data[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        self.writes += 1
+        del self.data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.data)
+
+    def __len__(self) -> int:
+        return len(self.data)
