@@ -34,25 +34,44 @@ class Settings(BaseSettings):
 
     app_id: str = Field("segstream", description="Faust app id: consumer group and table prefix.")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
-    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = "PLAINTEXT"
-    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
-    kafka_username: str | None = None
-    kafka_password: SecretStr | None = None
+    kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
+        "PLAINTEXT", description="How to talk to the brokers."
+    )
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
+        "PLAIN", description="SASL mechanism when the protocol is SASL_*."
+    )
+    kafka_username: str | None = Field(None, description="SASL user name (SASL only).")
+    kafka_password: SecretStr | None = Field(
+        None, description="SASL password (SASL only; never printed)."
+    )
     topic_prefix: str = Field("segstream.", description="Prefix of every topic name.")
     topic_partitions: int = Field(8, ge=1, le=1024, description="Partitions of created topics.")
-    topic_replication: int = Field(1, ge=1, le=16)
-    processing_guarantee: Literal["at_least_once", "exactly_once"] = "at_least_once"
+    topic_replication: int = Field(1, ge=1, le=16, description="Replicas of created topics.")
+    processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
+        "at_least_once",
+        description="Faust's guarantee; exactly_once is experimental upstream (see README).",
+    )
     store: Literal["memory", "rocksdb"] = Field(
         "rocksdb", description="Local table store; the changelog topic is the source of truth."
     )
     data_dir: Path = Field(Path("var/worker"), description="Per-worker data directory.")
-    web_host: str = "127.0.0.1"
-    web_port: int = Field(6066, ge=1, le=65535)
-    log_level: Literal["debug", "info", "warning", "error"] = "warning"
-    log_format: Literal["json", "console"] = "json"
-    broker_session_timeout_s: float = Field(30.0, gt=0)
-    broker_request_timeout_s: float = Field(90.0, gt=0)
-    table_standby_replicas: int = Field(0, ge=0, le=8)
+    web_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
+    web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP API.")
+    log_level: Literal["debug", "info", "warning", "error"] = Field(
+        "warning", description="Quiet by default."
+    )
+    log_format: Literal["json", "console"] = Field(
+        "json", description="One JSON object per line, or readable lines."
+    )
+    broker_session_timeout_s: float = Field(
+        30.0, gt=0, description="How soon a dead worker's partitions move to the others."
+    )
+    broker_request_timeout_s: float = Field(
+        90.0, gt=0, description="Kafka request timeout (not below the session timeout)."
+    )
+    table_standby_replicas: int = Field(
+        0, ge=0, le=8, description="Warm table copies on other workers (faster failover)."
+    )
     dedup_window: int = Field(1000, ge=1, description="Event ids remembered per customer.")
     rescore_interval_hours: float = Field(
         24.0, gt=0, description="Stream time between full re-evaluations of a shop."
@@ -107,14 +126,28 @@ class Settings(BaseSettings):
     rfm_min_customers: int = Field(
         10, ge=1, description="Buying customers a shop needs before RFM quintiles mean anything."
     )
-    lifecycle_new_days: int = Field(30, ge=1)
-    lifecycle_at_risk_days: int = Field(45, ge=1)
-    lifecycle_churned_days: int = Field(90, ge=1)
-    lifecycle_loyal_min_repeat_days: int = Field(4, ge=1)
-    lifecycle_won_back_days: int = Field(30, ge=1)
+    lifecycle_new_days: int = Field(30, ge=1, description="Days a customer counts as new.")
+    lifecycle_at_risk_days: int = Field(
+        45, ge=1, description="Quiet days after which anyone is at risk."
+    )
+    lifecycle_churned_days: int = Field(
+        90, ge=1, description="Quiet days after which a customer has churned."
+    )
+    lifecycle_loyal_min_repeat_days: int = Field(
+        4, ge=1, description="Repeat purchase days that make a customer loyal."
+    )
+    lifecycle_won_back_days: int = Field(
+        30, ge=1, description="Days a returning customer stays won back."
+    )
     lifecycle_cadence_multiple: float = Field(
         2.5, gt=1, description="A gap this many times the customer's own cadence is at risk."
     )
+
+    @model_validator(mode="after")
+    def _timeouts_ordered(self) -> Settings:
+        if self.broker_session_timeout_s > self.broker_request_timeout_s:
+            raise ValueError("broker_session_timeout_s must not exceed broker_request_timeout_s")
+        return self
 
     @field_validator("kafka_bootstrap")
     @classmethod

@@ -1,0 +1,25 @@
+"""The README documents every setting and every API route the code has."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from service.api import SHOP_VIEWS
+from service.settings import Settings
+
+README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+
+
+def test_every_setting_is_documented_with_its_default() -> None:
+    for name, field in Settings.model_fields.items():
+        variable = f"`SEGSTREAM_{name.upper()}`"
+        assert variable in README, variable
+        row = next(line for line in README.splitlines() if line.startswith(f"| {variable}"))
+        default = "unset" if field.default is None else str(field.default)
+        assert f"`{default}`" in row, row
+
+
+def test_every_shop_route_is_documented() -> None:
+    for path in SHOP_VIEWS:
+        documented = path.replace("{shop_id}", "{shop}").replace("{customer_id}", "{customer}")
+        assert documented.split("?")[0] in README, path
