@@ -45,3 +45,11 @@ wait "$watcher"
 say "what the worker counted (http://127.0.0.1:$web_port/metrics)"
 curl -fs "http://127.0.0.1:$web_port/metrics" \
     | grep -E '^segstream_(events|dead_letters|segment_changes)_total' || true
+
+say "segment sizes of one shop (GET /shops/coffee-roaster-1/segments)"
+curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/segments" | "$py" -m json.tool
+
+say "its churn and retention last month (GET /shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01)"
+curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01" \
+    | "$py" -c 'import json, sys; m = json.load(sys.stdin); print(json.dumps({k: m[k] for k in ("start", "end", "subscribers", "rates", "arpu", "ltv")}, indent=2))'
+say "done: the broker keeps running (make kafka-down stops it); the worker was stopped"
