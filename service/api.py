@@ -4,7 +4,7 @@ Shop views are routed to the worker that owns the shop's partition, so any worke
 answers any request: the partition is Kafka's default partitioner over the ``shop_id``
 key (what producers use), its owner comes from Faust's assignment metadata. Faust's own
 ``topic_route`` is not used: it asks the producer's metadata for the topic, which is
-empty until the worker has produced to it. The contract is ``deploy/openapi.yaml``.
+empty until the worker has produced to it. The contract is ``deploy/openapi.json``.
 """
 
 from __future__ import annotations
@@ -135,4 +135,7 @@ def _shop_view(
             return web.json({"error": "unavailable", "detail": detail}, status=503)
         if URL(owner) != URL(route.own_url):
             return await proxy(app, owner, web, request)
+        if not readiness(app)["ready"]:
+            detail = "this worker is restoring the shop's tables; retry shortly"
+            return web.json({"error": "unavailable", "detail": detail}, status=503)
         return answer(web, pipeline, request, handler, **params)

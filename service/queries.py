@@ -111,8 +111,12 @@ def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -
     now = shop_now(pipeline, shop_id)
     grain = query.get("grain", "month")
     start = _date(query.get("start"), default=now.date())
+    dimension = query.get("dimension", "all")
+    known = pipeline.ledger.dimensions(shop_id) if dimension != "all" else []
+    if dimension != "all" and dimension not in known:
+        raise NotFoundError(f"unknown dimension {dimension!r}; known: {', '.join(known)}")
     try:
-        window = pipeline.ledger.window(shop_id, grain, start, query.get("dimension", "all"))
+        window = pipeline.ledger.window(shop_id, grain, start, dimension)
     except BadWindowError as error:
         raise BadRequestError(str(error)) from None
     except UnknownShopError as error:

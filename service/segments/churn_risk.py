@@ -133,6 +133,10 @@ class ChurnRiskModel:
         low, high = self.bands
         return BANDS[(probability >= low) + (probability >= high)]
 
+    def explain(self, customer: CustomerSnapshot) -> dict[str, float | None]:
+        """The probability behind the band (for the query API)."""
+        return {"probability": self.risk(customer)}
+
     def risk(self, customer: CustomerSnapshot) -> float | None:
         """P(cancel or lapse within the horizon); None once they cancelled or lapsed."""
         if self.lapse.churned_at(customer) is not None:

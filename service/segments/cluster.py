@@ -259,6 +259,13 @@ class ClusterModel:
         key = self.kmeans.predict_one(self._scaled(customer, learn=False))
         return f"c{self.ids.by_key[key]}"
 
+    def explain(self, customer: CustomerSnapshot) -> dict[str, str] | None:
+        """The live description of the customer's cluster (for the query API)."""
+        segment = self.assign(customer)
+        if segment is None:
+            return None
+        return {"cluster": segment, "description": self.describe(int(segment[1:]))}
+
     def refresh_ids(self) -> None:
         """Match the algorithm's current centres to persistent ids."""
         self.ids.match({key: dict(centre) for key, centre in self.kmeans.centers.items()})

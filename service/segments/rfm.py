@@ -115,6 +115,13 @@ class RfmModel:
             return None
         return grid_segment(scores[0], scores[1])
 
+    def explain(self, customer: CustomerSnapshot) -> dict[str, int] | None:
+        """The R, F and M scores behind the name (for the query API)."""
+        scores = self.scores(customer.customer_id)
+        if scores is None:
+            return None
+        return dict(zip(("recency", "frequency", "monetary"), scores, strict=True))
+
     def __len__(self) -> int:
         return len(self._values)
 
