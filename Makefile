@@ -17,7 +17,7 @@ LINT_PATHS := $(wildcard service tests bench)
 PYTEST_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo clean distclean
+	lint format typecheck test-unit test-integration test demo bench clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -83,6 +83,12 @@ test: setup lint typecheck kafka-fetch ## THE test command: setup, lint, typeche
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- demo
+# Benchmarks: in-process pipeline micro-benchmark, then real workers on a dedicated broker
+# (127.0.0.1:29192, started and stopped by the bench). Side-by-side tables; see bench/README.md.
+bench: setup kafka-fetch ## benchmarks: pipeline micro + end-to-end on a real broker (~7 min)
+	$(BIN)/python -m bench.pipeline_micro
+	$(BIN)/python -m bench.end_to_end
+
 demo: setup kafka-up ## THE demo: broker, worker, simulated shops, segment changes printed live
 	deploy/demo.sh
 
@@ -91,7 +97,7 @@ demo: setup kafka-up ## THE demo: broker, worker, simulated shops, segment chang
 # Data dirs of brokers that still run (other ports, a test session) are left alone.
 clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches (keeps .venv, jars)
 	-$(KAFKA) stop
-	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/test-broker-*; do \
+	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/test-broker-* deploy/kafka/.cache/bench-broker-*; do \
 		[[ -d "$$dir" ]] || continue; \
 		pid="$$(cat "$$dir/kafka.pid" 2>/dev/null || true)"; \
 		if [[ -n "$$pid" ]] && kill -0 "$$pid" 2>/dev/null; then \
@@ -100,7 +106,7 @@ clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches
 			echo "clean: removing $$dir"; rm -rf "$$dir"; \
 		fi; \
 	done
-	rm -rf .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .mypy_cache .ruff_cache .pytest_cache var/bench
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean ## clean, and also remove .venv and the fetched broker jars

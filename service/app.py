@@ -20,7 +20,7 @@ def create_app(settings: Settings) -> faust.App:
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
         broker_credentials=_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
-        datadir=str(settings.data_dir),
+        datadir=str(settings.data_dir / settings.app_id),
         web_host=settings.web_host,
         web_bind=settings.web_host,
         web_port=settings.web_port,

@@ -19,7 +19,7 @@ from __future__ import annotations
 import zlib
 from collections import defaultdict
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -232,7 +232,7 @@ class Pipeline:
             book.learn(self.view(state, now))
         changes: list[SegmentChange] = []
         for state in self._states(book):
-            before = state.copy()
+            before = replace(state, segments=dict(state.segments))
             found = book.evaluate(state, self.view(state, now), Cause("timer"), learn=False)
             if found:
                 self._save(state)

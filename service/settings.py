@@ -54,7 +54,9 @@ class Settings(BaseSettings):
     store: Literal["memory", "rocksdb"] = Field(
         "rocksdb", description="Local table store; the changelog topic is the source of truth."
     )
-    data_dir: Path = Field(Path("var/worker"), description="Per-worker data directory.")
+    data_dir: Path = Field(
+        Path("var/worker"), description="Per-worker data directory (tables under <dir>/<app id>)."
+    )
     web_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP API.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(

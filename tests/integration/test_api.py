@@ -22,7 +22,7 @@ from service.settings import Settings
 from service.simulation.generator import Simulation, SimulationConfig, generate
 from service.topics import ensure_topics
 from tests.integration.kafka_io import consume_all
-from tests.integration.worker_process import WorkerProcess, free_port, unique_name
+from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.metrics_oracle import MetricsOracle
 
 REPLAY_ENV = {
@@ -46,12 +46,7 @@ def simulation() -> Simulation:
 
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=unique_name("segstream-api"),
-        topic_prefix=unique_name("api") + ".",
-        topic_partitions=4,
-    )
+    return isolated_settings(kafka_bootstrap, "api")
 
 
 @pytest.fixture(scope="module")
@@ -60,15 +55,7 @@ def workers(
 ) -> Iterator[list[WorkerProcess]]:
     asyncio.run(ensure_topics(settings))
     started = [
-        WorkerProcess(
-            settings.kafka_bootstrap,
-            settings.app_id,
-            settings.topic_prefix,
-            free_port(),
-            tmp_path_factory.mktemp("api") / name,
-            partitions=settings.topic_partitions,
-            extra_env=REPLAY_ENV,
-        )
+        WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("api") / name, REPLAY_ENV)
         for name in ("a", "b")
     ]
     try:

@@ -29,7 +29,7 @@ from service.settings import Settings
 from service.simulation.generator import Simulation, SimulationConfig, generate
 from service.topics import ensure_topics
 from tests.integration.kafka_io import consume_all
-from tests.integration.worker_process import WorkerProcess, free_port, unique_name
+from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.oracle import lifetimes_summary
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -72,25 +72,13 @@ def simulation() -> Simulation:
 
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
-    return Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=unique_name("segstream-it"),
-        topic_prefix=unique_name("it") + ".",
-        topic_partitions=4,
-    )
+    return isolated_settings(kafka_bootstrap, "it")
 
 
 @pytest.fixture(scope="module")
 def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
     asyncio.run(ensure_topics(settings))
-    process = WorkerProcess(
-        settings.kafka_bootstrap,
-        settings.app_id,
-        settings.topic_prefix,
-        free_port(),
-        tmp_path_factory.mktemp("worker") / "w1",
-        partitions=settings.topic_partitions,
-    )
+    process = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("worker") / "w1")
     process.start()
     process.wait_ready()
     yield process

@@ -24,9 +24,8 @@ from typing import Any, TypeVar
 import pytest
 
 from service.publish import Record, publish
-from service.settings import Settings
 from service.topics import ensure_topics
-from tests.integration.worker_process import WorkerProcess, free_port, unique_name
+from tests.integration.worker_process import WorkerProcess, free_port, isolated_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERT_RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -128,17 +127,9 @@ def worker(
     kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[WorkerProcess]:
     """A worker that has handled three signups and one unreadable record."""
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=unique_name("segstream-prom"),
-        topic_prefix=unique_name("prom") + ".",
-        topic_partitions=2,
-    )
+    settings = isolated_settings(kafka_bootstrap, "prom")
     asyncio.run(ensure_topics(settings))
-    process = WorkerProcess(
-        settings.kafka_bootstrap, settings.app_id, settings.topic_prefix, free_port(),
-        tmp_path_factory.mktemp("worker") / "w1", partitions=settings.topic_partitions,
-    )  # fmt: skip
+    process = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("worker") / "w1")
     process.start()
     try:
         process.wait_ready()

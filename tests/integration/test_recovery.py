@@ -23,7 +23,7 @@ from service.settings import Settings
 from service.simulation.generator import SimulationConfig, generate
 from service.topics import ensure_topics
 from tests.integration.kafka_io import consume_all
-from tests.integration.worker_process import WorkerProcess, free_port, unique_name
+from tests.integration.worker_process import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -131,13 +131,7 @@ def ticks(outbox: list[Any], label: str) -> list[Any]:
 async def test_killed_worker_is_replaced_and_state_recovered_from_changelogs(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
-    settings = Settings(
-        kafka_bootstrap=kafka_bootstrap,
-        app_id=unique_name("segstream-crash"),
-        topic_prefix=unique_name("crash") + ".",
-        topic_partitions=4,
-        model_checkpoint_every=20,
-    )
+    settings = isolated_settings(kafka_bootstrap, "crash", model_checkpoint_every=20)
     await ensure_topics(settings)
     simulation = generate(
         SimulationConfig(
@@ -151,15 +145,8 @@ async def test_killed_worker_is_replaced_and_state_recovered_from_changelogs(
     everything = first_phase + outbox[half:] + last_ticks
 
     def worker(name: str) -> WorkerProcess:
-        return WorkerProcess(
-            kafka_bootstrap,
-            settings.app_id,
-            settings.topic_prefix,
-            free_port(),
-            tmp_path / name,
-            partitions=settings.topic_partitions,
-            extra_env={"SEGSTREAM_MODEL_CHECKPOINT_EVERY": "20"},
-        )
+        env = {"SEGSTREAM_MODEL_CHECKPOINT_EVERY": "20"}
+        return WorkerProcess.for_settings(settings, tmp_path / name, env)
 
     first, second = worker("first"), worker("second")
     try:

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.settings import Settings
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -31,6 +33,17 @@ def unique_name(stem: str) -> str:
     return f"{stem}-{uuid.uuid4().hex[:8]}"
 
 
+def isolated_settings(bootstrap: str, stem: str, **overrides: Any) -> Settings:
+    """Settings with an app id and topic prefix of their own, on 4 partitions."""
+    return Settings(
+        kafka_bootstrap=bootstrap,
+        app_id=unique_name(f"segstream-{stem}"),
+        topic_prefix=unique_name(stem) + ".",
+        topic_partitions=4,
+        **overrides,
+    )
+
+
 @dataclass
 class WorkerProcess:
     """One worker with its own web port and data directory, configured by environment."""
@@ -43,6 +56,21 @@ class WorkerProcess:
     partitions: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     process: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def for_settings(
+        cls, settings: Settings, data_dir: Path, extra_env: dict[str, str] | None = None
+    ) -> WorkerProcess:
+        """A worker of the app ``settings`` describe, on a free port."""
+        return cls(
+            settings.kafka_bootstrap,
+            settings.app_id,
+            settings.topic_prefix,
+            free_port(),
+            data_dir,
+            partitions=settings.topic_partitions,
+            extra_env=dict(extra_env or {}),
+        )
 
     @property
     def log_path(self) -> Path:
