@@ -34,6 +34,7 @@ class CustomerState:
     cancellations: list[tuple[str, str]] = field(default_factory=list)
     cancel_reason: str | None = None
     plan: dict[str, Any] | None = None
+    plan_history: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     acquisition_channel: str | None = None
     referred_by: str | None = None
     preferred_channel: str | None = None
@@ -57,6 +58,7 @@ class CustomerState:
         """Inverse of :meth:`to_json`."""
         state = cls(**payload)
         state.cancellations = [(occurred, effective) for occurred, effective in state.cancellations]
+        state.plan_history = [(when, plan) for when, plan in state.plan_history]
         return state
 
     def copy(self) -> CustomerState:
@@ -93,8 +95,8 @@ def _note_first_seen(state: CustomerState, when: datetime) -> None:
 def _apply_signup(state: CustomerState, event: Signup) -> None:
     state.signups.append(format_time(event.occurred_at))
     state.signups.sort(key=parse_time)
+    _note_plan(state, event.occurred_at, event.plan)
     if state.signups[-1] == format_time(event.occurred_at):
-        state.plan = _plan_json(event.plan)
         state.acquisition_channel = event.acquisition_channel
         state.referred_by = event.referred_by
         state.preferred_channel = event.preferred_channel
@@ -111,13 +113,21 @@ def _apply_order(state: CustomerState, event: Order) -> None:
     for category in event.categories:
         state.categories[category] = state.categories.get(category, 0) + 1
     if event.plan is not None:
-        state.plan = _plan_json(event.plan)
+        _note_plan(state, event.occurred_at, event.plan)
 
 
 def _apply_cancellation(state: CustomerState, event: Cancellation) -> None:
     state.cancellations.append((format_time(event.occurred_at), format_time(event.effective_at)))
     state.cancellations.sort(key=lambda pair: parse_time(pair[0]))
     state.cancel_reason = event.reason
+
+
+def _note_plan(state: CustomerState, when: datetime, plan: Plan) -> None:
+    """Keep every plan with the time it took effect; the current plan is the latest one,
+    whatever order the signups and plan changes arrive in."""
+    state.plan_history.append((format_time(when), _plan_json(plan)))
+    state.plan_history.sort(key=lambda entry: parse_time(entry[0]))
+    state.plan = state.plan_history[-1][1]
 
 
 def _plan_json(plan: Plan) -> dict[str, Any]:

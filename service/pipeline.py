@@ -152,15 +152,14 @@ class Pipeline:
         book = self.book(event.shop_id)
         state = self.load(event.shop_id, event.customer_id)
         before = state.copy()
-        if not apply(state, event, self.settings.dedup_window):
+        if apply(state, event, self.settings.dedup_window):
+            book.customer_ids.add(event.customer_id)
+            cause = Cause("event", event.event_id, event_type(event))
+            outcome.changes = book.evaluate(state, self.view(state, now), cause)
+            self._save(state)
+            outcome.too_late = self.ledger.record(event, before, state, now).too_late
+        else:
             outcome.status = "duplicate"
-            outcome.changes = self._rescore_if_due(book, now)
-            return outcome
-        book.customer_ids.add(event.customer_id)
-        cause = Cause("event", event.event_id, event_type(event))
-        outcome.changes = book.evaluate(state, self.view(state, now), cause)
-        self._save(state)
-        outcome.too_late = self.ledger.record(event, before, state, now).too_late
         outcome.changes += self._rescore_if_due(book, now)
         outcome.formed = book.drain_formed(now)
         self._checkpoint_if_due(book)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +15,6 @@ import pytest
 
 from service.changes import Source
 from service.contracts import EventType
-from service.events import format_time, parse_time
 from service.pipeline import Pipeline
 from service.publish import encode, publish
 from service.segments import available_models
@@ -23,6 +22,7 @@ from service.settings import Settings
 from service.simulation.generator import SimulationConfig, generate
 from service.topics import ensure_topics
 from tests.integration.kafka_io import consume_all
+from tests.integration.ticks import tick_orders
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -97,37 +97,6 @@ async def wait_until_equal(
         await asyncio.sleep(2)
 
 
-def ticks(outbox: list[Any], label: str) -> list[Any]:
-    """One order per shop two days after everything sent so far. Sent once everything
-    before it is consumed, it makes the shop's next full re-evaluation happen at the same
-    stream time over the same facts in every run, so segments become comparable: Kafka
-    orders nothing across the three input topics, and between re-evaluations segments
-    depend on the order events were consumed in."""
-    latest: dict[str, datetime] = {}
-    for _, value in outbox:
-        if not isinstance(value, bytes):
-            at = parse_time(value["occurred_at"])
-            latest[value["shop_id"]] = max(latest.get(value["shop_id"], at), at)
-    return [
-        (
-            "orders",
-            {
-                "schema_version": 1,
-                "type": "order",
-                "event_id": f"tick-{label}-{shop}",
-                "shop_id": shop,
-                "customer_id": "tick",
-                "occurred_at": format_time(at + timedelta(days=2)),
-                "order_id": f"tick-{label}",
-                "amount": 1.0,
-                "currency": "EUR",
-                "is_renewal": False,
-            },
-        )
-        for shop, at in sorted(latest.items())
-    ]
-
-
 async def test_killed_worker_is_replaced_and_state_recovered_from_changelogs(
     kafka_bootstrap: str, tmp_path: Path
 ) -> None:
@@ -140,7 +109,8 @@ async def test_killed_worker_is_replaced_and_state_recovered_from_changelogs(
     )
     outbox = simulation.outbox()
     half = len(outbox) // 2
-    first_ticks, last_ticks = ticks(outbox[:half], "first"), ticks(outbox, "last")
+    first_ticks = tick_orders(outbox[:half], timedelta(days=2), "first")
+    last_ticks = tick_orders(outbox, timedelta(days=2), "last")
     first_phase = outbox[:half] + first_ticks
     everything = first_phase + outbox[half:] + last_ticks
 

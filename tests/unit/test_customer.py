@@ -48,7 +48,18 @@ def test_dedup_window_forgets_oldest_ids() -> None:
 
 
 def test_out_of_order_gives_same_state_as_in_order() -> None:
-    events: list[Event] = [signup(T0)] + [
+    upgrade = Order(
+        "up",
+        "shop-1",
+        "c-1",
+        T0 + timedelta(days=45),
+        "o-up",
+        30.0,
+        "EUR",
+        True,
+        plan=Plan("beans-premium", 30.0, "EUR", "month", "premium"),
+    )
+    events: list[Event] = [signup(T0), upgrade] + [
         order(T0 + timedelta(days=30 * n, hours=n), f"e{n}", 20.0 + n) for n in range(6)
     ]
     events.append(cancel(T0 + timedelta(days=170), T0 + timedelta(days=180)))
@@ -57,6 +68,7 @@ def test_out_of_order_gives_same_state_as_in_order() -> None:
     random.Random(4).shuffle(shuffled)
     out_of_order = folded(shuffled)
     assert replace(out_of_order, recent_event_ids=[]) == replace(in_order, recent_event_ids=[])
+    assert out_of_order.plan is not None and out_of_order.plan["tier"] == "premium"
 
 
 def test_subscription_status_follows_signups_and_cancellations() -> None:
