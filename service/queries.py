@@ -11,16 +11,26 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.events import format_time
 from service.features import CustomerSnapshot
+from service.learning.lifetime import (
+    BgNbd,
+    cant_lose,
+    clv,
+    fit_customers,
+    high_value_rate,
+    spend_trend,
+)
 from service.metrics.ledger import UnknownShopError
 from service.metrics.windows import BadWindowError
 from service.pipeline import Pipeline, customer_key
 
 MAX_PAGE = 500
+MIN_REPEAT_BUYERS = 5
+"""Repeat buyers a shop needs before a BG/NBD fit says anything."""
 
 
 class NotFoundError(LookupError):
@@ -53,6 +63,7 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
         "as_of": format_time(now),
         "segments": dict(sorted(state.segments.items())),
         "features": _features(view),
+        "lifetime": lifetime(pipeline, shop_id, now, view),
         "scores": {
             name: explain(view)
             for name, model in models.items()
@@ -64,6 +75,46 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
             if key not in ("recent_event_ids", "segments")
         },
     }
+
+
+def lifetime(
+    pipeline: Pipeline, shop_id: str, now: datetime, view: CustomerSnapshot
+) -> dict[str, Any] | None:
+    """P(alive), expected next order and CLV from the shop's BG/NBD fit (refitted when the
+    shop's stream time moved), and the "Can't lose them" spend-trend flag; None while the
+    shop has too few repeat buyers to fit."""
+    fitted = _shop_lifetime(pipeline, shop_id, now)
+    if fitted is None or not view.has_purchased:
+        return None
+    model, high_value = fitted
+    trend = spend_trend(pipeline.load(shop_id, view.customer_id).purchase_days, now.date())
+    days_to_next = model.expected_days_to_next_order(view.frequency, view.T)
+    next_order = now + timedelta(days=days_to_next) if math.isfinite(days_to_next) else None
+    return {
+        "p_alive": model.p_alive(view.frequency, view.recency, view.T),
+        "expected_days_to_next_order": days_to_next if next_order else None,
+        "expected_next_order_at": format_time(next_order) if next_order else None,
+        "clv_365d": clv(model, view, 365.0),
+        "spend_per_30d_recent": None if trend is None else trend.recent_rate,
+        "spend_per_30d_before": None if trend is None else trend.historical_rate,
+        "cant_lose": cant_lose(trend, high_value),
+    }
+
+
+_LIFETIME_FITS: dict[str, tuple[datetime, BgNbd, float]] = {}
+
+
+def _shop_lifetime(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgNbd, float] | None:
+    cached = _LIFETIME_FITS.get(shop_id)
+    if cached is None or cached[0] != now:
+        states = list(pipeline.shop_customers(shop_id))
+        views = [pipeline.view(state, now) for state in states]
+        if sum(1 for v in views if v.frequency > 0) < MIN_REPEAT_BUYERS:
+            return None
+        trends = [spend_trend(state.purchase_days, now.date()) for state in states]
+        cached = (now, fit_customers(views), high_value_rate(trends))
+        _LIFETIME_FITS[shop_id] = cached
+    return cached[1], cached[2]
 
 
 def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
