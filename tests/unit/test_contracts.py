@@ -21,6 +21,7 @@ from service.contracts import (
     schema_path,
     validate_output,
 )
+from tests.schema_docs import undocumented
 
 EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1"
 INPUT_TYPES = [t.value for t in EventType]
@@ -143,25 +144,9 @@ def test_schema_file_is_valid_2020_12_with_id_and_title(name: str) -> None:
     assert schema["description"]
 
 
-def _undocumented(node: Any, where: str) -> list[str]:
-    """JSON-pointer-ish places of properties that lack a description."""
-    missing: list[str] = []
-    if isinstance(node, dict):
-        for prop, sub in node.get("properties", {}).items():
-            if not (isinstance(sub, dict) and sub.get("description")):
-                missing.append(f"{where}/properties/{prop}")
-        for key, value in node.items():
-            if key not in ("enum", "const", "examples", "if", "then", "else", "not"):
-                missing += _undocumented(value, f"{where}/{key}")
-    elif isinstance(node, list):
-        for i, item in enumerate(node):
-            missing += _undocumented(item, f"{where}/{i}")
-    return missing
-
-
 @pytest.mark.parametrize("name", SCHEMA_NAMES)
 def test_every_property_is_described(name: str) -> None:
-    assert _undocumented(_load(schema_path(name)), name) == []
+    assert undocumented(_load(schema_path(name)), name) == []
 
 
 @pytest.mark.parametrize("name", INPUT_TYPES)

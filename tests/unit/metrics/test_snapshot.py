@@ -13,6 +13,7 @@ from service import contracts
 from service.contracts import SCHEMA_DIR, schema_path, validate_output
 from service.metrics.ledger import MetricsLedger, UnknownShopError
 from service.metrics.snapshot import snapshot_payload
+from tests.schema_docs import undocumented
 from tests.unit.metrics.builders import SHOP, Shop, at, cancel, order, signup, tier_and_status
 
 EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1" / "metrics_snapshot"
@@ -93,19 +94,7 @@ def test_schema_file_is_2020_12_with_its_id_and_every_property_described() -> No
     Draft202012Validator.check_schema(schema)
     assert schema["$id"] == "https://segstream.example/schemas/v1/metrics_snapshot.json"
     assert schema["additionalProperties"] is False
-    assert _undocumented(schema, "metrics_snapshot") == []
-
-
-def _undocumented(node: Any, where: str) -> list[str]:
-    missing: list[str] = []
-    if isinstance(node, dict):
-        for prop, sub in node.get("properties", {}).items():
-            if not (isinstance(sub, dict) and sub.get("description")):
-                missing.append(f"{where}/properties/{prop}")
-        for key, value in node.items():
-            if key not in ("enum", "const", "examples"):
-                missing += _undocumented(value, f"{where}/{key}")
-    return missing
+    assert undocumented(schema, "metrics_snapshot") == []
 
 
 @pytest.mark.parametrize("path", sorted((EXAMPLES / "valid").glob("*.json")), ids=lambda p: p.stem)
