@@ -16,16 +16,11 @@ from service.changes import DeadLetter, SegmentChange, SegmentFormed, Source
 from service.contracts import EventType
 from service.logs import get_logger
 from service.pipeline import Outcome, Pipeline
-from service.settings import Settings, TopicRole
+from service.publish import EVENT_TYPES
+from service.settings import Settings
 from service.topics import TABLES
 
 log = get_logger(__name__)
-
-INPUT_ROLES: dict[TopicRole, EventType] = {
-    "signups": EventType.SIGNUP,
-    "orders": EventType.ORDER,
-    "cancellations": EventType.CANCELLATION,
-}
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,7 +58,7 @@ def json_table(app: faust.App, settings: Settings, name: str) -> faust.types.Tab
 
 def wire(app: faust.App, settings: Settings) -> Wiring:
     """Declare topics, tables and the agent on ``app``."""
-    expected = {settings.topic(role): kind for role, kind in INPUT_ROLES.items()}
+    expected = {settings.topic(role): kind for role, kind in EVENT_TYPES.items()}
     inputs = raw_topic(app, settings, *expected)
     segment_changes = raw_topic(app, settings, settings.topic("segment_changes"))
     dead_letters = raw_topic(app, settings, settings.topic("dead_letters"))

@@ -67,13 +67,6 @@ class SegmentChange:
             "cause": self.cause.to_json(),
         }
 
-    def describe(self) -> str:
-        """One human line: ``shop coffee-1 · customer c-0042 · rfm: Promising → Loyal``."""
-        return (
-            f"shop {self.shop_id} · customer {self.customer_id} · {self.model}: "
-            f"{self.previous or '—'} → {self.current or '—'}"
-        )
-
 
 @dataclass(frozen=True, slots=True)
 class SegmentFormed:
@@ -105,13 +98,6 @@ class SegmentFormed:
             "size": self.size,
             "formed_at": format_time(self.formed_at),
         }
-
-    def describe(self) -> str:
-        """One human line for the demo output."""
-        return (
-            f"shop {self.shop_id} · new {self.model} group {self.segment}: "
-            f"{self.description} ({self.size} customers)"
-        )
 
 
 @dataclass(frozen=True, slots=True)

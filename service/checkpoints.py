@@ -41,11 +41,6 @@ class Checkpoints:
         stored = self.table.get(owner) or {}
         return {name: pickle.loads(base64.b64decode(blob)) for name, blob in stored.items()}
 
-    def size_bytes(self, owner: str) -> dict[str, int]:
-        """Pickled size of each of the owner's objects."""
-        stored = self.table.get(owner) or {}
-        return {name: len(blob) * 3 // 4 for name, blob in stored.items()}
-
 
 def prior_key(partition: int) -> str:
     """Checkpoint owner of the models shared by all shops of one partition."""

@@ -16,6 +16,7 @@ from service.lag import LagProbe
 from service.logs import get_logger
 from service.metrics.snapshot import snapshot_payload
 from service.pipeline import Pipeline
+from service.queries import model_reports
 from service.settings import Settings
 
 log = get_logger(__name__)
@@ -80,17 +81,12 @@ def _collect_models(
     quality: dict[tuple[str, str], list[float]],
     model_bytes: dict[str, int],
 ) -> None:
-    for name, model in pipeline.book(shop_id).models.items():
-        report = getattr(model, "quality", None)
-        size = getattr(model, "size_bytes", None)
-        if report is not None:
-            values = report()
-            values = values if isinstance(values, dict) else values.as_dict()
-            for metric, value in values.items():
-                if metric not in ("labelled", "positives") and value is not None:
-                    quality.setdefault((name, metric), []).append(float(value))
-        if size is not None:
-            model_bytes[name] = model_bytes.get(name, 0) + int(size())
+    for name, report in model_reports(pipeline, shop_id).items():
+        for metric, value in report["quality"].items():
+            if metric not in ("labelled", "positives") and value is not None:
+                quality.setdefault((name, metric), []).append(float(value))
+        if report["size_bytes"] is not None:
+            model_bytes[name] = model_bytes.get(name, 0) + int(report["size_bytes"])
 
 
 def _mean(values: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], float]:

@@ -26,6 +26,8 @@ ROLES: dict[EventType, TopicRole] = {
     EventType.ORDER: "orders",
     EventType.CANCELLATION: "cancellations",
 }
+EVENT_TYPES: dict[TopicRole, EventType] = {role: kind for kind, role in ROLES.items()}
+"""The event type each input topic carries (the inverse of ``ROLES``)."""
 LINGER_MS = 20
 MAX_IN_FLIGHT = 2000
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from service.customer import CustomerState
 from service.events import format_time
 from service.features import CustomerSnapshot
 from service.learning.lifetime import (
@@ -63,7 +64,7 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
         "as_of": format_time(now),
         "segments": dict(sorted(state.segments.items())),
         "features": _features(view),
-        "lifetime": lifetime(pipeline, shop_id, now, view),
+        "lifetime": lifetime(pipeline, state, view),
         "scores": {
             name: explain(view)
             for name, model in models.items()
@@ -78,16 +79,17 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
 
 
 def lifetime(
-    pipeline: Pipeline, shop_id: str, now: datetime, view: CustomerSnapshot
+    pipeline: Pipeline, state: CustomerState, view: CustomerSnapshot
 ) -> dict[str, Any] | None:
     """P(alive), expected next order and CLV from the shop's BG/NBD fit (refitted when the
     shop's stream time moved), and the "Can't lose them" spend-trend flag; None while the
-    shop has too few repeat buyers to fit."""
-    fitted = _shop_lifetime(pipeline, shop_id, now)
+    shop has too few repeat buyers to fit. ``view`` is ``state`` at the shop's stream time."""
+    now = view.as_of
+    fitted = _shop_lifetime(pipeline, state.shop_id, now)
     if fitted is None or not view.has_purchased:
         return None
     model, high_value = fitted
-    trend = spend_trend(pipeline.load(shop_id, view.customer_id).purchase_days, now.date())
+    trend = spend_trend(state.purchase_days, now.date())
     days_to_next = model.expected_days_to_next_order(view.frequency, view.T)
     next_order = now + timedelta(days=days_to_next) if math.isfinite(days_to_next) else None
     return {
@@ -191,17 +193,23 @@ def cohorts(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[
 def model_quality(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
     """Progressive-validation quality and size of each learned model of the shop."""
     shop_now(pipeline, shop_id)
-    report: dict[str, Any] = {}
+    return {"shop_id": shop_id, "models": model_reports(pipeline, shop_id)}
+
+
+def model_reports(pipeline: Pipeline, shop_id: str) -> dict[str, dict[str, Any]]:
+    """``{model: {"quality": {...}, "size_bytes": n}}`` for the shop's models that report
+    either (the API and the Prometheus gauges read the same figures)."""
+    reports: dict[str, dict[str, Any]] = {}
     for name, model in pipeline.book(shop_id).models.items():
         quality = getattr(model, "quality", None)
         size = getattr(model, "size_bytes", None)
         if quality is None and size is None:
             continue
-        report[name] = {
+        reports[name] = {
             "quality": _as_dict(quality()) if quality else {},
             "size_bytes": size() if size else None,
         }
-    return {"shop_id": shop_id, "models": report}
+    return reports
 
 
 def paging(query: Mapping[str, str]) -> tuple[int, int]:

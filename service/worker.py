@@ -7,11 +7,12 @@ import asyncio
 import faust
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
-from service.agents import INPUT_ROLES, wire
+from service.agents import wire
 from service.api import register_views
 from service.app import create_app
 from service.logs import configure, get_logger
 from service.monitor import register_timers
+from service.publish import EVENT_TYPES
 from service.settings import Settings
 from service.topics import TopologyError, ensure_topics, verify_partitions
 
@@ -49,7 +50,7 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     wiring = wire(app, settings)
     register_views(wiring, settings)
-    register_timers(wiring, settings, [settings.topic(role) for role in INPUT_ROLES])
+    register_timers(wiring, settings, [settings.topic(role) for role in EVENT_TYPES])
     worker = faust.Worker(
         app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False
     )

@@ -13,34 +13,24 @@ from typing import Any
 
 import pytest
 
-from service.changes import Source
-from service.contracts import EventType
 from service.pipeline import Pipeline
-from service.publish import encode, publish
+from service.publish import publish
 from service.segments import available_models
 from service.settings import Settings
 from service.simulation.generator import SimulationConfig, generate
 from service.topics import ensure_topics
+from tests.feed import feed
 from tests.integration.kafka_io import consume_all
 from tests.integration.ticks import tick_orders
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
-KINDS = {
-    "signups": EventType.SIGNUP,
-    "orders": EventType.ORDER,
-    "cancellations": EventType.CANCELLATION,
-}
-
 
 def reference_tables(outbox: list[Any], settings: Settings) -> dict[str, Any]:
     """The customers table of one uninterrupted in-process run over the same records."""
     customers: dict[str, Any] = {}
-    pipeline = Pipeline(settings, customers, {}, {})
-    for offset, (role, value) in enumerate(outbox):
-        raw = value if isinstance(value, bytes) else encode(value)
-        pipeline.handle(raw, KINDS[role], Source(role, 0, offset), None)
+    feed(Pipeline(settings, customers, {}, {}), outbox)
     return json.loads(json.dumps(customers))
 
 

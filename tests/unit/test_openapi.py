@@ -29,10 +29,8 @@ from referencing.jsonschema import DRAFT202012
 
 from service import api
 from service.agents import Wiring
-from service.changes import Source
-from service.contracts import EventType
 from service.pipeline import Pipeline
-from service.publish import encode, role_for
+from service.publish import role_for
 from service.segments import available_models
 from service.segments.churn_risk import BANDS
 from service.segments.lifecycle import STAGES
@@ -40,6 +38,7 @@ from service.segments.rfm import SEGMENTS
 from service.settings import Settings
 from service.simulation.generator import SimulationConfig, generate
 from service.simulation.shops import shops_per_kind
+from tests.feed import feed
 
 SPEC_PATH = Path(__file__).resolve().parents[2] / "deploy" / "openapi.json"
 SPEC_URI = "urn:segstream:openapi"
@@ -360,16 +359,9 @@ def shop(runner: asyncio.Runner) -> Shop:
         )
     )
     pipeline = Pipeline(SETTINGS, {}, {}, {}, {})
-    for offset, event in enumerate(simulation.events):
-        feed(pipeline, event, offset)
+    feed(pipeline, [(role_for(event), event) for event in simulation.events])
     shop_id = simulation.events[0]["shop_id"]
     return Shop(pipeline, shop_id, Worker.serving(pipeline, runner))
-
-
-def feed(pipeline: Pipeline, event: Mapping[str, Any], offset: int) -> None:
-    """Hand ``event`` to the pipeline as the worker does, from its input topic."""
-    source = Source(role_for(event), 0, offset)
-    pipeline.handle(encode(event), EventType(event["type"]), source, None)
 
 
 def assert_documented(spec: dict[str, Any], registry: Registry, path: str, reply: Reply) -> None:
@@ -448,7 +440,7 @@ def test_models_that_learned_nothing_yet_match_the_schema(
     """Quality figures are null (NaN inside) before any label or assignment."""
     pipeline = Pipeline(SETTINGS, {}, {}, {}, {})
     first = generate(SimulationConfig(days=30)).events[0]
-    feed(pipeline, first, 0)
+    feed(pipeline, [(role_for(first), first)])
     reply = Worker.serving(pipeline, runner).get(MODELS, shop_id=first["shop_id"])
     assert reply.body["models"]["churn_risk"]["quality"]["roc_auc"] is None
     assert reply.body["models"]["cluster"]["quality"]["silhouette"] is None

@@ -7,20 +7,13 @@ from functools import cache
 import pytest
 
 from service import queries
-from service.changes import Source
-from service.contracts import EventType
 from service.pipeline import Pipeline
-from service.publish import encode
 from service.settings import Settings
 from service.simulation.generator import SimulationConfig, generate
 from service.simulation.shops import shops_per_kind
+from tests.feed import feed
 
 SHOP = "coffee-roaster-1"
-KINDS = {
-    "signups": EventType.SIGNUP,
-    "orders": EventType.ORDER,
-    "cancellations": EventType.CANCELLATION,
-}
 
 
 @cache
@@ -28,9 +21,7 @@ def fed() -> tuple[Pipeline, dict[str, str]]:
     coffee = tuple(shop for shop in shops_per_kind(1) if shop.shop_id == SHOP)
     simulation = generate(SimulationConfig(seed=3, shops=coffee, customers_per_shop=60, days=300))
     pipeline = Pipeline(Settings(), {}, {}, {}, {})
-    for offset, (role, value) in enumerate(simulation.outbox()):
-        raw = value if isinstance(value, bytes) else encode(value)
-        pipeline.handle(raw, KINDS[role], Source(role, 0, offset), None)
+    feed(pipeline, simulation.outbox())
     personas = {t.customer_id: t.persona for t in simulation.truth if t.shop_id == SHOP}
     return pipeline, personas
 

@@ -14,7 +14,7 @@ import pytest
 
 from service import simulate
 from service.contracts import EventType, Rejection, parse_event
-from service.publish import encode, role_for
+from service.publish import EVENT_TYPES, encode, role_for
 from service.simulation import Simulation, SimulationConfig, generate
 
 Events = list[dict[str, Any]]
@@ -108,14 +108,9 @@ def test_clean_stream_is_in_event_time_order_with_unique_ids(clean: Simulation) 
 
 
 def test_invalid_records_are_all_rejected_for_every_reason(messy: Simulation) -> None:
-    expected = {
-        "signups": EventType.SIGNUP,
-        "orders": EventType.ORDER,
-        "cancellations": EventType.CANCELLATION,
-    }
     reasons = set()
     for role, raw in messy.invalid:
-        rejection = parse_event(raw, expected[role])
+        rejection = parse_event(raw, EVENT_TYPES[role])
         assert isinstance(rejection, Rejection), raw
         reasons.add(rejection.reason)
     assert reasons == {"undecodable", "invalid_json", "schema_invalid", "wrong_topic"}

@@ -1,0 +1,20 @@
+"""Feeding records to an in-process pipeline, as a worker consuming their topics would."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from service.changes import Source
+from service.pipeline import Pipeline
+from service.publish import EVENT_TYPES, encode
+from service.settings import TopicRole
+
+
+def feed(
+    pipeline: Pipeline, records: Iterable[tuple[TopicRole, bytes | Mapping[str, Any]]]
+) -> None:
+    """Hand ``(role, event or raw bytes)`` records to ``pipeline`` in order."""
+    for offset, (role, value) in enumerate(records):
+        raw = value if isinstance(value, bytes) else encode(value)
+        pipeline.handle(raw, EVENT_TYPES[role], Source(role, 0, offset), None)
