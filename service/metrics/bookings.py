@@ -35,14 +35,7 @@ from typing import Literal
 
 from service.customer import CustomerState
 from service.events import parse_time
-from service.metrics.movements import (
-    MovementKind,
-    PlanChange,
-    movements,
-    mrr_at,
-    mrr_steps,
-)
-from service.metrics.mrr import plan_mrr
+from service.metrics.movements import MovementKind, movements, mrr_at, mrr_steps
 
 BookingKind = (
     MovementKind | Literal["signup", "cancellation", "orderer", "order", "moved_in", "moved_out"]
@@ -93,23 +86,14 @@ class Standing:
 
 
 class Contribution:
-    """Every booking of one customer, from their state and the plan in force.
+    """Every booking of one customer, from their state (plans in force included)."""
 
-    ``base_mrr`` and ``change`` are as for :func:`service.metrics.movements.mrr_steps`.
-    """
-
-    def __init__(
-        self,
-        state: CustomerState,
-        base_mrr: float | None = None,
-        change: PlanChange | None = None,
-    ) -> None:
-        base = plan_mrr(state.plan) if base_mrr is None else base_mrr
+    def __init__(self, state: CustomerState) -> None:
         self.cohort = cohort(state)
-        self._steps = mrr_steps(state, base, change)
+        self._steps = mrr_steps(state)
         found = [
             Booking(m.at, m.kind, m.mrr, m.spell_start.date() if m.kind == "churn" else None)
-            for m in movements(state, base, change)
+            for m in movements(state)
         ]
         if state.signups:
             found.append(Booking(parse_time(state.signups[0]), "signup"))

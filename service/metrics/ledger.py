@@ -61,8 +61,6 @@ from service.events import Event, Order
 from service.metrics.bookings import Booking, BookingKind, Contribution
 from service.metrics.cohorts import CohortCell, CohortRow, cohort_months, month_start
 from service.metrics.definitions import share
-from service.metrics.movements import plan_change
-from service.metrics.mrr import plan_mrr
 from service.metrics.windows import (
     MAX_WINDOW_DAYS,
     BadWindowError,
@@ -362,9 +360,7 @@ class MetricsLedger:
         expired = self._advance(shop_id, index, stream_time.astimezone(UTC).date())
         now = stream_time
         batch = _Batch(shop_id)
-        base = plan_mrr(before.plan)
-        old = Contribution(before, base)
-        new = Contribution(after, base, None if event is None else plan_change(event, before))
+        old, new = Contribution(before), Contribution(after)
         late = event is not None and event.occurred_at < now - self.allowed_lateness
         changes: list[tuple[Booking, int]] = []
         if event is not None:

@@ -10,12 +10,8 @@ The five movement kinds are ChartMogul's (help.chartmogul.com, "MRR movements"):
   cancellation was requested and so in a later window.
 
 A customer's movements are recomputed from the facts in :class:`CustomerState`
-(signups, cancellations) plus the plan in force, so the result does not depend on the
-order events arrived in, with one exception: the state keeps only the *latest* plan, so
-a plan-carrying event (:class:`PlanChange`) is laid over the state's plan from the
-event's time on, and a late event landing before an already known *later* plan change
-of the same customer is valued at the later plan (the ledger's totals stay right; the
-split into movement kinds may not).
+(signups, cancellations, and the plan history: which plan was in force when), so the
+result does not depend on the order events arrived in.
 Whether a 0 -> x is ``new`` or ``reactivation`` depends only on whether the subscription
 had ended (status ``cancelled``) before; a churn remembers when its subscription spell
 began (the signup that started it), which the ledger needs for "churned, but joined in
@@ -38,23 +34,10 @@ from datetime import datetime
 from typing import Literal
 
 from service.customer import CustomerState, subscription_status
-from service.events import Event, Order, Signup, parse_time
-from service.metrics.mrr import PAYING_STATUSES, monthly_price, plan_mrr
+from service.events import Event, parse_time
+from service.metrics.mrr import PAYING_STATUSES, plan_in_force
 
 MovementKind = Literal["new", "reactivation", "expansion", "contraction", "churn"]
-
-
-@dataclass(frozen=True, slots=True)
-class PlanChange:
-    """A plan an event puts in force from ``at`` until ``until`` (exclusive; None: open)."""
-
-    at: datetime
-    mrr: float
-    until: datetime | None = None
-
-    def holds_at(self, moment: datetime) -> bool:
-        """Whether this plan is the one in force at ``moment``."""
-        return self.at <= moment and (self.until is None or moment < self.until)
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,47 +71,22 @@ class MrrStep:
     status: str
 
 
-def plan_change(event: Event, before: CustomerState) -> PlanChange | None:
-    """The plan ``event`` puts in force, if any.
-
-    A signup's plan holds until the customer's next later signup (which brought its own
-    plan); an order's plan holds from the order on, as :func:`service.customer.apply`
-    keeps it.
-    """
-    if isinstance(event, Signup):
-        later = [s for s in map(parse_time, before.signups) if s > event.occurred_at]
-        price = monthly_price(event.plan.price, event.plan.interval)
-        return PlanChange(event.occurred_at, price, min(later, default=None))
-    if isinstance(event, Order) and event.plan is not None:
-        return PlanChange(event.occurred_at, monthly_price(event.plan.price, event.plan.interval))
-    return None
-
-
-def _moments(state: CustomerState, change: PlanChange | None) -> list[datetime]:
+def _moments(state: CustomerState) -> list[datetime]:
     """Every moment at which the customer's status or plan may change, in order."""
     moments = set(map(parse_time, state.signups))
     for occurred, effective in state.cancellations:
         moments.update((parse_time(occurred), parse_time(effective)))
-    if change is not None:
-        moments.add(change.at)
-        if change.until is not None:
-            moments.add(change.until)
+    moments.update(parse_time(taken_on) for taken_on, _ in state.plan_history)
     return sorted(moments)
 
 
-def mrr_steps(
-    state: CustomerState, base_mrr: float | None = None, change: PlanChange | None = None
-) -> list[MrrStep]:
-    """The customer's MRR over time: one step per moment where it may change.
-
-    ``base_mrr`` is the plan MRR outside ``change`` (default: the state's plan).
-    """
-    base = plan_mrr(state.plan) if base_mrr is None else base_mrr
+def mrr_steps(state: CustomerState) -> list[MrrStep]:
+    """The customer's MRR over time: one step per moment where it may change."""
     steps = []
-    for moment in _moments(state, change):
+    for moment in _moments(state):
         status = subscription_status(state, moment)
-        price = change.mrr if change is not None and change.holds_at(moment) else base
-        steps.append(MrrStep(moment, price if status in PAYING_STATUSES else 0.0, status))
+        paying = status in PAYING_STATUSES
+        steps.append(MrrStep(moment, plan_in_force(state, moment) if paying else 0.0, status))
     return steps
 
 
@@ -142,16 +100,14 @@ def mrr_at(steps: Iterable[MrrStep], moment: datetime) -> float:
     return current
 
 
-def movements(
-    state: CustomerState, base_mrr: float | None = None, change: PlanChange | None = None
-) -> list[Movement]:
+def movements(state: CustomerState) -> list[Movement]:
     """Every MRR movement of the customer, oldest first (see the module docstring)."""
     found: list[Movement] = []
     previous = 0.0
     paying_before = False
     spell_start: datetime | None = None
     ended_before = False
-    for step in mrr_steps(state, base_mrr, change):
+    for step in mrr_steps(state):
         paying = step.status in PAYING_STATUSES
         if paying and not paying_before:
             spell_start = step.at
@@ -208,9 +164,8 @@ def classify(event: Event, before: CustomerState, after: CustomerState) -> Event
     >>> effect.kind, effect.added[0].mrr
     ('new', 20.0)
     """
-    base = plan_mrr(before.plan)
-    old = Counter(movements(before, base))
-    new = Counter(movements(after, base, plan_change(event, before)))
+    old = Counter(movements(before))
+    new = Counter(movements(after))
     return EventEffect(_sorted(new - old), _sorted(old - new))
 
 

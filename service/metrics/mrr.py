@@ -17,6 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from service.customer import CustomerState, subscription_status
+from service.events import parse_time
 
 PAYMENTS_PER_YEAR: dict[str, int] = {"week": 52, "month": 12, "quarter": 4, "year": 1}
 """How often a plan of each billing interval is paid in a year."""
@@ -45,8 +46,29 @@ def plan_mrr(plan: Mapping[str, Any] | None) -> float:
     return monthly_price(float(plan["price"]), str(plan["interval"]))
 
 
+def plan_in_force(state: CustomerState, at: datetime) -> float:
+    """MRR of the plan in force at ``at``: the latest one taken on at or before it, from the
+    state's plan history (a hand-built state without history: its ``plan``).
+
+    >>> from service.events import parse_time
+    >>> state = CustomerState("shop", "c-1", plan_history=[
+    ...     ("2026-01-01T00:00:00Z", {"price": 12.0, "interval": "month"}),
+    ...     ("2026-03-01T00:00:00Z", {"price": 60.0, "interval": "quarter"})])
+    >>> [plan_in_force(state, parse_time(f"2026-0{m}-15T00:00:00Z")) for m in (1, 2, 3)]
+    [12.0, 12.0, 20.0]
+    """
+    if not state.plan_history:
+        return plan_mrr(state.plan)
+    current = state.plan_history[0][1]
+    for taken_on, plan in state.plan_history:
+        if parse_time(taken_on) > at:
+            break
+        current = plan
+    return plan_mrr(current)
+
+
 def customer_mrr(state: CustomerState, at: datetime) -> float:
-    """The customer's MRR at ``at``: their current plan while the subscription pays.
+    """The customer's MRR at ``at``: the plan in force while the subscription pays.
 
     >>> from service.events import parse_time
     >>> state = CustomerState("shop", "c-1", signups=["2026-01-01T00:00:00Z"],
@@ -58,4 +80,4 @@ def customer_mrr(state: CustomerState, at: datetime) -> float:
     """
     if subscription_status(state, at) not in PAYING_STATUSES:
         return 0.0
-    return plan_mrr(state.plan)
+    return plan_in_force(state, at)
