@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from service.publish import Record
 from service.settings import Settings
-from service.simulation.generator import SimulationConfig, generate
-from service.simulation.shops import shops_per_kind
+from service.tools.publish import Record
+from service.tools.simulation.generator import SimulationConfig, generate
+from service.tools.simulation.shops import shops_per_kind
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]

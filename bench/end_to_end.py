@@ -67,10 +67,12 @@ from bench.common import (
     table,
     times,
 )
-from service.lag import LagProbe
-from service.publish import ROLES, Record, connection_options, publish
+from service.core.contracts import ROLES
 from service.settings import Settings
-from service.topics import ensure_topics
+from service.stream.kafka import connection_options
+from service.stream.lag import LagProbe
+from service.stream.topics import ensure_topics
+from service.tools.publish import Record, publish
 
 DEFAULT_PORT = 29192
 PARTITIONS = 8

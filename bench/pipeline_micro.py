@@ -2,8 +2,8 @@
 
 Every variant handles the same records of a simulated stream, with fresh state each round:
 
-- ``parse``: :func:`service.contracts.parse_event` alone (JSON decode + schema validation);
-- ``parse+apply``: plus :func:`service.customer.apply` on in-memory customer states;
+- ``parse``: :func:`service.core.contracts.parse_event` alone (JSON decode + schema validation);
+- ``parse+apply``: plus :func:`service.core.customer.apply` on in-memory customer states;
 - ``handle, no models``: :meth:`Pipeline.handle` with every segment model taken out
   (stream time, state JSON load/save, snapshots, the timed re-evaluation sweep);
 - ``handle, <model> only``: the same with just that one segment model;
@@ -31,15 +31,15 @@ from dataclasses import dataclass
 from aiokafka.partitioner import murmur2
 
 from bench.common import Progress, code_version, median_of, paired, rotated, say, summary, table
-from service.changes import Source
-from service.contracts import EventType, Rejection, parse_event
-from service.customer import CustomerState, apply
-from service.events import from_payload
-from service.pipeline import Pipeline, ShopBook
-from service.publish import encode, role_for
+from service.core.changes import Source
+from service.core.contracts import EventType, Rejection, parse_event, role_for
+from service.core.customer import CustomerState, apply
+from service.core.events import from_payload
+from service.core.pipeline import Pipeline, ShopBook
 from service.segments import available_models
 from service.settings import Settings
-from service.simulation.generator import SimulationConfig, generate
+from service.tools.publish import encode
+from service.tools.simulation.generator import SimulationConfig, generate
 
 STREAM = SimulationConfig(seed=1, shops_per_kind=2, customers_per_shop=100, days=365)
 FULL = "handle (full)"

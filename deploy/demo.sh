@@ -32,12 +32,12 @@ done
 curl -fs "http://127.0.0.1:$web_port/ready" >/dev/null || { echo "worker not ready" >&2; exit 1; }
 
 say "segment changes as they happen (shop · customer · model: previous → current)"
-"$py" -m service.watch --seconds 600 --idle-exit 10 --every "${DEMO_EVERY:-1}" &
+"$py" -m service.tools.watch --seconds 600 --idle-exit 10 --every "${DEMO_EVERY:-1}" &
 watcher=$!
 sleep 2
 
 say "publishing a simulated year end of six tiny shops (1% bad records, 1% duplicates)"
-"$py" -m service.simulate --shops-per-kind 1 --customers "${DEMO_CUSTOMERS:-25}" --days 150 \
+"$py" -m service.tools.simulate --shops-per-kind 1 --customers "${DEMO_CUSTOMERS:-25}" --days 150 \
     --rate "${DEMO_RATE:-250}" --invalid-ratio 0.01 --duplicate-ratio 0.01 \
     --out-of-order-ratio 0.02 --progress-every 1000 >&2
 wait "$watcher"

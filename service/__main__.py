@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(settings.model_dump_json(indent=2))
         return 0
-    from service.worker import StartupError, run_worker
+    from service.stream.worker import StartupError, run_worker
 
     try:
         run_worker(settings)

@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from service.changes import Source
-from service.pipeline import Pipeline
-from service.publish import EVENT_TYPES, encode
+from service.core.changes import Source
+from service.core.contracts import EVENT_TYPES
+from service.core.pipeline import Pipeline
 from service.settings import TopicRole
+from service.tools.publish import encode
 
 
 def feed(

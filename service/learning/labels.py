@@ -24,7 +24,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 from service.learning.vectors import Vector, as_row, from_row
 
 DAY_SECONDS = 86_400

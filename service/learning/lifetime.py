@@ -5,7 +5,7 @@ alive a customer buys as a Poisson process of rate ``lambda ~ Gamma(r, alpha)``
 and after every purchase drops out with probability ``p ~ Beta(a, b)``. The four
 parameters are fitted per shop by maximum likelihood over its customers'
 ``(frequency, recency, T)`` (the lifetimes definitions, in days; see
-:mod:`service.features`), as ``lifetimes.BetaGeoFitter`` does: the same
+:mod:`service.core.features`), as ``lifetimes.BetaGeoFitter`` does: the same
 log-likelihood, optimised over log-parameters, with its conventions (P(alive) is 1
 for a customer without repeat purchases). Per customer everything is then a
 closed formula: cheap enough to evaluate at every event.
@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 
 optimize: Any = importlib.import_module("scipy.optimize")  # scipy ships no type hints
 special: Any = importlib.import_module("scipy.special")

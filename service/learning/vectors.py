@@ -1,6 +1,6 @@
 """The behavioural feature vector learned models read, and the online scaler they scale it with.
 
-:func:`behaviour_vector` turns a :class:`~service.features.CustomerSnapshot` into a
+:func:`behaviour_vector` turns a :class:`~service.core.features.CustomerSnapshot` into a
 plain ``{name: float}`` dict (what river models take). Counts, money and day spans
 are heavy-tailed, so they enter as ``log1p``; :func:`original_value` undoes that
 for descriptions in the shop's own units. Shares and flags enter as they are.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 
 Vector = dict[str, float]
 
@@ -63,9 +63,9 @@ def behaviour_vector(customer: CustomerSnapshot) -> Vector:
     - ``orders_per_month``, ``discount_share`` and ``renewal_share`` of orders;
     - ``subscribed``, ``cancelled`` (cancelled or cancelling), ``gift_plan``: 0/1 flags.
 
-    >>> from service.customer import CustomerState
-    >>> from service.events import parse_time
-    >>> from service.features import snapshot
+    >>> from service.core.customer import CustomerState
+    >>> from service.core.events import parse_time
+    >>> from service.core.features import snapshot
     >>> state = CustomerState("shop", "c-1", first_seen_at="2026-01-01T00:00:00Z",
     ...     purchase_days={"2026-01-01": 10.0, "2026-01-11": 30.0}, order_count=2,
     ...     total_spend=40.0, discount_order_count=1)

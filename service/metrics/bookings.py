@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Literal
 
-from service.customer import CustomerState
-from service.events import parse_time
+from service.core.customer import CustomerState
+from service.core.events import parse_time
 from service.metrics.movements import MovementKind, movements, mrr_at, mrr_steps
 
 BookingKind = (

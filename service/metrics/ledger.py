@@ -56,8 +56,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from service.customer import CustomerState
-from service.events import Event, Order
+from service.core.customer import CustomerState
+from service.core.events import Event, Order
 from service.metrics.bookings import Booking, BookingKind, Contribution
 from service.metrics.cohorts import CohortCell, CohortRow, cohort_months, month_start
 from service.metrics.definitions import share

@@ -17,7 +17,7 @@ had ended (status ``cancelled``) before; a churn remembers when its subscription
 began (the signup that started it), which the ledger needs for "churned, but joined in
 the same period" (ChartMogul's customer churn rate excludes those).
 
->>> from service.events import parse_time
+>>> from service.core.events import parse_time
 >>> state = CustomerState("shop", "c-1", signups=["2026-01-05T10:00:00Z"],
 ...     cancellations=[("2026-01-20T08:00:00Z", "2026-02-05T10:00:00Z")],
 ...     plan={"price": 30.0, "interval": "month"})
@@ -33,8 +33,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from service.customer import CustomerState, subscription_status
-from service.events import Event, parse_time
+from service.core.customer import CustomerState, subscription_status
+from service.core.events import Event, parse_time
 from service.metrics.mrr import PAYING_STATUSES, plan_in_force
 
 MovementKind = Literal["new", "reactivation", "expansion", "contraction", "churn"]
@@ -153,7 +153,7 @@ class EventEffect:
 def classify(event: Event, before: CustomerState, after: CustomerState) -> EventEffect:
     """Movements ``event`` added and removed, given the state before and after applying it.
 
-    >>> from service.events import from_payload
+    >>> from service.core.events import from_payload
     >>> signup = from_payload({"type": "signup", "event_id": "e1", "shop_id": "s",
     ...     "customer_id": "c", "occurred_at": "2026-03-01T09:00:00Z",
     ...     "acquisition_channel": "web",

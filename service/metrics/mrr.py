@@ -16,14 +16,14 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
 
-from service.customer import CustomerState, subscription_status
-from service.events import parse_time
+from service.core.customer import CustomerState, subscription_status
+from service.core.events import parse_time
 
 PAYMENTS_PER_YEAR: dict[str, int] = {"week": 52, "month": 12, "quarter": 4, "year": 1}
 """How often a plan of each billing interval is paid in a year."""
 
 PAYING_STATUSES = frozenset({"active", "cancelling"})
-"""Subscription statuses (see :func:`service.customer.subscription_status`) that earn MRR."""
+"""Subscription statuses (see :func:`service.core.customer.subscription_status`) that earn MRR."""
 
 
 def monthly_price(price: float, interval: str) -> float:
@@ -50,7 +50,7 @@ def plan_in_force(state: CustomerState, at: datetime) -> float:
     """MRR of the plan in force at ``at``: the latest one taken on at or before it, from the
     state's plan history (a hand-built state without history: its ``plan``).
 
-    >>> from service.events import parse_time
+    >>> from service.core.events import parse_time
     >>> state = CustomerState("shop", "c-1", plan_history=[
     ...     ("2026-01-01T00:00:00Z", {"price": 12.0, "interval": "month"}),
     ...     ("2026-03-01T00:00:00Z", {"price": 60.0, "interval": "quarter"})])
@@ -70,7 +70,7 @@ def plan_in_force(state: CustomerState, at: datetime) -> float:
 def customer_mrr(state: CustomerState, at: datetime) -> float:
     """The customer's MRR at ``at``: the plan in force while the subscription pays.
 
-    >>> from service.events import parse_time
+    >>> from service.core.events import parse_time
     >>> state = CustomerState("shop", "c-1", signups=["2026-01-01T00:00:00Z"],
     ...                       plan={"price": 12.0, "interval": "month"})
     >>> customer_mrr(state, parse_time("2026-02-01T00:00:00Z"))

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from service.events import format_time
+from service.core.events import format_time
 from service.metrics.ledger import MetricsLedger
 from service.metrics.windows import WindowMetrics
 

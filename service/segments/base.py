@@ -1,6 +1,6 @@
 """The one protocol every segment model implements.
 
-A model belongs to one shop. It reads a :class:`~service.features.CustomerSnapshot`
+A model belongs to one shop. It reads a :class:`~service.core.features.CustomerSnapshot`
 and names the customer's segment. ``learn`` lets a model take in a customer's latest
 snapshot before assigning (rules ignore it; RFM keeps the shop's distribution;
 learned models update online). Models are pickled into checkpoints, so they hold
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import ClassVar, Protocol, Self, runtime_checkable
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 from service.settings import Settings
 
 

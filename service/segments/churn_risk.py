@@ -30,7 +30,7 @@ from river import linear_model as river_linear_model
 from river import optim as river_optim
 from river import preprocessing as river_preprocessing
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 from service.learning.labels import Example, Labeller, LapseRule
 from service.learning.quality import ChurnQuality
 from service.learning.vectors import Vector, behaviour_vector

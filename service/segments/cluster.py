@@ -59,7 +59,7 @@ from typing import Any, ClassVar, Self
 
 from river import cluster as river_cluster
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 from service.learning.quality import ClusterQuality, FadingMean, distance
 from service.learning.vectors import (
     FEATURES,

@@ -13,9 +13,9 @@ The rules, first match wins (thresholds are settings, defaults in brackets):
 5. ``loyal``     at least ``loyal_min_repeat_days`` [4] repeat purchase days;
 6. ``active``    everyone else.
 
->>> from service.customer import CustomerState
->>> from service.features import snapshot
->>> from service.events import parse_time
+>>> from service.core.customer import CustomerState
+>>> from service.core.features import snapshot
+>>> from service.core.events import parse_time
 >>> state = CustomerState("shop", "c-1", first_seen_at="2026-01-01T00:00:00Z",
 ...                       purchase_days={"2026-01-01": 20.0})
 >>> rules = LifecycleRules()
@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar, Self
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 from service.settings import Settings
 
 STAGES = ("new", "active", "loyal", "at_risk", "churned", "won_back")

@@ -26,7 +26,7 @@ from __future__ import annotations
 from bisect import bisect_left, bisect_right, insort
 from typing import ClassVar, Self
 
-from service.features import CustomerSnapshot
+from service.core.features import CustomerSnapshot
 from service.settings import Settings
 
 SEGMENT_GRID: dict[int, tuple[str, str, str, str, str]] = {

@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from service.contracts import validate_output
-from service.publish import publish
+from service.core.contracts import validate_output
 from service.settings import Settings
-from service.simulation.generator import Simulation, SimulationConfig, generate
-from service.topics import ensure_topics
+from service.stream.topics import ensure_topics
+from service.tools.publish import publish
+from service.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.integration.kafka_io import consume_all
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.metrics_oracle import MetricsOracle

@@ -103,8 +103,8 @@ async def test_transactional_producer_and_read_committed(kafka_bootstrap: str) -
     assert sorted(decode_json(r)["n"] for r in everything) == [*range(15), 99]
 
 
-@pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat not installed (apt install kcat)")
 async def test_kcat_produce_aiokafka_consume(kafka_bootstrap: str) -> None:
+    assert shutil.which("kcat"), "kcat is missing: .ci/run installs it (apt-get install kcat)"
     topic = unique_topic("kcat")
     partitions = 4
     await create_topics(kafka_bootstrap, [topic], partitions=partitions)

@@ -6,8 +6,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
-from service import telemetry
-from service.lag import LagProbe, consumer_lag
+from service.observability import telemetry
+from service.stream.lag import LagProbe, consumer_lag
 from tests.integration.kafka_io import create_topics, produce_json
 from tests.integration.worker_process import unique_name
 

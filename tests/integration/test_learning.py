@@ -34,16 +34,16 @@ from typing import Any
 
 import pytest
 
-from service.contracts import validate_output
-from service.events import parse_time
-from service.lag import consumer_lag
+from service.core.contracts import ROLES, validate_output
+from service.core.events import parse_time
 from service.learning.quality import adjusted_rand_index
-from service.publish import ROLES, Record, publish
 from service.segments.churn_risk import ChurnRiskModel
 from service.settings import Settings
-from service.simulation.generator import CustomerTruth, Simulation, SimulationConfig, generate
-from service.simulation.shops import KINDS, Shop
-from service.topics import changelog_topic, ensure_topics
+from service.stream.lag import consumer_lag
+from service.stream.topics import changelog_topic, ensure_topics
+from service.tools.publish import Record, publish
+from service.tools.simulation.generator import CustomerTruth, Simulation, SimulationConfig, generate
+from service.tools.simulation.shops import KINDS, Shop
 from tests.integration.kafka_io import consume_all
 from tests.integration.ticks import tick_orders
 from tests.integration.worker_process import WorkerProcess, isolated_settings

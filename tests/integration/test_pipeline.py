@@ -20,14 +20,14 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from service.contracts import validate_output
-from service.customer import CustomerState
-from service.events import parse_time
-from service.features import snapshot
-from service.publish import publish
+from service.core.contracts import validate_output
+from service.core.customer import CustomerState
+from service.core.events import parse_time
+from service.core.features import snapshot
 from service.settings import Settings
-from service.simulation.generator import Simulation, SimulationConfig, generate
-from service.topics import ensure_topics
+from service.stream.topics import ensure_topics
+from service.tools.publish import publish
+from service.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.integration.kafka_io import consume_all
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.oracle import lifetimes_summary

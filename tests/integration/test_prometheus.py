@@ -23,8 +23,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from service.publish import Record, publish
-from service.topics import ensure_topics
+from service.stream.topics import ensure_topics
+from service.tools.publish import Record, publish
 from tests.integration.worker_process import WorkerProcess, free_port, isolated_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

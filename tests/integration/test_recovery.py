@@ -13,12 +13,12 @@ from typing import Any
 
 import pytest
 
-from service.pipeline import Pipeline
-from service.publish import publish
+from service.core.pipeline import Pipeline
 from service.segments import available_models
 from service.settings import Settings
-from service.simulation.generator import SimulationConfig, generate
-from service.topics import ensure_topics
+from service.stream.topics import ensure_topics
+from service.tools.publish import publish
+from service.tools.simulation.generator import SimulationConfig, generate
 from tests.feed import feed
 from tests.integration.kafka_io import consume_all
 from tests.integration.ticks import tick_orders

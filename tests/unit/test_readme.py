@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.api import SHOP_VIEWS
+from service.api.routes import SHOP_VIEWS
 from service.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()

@@ -1,6 +1,6 @@
 """Simulated shops folded into customer snapshots in the order the pipeline evaluates them.
 
-Like :class:`service.pipeline.Pipeline` without Kafka: every event is applied to its
+Like :class:`service.core.pipeline.Pipeline` without Kafka: every event is applied to its
 customer's state and the customer is evaluated at the shop's stream time; every
 ``rescore_days`` of stream time every known customer is evaluated again (the timer).
 """
@@ -10,11 +10,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import date, timedelta
 
-from service.customer import CustomerState, apply
-from service.events import from_payload
-from service.features import CustomerSnapshot, snapshot
-from service.simulation import Simulation, SimulationConfig, generate
-from service.simulation.shops import KINDS, Shop
+from service.core.customer import CustomerState, apply
+from service.core.events import from_payload
+from service.core.features import CustomerSnapshot, snapshot
+from service.tools.simulation import Simulation, SimulationConfig, generate
+from service.tools.simulation.shops import KINDS, Shop
 
 
 def one_shop(

@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from service.customer import CustomerState, apply
-from service.events import from_payload
-from service.features import snapshot
+from service.core.customer import CustomerState, apply
+from service.core.events import from_payload
+from service.core.features import snapshot
 from service.learning.lifetime import (
     BgNbd,
     SpendTrend,

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.customer import CustomerState
-from service.features import snapshot
+from service.core.customer import CustomerState
+from service.core.features import snapshot
 from service.learning.vectors import (
     FEATURES,
     FadingScaler,

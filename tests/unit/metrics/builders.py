@@ -12,8 +12,8 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from service.customer import CustomerState, apply, subscription_status
-from service.events import Event, format_time, from_payload
+from service.core.customer import CustomerState, apply, subscription_status
+from service.core.events import Event, format_time, from_payload
 from service.metrics.ledger import MetricsLedger, Recorded
 
 SHOP = "tea-1"

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from service.events import from_payload, parse_time
+from service.core.events import from_payload, parse_time
 from service.metrics.ledger import MetricsLedger
 from service.metrics.mrr import customer_mrr
 from service.metrics.windows import WindowMetrics
-from service.simulation.generator import SimulationConfig, generate
+from service.tools.simulation.generator import SimulationConfig, generate
 from tests.metrics_oracle import MetricsOracle
 from tests.unit.metrics.builders import Shop, tier_and_status
 

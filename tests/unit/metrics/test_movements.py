@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from service.customer import CustomerState, apply
-from service.events import Event
+from service.core.customer import CustomerState, apply
+from service.core.events import Event
 from service.metrics.movements import EventEffect, Movement, classify
 from tests.unit.metrics.builders import at, cancel, copy_state, order, plan, signup
 

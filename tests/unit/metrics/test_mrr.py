@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.customer import CustomerState
+from service.core.customer import CustomerState
 from service.metrics.mrr import customer_mrr, monthly_price, plan_mrr
 from tests.unit.metrics.builders import at
 

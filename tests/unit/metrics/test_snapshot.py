@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
-from service import contracts
-from service.contracts import SCHEMA_DIR, schema_path, validate_output
+from service.core import contracts
+from service.core.contracts import SCHEMA_DIR, schema_path, validate_output
 from service.metrics.ledger import MetricsLedger, UnknownShopError
 from service.metrics.snapshot import snapshot_payload
 from tests.schema_docs import undocumented

@@ -7,9 +7,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service.customer import CustomerState
-from service.events import format_time
-from service.features import CustomerSnapshot, snapshot
+from service.core.customer import CustomerState
+from service.core.events import format_time
+from service.core.features import CustomerSnapshot, snapshot
 from service.learning.labels import Example
 from service.learning.vectors import behaviour_vector
 from service.segments.churn_risk import ChurnRiskModel

@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.customer import CustomerState
-from service.events import format_time
-from service.features import CustomerSnapshot, snapshot
+from service.core.customer import CustomerState
+from service.core.events import format_time
+from service.core.features import CustomerSnapshot, snapshot
 from service.learning.quality import adjusted_rand_index
 from service.segments.cluster import ClusterModel, GroupFormed, StableIds, traits
 from service.settings import Settings

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.customer import CustomerState
-from service.events import format_time
-from service.features import CustomerSnapshot, snapshot
+from service.core.customer import CustomerState
+from service.core.events import format_time
+from service.core.features import CustomerSnapshot, snapshot
 from service.segments import SegmentModel, available_models
 from service.settings import Settings
 

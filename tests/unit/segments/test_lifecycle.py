@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.customer import CustomerState
-from service.events import format_time
-from service.features import snapshot
+from service.core.customer import CustomerState
+from service.core.events import format_time
+from service.core.features import snapshot
 from service.segments.lifecycle import LifecycleRules
 
 DAY0 = datetime(2025, 1, 1, tzinfo=UTC)

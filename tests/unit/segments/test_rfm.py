@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from service.customer import CustomerState
-from service.features import snapshot
+from service.core.customer import CustomerState
+from service.core.features import snapshot
 from service.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score
 
 BRIEF_SEGMENTS = {

@@ -1,0 +1,272 @@
+"""Answers to the query API's questions, from the pipeline's tables (no HTTP here).
+
+Every function takes the :class:`~service.core.pipeline.Pipeline` of the worker that owns
+the shop's partition and returns JSON-ready data, or raises :class:`NotFoundError` /
+:class:`BadRequestError` with a message fit for the client.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import asdict
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from service.core.customer import CustomerState
+from service.core.events import format_time
+from service.core.features import CustomerSnapshot
+from service.core.pipeline import Pipeline, customer_key
+from service.learning.lifetime import (
+    BgNbd,
+    cant_lose,
+    clv,
+    fit_customers,
+    high_value_rate,
+    spend_trend,
+)
+from service.metrics.ledger import UnknownShopError
+from service.metrics.windows import BadWindowError
+
+MAX_PAGE = 500
+MIN_REPEAT_BUYERS = 5
+"""Repeat buyers a shop needs before a BG/NBD fit says anything."""
+
+
+class NotFoundError(LookupError):
+    """The shop, customer, model or segment is unknown (HTTP 404)."""
+
+
+class BadRequestError(ValueError):
+    """A parameter is malformed or out of range (HTTP 400)."""
+
+
+def shop_now(pipeline: Pipeline, shop_id: str) -> datetime:
+    """The shop's stream time; NotFoundError for a shop this worker never saw."""
+    now = pipeline.stream_time(shop_id)
+    if now is None:
+        raise NotFoundError(f"unknown shop {shop_id!r}")
+    return now
+
+
+def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, Any]:
+    """A customer's state, lifetimes features and segments, as of the shop's stream time."""
+    now = shop_now(pipeline, shop_id)
+    if pipeline.customers.get(customer_key(shop_id, customer_id)) is None:
+        raise NotFoundError(f"unknown customer {customer_id!r} of shop {shop_id!r}")
+    state = pipeline.load(shop_id, customer_id)
+    view = pipeline.view(state, now)
+    models = pipeline.book(shop_id).models
+    return {
+        "shop_id": shop_id,
+        "customer_id": customer_id,
+        "as_of": format_time(now),
+        "segments": dict(sorted(state.segments.items())),
+        "features": _features(view),
+        "lifetime": lifetime(pipeline, state, view),
+        "scores": {
+            name: explain(view)
+            for name, model in models.items()
+            if (explain := getattr(model, "explain", None)) is not None
+        },
+        "state": {
+            key: value
+            for key, value in state.to_json().items()
+            if key not in ("recent_event_ids", "segments")
+        },
+    }
+
+
+def lifetime(
+    pipeline: Pipeline, state: CustomerState, view: CustomerSnapshot
+) -> dict[str, Any] | None:
+    """P(alive), expected next order and CLV from the shop's BG/NBD fit (refitted when the
+    shop's stream time moved), and the "Can't lose them" spend-trend flag; None while the
+    shop has too few repeat buyers to fit. ``view`` is ``state`` at the shop's stream time."""
+    now = view.as_of
+    fitted = _shop_lifetime(pipeline, state.shop_id, now)
+    if fitted is None or not view.has_purchased:
+        return None
+    model, high_value = fitted
+    trend = spend_trend(state.purchase_days, now.date())
+    days_to_next = model.expected_days_to_next_order(view.frequency, view.T)
+    next_order = now + timedelta(days=days_to_next) if math.isfinite(days_to_next) else None
+    return {
+        "p_alive": model.p_alive(view.frequency, view.recency, view.T),
+        "expected_days_to_next_order": days_to_next if next_order else None,
+        "expected_next_order_at": format_time(next_order) if next_order else None,
+        "clv_365d": clv(model, view, 365.0),
+        "spend_per_30d_recent": None if trend is None else trend.recent_rate,
+        "spend_per_30d_before": None if trend is None else trend.historical_rate,
+        "cant_lose": cant_lose(trend, high_value),
+    }
+
+
+_LIFETIME_FITS: dict[str, tuple[datetime, BgNbd, float]] = {}
+
+
+def _shop_lifetime(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgNbd, float] | None:
+    cached = _LIFETIME_FITS.get(shop_id)
+    if cached is None or cached[0] != now:
+        states = list(pipeline.shop_customers(shop_id))
+        views = [pipeline.view(state, now) for state in states]
+        if sum(1 for v in views if v.frequency > 0) < MIN_REPEAT_BUYERS:
+            return None
+        trends = [spend_trend(state.purchase_days, now.date()) for state in states]
+        cached = (now, fit_customers(views), high_value_rate(trends))
+        _LIFETIME_FITS[shop_id] = cached
+    return cached[1], cached[2]
+
+
+def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
+    """Customers per segment, per model."""
+    now = shop_now(pipeline, shop_id)
+    sizes: dict[str, Counter[str]] = {}
+    for state in pipeline.shop_customers(shop_id):
+        for model, segment in state.segments.items():
+            sizes.setdefault(model, Counter())[segment] += 1
+    return {
+        "shop_id": shop_id,
+        "as_of": format_time(now),
+        "models": {model: dict(sorted(c.items())) for model, c in sorted(sizes.items())},
+    }
+
+
+def segment_members(
+    pipeline: Pipeline, shop_id: str, model: str, segment: str, query: Mapping[str, str]
+) -> dict[str, Any]:
+    """One page of the customers in a segment, ordered by customer id."""
+    shop_now(pipeline, shop_id)
+    limit, offset = paging(query)
+    if model not in pipeline.book(shop_id).models:
+        raise NotFoundError(
+            f"unknown model {model!r}; known: {', '.join(pipeline.book(shop_id).models)}"
+        )
+    members = [
+        state.customer_id
+        for state in pipeline.shop_customers(shop_id)
+        if state.segments.get(model) == segment
+    ]
+    return {
+        "shop_id": shop_id,
+        "model": model,
+        "segment": segment,
+        "total": len(members),
+        "limit": limit,
+        "offset": offset,
+        "customers": members[offset : offset + limit],
+    }
+
+
+def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """Churn, retention and MRR metrics of one window (``grain``, ``start``, ``dimension``)."""
+    now = shop_now(pipeline, shop_id)
+    grain = query.get("grain", "month")
+    start = _date(query.get("start"), default=now.date())
+    dimension = query.get("dimension", "all")
+    known = pipeline.ledger.dimensions(shop_id) if dimension != "all" else []
+    if dimension != "all" and dimension not in known:
+        raise NotFoundError(f"unknown dimension {dimension!r}; known: {', '.join(known)}")
+    try:
+        window = pipeline.ledger.window(shop_id, grain, start, dimension)
+    except BadWindowError as error:
+        raise BadRequestError(str(error)) from None
+    except UnknownShopError as error:
+        raise NotFoundError(str(error)) from None
+    return {"shop_id": shop_id, "grain": grain, **window.to_json()}
+
+
+def cohorts(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """Signup-month cohort retention table (customers and MRR by months since signup)."""
+    shop_now(pipeline, shop_id)
+    months = _int(query, "months", default=12, low=1, high=36)
+    try:
+        rows = pipeline.ledger.cohort_table(shop_id, months)
+    except BadWindowError as error:
+        raise BadRequestError(str(error)) from None
+    except UnknownShopError as error:
+        raise NotFoundError(str(error)) from None
+    return {"shop_id": shop_id, "months": months, "cohorts": [row.to_json() for row in rows]}
+
+
+def model_quality(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
+    """Progressive-validation quality and size of each learned model of the shop."""
+    shop_now(pipeline, shop_id)
+    return {"shop_id": shop_id, "models": model_reports(pipeline, shop_id)}
+
+
+def model_reports(pipeline: Pipeline, shop_id: str) -> dict[str, dict[str, Any]]:
+    """``{model: {"quality": {...}, "size_bytes": n}}`` for the shop's models that report
+    either (the API and the Prometheus gauges read the same figures)."""
+    reports: dict[str, dict[str, Any]] = {}
+    for name, model in pipeline.book(shop_id).models.items():
+        quality = getattr(model, "quality", None)
+        size = getattr(model, "size_bytes", None)
+        if quality is None and size is None:
+            continue
+        reports[name] = {
+            "quality": _as_dict(quality()) if quality else {},
+            "size_bytes": size() if size else None,
+        }
+    return reports
+
+
+def paging(query: Mapping[str, str]) -> tuple[int, int]:
+    """``limit`` (1..500, default 100) and ``offset`` (>= 0, default 0).
+
+    >>> paging({"limit": "20", "offset": "40"})
+    (20, 40)
+    >>> paging({"limit": "0"})
+    Traceback (most recent call last):
+    ...
+    service.api.queries.BadRequestError: limit must be an integer from 1 to 500, got '0'
+    """
+    return (
+        _int(query, "limit", default=100, low=1, high=MAX_PAGE),
+        _int(query, "offset", default=0, low=0, high=10**9),
+    )
+
+
+def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    raw = query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        value = low - 1
+    if not low <= value <= high:
+        raise BadRequestError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
+    return value
+
+
+def _date(raw: str | None, default: date) -> date:
+    if raw is None:
+        return default
+    try:
+        return date.fromisoformat(raw)
+    except ValueError:
+        raise BadRequestError(f"start must be a date YYYY-MM-DD, got {raw!r}") from None
+
+
+def _features(view: CustomerSnapshot) -> dict[str, Any]:
+    payload = asdict(view)
+    for key in ("shop_id", "customer_id", "attributes"):
+        payload.pop(key)
+    return {
+        key: value.isoformat() if isinstance(value, date | datetime) else value
+        for key, value in payload.items()
+    }
+
+
+def _as_dict(value: Any) -> dict[str, Any]:
+    """Quality figures as JSON (NaN, before any label, becomes null)."""
+    if not isinstance(value, Mapping):
+        as_dict = getattr(value, "as_dict", None)
+        value = as_dict() if as_dict else {"value": value}
+    return {key: None if _is_nan(v) else v for key, v in value.items()}
+
+
+def _is_nan(value: Any) -> bool:
+    return isinstance(value, float) and math.isnan(value)

@@ -1,0 +1,142 @@
+"""HTTP views on every worker: the query API, health, readiness and Prometheus metrics.
+
+Shop views are routed to the worker that owns the shop's partition, so any worker
+answers any request: the partition is Kafka's default partitioner over the ``shop_id``
+key (what producers use), its owner comes from Faust's assignment metadata. Faust's own
+``topic_route`` is not used: it asks the producer's metadata for the topic, which is
+empty until the worker has produced to it. The contract is ``deploy/openapi.json``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import faust
+from aiokafka.partitioner import murmur2
+from faust.web import Request, Response, View
+from prometheus_client import generate_latest
+from yarl import URL
+
+from service.api import queries
+from service.core.pipeline import Pipeline
+from service.observability import telemetry
+from service.settings import Settings
+from service.stream.wiring import Wiring
+
+METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
+"""Prometheus text format (aiohttp adds the charset itself)."""
+
+Answer = Callable[..., dict[str, Any]]
+
+SHOP_VIEWS: dict[str, Answer] = {
+    "/shops/{shop_id}/customers/{customer_id}": lambda p, q, shop_id, customer_id: queries.customer(
+        p, shop_id, customer_id
+    ),
+    "/shops/{shop_id}/segments": lambda p, q, shop_id: queries.segment_sizes(p, shop_id),
+    "/shops/{shop_id}/segments/{model}/{segment}": lambda p, q, shop_id, model, segment: (
+        queries.segment_members(p, shop_id, model, segment, q)
+    ),
+    "/shops/{shop_id}/metrics": lambda p, q, shop_id: queries.window_metrics(p, shop_id, q),
+    "/shops/{shop_id}/cohorts": lambda p, q, shop_id: queries.cohorts(p, shop_id, q),
+    "/shops/{shop_id}/models": lambda p, q, shop_id: queries.model_quality(p, shop_id),
+}
+
+
+def readiness(app: faust.App) -> dict[str, Any]:
+    """Ready means: not rebalancing, and tables recovered from their changelogs."""
+    recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
+    rebalancing = bool(app.rebalancing)
+    in_recovery = bool(app.in_recovery)
+    ready = recovered and not rebalancing and not in_recovery
+    telemetry.set_ready(ready)
+    return {"ready": ready, "rebalancing": rebalancing, "recovering": in_recovery}
+
+
+def answer(
+    view: View, pipeline: Pipeline, request: Request, handler: Answer, **params: str
+) -> Response:
+    """Run a query; unknown things are 404, bad parameters 400, both with a message."""
+    try:
+        return view.json(handler(pipeline, request.query, **params))
+    except queries.NotFoundError as error:
+        return view.json({"error": "not_found", "detail": str(error)}, status=404)
+    except queries.BadRequestError as error:
+        return view.json({"error": "bad_request", "detail": str(error)}, status=400)
+
+
+def shop_partition(shop_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives records keyed by ``shop_id``.
+
+    >>> shop_partition("coffee-roaster-1", 8) == shop_partition("coffee-roaster-1", 8)
+    True
+    """
+    return int(murmur2(shop_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
+    """Web URL of the worker that consumes ``topic``'s ``partition`` (None mid-rebalance)."""
+    for url, topics in app.router.external_topics_metadata().items():
+        if partition in topics.get(topic, ()):
+            return str(url)
+    return None
+
+
+async def proxy(app: faust.App, url: str, web: View, request: Request) -> Response:
+    """Forward a GET to another worker and relay its answer."""
+    target = URL(url)
+    routed = request.url.with_host(str(target.host)).with_port(target.port)
+    async with app.http_client.get(routed) as response:
+        return web.text(
+            await response.text(), content_type=response.content_type, status=response.status
+        )
+
+
+def register_views(wiring: Wiring, settings: Settings) -> None:
+    """Declare the HTTP views on the wired app."""
+    app, pipeline = wiring.app, wiring.pipeline
+    topic = settings.topic("orders")
+    own_url = str(app.conf.canonical_url)
+    for path, handler in SHOP_VIEWS.items():
+        _shop_view(app, pipeline, path, handler, Route(topic, settings.topic_partitions, own_url))
+
+    @app.page("/metrics")
+    async def metrics(web: View, request: Request) -> Response:
+        readiness(app)
+        return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/healthz")
+    async def healthz(web: View, request: Request) -> Response:
+        return web.json({"status": "alive"})
+
+    @app.page("/ready")
+    async def ready(web: View, request: Request) -> Response:
+        state = readiness(app)
+        return web.json(state, status=200 if state["ready"] else 503)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """How to find a shop's owner: the topic and partition count, and this worker's URL."""
+
+    topic: str
+    partitions: int
+    own_url: str
+
+
+def _shop_view(
+    app: faust.App, pipeline: Pipeline, path: str, handler: Answer, route: Route
+) -> None:
+    @app.page(path)
+    async def shop_view(web: View, request: Request, **params: str) -> Response:
+        owner = owner_url(app, route.topic, shop_partition(params["shop_id"], route.partitions))
+        if owner is None:
+            detail = "the shop's partition has no owner right now (rebalancing); retry shortly"
+            return web.json({"error": "unavailable", "detail": detail}, status=503)
+        if URL(owner) != URL(route.own_url):
+            return await proxy(app, owner, web, request)
+        if not readiness(app)["ready"]:
+            detail = "this worker is restoring the shop's tables; retry shortly"
+            return web.json({"error": "unavailable", "detail": detail}, status=503)
+        return answer(web, pipeline, request, handler, **params)

@@ -1,0 +1,127 @@
+"""Per-customer features at a point in event time, as the ``lifetimes`` package defines them.
+
+With daily periods and ``now`` as the observation end:
+
+- ``frequency``: repeat purchase days (distinct purchase days - 1);
+- ``recency``: days between the first and the last purchase day;
+- ``T``: days between the first purchase day and ``now``;
+- ``monetary_value``: mean of the daily totals of the repeat purchase days (0 without any).
+
+``now`` is the shop's stream time (its latest ``occurred_at``), so replaying a
+historical log gives what an offline computation at its end gives.
+
+>>> from service.core.customer import CustomerState
+>>> state = CustomerState("shop", "c-1", purchase_days={
+...     "2026-01-01": 10.0, "2026-01-05": 20.0, "2026-01-09": 40.0})
+>>> f = snapshot(state, parse_time("2026-01-11T12:00:00Z"))
+>>> (f.frequency, f.recency, f.T, f.monetary_value)
+(2, 8.0, 10.0, 30.0)
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from datetime import date, datetime
+from typing import Any
+
+from service.core.customer import CustomerState, purchase_dates, subscription_status
+from service.core.events import parse_time
+
+
+@dataclass(frozen=True, slots=True)
+class CustomerSnapshot:
+    """What segment models read: one customer's features at ``as_of`` (read-only)."""
+
+    shop_id: str
+    customer_id: str
+    as_of: datetime
+    frequency: int
+    recency: float
+    T: float
+    monetary_value: float
+    first_purchase: date | None
+    last_purchase: date | None
+    days_since_last_purchase: float | None
+    order_count: int
+    total_spend: float
+    tenure_days: float
+    cadence_days: float | None
+    subscription: str
+    last_activity_days: float
+    returned_at: date | None
+    renewal_count: int
+    discount_order_count: int
+    plan_price: float | None
+    plan_tier: str | None
+    acquisition_channel: str | None
+    preferred_channel: str | None
+    attributes: dict[str, Any]
+
+    @property
+    def has_purchased(self) -> bool:
+        """Whether the customer has at least one purchase day."""
+        return self.first_purchase is not None
+
+
+def snapshot(state: CustomerState, now: datetime, churned_gap_days: int = 90) -> CustomerSnapshot:
+    """Features of ``state`` observed at ``now`` (a returned customer is one back after a gap
+    longer than ``churned_gap_days`` or re-subscribed after cancelling)."""
+    days = purchase_dates(state)
+    today = now.date()
+    first_seen = parse_time(state.first_seen_at).date() if state.first_seen_at else today
+    plan = state.plan or {}
+    return CustomerSnapshot(
+        shop_id=state.shop_id,
+        customer_id=state.customer_id,
+        as_of=now,
+        frequency=max(len(days) - 1, 0),
+        recency=float((days[-1] - days[0]).days) if days else 0.0,
+        T=float((today - days[0]).days) if days else 0.0,
+        monetary_value=_repeat_mean(state, days),
+        first_purchase=days[0] if days else None,
+        last_purchase=days[-1] if days else None,
+        days_since_last_purchase=float((today - days[-1]).days) if days else None,
+        order_count=state.order_count,
+        total_spend=state.total_spend,
+        tenure_days=float((today - first_seen).days),
+        cadence_days=(days[-1] - days[0]).days / (len(days) - 1) if len(days) > 1 else None,
+        subscription=subscription_status(state, now),
+        last_activity_days=float((today - _last_activity(state, days, first_seen)).days),
+        returned_at=_returned_at(state, days, churned_gap_days),
+        renewal_count=state.renewal_count,
+        discount_order_count=state.discount_order_count,
+        plan_price=plan.get("price"),
+        plan_tier=plan.get("tier"),
+        acquisition_channel=state.acquisition_channel,
+        preferred_channel=state.preferred_channel,
+        attributes=dict(state.attributes),
+    )
+
+
+def _repeat_mean(state: CustomerState, days: list[date]) -> float:
+    if len(days) < 2:
+        return 0.0
+    repeat_totals = [state.purchase_days[day.isoformat()] for day in days[1:]]
+    return sum(repeat_totals) / len(repeat_totals)
+
+
+def _last_activity(state: CustomerState, days: list[date], first_seen: date) -> date:
+    """Latest purchase or signup day: what inactivity is measured from."""
+    candidates = [first_seen, *days[-1:]]
+    candidates += [parse_time(s).date() for s in state.signups[-1:]]
+    return max(candidates)
+
+
+def _returned_at(state: CustomerState, days: list[date], churned_gap_days: int) -> date | None:
+    """Latest comeback: a purchase after a long gap, or a signup after a cancellation."""
+    comebacks = [
+        later
+        for earlier, later in itertools.pairwise(days)
+        if (later - earlier).days > churned_gap_days
+    ]
+    cancels = [parse_time(occurred) for occurred, _ in state.cancellations]
+    if cancels:
+        signups = (parse_time(s) for s in state.signups)
+        comebacks += [signup.date() for signup in signups if signup > min(cancels)]
+    return max(comebacks, default=None)

@@ -1,0 +1,124 @@
+"""Periodic work on every worker: metric snapshots to Kafka, and Prometheus gauges.
+
+Timers look only at the shops whose partitions this worker owns (the local tables),
+so several workers never publish the same shop twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from service.api.queries import model_reports
+from service.core.contracts import validate_output
+from service.core.pipeline import Pipeline
+from service.metrics.snapshot import snapshot_payload
+from service.observability import telemetry
+from service.observability.logs import get_logger
+from service.settings import Settings
+from service.stream.lag import LagProbe
+from service.stream.wiring import Wiring, to_bytes
+
+log = get_logger(__name__)
+GAUGE_GRAIN = "30d"
+
+
+def owned_shops(pipeline: Pipeline) -> Iterator[str]:
+    """Shop ids in this worker's local shops table."""
+    for key in list(pipeline.shops.keys()):
+        yield str(key)
+
+
+async def publish_snapshots(wiring: Wiring) -> int:
+    """Send each owned shop's current metrics to the metrics topic; return how many."""
+    pipeline, sent = wiring.pipeline, 0
+    for shop_id in owned_shops(pipeline):
+        now = pipeline.stream_time(shop_id)
+        if now is None:
+            continue
+        payload = snapshot_payload(shop_id, now, pipeline.ledger)
+        validate_output("metrics_snapshot", payload)
+        await wiring.metrics.send(key=shop_id.encode(), value=to_bytes(payload))
+        sent += 1
+    return sent
+
+
+def refresh_gauges(wiring: Wiring, per_shop: bool) -> None:
+    """Table sizes, segment sizes, churn/retention, and learned-model quality and size."""
+    pipeline = wiring.pipeline
+    telemetry.set_table_entries({name: len(table) for name, table in wiring.tables.items()})
+    sizes: dict[str, dict[tuple[str, str], int]] = {}
+    rates: list[telemetry.WindowRates] = []
+    quality: dict[tuple[str, str], list[float]] = {}
+    model_bytes: dict[str, int] = {}
+    for shop_id in owned_shops(pipeline):
+        now = pipeline.stream_time(shop_id)
+        if now is None:
+            continue
+        sizes[shop_id] = telemetry.count_segments(
+            state.segments for state in pipeline.shop_customers(shop_id)
+        )
+        window = pipeline.ledger.window(shop_id, GAUGE_GRAIN, now.date())
+        rates.append(
+            telemetry.WindowRates(
+                shop_id,
+                GAUGE_GRAIN,
+                window.subscribers_start,
+                window.churn_rate,
+                window.retention_rate,
+            )
+        )
+        _collect_models(pipeline, shop_id, quality, model_bytes)
+    telemetry.set_segment_sizes(sizes, per_shop)
+    telemetry.set_window_rates(rates, per_shop)
+    telemetry.set_model_quality(_mean(quality))
+    telemetry.set_model_sizes(model_bytes)
+
+
+def _collect_models(
+    pipeline: Pipeline,
+    shop_id: str,
+    quality: dict[tuple[str, str], list[float]],
+    model_bytes: dict[str, int],
+) -> None:
+    for name, report in model_reports(pipeline, shop_id).items():
+        for metric, value in report["quality"].items():
+            if metric not in ("labelled", "positives") and value is not None:
+                quality.setdefault((name, metric), []).append(float(value))
+        if report["size_bytes"] is not None:
+            model_bytes[name] = model_bytes.get(name, 0) + int(report["size_bytes"])
+
+
+def _mean(values: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], float]:
+    return {key: sum(v) / len(v) for key, v in values.items() if v}
+
+
+def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str]) -> None:
+    """Declare the snapshot, gauge and lag timers on the app."""
+    app = wiring.app
+    probe = LagProbe.from_settings(settings, input_topics)
+
+    async def snapshots() -> None:
+        try:
+            sent = await publish_snapshots(wiring)
+            log.debug("metric_snapshots_published", shops=sent)
+        except Exception:
+            log.exception("metric_snapshots_failed")
+
+    async def gauges() -> None:
+        try:
+            refresh_gauges(wiring, settings.metrics_per_shop_labels)
+        except Exception:
+            log.exception("gauge_refresh_failed")
+
+    async def lag() -> None:
+        await probe.update()
+
+    app.timer(settings.metrics_snapshot_interval_s)(snapshots)
+    app.timer(settings.gauges_interval_s)(gauges)
+    app.timer(settings.lag_interval_s)(lag)
+
+    async def close_probe(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await probe.stop()
+
+    app.on_before_shutdown.connect(close_probe)  # type: ignore[arg-type]

@@ -1,0 +1,109 @@
+"""The topics segstream owns: create them, and check they are co-partitioned.
+
+All input topics are keyed by ``shop_id`` and must have the same partition count as
+the tables' changelogs (``topic_partitions``): a shop's events and its state then
+live in the same partition number everywhere. A topic created with another count
+(say, auto-created by a producer with the broker's default) would split a shop's
+events from its state, so the worker refuses to start and says so.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError, for_code
+
+from service.core.contracts import ROLES
+from service.settings import Settings, TopicRole
+from service.stream.kafka import connection_options
+
+CREATED_ROLES: tuple[TopicRole, ...] = (
+    *ROLES.values(),
+    "segment_changes",
+    "dead_letters",
+    "metrics",
+)
+
+
+TABLES = ("customers", "shops", "models", "metrics")
+"""The worker's changelog-backed tables (see service.stream.wiring)."""
+
+
+def changelog_topic(settings: Settings, table: str) -> str:
+    """Faust's name for a table's changelog topic."""
+    return f"{settings.app_id}-{table}-changelog"
+
+
+class TopologyError(Exception):
+    """Existing topics do not match the configured partitioning."""
+
+
+async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[str]:
+    """Create the input and output topics that do not exist yet, and with ``changelogs``
+    the tables' compacted changelog topics too (so a starting worker never sees a
+    changelog without partitions in its metadata).
+
+    Idempotent (also when another process creates them at the same time);
+    returns the names it created.
+    """
+    wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
+    if changelogs:
+        compacted = {"cleanup.policy": "compact"}
+        wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = {name: config for name, config in wanted.items() if name not in existing}
+        if not missing:
+            return []
+        response = await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    settings.topic_partitions,
+                    settings.topic_replication,
+                    topic_configs=config,
+                )
+                for name, config in missing.items()
+            ]
+        )
+        return _created(response.topic_errors)
+    finally:
+        await admin.close()
+
+
+def _created(topic_errors: Iterable[tuple[Any, ...]]) -> list[str]:
+    """Topics a CreateTopics response reports as created; raise on real errors."""
+    created = []
+    for name, code, *_ in topic_errors:
+        if code == 0:
+            created.append(name)
+        elif code != TopicAlreadyExistsError.errno:
+            raise for_code(code)(f"could not create topic {name}")
+    return created
+
+
+async def verify_partitions(settings: Settings) -> None:
+    """Raise :class:`TopologyError` when an input topic's partition count is not
+    ``topic_partitions`` (co-partitioning with the table changelogs)."""
+    admin = AIOKafkaAdminClient(**connection_options(settings))
+    await admin.start()
+    try:
+        names = [settings.topic(role) for role in ROLES.values()]
+        described = await admin.describe_topics(names)
+    finally:
+        await admin.close()
+    wrong = {
+        topic["topic"]: len(topic["partitions"])
+        for topic in described
+        if topic["error_code"] == 0 and len(topic["partitions"]) != settings.topic_partitions
+    }
+    if wrong:
+        found = ", ".join(f"{name} has {count}" for name, count in sorted(wrong.items()))
+        raise TopologyError(
+            f"input topics must have SEGSTREAM_TOPIC_PARTITIONS={settings.topic_partitions} "
+            f"partitions: {found}. Set SEGSTREAM_TOPIC_PARTITIONS to match, or recreate them."
+        )

@@ -1,0 +1,58 @@
+"""Starting a worker process: topics, app, wiring, logging, and Faust's worker loop."""
+
+from __future__ import annotations
+
+import asyncio
+
+import faust
+from aiokafka.errors import KafkaConnectionError, KafkaError
+
+from service.api.routes import register_views
+from service.core.contracts import EVENT_TYPES
+from service.observability.logs import configure, get_logger
+from service.settings import Settings
+from service.stream.app import create_app
+from service.stream.timers import register_timers
+from service.stream.topics import TopologyError, ensure_topics, verify_partitions
+from service.stream.wiring import wire
+
+
+class StartupError(Exception):
+    """The worker cannot start; the message says why and what to do."""
+
+
+def prepare_topics(settings: Settings) -> None:
+    """Create missing topics and refuse mismatched partitioning, before Faust starts."""
+    try:
+        created = asyncio.run(_prepare(settings))
+    except KafkaConnectionError as error:
+        raise StartupError(
+            f"cannot reach Kafka at {settings.kafka_bootstrap} ({error}); is the broker up? "
+            "(make kafka-up starts a local one)"
+        ) from None
+    except (TopologyError, KafkaError) as error:
+        raise StartupError(str(error)) from None
+    if created:
+        get_logger(__name__).info("topics_created", topics=created)
+
+
+async def _prepare(settings: Settings) -> list[str]:
+    created = await ensure_topics(settings, changelogs=True)
+    await verify_partitions(settings)
+    return created
+
+
+def run_worker(settings: Settings) -> None:
+    """Run one worker until SIGTERM/SIGINT; state is recovered from changelogs at start."""
+    configure(settings)
+    prepare_topics(settings)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    app = create_app(settings)
+    wiring = wire(app, settings)
+    register_views(wiring, settings)
+    register_timers(wiring, settings, [settings.topic(role) for role in EVENT_TYPES])
+    worker = faust.Worker(
+        app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False
+    )
+    worker.spinner = None
+    worker.execute_from_commandline()

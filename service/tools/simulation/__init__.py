@@ -1,0 +1,31 @@
+"""Simulated tiny subscription shops: a deterministic source of demo and test events.
+
+Shops (:mod:`~service.tools.simulation.shops`) have plans, products and signup forms;
+customers follow personas (:mod:`~service.tools.simulation.personas`) with a planned
+churn outcome; :func:`generate` turns a :class:`SimulationConfig` into events
+plus the truth about every customer, without touching Kafka.
+"""
+
+from service.tools.simulation.generator import (
+    DEFAULT_MIX,
+    CustomerTruth,
+    Simulation,
+    SimulationConfig,
+    generate,
+)
+from service.tools.simulation.personas import PERSONAS, PersonaName
+from service.tools.simulation.shops import KINDS, KINDS_BY_NAME, Shop, shops_per_kind
+
+__all__ = [
+    "DEFAULT_MIX",
+    "KINDS",
+    "KINDS_BY_NAME",
+    "PERSONAS",
+    "CustomerTruth",
+    "PersonaName",
+    "Shop",
+    "Simulation",
+    "SimulationConfig",
+    "generate",
+    "shops_per_kind",
+]

@@ -1,0 +1,87 @@
+"""Folding events into customer state: de-duplication, order independence, subscriptions."""
+
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from service.core.customer import CustomerState, apply, subscription_status
+from service.core.events import Cancellation, Event, Order, Plan, Signup
+
+T0 = datetime(2025, 2, 1, 8, tzinfo=UTC)
+PLAN = Plan("beans-monthly", 24.0, "EUR", "month", "basic")
+
+
+def signup(at: datetime, event_id: str = "s1") -> Signup:
+    return Signup(event_id, "shop-1", "c-1", at, PLAN, "web", attributes={"age": 34})
+
+
+def order(at: datetime, event_id: str, amount: float = 24.0) -> Order:
+    return Order(event_id, "shop-1", "c-1", at, f"o-{event_id}", amount, "EUR", True)
+
+
+def cancel(at: datetime, effective: datetime, event_id: str = "x1") -> Cancellation:
+    return Cancellation(event_id, "shop-1", "c-1", at, "price", effective)
+
+
+def folded(events: list[Event]) -> CustomerState:
+    state = CustomerState("shop-1", "c-1")
+    for event in events:
+        apply(state, event, dedup_window=100)
+    return state
+
+
+def test_duplicate_event_is_applied_once() -> None:
+    state = CustomerState("shop-1", "c-1")
+    assert apply(state, order(T0, "e1"), 100) is True
+    assert apply(state, order(T0, "e1"), 100) is False
+    assert (state.order_count, state.total_spend) == (1, 24.0)
+
+
+def test_dedup_window_forgets_oldest_ids() -> None:
+    state = CustomerState("shop-1", "c-1")
+    for n in range(5):
+        apply(state, order(T0 + timedelta(days=n), f"e{n}"), dedup_window=3)
+    assert state.recent_event_ids == ["e2", "e3", "e4"]
+
+
+def test_out_of_order_gives_same_state_as_in_order() -> None:
+    upgrade = Order(
+        "up",
+        "shop-1",
+        "c-1",
+        T0 + timedelta(days=45),
+        "o-up",
+        30.0,
+        "EUR",
+        True,
+        plan=Plan("beans-premium", 30.0, "EUR", "month", "premium"),
+    )
+    events: list[Event] = [signup(T0), upgrade] + [
+        order(T0 + timedelta(days=30 * n, hours=n), f"e{n}", 20.0 + n) for n in range(6)
+    ]
+    events.append(cancel(T0 + timedelta(days=170), T0 + timedelta(days=180)))
+    in_order = folded(events)
+    shuffled = events[:]
+    random.Random(4).shuffle(shuffled)
+    out_of_order = folded(shuffled)
+    assert replace(out_of_order, recent_event_ids=[]) == replace(in_order, recent_event_ids=[])
+    assert out_of_order.plan is not None and out_of_order.plan["tier"] == "premium"
+
+
+def test_subscription_status_follows_signups_and_cancellations() -> None:
+    state = folded([signup(T0), cancel(T0 + timedelta(days=10), T0 + timedelta(days=28))])
+    assert subscription_status(state, T0 - timedelta(days=1)) == "none"
+    assert subscription_status(state, T0 + timedelta(days=5)) == "active"
+    assert subscription_status(state, T0 + timedelta(days=12)) == "cancelling"
+    assert subscription_status(state, T0 + timedelta(days=28)) == "cancelled"
+    apply(state, signup(T0 + timedelta(days=60), "s2"), 100)
+    assert subscription_status(state, T0 + timedelta(days=61)) == "active"
+
+
+def test_state_round_trips_through_json() -> None:
+    state = folded([signup(T0), order(T0, "e1"), cancel(T0, T0 + timedelta(days=3))])
+    state.segments["rfm"] = "New"
+    assert CustomerState.from_json(json.loads(json.dumps(state.to_json()))) == state

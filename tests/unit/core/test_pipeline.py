@@ -1,0 +1,109 @@
+"""The pipeline over plain dicts: validation, de-duplication, segment changes, timers."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from service.core.changes import Source
+from service.core.contracts import EventType, validate_output
+from service.core.events import format_time
+from service.core.pipeline import Pipeline, customer_key
+from service.settings import Settings
+
+T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
+RULES = {"lifecycle", "rfm"}
+SOURCE = Source("segstream.orders", 0, 0)
+
+
+def order(customer: str, at: datetime, event_id: str, amount: float = 20.0) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "type": "order",
+            "event_id": event_id,
+            "shop_id": "tea-1",
+            "customer_id": customer,
+            "occurred_at": format_time(at),
+            "order_id": f"o-{event_id}",
+            "amount": amount,
+            "currency": "EUR",
+            "is_renewal": False,
+        }
+    ).encode()
+
+
+@pytest.fixture
+def tables() -> tuple[dict[str, Any], dict[str, Any]]:
+    return {}, {}
+
+
+@pytest.fixture
+def pipeline(tables: tuple[dict[str, Any], dict[str, Any]]) -> Pipeline:
+    return Pipeline(Settings(rfm_min_customers=1), *tables)
+
+
+def test_invalid_record_becomes_a_dead_letter_with_reason(pipeline: Pipeline) -> None:
+    outcome = pipeline.handle(b'{"type": "order"', EventType.ORDER, SOURCE, b"tea-1")
+    assert outcome.status == "dead_lettered"
+    assert outcome.dead_letter is not None and outcome.dead_letter.reason == "invalid_json"
+    payload = outcome.dead_letter.to_json(T0)
+    validate_output("dead_letter", payload)
+    assert payload["source"] == {"topic": "segstream.orders", "partition": 0, "offset": 0}
+
+
+def test_first_order_assigns_segments_and_duplicate_is_counted_once(pipeline: Pipeline) -> None:
+    first = pipeline.handle(order("c-1", T0, "e1"), EventType.ORDER, SOURCE, None)
+    assert first.status == "processed"
+    assert {(c.model, c.previous, c.current) for c in first.changes if c.model in RULES} == {
+        ("lifecycle", None, "new"),
+        ("rfm", None, "New"),
+    }
+    for change in first.changes:
+        validate_output("segment_changed", change.to_json())
+    again = pipeline.handle(order("c-1", T0, "e1"), EventType.ORDER, SOURCE, None)
+    assert again.status == "duplicate" and again.changes == []
+    assert pipeline.load("tea-1", "c-1").order_count == 1
+
+
+def test_stream_time_of_other_customers_moves_a_quiet_customer_to_at_risk(
+    pipeline: Pipeline,
+) -> None:
+    pipeline.handle(order("quiet", T0, "q1"), EventType.ORDER, SOURCE, None)
+    seen = []
+    for day in range(1, 60):
+        outcome = pipeline.handle(
+            order("busy", T0 + timedelta(days=day), f"b{day}"), EventType.ORDER, SOURCE, None
+        )
+        seen += [
+            (day, c.previous, c.current, c.cause.kind)
+            for c in outcome.changes
+            if c.customer_id == "quiet" and c.model == "lifecycle"
+        ]
+    assert seen == [(30, "new", "active", "timer"), (46, "active", "at_risk", "timer")]
+    assert pipeline.load("tea-1", "quiet").segments["lifecycle"] == "at_risk"
+
+
+def test_rebuilt_caches_reproduce_the_same_assignments(
+    pipeline: Pipeline, tables: tuple[dict[str, Any], dict[str, Any]]
+) -> None:
+    for n in range(30):
+        pipeline.handle(
+            order(f"c-{n % 7}", T0 + timedelta(days=n), f"e{n}", 5.0 + n),
+            EventType.ORDER,
+            SOURCE,
+            None,
+        )
+    restarted = Pipeline(Settings(), *tables)
+    rfm_before = pipeline.book("tea-1").models["rfm"]
+    rfm_after = restarted.book("tea-1").models["rfm"]
+    for n in range(7):
+        assert rfm_after.scores(f"c-{n}") == rfm_before.scores(f"c-{n}")  # type: ignore[attr-defined]
+    outcome = restarted.handle(
+        order("c-0", T0 + timedelta(days=30), "e30", 1.0), EventType.ORDER, SOURCE, None
+    )
+    assert outcome.status == "processed"
+    assert customer_key("tea-1", "c-0") in tables[0]
