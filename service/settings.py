@@ -48,8 +48,27 @@ class Settings(BaseSettings):
     topic_partitions: int = Field(8, ge=1, le=1024, description="Partitions of created topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="Replicas of created topics.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
-        "at_least_once",
-        description="Faust's guarantee; exactly_once is experimental upstream (see README).",
+        "exactly_once",
+        description="exactly_once: a batch's state, outputs and offsets commit in one Kafka "
+        "transaction per partition; at_least_once: outputs, then state, then offsets.",
+    )
+    batch_max_events: int = Field(
+        500, ge=1, le=100_000, description="Input records per batch (one commit per batch)."
+    )
+    batch_max_wait_s: float = Field(
+        0.05, gt=0, le=10, description="Longest wait for a batch to fill before it is processed."
+    )
+    producer_linger_ms: int = Field(
+        5, ge=0, le=1000, description="How long the producers wait to fill a request."
+    )
+    max_record_bytes: int = Field(
+        1_000_000,
+        ge=65_536,
+        description="Largest record the producers send (the broker's message.max.bytes must "
+        "not be smaller).",
+    )
+    retry_backoff_s: float = Field(
+        0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."
     )
     store: Literal["memory", "rocksdb"] = Field(
         "rocksdb", description="Local table store; the changelog topic is the source of truth."

@@ -17,7 +17,8 @@ from typing import Any
 from service.core.customer import CustomerState
 from service.core.events import format_time
 from service.core.features import CustomerSnapshot
-from service.core.pipeline import Pipeline, customer_key
+from service.core.keys import customer_key
+from service.core.pipeline import Pipeline
 from service.learning.lifetime import (
     BgNbd,
     cant_lose,

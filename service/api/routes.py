@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Any
 
 import faust
-from aiokafka.partitioner import murmur2
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
 from service.api import queries
+from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.observability import telemetry
 from service.settings import Settings
@@ -64,15 +64,6 @@ def answer(
         return view.json({"error": "not_found", "detail": str(error)}, status=404)
     except queries.BadRequestError as error:
         return view.json({"error": "bad_request", "detail": str(error)}, status=400)
-
-
-def shop_partition(shop_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives records keyed by ``shop_id``.
-
-    >>> shop_partition("coffee-roaster-1", 8) == shop_partition("coffee-roaster-1", 8)
-    True
-    """
-    return int(murmur2(shop_id.encode()) & 0x7FFFFFFF) % partitions
 
 
 def owner_url(app: faust.App, topic: str, partition: int) -> str | None:

@@ -40,8 +40,3 @@ class Checkpoints:
         """The owner's objects by name (empty when never checkpointed)."""
         stored = self.table.get(owner) or {}
         return {name: pickle.loads(base64.b64decode(blob)) for name, blob in stored.items()}
-
-
-def prior_key(partition: int) -> str:
-    """Checkpoint owner of the models shared by all shops of one partition."""
-    return f"__partition__/{partition}"

@@ -24,11 +24,12 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
-from service.core.checkpoints import Checkpoints, prior_key
+from service.core.checkpoints import Checkpoints
 from service.core.contracts import EventType, Rejection, parse_event
 from service.core.customer import CustomerState, apply
 from service.core.events import Event, event_type, format_time, from_payload, parse_time
 from service.core.features import CustomerSnapshot, snapshot
+from service.core.keys import customer_key, prior_key
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.settings import Settings
@@ -47,11 +48,6 @@ class Outcome:
     formed: list[SegmentFormed] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
     too_late: bool = False
-
-
-def customer_key(shop_id: str, customer_id: str) -> str:
-    """Table key of a customer (shop ids never contain ``/``)."""
-    return f"{shop_id}/{customer_id}"
 
 
 class ShopBook:

@@ -8,13 +8,14 @@ import faust
 
 from service.observability.logs import logging_config
 from service.settings import Settings
-from service.stream import faust_patches as faust_fixes
+from service.stream import faust_patches
+from service.stream.kafka import connection_options
 
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app whose every knob comes from ``settings`` (no Faust defaults by surprise:
     web on loopback, quick failure detection, no standby unless asked)."""
-    faust_fixes.apply()
+    faust_patches.apply(connection_options(settings))
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],
@@ -26,7 +27,7 @@ def create_app(settings: Settings) -> faust.App:
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
-        processing_guarantee=settings.processing_guarantee,
+        processing_guarantee="at_least_once",  # segstream commits itself (stream/checkpoint)
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
         broker_request_timeout=settings.broker_request_timeout_s,

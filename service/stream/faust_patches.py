@@ -1,43 +1,157 @@
-"""A fix for a faust-streaming 0.15 at-least-once hole, applied once at start.
+"""Changes to faust-streaming's behaviour that segstream's transactional checkpoint needs.
 
-Before committing offsets Faust flushes its producer, but the buffer of table
-changelog writes is flushed with ``ProducerBuffer.flush_atmost``, which returns
-after 0.1 s without a send even when records are still waiting. Under load ("producer
-buffer full") offsets were then committed ahead of their changelog writes, and a
-worker killed at that moment lost those state updates for good: its successor
-skipped the events (committed) and recovered a table without them. Our crash test
-(tests/integration/test_recovery.py) caught it. The fix makes ``flush`` wait until the
-buffer is empty and no record is still being handed to the Kafka client.
+segstream commits every batch itself (:mod:`service.stream.checkpoint`): changelog
+records, outputs and input offsets in one Kafka transaction per partition. Faust's own
+``processing_guarantee="exactly_once"`` is not used: it commits on a timer while agents
+keep processing, so a transaction can hold part of an event's writes (upstream
+faust-streaming #323, #517: duplicates and lost updates around rebalances), and its
+transactional sends fail for output topics that no agent consumes (the producer is
+chosen by the destination topic's assignor group). What Faust still does for segstream:
+the consumer group, partition assignment, recovery of tables from their changelogs,
+standby replicas, the web server and timers. Three patches make those fit transactions:
+
+1. **No commits of Faust's own.** Faust commits the offsets of processed ("acked")
+   messages every ``broker_commit_interval`` and after rebalances. Those offsets would
+   run ahead of the transactions that hold the messages' state; ``Consumer.commit`` is
+   made a no-op.
+2. **read_committed everywhere.** The worker's consumer reads input topics and changelogs
+   (recovery, standbys) with ``isolation_level="read_committed"``, so no record of an
+   aborted transaction ever reaches a table, and its end offsets (what recovery reads up
+   to) are the last stable offsets. Faust does this only in its own exactly-once mode.
+3. **Recovery ends at the last visible record.** Faust recovers a changelog partition
+   until it has seen the record at ``highwater - 1``. In a transactional changelog that
+   offset holds a commit marker, which consumers never see, so recovery would wait
+   forever (upstream #74, #432, #597; in exactly-once mode Faust instead waits for two
+   idle 5 s polls, "detect_aborted_tx"). The highwater is replaced by the offset of the
+   partition's last visible record, found by reading its tail once.
+
+Every patch is checked against the versions it was written for: another faust-streaming
+or aiokafka version refuses to start until this module has been reviewed for it.
 """
 
 from __future__ import annotations
 
-import asyncio
+import importlib.metadata
+from collections import Counter
+from collections.abc import Mapping
 from typing import Any
 
-from faust.transport.producer import ProducerBuffer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from faust.tables import recovery as faust_recovery
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
 
-_original_send_pending = ProducerBuffer._send_pending
+TESTED_VERSIONS = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+TAIL_WINDOW = 64
+"""Records read back from a changelog partition's end to find its last visible record."""
 
 
-async def _counted_send_pending(self: Any, fut: Any) -> None:
-    self.segstream_in_flight = getattr(self, "segstream_in_flight", 0) + 1
+class UnsupportedVersionError(RuntimeError):
+    """An installed library is not the version these patches were written for."""
+
+
+_state: dict[str, Any] = {"options": None}
+
+
+def check_versions() -> None:
+    """Raise :class:`UnsupportedVersionError` unless the tested versions are installed."""
+    for package, tested in TESTED_VERSIONS.items():
+        found = importlib.metadata.version(package)
+        if found != tested:
+            raise UnsupportedVersionError(
+                f"{package} {found} is installed; service/stream/faust_patches.py was "
+                f"written and tested for {tested}: review the patches, then update "
+                "TESTED_VERSIONS"
+            )
+
+
+async def _no_commit(self: Any, *args: Any, **kwargs: Any) -> bool:
+    """Faust's offset commits are off: segstream's checkpoint commits offsets."""
+    return False
+
+
+_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _read_committed_consumer(self: Any, transport: Any) -> Any:
+    consumer = _create_worker_consumer(self, transport)
+    consumer._isolation_level = "read_committed"
+    return consumer
+
+
+_build_highwaters = faust_recovery.Recovery._build_highwaters
+
+
+async def _visible_highwaters(
+    self: Any, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
+) -> None:
+    """Faust's highwaters (last stable offset - 1), lowered to the last visible record."""
+    await _build_highwaters(self, consumer, tps, destination, title)
+    ends = {tp: destination[tp] + 1 for tp in tps if destination[tp] >= 0}
+    if ends:
+        for tp, offset in (await last_visible_offsets(ends)).items():
+            destination[tp] = offset  # (Counter.update would add)
+
+
+async def last_visible_offsets(ends: Mapping[TP, int]) -> dict[TP, int]:
+    """Offset of the last record a read_committed consumer sees below each ``end``
+    (-1 when there is none): what recovery has to reach."""
+    consumer = AIOKafkaConsumer(
+        **_state["options"], isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
     try:
-        await _original_send_pending(self, fut)
+        return await _scan_tails(consumer, ends)
     finally:
-        self.segstream_in_flight -= 1
+        await consumer.stop()
 
 
-async def _drain(self: Any) -> None:
-    """Wait until every buffered record has reached the Kafka client."""
-    while self.size or getattr(self, "segstream_in_flight", 0):
-        if self.size:
-            await self.flush_atmost(None)
-        else:
-            await asyncio.sleep(0.001)
+async def _scan_tails(consumer: AIOKafkaConsumer, ends: Mapping[TP, int]) -> dict[TP, int]:
+    found: dict[TP, int] = {}
+    pending = {TopicPartition(tp.topic, tp.partition): end for tp, end in ends.items()}
+    window = TAIL_WINDOW
+    while pending:
+        consumer.assign(list(pending))
+        beginnings = await consumer.beginning_offsets(list(pending))
+        for tp, end in pending.items():
+            consumer.seek(tp, max(beginnings[tp], end - window))
+        last = await _read_to(consumer, pending)
+        for tp in list(pending):
+            if tp in last or max(beginnings[tp], pending[tp] - window) == beginnings[tp]:
+                found[TP(tp.topic, tp.partition)] = last.get(tp, -1)
+                del pending[tp]
+        window *= 8
+    return found
 
 
-def apply() -> None:
-    """Install the fix (idempotent)."""
-    ProducerBuffer._send_pending = _counted_send_pending  # type: ignore[method-assign]
-    ProducerBuffer.flush = _drain  # type: ignore[method-assign]
+async def _read_to(
+    consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Read every partition up to its end; the offset of the last record seen in each."""
+    last: dict[TopicPartition, int] = {}
+    while await _behind(consumer, ends):
+        batches = await consumer.getmany(*ends, timeout_ms=200)
+        for tp, records in batches.items():
+            below = [r.offset for r in records if r.offset < ends[tp]]
+            if below:
+                last[tp] = max(below[-1], last.get(tp, -1))
+    return last
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+def apply(connection_options: Mapping[str, Any]) -> None:
+    """Install the patches (idempotent); ``connection_options`` reach the brokers."""
+    check_versions()
+    _state["options"] = dict(connection_options)
+    faust_consumer.Consumer.commit = _no_commit  # type: ignore[method-assign]
+    faust_consumer.Consumer.force_commit = _no_commit  # type: ignore[method-assign]
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    thread._create_worker_consumer = _read_committed_consumer  # type: ignore[method-assign]
+    faust_recovery.Recovery._build_highwaters = _visible_highwaters  # type: ignore[method-assign]

@@ -6,16 +6,19 @@ so several workers never publish the same shop twice.
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
 from service.api.queries import model_reports
 from service.core.contracts import validate_output
+from service.core.keys import PARTITION_KEY_PREFIX, shop_partition
 from service.core.pipeline import Pipeline
 from service.metrics.snapshot import snapshot_payload
 from service.observability import telemetry
 from service.observability.logs import get_logger
 from service.settings import Settings
+from service.stream.checkpoint import Record
 from service.stream.lag import LagProbe
 from service.stream.wiring import Wiring, to_bytes
 
@@ -26,21 +29,26 @@ GAUGE_GRAIN = "30d"
 def owned_shops(pipeline: Pipeline) -> Iterator[str]:
     """Shop ids in this worker's local shops table."""
     for key in list(pipeline.shops.keys()):
-        yield str(key)
+        if not str(key).startswith(PARTITION_KEY_PREFIX):
+            yield str(key)
 
 
 async def publish_snapshots(wiring: Wiring) -> int:
-    """Send each owned shop's current metrics to the metrics topic; return how many."""
-    pipeline, sent = wiring.pipeline, 0
+    """Send each owned shop's current metrics to the metrics topic; return how many.
+    Each partition's snapshots are one commit, between the partition's batches."""
+    pipeline, topic = wiring.pipeline, wiring.settings.topic("metrics")
+    by_partition: dict[int, list[Record]] = defaultdict(list)
     for shop_id in owned_shops(pipeline):
         now = pipeline.stream_time(shop_id)
         if now is None:
             continue
         payload = snapshot_payload(shop_id, now, pipeline.ledger)
         validate_output("metrics_snapshot", payload)
-        await wiring.metrics.send(key=shop_id.encode(), value=to_bytes(payload))
-        sent += 1
-    return sent
+        partition = shop_partition(shop_id, wiring.settings.topic_partitions)
+        by_partition[partition].append(Record(topic, shop_id.encode(), to_bytes(payload)))
+    for partition, records in sorted(by_partition.items()):
+        await wiring.runner.publish(partition, records)
+    return sum(len(records) for records in by_partition.values())
 
 
 def refresh_gauges(wiring: Wiring, per_shop: bool) -> None:

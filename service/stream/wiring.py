@@ -1,36 +1,51 @@
-"""Stream wiring: topics, tables and the agent. Logic lives in :mod:`service.core.pipeline`;
-this module only moves records between it and Kafka."""
+"""Stream wiring: topics, tables, the agent and the batch loop around the pipeline.
+
+Logic lives in :mod:`service.core.pipeline`. This module takes input records in batches
+(``stream.take_events``), hands each partition's records to the pipeline, and commits the
+partition's table writes, outputs and offsets through :mod:`service.stream.checkpoint`.
+A partition's progress record (``__progress__/<p>`` in the ``shops`` table, committed in
+the same transaction) holds the next input offset per topic and the outcome counts: a
+record below those offsets is already in the tables and is skipped, whatever Kafka or
+Faust redelivers after a crash, a rebalance or a failed commit.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from dataclasses import dataclass
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 
-from service.core.changes import DeadLetter, SegmentChange, SegmentFormed, Source
+from service.core.changes import DeadLetter, Source
 from service.core.contracts import EVENT_TYPES, EventType
+from service.core.keys import progress_key
 from service.core.pipeline import Outcome, Pipeline
 from service.observability import telemetry
 from service.observability.logs import get_logger
 from service.settings import Settings
-from service.stream.topics import TABLES
+from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryError, Work, Written
+from service.stream.tables import TableState, local_store
+from service.stream.topics import TABLES, changelog_topic
 
 log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
-    """Handles on what :func:`wire` declared (the API and tests use them)."""
+    """Handles on what :func:`wire` declared (the API, timers and tests use them)."""
 
     app: faust.App
+    settings: Settings
     pipeline: Pipeline
-    tables: dict[str, faust.types.TableT[str, Any]]
-    segment_changes: faust.TopicT
-    metrics: faust.TopicT
+    tables: dict[str, TableState]
+    runner: BatchRunner
 
 
 def raw_topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
@@ -45,13 +60,14 @@ def raw_topic(app: faust.App, settings: Settings, *names: str) -> faust.TopicT:
     )
 
 
-def json_table(app: faust.App, settings: Settings, name: str) -> faust.types.TableT[str, Any]:
-    """A changelog-backed table of JSON values, co-partitioned with the input topics."""
+def raw_table(app: faust.App, settings: Settings, name: str) -> faust.types.TableT[Any, Any]:
+    """A changelog-backed table of bytes, co-partitioned with the input topics."""
     return app.Table(
         name,
         default=None,
         partitions=settings.topic_partitions,
-        schema=faust.Schema(key_serializer="json", value_serializer="json"),
+        key_type=bytes,  # bytes types make Faust's recovery keep keys and values raw
+        value_type=bytes,
     )
 
 
@@ -59,60 +75,238 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
     """Declare topics, tables and the agent on ``app``."""
     expected = {settings.topic(role): kind for role, kind in EVENT_TYPES.items()}
     inputs = raw_topic(app, settings, *expected)
-    segment_changes = raw_topic(app, settings, settings.topic("segment_changes"))
-    dead_letters = raw_topic(app, settings, settings.topic("dead_letters"))
-    tables = {name: json_table(app, settings, name) for name in TABLES}
+    declared = {name: raw_table(app, settings, name) for name in TABLES}
+
+    async def commit_offsets(offsets: Mapping[TopicPartition, int]) -> None:
+        consumer: Any = app.consumer
+        await consumer._commit(offsets)  # at_least_once only: after every write
+
+    checkpoint = Checkpoint(settings, commit_offsets)
+    tables = {
+        name: TableState(
+            name,
+            lambda table=table: local_store(table),  # type: ignore[misc]
+            settings.topic_partitions,
+            lambda: checkpoint.partitions,
+        )
+        for name, table in declared.items()
+    }
     pipeline = Pipeline(settings, *(tables[name] for name in TABLES))
+    runner = BatchRunner(settings, pipeline, tables, checkpoint, expected)
 
     @app.agent(inputs)
-    async def process(stream: faust.StreamT[bytes]) -> None:
-        async for event in stream.events():
-            started = time.perf_counter()
-            message = event.message
-            source = Source(message.topic, message.partition, message.offset)
-            outcome = handle_safely(
-                pipeline, event.value, expected[message.topic], source, event.key
-            )
-            await emit(outcome, segment_changes, dead_letters)
-            count(outcome, time.perf_counter() - started)
+    async def process(stream: Any) -> None:
+        async for events in stream.take_events(
+            settings.batch_max_events, within=settings.batch_max_wait_s
+        ):
+            await runner.run(events)
 
-    async def forget_derived_state(sender: Any, *args: Any, **kwargs: Any) -> None:
-        """Partitions moved: derived per-shop caches are rebuilt from the tables."""
-        pipeline.forget_shops()
+    _before_recovery(app, runner, set(expected))
+
+    async def close(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await checkpoint.close()
+
+    app.on_before_shutdown.connect(close)  # type: ignore[arg-type]
+    return Wiring(app, settings, pipeline, tables, runner)
+
+
+def _before_recovery(app: faust.App, runner: BatchRunner, inputs: set[str]) -> None:
+    """Start the partitions' producers before Faust recovers their tables (fences the
+    previous owner first, so recovery sees everything it committed)."""
+    manager: Any = app.tables
+    recover = manager.on_rebalance
+
+    async def on_rebalance(assigned: set[Any], *args: Any, **kwargs: Any) -> None:
+        actives = {tp.partition for tp in assigned if tp.topic in inputs}
+        await runner.assign(actives)
+        await recover(assigned, *args, **kwargs)
+
+    manager.on_rebalance = on_rebalance
+
+
+@dataclass(slots=True)
+class Progress:
+    """What a partition's tables include: next input offset per topic, outcome counts."""
+
+    offsets: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, shops: TableState, partition: int) -> Progress:
+        """The committed (or this batch's) progress of ``partition``."""
+        stored = shops.get(progress_key(partition))
+        if stored is None:
+            return cls()
+        return cls(dict(stored["offsets"]), {k: dict(v) for k, v in stored["counts"].items()})
+
+    def includes(self, topic: str, offset: int) -> bool:
+        """Whether the tables already hold the record at ``offset``."""
+        return offset < self.offsets.get(topic, -1)
+
+    def note(self, topic: str, offset: int, outcome: Outcome) -> None:
+        """Record one handled input record."""
+        self.offsets[topic] = offset + 1
+        counts = self.counts.setdefault(outcome.event_type or "unknown", {})
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+
+    def save(self, shops: TableState, partition: int) -> None:
+        """Write the progress (it commits with the batch)."""
+        shops[progress_key(partition)] = {"offsets": self.offsets, "counts": self.counts}
+
+
+class _RerunError(Exception):
+    """A record failed inside the pipeline: undo the batch, run it again without it."""
+
+
+class BatchRunner:
+    """Runs batches of input records through the pipeline and commits them per partition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        pipeline: Pipeline,
+        tables: dict[str, TableState],
+        checkpoint: Checkpoint,
+        expected: dict[str, EventType],
+    ) -> None:
+        self.settings = settings
+        self.pipeline = pipeline
+        self.tables = tables
+        self.checkpoint = checkpoint
+        self.expected = expected
+        self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._poison: dict[tuple[str, int], str] = {}
+
+    async def assign(self, partitions: set[int]) -> None:
+        """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""
+        for table in self.tables.values():
+            for partition in range(self.settings.topic_partitions):
+                table.discard(partition)
+        self.pipeline.forget_shops()
+        await self.checkpoint.assign(partitions)
         telemetry.REBALANCES.inc()
 
-    app.on_partitions_assigned.connect(forget_derived_state)  # type: ignore[arg-type]
-    metrics = raw_topic(app, settings, settings.topic("metrics"))
-    return Wiring(app, pipeline, tables, segment_changes, metrics)
+    async def run(self, events: Sequence[faust.types.EventT[Any]]) -> None:
+        """Process and commit one batch (partition by partition, in arrival order)."""
+        groups: dict[int, list[faust.types.EventT[Any]]] = defaultdict(list)
+        for event in events:
+            groups[event.message.partition].append(event)
+        for partition, group in groups.items():
+            async with self.locks[partition]:
+                await self._run(partition, group)
+
+    async def publish(self, partition: int, outputs: list[Record]) -> None:
+        """Commit outputs that no input record caused (metric snapshots)."""
+        async with self.locks[partition]:
+            if partition in self.checkpoint.partitions:
+                await self.checkpoint.publish(partition, outputs)
+
+    async def _run(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
+        while partition in self.checkpoint.partitions:
+            try:
+                work, outcomes = self._process(partition, events)
+            except _RerunError:
+                self._undo(partition)
+                continue
+            if not work.offsets:
+                return
+            try:
+                written = await self.checkpoint.commit(work)
+            except FencedError:
+                self._undo(partition)
+                return
+            except RetryError:
+                self._undo(partition)
+                continue
+            self._apply(partition, written)
+            for outcome, seconds in outcomes:
+                count(outcome, seconds)
+            self._poison.clear()
+            return
+
+    def _process(
+        self, partition: int, events: list[faust.types.EventT[Any]]
+    ) -> tuple[Work, list[tuple[Outcome, float]]]:
+        shops = self.tables["shops"]
+        progress = Progress.load(shops, partition)
+        work = Work(partition)
+        outcomes = []
+        for event in events:
+            message = event.message
+            if progress.includes(message.topic, message.offset):
+                continue
+            started = time.perf_counter()
+            source = Source(message.topic, partition, message.offset)
+            outcome = self._handle(event, source)
+            work.outputs += output_records(self.settings, outcome)
+            progress.note(message.topic, message.offset, outcome)
+            work.offsets[message.topic] = message.offset + 1
+            outcomes.append((outcome, time.perf_counter() - started))
+        if work.offsets:
+            progress.save(shops, partition)
+            work.writes = self._writes(partition)
+        return work, outcomes
+
+    def _handle(self, event: faust.types.EventT[Any], source: Source) -> Outcome:
+        """The pipeline's outcome; a record the pipeline fails on (a bug) is dead-lettered,
+        and the batch re-runs without it, so none of its half-made writes commit."""
+        poisoned = self._poison.get((source.topic, source.offset))
+        if poisoned is not None:
+            letter = DeadLetter("processing_error", poisoned, source, event.key, event.value)
+            kind = self.expected[source.topic].value
+            return Outcome("dead_lettered", event_type=kind, dead_letter=letter)
+        try:
+            return self.pipeline.handle(event.value, self.expected[source.topic], source, event.key)
+        except Exception as error:
+            log.exception(
+                "processing_error",
+                topic=source.topic,
+                partition=source.partition,
+                offset=source.offset,
+            )
+            detail = f"{type(error).__name__}: {error}"[:500]
+            self._poison[(source.topic, source.offset)] = detail
+            raise _RerunError from error
+
+    def _writes(self, partition: int) -> list[Record]:
+        """The partition's pending table writes as changelog records, progress last."""
+        records, last = [], progress_key(partition).encode()
+        for name, table in self.tables.items():
+            topic = changelog_topic(self.settings, name)
+            for key, value in table.peek(partition).items():
+                if key != last:
+                    records.append(Record(topic, key, value, partition))
+        progress = self.tables["shops"].peek(partition)[last]
+        records.append(Record(changelog_topic(self.settings, "shops"), last, progress, partition))
+        return records
+
+    def _apply(self, partition: int, written: Written) -> None:
+        for name, table in self.tables.items():
+            tp = TopicPartition(changelog_topic(self.settings, name), partition)
+            table.apply(partition, table.take(partition), tp, written.get(tp, -1))
+
+    def _undo(self, partition: int) -> None:
+        for table in self.tables.values():
+            table.discard(partition)
+        self.pipeline.forget_shops()
 
 
-def handle_safely(
-    pipeline: Pipeline, value: bytes | None, kind: EventType, source: Source, key: bytes | None
-) -> Outcome:
-    """A bug on one record must not stop the stream: dead-letter it with the error."""
-    try:
-        return pipeline.handle(value, kind, source, key)
-    except Exception as error:
-        log.exception(
-            "processing_error",
-            topic=source.topic,
-            partition=source.partition,
-            offset=source.offset,
-        )
-        detail = f"{type(error).__name__}: {error}"[:500]
-        letter = DeadLetter("processing_error", detail, source, key, value)
-        return Outcome("dead_lettered", dead_letter=letter)
-
-
-async def emit(outcome: Outcome, segment_changes: faust.TopicT, dead_letters: faust.TopicT) -> None:
-    """Send the outcome's segment changes, new groups and dead letter."""
-    announcements: list[SegmentChange | SegmentFormed] = [*outcome.changes, *outcome.formed]
-    for message in announcements:
-        await segment_changes.send(key=message.shop_id.encode(), value=to_bytes(message.to_json()))
+def output_records(settings: Settings, outcome: Outcome) -> list[Record]:
+    """The outcome's segment changes, new groups and dead letter, as records."""
+    changes = settings.topic("segment_changes")
+    records = [
+        Record(changes, change.shop_id.encode(), to_bytes(change.to_json()))
+        for change in outcome.changes
+    ]
+    records += [
+        Record(changes, formed.shop_id.encode(), to_bytes(formed.to_json()))
+        for formed in outcome.formed
+    ]
     if outcome.dead_letter is not None:
         letter = outcome.dead_letter
-        payload = letter.to_json(datetime.now(UTC))
-        await dead_letters.send(key=letter.key, value=to_bytes(payload))
+        payload = to_bytes(letter.to_json(datetime.now(UTC)))
+        records.append(Record(settings.topic("dead_letters"), letter.key, payload))
+    return records
 
 
 def count(outcome: Outcome, seconds: float) -> None:

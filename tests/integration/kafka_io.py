@@ -5,7 +5,9 @@ from any event loop.
 
 - ``create_topics``: create topics (idempotent) and wait until every partition has a leader.
 - ``produce_json``: produce keyed records, values JSON-encoded (dict) or raw (bytes).
-- ``consume_all``: read a topic from the earliest offset with a fresh, unique group id.
+- ``consume_all``: read a topic from the earliest offset with a fresh, unique group id
+  (``read_committed`` unless told otherwise: segstream writes transactionally).
+- ``read_table``: the committed contents of one of the worker's tables, from its changelog.
 """
 
 from __future__ import annotations
@@ -20,6 +22,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import RecordMetadata
+
+from service.settings import Settings
+from service.stream.topics import changelog_topic
 
 JsonValue = Mapping[str, Any] | bytes
 
@@ -134,7 +139,7 @@ async def consume_all(
     *,
     until: Callable[[list[ConsumerRecord]], bool] | None = None,
     timeout_s: float = 10.0,
-    isolation_level: str = "read_uncommitted",
+    isolation_level: str = "read_committed",
     **consumer_kwargs: Any,
 ) -> list[ConsumerRecord]:
     """Read ``topic`` from the earliest offset of every partition.
@@ -196,3 +201,12 @@ async def consume_all(
         return records
     finally:
         await consumer.stop()
+
+
+async def read_table(settings: Settings, table: str, timeout_s: float = 30) -> dict[str, Any]:
+    """Latest committed value per key of a worker table (read back from its changelog)."""
+    latest: dict[str, Any] = {}
+    topic = changelog_topic(settings, table)
+    for record in await consume_all(settings.kafka_bootstrap, topic, timeout_s=timeout_s):
+        latest[record.key.decode()] = None if record.value is None else json.loads(record.value)
+    return {key: value for key, value in latest.items() if value is not None}

@@ -13,7 +13,6 @@ import shutil
 import uuid
 from collections import defaultdict
 
-import pytest
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
@@ -98,7 +97,11 @@ async def test_transactional_producer_and_read_committed(kafka_bootstrap: str) -
 
     # The aborted records are in the log; only read_committed hides them.
     everything = await consume_all(
-        kafka_bootstrap, topic, until=lambda rs: len(rs) >= 16, timeout_s=20
+        kafka_bootstrap,
+        topic,
+        until=lambda rs: len(rs) >= 16,
+        timeout_s=20,
+        isolation_level="read_uncommitted",
     )
     assert sorted(decode_json(r)["n"] for r in everything) == [*range(15), 99]
 

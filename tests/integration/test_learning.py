@@ -40,11 +40,11 @@ from service.learning.quality import adjusted_rand_index
 from service.segments.churn_risk import ChurnRiskModel
 from service.settings import Settings
 from service.stream.lag import consumer_lag
-from service.stream.topics import changelog_topic, ensure_topics
+from service.stream.topics import ensure_topics
 from service.tools.publish import Record, publish
 from service.tools.simulation.generator import CustomerTruth, Simulation, SimulationConfig, generate
 from service.tools.simulation.shops import KINDS, Shop
-from tests.integration.kafka_io import consume_all
+from tests.integration.kafka_io import consume_all, read_table
 from tests.integration.ticks import tick_orders
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 
@@ -142,18 +142,9 @@ async def wait_handled(worker: WorkerProcess, expected: float, timeout_s: float 
         await asyncio.sleep(0.2)
 
 
-async def latest_values(settings: Settings, table: str) -> dict[str, Any]:
-    """Last value per key of a table's changelog."""
-    latest: dict[str, Any] = {}
-    topic = changelog_topic(settings, table)
-    for record in await consume_all(settings.kafka_bootstrap, topic, timeout_s=30):
-        latest[json.loads(record.key)] = None if record.value is None else json.loads(record.value)
-    return {key: value for key, value in latest.items() if value is not None}
-
-
 async def cluster_segments(settings: Settings) -> dict[str, str]:
     """``"shop/customer"`` -> the cluster segment the customer carries."""
-    customers = await latest_values(settings, "customers")
+    customers = await read_table(settings, "customers")
     return {
         key: state["segments"]["cluster"]
         for key, state in customers.items()
@@ -242,7 +233,7 @@ async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) ->
         final=final,
         clusters_before_crash=clusters_before_crash,
         clusters_after_crash=clusters_after_crash,
-        customers=await latest_values(settings, "customers"),
+        customers=await read_table(settings, "customers"),
         outputs=outputs,
         seconds=time.monotonic() - started,
     )

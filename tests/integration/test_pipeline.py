@@ -28,7 +28,7 @@ from service.settings import Settings
 from service.stream.topics import ensure_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import Simulation, SimulationConfig, generate
-from tests.integration.kafka_io import consume_all
+from tests.integration.kafka_io import consume_all, read_table
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.oracle import lifetimes_summary
 
@@ -98,22 +98,13 @@ async def wait_for_count(worker: WorkerProcess, expected: int, timeout_s: float 
     )
 
 
-async def latest_values(bootstrap: str, topic: str) -> dict[str, Any]:
-    """Last value per key of a compacted changelog topic."""
-    latest: dict[str, Any] = {}
-    for record in await consume_all(bootstrap, topic, timeout_s=30):
-        key = json.loads(record.key)
-        latest[key] = None if record.value is None else json.loads(record.value)
-    return {key: value for key, value in latest.items() if value is not None}
-
-
 @pytest.fixture(scope="module")
 async def processed(
     simulation: Simulation, settings: Settings, worker: WorkerProcess
 ) -> dict[str, Any]:
     sent = await publish(simulation.outbox(), settings)
     await wait_for_count(worker, sent)
-    return await latest_values(settings.kafka_bootstrap, f"{settings.app_id}-customers-changelog")
+    return await read_table(settings, "customers")
 
 
 def unique_orders(simulation: Simulation) -> pd.DataFrame:

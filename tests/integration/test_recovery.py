@@ -20,7 +20,7 @@ from service.stream.topics import ensure_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import SimulationConfig, generate
 from tests.feed import feed
-from tests.integration.kafka_io import consume_all
+from tests.integration.kafka_io import read_table
 from tests.integration.ticks import tick_orders
 from tests.integration.worker_process import WorkerProcess, isolated_settings
 
@@ -32,14 +32,6 @@ def reference_tables(outbox: list[Any], settings: Settings) -> dict[str, Any]:
     customers: dict[str, Any] = {}
     feed(Pipeline(settings, customers, {}, {}), outbox)
     return json.loads(json.dumps(customers))
-
-
-async def changelog(settings: Settings, table: str) -> dict[str, Any]:
-    latest: dict[str, Any] = {}
-    topic = f"{settings.app_id}-{table}-changelog"
-    for record in await consume_all(settings.kafka_bootstrap, topic, timeout_s=30):
-        latest[json.loads(record.key)] = None if record.value is None else json.loads(record.value)
-    return {key: value for key, value in latest.items() if value is not None}
 
 
 DERIVED = {name for name, model in available_models().items() if model.derived_from_customers}
@@ -64,7 +56,7 @@ async def wait_until_equal(
     deadline = time.monotonic() + timeout_s
     while True:
         worker.assert_running()
-        got = await changelog(settings, "customers")
+        got = await read_table(settings, "customers")
         if {k: comparable(v, facts_only) for k, v in got.items()} == {
             k: comparable(v, facts_only) for k, v in expected.items()
         }:

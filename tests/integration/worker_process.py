@@ -87,7 +87,7 @@ class WorkerProcess:
             SEGSTREAM_DATA_DIR=str(self.data_dir),
             SEGSTREAM_BROKER_SESSION_TIMEOUT_S="6",
             SEGSTREAM_BROKER_REQUEST_TIMEOUT_S="20",
-            SEGSTREAM_LOG_LEVEL="warning",
+            SEGSTREAM_LOG_LEVEL=os.environ.get("SEGSTREAM_TEST_WORKER_LOG_LEVEL", "warning"),
         )
         env.update(self.extra_env)
         return env

@@ -11,7 +11,8 @@ import pytest
 from service.core.changes import Source
 from service.core.contracts import EventType, validate_output
 from service.core.events import format_time
-from service.core.pipeline import Pipeline, customer_key
+from service.core.keys import customer_key
+from service.core.pipeline import Pipeline
 from service.settings import Settings
 
 T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)

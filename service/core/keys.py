@@ -1,0 +1,55 @@
+"""Table keys and the partition every key belongs to.
+
+Input topics are keyed by ``shop_id``, so Kafka's default partitioner puts a shop's events
+in partition ``murmur2(shop_id) % partitions``. Every table key starts with the shop id it
+belongs to (``shop``, ``shop/customer``, ``shop|...``), so its partition is the shop's; a
+few per-partition keys (``__progress__/3``) name their partition instead.
+
+>>> partition_of("tea-1/c-7", 8) == shop_partition("tea-1", 8)
+True
+>>> partition_of(progress_key(3), 8)
+3
+"""
+
+from __future__ import annotations
+
+from aiokafka.partitioner import murmur2
+
+PARTITION_KEY_PREFIX = "__"
+
+
+def shop_partition(shop_id: str, partitions: int) -> int:
+    """The partition Kafka's default partitioner gives records keyed by ``shop_id``."""
+    return int(murmur2(shop_id.encode()) & 0x7FFFFFFF) % partitions
+
+
+def customer_key(shop_id: str, customer_id: str) -> str:
+    """Table key of a customer (shop ids never contain ``/``)."""
+    return f"{shop_id}/{customer_id}"
+
+
+def progress_key(partition: int) -> str:
+    """Key of a partition's progress record (input offsets and counts it includes)."""
+    return f"__progress__/{partition}"
+
+
+def prior_key(partition: int) -> str:
+    """Key of the models shared by all shops of one partition."""
+    return f"__partition__/{partition}"
+
+
+def shop_of(key: str) -> str:
+    """The shop a table key belongs to (shop ids never contain ``/`` or ``|``)."""
+    cut = len(key)
+    for separator in ("/", "|"):
+        found = key.find(separator)
+        if found != -1:
+            cut = min(cut, found)
+    return key[:cut]
+
+
+def partition_of(key: str, partitions: int) -> int:
+    """The partition a table key lives in."""
+    if key.startswith(PARTITION_KEY_PREFIX):
+        return int(key.rpartition("/")[2])
+    return shop_partition(shop_of(key), partitions)

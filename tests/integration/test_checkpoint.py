@@ -1,0 +1,94 @@
+"""The transactional checkpoint on the real broker: atomic commits, fencing of a previous
+owner, and the recovery patch that finds a transactional changelog's last visible record."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from faust.types import TP
+
+from service.stream import faust_patches
+from service.stream.checkpoint import Checkpoint, FencedError, Record, Work
+from service.stream.kafka import connection_options
+from tests.integration.kafka_io import consume_all, create_topics
+from tests.integration.worker_process import isolated_settings
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+
+
+async def never(offsets: Mapping[TopicPartition, int]) -> None:
+    raise AssertionError("exactly_once commits offsets in the transaction")
+
+
+async def group_offsets(bootstrap: str, group: str) -> dict[TopicPartition, int]:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        found = await admin.list_consumer_group_offsets(group)
+    finally:
+        await admin.close()
+    return {tp: meta.offset for tp, meta in found.items()}
+
+
+async def test_outputs_writes_and_offsets_commit_together_and_a_new_owner_fences_the_old(
+    kafka_bootstrap: str,
+) -> None:
+    settings = isolated_settings(kafka_bootstrap, "ckpt")
+    outputs, changelog, source = (f"{settings.topic_prefix}{n}" for n in ("out", "log", "in"))
+    await create_topics(kafka_bootstrap, [outputs, changelog, source], partitions=4)
+    old, new = Checkpoint(settings, never), Checkpoint(settings, never)
+
+    def work(tag: bytes, offset: int) -> Work:
+        return Work(
+            1,
+            outputs=[Record(outputs, b"shop", tag)],
+            writes=[Record(changelog, b"k", tag, 1)],
+            offsets={source: offset},
+        )
+
+    try:
+        await old.assign({1})
+        written = await old.commit(work(b"first", 10))
+        assert written == {TopicPartition(changelog, 1): 0}
+        await new.assign({1})  # takes partition 1 over: the old owner is fenced
+        with pytest.raises(FencedError):
+            await old.commit(work(b"zombie", 20))
+        await new.commit(work(b"second", 15))
+    finally:
+        await old.close()
+        await new.close()
+    seen = [r.value for r in await consume_all(kafka_bootstrap, outputs, timeout_s=20)]
+    assert seen == [b"first", b"second"]
+    logged = [r.value for r in await consume_all(kafka_bootstrap, changelog, timeout_s=20)]
+    assert logged == [b"first", b"second"]
+    offsets = await group_offsets(kafka_bootstrap, settings.app_id)
+    assert offsets == {TopicPartition(source, 1): 15}
+
+
+async def test_recovery_target_is_the_last_record_a_read_committed_reader_sees(
+    kafka_bootstrap: str,
+) -> None:
+    settings = isolated_settings(kafka_bootstrap, "tail")
+    topic = f"{settings.topic_prefix}changelog"
+    await create_topics(kafka_bootstrap, [topic], partitions=3)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    await producer.start()
+    try:
+        async with producer.transaction():  # partition 0: 3 committed, then 2 aborted
+            for _ in range(3):
+                await producer.send_and_wait(topic, b"v", key=b"k", partition=0)
+        await producer.begin_transaction()
+        for _ in range(2):
+            await producer.send_and_wait(topic, b"x", key=b"k", partition=0)
+            await producer.send_and_wait(topic, b"x", key=b"k", partition=1)
+        await producer.abort_transaction()  # partition 1: nothing but aborted records
+    finally:
+        await producer.stop()
+    faust_patches.apply(connection_options(settings))
+    ends = {TP(topic, 0): 7, TP(topic, 1): 3, TP(topic, 2): 0}
+    visible = await faust_patches.last_visible_offsets({tp: e for tp, e in ends.items() if e})
+    # partition 0: records 0-2, commit marker 3, aborted 4-5, abort marker 6
+    assert visible == {TP(topic, 0): 2, TP(topic, 1): -1}

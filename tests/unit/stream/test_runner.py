@@ -1,0 +1,124 @@
+"""The batch loop: offsets already in the tables are skipped, failed commits re-run the
+batch from committed state, fenced partitions are dropped, a record the pipeline fails on
+is dead-lettered without its half-made writes."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from service.core.contracts import EventType
+from service.core.events import format_time
+from service.core.keys import progress_key, shop_partition
+from service.core.pipeline import Pipeline
+from service.settings import Settings
+from service.stream.checkpoint import FencedError
+from service.stream.topics import TABLES
+from service.stream.wiring import BatchRunner
+from tests.unit.stream.fakes import DictStore, Event, FakeCheckpoint, Message, table_state
+
+SETTINGS = Settings(topic_partitions=4, rfm_min_customers=1)
+ORDERS = SETTINGS.topic("orders")
+SHOP = "tea-1"
+PARTITION = shop_partition(SHOP, 4)
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def order(n: int, customer: str = "c-1") -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "type": "order",
+            "event_id": f"e{n}",
+            "shop_id": SHOP,
+            "customer_id": customer,
+            "occurred_at": format_time(T0 + timedelta(days=n)),
+            "order_id": f"o{n}",
+            "amount": 10.0,
+            "currency": "EUR",
+            "is_renewal": False,
+        }
+    ).encode()
+
+
+def events(*offsets: int) -> list[Any]:
+    return [Event(Message(ORDERS, PARTITION, n), order(n), SHOP.encode()) for n in offsets]
+
+
+def runner(checkpoint: FakeCheckpoint) -> tuple[BatchRunner, dict[str, Any]]:
+    owned = {PARTITION}
+    stores = {name: DictStore() for name in TABLES}
+    tables = {name: table_state(name, stores[name], owned) for name in TABLES}
+    pipeline = Pipeline(SETTINGS, *(tables[name] for name in TABLES))
+    expected = {ORDERS: EventType.ORDER}
+    return BatchRunner(SETTINGS, pipeline, tables, checkpoint, expected), tables  # type: ignore[arg-type]
+
+
+def order_count(tables: dict[str, Any]) -> int:
+    return int(tables["customers"][f"{SHOP}/c-1"]["order_count"])
+
+
+@pytest.fixture
+def checkpoint() -> FakeCheckpoint:
+    return FakeCheckpoint(SETTINGS, assigned={PARTITION})
+
+
+async def test_records_below_the_committed_progress_are_skipped(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    batches, tables = runner(checkpoint)
+    await batches.run(events(0, 1, 2))
+    await batches.run(events(1, 2, 3))  # redelivered after a rebalance: 1 and 2 are in
+    assert order_count(tables) == 4
+    progress = tables["shops"][progress_key(PARTITION)]
+    assert progress["offsets"] == {ORDERS: 4}
+    assert progress["counts"] == {"order": {"processed": 4}}
+    assert [w.offsets for w in checkpoint.committed] == [{ORDERS: 3}, {ORDERS: 4}]
+
+
+async def test_a_failed_commit_reruns_the_batch_from_committed_state(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    batches, tables = runner(checkpoint)
+    await batches.run(events(0))
+    checkpoint.fail = 2
+    await batches.run(events(1, 2))
+    assert order_count(tables) == 3
+    assert tables["shops"][progress_key(PARTITION)]["counts"] == {"order": {"processed": 3}}
+
+
+async def test_a_fenced_partition_drops_its_batch(checkpoint: FakeCheckpoint) -> None:
+    batches, tables = runner(checkpoint)
+    await batches.run(events(0))
+    checkpoint.fail, checkpoint.error = 1, FencedError
+    await batches.run(events(1))
+    assert order_count(tables) == 1
+    assert len(checkpoint.committed) == 1
+
+
+async def test_a_record_the_pipeline_fails_on_is_dead_lettered_without_its_writes(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches, tables = runner(checkpoint)
+    ledger = batches.pipeline.ledger
+    original = ledger.record
+    calls = {"n": 0}
+
+    def record(*args: Any, **kwargs: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 2:  # the second record: state already saved, then a bug
+            raise RuntimeError("bug in the ledger")
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "record", record)
+    await batches.run(events(0, 1, 2))
+    assert order_count(tables) == 2  # orders 0 and 2; order 1's half-made write is gone
+    (work,) = checkpoint.committed
+    letters = [r for r in work.outputs if r.topic == SETTINGS.topic("dead_letters")]
+    assert len(letters) == 1
+    assert json.loads(letters[0].value or b"")["reason"] == "processing_error"
+    counts = tables["shops"][progress_key(PARTITION)]["counts"]
+    assert counts == {"order": {"processed": 2, "dead_lettered": 1}}
