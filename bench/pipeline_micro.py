@@ -33,7 +33,7 @@ from aiokafka.partitioner import murmur2
 from bench.common import Progress, code_version, median_of, paired, rotated, say, summary, table
 from service.core.changes import Source
 from service.core.contracts import EventType, Rejection, parse_event, role_for
-from service.core.customer import CustomerState, apply
+from service.core.customer import CustomerState, DedupPolicy, apply
 from service.core.events import from_payload
 from service.core.pipeline import Pipeline, ShopBook
 from service.segments import available_models
@@ -88,9 +88,9 @@ class ModelSubsetPipeline(Pipeline):
         super().__init__(settings, {}, {}, {})
         self.keep = keep
 
-    def book(self, shop_id: str) -> ShopBook:
+    def book(self, shop_id: str, partition: int | None = None) -> ShopBook:
         """The shop's book, cut down to the kept models the first time it is built."""
-        book = super().book(shop_id)
+        book = super().book(shop_id, partition)
         if not book.models.keys() <= self.keep:
             book.models = {name: m for name, m in book.models.items() if name in self.keep}
         return book
@@ -137,7 +137,7 @@ def parse_and_apply(settings: Settings) -> Step:
             state = states[(event.shop_id, event.customer_id)] = CustomerState(
                 event.shop_id, event.customer_id
             )
-        return apply(state, event, settings.dedup_window)
+        return apply(state, event, DedupPolicy(settings.dedup_window))
 
     return step
 

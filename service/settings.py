@@ -67,6 +67,9 @@ class Settings(BaseSettings):
         description="Largest record the producers send (the broker's message.max.bytes must "
         "not be smaller).",
     )
+    state_cache_entries: int = Field(
+        50_000, ge=100, description="Decoded table values kept in memory per table."
+    )
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."
     )
@@ -93,12 +96,14 @@ class Settings(BaseSettings):
     table_standby_replicas: int = Field(
         0, ge=0, le=8, description="Warm table copies on other workers (faster failover)."
     )
-    dedup_window: int = Field(1000, ge=1, description="Event ids remembered per customer.")
-    rescore_interval_hours: float = Field(
-        24.0, gt=0, description="Stream time between full re-evaluations of a shop."
+    dedup_window: int = Field(
+        32, ge=1, le=1024, description="Event ids remembered per customer (the latest)."
     )
-    model_checkpoint_every: int = Field(
-        100, ge=1, description="Events of a shop between checkpoints of its learned models."
+    dedup_horizon_days: int = Field(
+        400,
+        ge=1,
+        description="Event ids older than this (in event time, behind the customer's newest "
+        "event) are forgotten.",
     )
     metrics_allowed_lateness_days: int = Field(
         7,

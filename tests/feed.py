@@ -7,6 +7,7 @@ from typing import Any
 
 from service.core.changes import Source
 from service.core.contracts import EVENT_TYPES
+from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.settings import TopicRole
 from service.tools.publish import encode
@@ -15,7 +16,12 @@ from service.tools.publish import encode
 def feed(
     pipeline: Pipeline, records: Iterable[tuple[TopicRole, bytes | Mapping[str, Any]]]
 ) -> None:
-    """Hand ``(role, event or raw bytes)`` records to ``pipeline`` in order."""
+    """Hand ``(role, event or raw bytes)`` records to ``pipeline`` in order (each in the
+    partition its shop hashes to, as Kafka's default partitioner puts them), then write
+    the shops' books as the worker does at the end of a batch."""
+    partitions = pipeline.settings.topic_partitions
     for offset, (role, value) in enumerate(records):
         raw = value if isinstance(value, bytes) else encode(value)
-        pipeline.handle(raw, EVENT_TYPES[role], Source(role, 0, offset), None)
+        partition = 0 if isinstance(value, bytes) else shop_partition(value["shop_id"], partitions)
+        pipeline.handle(raw, EVENT_TYPES[role], Source(role, partition, offset), None)
+    pipeline.flush()

@@ -8,7 +8,6 @@ the shop's partition and returns JSON-ready data, or raises :class:`NotFoundErro
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
@@ -67,14 +66,18 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
         "features": _features(view),
         "lifetime": lifetime(pipeline, state, view),
         "scores": {
-            name: explain(view)
+            name: explained
             for name, model in models.items()
-            if (explain := getattr(model, "explain", None)) is not None
+            if (explained := model.explain(view)) is not None
         },
         "state": {
-            key: value
-            for key, value in state.to_json().items()
-            if key not in ("recent_event_ids", "segments")
+            "shop_id": shop_id,
+            "customer_id": customer_id,
+            **{
+                key: value
+                for key, value in state.to_json().items()
+                if key not in ("recent_event_ids", "segments")
+            },
         },
     }
 
@@ -123,14 +126,11 @@ def _shop_lifetime(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgN
 def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
     """Customers per segment, per model."""
     now = shop_now(pipeline, shop_id)
-    sizes: dict[str, Counter[str]] = {}
-    for state in pipeline.shop_customers(shop_id):
-        for model, segment in state.segments.items():
-            sizes.setdefault(model, Counter())[segment] += 1
+    sizes = pipeline.book(shop_id).sizes
     return {
         "shop_id": shop_id,
         "as_of": format_time(now),
-        "models": {model: dict(sorted(c.items())) for model, c in sorted(sizes.items())},
+        "models": {model: dict(sorted(c.items())) for model, c in sorted(sizes.items()) if c},
     }
 
 
@@ -201,15 +201,11 @@ def model_reports(pipeline: Pipeline, shop_id: str) -> dict[str, dict[str, Any]]
     """``{model: {"quality": {...}, "size_bytes": n}}`` for the shop's models that report
     either (the API and the Prometheus gauges read the same figures)."""
     reports: dict[str, dict[str, Any]] = {}
+    sizes = pipeline.checkpoints.sizes(shop_id)
     for name, model in pipeline.book(shop_id).models.items():
-        quality = getattr(model, "quality", None)
-        size = getattr(model, "size_bytes", None)
-        if quality is None and size is None:
-            continue
-        reports[name] = {
-            "quality": _as_dict(quality()) if quality else {},
-            "size_bytes": size() if size else None,
-        }
+        quality = model.quality()
+        if quality:
+            reports[name] = {"quality": _as_dict(quality), "size_bytes": sizes.get(name)}
     return reports
 
 
@@ -253,7 +249,7 @@ def _date(raw: str | None, default: date) -> date:
 
 def _features(view: CustomerSnapshot) -> dict[str, Any]:
     payload = asdict(view)
-    for key in ("shop_id", "customer_id", "attributes"):
+    for key in ("shop_id", "customer_id", "attributes", "segments", "memory"):
         payload.pop(key)
     return {
         key: value.isoformat() if isinstance(value, date | datetime) else value

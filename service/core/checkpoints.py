@@ -1,12 +1,11 @@
-"""Checkpoints of learned models in a changelog-backed table.
+"""Checkpoints of a shop's segment models in a changelog-backed table.
 
-Learned models (``derived_from_customers = False``) cannot be rebuilt from the
-customers table, so their pickled state is written to the ``models`` table every
-``model_checkpoint_every`` events of a shop and at every full re-evaluation.
-A restarted or rebalanced worker resumes from the last checkpoint: at most that
-many events of learning are replayed-away, never the whole model.
+Every model of a shop is written with every batch that changed it (one record per shop,
+all its models), so a restarted or rebalanced worker resumes exactly where the last
+committed batch left it. Records stay small whatever the shop's size: models keep
+per-customer data in the customers' own states.
 
->>> store: dict[str, dict[str, str]] = {}
+>>> store: dict[str, bytes] = {}
 >>> checkpoints = Checkpoints(store)
 >>> checkpoints.save("tea-1", {"counter": [1, 2, 3]})
 >>> checkpoints.load("tea-1")
@@ -17,10 +16,11 @@ many events of learning are replayed-away, never the whole model.
 
 from __future__ import annotations
 
-import base64
 import pickle
 from collections.abc import Mapping, MutableMapping
 from typing import Any
+
+from service.core.codec import decode, encode
 
 
 class Checkpoints:
@@ -31,12 +31,18 @@ class Checkpoints:
 
     def save(self, owner: str, objects: Mapping[str, Any]) -> None:
         """Replace the owner's checkpoint with ``objects``."""
-        self.table[owner] = {
-            name: base64.b64encode(pickle.dumps(obj, protocol=5)).decode("ascii")
-            for name, obj in objects.items()
-        }
+        self.table[owner] = encode(
+            {name: pickle.dumps(obj, protocol=5) for name, obj in objects.items()}
+        )
 
     def load(self, owner: str) -> dict[str, Any]:
         """The owner's objects by name (empty when never checkpointed)."""
-        stored = self.table.get(owner) or {}
-        return {name: pickle.loads(base64.b64decode(blob)) for name, blob in stored.items()}
+        stored = self.table.get(owner)
+        if stored is None:
+            return {}
+        return {name: pickle.loads(blob) for name, blob in decode(stored).items()}
+
+    def sizes(self, owner: str) -> dict[str, int]:
+        """Bytes of each of the owner's checkpointed objects."""
+        stored = self.table.get(owner)
+        return {} if stored is None else {n: len(b) for n, b in decode(stored).items()}

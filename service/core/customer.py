@@ -1,82 +1,182 @@
 """Per-customer state: everything segstream remembers about one customer of one shop.
 
-State is a plain dataclass that round-trips through JSON (it is the value of the
-changelog-backed ``customers`` table). :func:`apply` folds one event into it;
-order does not matter, because every derived quantity is recomputed from the
-kept facts (purchase days, signups, cancellations), so out-of-order events give
-the same state as in-order ones.
+State is a plain dataclass of typed values (times are aware datetimes, purchase days are
+dates); :mod:`service.core.codec` stores it compactly (times as integers, event ids as
+8-byte hashes), and :meth:`CustomerState.to_json` gives the readable form the API shows.
+:func:`apply` folds one event into it; order does not matter, because every derived
+quantity is recomputed from the kept facts (purchase days, signups, cancellations, plans),
+so out-of-order events give the same state as in-order ones.
+
+De-duplication memory is bounded: the ids of a customer's last ``window`` events, and of
+none that occurred more than ``horizon_days`` before the newest of them (see
+:class:`DedupPolicy`). A duplicate older than that is applied again.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
-from datetime import date, datetime
+import hashlib
+from bisect import insort
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from service.core.events import (
-    Cancellation,
-    Event,
-    Order,
-    Plan,
-    Signup,
-    format_time,
-    parse_time,
-)
+from service.core.events import Cancellation, Event, Order, Plan, Signup, format_time, parse_time
+
+SegmentName = str
+
+
+@dataclass(frozen=True, slots=True)
+class DedupPolicy:
+    """How many event ids a customer's state remembers, and for how long in event time."""
+
+    window: int = 32
+    horizon_days: int = 400
+
+
+def id_hash(event_id: str) -> int:
+    """The 64-bit hash an event id is remembered by (collisions: ~1e-16 per pair)."""
+    return int.from_bytes(hashlib.blake2b(event_id.encode(), digest_size=8).digest(), "big")
 
 
 @dataclass(slots=True)
 class CustomerState:
-    """Facts about one customer, kept exactly so features can be recomputed at any time."""
+    """Facts about one customer, kept exactly so features can be recomputed at any time,
+    plus the customer's segments, what segment models keep about them (``memory``) and
+    when they are next due for a review without events (``due_at``)."""
 
     shop_id: str
     customer_id: str
-    signups: list[str] = field(default_factory=list)
-    cancellations: list[tuple[str, str]] = field(default_factory=list)
+    signups: list[datetime] = field(default_factory=list)
+    cancellations: list[tuple[datetime, datetime]] = field(default_factory=list)
     cancel_reason: str | None = None
-    plan: dict[str, Any] | None = None
-    plan_history: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    plan_history: list[tuple[datetime, Plan]] = field(default_factory=list)
     acquisition_channel: str | None = None
     referred_by: str | None = None
     preferred_channel: str | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
-    purchase_days: dict[str, float] = field(default_factory=dict)
-    first_seen_at: str | None = None
+    purchase_days: dict[date, float] = field(default_factory=dict)
+    first_seen_at: datetime | None = None
     order_count: int = 0
     renewal_count: int = 0
     discount_order_count: int = 0
     total_spend: float = 0.0
     categories: dict[str, int] = field(default_factory=dict)
-    recent_event_ids: list[str] = field(default_factory=list)
-    segments: dict[str, str] = field(default_factory=dict)
+    seen_ids: list[tuple[int, int]] = field(default_factory=list)
+    """(id hash, event day number) of the remembered events, oldest event first."""
+    segments: dict[str, SegmentName] = field(default_factory=dict)
+    memory: dict[str, Any] = field(default_factory=dict)
+    due_at: datetime | None = None
 
-    def to_json(self) -> dict[str, Any]:
-        """JSON-ready dict (the table value)."""
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, payload: dict[str, Any]) -> CustomerState:
-        """Inverse of :meth:`to_json`."""
-        state = cls(**payload)
-        state.cancellations = [(occurred, effective) for occurred, effective in state.cancellations]
-        state.plan_history = [(when, plan) for when, plan in state.plan_history]
-        return state
+    @property
+    def plan(self) -> Plan | None:
+        """The plan taken on last (in event time)."""
+        return self.plan_history[-1][1] if self.plan_history else None
 
     def copy(self) -> CustomerState:
-        """An independent deep copy (what the state was before an event; ``asdict``
-        copies every container)."""
-        return CustomerState.from_json(self.to_json())
+        """An independent copy (containers copied; their items are immutable)."""
+        return CustomerState(
+            self.shop_id,
+            self.customer_id,
+            list(self.signups),
+            list(self.cancellations),
+            self.cancel_reason,
+            list(self.plan_history),
+            self.acquisition_channel,
+            self.referred_by,
+            self.preferred_channel,
+            dict(self.attributes),
+            dict(self.purchase_days),
+            self.first_seen_at,
+            self.order_count,
+            self.renewal_count,
+            self.discount_order_count,
+            self.total_spend,
+            dict(self.categories),
+            list(self.seen_ids),
+            dict(self.segments),
+            dict(self.memory),
+            self.due_at,
+        )
 
     def has_seen(self, event_id: str) -> bool:
-        """Whether this event was already applied (at-least-once delivery, producer retries)."""
-        return event_id in self.recent_event_ids
+        """Whether this event was already applied (at-least-once producers, retries)."""
+        wanted = id_hash(event_id)
+        return any(known == wanted for known, _ in self.seen_ids)
+
+    def to_json(self) -> dict[str, Any]:
+        """The readable form (ISO times; what the API returns): facts and segments."""
+        return {
+            "signups": [format_time(s) for s in self.signups],
+            "cancellations": [[format_time(o), format_time(e)] for o, e in self.cancellations],
+            "cancel_reason": self.cancel_reason,
+            "plan": None if self.plan is None else self.plan.to_json(),
+            "plan_history": [[format_time(at), plan.to_json()] for at, plan in self.plan_history],
+            "acquisition_channel": self.acquisition_channel,
+            "referred_by": self.referred_by,
+            "preferred_channel": self.preferred_channel,
+            "attributes": dict(self.attributes),
+            "purchase_days": {d.isoformat(): a for d, a in sorted(self.purchase_days.items())},
+            "first_seen_at": _optional_time(self.first_seen_at),
+            "order_count": self.order_count,
+            "renewal_count": self.renewal_count,
+            "discount_order_count": self.discount_order_count,
+            "total_spend": self.total_spend,
+            "categories": dict(self.categories),
+            "recent_event_ids": [f"{h:016x}" for h, _ in self.seen_ids],
+            "segments": dict(self.segments),
+        }
+
+    @classmethod
+    def from_json(cls, shop_id: str, customer_id: str, payload: dict[str, Any]) -> CustomerState:
+        """Inverse of :meth:`to_json` (memory and schedule are not part of it)."""
+        first_seen = payload.get("first_seen_at")
+        return cls(
+            shop_id,
+            customer_id,
+            signups=[parse_time(s) for s in payload.get("signups", [])],
+            cancellations=[
+                (parse_time(o), parse_time(e)) for o, e in payload.get("cancellations", [])
+            ],
+            cancel_reason=payload.get("cancel_reason"),
+            plan_history=[
+                (parse_time(at), Plan.from_payload(plan))
+                for at, plan in payload.get("plan_history", [])
+            ],
+            acquisition_channel=payload.get("acquisition_channel"),
+            referred_by=payload.get("referred_by"),
+            preferred_channel=payload.get("preferred_channel"),
+            attributes=dict(payload.get("attributes", {})),
+            purchase_days={
+                date.fromisoformat(d): float(a) for d, a in payload.get("purchase_days", {}).items()
+            },
+            first_seen_at=None if first_seen is None else parse_time(first_seen),
+            order_count=payload.get("order_count", 0),
+            renewal_count=payload.get("renewal_count", 0),
+            discount_order_count=payload.get("discount_order_count", 0),
+            total_spend=payload.get("total_spend", 0.0),
+            categories=dict(payload.get("categories", {})),
+            seen_ids=[(int(h, 16), 0) for h in payload.get("recent_event_ids", [])],
+            segments=dict(payload.get("segments", {})),
+        )
 
 
-def apply(state: CustomerState, event: Event, dedup_window: int) -> bool:
+def _optional_time(when: datetime | None) -> str | None:
+    return None if when is None else format_time(when)
+
+
+def day_number(when: datetime) -> int:
+    """Days since 1970-01-01 of a moment's UTC day."""
+    return (when.astimezone(UTC).date() - EPOCH_DAY).days
+
+
+EPOCH_DAY = date(1970, 1, 1)
+
+
+def apply(state: CustomerState, event: Event, policy: DedupPolicy | None = None) -> bool:
     """Fold ``event`` into ``state``; False (and no change) when it is a duplicate."""
     if state.has_seen(event.event_id):
         return False
-    state.recent_event_ids.append(event.event_id)
-    del state.recent_event_ids[:-dedup_window]
+    _remember(state, event, policy or DedupPolicy())
     _note_first_seen(state, event.occurred_at)
     if isinstance(event, Signup):
         _apply_signup(state, event)
@@ -87,16 +187,26 @@ def apply(state: CustomerState, event: Event, dedup_window: int) -> bool:
     return True
 
 
+def _remember(state: CustomerState, event: Event, policy: DedupPolicy) -> None:
+    """Keep the event's id; forget the oldest beyond the window and the horizon."""
+    day = day_number(event.occurred_at)
+    seen = state.seen_ids
+    insort(seen, (id_hash(event.event_id), day), key=lambda item: item[1])
+    del seen[: max(0, len(seen) - policy.window)]
+    newest = seen[-1][1]
+    while seen and seen[0][1] < newest - policy.horizon_days:
+        del seen[0]
+
+
 def _note_first_seen(state: CustomerState, when: datetime) -> None:
-    if state.first_seen_at is None or when < parse_time(state.first_seen_at):
-        state.first_seen_at = format_time(when)
+    if state.first_seen_at is None or when < state.first_seen_at:
+        state.first_seen_at = when
 
 
 def _apply_signup(state: CustomerState, event: Signup) -> None:
-    state.signups.append(format_time(event.occurred_at))
-    state.signups.sort(key=parse_time)
+    insort(state.signups, event.occurred_at)
     _note_plan(state, event.occurred_at, event.plan)
-    if state.signups[-1] == format_time(event.occurred_at):
+    if state.signups[-1] == event.occurred_at:
         state.acquisition_channel = event.acquisition_channel
         state.referred_by = event.referred_by
         state.preferred_channel = event.preferred_channel
@@ -104,7 +214,7 @@ def _apply_signup(state: CustomerState, event: Signup) -> None:
 
 
 def _apply_order(state: CustomerState, event: Order) -> None:
-    day = event.occurred_at.date().isoformat()
+    day = event.occurred_at.astimezone(UTC).date()
     state.purchase_days[day] = round(state.purchase_days.get(day, 0.0) + event.amount, 6)
     state.order_count += 1
     state.total_spend = round(state.total_spend + event.amount, 6)
@@ -117,27 +227,14 @@ def _apply_order(state: CustomerState, event: Order) -> None:
 
 
 def _apply_cancellation(state: CustomerState, event: Cancellation) -> None:
-    state.cancellations.append((format_time(event.occurred_at), format_time(event.effective_at)))
-    state.cancellations.sort(key=lambda pair: parse_time(pair[0]))
+    insort(state.cancellations, (event.occurred_at, event.effective_at), key=lambda p: p[0])
     state.cancel_reason = event.reason
 
 
 def _note_plan(state: CustomerState, when: datetime, plan: Plan) -> None:
     """Keep every plan with the time it took effect; the current plan is the latest one,
     whatever order the signups and plan changes arrive in."""
-    state.plan_history.append((format_time(when), _plan_json(plan)))
-    state.plan_history.sort(key=lambda entry: parse_time(entry[0]))
-    state.plan = state.plan_history[-1][1]
-
-
-def _plan_json(plan: Plan) -> dict[str, Any]:
-    return {
-        "plan_id": plan.plan_id,
-        "price": plan.price,
-        "currency": plan.currency,
-        "interval": plan.interval,
-        "tier": plan.tier,
-    }
+    insort(state.plan_history, (when, plan), key=lambda entry: entry[0])
 
 
 def subscription_status(state: CustomerState, now: datetime) -> str:
@@ -145,20 +242,27 @@ def subscription_status(state: CustomerState, now: datetime) -> str:
 
     The latest signup decides, unless a cancellation occurred after it.
     """
-    signups = [parse_time(s) for s in state.signups if parse_time(s) <= now]
-    if not signups:
+    latest_signup = None
+    for signup in state.signups:
+        if signup > now:
+            break
+        latest_signup = signup
+    if latest_signup is None:
         return "none"
-    latest_signup = signups[-1]
-    later_cancels = [
-        parse_time(effective)
-        for occurred, effective in state.cancellations
-        if latest_signup <= parse_time(occurred) <= now
-    ]
-    if not later_cancels:
+    effective = [e for o, e in state.cancellations if latest_signup <= o <= now]
+    if not effective:
         return "active"
-    return "cancelled" if min(later_cancels) <= now else "cancelling"
+    return "cancelled" if min(effective) <= now else "cancelling"
 
 
 def purchase_dates(state: CustomerState) -> list[date]:
     """Distinct purchase days, oldest first."""
-    return sorted(date.fromisoformat(day) for day in state.purchase_days)
+    return sorted(state.purchase_days)
+
+
+def time_of(day: date) -> datetime:
+    """Midnight UTC of ``day``."""
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+ONE_DAY = timedelta(days=1)

@@ -48,6 +48,16 @@ class Plan:
             tier=payload.get("tier"),
         )
 
+    def to_json(self) -> dict[str, Any]:
+        """The schema's ``plan`` object."""
+        return {
+            "plan_id": self.plan_id,
+            "price": self.price,
+            "currency": self.currency,
+            "interval": self.interval,
+            "tier": self.tier,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Envelope:
@@ -100,7 +110,7 @@ def from_payload(payload: dict[str, Any]) -> Event:
         "event_id": payload["event_id"],
         "shop_id": payload["shop_id"],
         "customer_id": payload["customer_id"],
-        "occurred_at": parse_time(payload["occurred_at"]),
+        "occurred_at": parse_time(payload["occurred_at"]).astimezone(UTC),
     }
     kind = payload["type"]
     if kind == "signup":
@@ -124,7 +134,8 @@ def from_payload(payload: dict[str, Any]) -> Event:
             discount_code=payload.get("discount_code"),
         )
     effective = payload.get("effective_at", payload["occurred_at"])
-    return Cancellation(**envelope, reason=payload["reason"], effective_at=parse_time(effective))
+    effective_at = parse_time(effective).astimezone(UTC)
+    return Cancellation(**envelope, reason=payload["reason"], effective_at=effective_at)
 
 
 def event_type(event: Event) -> str:

@@ -10,9 +10,11 @@ With daily periods and ``now`` as the observation end:
 ``now`` is the shop's stream time (its latest ``occurred_at``), so replaying a
 historical log gives what an offline computation at its end gives.
 
+>>> from datetime import date
 >>> from service.core.customer import CustomerState
+>>> from service.core.events import parse_time
 >>> state = CustomerState("shop", "c-1", purchase_days={
-...     "2026-01-01": 10.0, "2026-01-05": 20.0, "2026-01-09": 40.0})
+...     date(2026, 1, 1): 10.0, date(2026, 1, 5): 20.0, date(2026, 1, 9): 40.0})
 >>> f = snapshot(state, parse_time("2026-01-11T12:00:00Z"))
 >>> (f.frequency, f.recency, f.T, f.monetary_value)
 (2, 8.0, 10.0, 30.0)
@@ -26,7 +28,6 @@ from datetime import date, datetime
 from typing import Any
 
 from service.core.customer import CustomerState, purchase_dates, subscription_status
-from service.core.events import parse_time
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,6 +49,8 @@ class CustomerSnapshot:
     tenure_days: float
     cadence_days: float | None
     subscription: str
+    subscription_ends_at: datetime | None
+    """When a pending cancellation takes effect (``subscription == "cancelling"``)."""
     last_activity_days: float
     returned_at: date | None
     renewal_count: int
@@ -57,6 +60,11 @@ class CustomerSnapshot:
     acquisition_channel: str | None
     preferred_channel: str | None
     attributes: dict[str, Any]
+    segments: dict[str, str]
+    """The customer's segments before this evaluation (read only)."""
+    memory: dict[str, Any]
+    """What segment models keep about this customer, by model name; a model may change
+    its own entry in ``learn`` (it is saved with the customer's state)."""
 
     @property
     def has_purchased(self) -> bool:
@@ -69,8 +77,9 @@ def snapshot(state: CustomerState, now: datetime, churned_gap_days: int = 90) ->
     longer than ``churned_gap_days`` or re-subscribed after cancelling)."""
     days = purchase_dates(state)
     today = now.date()
-    first_seen = parse_time(state.first_seen_at).date() if state.first_seen_at else today
-    plan = state.plan or {}
+    first_seen = state.first_seen_at.date() if state.first_seen_at else today
+    plan = state.plan
+    status = subscription_status(state, now)
     return CustomerSnapshot(
         shop_id=state.shop_id,
         customer_id=state.customer_id,
@@ -86,30 +95,40 @@ def snapshot(state: CustomerState, now: datetime, churned_gap_days: int = 90) ->
         total_spend=state.total_spend,
         tenure_days=float((today - first_seen).days),
         cadence_days=(days[-1] - days[0]).days / (len(days) - 1) if len(days) > 1 else None,
-        subscription=subscription_status(state, now),
+        subscription=status,
+        subscription_ends_at=_ends_at(state, now) if status == "cancelling" else None,
         last_activity_days=float((today - _last_activity(state, days, first_seen)).days),
         returned_at=_returned_at(state, days, churned_gap_days),
         renewal_count=state.renewal_count,
         discount_order_count=state.discount_order_count,
-        plan_price=plan.get("price"),
-        plan_tier=plan.get("tier"),
+        plan_price=None if plan is None else plan.price,
+        plan_tier=None if plan is None else plan.tier,
         acquisition_channel=state.acquisition_channel,
         preferred_channel=state.preferred_channel,
-        attributes=dict(state.attributes),
+        attributes=state.attributes,
+        segments=state.segments,
+        memory=state.memory,
     )
+
+
+def _ends_at(state: CustomerState, now: datetime) -> datetime | None:
+    """When the pending cancellation (the first one after the latest signup) takes effect."""
+    latest = max((s for s in state.signups if s <= now), default=None)
+    ends = [e for o, e in state.cancellations if latest is not None and latest <= o <= now]
+    return min(ends, default=None)
 
 
 def _repeat_mean(state: CustomerState, days: list[date]) -> float:
     if len(days) < 2:
         return 0.0
-    repeat_totals = [state.purchase_days[day.isoformat()] for day in days[1:]]
+    repeat_totals = [state.purchase_days[day] for day in days[1:]]
     return sum(repeat_totals) / len(repeat_totals)
 
 
 def _last_activity(state: CustomerState, days: list[date], first_seen: date) -> date:
     """Latest purchase or signup day: what inactivity is measured from."""
     candidates = [first_seen, *days[-1:]]
-    candidates += [parse_time(s).date() for s in state.signups[-1:]]
+    candidates += [s.date() for s in state.signups[-1:]]
     return max(candidates)
 
 
@@ -120,8 +139,7 @@ def _returned_at(state: CustomerState, days: list[date], churned_gap_days: int) 
         for earlier, later in itertools.pairwise(days)
         if (later - earlier).days > churned_gap_days
     ]
-    cancels = [parse_time(occurred) for occurred, _ in state.cancellations]
-    if cancels:
-        signups = (parse_time(s) for s in state.signups)
-        comebacks += [signup.date() for signup in signups if signup > min(cancels)]
+    if state.cancellations:
+        first_cancel = state.cancellations[0][0]
+        comebacks += [signup.date() for signup in state.signups if signup > first_cancel]
     return max(comebacks, default=None)

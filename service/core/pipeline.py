@@ -1,35 +1,39 @@
 """What happens to one input record, independent of Faust and Kafka.
 
-The pipeline reads and writes two mappings that the worker backs with
-changelog-backed Faust tables (tests use plain dicts):
+The pipeline reads and writes four mappings that the worker backs with changelog-backed
+tables (tests use plain dicts):
 
-- ``customers``: ``"<shop_id>/<customer_id>"`` -> :class:`CustomerState` JSON;
-- ``shops``: ``shop_id`` -> the shop's stream time, last full re-evaluation, partition;
-- ``models``: checkpoints of learned models (:mod:`service.core.checkpoints`);
+- ``customers``: ``"<shop_id>/<customer_id>"`` -> :class:`CustomerState`;
+- ``shops``: ``shop_id`` -> the shop's stream time, partition and segment sizes;
+- ``models``: ``shop_id`` -> the shop's segment models (:mod:`service.core.checkpoints`),
+  and the models shared by a partition's shops;
 - ``metrics``: per-day metric buckets (:mod:`service.metrics.ledger`).
 
-Per-shop segment models whose state is derived from the customers (RFM, rules)
-live in :class:`ShopBook` caches rebuilt from ``customers`` on first use; learned
-models are restored from their last checkpoint. A restarted or rebalanced worker
-thus recovers everything from the changelogs alone.
+Nothing in a shop's records grows with its customers: what a model keeps per customer is
+in the customer's state (``memory``), a shop keeps counts. Per shop the pipeline keeps a
+:class:`ShopBook` in memory: the models, the segment sizes and the review schedule (the
+customers due for a look at a known stream time: a quiet customer turning "at risk").
+:meth:`Pipeline.flush` writes the books that changed back to ``shops`` and ``models``;
+the worker calls it once per batch, before the batch commits. A book is rebuilt from
+those tables on first use, its schedule from the due times in its customers' states.
 """
 
 from __future__ import annotations
 
+import heapq
 import zlib
-from collections import defaultdict
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import EventType, Rejection, parse_event
-from service.core.customer import CustomerState, apply
-from service.core.events import Event, event_type, format_time, from_payload, parse_time
+from service.core.customer import CustomerState, DedupPolicy, apply
+from service.core.events import Event, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
-from service.core.keys import customer_key, prior_key
+from service.core.keys import customer_key, partition_of, prior_key, shop_partition
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.settings import Settings
@@ -50,65 +54,75 @@ class Outcome:
     too_late: bool = False
 
 
+class Schedule:
+    """Customers of one shop due for a review at a stream time (epoch seconds)."""
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, str]] = []
+        self._due: dict[str, float] = {}
+
+    def set(self, customer_id: str, due: datetime | None) -> None:
+        """Review ``customer_id`` at ``due`` (None: not at all), replacing any earlier time."""
+        if due is None:
+            self._due.pop(customer_id, None)
+            return
+        moment = due.timestamp()
+        if self._due.get(customer_id) == moment:
+            return
+        self._due[customer_id] = moment
+        heapq.heappush(self._heap, (moment, customer_id))
+        if len(self._heap) > 2 * len(self._due) + 1024:
+            self._heap = [(m, c) for c, m in self._due.items()]
+            heapq.heapify(self._heap)
+
+    def pop_due(self, now: datetime) -> Iterator[str]:
+        """The customers due at or before ``now``, earliest first (each removed)."""
+        moment, heap = now.timestamp(), self._heap
+        while heap and heap[0][0] <= moment:
+            due, customer_id = heapq.heappop(heap)
+            if self._due.get(customer_id) == due:
+                del self._due[customer_id]
+                yield customer_id
+
+    def __len__(self) -> int:
+        return len(self._due)
+
+
+@dataclass(slots=True)
 class ShopBook:
-    """One shop's segment models and the ids of its customers."""
+    """One shop in memory: its models, record (stream time, partition, segment sizes) and
+    review schedule."""
 
-    def __init__(self, shop_id: str, models: dict[str, SegmentModel]) -> None:
-        self.shop_id = shop_id
-        self.models = models
-        self.customer_ids: set[str] = set()
-        self.events_since_checkpoint = 0
+    shop_id: str
+    models: dict[str, SegmentModel]
+    stream_time: datetime | None
+    partition: int
+    sizes: dict[str, dict[str, int]]
+    schedule: Schedule = field(default_factory=Schedule)
+    dirty: bool = False
 
-    @property
-    def learned(self) -> dict[str, SegmentModel]:
-        """The models that need checkpoints (not derivable from the customers)."""
-        return {n: m for n, m in self.models.items() if not m.derived_from_customers}
+    def count(self, model: str, previous: str | None, current: str | None) -> None:
+        """One customer moved from ``previous`` to ``current`` in ``model``."""
+        counts = self.sizes.setdefault(model, {})
+        if previous is not None:
+            counts[previous] = counts.get(previous, 0) - 1
+            if counts[previous] <= 0:
+                del counts[previous]
+        if current is not None:
+            counts[current] = counts.get(current, 0) + 1
 
-    def learn(self, view: CustomerSnapshot) -> None:
-        """Let every model take in ``view``."""
-        for model in self.models.values():
-            model.learn(view)
-
-    def evaluate(
-        self, state: CustomerState, view: CustomerSnapshot, cause: Cause, learn: bool = True
-    ) -> list[SegmentChange]:
-        """Let every model learn from ``view`` (unless told not to) and record changed
-        assignments in ``state``."""
-        if learn:
-            self.learn(view)
-        changes = []
-        for name, model in self.models.items():
-            current = model.assign(view)
-            previous = state.segments.get(name)
-            if current == previous:
-                continue
-            if current is None:
-                del state.segments[name]
-            else:
-                state.segments[name] = current
-            changes.append(
-                SegmentChange(
-                    state.shop_id, state.customer_id, name, previous, current, view.as_of, cause
-                )
-            )
-        return changes
-
-    def drain_formed(self, now: datetime) -> list[SegmentFormed]:
-        """New groups that learned models noticed since the last call."""
-        formed = []
-        for name, model in self.models.items():
-            drain = getattr(model, "drain_announcements", None)
-            if drain is None:
-                continue
-            formed += [
-                SegmentFormed(self.shop_id, name, item.segment, item.description, item.size, now)
-                for item in drain()
-            ]
-        return formed
+    def record(self) -> dict[str, Any]:
+        """The shop's record in the ``shops`` table."""
+        assert self.stream_time is not None
+        return {
+            "stream_time": self.stream_time.timestamp(),
+            "partition": self.partition,
+            "sizes": self.sizes,
+        }
 
 
 class Pipeline:
-    """Validates, de-duplicates and folds events into state; re-evaluates segments."""
+    """Validates, de-duplicates and folds events into state; (re-)evaluates segments."""
 
     def __init__(
         self,
@@ -123,16 +137,16 @@ class Pipeline:
         self.shops = shops
         self.checkpoints = Checkpoints({} if models is None else models)
         self.ledger = MetricsLedger.from_settings({} if metrics is None else metrics, settings)
+        self.dedup = DedupPolicy(settings.dedup_window, settings.dedup_horizon_days)
         self._books: dict[str, ShopBook] = {}
-        self._priors: dict[int, dict[str, Any]] = {}
-        self._index: dict[str, set[str]] | None = None
-        self._rescore_every = timedelta(hours=settings.rescore_interval_hours)
+        self._priors: dict[int, dict[str, SegmentModel]] = {}
 
     def forget_shops(self) -> None:
-        """Drop the derived caches (after a rebalance the owned partitions changed)."""
+        """Drop the books (after a rebalance or an aborted batch: rebuilt from the tables)."""
         self._books.clear()
         self._priors.clear()
-        self._index = None
+
+    # ------------------------------------------------------------ records
 
     def handle(
         self, raw: bytes | None, expected: EventType, source: Source, key: bytes | None
@@ -141,130 +155,172 @@ class Pipeline:
         parsed = parse_event(raw, expected)
         if isinstance(parsed, Rejection):
             letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
-            return Outcome("dead_lettered", dead_letter=letter)
+            return Outcome("dead_lettered", expected.value, dead_letter=letter)
         event = from_payload(parsed)
+        misplaced = self._misplaced(event, source)
+        if misplaced is not None:
+            return Outcome("dead_lettered", expected.value, dead_letter=misplaced)
         outcome = Outcome("processed", event_type(event), event.shop_id)
-        now = self._advance_stream_time(event, source.partition)
-        book = self.book(event.shop_id)
+        book = self.book(event.shop_id, source.partition)
+        now = self._advance(book, event.occurred_at)
         state = self.load(event.shop_id, event.customer_id)
         before = state.copy()
-        if apply(state, event, self.settings.dedup_window):
-            book.customer_ids.add(event.customer_id)
+        if apply(state, event, self.dedup):
             cause = Cause("event", event.event_id, event_type(event))
-            outcome.changes = book.evaluate(state, self.view(state, now), cause)
+            outcome.changes = self._evaluate(book, state, now, cause)
             self._save(state)
             outcome.too_late = self.ledger.record(event, before, state, now).too_late
         else:
             outcome.status = "duplicate"
-        outcome.changes += self._rescore_if_due(book, now)
-        outcome.formed = book.drain_formed(now)
-        self._checkpoint_if_due(book)
+        outcome.changes += self._review_due(book, now)
+        outcome.formed = self._formed(book, now)
+        book.dirty = True
         return outcome
 
-    def book(self, shop_id: str) -> ShopBook:
-        """The shop's models, rebuilt from the customers table when not cached."""
+    def _misplaced(self, event: Event, source: Source) -> DeadLetter | None:
+        """A record in a partition its shop does not hash to would split the shop's state."""
+        if source.partition < 0:
+            return None
+        home = shop_partition(event.shop_id, self.settings.topic_partitions)
+        if home == source.partition:
+            return None
+        detail = (
+            f"shop {event.shop_id!r} belongs in partition {home}, found in {source.partition}: "
+            "key input records by shop_id"
+        )
+        return DeadLetter("wrong_partition", detail, source, None, None)
+
+    def flush(self) -> None:
+        """Write every changed book's shop record and models (and the partition priors)."""
+        partitions = set()
+        for book in self._books.values():
+            if not book.dirty:
+                continue
+            self.shops[book.shop_id] = book.record()
+            self.checkpoints.save(book.shop_id, book.models)
+            partitions.add(book.partition)
+            book.dirty = False
+        for partition in sorted(partitions):
+            if partition in self._priors:
+                self.checkpoints.save(prior_key(partition), self._priors[partition])
+
+    # ------------------------------------------------------------ state
+
+    def book(self, shop_id: str, partition: int | None = None) -> ShopBook:
+        """The shop's book, rebuilt from the tables when not in memory."""
         book = self._books.get(shop_id)
         if book is None:
-            book = self._rebuild(shop_id)
+            book = self._rebuild(shop_id, partition)
             self._books[shop_id] = book
         return book
 
     def load(self, shop_id: str, customer_id: str) -> CustomerState:
         """A customer's state, or a fresh one."""
         stored = self.customers.get(customer_key(shop_id, customer_id))
-        if stored is None:
-            return CustomerState(shop_id, customer_id)
-        return CustomerState.from_json(stored)
+        return CustomerState(shop_id, customer_id) if stored is None else stored
 
     def stream_time(self, shop_id: str) -> datetime | None:
         """The shop's latest event time seen, if any."""
+        book = self._books.get(shop_id)
+        if book is not None:
+            return book.stream_time
         shop = self.shops.get(shop_id)
-        return None if shop is None else parse_time(shop["stream_time"])
+        return None if shop is None else datetime.fromtimestamp(shop["stream_time"], UTC)
 
     def shop_customers(self, shop_id: str) -> Iterator[CustomerState]:
-        """Every known customer of a shop."""
-        return self._states(self.book(shop_id))
-
-    def _states(self, book: ShopBook) -> Iterator[CustomerState]:
-        for customer_id in sorted(book.customer_ids):
-            yield self.load(book.shop_id, customer_id)
+        """Every known customer of a shop (a scan of its key range)."""
+        prefix = customer_key(shop_id, "")
+        keys = getattr(self.customers, "keys_of", None)
+        if keys is not None:
+            partition = partition_of(shop_id, self.settings.topic_partitions)
+            found: Iterator[str] = keys(partition, prefix)
+        else:
+            found = (k for k in list(self.customers) if k.startswith(prefix))
+        for key in sorted(found):
+            yield self.customers[key]
 
     def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
         """The snapshot segment models read, with this deployment's churn gap."""
         return snapshot(state, now, self.settings.lifecycle_churned_days)
 
     def _save(self, state: CustomerState) -> None:
-        self.customers[customer_key(state.shop_id, state.customer_id)] = state.to_json()
+        self.customers[customer_key(state.shop_id, state.customer_id)] = state
 
-    def _advance_stream_time(self, event: Event, partition: int) -> datetime:
-        shop = self.shops.get(event.shop_id)
-        if shop is None:
-            shop = {
-                "stream_time": format_time(event.occurred_at),
-                "rescored_at": None,
-                "partition": partition,
-            }
-        elif event.occurred_at <= parse_time(shop["stream_time"]):
-            return parse_time(shop["stream_time"])
-        else:
-            shop = {**shop, "stream_time": format_time(event.occurred_at)}
-        if shop["rescored_at"] is None:
-            shop["rescored_at"] = shop["stream_time"]
-        self.shops[event.shop_id] = shop
-        return parse_time(shop["stream_time"])
+    def _advance(self, book: ShopBook, occurred_at: datetime) -> datetime:
+        if book.stream_time is None or occurred_at > book.stream_time:
+            book.stream_time = occurred_at
+        return book.stream_time
 
-    def _rescore_if_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
-        """Re-evaluate the whole shop when enough stream time passed since the last time:
-        inactivity moves customers (active -> at risk) even when they send nothing.
+    # ------------------------------------------------------------ segments
 
-        Models first learn every customer as of ``now``, then assign: the result does not
-        depend on the order customers are visited in."""
-        shop = self.shops[book.shop_id]
-        if now - parse_time(shop["rescored_at"]) < self._rescore_every:
-            return []
-        self.shops[book.shop_id] = {**shop, "rescored_at": format_time(now)}
-        for state in self._states(book):
-            book.learn(self.view(state, now))
-        changes: list[SegmentChange] = []
-        for state in self._states(book):
-            before = replace(state, segments=dict(state.segments))
-            found = book.evaluate(state, self.view(state, now), Cause("timer"), learn=False)
-            if found:
-                self._save(state)
-                self.ledger.record(None, before, state, now)
-                changes += found
-        book.events_since_checkpoint = self.settings.model_checkpoint_every
+    def _evaluate(
+        self, book: ShopBook, state: CustomerState, now: datetime, cause: Cause
+    ) -> list[SegmentChange]:
+        """Let every model learn from the customer, record changed assignments, and
+        schedule the customer's next review."""
+        view = self.view(state, now)
+        for model in book.models.values():
+            model.learn(view)
+        changes = []
+        for name, model in book.models.items():
+            current = model.assign(view)
+            previous = state.segments.get(name)
+            if current == previous:
+                continue
+            if current is None:
+                del state.segments[name]
+            else:
+                state.segments[name] = current
+            book.count(name, previous, current)
+            changes.append(
+                SegmentChange(state.shop_id, state.customer_id, name, previous, current, now, cause)
+            )
+        reviews = [model.next_review(view) for model in book.models.values()]
+        state.due_at = min((r for r in reviews if r is not None), default=None)
+        book.schedule.set(state.customer_id, state.due_at)
         return changes
 
-    def _checkpoint_if_due(self, book: ShopBook) -> None:
-        book.events_since_checkpoint += 1
-        if book.events_since_checkpoint < self.settings.model_checkpoint_every:
-            return
-        book.events_since_checkpoint = 0
-        if book.learned:
-            self.checkpoints.save(book.shop_id, book.learned)
-        partition = self.shops[book.shop_id].get("partition")
-        if partition in self._priors:
-            self.checkpoints.save(prior_key(partition), self._priors[partition])
+    def _review_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
+        """Review the customers whose time came: silence moves them (active -> at risk)
+        although they send nothing."""
+        changes: list[SegmentChange] = []
+        for customer_id in list(book.schedule.pop_due(now)):
+            state = self.load(book.shop_id, customer_id)
+            before = state.copy()
+            found = self._evaluate(book, state, now, Cause("timer"))
+            self._save(state)
+            if found:
+                self.ledger.record(None, before, state, now)
+                changes += found
+        return changes
 
-    def _rebuild(self, shop_id: str) -> ShopBook:
+    def _formed(self, book: ShopBook, now: datetime) -> list[SegmentFormed]:
+        """New groups that learned models noticed."""
+        return [
+            SegmentFormed(book.shop_id, name, item.segment, item.description, item.size, now)
+            for name, model in book.models.items()
+            for item in model.drain_announcements()
+        ]
+
+    def _rebuild(self, shop_id: str, partition: int | None) -> ShopBook:
+        stored = self.shops.get(shop_id)
+        if partition is None or partition < 0:
+            partition = stored["partition"] if stored else 0
         restored = self.checkpoints.load(shop_id)
         models = {
             name: restored.get(name) or model.create(self.settings, seed=_shop_seed(shop_id))
             for name, model in available_models().items()
         }
-        partition = (self.shops.get(shop_id) or {}).get("partition")
-        if partition is not None:
-            self._attach_priors(models, partition)
-        book = ShopBook(shop_id, models)
-        book.customer_ids = set(self._customer_index().get(shop_id, ()))
-        now = self.stream_time(shop_id)
-        derived = [m for m in models.values() if m.derived_from_customers]
-        if now is not None and derived:
-            for state in self._states(book):
-                view = self.view(state, now)
-                for model in derived:
-                    model.learn(view)
+        self._attach_priors(models, partition)
+        book = ShopBook(
+            shop_id,
+            models,
+            None if stored is None else datetime.fromtimestamp(stored["stream_time"], UTC),
+            partition,
+            {} if stored is None else {m: dict(s) for m, s in stored["sizes"].items()},
+        )
+        for state in self.shop_customers(shop_id) if stored is not None else ():
+            book.schedule.set(state.customer_id, state.due_at)
         return book
 
     def _attach_priors(self, models: dict[str, SegmentModel], partition: int) -> None:
@@ -273,22 +329,11 @@ class Pipeline:
             self._priors[partition] = self.checkpoints.load(prior_key(partition))
         priors = self._priors[partition]
         for name, model in models.items():
-            attach = getattr(model, "attach_prior", None)
-            if attach is None:
+            if not model.uses_partition_prior:
                 continue
             if name not in priors:
                 priors[name] = type(model).create(self.settings, seed=partition)
-            attach(priors[name])
-
-    def _customer_index(self) -> dict[str, set[str]]:
-        """Customer ids per shop, from one scan of the local customers table."""
-        if self._index is None:
-            index: dict[str, set[str]] = defaultdict(set)
-            for key in list(self.customers.keys()):
-                shop_id, _, customer_id = str(key).partition("/")
-                index[shop_id].add(customer_id)
-            self._index = index
-        return self._index
+            model.attach_prior(priors[name])
 
 
 def _shop_seed(shop_id: str) -> int:

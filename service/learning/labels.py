@@ -14,18 +14,21 @@ what was predicted then) until the stream settles it:
 At most one snapshot per customer per ``snapshot_every_days`` is kept, at most
 ``per_customer`` per customer and ``max_pending`` in all (further snapshots are
 skipped and counted: what is skipped depends on time, never on the outcome).
-Snapshots are not taken while a customer is churned.
+Snapshots are not taken while a customer is churned. They are kept with the customer
+(32-bit floats), so a shop's model stays the same size however many customers wait.
 """
 
 from __future__ import annotations
 
-from array import array
+import math
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
+from typing import Any
 
 from service.core.features import CustomerSnapshot
-from service.learning.vectors import Vector, as_row, from_row
+from service.learning.vectors import FEATURES, Vector, as_row, from_row
 
 DAY_SECONDS = 86_400
 
@@ -58,6 +61,19 @@ class LapseRule:
             return None
         return customer.as_of - timedelta(days=customer.last_activity_days - gap)
 
+    def lapses_at(self, customer: CustomerSnapshot) -> datetime | None:
+        """The midnight at which the customer's silence passes their gap (None: already
+        churned by then or before)."""
+        if self.churned_at(customer) is not None:
+            return None
+        quiet_since = customer.as_of.date() - timedelta(days=customer.last_activity_days)
+        lapse_day = quiet_since + timedelta(days=math.floor(self.gap_days(customer)) + 1)
+        return datetime.combine(lapse_day, time(), UTC)
+
+
+ROW = struct.Struct(f"<I{len(FEATURES)}f")
+"""A kept snapshot: epoch seconds, then the feature row as 32-bit floats."""
+
 
 @dataclass(frozen=True, slots=True)
 class Pending:
@@ -65,13 +81,23 @@ class Pending:
 
     as_of: int
     """Epoch seconds of the snapshot."""
-    row: array[float]
+    row: tuple[float, ...]
     predictions: tuple[float, ...]
 
     @property
     def features(self) -> Vector:
-        """The feature vector as it was at ``as_of``."""
-        return from_row(tuple(self.row))
+        """The feature vector as it was at ``as_of`` (to 32-bit precision)."""
+        return from_row(self.row)
+
+    def to_memory(self) -> list[Any]:
+        """The compact form kept in the customer's memory."""
+        return [ROW.pack(self.as_of, *self.row), *self.predictions]
+
+    @classmethod
+    def from_memory(cls, kept: list[Any]) -> Pending:
+        """Inverse of :meth:`to_memory`."""
+        as_of, *row = ROW.unpack(kept[0])
+        return cls(as_of, tuple(row), tuple(float(p) for p in kept[1:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +111,9 @@ class Example:
 
 
 class Labeller:
-    """Keeps pending snapshots per customer and settles them as the stream reveals outcomes."""
+    """Settles a customer's pending snapshots as the stream reveals outcomes, and decides
+    when to keep a new one. The snapshots themselves live with the customer (their
+    ``memory``); the labeller keeps only the shop-wide count that caps them."""
 
     def __init__(
         self,
@@ -100,22 +128,18 @@ class Labeller:
         self.max_pending = max_pending
         self.pending_count = 0
         self.skipped = 0
-        self._pending: dict[str, list[Pending]] = {}
 
-    def settle(self, customer_id: str, now: datetime, churned_at: datetime | None) -> list[Example]:
-        """The customer's snapshots that ``now`` settles, oldest first (removed from pending)."""
-        waiting = self._pending.get(customer_id)
+    def settle(
+        self, waiting: list[Pending], now: datetime, churned_at: datetime | None
+    ) -> tuple[list[Example], list[Pending]]:
+        """The snapshots that ``now`` settles, oldest first, and those still waiting."""
         if not waiting:
-            return []
+            return [], []
         churn = None if churned_at is None else _seconds(churned_at)
         settled = list(self._settled(waiting, _seconds(now), churn))
         kept = waiting[len(settled) :] if churn is None else []
         self.pending_count -= len(waiting) - len(kept)
-        if kept:
-            self._pending[customer_id] = kept
-        else:
-            del self._pending[customer_id]
-        return settled
+        return settled, kept
 
     def _settled(self, waiting: list[Pending], now: int, churn: int | None) -> Iterator[Example]:
         for pending in waiting:
@@ -126,9 +150,8 @@ class Labeller:
             elif pending.as_of < churn:
                 yield _example(pending, churned=churn - pending.as_of <= self.horizon)
 
-    def due(self, customer_id: str, now: datetime) -> bool:
+    def due(self, waiting: list[Pending], now: datetime) -> bool:
         """Whether a snapshot of this customer at ``now`` should be kept (skips are counted)."""
-        waiting = self._pending.get(customer_id, [])
         if waiting and _seconds(now) - waiting[-1].as_of < self.every:
             return False
         if len(waiting) >= self.per_customer or self.pending_count >= self.max_pending:
@@ -136,17 +159,17 @@ class Labeller:
             return False
         return True
 
-    def hold(
-        self, customer_id: str, now: datetime, features: Vector, predictions: tuple[float, ...]
-    ) -> None:
-        """Keep a snapshot (call after :meth:`due` said so)."""
-        pending = Pending(_seconds(now), array("d", as_row(features)), predictions)
-        self._pending.setdefault(customer_id, []).append(pending)
+    def hold(self, now: datetime, features: Vector, predictions: tuple[float, ...]) -> Pending:
+        """A snapshot to keep (call after :meth:`due` said so), counted as pending."""
         self.pending_count += 1
+        as_of, *row = ROW.unpack(ROW.pack(_seconds(now), *as_row(features)))
+        return Pending(as_of, tuple(row), predictions)
 
-    def pending(self, customer_id: str) -> list[Pending]:
-        """The customer's unsettled snapshots, oldest first."""
-        return list(self._pending.get(customer_id, []))
+    def next_settlement(self, waiting: list[Pending]) -> datetime | None:
+        """When the oldest snapshot's horizon passes (it is then labelled negative)."""
+        if not waiting:
+            return None
+        return datetime.fromtimestamp(waiting[0].as_of + self.horizon, UTC)
 
 
 def _seconds(when: datetime) -> int:

@@ -183,17 +183,17 @@ class SpendTrend:
 
 
 def spend_trend(
-    purchase_days: Mapping[str, float], as_of: date, window_days: int = 90
+    purchase_days: Mapping[date, float], as_of: date, window_days: int = 90
 ) -> SpendTrend | None:
-    """Spend rates before and within the last ``window_days`` (daily totals by ISO date); None
+    """Spend rates before and within the last ``window_days`` (daily totals by date); None
     when the customer has no history before the window to compare with.
 
-    >>> trend = spend_trend({"2026-01-01": 90.0, "2026-03-15": 9.0}, date(2026, 6, 1))
+    >>> trend = spend_trend({date(2026, 1, 1): 90.0, date(2026, 3, 15): 9.0}, date(2026, 6, 1))
     >>> round(trend.recent_rate, 2), round(trend.historical_rate, 2)
     (3.0, 44.26)
     """
     window_start = as_of - timedelta(days=window_days)
-    days = sorted((date.fromisoformat(day), total) for day, total in purchase_days.items())
+    days = sorted(purchase_days.items())
     before = [total for day, total in days if day < window_start]
     if not before:
         return None

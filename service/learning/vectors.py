@@ -63,11 +63,12 @@ def behaviour_vector(customer: CustomerSnapshot) -> Vector:
     - ``orders_per_month``, ``discount_share`` and ``renewal_share`` of orders;
     - ``subscribed``, ``cancelled`` (cancelled or cancelling), ``gift_plan``: 0/1 flags.
 
+    >>> from datetime import date
     >>> from service.core.customer import CustomerState
     >>> from service.core.events import parse_time
     >>> from service.core.features import snapshot
-    >>> state = CustomerState("shop", "c-1", first_seen_at="2026-01-01T00:00:00Z",
-    ...     purchase_days={"2026-01-01": 10.0, "2026-01-11": 30.0}, order_count=2,
+    >>> state = CustomerState("shop", "c-1", first_seen_at=parse_time("2026-01-01T00:00:00Z"),
+    ...     purchase_days={date(2026, 1, 1): 10.0, date(2026, 1, 11): 30.0}, order_count=2,
     ...     total_spend=40.0, discount_order_count=1)
     >>> vector = behaviour_vector(snapshot(state, parse_time("2026-01-31T00:00:00Z")))
     >>> round(original_value("cadence_days", vector["cadence_days"]), 6), vector["discount_share"]

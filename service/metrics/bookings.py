@@ -18,9 +18,11 @@ when the window started?" without remembering customers:
   day in ``[s, e)`` is the one whose previous purchase day lies before ``s``, which
   counts every ordering customer of a window exactly once.
 
->>> state = CustomerState("shop", "c-1", signups=["2026-01-05T10:00:00Z"],
-...     purchase_days={"2026-01-05": 20.0, "2026-01-19": 20.0},
-...     plan={"price": 20.0, "interval": "month"})
+>>> from service.core.events import Plan, parse_time
+>>> start = parse_time("2026-01-05T10:00:00Z")
+>>> state = CustomerState("shop", "c-1", signups=[start],
+...     purchase_days={date(2026, 1, 5): 20.0, date(2026, 1, 19): 20.0},
+...     plan_history=[(start, Plan("p", 20.0, "EUR", "month"))])
 >>> [(b.kind, b.day.isoformat(), b.anchor) for b in Contribution(state).bookings]
 ... # doctest: +NORMALIZE_WHITESPACE
 [('orderer', '2026-01-05', None), ('new', '2026-01-05', None),
@@ -34,7 +36,6 @@ from datetime import UTC, date, datetime, time
 from typing import Literal
 
 from service.core.customer import CustomerState
-from service.core.events import parse_time
 from service.metrics.movements import MovementKind, movements, mrr_at, mrr_steps
 
 BookingKind = (
@@ -65,13 +66,13 @@ def midnight(day: date) -> datetime:
 def cohort(state: CustomerState) -> str | None:
     """Signup month of the customer (``YYYY-MM``); without a signup, first purchase month.
 
-    >>> cohort(CustomerState("s", "c", purchase_days={"2026-02-03": 5.0}))
+    >>> cohort(CustomerState("s", "c", purchase_days={date(2026, 2, 3): 5.0}))
     '2026-02'
     """
     if state.signups:
-        return parse_time(state.signups[0]).astimezone(UTC).strftime("%Y-%m")
+        return state.signups[0].astimezone(UTC).strftime("%Y-%m")
     if state.purchase_days:
-        return min(state.purchase_days)[:7]
+        return min(state.purchase_days).strftime("%Y-%m")
     return None
 
 
@@ -96,9 +97,9 @@ class Contribution:
             for m in movements(state)
         ]
         if state.signups:
-            found.append(Booking(parse_time(state.signups[0]), "signup"))
+            found.append(Booking(state.signups[0], "signup"))
         for occurred, effective in state.cancellations:
-            found.append(Booking(max(parse_time(occurred), parse_time(effective)), "cancellation"))
+            found.append(Booking(max(occurred, effective), "cancellation"))
         found += _purchase_days(state)
         self.bookings = sorted(found, key=lambda b: (b.at, b.kind))
 
@@ -115,7 +116,7 @@ class Contribution:
 
 def _purchase_days(state: CustomerState) -> list[Booking]:
     """One ``orderer`` booking per purchase day, anchored at the previous purchase day."""
-    days = sorted(date.fromisoformat(day) for day in state.purchase_days)
+    days = sorted(state.purchase_days)
     previous: list[date | None] = [None, *days]
     return [
         Booking(midnight(day), "orderer", anchor=prior)

@@ -17,10 +17,10 @@ had ended (status ``cancelled``) before; a churn remembers when its subscription
 began (the signup that started it), which the ledger needs for "churned, but joined in
 the same period" (ChartMogul's customer churn rate excludes those).
 
->>> from service.core.events import parse_time
->>> state = CustomerState("shop", "c-1", signups=["2026-01-05T10:00:00Z"],
-...     cancellations=[("2026-01-20T08:00:00Z", "2026-02-05T10:00:00Z")],
-...     plan={"price": 30.0, "interval": "month"})
+>>> from service.core.events import Plan, parse_time
+>>> state = CustomerState("shop", "c-1", signups=[parse_time("2026-01-05T10:00:00Z")],
+...     cancellations=[(parse_time("2026-01-20T08:00:00Z"), parse_time("2026-02-05T10:00:00Z"))],
+...     plan_history=[(parse_time("2026-01-05T10:00:00Z"), Plan("p", 30.0, "EUR", "month"))])
 >>> [(m.kind, m.at.date().isoformat(), m.mrr) for m in movements(state)]
 [('new', '2026-01-05', 30.0), ('churn', '2026-02-05', 30.0)]
 """
@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import Literal
 
 from service.core.customer import CustomerState, subscription_status
-from service.core.events import Event, parse_time
+from service.core.events import Event
 from service.metrics.mrr import PAYING_STATUSES, plan_in_force
 
 MovementKind = Literal["new", "reactivation", "expansion", "contraction", "churn"]
@@ -73,10 +73,10 @@ class MrrStep:
 
 def _moments(state: CustomerState) -> list[datetime]:
     """Every moment at which the customer's status or plan may change, in order."""
-    moments = set(map(parse_time, state.signups))
+    moments = set(state.signups)
     for occurred, effective in state.cancellations:
-        moments.update((parse_time(occurred), parse_time(effective)))
-    moments.update(parse_time(taken_on) for taken_on, _ in state.plan_history)
+        moments.update((occurred, effective))
+    moments.update(taken_on for taken_on, _ in state.plan_history)
     return sorted(moments)
 
 
@@ -158,8 +158,9 @@ def classify(event: Event, before: CustomerState, after: CustomerState) -> Event
     ...     "customer_id": "c", "occurred_at": "2026-03-01T09:00:00Z",
     ...     "acquisition_channel": "web",
     ...     "plan": {"plan_id": "p", "price": 60.0, "currency": "EUR", "interval": "quarter"}})
-    >>> after = CustomerState("s", "c", signups=["2026-03-01T09:00:00Z"],
-    ...     plan={"price": 60.0, "interval": "quarter"})
+    >>> from service.core.events import Plan
+    >>> after = CustomerState("s", "c", signups=[signup.occurred_at],
+    ...     plan_history=[(signup.occurred_at, Plan("p", 60.0, "EUR", "quarter"))])
     >>> effect = classify(signup, CustomerState("s", "c"), after)
     >>> effect.kind, effect.added[0].mrr
     ('new', 20.0)

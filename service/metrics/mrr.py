@@ -12,12 +12,10 @@ Amounts are rounded to 6 decimals so sums stay reproducible.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 from service.core.customer import CustomerState, subscription_status
-from service.core.events import parse_time
+from service.core.events import Plan
 
 PAYMENTS_PER_YEAR: dict[str, int] = {"week": 52, "month": 12, "quarter": 4, "year": 1}
 """How often a plan of each billing interval is paid in a year."""
@@ -35,33 +33,33 @@ def monthly_price(price: float, interval: str) -> float:
     return round(price * PAYMENTS_PER_YEAR[interval] / 12, 6)
 
 
-def plan_mrr(plan: Mapping[str, Any] | None) -> float:
-    """MRR of a plan as kept in :class:`CustomerState` (``None``: no plan, 0).
+def plan_mrr(plan: Plan | None) -> float:
+    """MRR of a plan (``None``: no plan, 0).
 
-    >>> plan_mrr({"price": 9.0, "interval": "quarter"}), plan_mrr(None)
+    >>> plan_mrr(Plan("p", 9.0, "EUR", "quarter")), plan_mrr(None)
     (3.0, 0.0)
     """
     if plan is None:
         return 0.0
-    return monthly_price(float(plan["price"]), str(plan["interval"]))
+    return monthly_price(plan.price, plan.interval)
 
 
 def plan_in_force(state: CustomerState, at: datetime) -> float:
-    """MRR of the plan in force at ``at``: the latest one taken on at or before it, from the
-    state's plan history (a hand-built state without history: its ``plan``).
+    """MRR of the plan in force at ``at``: the latest one taken on at or before it (before
+    the first plan change: the first plan).
 
     >>> from service.core.events import parse_time
     >>> state = CustomerState("shop", "c-1", plan_history=[
-    ...     ("2026-01-01T00:00:00Z", {"price": 12.0, "interval": "month"}),
-    ...     ("2026-03-01T00:00:00Z", {"price": 60.0, "interval": "quarter"})])
+    ...     (parse_time("2026-01-01T00:00:00Z"), Plan("a", 12.0, "EUR", "month")),
+    ...     (parse_time("2026-03-01T00:00:00Z"), Plan("b", 60.0, "EUR", "quarter"))])
     >>> [plan_in_force(state, parse_time(f"2026-0{m}-15T00:00:00Z")) for m in (1, 2, 3)]
     [12.0, 12.0, 20.0]
     """
     if not state.plan_history:
-        return plan_mrr(state.plan)
+        return 0.0
     current = state.plan_history[0][1]
     for taken_on, plan in state.plan_history:
-        if parse_time(taken_on) > at:
+        if taken_on > at:
             break
         current = plan
     return plan_mrr(current)
@@ -71,8 +69,9 @@ def customer_mrr(state: CustomerState, at: datetime) -> float:
     """The customer's MRR at ``at``: the plan in force while the subscription pays.
 
     >>> from service.core.events import parse_time
-    >>> state = CustomerState("shop", "c-1", signups=["2026-01-01T00:00:00Z"],
-    ...                       plan={"price": 12.0, "interval": "month"})
+    >>> start = parse_time("2026-01-01T00:00:00Z")
+    >>> state = CustomerState("shop", "c-1", signups=[start],
+    ...                       plan_history=[(start, Plan("p", 12.0, "EUR", "month"))])
     >>> customer_mrr(state, parse_time("2026-02-01T00:00:00Z"))
     12.0
     >>> customer_mrr(state, parse_time("2025-12-31T00:00:00Z"))

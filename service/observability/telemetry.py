@@ -26,7 +26,8 @@ REGISTRY = CollectorRegistry(auto_describe=True)
 
 EVENTS = Counter(
     "segstream_events_total",
-    "Input records handled, by event type and outcome (processed, duplicate, dead_lettered).",
+    "Input records handled, by the event type their topic carries and outcome (processed, "
+    "duplicate, dead_lettered).",
     ["type", "outcome"],
     registry=REGISTRY,
 )

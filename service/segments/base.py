@@ -1,18 +1,29 @@
-"""The one protocol every segment model implements.
+"""The one protocol every segment model implements, with every hook the pipeline calls.
 
 A model belongs to one shop. It reads a :class:`~service.core.features.CustomerSnapshot`
 and names the customer's segment. ``learn`` lets a model take in a customer's latest
-snapshot before assigning (rules ignore it; RFM keeps the shop's distribution;
-learned models update online). Models are pickled into checkpoints, so they hold
-only plain data and seed all randomness from the ``seed`` they are created with.
+snapshot before assigning (rules ignore it; RFM keeps the shop's distribution; learned
+models update online). A model's own state stays small whatever the shop's size: what it
+keeps per customer goes into ``customer.memory[name]``, which is saved with the customer.
+Models are checkpointed with every batch that changed them, so they hold only plain data
+and seed all randomness from the ``seed`` they are created with.
+
+:class:`ModelHooks` gives the optional hooks their defaults; a model inherits it and
+overrides what it needs. The contract test (``tests/unit/segments/test_contract.py``)
+runs every model through every hook.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar, Protocol, Self, runtime_checkable
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 from service.core.features import CustomerSnapshot
 from service.settings import Settings
+
+QUIET_LADDER_DAYS = (1, 3, 7, 14, 30, 60, 90, 180, 365)
+"""Quiet days at which a model whose features drift with time reviews a customer again."""
 
 
 @runtime_checkable
@@ -20,9 +31,8 @@ class SegmentModel(Protocol):
     """A per-shop segmentation: ``learn`` from a snapshot, ``assign`` a segment name."""
 
     name: ClassVar[str]
-    derived_from_customers: ClassVar[bool]
-    """True when the model's state can be rebuilt exactly by ``learn`` over the shop's
-    current customers (so it needs no checkpoint of its own)."""
+    uses_partition_prior: ClassVar[bool]
+    """True when the model blends in a model shared by the shops of one partition."""
 
     @classmethod
     def create(cls, settings: Settings, seed: int) -> Self:
@@ -36,3 +46,73 @@ class SegmentModel(Protocol):
     def assign(self, customer: CustomerSnapshot) -> str | None:
         """The customer's segment, or None when the model cannot place them yet."""
         ...
+
+    def next_review(self, customer: CustomerSnapshot) -> datetime | None:
+        """The earliest stream time after ``customer.as_of`` at which the assignment may
+        change although the customer sends nothing (None: only their events change it)."""
+        ...
+
+    def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
+        """What the assignment rests on, for the query API (None: nothing to add)."""
+        ...
+
+    def quality(self) -> dict[str, float]:
+        """Quality figures of a learned model (empty for rules)."""
+        ...
+
+    def drain_announcements(self) -> Sequence[Announcement]:
+        """Groups that formed since the last call (each is published once)."""
+        ...
+
+    def attach_prior(self, prior: Self) -> None:
+        """Blend with ``prior``, the model shared by the partition's shops."""
+        ...
+
+
+class Announcement(Protocol):
+    """A newly formed group: the segment its members carry and how it looks."""
+
+    @property
+    def segment(self) -> str: ...
+
+    @property
+    def description(self) -> str: ...
+
+    @property
+    def size(self) -> int: ...
+
+
+class ModelHooks:
+    """Defaults of the optional hooks: no reviews, nothing to explain, no quality figures,
+    no announcements, no prior."""
+
+    uses_partition_prior: ClassVar[bool] = False
+
+    def next_review(self, customer: CustomerSnapshot) -> datetime | None:
+        """Rules and distributions that only the customer's events change: never."""
+        return None
+
+    def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
+        """Nothing beyond the segment name."""
+        return None
+
+    def quality(self) -> dict[str, float]:
+        """No quality figures."""
+        return {}
+
+    def drain_announcements(self) -> Sequence[Announcement]:
+        """Nothing to announce."""
+        return []
+
+    def attach_prior(self, prior: Any) -> None:
+        """No prior is used."""
+
+
+def next_on_ladder(customer: CustomerSnapshot) -> datetime | None:
+    """The next :data:`QUIET_LADDER_DAYS` point after the customer's current quiet days
+    (None once they have been quiet for a year: nothing left to review)."""
+    quiet = customer.last_activity_days
+    for point in QUIET_LADDER_DAYS:
+        if point > quiet:
+            return customer.as_of + timedelta(days=point - quiet)
+    return None

@@ -23,7 +23,7 @@ they are no longer at risk of leaving, they have left (see the lifecycle model).
 
 from __future__ import annotations
 
-import pickle
+from datetime import datetime
 from typing import Any, ClassVar, Self
 
 from river import linear_model as river_linear_model
@@ -31,9 +31,10 @@ from river import optim as river_optim
 from river import preprocessing as river_preprocessing
 
 from service.core.features import CustomerSnapshot
-from service.learning.labels import Example, Labeller, LapseRule
+from service.learning.labels import Example, Labeller, LapseRule, Pending
 from service.learning.quality import ChurnQuality
 from service.learning.vectors import Vector, behaviour_vector
+from service.segments.base import ModelHooks, next_on_ladder
 from service.settings import Settings
 
 linear_model: Any = river_linear_model  # river has no type hints
@@ -43,11 +44,11 @@ preprocessing: Any = river_preprocessing
 BANDS = ("low", "medium", "high")
 
 
-class ChurnRiskModel:
+class ChurnRiskModel(ModelHooks):
     """Per-shop online churn classifier with delayed, leak-free labels (see module docstring)."""
 
     name: ClassVar[str] = "churn_risk"
-    derived_from_customers: ClassVar[bool] = False
+    uses_partition_prior: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -103,17 +104,37 @@ class ChurnRiskModel:
         return self._prior
 
     def learn(self, customer: CustomerSnapshot) -> None:
-        """Settle the customer's pending snapshots the stream now answers, then maybe keep one."""
+        """Settle the customer's pending snapshots the stream now answers, then maybe keep one
+        (the snapshots are kept in the customer's memory)."""
         churned_at = self.lapse.churned_at(customer)
-        for example in self.labels.settle(customer.customer_id, customer.as_of, churned_at):
+        settled, waiting = self.labels.settle(self.pending(customer), customer.as_of, churned_at)
+        for example in settled:
             self.learn_example(example)
-        if churned_at is None and self.labels.due(customer.customer_id, customer.as_of):
+        if churned_at is None and self.labels.due(waiting, customer.as_of):
             x = behaviour_vector(customer)
             cold = self.cold_start(customer)
             predictions: tuple[float, ...] = (self.probability(x, cold),)
             if self._prior is not None:
                 predictions += (self._prior.probability(x, cold),)
-            self.labels.hold(customer.customer_id, customer.as_of, x, predictions)
+            waiting.append(self.labels.hold(customer.as_of, x, predictions))
+        if waiting:
+            customer.memory[self.name] = [pending.to_memory() for pending in waiting]
+        else:
+            customer.memory.pop(self.name, None)
+
+    def pending(self, customer: CustomerSnapshot) -> list[Pending]:
+        """The customer's snapshots still waiting for their label, oldest first."""
+        return [Pending.from_memory(kept) for kept in customer.memory.get(self.name, [])]
+
+    def next_review(self, customer: CustomerSnapshot) -> datetime | None:
+        """The quiet-days ladder (the risk rises with silence), the day a silence becomes
+        a lapse, and the day the oldest waiting snapshot's horizon passes."""
+        moments = [
+            next_on_ladder(customer),
+            self.lapse.lapses_at(customer),
+            self.labels.next_settlement(self.pending(customer)),
+        ]
+        return min((m for m in moments if m is not None), default=None)
 
     def learn_example(self, example: Example) -> None:
         """Score the prediction made at the time (progressive validation), then learn."""
@@ -133,7 +154,7 @@ class ChurnRiskModel:
         low, high = self.bands
         return BANDS[(probability >= low) + (probability >= high)]
 
-    def explain(self, customer: CustomerSnapshot) -> dict[str, float | None]:
+    def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """The probability behind the band (for the query API)."""
         return {"probability": self.risk(customer)}
 
@@ -165,10 +186,6 @@ class ChurnRiskModel:
             "skipped": float(self.labels.skipped),
             "weight": min(1.0, self.labelled / self.prior_weight_examples),
         }
-
-    def size_bytes(self) -> int:
-        """Size of the model as checkpointed (pickled, without the prior)."""
-        return len(pickle.dumps(self, protocol=5))
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything but the prior, which is checkpointed apart and attached again."""

@@ -50,7 +50,6 @@ in November).
 
 from __future__ import annotations
 
-import pickle
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -68,6 +67,7 @@ from service.learning.vectors import (
     behaviour_vector,
     original_value,
 )
+from service.segments.base import ModelHooks, next_on_ladder
 from service.settings import Settings
 
 cluster: Any = river_cluster  # river has no type hints
@@ -175,11 +175,13 @@ class StableIds:
             del self.positions[known], self._matched_at[known]
 
 
-class ClusterModel:
-    """Per-shop online clustering with stable, described clusters (see the module docstring)."""
+class ClusterModel(ModelHooks):
+    """Per-shop online clustering with stable, described clusters (see the module docstring).
+
+    Membership is the customers' own ``cluster`` segment; the model keeps only the
+    size of each cluster."""
 
     name: ClassVar[str] = "cluster"
-    derived_from_customers: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -206,7 +208,6 @@ class ClusterModel:
         self.min_group_customers = min_group_customers
         self.min_group_share = min_group_share
         self.learned = 0
-        self.members: dict[str, int] = {}
         self.sizes: Counter[int] = Counter()
         self.formed: set[int] = set()
         self.quality_meter = ClusterQuality()
@@ -246,7 +247,7 @@ class ClusterModel:
         key = self._respawned_if_far(z, key)
         self.quality_meter.update(z, key, self.kmeans.centers)
         cluster_id = self.ids.by_key[key]
-        self._record(customer.customer_id, cluster_id, customer.as_of)
+        self._record(customer, cluster_id)
         self._latest = (customer.customer_id, customer.as_of, cluster_id)
 
     def assign(self, customer: CustomerSnapshot) -> str | None:
@@ -306,12 +307,17 @@ class ClusterModel:
         return {
             **self.quality_meter.as_dict(),
             "clusters": float(sum(1 for size in self.sizes.values() if size > 0)),
-            "customers": float(len(self.members)),
+            "customers": float(self.assigned),
         }
 
-    def size_bytes(self) -> int:
-        """Size of the model as checkpointed (pickled)."""
-        return len(pickle.dumps(self, protocol=5))
+    @property
+    def assigned(self) -> int:
+        """Customers carrying one of this model's clusters."""
+        return sum(self.sizes.values())
+
+    def next_review(self, customer: CustomerSnapshot) -> datetime | None:
+        """Behaviour drifts with silence: look again on the quiet-days ladder."""
+        return next_on_ladder(customer)
 
     def _scaled(self, customer: CustomerSnapshot, learn: bool) -> Vector:
         x = behaviour_vector(customer)
@@ -336,13 +342,15 @@ class ClusterModel:
         self.refresh_ids()
         return empty[0]
 
-    def _record(self, customer_id: str, cluster_id: int, at: datetime) -> None:
-        """Update membership and sizes; announce the cluster when it just formed."""
-        previous = self.members.get(customer_id)
-        if previous is not None:
+    def _record(self, customer: CustomerSnapshot, cluster_id: int) -> None:
+        """Update the sizes (the customer leaves the cluster they carry); announce the
+        cluster when it just formed."""
+        at = customer.as_of
+        carried = customer.segments.get(self.name)
+        if carried is not None:
+            previous = int(carried[1:])
             self.quality_meter.reassigned(previous == cluster_id)
             self.sizes[previous] -= 1
-        self.members[customer_id] = cluster_id
         self.sizes[cluster_id] += 1
         if cluster_id in self.formed or self.sizes[cluster_id] < self._formed_size():
             return
@@ -354,7 +362,7 @@ class ClusterModel:
         )
 
     def _formed_size(self) -> int:
-        return max(self.min_group_customers, round(self.min_group_share * len(self.members)))
+        return max(self.min_group_customers, round(self.min_group_share * self.assigned))
 
     def _original(self, feature: str, z: float) -> float:
         return max(0.0, original_value(feature, self.scaler.inverse(feature, z)))

@@ -13,14 +13,20 @@ The rules, first match wins (thresholds are settings, defaults in brackets):
 5. ``loyal``     at least ``loyal_min_repeat_days`` [4] repeat purchase days;
 6. ``active``    everyone else.
 
+Stages move with time alone (a quiet customer becomes at risk, then churned; the new
+grow into active; a pending cancellation takes effect): :meth:`LifecycleRules.next_change`
+names the moment of the next such move, so the pipeline reviews the customer exactly then.
+
+>>> from datetime import date
 >>> from service.core.customer import CustomerState
 >>> from service.core.features import snapshot
 >>> from service.core.events import parse_time
->>> state = CustomerState("shop", "c-1", first_seen_at="2026-01-01T00:00:00Z",
-...                       purchase_days={"2026-01-01": 20.0})
+>>> state = CustomerState("shop", "c-1", first_seen_at=parse_time("2026-01-01T00:00:00Z"),
+...                       purchase_days={date(2026, 1, 1): 20.0})
 >>> rules = LifecycleRules()
->>> rules.stage(snapshot(state, parse_time("2026-01-10T00:00:00Z")))
-'new'
+>>> view = snapshot(state, parse_time("2026-01-10T00:00:00Z"))
+>>> rules.stage(view), rules.next_change(view).isoformat()
+('new', '2026-01-31T00:00:00+00:00')
 >>> rules.stage(snapshot(state, parse_time("2026-03-01T00:00:00Z")))
 'at_risk'
 >>> rules.stage(snapshot(state, parse_time("2026-06-01T00:00:00Z")))
@@ -29,10 +35,13 @@ The rules, first match wins (thresholds are settings, defaults in brackets):
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Self
 
 from service.core.features import CustomerSnapshot
+from service.segments.base import ModelHooks
 from service.settings import Settings
 
 STAGES = ("new", "active", "loyal", "at_risk", "churned", "won_back")
@@ -84,12 +93,35 @@ class LifecycleRules:
             return "loyal"
         return "active"
 
+    def next_change(self, customer: CustomerSnapshot) -> datetime | None:
+        """The first moment after ``customer.as_of`` at which a rule's time condition
+        flips: silence passing the at-risk gap or the churn gap, the new period ending,
+        the won-back period ending, a pending cancellation taking effect."""
+        today = customer.as_of.date()
+        quiet_since = today - timedelta(days=customer.last_activity_days)
+        first_seen = today - timedelta(days=customer.tenure_days)
+        days = [
+            quiet_since + timedelta(days=math.floor(self.at_risk_gap(customer)) + 1),
+            quiet_since + timedelta(days=self.churned_days + 1),
+            first_seen + timedelta(days=self.new_days),
+        ]
+        if customer.returned_at is not None:
+            days.append(customer.returned_at + timedelta(days=self.won_back_days))
+        moments = [_midnight(day) for day in days]
+        if customer.subscription_ends_at is not None:
+            moments.append(customer.subscription_ends_at)
+        later = [moment for moment in moments if moment > customer.as_of]
+        return min(later, default=None)
 
-class LifecycleModel:
+
+def _midnight(day: date) -> datetime:
+    return datetime.combine(day, time(), UTC)
+
+
+class LifecycleModel(ModelHooks):
     """Rule-based lifecycle stages (see the module docstring for the rules)."""
 
     name: ClassVar[str] = "lifecycle"
-    derived_from_customers: ClassVar[bool] = True
 
     def __init__(self, rules: LifecycleRules) -> None:
         self.rules = rules
@@ -105,6 +137,10 @@ class LifecycleModel:
     def assign(self, customer: CustomerSnapshot) -> str:
         """The lifecycle stage."""
         return self.rules.stage(customer)
+
+    def next_review(self, customer: CustomerSnapshot) -> datetime | None:
+        """When the stage next changes with time alone."""
+        return self.rules.next_change(customer)
 
 
 MODEL = LifecycleModel

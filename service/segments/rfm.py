@@ -11,22 +11,32 @@
 - Named segments follow the usual R x F grid (M is reported, not used for naming).
 - Until a shop has ``min_customers`` buying customers quintiles mean nothing, and
   every new order would reshuffle everyone: nobody gets an RFM segment before that.
+- The shop's distribution is three counts by value (:class:`RankCounter`): last purchase
+  day, purchase days, and total spend in 1 % steps. Their size is bounded by the days
+  of history and the spread of spend, not by the number of customers; each customer's
+  own values live in their ``memory`` so they can be taken back out when they change.
+- Other customers' orders move everyone's ranks a little. A customer's segment is
+  re-evaluated at their own events and on the quiet-days ladder
+  (:data:`~service.segments.base.QUIET_LADDER_DAYS`), not at every order of the shop.
 
 >>> grid_segment(5, 5), grid_segment(1, 1), grid_segment(1, 5), grid_segment(4, 1)
 ('Champions', 'Lost', "Can't Lose Them", 'Promising')
 >>> model = RfmModel()
 >>> for spend in (10.0, 20.0, 30.0, 40.0, 50.0):
-...     model.observe(f"c-{spend:.0f}", last_day=738000, purchase_days=1, spend=spend)
->>> model.scores("c-50"), model.scores("c-10")
+...     model.observe(None, values(last_day=738000, purchase_days=1, spend=spend))
+>>> model.scores(values(738000, 1, 50.0)), model.scores(values(738000, 1, 10.0))
 ((5, 1, 5), (5, 1, 1))
 """
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right, insort
-from typing import ClassVar, Self
+import math
+from bisect import bisect_left, bisect_right
+from datetime import datetime
+from typing import Any, ClassVar, Self
 
 from service.core.features import CustomerSnapshot
+from service.segments.base import ModelHooks, next_on_ladder
 from service.settings import Settings
 
 SEGMENT_GRID: dict[int, tuple[str, str, str, str, str]] = {
@@ -40,7 +50,15 @@ SEGMENT_GRID: dict[int, tuple[str, str, str, str, str]] = {
 
 SEGMENTS = tuple(sorted({name for row in SEGMENT_GRID.values() for name in row}))
 
-Values = tuple[int, int, float]
+Values = tuple[int, int, int]
+"""A customer's (last purchase day number, purchase days, spend step)."""
+
+SPEND_STEP = math.log(1.01)
+
+
+def values(last_day: int, purchase_days: int, spend: float) -> Values:
+    """A customer's RFM values as the distribution counts them."""
+    return (last_day, purchase_days, round(math.log1p(max(spend, 0.0)) / SPEND_STEP))
 
 
 def grid_segment(recency_score: int, frequency_score: int) -> str:
@@ -57,16 +75,97 @@ def quintile_score(sorted_values: list[float], value: float, ties: str = "low") 
     return min(5, 1 + (5 * bisect_left(sorted_values, value)) // count)
 
 
-class RfmModel:
-    """Per-shop RFM scoring; keeps each customer's R, F and M values, sorted per axis."""
+def score(below: int, at_or_below: int, total: int, ties: str) -> int:
+    """:func:`quintile_score` from counts: values strictly below and at or below."""
+    count = max(total, 1)
+    if ties == "high":
+        return max(1, -(-5 * at_or_below // count))
+    return min(5, 1 + (5 * below) // count)
+
+
+class RankCounter:
+    """Counts of integer values with ranks in O(log n): distinct values sorted, a Fenwick
+    tree over their counts (rebuilt when a value appears or disappears).
+
+    >>> counter = RankCounter()
+    >>> for v in (3, 1, 3, 7):
+    ...     counter.add(v, 1)
+    >>> counter.below(3), counter.at_or_below(3), counter.total
+    (1, 3, 4)
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[int] = []
+        self.counts: list[int] = []
+        self.total = 0
+        self._tree: list[int] | None = None
+
+    def add(self, value: int, delta: int) -> None:
+        """Count ``value`` ``delta`` more times (negative: fewer)."""
+        index = bisect_left(self.keys, value)
+        self.total += delta
+        if index < len(self.keys) and self.keys[index] == value:
+            self.counts[index] += delta
+            if self.counts[index] > 0:
+                self._update(index, delta)
+                return
+            del self.keys[index], self.counts[index]
+        else:
+            self.keys.insert(index, value)
+            self.counts.insert(index, delta)
+        self._tree = None
+
+    def below(self, value: int) -> int:
+        """How many counted values are smaller than ``value``."""
+        return self._prefix(bisect_left(self.keys, value))
+
+    def at_or_below(self, value: int) -> int:
+        """How many counted values are at most ``value``."""
+        return self._prefix(bisect_right(self.keys, value))
+
+    def _update(self, index: int, delta: int) -> None:
+        tree = self._tree
+        if tree is None:
+            return
+        position = index + 1
+        while position < len(tree):
+            tree[position] += delta
+            position += position & -position
+
+    def _prefix(self, length: int) -> int:
+        tree = self._tree if self._tree is not None else self._build()
+        total, position = 0, length
+        while position > 0:
+            total += tree[position]
+            position -= position & -position
+        return total
+
+    def _build(self) -> list[int]:
+        tree = [0, *self.counts]
+        for position in range(1, len(tree)):
+            parent = position + (position & -position)
+            if parent < len(tree):
+                tree[parent] += tree[position]
+        self._tree = tree
+        return tree
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Keys, counts and total (the tree is rebuilt on first use)."""
+        return {"keys": self.keys, "counts": self.counts, "total": self.total}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.keys, self.counts, self.total = state["keys"], state["counts"], state["total"]
+        self._tree = None
+
+
+class RfmModel(ModelHooks):
+    """Per-shop RFM scoring over the shop's distribution of R, F and M values."""
 
     name: ClassVar[str] = "rfm"
-    derived_from_customers: ClassVar[bool] = True
 
     def __init__(self, min_customers: int = 1) -> None:
         self.min_customers = min_customers
-        self._values: dict[str, Values] = {}
-        self._sorted: tuple[list[float], list[float], list[float]] = ([], [], [])
+        self.axes = (RankCounter(), RankCounter(), RankCounter())
 
     @classmethod
     def create(cls, settings: Settings, seed: int) -> Self:
@@ -74,56 +173,60 @@ class RfmModel:
         return cls(min_customers=settings.rfm_min_customers)
 
     def learn(self, customer: CustomerSnapshot) -> None:
-        """Record the customer's current R, F and M values (customers who never bought: none)."""
+        """Count the customer's current values (customers who never bought: none)."""
         if customer.last_purchase is None:
             return
-        self.observe(
-            customer.customer_id,
-            last_day=customer.last_purchase.toordinal(),
-            purchase_days=customer.frequency + 1,
-            spend=customer.total_spend,
+        new = values(
+            customer.last_purchase.toordinal(), customer.frequency + 1, customer.total_spend
         )
+        kept = customer.memory.get(self.name)
+        old = None if kept is None else (kept[0], kept[1], kept[2])
+        if old != new:
+            self.observe(old, new)
+            customer.memory[self.name] = list(new)
 
-    def observe(self, customer_id: str, *, last_day: int, purchase_days: int, spend: float) -> None:
-        """Replace one customer's values in the shop's distribution."""
-        new = (last_day, purchase_days, spend)
-        old = self._values.get(customer_id)
-        if old == new:
-            return
-        for axis, column in enumerate(self._sorted):
+    def observe(self, old: Values | None, new: Values) -> None:
+        """Replace one customer's values (``old``, None if new to the shop) by ``new``."""
+        for axis, counter in enumerate(self.axes):
             if old is not None:
-                del column[bisect_left(column, old[axis])]
-            insort(column, new[axis])
-        self._values[customer_id] = new
+                counter.add(old[axis], -1)
+            counter.add(new[axis], 1)
 
-    def scores(self, customer_id: str) -> tuple[int, int, int] | None:
-        """(R, F, M) scores, or None for a customer with no purchase."""
-        values = self._values.get(customer_id)
-        if values is None:
-            return None
-        (days, counts, spends), (day, count, spend) = self._sorted, values
+    def scores(self, found: Values) -> tuple[int, int, int]:
+        """(R, F, M) scores of values already counted in the distribution."""
+        recency, frequency, monetary = self.axes
+        total = recency.total
         return (
-            quintile_score(days, day, ties="high"),
-            quintile_score(counts, count),
-            quintile_score(spends, spend),
+            score(recency.below(found[0]), recency.at_or_below(found[0]), total, "high"),
+            score(frequency.below(found[1]), 0, total, "low"),
+            score(monetary.below(found[2]), 0, total, "low"),
         )
+
+    def _values(self, customer: CustomerSnapshot) -> Values | None:
+        kept = customer.memory.get(self.name)
+        return None if kept is None else (kept[0], kept[1], kept[2])
 
     def assign(self, customer: CustomerSnapshot) -> str | None:
         """Named segment from the R and F scores."""
-        scores = self.scores(customer.customer_id)
-        if scores is None or len(self._values) < self.min_customers:
+        found = self._values(customer)
+        if found is None or len(self) < self.min_customers:
             return None
-        return grid_segment(scores[0], scores[1])
+        recency, frequency, _ = self.scores(found)
+        return grid_segment(recency, frequency)
 
-    def explain(self, customer: CustomerSnapshot) -> dict[str, int] | None:
+    def next_review(self, customer: CustomerSnapshot) -> datetime | None:
+        """Others' orders move the ranks: look again on the quiet-days ladder."""
+        return None if customer.last_purchase is None else next_on_ladder(customer)
+
+    def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """The R, F and M scores behind the name (for the query API)."""
-        scores = self.scores(customer.customer_id)
-        if scores is None:
+        found = self._values(customer)
+        if found is None:
             return None
-        return dict(zip(("recency", "frequency", "monetary"), scores, strict=True))
+        return dict(zip(("recency", "frequency", "monetary"), self.scores(found), strict=True))
 
     def __len__(self) -> int:
-        return len(self._values)
+        return self.axes[0].total
 
 
 MODEL = RfmModel

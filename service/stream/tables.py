@@ -9,19 +9,19 @@ applied to the local store. So the local store never holds an uncommitted value,
 aborted batch is undone by dropping its pending writes.
 
 Keys are UTF-8 strings routed to their partition by :func:`service.core.keys.partition_of`;
-values are bytes in the table's codec.
+values are stored in the table's codec (:data:`CODECS`).
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Protocol
 
 import faust
 from faust.stores import memory as memory_store
 from faust.types import TP
 
+from service.core.codec import decode, decode_state, encode, encode_state
 from service.core.keys import partition_of
 
 Pending = dict[bytes, bytes | None]
@@ -41,6 +41,10 @@ class LocalStore(Protocol):
 
     def keys(self, partition: int) -> Iterator[bytes]:
         """Every key of the partition."""
+        ...
+
+    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value of the partition whose key starts with ``prefix``."""
         ...
 
 
@@ -72,6 +76,13 @@ class RocksStore:
             if key != self.store.offset_key:
                 yield key
 
+    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        db = self.store._db_for_partition(partition)
+        for key, value in db.items(from_key=prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
 
 class MemoryStore:
     """A Faust memory store: one dict, with each key's partition remembered beside it."""
@@ -97,6 +108,10 @@ class MemoryStore:
             if owner == partition:
                 yield key
 
+    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(k for k in self.keys(partition) if k.startswith(prefix)):
+            yield key, self.store.data[key]
+
 
 def local_store(table: faust.types.TableT[Any, Any]) -> LocalStore:
     """The adapter for the table's Faust store."""
@@ -106,9 +121,27 @@ def local_store(table: faust.types.TableT[Any, Any]) -> LocalStore:
     return RocksStore(store)
 
 
-class TableState(MutableMapping[str, Any]):
-    """One table as the pipeline reads and writes it (values JSON-encoded).
+class Codec(Protocol):
+    """How one table's values become bytes and back (the key may carry part of a value)."""
 
+    def encode(self, key: str, value: Any) -> bytes:
+        """The stored bytes of ``value``."""
+        ...
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        """The value stored as ``raw``."""
+        ...
+
+
+_DELETED = object()
+
+
+class TableState(MutableMapping[str, Any]):
+    """One table as the pipeline reads and writes it.
+
+    Reads see this batch's pending writes first, then a cache of decoded committed values,
+    then the local store. Values read may be changed in place by their reader, who writes
+    them back; dropping a batch (:meth:`discard`) therefore also drops the cache.
     ``owned`` lists the partitions this worker processes (iteration covers only those).
     """
 
@@ -118,70 +151,133 @@ class TableState(MutableMapping[str, Any]):
         store: Callable[[], LocalStore],
         partitions: int,
         owned: Callable[[], set[int]],
+        codec: Codec,
+        cache_size: int = 10_000,
     ) -> None:
         self.name = name
+        self.codec = codec
         self._store = store
         self._partitions = partitions
         self._owned = owned
-        self._pending: dict[int, Pending] = {}
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._cache: dict[str, Any] = {}
+        self._cache_size = cache_size
 
     # ------------------------------------------------------------ mapping
 
     def __getitem__(self, key: str) -> Any:
-        raw = self.raw(key)
+        partition = partition_of(key, self._partitions)
+        pending = self._pending.get(partition)
+        if pending is not None and key in pending:
+            value = pending[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
+        cached = self._cache.get(key, _DELETED)
+        if cached is not _DELETED:
+            return cached
+        raw = self._store().get(partition, key.encode())
         if raw is None:
             raise KeyError(key)
-        return json.loads(raw)
+        value = self.codec.decode(key, raw)
+        self._remember(key, value)
+        return value
 
     def __setitem__(self, key: str, value: Any) -> None:
-        encoded = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
-        self._pending_for(key)[key.encode()] = encoded
+        self._pending.setdefault(partition_of(key, self._partitions), {})[key] = value
 
     def __delitem__(self, key: str) -> None:
-        if self.raw(key) is None:
+        if key not in self:
             raise KeyError(key)
-        self._pending_for(key)[key.encode()] = None
+        self._pending.setdefault(partition_of(key, self._partitions), {})[key] = _DELETED
 
     def __iter__(self) -> Iterator[str]:
         for partition in sorted(self._owned()):
-            pending = self._pending.get(partition, {})
-            for key in self._store().keys(partition):
-                if key not in pending:
-                    yield key.decode()
-            for key, value in list(pending.items()):
-                if value is not None:
-                    yield key.decode()
+            yield from self.keys_of(partition)
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
+    def keys_of(self, partition: int, prefix: str = "") -> Iterator[str]:
+        """The keys of one partition (this batch's writes included) starting with ``prefix``."""
+        pending = self._pending.get(partition, {})
+        for key, _ in self._store().scan(partition, prefix.encode()):
+            decoded = key.decode()
+            if decoded not in pending:
+                yield decoded
+        for decoded, value in list(pending.items()):
+            if value is not _DELETED and decoded.startswith(prefix):
+                yield decoded
+
     # ------------------------------------------------------------ batches
 
-    def raw(self, key: str) -> bytes | None:
-        """The value's bytes: this batch's write if any, else the committed value."""
-        partition = partition_of(key, self._partitions)
-        encoded = key.encode()
-        pending = self._pending.get(partition)
-        if pending is not None and encoded in pending:
-            return pending[encoded]
-        return self._store().get(partition, encoded)
-
-    def take(self, partition: int) -> Pending:
-        """The partition's pending writes (removed from this state)."""
-        return self._pending.pop(partition, {})
-
-    def peek(self, partition: int) -> Mapping[bytes, bytes | None]:
-        """The partition's pending writes (left in place)."""
-        return self._pending.get(partition, {})
+    def writes(self, partition: int) -> Pending:
+        """The partition's pending writes, encoded (None deletes)."""
+        return {
+            key.encode(): None if value is _DELETED else self.codec.encode(key, value)
+            for key, value in self._pending.get(partition, {}).items()
+        }
 
     def discard(self, partition: int) -> None:
-        """Forget the partition's pending writes (its batch was aborted)."""
+        """Forget the partition's pending writes (its batch was aborted), and every cached
+        value (a reader may have changed one in place)."""
         self._pending.pop(partition, None)
+        self._cache.clear()
 
     def apply(self, partition: int, writes: Pending, tp: TP, offset: int) -> None:
-        """Write committed values to the local store."""
+        """The partition's batch committed: write it to the local store."""
+        pending = self._pending.pop(partition, {})
         if writes:
             self._store().write(partition, writes, tp, offset)
+        for key, value in pending.items():
+            if value is _DELETED:
+                self._cache.pop(key, None)
+            else:
+                self._remember(key, value)
 
-    def _pending_for(self, key: str) -> Pending:
-        return self._pending.setdefault(partition_of(key, self._partitions), {})
+    def _remember(self, key: str, value: Any) -> None:
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            for old in list(cache)[: self._cache_size // 2]:
+                del cache[old]
+        cache[key] = value
+
+
+class PlainCodec:
+    """Dicts, lists, strings and numbers as MessagePack."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return encode(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        return decode(raw)
+
+
+class StateCodec:
+    """Customer states (keys ``shop/customer``) in :func:`service.core.codec.encode_state`."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return encode_state(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        shop_id, _, customer_id = key.partition("/")
+        return decode_state(shop_id, customer_id, raw)
+
+
+class BytesCodec:
+    """Values that are bytes already (model checkpoints)."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return bytes(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        return raw
+
+
+CODECS: dict[str, Codec] = {
+    "customers": StateCodec(),
+    "shops": PlainCodec(),
+    "models": BytesCodec(),
+    "metrics": PlainCodec(),
+}
+"""Each table's value codec."""

@@ -63,9 +63,11 @@ def refresh_gauges(wiring: Wiring, per_shop: bool) -> None:
         now = pipeline.stream_time(shop_id)
         if now is None:
             continue
-        sizes[shop_id] = telemetry.count_segments(
-            state.segments for state in pipeline.shop_customers(shop_id)
-        )
+        sizes[shop_id] = {
+            (model, segment): count
+            for model, counts in pipeline.book(shop_id).sizes.items()
+            for segment, count in counts.items()
+        }
         window = pipeline.ledger.window(shop_id, GAUGE_GRAIN, now.date())
         rates.append(
             telemetry.WindowRates(

@@ -31,7 +31,7 @@ from service.observability import telemetry
 from service.observability.logs import get_logger
 from service.settings import Settings
 from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryError, Work, Written
-from service.stream.tables import TableState, local_store
+from service.stream.tables import CODECS, Pending, TableState, local_store
 from service.stream.topics import TABLES, changelog_topic
 
 log = get_logger(__name__)
@@ -88,6 +88,8 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
             lambda table=table: local_store(table),  # type: ignore[misc]
             settings.topic_partitions,
             lambda: checkpoint.partitions,
+            CODECS[name],
+            settings.state_cache_entries,
         )
         for name, table in declared.items()
     }
@@ -176,6 +178,7 @@ class BatchRunner:
         self.expected = expected
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._poison: dict[tuple[str, int], str] = {}
+        self._pending: dict[str, Pending] = {}
 
     async def assign(self, partitions: set[int]) -> None:
         """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""
@@ -243,8 +246,9 @@ class BatchRunner:
             work.offsets[message.topic] = message.offset + 1
             outcomes.append((outcome, time.perf_counter() - started))
         if work.offsets:
+            self.pipeline.flush()
             progress.save(shops, partition)
-            work.writes = self._writes(partition)
+            work.writes, self._pending = self._writes(partition)
         return work, outcomes
 
     def _handle(self, event: faust.types.EventT[Any], source: Source) -> Outcome:
@@ -268,22 +272,23 @@ class BatchRunner:
             self._poison[(source.topic, source.offset)] = detail
             raise _RerunError from error
 
-    def _writes(self, partition: int) -> list[Record]:
-        """The partition's pending table writes as changelog records, progress last."""
+    def _writes(self, partition: int) -> tuple[list[Record], dict[str, Pending]]:
+        """The partition's pending table writes as changelog records (progress last), and
+        the same writes by table."""
         records, last = [], progress_key(partition).encode()
-        for name, table in self.tables.items():
+        pending = {name: table.writes(partition) for name, table in self.tables.items()}
+        for name, writes in pending.items():
             topic = changelog_topic(self.settings, name)
-            for key, value in table.peek(partition).items():
-                if key != last:
-                    records.append(Record(topic, key, value, partition))
-        progress = self.tables["shops"].peek(partition)[last]
+            records += [Record(topic, k, v, partition) for k, v in writes.items() if k != last]
+        progress = pending["shops"][last]
         records.append(Record(changelog_topic(self.settings, "shops"), last, progress, partition))
-        return records
+        return records, pending
 
     def _apply(self, partition: int, written: Written) -> None:
         for name, table in self.tables.items():
             tp = TopicPartition(changelog_topic(self.settings, name), partition)
-            table.apply(partition, table.take(partition), tp, written.get(tp, -1))
+            table.apply(partition, self._pending.get(name, {}), tp, written.get(tp, -1))
+        self._pending = {}
 
     def _undo(self, partition: int) -> None:
         for table in self.tables.values():

@@ -24,6 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import RecordMetadata
 
 from service.settings import Settings
+from service.stream.tables import CODECS
 from service.stream.topics import changelog_topic
 
 JsonValue = Mapping[str, Any] | bytes
@@ -204,9 +205,14 @@ async def consume_all(
 
 
 async def read_table(settings: Settings, table: str, timeout_s: float = 30) -> dict[str, Any]:
-    """Latest committed value per key of a worker table (read back from its changelog)."""
-    latest: dict[str, Any] = {}
+    """Latest committed value per key of a worker table (read back from its changelog);
+    customers in their readable form (:meth:`CustomerState.to_json`)."""
+    latest: dict[str, bytes | None] = {}
     topic = changelog_topic(settings, table)
     for record in await consume_all(settings.kafka_bootstrap, topic, timeout_s=timeout_s):
-        latest[record.key.decode()] = None if record.value is None else json.loads(record.value)
-    return {key: value for key, value in latest.items() if value is not None}
+        latest[record.key.decode()] = record.value
+    codec = CODECS[table]
+    decoded = {key: codec.decode(key, raw) for key, raw in latest.items() if raw is not None}
+    if table == "customers":
+        return {key: state.to_json() for key, state in decoded.items()}
+    return decoded

@@ -37,7 +37,6 @@ import pytest
 from service.core.contracts import ROLES, validate_output
 from service.core.events import parse_time
 from service.learning.quality import adjusted_rand_index
-from service.segments.churn_risk import ChurnRiskModel
 from service.settings import Settings
 from service.stream.lag import consumer_lag
 from service.stream.topics import ensure_topics
@@ -52,11 +51,6 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 
 SHOPS = (Shop("coffee-roaster-1", KINDS[0]), Shop("tea-house-1", KINDS[1]))
 CUSTOMERS_PER_SHOP = 150
-CHECKPOINT_EVERY = 20
-RESCORE_HOURS = 72.0
-"""Every 3 days of stream time instead of daily: a year of daily re-evaluations of 300
-customers takes minutes on a 2-core machine, and recovers the personas no better
-(in-process, seed 7: ARI 0.75 / 0.96 at 72 h, 0.70 / 0.92 at 24 h)."""
 CRASH_AT = datetime(2025, 9, 1, tzinfo=UTC)
 """Killed while the first week of September is in flight: the holiday group has to form
 after the restore."""
@@ -171,27 +165,18 @@ async def models_view(worker: WorkerProcess, timeout_s: float = 30) -> ModelsVie
 @pytest.fixture(scope="module")
 async def run(kafka_bootstrap: str, tmp_path_factory: pytest.TempPathFactory) -> LearningRun:
     started = time.monotonic()
-    settings = isolated_settings(
-        kafka_bootstrap,
-        "learn",
-        model_checkpoint_every=CHECKPOINT_EVERY,
-        rescore_interval_hours=RESCORE_HOURS,
-    )
+    settings = isolated_settings(kafka_bootstrap, "learn")
     await ensure_topics(settings)
     config = simulation_config()
     simulation = generate(config)
     outbox = simulation.outbox()
     before, rest = split_at(outbox, CRASH_AT)
     in_flight, after = split_at(rest, CRASH_AT + timedelta(days=7))
-    ticks = tick_orders(outbox, timedelta(hours=RESCORE_HOURS + 24), "final")
+    ticks = tick_orders(outbox, timedelta(days=1), "final")
     data = tmp_path_factory.mktemp("learning")
 
     def worker(name: str) -> WorkerProcess:
-        env = {
-            "SEGSTREAM_MODEL_CHECKPOINT_EVERY": str(CHECKPOINT_EVERY),
-            "SEGSTREAM_RESCORE_INTERVAL_HOURS": str(RESCORE_HOURS),
-        }
-        return WorkerProcess.for_settings(settings, data / name, env)
+        return WorkerProcess.for_settings(settings, data / name)
 
     first, second = worker("first"), worker("second")
     try:
@@ -364,24 +349,22 @@ async def test_planted_churners_carry_a_risk_band_before_they_churn(run: Learnin
 
 
 async def test_models_continue_after_a_crash_instead_of_starting_over(run: LearningRun) -> None:
-    """The fresh worker restores each shop's last checkpoint: it lost at most the learning
-    of one checkpoint interval (an event settles at most ``per_customer`` snapshots of its
-    customer), and the cluster ids customers carried before the crash still name their
-    groups after it (in-process, seeds 7-9: 93-100 % keep their id a week later; a model
-    that starts over keeps 6-24 %)."""
-    per_customer = ChurnRiskModel.from_settings(Settings()).labels.per_customer
-    most_lost = CHECKPOINT_EVERY * per_customer
+    """The fresh worker restores each shop's models as the last committed batch left them
+    (they are checkpointed with every batch): nothing learned before the crash is lost,
+    and the cluster ids customers carried before the crash still name their groups after
+    it (in-process, seeds 7-9: 93-100 % keep their id a week later; a model that starts
+    over keeps 6-24 %)."""
     for shop in SHOPS:
         before = run.before_crash.quality(shop.shop_id, "churn_risk", "labelled")
         restarted = run.after_restart.quality(shop.shop_id, "churn_risk", "labelled")
         final = run.final.quality(shop.shop_id, "churn_risk", "labelled")
         print(f"{shop.shop_id}: churn labelled {before:.0f} -> {restarted:.0f} -> {final:.0f}")
         assert before >= 500
-        assert restarted >= before - most_lost
+        assert restarted >= before
         assert final > restarted
         members_before = run.before_crash.quality(shop.shop_id, "cluster", "customers")
         members_restarted = run.after_restart.quality(shop.shop_id, "cluster", "customers")
-        assert members_restarted >= members_before - CHECKPOINT_EVERY
+        assert members_restarted >= members_before
 
     assigned = run.clusters_before_crash
     kept = sum(run.clusters_after_crash.get(key) == cluster for key, cluster in assigned.items())
@@ -390,9 +373,10 @@ async def test_models_continue_after_a_crash_instead_of_starting_over(run: Learn
 
 
 async def test_model_size_per_shop_is_bounded(run: LearningRun) -> None:
-    """Bounded by construction (``n_clusters`` centres; at most ``churn_max_pending``
-    pending snapshots); 2 MB per shop leaves a factor of ten over what was measured."""
+    """Bounded by construction (``n_clusters`` centres, a fixed feature vector; what a model
+    keeps per customer lives in the customer's state): the checkpoint of a shop's learned
+    models stays well below the 64 KiB every per-shop record is held to."""
     for shop in SHOPS:
         sizes = {name: run.final.size(shop.shop_id, name) for name in ("cluster", "churn_risk")}
         print(f"{shop.shop_id}: model size bytes {sizes}")
-        assert sum(sizes.values()) < 2_000_000
+        assert sum(sizes.values()) < 64 * 1024

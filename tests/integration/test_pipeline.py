@@ -142,7 +142,7 @@ async def test_customer_table_matches_independent_lifetimes_summary(
         expected = lifetimes_summary(shop_orders, now_by_shop[str(shop_id)])
         for customer_id, row in expected.iterrows():
             stored = processed[f"{shop_id}/{customer_id}"]
-            state = CustomerState.from_json(stored)
+            state = CustomerState.from_json(str(shop_id), str(customer_id), stored)
             got = snapshot(state, now_by_shop[str(shop_id)].to_pydatetime())
             assert (got.frequency, got.recency, got.T) == (
                 row["frequency"],

@@ -172,7 +172,7 @@ def test_promql_returns_the_workers_event_counts(
     prometheus: PrometheusServer, worker: WorkerProcess
 ) -> None:
     counts = eventually(lambda: events_series(prometheus), 20, "the scraped event counts")
-    assert counts == {("signup", "processed"): SIGNUPS, ("unknown", "dead_lettered"): 1}
+    assert counts == {("signup", "processed"): SIGNUPS, ("signup", "dead_lettered"): 1}
     series = prometheus.api("query", query='segstream_events_total{outcome="processed"}')
     assert series["result"][0]["metric"] == {
         "__name__": "segstream_events_total",

@@ -7,7 +7,8 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from service.core.customer import CustomerState, apply, subscription_status
+from service.core.codec import decode_state, encode_state
+from service.core.customer import CustomerState, DedupPolicy, apply, id_hash, subscription_status
 from service.core.events import Cancellation, Event, Order, Plan, Signup
 
 T0 = datetime(2025, 2, 1, 8, tzinfo=UTC)
@@ -29,22 +30,28 @@ def cancel(at: datetime, effective: datetime, event_id: str = "x1") -> Cancellat
 def folded(events: list[Event]) -> CustomerState:
     state = CustomerState("shop-1", "c-1")
     for event in events:
-        apply(state, event, dedup_window=100)
+        apply(state, event)
     return state
 
 
 def test_duplicate_event_is_applied_once() -> None:
     state = CustomerState("shop-1", "c-1")
-    assert apply(state, order(T0, "e1"), 100) is True
-    assert apply(state, order(T0, "e1"), 100) is False
+    assert apply(state, order(T0, "e1")) is True
+    assert apply(state, order(T0, "e1")) is False
     assert (state.order_count, state.total_spend) == (1, 24.0)
 
 
-def test_dedup_window_forgets_oldest_ids() -> None:
+def test_dedup_memory_keeps_the_latest_ids_by_count_and_event_time() -> None:
     state = CustomerState("shop-1", "c-1")
+    policy = DedupPolicy(window=3, horizon_days=30)
     for n in range(5):
-        apply(state, order(T0 + timedelta(days=n), f"e{n}"), dedup_window=3)
-    assert state.recent_event_ids == ["e2", "e3", "e4"]
+        apply(state, order(T0 + timedelta(days=n), f"e{n}"), policy)
+    assert [h for h, _ in state.seen_ids] == [id_hash(f"e{n}") for n in (2, 3, 4)]
+    apply(state, order(T0 - timedelta(days=1), "late"), policy)  # older than all: dropped
+    assert not state.has_seen("late") and state.has_seen("e4")
+    apply(state, order(T0 + timedelta(days=40), "far"), policy)  # 30-day horizon
+    assert [h for h, _ in state.seen_ids] == [id_hash("far")]
+    assert apply(state, order(T0 + timedelta(days=2), "e2"), policy) is True  # forgotten
 
 
 def test_out_of_order_gives_same_state_as_in_order() -> None:
@@ -67,8 +74,9 @@ def test_out_of_order_gives_same_state_as_in_order() -> None:
     shuffled = events[:]
     random.Random(4).shuffle(shuffled)
     out_of_order = folded(shuffled)
-    assert replace(out_of_order, recent_event_ids=[]) == replace(in_order, recent_event_ids=[])
-    assert out_of_order.plan is not None and out_of_order.plan["tier"] == "premium"
+    assert replace(out_of_order, seen_ids=[]) == replace(in_order, seen_ids=[])
+    assert sorted(out_of_order.seen_ids) == sorted(in_order.seen_ids)
+    assert out_of_order.plan is not None and out_of_order.plan.tier == "premium"
 
 
 def test_subscription_status_follows_signups_and_cancellations() -> None:
@@ -77,11 +85,21 @@ def test_subscription_status_follows_signups_and_cancellations() -> None:
     assert subscription_status(state, T0 + timedelta(days=5)) == "active"
     assert subscription_status(state, T0 + timedelta(days=12)) == "cancelling"
     assert subscription_status(state, T0 + timedelta(days=28)) == "cancelled"
-    apply(state, signup(T0 + timedelta(days=60), "s2"), 100)
+    apply(state, signup(T0 + timedelta(days=60), "s2"))
     assert subscription_status(state, T0 + timedelta(days=61)) == "active"
 
 
-def test_state_round_trips_through_json() -> None:
+def test_state_round_trips_through_json_and_the_binary_codec() -> None:
     state = folded([signup(T0), order(T0, "e1"), cancel(T0, T0 + timedelta(days=3))])
     state.segments["rfm"] = "New"
-    assert CustomerState.from_json(json.loads(json.dumps(state.to_json()))) == state
+    readable = CustomerState.from_json("shop-1", "c-1", json.loads(json.dumps(state.to_json())))
+    assert replace(readable, seen_ids=[]) == replace(state, seen_ids=[])
+    assert [h for h, _ in readable.seen_ids] == [h for h, _ in state.seen_ids]
+    state.memory["rfm"] = [739000, 2, 410]
+    state.due_at = T0 + timedelta(days=7, seconds=0.5)
+    assert decode_state("shop-1", "c-1", encode_state(state)) == state
+
+
+def test_amounts_that_are_not_whole_cents_survive_the_codec() -> None:
+    state = folded([order(T0, "e1", amount=0.125), order(T0 + timedelta(days=1), "e2", 1e9)])
+    assert decode_state("shop-1", "c-1", encode_state(state)) == state

@@ -12,6 +12,7 @@ from service.core.customer import CustomerState, apply
 from service.core.events import Order
 from service.core.features import snapshot
 from tests.oracle import lifetimes_summary
+from tests.states import state
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -37,7 +38,7 @@ def test_features_equal_lifetimes_summary_for_shuffled_orders(seed: int) -> None
     states: dict[str, CustomerState] = {}
     for order in orders:
         state = states.setdefault(order.customer_id, CustomerState("shop-1", order.customer_id))
-        apply(state, order, dedup_window=1000)
+        apply(state, order)
     frame = pd.DataFrame(
         [
             {"customer_id": o.customer_id, "occurred_at": o.occurred_at, "amount": o.amount}
@@ -55,8 +56,8 @@ def test_features_equal_lifetimes_summary_for_shuffled_orders(seed: int) -> None
 
 
 def test_single_purchase_has_zero_frequency_and_monetary() -> None:
-    state = CustomerState("shop-1", "c-1", purchase_days={"2025-03-01": 12.5})
-    got = snapshot(state, datetime(2025, 3, 11, tzinfo=UTC))
+    customer = state("shop-1", "c-1", purchase_days={"2025-03-01": 12.5})
+    got = snapshot(customer, datetime(2025, 3, 11, tzinfo=UTC))
     assert (got.frequency, got.recency, got.T, got.monetary_value) == (0, 0.0, 10.0, 0.0)
     assert got.days_since_last_purchase == 10.0
     assert got.cadence_days is None
@@ -68,12 +69,12 @@ def test_same_day_orders_count_as_one_purchase_day_with_summed_value() -> None:
     for n, (at, amount) in enumerate(
         [(day1, 10.0), (day1 + timedelta(days=2), 5.0), (day1 + timedelta(days=2, hours=3), 7.0)]
     ):
-        apply(state, Order(f"e{n}", "shop-1", "c-1", at, f"o{n}", amount, "EUR", False), 10)
+        apply(state, Order(f"e{n}", "shop-1", "c-1", at, f"o{n}", amount, "EUR", False))
     got = snapshot(state, day1 + timedelta(days=4))
     assert (got.frequency, got.monetary_value, got.cadence_days) == (1, 12.0, 2.0)
 
 
 def test_comeback_after_long_gap_is_a_return() -> None:
-    state = CustomerState("shop-1", "c-1", purchase_days={"2025-01-01": 9.0, "2025-06-01": 9.0})
-    got = snapshot(state, datetime(2025, 6, 2, tzinfo=UTC), churned_gap_days=90)
+    customer = state("shop-1", "c-1", purchase_days={"2025-01-01": 9.0, "2025-06-01": 9.0})
+    got = snapshot(customer, datetime(2025, 6, 2, tzinfo=UTC), churned_gap_days=90)
     assert got.returned_at is not None and got.returned_at.isoformat() == "2025-06-01"

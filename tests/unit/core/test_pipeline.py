@@ -11,13 +11,13 @@ import pytest
 from service.core.changes import Source
 from service.core.contracts import EventType, validate_output
 from service.core.events import format_time
-from service.core.keys import customer_key
+from service.core.keys import customer_key, shop_partition
 from service.core.pipeline import Pipeline
 from service.settings import Settings
 
 T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
 RULES = {"lifecycle", "rfm"}
-SOURCE = Source("segstream.orders", 0, 0)
+SOURCE = Source("segstream.orders", shop_partition("tea-1", 8), 0)
 
 
 def order(customer: str, at: datetime, event_id: str, amount: float = 20.0) -> bytes:
@@ -38,12 +38,12 @@ def order(customer: str, at: datetime, event_id: str, amount: float = 20.0) -> b
 
 
 @pytest.fixture
-def tables() -> tuple[dict[str, Any], dict[str, Any]]:
-    return {}, {}
+def tables() -> tuple[dict[str, Any], ...]:
+    return {}, {}, {}, {}
 
 
 @pytest.fixture
-def pipeline(tables: tuple[dict[str, Any], dict[str, Any]]) -> Pipeline:
+def pipeline(tables: tuple[dict[str, Any], ...]) -> Pipeline:
     return Pipeline(Settings(rfm_min_customers=1), *tables)
 
 
@@ -53,7 +53,11 @@ def test_invalid_record_becomes_a_dead_letter_with_reason(pipeline: Pipeline) ->
     assert outcome.dead_letter is not None and outcome.dead_letter.reason == "invalid_json"
     payload = outcome.dead_letter.to_json(T0)
     validate_output("dead_letter", payload)
-    assert payload["source"] == {"topic": "segstream.orders", "partition": 0, "offset": 0}
+    assert payload["source"] == {
+        "topic": "segstream.orders",
+        "partition": SOURCE.partition,
+        "offset": 0,
+    }
 
 
 def test_first_order_assigns_segments_and_duplicate_is_counted_once(pipeline: Pipeline) -> None:
@@ -89,7 +93,7 @@ def test_stream_time_of_other_customers_moves_a_quiet_customer_to_at_risk(
 
 
 def test_rebuilt_caches_reproduce_the_same_assignments(
-    pipeline: Pipeline, tables: tuple[dict[str, Any], dict[str, Any]]
+    pipeline: Pipeline, tables: tuple[dict[str, Any], ...]
 ) -> None:
     for n in range(30):
         pipeline.handle(
@@ -98,11 +102,17 @@ def test_rebuilt_caches_reproduce_the_same_assignments(
             SOURCE,
             None,
         )
+    pipeline.flush()
     restarted = Pipeline(Settings(), *tables)
     rfm_before = pipeline.book("tea-1").models["rfm"]
     rfm_after = restarted.book("tea-1").models["rfm"]
+    now = T0 + timedelta(days=29)
     for n in range(7):
-        assert rfm_after.scores(f"c-{n}") == rfm_before.scores(f"c-{n}")  # type: ignore[attr-defined]
+        state = restarted.load("tea-1", f"c-{n}")
+        assert rfm_after.explain(restarted.view(state, now)) == rfm_before.explain(
+            pipeline.view(pipeline.load("tea-1", f"c-{n}"), now)
+        )
+    assert restarted.book("tea-1").sizes == pipeline.book("tea-1").sizes
     outcome = restarted.handle(
         order("c-0", T0 + timedelta(days=30), "e30", 1.0), EventType.ORDER, SOURCE, None
     )

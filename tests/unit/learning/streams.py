@@ -2,7 +2,9 @@
 
 Like :class:`service.core.pipeline.Pipeline` without Kafka: every event is applied to its
 customer's state and the customer is evaluated at the shop's stream time; every
-``rescore_days`` of stream time every known customer is evaluated again (the timer).
+``rescore_days`` of stream time every known customer is evaluated again (a stand-in for
+the review schedule). The snapshots share their customer's segments and memory, so
+:func:`evaluate` leaves a model the same per-customer trail the pipeline leaves.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from datetime import date, timedelta
 from service.core.customer import CustomerState, apply
 from service.core.events import from_payload
 from service.core.features import CustomerSnapshot, snapshot
+from service.segments import SegmentModel
 from service.tools.simulation import Simulation, SimulationConfig, generate
 from service.tools.simulation.shops import KINDS, Shop
 
@@ -41,12 +44,24 @@ def evaluations(simulation: Simulation, rescore_days: float = 1.0) -> Iterator[C
         state = states.setdefault(
             event.customer_id, CustomerState(event.shop_id, event.customer_id)
         )
-        if apply(state, event, dedup_window=1000):
+        if apply(state, event):
             yield snapshot(state, now)
         if now - rescored >= timedelta(days=rescore_days):
             rescored = now
             for customer_id in sorted(states):
                 yield snapshot(states[customer_id], now)
+
+
+def evaluate(model: SegmentModel, view: CustomerSnapshot) -> str | None:
+    """What the pipeline does with one snapshot: learn, assign, and record the segment in
+    the customer's state (the view shares it), where the model finds it next time."""
+    model.learn(view)
+    label = model.assign(view)
+    if label is None:
+        view.segments.pop(model.name, None)
+    else:
+        view.segments[model.name] = label
+    return label
 
 
 def final_snapshots(simulation: Simulation) -> dict[str, CustomerSnapshot]:
@@ -58,5 +73,5 @@ def final_snapshots(simulation: Simulation) -> dict[str, CustomerSnapshot]:
         state = states.setdefault(
             event.customer_id, CustomerState(event.shop_id, event.customer_id)
         )
-        apply(state, event, dedup_window=1000)
+        apply(state, event)
     return {customer_id: snapshot(state, end) for customer_id, state in sorted(states.items())}

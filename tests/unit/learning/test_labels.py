@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
 from service.core.customer import CustomerState
 from service.core.events import format_time
 from service.core.features import CustomerSnapshot, snapshot
-from service.learning.labels import Example, Labeller, LapseRule
-from service.learning.vectors import behaviour_vector
+from service.learning.labels import Example, Labeller, LapseRule, Pending
+from service.learning.vectors import Vector, behaviour_vector
 from service.segments.churn_risk import ChurnRiskModel
+from tests.states import plan, state
 
 START = datetime(2025, 1, 1, tzinfo=UTC)
 
@@ -33,25 +35,41 @@ class Recording(ChurnRiskModel):
         super().learn_example(example)
 
 
+MEMORY: dict[str, Any] = {}
+"""What the models keep about the customer, shared by every snapshot of this module (each
+test starts with it empty)."""
+
+
+@pytest.fixture(autouse=True)
+def _fresh_memory() -> None:
+    MEMORY.clear()
+
+
 def subscriber(purchase_days: list[int], cancelled_on: int | None = None) -> CustomerState:
-    state = CustomerState(
+    customer = state(
         "shop",
         "c-1",
         first_seen_at=format_time(START),
         signups=[format_time(START)],
-        plan={"tier": "basic", "price": 10.0},
+        plans=[(format_time(START), plan(10.0, tier="basic"))],
+        memory=MEMORY,
     )
     for n in purchase_days:
-        state.purchase_days[day(n).date().isoformat()] = 10.0 + n
-        state.order_count += 1
-        state.total_spend += 10.0 + n
+        customer.purchase_days[day(n).date()] = 10.0 + n
+        customer.order_count += 1
+        customer.total_spend += 10.0 + n
     if cancelled_on is not None:
-        state.cancellations.append((format_time(day(cancelled_on)), format_time(day(cancelled_on))))
-    return state
+        customer.cancellations.append((day(cancelled_on), day(cancelled_on)))
+    return customer
 
 
 def view(purchase_days: list[int], at: float, cancelled_on: int | None = None) -> CustomerSnapshot:
     return snapshot(subscriber([n for n in purchase_days if n <= at], cancelled_on), day(at))
+
+
+def same(found: Vector, expected: Vector) -> bool:
+    """Equal to the 32-bit precision snapshots are kept in."""
+    return found == pytest.approx(expected, rel=1e-6)
 
 
 def test_stored_features_and_prediction_are_those_at_snapshot_time() -> None:
@@ -66,10 +84,10 @@ def test_stored_features_and_prediction_are_those_at_snapshot_time() -> None:
     settled = {example.as_of: example for example in model.examples}
     assert set(settled) == {day(0), day(7), day(14), day(21), day(28)}
     assert all(example.churned for example in settled.values())
-    assert settled[day(0)].features == behaviour_vector(first)
-    assert settled[day(0)].features != behaviour_vector(view(buys, 30))
+    assert same(settled[day(0)].features, behaviour_vector(first))
+    assert not same(settled[day(0)].features, behaviour_vector(view(buys, 30)))
     assert settled[day(0)].predictions == (predicted_then,)
-    assert settled[day(14)].features == behaviour_vector(view(buys, 14))
+    assert same(settled[day(14)].features, behaviour_vector(view(buys, 14)))
 
 
 def test_a_snapshot_younger_than_the_horizon_is_never_labelled_negative() -> None:
@@ -115,25 +133,35 @@ def test_lapse_is_dated_when_the_silence_passed_the_gap() -> None:
 def test_labeller_keeps_one_snapshot_per_interval_and_respects_its_bounds() -> None:
     labeller = Labeller(horizon_days=60, snapshot_every_days=7, per_customer=2, max_pending=3)
     features = behaviour_vector(view([0], 0))
+    waiting: dict[str, list[Pending]] = {"a": [], "b": [], "c": []}
     for customer_id, n in (("a", 0), ("a", 7), ("b", 0)):
-        assert labeller.due(customer_id, day(n))
-        labeller.hold(customer_id, day(n), features, (0.5,))
-    assert not labeller.due("a", day(10))  # too soon after the last snapshot
+        assert labeller.due(waiting[customer_id], day(n))
+        waiting[customer_id].append(labeller.hold(day(n), features, (0.5,)))
+    assert not labeller.due(waiting["a"], day(10))  # too soon after the last snapshot
     assert labeller.skipped == 0
-    assert not labeller.due("a", day(14))  # per-customer bound
-    assert not labeller.due("c", day(14))  # overall bound
+    assert not labeller.due(waiting["a"], day(14))  # per-customer bound
+    assert not labeller.due(waiting["c"], day(14))  # overall bound
     assert labeller.skipped == 2
-    assert labeller.settle("b", day(60), None)[0].churned is False
-    assert labeller.due("c", day(60))
+    settled, waiting["b"] = labeller.settle(waiting["b"], day(60), None)
+    assert settled[0].churned is False
+    assert labeller.due(waiting["c"], day(60))
 
 
 def test_settled_snapshots_leave_and_later_ones_stay() -> None:
     labeller = Labeller(horizon_days=60)
     features = behaviour_vector(view([0], 0))
-    for n in (0, 7, 14):
-        labeller.hold("a", day(n), features, (0.1,))
-    assert [e.as_of for e in labeller.settle("a", day(67), None)] == [day(0), day(7)]
-    assert [p.as_of for p in labeller.pending("a")] == [int(day(14).timestamp())]
+    waiting = [labeller.hold(day(n), features, (0.1,)) for n in (0, 7, 14)]
+    settled, waiting = labeller.settle(waiting, day(67), None)
+    assert [e.as_of for e in settled] == [day(0), day(7)]
+    assert [p.as_of for p in waiting] == [int(day(14).timestamp())]
     assert labeller.pending_count == 1
-    assert labeller.settle("a", day(20), churned_at=day(20))[0].churned is True
-    assert labeller.pending("a") == [] and labeller.pending_count == 0
+    assert labeller.next_settlement(waiting) == day(74)
+    settled, waiting = labeller.settle(waiting, day(20), churned_at=day(20))
+    assert settled[0].churned is True
+    assert waiting == [] and labeller.pending_count == 0
+
+
+def test_a_kept_snapshot_survives_the_customers_memory_format() -> None:
+    labeller = Labeller()
+    kept = labeller.hold(day(3), behaviour_vector(view([0, 2], 3)), (0.25, 0.5))
+    assert Pending.from_memory(kept.to_memory()) == kept

@@ -25,6 +25,7 @@ from service.learning.lifetime import (
     log_likelihood,
     spend_trend,
 )
+from tests.states import state
 from tests.unit.learning.streams import final_snapshots, one_shop
 
 # The CDNOW parameters of Fader, Hardie & Lee (2005), in weeks.
@@ -143,26 +144,26 @@ def test_fit_rejects_an_empty_shop() -> None:
 
 
 def test_clv_is_expected_purchases_times_repeat_spend() -> None:
-    state = CustomerState(
+    customer = state(
         "shop", "c-1", purchase_days={"2025-01-01": 10.0, "2025-02-01": 30.0, "2025-03-01": 50.0}
     )
-    view = snapshot(state, datetime(2025, 4, 1, tzinfo=UTC))
+    view = snapshot(customer, datetime(2025, 4, 1, tzinfo=UTC))
     expected = PAPER.expected_purchases(90.0, view.frequency, view.recency, view.T)
     assert clv(PAPER, view, horizon_days=90.0) == pytest.approx(expected * 40.0)
 
 
 def test_clv_of_a_one_time_buyer_uses_their_order_value() -> None:
-    state = CustomerState(
+    customer = state(
         "shop", "c-1", purchase_days={"2025-01-01": 25.0}, order_count=1, total_spend=25.0
     )
-    view = snapshot(state, datetime(2025, 2, 1, tzinfo=UTC))
+    view = snapshot(customer, datetime(2025, 2, 1, tzinfo=UTC))
     assert clv(PAPER, view, 30.0) == pytest.approx(
         PAPER.expected_purchases(30.0, 0, 0.0, 31.0) * 25
     )
 
 
 def test_spend_trend_compares_the_recent_window_with_the_history_before() -> None:
-    days = {"2025-01-10": 60.0, "2025-03-01": 60.0, "2025-05-20": 5.0}
+    days = {date(2025, 1, 10): 60.0, date(2025, 3, 1): 60.0, date(2025, 5, 20): 5.0}
     trend = spend_trend(days, date(2025, 7, 1), window_days=90)
     assert trend is not None
     assert trend.recent_rate == pytest.approx(5.0 / 90 * 30)
@@ -172,7 +173,7 @@ def test_spend_trend_compares_the_recent_window_with_the_history_before() -> Non
 
 
 def test_spend_trend_needs_history_before_the_window() -> None:
-    assert spend_trend({"2025-06-01": 10.0}, date(2025, 7, 1)) is None
+    assert spend_trend({date(2025, 6, 1): 10.0}, date(2025, 7, 1)) is None
 
 
 @pytest.mark.parametrize(
@@ -208,7 +209,7 @@ def test_on_a_simulated_shop_leavers_look_dead_and_decliners_are_flagged() -> No
         state = states.setdefault(
             event.customer_id, CustomerState(event.shop_id, event.customer_id)
         )
-        apply(state, event, dedup_window=1000)
+        apply(state, event)
     end = max(view.as_of for view in final.values()).date()
     trends = {c: spend_trend(s.purchase_days, end) for c, s in states.items()}
     threshold = high_value_rate(trends.values())

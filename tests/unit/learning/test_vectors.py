@@ -19,6 +19,7 @@ from service.learning.vectors import (
     from_row,
     original_value,
 )
+from tests.states import plan, state
 
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 
@@ -29,19 +30,19 @@ def _vector_in_units(state: CustomerState) -> dict[str, float]:
 
 
 def test_vector_of_a_repeat_subscriber() -> None:
-    state = CustomerState(
+    customer = state(
         "shop",
         "c-1",
         first_seen_at="2025-01-01T00:00:00Z",
         signups=["2025-01-01T00:00:00Z"],
-        plan={"tier": "basic", "price": 10.0},
+        plans=[("2025-01-01T00:00:00Z", plan(10.0, tier="basic"))],
         purchase_days={"2025-03-02": 20.0, "2025-04-01": 20.0, "2025-05-01": 50.0},
         order_count=4,
         total_spend=90.0,
         renewal_count=3,
         discount_order_count=1,
     )
-    assert _vector_in_units(state) == {
+    assert _vector_in_units(customer) == {
         "quiet_days": 31.0,
         "repeat_days": 2.0,
         "mean_order_value": 22.5,
@@ -59,28 +60,28 @@ def test_vector_of_a_repeat_subscriber() -> None:
 
 
 def test_without_purchases_quiet_and_cadence_count_from_signup() -> None:
-    state = CustomerState(
+    customer = state(
         "shop",
         "c-2",
         first_seen_at="2025-05-02T00:00:00Z",
         signups=["2025-05-02T00:00:00Z"],
-        plan={"tier": "gift"},
+        plans=[("2025-05-02T00:00:00Z", plan(0.0, tier="gift"))],
     )
-    units = _vector_in_units(state)
+    units = _vector_in_units(customer)
     assert (units["quiet_days"], units["cadence_days"], units["overdue"]) == (30.0, 30.0, 1.0)
     assert (units["mean_order_value"], units["gift_plan"]) == (0.0, 1.0)
 
 
 def test_cancelled_subscribers_are_flagged() -> None:
-    state = CustomerState(
+    customer = state(
         "shop",
         "c-3",
         first_seen_at="2025-01-01T00:00:00Z",
         signups=["2025-01-01T00:00:00Z"],
         cancellations=[("2025-04-01T00:00:00Z", "2025-04-30T00:00:00Z")],
     )
-    assert _vector_in_units(state)["cancelled"] == 1.0
-    assert _vector_in_units(state)["subscribed"] == 0.0
+    assert _vector_in_units(customer)["cancelled"] == 1.0
+    assert _vector_in_units(customer)["subscribed"] == 0.0
 
 
 def test_vector_has_every_feature_in_order_and_rows_round_trip() -> None:

@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from service.core.customer import CustomerState, apply, subscription_status
+from service.core.customer import CustomerState, DedupPolicy, apply, subscription_status
 from service.core.events import Event, format_time, from_payload
 from service.metrics.ledger import MetricsLedger, Recorded
 
@@ -82,14 +82,14 @@ def cancel(customer: str, when: datetime, effective: datetime | None = None) -> 
 def tier_and_status(state: CustomerState, now: datetime) -> dict[str, str]:
     """Two stand-in segment models: the plan tier and the subscription status."""
     segments = {"status": subscription_status(state, now)}
-    if state.plan is not None and state.plan.get("tier"):
-        segments["tier"] = str(state.plan["tier"])
+    if state.plan is not None and state.plan.tier:
+        segments["tier"] = state.plan.tier
     return segments
 
 
 def copy_state(state: CustomerState) -> CustomerState:
-    """A deep copy (what the pipeline hands the ledger as ``before``)."""
-    return CustomerState.from_json(state.to_json())
+    """A copy (what the pipeline hands the ledger as ``before``)."""
+    return state.copy()
 
 
 class Shop:
@@ -110,7 +110,7 @@ class Shop:
             event.customer_id, CustomerState(event.shop_id, event.customer_id)
         )
         before = copy_state(state)
-        assert apply(state, event, dedup_window=1000)
+        assert apply(state, event, DedupPolicy(window=1000))
         now = event.occurred_at
         if self.stream_time is not None:
             now = max(now, self.stream_time)

@@ -11,14 +11,14 @@ from tests.unit.metrics.builders import at, cancel, copy_state, order, plan, sig
 def fold(*events: Event) -> CustomerState:
     state = CustomerState("tea-1", "c-1")
     for event in events:
-        apply(state, event, 1000)
+        apply(state, event)
     return state
 
 
 def effect_of(event: Event, *earlier: Event) -> EventEffect:
     before = fold(*earlier)
     after = copy_state(before)
-    apply(after, event, 1000)
+    apply(after, event)
     return classify(event, before, after)
 
 

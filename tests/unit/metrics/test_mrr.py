@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from service.core.customer import CustomerState
+from service.core.events import Plan
 from service.metrics.mrr import customer_mrr, monthly_price, plan_mrr
+from tests import states
 from tests.unit.metrics.builders import at
 
 
@@ -23,7 +25,7 @@ from tests.unit.metrics.builders import at
 )
 def test_plan_price_is_normalised_to_a_month(price: float, interval: str, expected: float) -> None:
     assert monthly_price(price, interval) == expected
-    assert plan_mrr({"price": price, "interval": interval}) == expected
+    assert plan_mrr(Plan("p", price, "EUR", interval)) == expected
 
 
 def test_unknown_interval_is_an_error() -> None:
@@ -32,12 +34,12 @@ def test_unknown_interval_is_an_error() -> None:
 
 
 def test_customer_pays_while_active_or_cancelling_and_nothing_otherwise() -> None:
-    state = CustomerState(
+    state = states.state(
         "s",
         "c",
         signups=["2025-03-01T12:00:00Z"],
         cancellations=[("2025-03-10T12:00:00Z", "2025-03-20T12:00:00Z")],
-        plan={"price": 90.0, "interval": "quarter"},
+        plans=[("2025-03-01T12:00:00Z", states.plan(90.0, "quarter"))],
     )
     assert customer_mrr(state, at("2025-02-28")) == 0.0  # before the signup: none
     assert customer_mrr(state, at("2025-03-01")) == 30.0  # active (from the signup instant)

@@ -10,6 +10,7 @@ from service.core.customer import CustomerState
 from service.core.events import format_time
 from service.core.features import snapshot
 from service.segments.lifecycle import LifecycleRules
+from tests.states import state
 
 DAY0 = datetime(2025, 1, 1, tzinfo=UTC)
 RULES = LifecycleRules()
@@ -17,7 +18,7 @@ RULES = LifecycleRules()
 
 def state_with(purchase_offsets: list[int], **extra: object) -> CustomerState:
     days = {(DAY0 + timedelta(days=d)).date().isoformat(): 20.0 for d in purchase_offsets}
-    return CustomerState("shop", "c", first_seen_at=format_time(DAY0), purchase_days=days, **extra)  # type: ignore[arg-type]
+    return state("shop", "c", first_seen_at=format_time(DAY0), purchase_days=days, **extra)
 
 
 def stage_at(state: CustomerState, day: int) -> str:

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from service.core.customer import CustomerState
 from service.core.features import snapshot
-from service.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score
+from service.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score, values
+from tests.states import state
 
 BRIEF_SEGMENTS = {
     "Champions",
@@ -48,8 +48,8 @@ def test_quintile_score_matches_pandas_ranks(seed: int) -> None:
 
 def test_first_buyer_of_a_shop_is_new() -> None:
     model = RfmModel()
-    model.observe("c-1", last_day=739000, purchase_days=1, spend=20.0)
-    assert model.scores("c-1") == (5, 1, 1)
+    model.observe(None, values(last_day=739000, purchase_days=1, spend=20.0))
+    assert model.scores(values(739000, 1, 20.0)) == (5, 1, 1)
 
 
 def test_distinct_values_fill_each_quintile_equally() -> None:
@@ -60,21 +60,39 @@ def test_distinct_values_fill_each_quintile_equally() -> None:
 
 def test_observe_replaces_previous_values() -> None:
     model = RfmModel()
-    for n in range(10):
-        model.observe(f"c{n}", last_day=1000 + n, purchase_days=1 + n, spend=10.0 * n)
-    assert model.scores("c9") == (5, 5, 5)
-    model.observe("c9", last_day=990, purchase_days=1, spend=0.0)
-    assert model.scores("c9") == (1, 1, 1)
-    assert model.scores("c1") == (2, 2, 2)
+    kept = [values(1000 + n, 1 + n, 10.0 * n) for n in range(10)]
+    for found in kept:
+        model.observe(None, found)
+    assert model.scores(kept[9]) == (5, 5, 5)
+    model.observe(kept[9], values(990, 1, 0.0))
+    assert model.scores(values(990, 1, 0.0)) == (1, 1, 1)
+    assert model.scores(kept[1]) == (2, 2, 2)
     assert len(model) == 10
-    assert model.scores("unknown") is None
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_scores_from_the_distribution_match_scores_from_sorted_values(seed: int) -> None:
+    rng = random.Random(seed)
+    model = RfmModel()
+    kept = [values(rng.randint(0, 40), rng.randint(1, 6), rng.uniform(0, 200)) for _ in range(97)]
+    for found in kept:
+        model.observe(None, found)
+    for _ in range(30):  # customers change: old values out, new ones in
+        n = rng.randrange(len(kept))
+        new = values(rng.randint(0, 40), rng.randint(1, 6), rng.uniform(0, 200))
+        model.observe(kept[n], new)
+        kept[n] = new
+    for axis, ties in enumerate(("high", "low", "low")):
+        ordered = sorted(float(found[axis]) for found in kept)
+        expected = [quintile_score(ordered, float(found[axis]), ties) for found in kept]
+        assert [model.scores(found)[axis] for found in kept] == expected
 
 
 def test_no_segment_until_the_shop_has_enough_buyers() -> None:
     model = RfmModel(min_customers=3)
     now = datetime(2025, 5, 1, tzinfo=UTC)
     views = [
-        snapshot(CustomerState("shop", f"c{n}", purchase_days={f"2025-04-0{n + 1}": 10.0}), now)
+        snapshot(state("shop", f"c{n}", purchase_days={f"2025-04-0{n + 1}": 10.0}), now)
         for n in range(3)
     ]
     for view in views[:2]:

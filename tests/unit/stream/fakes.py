@@ -11,7 +11,7 @@ from faust.types import TP
 
 from service.settings import Settings
 from service.stream.checkpoint import FencedError, RetryError, Work, Written
-from service.stream.tables import Pending, TableState
+from service.stream.tables import CODECS, Pending, TableState
 
 
 class DictStore:
@@ -35,9 +35,14 @@ class DictStore:
     def keys(self, partition: int) -> Iterator[bytes]:
         yield from list(self.data[partition])
 
+    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        for key in sorted(self.data[partition]):
+            if key.startswith(prefix):
+                yield key, self.data[partition][key]
+
 
 def table_state(name: str, store: DictStore, owned: set[int], partitions: int = 4) -> TableState:
-    return TableState(name, lambda: store, partitions, lambda: owned)
+    return TableState(name, lambda: store, partitions, lambda: owned, CODECS[name])
 
 
 @dataclass

@@ -58,7 +58,7 @@ def runner(checkpoint: FakeCheckpoint) -> tuple[BatchRunner, dict[str, Any]]:
 
 
 def order_count(tables: dict[str, Any]) -> int:
-    return int(tables["customers"][f"{SHOP}/c-1"]["order_count"])
+    return int(tables["customers"][f"{SHOP}/c-1"].order_count)
 
 
 @pytest.fixture

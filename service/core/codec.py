@@ -1,0 +1,137 @@
+"""How table values are stored: compact MessagePack, times as integers.
+
+- :func:`encode_state` / :func:`decode_state`: a :class:`CustomerState` as one MessagePack
+  array, versioned by its first element. Times are epoch seconds (a float only when
+  the event time had a fraction of a second), purchase days are day numbers, amounts
+  are integer cents when that is exact, remembered event ids are 8-byte hashes.
+- :func:`encode` / :func:`decode`: any other table value (dicts, lists, strings,
+  numbers), as MessagePack.
+
+>>> from service.core.events import parse_time
+>>> state = CustomerState("tea-1", "c-1", signups=[parse_time("2026-03-01T09:30:00Z")],
+...     purchase_days={date(2026, 3, 1): 12.5})
+>>> blob = encode_state(state)
+>>> len(blob) < 40, decode_state("tea-1", "c-1", blob) == state
+(True, True)
+"""
+
+from __future__ import annotations
+
+import struct
+from datetime import UTC, date, datetime, timedelta
+from typing import Any
+
+import msgpack
+
+from service.core.customer import EPOCH_DAY, CustomerState
+from service.core.events import Plan
+
+STATE_VERSION = 1
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ID = struct.Struct(">QI")
+"""A remembered event: 8-byte id hash, 4-byte event day."""
+
+
+def encode(value: Any) -> bytes:
+    """A plain value (dicts, lists, strings, numbers, bytes) as MessagePack."""
+    return bytes(msgpack.packb(value, use_bin_type=True))
+
+
+def decode(raw: bytes) -> Any:
+    """Inverse of :func:`encode` (tuples come back as lists)."""
+    return msgpack.unpackb(raw, raw=False, strict_map_key=False)
+
+
+def _time(when: datetime) -> int | float:
+    seconds = (when - _EPOCH).total_seconds()
+    whole = int(seconds)
+    return whole if whole == seconds else seconds
+
+
+def _moment(value: int | float) -> datetime:
+    return _EPOCH + timedelta(seconds=value)
+
+
+def _amount(value: float) -> int | float:
+    cents = round(value * 100)
+    return cents if cents / 100 == value else value
+
+
+def _plan(plan: Plan) -> list[Any]:
+    return [plan.plan_id, _amount(plan.price), plan.currency, plan.interval, plan.tier]
+
+
+def _price(value: int | float) -> float:
+    return value / 100 if isinstance(value, int) else value
+
+
+def encode_state(state: CustomerState) -> bytes:
+    """A customer's state as one compact MessagePack array."""
+    ids = b"".join(_ID.pack(h, day) for h, day in state.seen_ids)
+    days: list[int | float] = []
+    for day, amount in sorted(state.purchase_days.items()):
+        days += [(day - EPOCH_DAY).days, _amount(amount)]
+    return encode(
+        [
+            STATE_VERSION,
+            None if state.first_seen_at is None else _time(state.first_seen_at),
+            [_time(s) for s in state.signups],
+            [[_time(o), _time(e)] for o, e in state.cancellations],
+            state.cancel_reason,
+            [[_time(at), *_plan(plan)] for at, plan in state.plan_history],
+            [state.acquisition_channel, state.referred_by, state.preferred_channel],
+            state.attributes,
+            days,
+            [state.order_count, state.renewal_count, state.discount_order_count],
+            _amount(state.total_spend),
+            state.categories,
+            ids,
+            state.segments,
+            state.memory,
+            None if state.due_at is None else _time(state.due_at),
+        ]
+    )
+
+
+def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
+    """Inverse of :func:`encode_state`."""
+    (version, first, signups, cancels, reason, plans, channels, attributes, days, counts) = (
+        fields := decode(raw)
+    )[:10]
+    if version != STATE_VERSION:
+        raise ValueError(f"customer state version {version} is not {STATE_VERSION}")
+    total, categories, ids, segments, memory, due = fields[10:]
+    acquisition, referred, preferred = channels
+    return CustomerState(
+        shop_id,
+        customer_id,
+        signups=[_moment(s) for s in signups],
+        cancellations=[(_moment(o), _moment(e)) for o, e in cancels],
+        cancel_reason=reason,
+        plan_history=[
+            (_moment(at), Plan(plan_id, _price(price), currency, interval, tier))
+            for at, plan_id, price, currency, interval, tier in plans
+        ],
+        acquisition_channel=acquisition,
+        referred_by=referred,
+        preferred_channel=preferred,
+        attributes=attributes,
+        purchase_days={
+            EPOCH_DAY + timedelta(days=days[n]): _price(days[n + 1]) for n in range(0, len(days), 2)
+        },
+        first_seen_at=None if first is None else _moment(first),
+        order_count=counts[0],
+        renewal_count=counts[1],
+        discount_order_count=counts[2],
+        total_spend=_price(total),
+        categories=categories,
+        seen_ids=[_ID.unpack_from(ids, n) for n in range(0, len(ids), _ID.size)],
+        segments=segments,
+        memory=memory,
+        due_at=None if due is None else _moment(due),
+    )
+
+
+def day_of(number: int) -> date:
+    """The date of a day number (days since 1970-01-01)."""
+    return EPOCH_DAY + timedelta(days=number)

@@ -1,0 +1,38 @@
+"""Customer states for tests, written with ISO strings as people read them."""
+
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+from service.core.customer import CustomerState
+from service.core.events import Plan, parse_time
+
+
+def plan(price: float, interval: str = "month", tier: str | None = None) -> Plan:
+    """A plan of ``price`` per ``interval``."""
+    return Plan(f"plan-{price}-{interval}", price, "EUR", interval, tier)
+
+
+def state(
+    shop_id: str = "shop",
+    customer_id: str = "c-1",
+    *,
+    signups: list[str] = (),  # type: ignore[assignment]
+    cancellations: list[tuple[str, str]] = (),  # type: ignore[assignment]
+    plans: list[tuple[str, Plan]] = (),  # type: ignore[assignment]
+    purchase_days: dict[str, float] | None = None,
+    first_seen_at: str | None = None,
+    **fields: Any,
+) -> CustomerState:
+    """A :class:`CustomerState` from readable values: times and days as ISO strings."""
+    return CustomerState(
+        shop_id,
+        customer_id,
+        signups=[parse_time(s) for s in signups],
+        cancellations=[(parse_time(o), parse_time(e)) for o, e in cancellations],
+        plan_history=[(parse_time(at), p) for at, p in plans],
+        purchase_days={date.fromisoformat(d): a for d, a in (purchase_days or {}).items()},
+        first_seen_at=None if first_seen_at is None else parse_time(first_seen_at),
+        **fields,
+    )
