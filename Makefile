@@ -13,7 +13,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 KAFKA := deploy/kafka/kafka.sh
 # Only paths that exist (empty folders are not in a fresh clone).
-LINT_PATHS := $(wildcard service tests bench)
+LINT_PATHS := $(wildcard service tests bench harness)
 PYTEST_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \

@@ -34,6 +34,9 @@ class Settings(BaseSettings):
 
     app_id: str = Field("segstream", description="Faust app id: consumer group and table prefix.")
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
+    kafka_wait_s: float = Field(
+        60.0, ge=0, description="How long a starting worker waits for an unreachable broker."
+    )
     kafka_security_protocol: Literal["PLAINTEXT", "SASL_PLAINTEXT", "SASL_SSL", "SSL"] = Field(
         "PLAINTEXT", description="How to talk to the brokers."
     )

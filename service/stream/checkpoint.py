@@ -98,8 +98,10 @@ class Checkpoint:
 
     @property
     def partitions(self) -> set[int]:
-        """Partitions this worker can commit for right now."""
-        return set(self._producers) if self.exactly_once else self._assigned
+        """Partitions this worker owns and may commit for (a producer that failed is
+        started again on the next commit; a fenced partition waits for the next
+        assignment)."""
+        return self._assigned - self.fenced
 
     async def assign(self, partitions: set[int]) -> None:
         """Own exactly ``partitions`` from now on: stop the other producers, (re)start one
@@ -115,7 +117,9 @@ class Checkpoint:
             await self._start(partition)
 
     async def close(self) -> None:
-        """Stop every producer (an open transaction is aborted by the next owner)."""
+        """Own nothing any more and stop every producer (an open transaction is aborted by
+        the next owner)."""
+        self._assigned = set()
         for partition in sorted(self._producers):
             await self._stop(partition)
         if self._shared is not None:

@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 from aiokafka import TopicPartition
+from faust.types import TP
 
 from service.core.changes import DeadLetter, Source
 from service.core.contracts import EVENT_TYPES, EventType
@@ -31,6 +32,8 @@ from service.observability import telemetry
 from service.observability.logs import get_logger
 from service.settings import Settings
 from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryError, Work, Written
+from service.stream.gaps import GapGuard
+from service.stream.kafka import connection_options
 from service.stream.tables import CODECS, Pending, TableState, local_store
 from service.stream.topics import TABLES, changelog_topic
 
@@ -94,7 +97,12 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
         for name, table in declared.items()
     }
     pipeline = Pipeline(settings, *(tables[name] for name in TABLES))
-    runner = BatchRunner(settings, pipeline, tables, checkpoint, expected)
+
+    async def seek(topic: str, partition: int, offset: int) -> None:
+        await app.consumer.seek(TP(topic, partition), offset)
+
+    guard = GapGuard(connection_options(settings), seek)
+    runner = BatchRunner(settings, pipeline, tables, checkpoint, expected, guard)
 
     @app.agent(inputs)
     async def process(stream: Any) -> None:
@@ -107,6 +115,7 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
 
     async def close(sender: Any, *args: Any, **kwargs: Any) -> None:
         await checkpoint.close()
+        await guard.close()
 
     app.on_before_shutdown.connect(close)  # type: ignore[arg-type]
     return Wiring(app, settings, pipeline, tables, runner)
@@ -170,8 +179,10 @@ class BatchRunner:
         tables: dict[str, TableState],
         checkpoint: Checkpoint,
         expected: dict[str, EventType],
+        guard: GapGuard | None = None,
     ) -> None:
         self.settings = settings
+        self.guard = guard
         self.pipeline = pipeline
         self.tables = tables
         self.checkpoint = checkpoint
@@ -205,6 +216,9 @@ class BatchRunner:
                 await self.checkpoint.publish(partition, outputs)
 
     async def _run(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
+        if self.guard is not None and partition in self.checkpoint.partitions:
+            committed = Progress.load(self.tables["shops"], partition).offsets
+            events = await self.guard.admit(partition, events, committed)
         while partition in self.checkpoint.partitions:
             try:
                 work, outcomes = self._process(partition, events)
@@ -237,6 +251,9 @@ class BatchRunner:
         for event in events:
             message = event.message
             if progress.includes(message.topic, message.offset):
+                # already in the tables; its offset may not be committed yet (at_least_once
+                # crashed between the two): commit it with this batch
+                work.offsets[message.topic] = message.offset + 1
                 continue
             started = time.perf_counter()
             source = Source(message.topic, partition, message.offset)

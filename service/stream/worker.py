@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import faust
 from aiokafka.errors import KafkaConnectionError, KafkaError
@@ -22,16 +23,23 @@ class StartupError(Exception):
 
 
 def prepare_topics(settings: Settings) -> None:
-    """Create missing topics and refuse mismatched partitioning, before Faust starts."""
-    try:
-        created = asyncio.run(_prepare(settings))
-    except KafkaConnectionError as error:
-        raise StartupError(
-            f"cannot reach Kafka at {settings.kafka_bootstrap} ({error}); is the broker up? "
-            "(make kafka-up starts a local one)"
-        ) from None
-    except (TopologyError, KafkaError) as error:
-        raise StartupError(str(error)) from None
+    """Create missing topics and refuse mismatched partitioning, before Faust starts.
+    An unreachable broker is retried for ``kafka_wait_s`` (it may be restarting)."""
+    deadline = time.monotonic() + settings.kafka_wait_s
+    while True:
+        try:
+            created = asyncio.run(_prepare(settings))
+            break
+        except KafkaConnectionError as error:
+            if time.monotonic() >= deadline:
+                raise StartupError(
+                    f"cannot reach Kafka at {settings.kafka_bootstrap} ({error}); is the broker "
+                    "up? (make kafka-up starts a local one)"
+                ) from None
+            get_logger(__name__).warning("kafka_unreachable", retry_in_s=1.0)
+            time.sleep(1.0)
+        except (TopologyError, KafkaError) as error:
+            raise StartupError(str(error)) from None
     if created:
         get_logger(__name__).info("topics_created", topics=created)
 

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 
+from harness.kafka_io import consume_all
+from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import validate_output
 from service.settings import Settings
 from service.stream.topics import ensure_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import Simulation, SimulationConfig, generate
-from tests.integration.kafka_io import consume_all
-from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.metrics_oracle import MetricsOracle
 
 REPLAY_ENV = {

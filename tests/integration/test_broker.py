@@ -16,7 +16,7 @@ from collections import defaultdict
 from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 
-from tests.integration.kafka_io import (
+from harness.kafka_io import (
     consume_all,
     create_topics,
     decode_json,

@@ -10,11 +10,11 @@ from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from faust.types import TP
 
+from harness.kafka_io import consume_all, create_topics
+from harness.workers import isolated_settings
 from service.stream import faust_patches
 from service.stream.checkpoint import Checkpoint, FencedError, Record, Work
 from service.stream.kafka import connection_options
-from tests.integration.kafka_io import consume_all, create_topics
-from tests.integration.worker_process import isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

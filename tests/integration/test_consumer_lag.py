@@ -6,10 +6,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
+from harness.kafka_io import create_topics, produce_json
+from harness.workers import unique_name
 from service.observability import telemetry
 from service.stream.lag import LagProbe, consumer_lag
-from tests.integration.kafka_io import create_topics, produce_json
-from tests.integration.worker_process import unique_name
 
 
 async def commit(bootstrap: str, group_id: str, offsets: dict[TopicPartition, int]) -> None:

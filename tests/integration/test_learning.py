@@ -34,6 +34,8 @@ from typing import Any
 
 import pytest
 
+from harness.kafka_io import consume_all, read_table
+from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import ROLES, validate_output
 from service.core.events import parse_time
 from service.learning.quality import adjusted_rand_index
@@ -43,9 +45,7 @@ from service.stream.topics import ensure_topics
 from service.tools.publish import Record, publish
 from service.tools.simulation.generator import CustomerTruth, Simulation, SimulationConfig, generate
 from service.tools.simulation.shops import KINDS, Shop
-from tests.integration.kafka_io import consume_all, read_table
 from tests.integration.ticks import tick_orders
-from tests.integration.worker_process import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

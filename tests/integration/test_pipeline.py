@@ -20,6 +20,8 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from harness.kafka_io import consume_all, read_table
+from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import validate_output
 from service.core.customer import CustomerState
 from service.core.events import parse_time
@@ -28,8 +30,6 @@ from service.settings import Settings
 from service.stream.topics import ensure_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import Simulation, SimulationConfig, generate
-from tests.integration.kafka_io import consume_all, read_table
-from tests.integration.worker_process import WorkerProcess, isolated_settings
 from tests.oracle import lifetimes_summary
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -23,9 +23,9 @@ from typing import Any, TypeVar
 
 import pytest
 
+from harness.workers import WorkerProcess, free_port, isolated_settings
 from service.stream.topics import ensure_topics
 from service.tools.publish import Record, publish
-from tests.integration.worker_process import WorkerProcess, free_port, isolated_settings
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERT_RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"

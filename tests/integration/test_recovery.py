@@ -12,15 +12,15 @@ from typing import Any
 
 import pytest
 
+from harness.kafka_io import read_table
+from harness.workers import WorkerProcess, isolated_settings
 from service.core.pipeline import Pipeline
 from service.settings import Settings
 from service.stream.topics import ensure_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import SimulationConfig, generate
 from tests.feed import feed
-from tests.integration.kafka_io import read_table
 from tests.integration.ticks import tick_orders
-from tests.integration.worker_process import WorkerProcess, isolated_settings
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -18,7 +18,7 @@ from typing import Any
 
 from service.settings import Settings
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def free_port() -> int:
@@ -34,14 +34,15 @@ def unique_name(stem: str) -> str:
 
 
 def isolated_settings(bootstrap: str, stem: str, **overrides: Any) -> Settings:
-    """Settings with an app id and topic prefix of their own, on 4 partitions."""
-    return Settings(
-        kafka_bootstrap=bootstrap,
-        app_id=unique_name(f"segstream-{stem}"),
-        topic_prefix=unique_name(stem) + ".",
-        topic_partitions=4,
-        **overrides,
-    )
+    """Settings with an app id and topic prefix of their own, on 4 partitions (unless
+    ``overrides`` say otherwise)."""
+    fields: dict[str, Any] = {
+        "kafka_bootstrap": bootstrap,
+        "app_id": unique_name(f"segstream-{stem}"),
+        "topic_prefix": unique_name(stem) + ".",
+        "topic_partitions": 4,
+    }
+    return Settings(**(fields | overrides))
 
 
 @dataclass

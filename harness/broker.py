@@ -1,0 +1,141 @@
+"""A real Apache Kafka broker run by ``deploy/kafka/kafka.sh`` on a port of its own.
+
+Tests, benchmarks and the chaos run each start their own broker (KRaft, one node, the
+controller on the next port) with a data directory under ``deploy/kafka/.cache``; the
+chaos run also kills and restarts it while workers run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
+KAFKA_CACHE = REPO_ROOT / "deploy" / "kafka" / ".cache"
+SCRIPT_TIMEOUT_S = 300
+"""A first start may run Maven (fetch) and format storage; kafka.sh waits up to 60 s."""
+
+
+class BrokerError(RuntimeError):
+    """kafka.sh failed; the message carries its output."""
+
+
+@dataclass(frozen=True)
+class Broker:
+    """One broker: its port and data directory (``stem`` names the directory)."""
+
+    port: int
+    stem: str = "test-broker"
+
+    @property
+    def data_dir(self) -> Path:
+        return KAFKA_CACHE / f"{self.stem}-{self.port}"
+
+    @property
+    def bootstrap(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def server_log(self) -> Path:
+        return self.data_dir / "logs" / "server.log"
+
+    def env(self) -> dict[str, str]:
+        env = dict(os.environ)
+        env["KAFKA_PORT"] = str(self.port)
+        env["KAFKA_DATA_DIR"] = str(self.data_dir)
+        env.pop("KAFKA_CONTROLLER_PORT", None)  # follows KAFKA_PORT (+1)
+        return env
+
+    def run(self, command: str) -> subprocess.CompletedProcess[str]:
+        """Run ``kafka.sh <command>`` for this broker (start / stop / status / logs)."""
+        try:
+            return subprocess.run(
+                [str(KAFKA_SCRIPT), command],
+                env=self.env(),
+                cwd=REPO_ROOT,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=SCRIPT_TIMEOUT_S,
+                check=False,
+            )
+        except subprocess.TimeoutExpired as error:
+            raise BrokerError(
+                f"kafka.sh {command} did not return in {SCRIPT_TIMEOUT_S} s"
+            ) from error
+
+    def start(self) -> None:
+        """Start the broker (no-op when it runs); :class:`BrokerError` with the output."""
+        result = self.run("start")
+        if result.returncode != 0:
+            raise BrokerError(
+                f"could not start the Kafka broker on {self.bootstrap} (kafka.sh start exited "
+                f"{result.returncode}):\n--- stdout ---\n{result.stdout}"
+                f"--- stderr ---\n{result.stderr}"
+            )
+
+    def stop(self) -> None:
+        """Stop the broker cleanly (no-op when it is not running)."""
+        result = self.run("stop")
+        if result.returncode != 0:
+            raise BrokerError(f"kafka.sh stop failed:\n{result.stdout}{result.stderr}")
+
+    def kill(self) -> None:
+        """SIGKILL the broker process: a crash, no controlled shutdown."""
+        pid_file = self.data_dir / "kafka.pid"
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text().strip())
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)
+
+    def wipe(self) -> None:
+        """Stop the broker and delete its data: the next start begins empty."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def exclusive(broker: Broker) -> Iterator[None]:
+    """Hold a lock on the broker's port for as long as the block runs, so two sessions in
+    one checkout never wipe and restart each other's broker (the lock goes with the
+    process, so an interrupted session never blocks the next one)."""
+    KAFKA_CACHE.mkdir(parents=True, exist_ok=True)
+    with open(KAFKA_CACHE / f"{broker.stem}-{broker.port}.lock", "w") as lock_file:
+        try:
+            fcntl.flock(lock_file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise BrokerError(
+                f"another session uses the Kafka broker on {broker.bootstrap}; wait for it "
+                "or choose another port (its controller uses the next port too)"
+            ) from None
+        yield
+
+
+@contextlib.contextmanager
+def fresh_broker(port: int, stem: str = "test-broker") -> Iterator[Broker]:
+    """A broker on an empty data directory for the length of the block, stopped after."""
+    broker = Broker(port, stem)
+    with exclusive(broker):
+        broker.wipe()
+        broker.start()
+        try:
+            yield broker
+        finally:
+            broker.stop()

@@ -1,0 +1,466 @@
+"""The chaos run: real workers on a real broker, faults at random moments, then the books.
+
+``python -m tests.chaos --seed 7`` (``make chaos``) streams a simulated history of many
+shops (duplicates and bad records mixed in) into several worker processes while it
+SIGKILLs workers (some come back on an empty data directory: a fresh worker takes over
+from the changelogs alone), lets workers join and leave (rebalances), and stops and
+starts the broker. When everything is consumed it checks, against an uninterrupted
+in-process run over the same records and an independent pandas computation:
+
+- **facts**: every field of every customer's state in the committed customers table;
+- **changes**: read with ``read_committed``, each customer's changes per model form an
+  unbroken chain (``previous`` is the last ``current``) ending at the table's segment,
+  and no change appears twice;
+- **accounting**: per input topic, records in = processed + duplicates + dead-lettered
+  (from the partitions' committed progress records), and the dead-letter topic holds
+  exactly the bad records, byte for byte;
+- **metrics**: every month window of every shop equals the pandas oracle.
+
+It ends with one line (``chaos: 12 kills, 3 rebalances, 1 broker restart; 24,000 events;
+lost 0, duplicated 0, facts 0 diff, ...``) and exits 1 when any figure is not zero. The
+seed decides the history and every fault's kind and moment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import json
+import random
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from harness.broker import Broker, fresh_broker
+from harness.kafka_io import consume_all, read_table
+from harness.workers import WorkerProcess, isolated_settings
+from service.core.contracts import ROLES
+from service.core.keys import progress_key
+from service.core.pipeline import Pipeline
+from service.metrics.ledger import MetricsLedger
+from service.settings import Settings
+from service.stream.lag import LagProbe
+from service.stream.topics import ensure_topics
+from service.tools.publish import Record, publish
+from service.tools.simulation.generator import Simulation, SimulationConfig, generate
+from tests.feed import feed
+from tests.metrics_oracle import MetricsOracle
+
+WORKER_ENV = {
+    # A replay delivers months of event time in seconds over three independently consumed
+    # topics: allow the whole span as lateness, as a backfill should.
+    "SEGSTREAM_METRICS_ALLOWED_LATENESS_DAYS": "400",
+    "SEGSTREAM_METRICS_RETENTION_DAYS": "800",
+    "SEGSTREAM_METRICS_SNAPSHOT_INTERVAL_S": "5",
+}
+EVENTS_PER_CUSTOMER_YEAR = 11.0
+"""About how many records the simulator makes per customer and simulated year."""
+
+
+@dataclass(frozen=True)
+class ChaosConfig:
+    """How big the history is and which faults hit it."""
+
+    seed: int = 1
+    events: int = 20_000
+    workers: int = 3
+    kills: int = 10
+    fresh_takeovers: int = 2
+    """Of the kills, how many restart the worker on an empty data directory."""
+    rebalances: int = 3
+    broker_restarts: int = 1
+    rate: float = 200.0
+    """Records per second published (the faults are spread over the publishing time)."""
+    port: int = 29392
+    partitions: int = 8
+    standby_replicas: int = 0
+    work_dir: Path = Path("var/chaos")
+    timeout_s: float = 900.0
+
+
+@dataclass
+class Faults:
+    """What was done to the system, as it happened."""
+
+    kills: int = 0
+    fresh_takeovers: int = 0
+    joins: int = 0
+    leaves: int = 0
+    broker_restarts: int = 0
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def rebalances(self) -> int:
+        return self.joins + self.leaves
+
+
+@dataclass
+class Report:
+    """The figures the run ends with (every count but ``events`` must be zero)."""
+
+    events: int
+    faults: Faults
+    lost: int = 0
+    duplicated: int = 0
+    facts_diff: int = 0
+    accounting_diff: int = 0
+    dead_letters_diff: int = 0
+    metrics_diff: int = 0
+    seconds: float = 0.0
+    details: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (
+            self.lost
+            or self.duplicated
+            or self.facts_diff
+            or self.accounting_diff
+            or self.dead_letters_diff
+            or self.metrics_diff
+        )
+
+    def line(self) -> str:
+        f = self.faults
+        return (
+            f"chaos: {f.kills} kills ({f.fresh_takeovers} on an empty store), "
+            f"{f.rebalances} rebalances, {f.broker_restarts} broker restart"
+            f"{'' if f.broker_restarts == 1 else 's'}; {self.events:,} events; "
+            f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
+            f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
+            f"diff, metrics {self.metrics_diff} diff ({self.seconds:.0f} s)"
+        )
+
+
+def simulation(config: ChaosConfig) -> Simulation:
+    """A history of about ``config.events`` records over twelve shops and half a year."""
+    customers = max(10, round(config.events / (12 * EVENTS_PER_CUSTOMER_YEAR * 0.5)))
+    return generate(
+        SimulationConfig(
+            seed=config.seed,
+            shops_per_kind=2,
+            customers_per_shop=customers,
+            start=date(2025, 3, 1),
+            days=182,
+            duplicate_ratio=0.02,
+            out_of_order_ratio=0.02,
+            invalid_ratio=0.01,
+        )
+    )
+
+
+class Cluster:
+    """The running workers of one app, and the faults done to them and the broker."""
+
+    def __init__(self, config: ChaosConfig, settings: Settings, broker: Broker) -> None:
+        self.config = config
+        self.settings = settings
+        self.broker = broker
+        self.rng = random.Random(config.seed)
+        self.workers: list[WorkerProcess] = []
+        self.faults = Faults()
+        self._names = 0
+
+    def _new(self, fresh: bool = False, name: str | None = None) -> WorkerProcess:
+        if name is None or fresh:
+            self._names += 1
+            name = f"w{self._names}"
+        env = {**WORKER_ENV, "SEGSTREAM_TABLE_STANDBY_REPLICAS": str(self.config.standby_replicas)}
+        worker = WorkerProcess.for_settings(self.settings, self.config.work_dir / name, env)
+        worker.start()
+        return worker
+
+    def start(self) -> None:
+        self.workers = [self._new() for _ in range(self.config.workers)]
+        for worker in self.workers:
+            worker.wait_ready(timeout_s=180)
+
+    def note(self, what: str) -> None:
+        self.faults.log.append(f"{time.strftime('%H:%M:%S')} {what}")
+        print(f"chaos: {what}", file=sys.stderr, flush=True)
+
+    async def kill(self, fresh: bool) -> None:
+        """SIGKILL a worker; start a replacement (same data directory, or an empty one)."""
+        victim = self.rng.choice(self.workers)
+        victim.kill()
+        self.workers.remove(victim)
+        self.faults.kills += 1
+        self.faults.fresh_takeovers += int(fresh)
+        self.note(
+            f"killed {victim.data_dir.name}{' (replaced on an empty store)' if fresh else ''}"
+        )
+        await asyncio.sleep(self.rng.uniform(0.0, 3.0))
+        self.workers.append(self._new(fresh, None if fresh else victim.data_dir.name))
+
+    def join(self) -> None:
+        self.workers.append(self._new(fresh=True))
+        self.faults.joins += 1
+        self.note(f"joined {self.workers[-1].data_dir.name}")
+
+    def leave(self) -> None:
+        leaver = self.rng.choice(self.workers)
+        leaver.stop()
+        self.workers.remove(leaver)
+        self.faults.leaves += 1
+        self.note(f"left {leaver.data_dir.name}")
+
+    async def restart_broker(self) -> None:
+        self.broker.stop()
+        self.note("broker stopped")
+        await asyncio.sleep(self.rng.uniform(2.0, 6.0))
+        self.broker.start()
+        self.faults.broker_restarts += 1
+        self.note("broker started")
+
+    def stop(self) -> None:
+        for worker in self.workers:
+            worker.stop()
+
+    def check_running(self) -> None:
+        for worker in self.workers:
+            worker.assert_running()
+
+
+def fault_plan(config: ChaosConfig, span_s: float, rng: random.Random) -> list[tuple[float, str]]:
+    """Every fault with its moment in seconds after publishing starts (sorted)."""
+    kinds = ["kill"] * (config.kills - config.fresh_takeovers) + ["fresh"] * config.fresh_takeovers
+    kinds += ["join" if n % 2 == 0 else "leave" for n in range(config.rebalances)]
+    kinds += ["broker"] * config.broker_restarts
+    return sorted((rng.uniform(0.05, 0.95) * span_s, kind) for kind in kinds)
+
+
+async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float) -> None:
+    for moment, kind in plan:
+        await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
+        if kind in ("kill", "fresh"):
+            await cluster.kill(fresh=kind == "fresh")
+        elif kind == "join":
+            cluster.join()
+        elif kind == "leave" and len(cluster.workers) > 1:
+            cluster.leave()
+        elif kind == "broker":
+            await cluster.restart_broker()
+
+
+async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> None:
+    """Until the group's committed offsets reach the end of every input topic."""
+    probe = LagProbe.from_settings(settings, [settings.topic(role) for role in ROLES.values()])
+    deadline = time.monotonic() + timeout_s
+    try:
+        while True:
+            cluster.check_running()
+            try:
+                lag = await probe.measure()
+            except Exception as error:  # the broker may still be coming back
+                lag = {("?", -1): 1}
+                print(f"chaos: lag probe failed: {error!r}", file=sys.stderr)
+            if lag and sum(lag.values()) == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"lag {sum(lag.values())} after {timeout_s} s")
+            await asyncio.sleep(1.0)
+    finally:
+        await probe.stop()
+
+
+# ---------------------------------------------------------------- checks
+
+
+def reference(settings: Settings, records: Sequence[Record]) -> dict[str, Any]:
+    """The customers table of one uninterrupted in-process run over the same records."""
+    customers: dict[str, Any] = {}
+    feed(Pipeline(settings, customers, {}, {}, {}), records)
+    return {key: state.to_json() for key, state in customers.items()}
+
+
+def facts(state: dict[str, Any]) -> dict[str, Any]:
+    """Every field but the segments (learned and ranked segments depend on the order the
+    three topics were consumed in; the chain check ties them to the change topic)."""
+    return {**state, "segments": None, "recent_event_ids": sorted(state["recent_event_ids"])}
+
+
+def check_facts(report: Report, got: dict[str, Any], expected: dict[str, Any]) -> None:
+    for key in sorted(set(got) | set(expected)):
+        if key not in got or key not in expected:
+            report.facts_diff += 1
+            report.details.append(f"{key}: only in {'the table' if key in got else 'the run'}")
+        elif facts(got[key]) != facts(expected[key]):
+            report.facts_diff += 1
+            found, wanted = facts(got[key]), facts(expected[key])
+            fields = {
+                name: (found[name], wanted[name]) for name in wanted if found[name] != wanted[name]
+            }
+            report.details.append(f"{key}: (table, uninterrupted run) {str(fields)[:600]}")
+
+
+def check_changes(report: Report, changes: list[dict[str, Any]], table: dict[str, Any]) -> None:
+    """Chains per customer and model, in topic order (a shop's changes share a partition)."""
+    seen: set[str] = set()
+    current: dict[tuple[str, str, str], str | None] = {}
+    for change in changes:
+        if change["kind"] != "segment_changed":
+            continue
+        if change["event_id"] in seen:
+            report.duplicated += 1
+            continue
+        seen.add(change["event_id"])
+        key = (change["shop_id"], change["customer_id"], change["model"])
+        if change["previous"] != current.get(key):
+            report.lost += 1
+            if len(report.details) < 20:
+                report.details.append(f"chain broken at {key}: {change}")
+        current[key] = change["current"]
+    for name, state in table.items():
+        shop_id, _, customer_id = name.partition("/")
+        models = {m for s, c, m in current if (s, c) == (shop_id, customer_id)}
+        for model in models | set(state["segments"]):
+            if current.get((shop_id, customer_id, model)) != state["segments"].get(model):
+                report.lost += 1
+                if len(report.details) < 20:
+                    report.details.append(f"chain of {name} {model} ends elsewhere")
+
+
+def expected_counts(sim: Simulation) -> dict[str, Counter[str]]:
+    """Per event type of the topic: processed, duplicate and dead_lettered records sent."""
+    counts: dict[str, Counter[str]] = defaultdict(Counter)
+    seen: set[str] = set()
+    for role, value in sim.outbox():
+        kind = {v: k for k, v in ROLES.items()}[role].value
+        if isinstance(value, bytes):
+            counts[kind]["dead_lettered"] += 1
+        elif value["event_id"] in seen:
+            counts[kind]["duplicate"] += 1
+        else:
+            seen.add(value["event_id"])
+            counts[kind]["processed"] += 1
+    return counts
+
+
+def check_accounting(report: Report, shops: dict[str, Any], sim: Simulation) -> None:
+    got: dict[str, Counter[str]] = defaultdict(Counter)
+    for key, value in shops.items():
+        if key.startswith(progress_key(0)[:-1]):
+            for kind, outcomes in value["counts"].items():
+                got[kind].update(outcomes)
+    expected = expected_counts(sim)
+    for kind in set(got) | set(expected):
+        for outcome in ("processed", "duplicate", "dead_lettered"):
+            difference = abs(got[kind][outcome] - expected[kind][outcome])
+            if difference:
+                report.accounting_diff += difference
+                report.details.append(
+                    f"{kind} {outcome}: {got[kind][outcome]} counted, "
+                    f"{expected[kind][outcome]} sent"
+                )
+
+
+def check_dead_letters(report: Report, letters: list[dict[str, Any]], sim: Simulation) -> None:
+    originals = Counter(base64.b64decode(letter["original_value_b64"]) for letter in letters)
+    sent = Counter(raw for _, raw in sim.invalid)
+    report.dead_letters_diff = sum(((originals - sent) + (sent - originals)).values())
+
+
+def check_metrics(
+    report: Report, buckets: dict[str, Any], sim: Simulation, settings: Settings
+) -> None:
+    ledger = MetricsLedger(buckets, allowed_lateness_days=400, retention_days=800)
+    unique = {event["event_id"]: event for event in reversed(sim.events)}
+    oracle = MetricsOracle(list(unique.values()))  # duplicates count once
+    for shop_id in sorted({event["shop_id"] for event in sim.events}):
+        for month in ("2025-03-01", "2025-04-01", "2025-05-01", "2025-06-01", "2025-07-01"):
+            window = ledger.window(shop_id, "month", date.fromisoformat(month))
+            expected = oracle.window(shop_id, window.start, window.end, "all")
+            for name in ("subscribers_start", "subscribers_end", "signups", "orders"):
+                if getattr(window, name) != expected[name]:
+                    report.metrics_diff += 1
+                    report.details.append(f"{shop_id} {month} {name}")
+            for name in ("mrr_start", "mrr_end", "revenue"):
+                if abs(getattr(window, name) - expected[name]) > 1e-4:
+                    report.metrics_diff += 1
+                    report.details.append(f"{shop_id} {month} {name}")
+
+
+async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
+    outbox = sim.outbox()
+    table = await read_table(settings, "customers", timeout_s=120)
+    check_facts(report, table, reference(settings, outbox))
+    records = await consume_all(
+        settings.kafka_bootstrap, settings.topic("segment_changes"), timeout_s=180
+    )
+    check_changes(report, [json.loads(r.value) for r in records], table)
+    check_accounting(report, await read_table(settings, "shops"), sim)
+    letters = await consume_all(
+        settings.kafka_bootstrap, settings.topic("dead_letters"), timeout_s=60
+    )
+    check_dead_letters(report, [json.loads(r.value) for r in letters], sim)
+    check_metrics(report, await read_table(settings, "metrics", timeout_s=120), sim, settings)
+
+
+async def run(config: ChaosConfig, broker: Broker) -> Report:
+    """One chaos run on ``broker`` (which it stops and starts)."""
+    started = time.monotonic()
+    settings = isolated_settings(
+        broker.bootstrap, f"chaos{config.seed}", topic_partitions=config.partitions
+    )
+    settings = replace_settings(settings)
+    await ensure_topics(settings, changelogs=True)
+    sim = simulation(config)
+    outbox = sim.outbox()
+    report = Report(len(outbox), Faults())
+    cluster = Cluster(config, settings, broker)
+    report.faults = cluster.faults
+    cluster.start()
+    try:
+        span = len(outbox) / config.rate
+        plan = fault_plan(config, span, cluster.rng)
+        publishing = time.monotonic()
+        faults = asyncio.create_task(inject(cluster, plan, publishing))
+        await publish(outbox, settings, rate=config.rate)
+        await faults
+        await drained(settings, cluster, config.timeout_s)
+        await verify(report, settings, sim)
+    finally:
+        cluster.stop()
+    report.seconds = time.monotonic() - started
+    return report
+
+
+def replace_settings(settings: Settings) -> Settings:
+    """The worker settings the checks need to know (lateness as the workers run it)."""
+    return settings.model_copy(
+        update={"metrics_allowed_lateness_days": 400, "metrics_retention_days": 800}
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
+    defaults = ChaosConfig()
+    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--events", type=int, default=defaults.events)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--kills", type=int, default=defaults.kills)
+    parser.add_argument("--fresh-takeovers", type=int, default=defaults.fresh_takeovers)
+    parser.add_argument("--rebalances", type=int, default=defaults.rebalances)
+    parser.add_argument("--broker-restarts", type=int, default=defaults.broker_restarts)
+    parser.add_argument("--rate", type=float, default=defaults.rate)
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--standby-replicas", type=int, default=defaults.standby_replicas)
+    args = parser.parse_args(argv)
+    config = ChaosConfig(**{k: v for k, v in vars(args).items()})
+    config = replace(config, work_dir=defaults.work_dir / f"seed-{config.seed}-{int(time.time())}")
+    with fresh_broker(config.port, "chaos-broker") as broker:
+        report = asyncio.run(run(config, broker))
+    for detail in report.details:
+        print(f"chaos: {detail}", file=sys.stderr)
+    print(report.line())
+    return 0 if report.clean else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
