@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import base64
+import hashlib
 import uuid
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from service.core.contracts import DETAIL_MAX_CHARS, DeadLetterReason
 from service.core.events import format_time
 
 SCHEMA_VERSION = 1
+DEAD_LETTER_KEEP_BYTES = 64 * 1024
+"""Most bytes of an original key or value a dead letter carries. Why: a dead letter holds
+the original base64-encoded (4/3 the size), so a ~900 KB record kept whole would exceed the
+producer's 1 MB request limit; the size and SHA-256 of the whole value are always given."""
 _CHANGE_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4d0c-9a43-3f3b1f2c8e11")
 
 
@@ -111,30 +117,45 @@ class Source:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
-    """A record the worker could not use, kept whole with the reason."""
+    """A record the worker could not use, with the reason and (up to 64 KiB of) its bytes."""
 
-    reason: str
+    reason: DeadLetterReason
     detail: str
     source: Source
     key: bytes | None
     value: bytes | None
 
     def to_json(self, now: datetime) -> dict[str, Any]:
-        """The ``dead_letter`` payload."""
-        return {
+        """The ``dead_letter`` payload: at most ~180 KB whatever the original's size."""
+        value = self.value or b""
+        payload: dict[str, Any] = {
             "schema_version": SCHEMA_VERSION,
             "reason": self.reason,
-            "detail": self.detail,
+            "detail": self.detail[:DETAIL_MAX_CHARS],
             "source": {
                 "topic": self.source.topic,
                 "partition": self.source.partition,
                 "offset": self.source.offset,
             },
-            "original_key_b64": _b64(self.key),
-            "original_value_b64": _b64(self.value) or "",
+            "original_key_b64": None if self.key is None else _kept_b64(self.key),
+            "original_key_truncated": self.key is not None and _truncated(self.key),
+            "original_value_b64": _kept_b64(value),
+            "original_value_bytes": len(value),
+            "original_value_sha256": hashlib.sha256(value).hexdigest(),
+            "original_value_truncated": _truncated(value),
             "dead_lettered_at": format_time(now),
         }
+        if self.key is not None and _truncated(self.key):
+            payload["original_key_bytes"] = len(self.key)
+            payload["original_key_sha256"] = hashlib.sha256(self.key).hexdigest()
+        return payload
 
 
-def _b64(raw: bytes | None) -> str | None:
-    return None if raw is None else base64.b64encode(raw).decode("ascii")
+def _truncated(raw: bytes) -> bool:
+    """Whether a dead letter keeps only the first DEAD_LETTER_KEEP_BYTES of ``raw``."""
+    return len(raw) > DEAD_LETTER_KEEP_BYTES
+
+
+def _kept_b64(raw: bytes) -> str:
+    """Standard padded base64 of the (first DEAD_LETTER_KEEP_BYTES) bytes of ``raw``."""
+    return base64.b64encode(memoryview(raw)[:DEAD_LETTER_KEEP_BYTES]).decode("ascii")

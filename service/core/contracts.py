@@ -12,12 +12,21 @@ Two Python-specific gaps are closed here so Python agrees with ECMA-262 based va
 ``pattern`` is matched with ECMA ``$`` semantics (end of input; Python's ``$`` also matches
 before a trailing newline, so ``"EUR\\n"`` would pass), and JSON's non-standard ``NaN`` /
 ``Infinity`` literals and numbers beyond the double range (``1e999``) are rejected as
-invalid JSON.
+invalid JSON. So are duplicate object keys (parsers disagree on which one wins) and unpaired
+surrogate escapes (``"\\ud800"`` has no UTF-8 form, so it could not be stored or re-published).
+
+Two checks need no schema: a record longer than :data:`MAX_EVENT_BYTES` is rejected before it
+is decoded, and a valid event whose time is implausible (:data:`MAX_FUTURE_SKEW`,
+:data:`EARLIEST_EVENT_TIME`) is rejected, because it would move its shop's stream time.
 
 >>> parse_event(b"\\xff")
 Rejection(reason='undecodable', detail='value is not UTF-8: invalid start byte at byte 0')
 >>> parse_event(b'{"type": "order"}', EventType.SIGNUP)
 Rejection(reason='wrong_topic', detail="event type 'order' on the topic for 'signup' events")
+>>> parse_event(b'{"amount": 1, "amount": 20}')
+Rejection(reason='invalid_json', detail="not valid JSON: duplicate key 'amount'")
+>>> parse_event(b" " * (MAX_EVENT_BYTES + 1)).reason
+'too_large'
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ import re
 import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from functools import cache
 from pathlib import Path
@@ -38,6 +48,7 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from service.core.events import format_time, parse_time
 from service.settings import TopicRole
 
 if TYPE_CHECKING:
@@ -51,6 +62,26 @@ SCHEMA_BASE_URI = "https://segstream.example/schemas/v1/"
 
 DETAIL_MAX_CHARS = 500
 """Longest ``Rejection.detail``."""
+
+MAX_EVENT_BYTES = 64 * 1024
+"""Longest input record value, in bytes, whatever the settings. An event is a few hundred
+bytes; a bigger value is a producer bug, rejected as ``too_large`` before it is decoded (so
+a 1 MB record costs no UTF-8 decode or JSON parse)."""
+
+MAX_FUTURE_SKEW = timedelta(days=2)
+"""How far ``occurred_at`` may lie ahead of the wall clock (producer clocks drift, time
+zones get mixed up); later is ``implausible_time``: it would move the shop's stream time
+into the future and fire every timer of its customers at once."""
+
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+"""Event times before this are ``implausible_time`` (an unset clock or a zero timestamp:
+1970-01-01 would make every customer look long gone)."""
+_EARLIEST = format_time(EARLIEST_EVENT_TIME)
+
+MAX_EFFECTIVE_DELAY = timedelta(days=400)
+"""How far a cancellation's ``effective_at`` may lie after its ``occurred_at``. It is the end
+of the paid period, legitimately in the future: up to a year (the longest plan interval)
+plus slack. Later is ``implausible_time``."""
 
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
@@ -83,7 +114,13 @@ def role_for(event: Mapping[str, Any]) -> TopicRole:
     return ROLES[EventType(event["type"])]
 
 
-RejectReason = Literal["undecodable", "invalid_json", "schema_invalid", "wrong_topic"]
+RejectReason = Literal[
+    "undecodable", "too_large", "invalid_json", "schema_invalid", "wrong_topic", "implausible_time"
+]
+"""Why :func:`parse_event` rejects a record (the first failing check, in this order)."""
+DeadLetterReason = Literal[RejectReason, "wrong_partition", "processing_error"]
+"""Every ``dead_letter.reason`` (``schemas/v1/dead_letter.json``): a rejection, a valid event
+in a partition its shop does not hash to, or a valid event the worker failed on (a bug)."""
 OutputSchema = Literal["segment_changed", "segment_formed", "dead_letter", "metrics_snapshot"]
 
 
@@ -105,9 +142,24 @@ def schema_path(name: str) -> Path:
 def _ecma_pattern(
     validator: Any, pattern: str, instance: object, schema: Mapping[str, Any]
 ) -> Iterator[ValidationError]:
-    """``pattern`` keyword with ECMA-262 semantics for a final ``$`` (end of input only)."""
+    """``pattern`` keyword with ECMA-262 semantics for a final ``$`` (end of input only).
+
+    When the string holds a control or invisible character, the message names it: the
+    escaped pattern that excludes those (``printable_id``) is unreadable in a dead letter.
+    """
     if isinstance(instance, str) and not _compiled(pattern).search(instance):
-        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+        hidden = _HIDDEN_CHARACTER.search(instance)
+        if hidden is None:
+            yield ValidationError(f"{instance!r} does not match {pattern!r}")
+        else:
+            code = f"U+{ord(hidden.group()):04X}"
+            yield ValidationError(f"{instance!r} contains {code}, a control or invisible character")
+
+
+_HIDDEN_CHARACTER = re.compile(
+    r"[\u0000-\u001f\u007f-\u009f\u200b-\u200f\u2028-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+)
+"""The characters ``envelope.json#/$defs/printable_id`` excludes (for messages only)."""
 
 
 @cache
@@ -235,9 +287,27 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """An object without duplicate keys: parsers disagree on which duplicate wins, so a
+    ``{"amount": 1, "amount": 20}`` would mean different things to different consumers."""
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"duplicate key {key!r}")
+            seen.add(key)
+    return obj
+
+
 _DECODER = json.JSONDecoder(
-    parse_float=_finite_float, parse_int=_finite_int, parse_constant=_reject_constant
+    parse_float=_finite_float,
+    parse_int=_finite_int,
+    parse_constant=_reject_constant,
+    object_pairs_hook=_unique_keys,
 )
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+"""A ``\\uD800``-``\\uDFFF`` escape: only then can a decoded string hold a lone surrogate."""
 _JSON_TYPE_NAMES: dict[type, str] = {
     list: "array",
     str: "string",
@@ -260,15 +330,30 @@ def _describe(error: ValidationError) -> str:
     return _truncate(f"{error.json_path}: {error.message}")
 
 
-def parse_event(raw: bytes | None, expected: EventType | None = None) -> dict[str, Any] | Rejection:
-    """Decode and validate one input record value.
+def _lone_surrogate(value: Any) -> str | None:
+    """The first string (or key) in ``value`` holding an unpaired surrogate, if any.
 
-    Returns the event as parsed (no defaults filled in: a missing ``items`` means ``[]``),
-    or a :class:`Rejection`. ``expected`` is the type the topic carries; a valid event of
-    another type is rejected as ``wrong_topic``. Never raises for any input bytes.
+    Why: JSON allows ``"\\ud800"`` but no UTF-8 text can hold it, so such an id would crash
+    the worker when it writes the id to a table key or an output record.
     """
-    if raw is None:
-        return Rejection("undecodable", "record value is null (tombstone); expected a JSON object")
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str) and not item.isascii():
+            try:
+                item.encode("utf-8")
+            except UnicodeEncodeError:
+                return item
+    return None
+
+
+def _decode(raw: bytes) -> dict[str, Any] | Rejection:
+    """UTF-8 JSON object, or why not (``undecodable`` or ``invalid_json``)."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -280,24 +365,100 @@ def parse_event(raw: bytes | None, expected: EventType | None = None) -> dict[st
     if not isinstance(event, dict):
         got = _JSON_TYPE_NAMES.get(type(event), type(event).__name__)
         return Rejection("invalid_json", f"expected a JSON object, got {got}")
+    if _SURROGATE_ESCAPE.search(text):
+        lone = _lone_surrogate(event)
+        if lone is not None:
+            return Rejection(
+                "invalid_json",
+                _truncate(f"not valid JSON: unpaired surrogate escape in string {lone!r}"),
+            )
+    return cast(dict[str, Any], event)
+
+
+def _event_type(event: dict[str, Any]) -> EventType | Rejection:
+    """The event's ``type``, or a ``schema_invalid`` rejection when it is missing or unknown."""
     type_name = event.get("type")
     event_type = _EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
-    if event_type is None:
-        if "type" not in event:
-            return Rejection("schema_invalid", "$: 'type' is a required property")
+    if event_type is not None:
+        return event_type
+    if "type" not in event:
+        return Rejection("schema_invalid", "$: 'type' is a required property")
+    return Rejection(
+        "schema_invalid", _truncate(f"$.type: {type_name!r} is not one of {list(_EVENT_TYPES)}")
+    )
+
+
+def _schema_error(event_type: EventType, event: dict[str, Any]) -> Rejection | None:
+    """``schema_invalid`` naming the most relevant error, or None if the event is valid."""
+    validator = _contracts().validator(event_type.value)
+    try:
+        if validator.is_valid(event):
+            return None
+        return Rejection("schema_invalid", _describe(best_match(validator.iter_errors(event))))
+    except RecursionError:  # a deeply nested value the decoder still accepted
+        return Rejection("schema_invalid", "$: a value is nested too deeply to validate")
+
+
+def _implausible_time(event: dict[str, Any], now: datetime) -> Rejection | None:
+    """``implausible_time`` if ``occurred_at`` or ``effective_at`` is out of bounds.
+
+    ``occurred_at`` drives the shop's stream time: it must lie between EARLIEST_EVENT_TIME
+    and MAX_FUTURE_SKEW after ``now``. ``effective_at`` (the end of the paid period) must
+    lie after EARLIEST_EVENT_TIME and at most MAX_EFFECTIVE_DELAY after ``occurred_at``.
+    """
+    stamp: str = event["occurred_at"]
+    effective: str | None = event.get("effective_at")
+    try:
+        occurred = parse_time(stamp)
+        ends = None if effective is None else parse_time(effective)
+    except (ValueError, OverflowError) as error:  # the schema's format check prevents this
+        return Rejection("schema_invalid", _truncate(f"$: not a date-time: {error}"))
+    problem = None
+    if occurred > now + MAX_FUTURE_SKEW:
+        ahead = f"{MAX_FUTURE_SKEW.days} days after the current time {format_time(now)}"
+        problem = f"$.occurred_at: {stamp!r} is more than {ahead}"
+    elif occurred < EARLIEST_EVENT_TIME:
+        problem = f"$.occurred_at: {stamp!r} is before {_EARLIEST}"
+    elif ends is not None and ends < EARLIEST_EVENT_TIME:
+        problem = f"$.effective_at: {effective!r} is before {_EARLIEST}"
+    elif ends is not None and ends > occurred + MAX_EFFECTIVE_DELAY:
+        after = f"{MAX_EFFECTIVE_DELAY.days} days after occurred_at {stamp!r}"
+        problem = f"$.effective_at: {effective!r} is more than {after}"
+    return None if problem is None else Rejection("implausible_time", problem)
+
+
+def parse_event(
+    raw: bytes | None, expected: EventType | None = None, now: datetime | None = None
+) -> dict[str, Any] | Rejection:
+    """Decode and validate one input record value.
+
+    Returns the event as parsed (no defaults filled in: a missing ``items`` means ``[]``),
+    or a :class:`Rejection`. ``expected`` is the type the topic carries; a valid event of
+    another type is rejected as ``wrong_topic``. ``now`` (aware; default: the wall clock)
+    bounds ``occurred_at``. Never raises for any input bytes.
+    """
+    if raw is None:
+        return Rejection("undecodable", "record value is null (tombstone); expected a JSON object")
+    if len(raw) > MAX_EVENT_BYTES:
         return Rejection(
-            "schema_invalid",
-            _truncate(f"$.type: {type_name!r} is not one of {list(_EVENT_TYPES)}"),
+            "too_large",
+            f"value is {len(raw)} bytes; an input event may have at most {MAX_EVENT_BYTES} bytes",
         )
+    event = _decode(raw)
+    if isinstance(event, Rejection):
+        return event
+    event_type = _event_type(event)
+    if isinstance(event_type, Rejection):
+        return event_type
     if expected is not None and event_type is not expected:
         return Rejection(
             "wrong_topic",
             f"event type {event_type.value!r} on the topic for {expected.value!r} events",
         )
-    validator = _contracts().validator(event_type.value)
-    if validator.is_valid(event):
-        return cast(dict[str, Any], event)
-    return Rejection("schema_invalid", _describe(best_match(validator.iter_errors(event))))
+    rejection = _schema_error(event_type, event)
+    if rejection is None:
+        rejection = _implausible_time(event, datetime.now(UTC) if now is None else now)
+    return event if rejection is None else rejection
 
 
 def validate_output(schema: OutputSchema, payload: Mapping[str, Any]) -> None:

@@ -157,7 +157,7 @@ class Pipeline:
             letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
             return Outcome("dead_lettered", expected.value, dead_letter=letter)
         event = from_payload(parsed)
-        misplaced = self._misplaced(event, source)
+        misplaced = self._misplaced(event, source, key, raw)
         if misplaced is not None:
             return Outcome("dead_lettered", expected.value, dead_letter=misplaced)
         outcome = Outcome("processed", event_type(event), event.shop_id)
@@ -177,7 +177,9 @@ class Pipeline:
         book.dirty = True
         return outcome
 
-    def _misplaced(self, event: Event, source: Source) -> DeadLetter | None:
+    def _misplaced(
+        self, event: Event, source: Source, key: bytes | None, raw: bytes | None
+    ) -> DeadLetter | None:
         """A record in a partition its shop does not hash to would split the shop's state."""
         if source.partition < 0:
             return None
@@ -188,7 +190,7 @@ class Pipeline:
             f"shop {event.shop_id!r} belongs in partition {home}, found in {source.partition}: "
             "key input records by shop_id"
         )
-        return DeadLetter("wrong_partition", detail, source, None, None)
+        return DeadLetter("wrong_partition", detail, source, key, raw)
 
     def flush(self) -> None:
         """Write every changed book's shop record and models (and the partition priors)."""

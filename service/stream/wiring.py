@@ -38,6 +38,9 @@ from service.stream.tables import CODECS, Pending, TableState, local_store
 from service.stream.topics import TABLES, changelog_topic
 
 log = get_logger(__name__)
+MAX_LETTER_KEY = 1024
+"""A dead letter is keyed by the original key up to this size (unkeyed beyond: the key
+itself, bounded, is inside the letter)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,7 +330,8 @@ def output_records(settings: Settings, outcome: Outcome) -> list[Record]:
     if outcome.dead_letter is not None:
         letter = outcome.dead_letter
         payload = to_bytes(letter.to_json(datetime.now(UTC)))
-        records.append(Record(settings.topic("dead_letters"), letter.key, payload))
+        key = letter.key if letter.key is None or len(letter.key) <= MAX_LETTER_KEY else None
+        records.append(Record(settings.topic("dead_letters"), key, payload))
     return records
 
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import random
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
@@ -27,6 +28,9 @@ EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1"
 INPUT_TYPES = [t.value for t in EventType]
 OUTPUT_TYPES = ["segment_changed", "segment_formed", "dead_letter"]
 SCHEMA_NAMES = ["envelope", *INPUT_TYPES, *OUTPUT_TYPES]
+# The valid examples are dated up to 2026-12-24; parse them at a fixed time after that
+# (implausible_time rejects an occurred_at more than 2 days ahead of "now").
+EXAMPLES_NOW = datetime(2027, 1, 1, tzinfo=UTC)
 
 # The field each invalid example breaks; the rejection detail must name it. Every invalid
 # example file must appear here and every entry must have a file (see test below).
@@ -37,7 +41,9 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("signup", "attribute_name_uppercase"): "BrewStrength",
     ("signup", "attribute_preferences_not_strings"): "preferences",
     ("signup", "attribute_value_object"): "address",
+    ("signup", "customer_id_bidi_override"): "customer_id",
     ("signup", "event_id_empty"): "event_id",
+    ("signup", "event_id_nul"): "event_id",
     ("signup", "extra_top_level_property"): "email",
     ("signup", "marketing_opt_in_string"): "marketing_opt_in",
     ("signup", "missing_customer_id"): "customer_id",
@@ -49,33 +55,45 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("signup", "occurred_at_without_offset"): "occurred_at",
     ("signup", "plan_currency_lowercase"): "plan.currency",
     ("signup", "plan_extra_property"): "trial_days",
+    ("signup", "plan_id_byte_order_mark"): "plan.plan_id",
     ("signup", "plan_interval_unknown"): "plan.interval",
     ("signup", "plan_price_negative"): "plan.price",
+    ("signup", "plan_tier_zero_width_space"): "plan.tier",
+    ("signup", "referred_by_line_separator"): "referred_by",
     ("signup", "schema_version_2"): "schema_version",
     ("signup", "shop_id_bad_pattern"): "shop_id",
     ("signup", "shop_id_too_long"): "shop_id",
+    ("signup", "shop_id_zero_width_space"): "shop_id",
     ("order", "amount_negative"): "amount",
     ("order", "amount_string"): "amount",
     ("order", "currency_lowercase"): "currency",
     ("order", "currency_trailing_newline"): "currency",
+    ("order", "customer_id_left_to_right_mark"): "customer_id",
+    ("order", "discount_code_delete"): "discount_code",
     ("order", "discount_code_empty"): "discount_code",
     ("order", "extra_top_level_property"): "customer_email",
     ("order", "is_renewal_string"): "is_renewal",
+    ("order", "item_category_word_joiner"): "items[1].category",
     ("order", "item_extra_property"): "gift_wrap",
     ("order", "item_missing_sku"): "sku",
     ("order", "item_quantity_fractional"): "items[1].quantity",
     ("order", "item_quantity_zero"): "items[0].quantity",
+    ("order", "item_sku_tab"): "items[0].sku",
     ("order", "item_unit_price_negative"): "items[0].unit_price",
     ("order", "items_not_array"): "items",
     ("order", "missing_is_renewal"): "is_renewal",
     ("order", "missing_order_id"): "order_id",
     ("order", "occurred_at_not_rfc3339"): "occurred_at",
+    ("order", "order_id_c1_control"): "order_id",
     ("order", "plan_missing_interval"): "interval",
     ("order", "shop_id_bad_pattern"): "shop_id",
     ("cancellation", "comment_too_long"): "comment",
+    ("cancellation", "customer_id_bidi_isolate"): "customer_id",
     ("cancellation", "customer_id_empty"): "customer_id",
     ("cancellation", "customer_id_number"): "customer_id",
     ("cancellation", "effective_at_not_rfc3339"): "effective_at",
+    ("cancellation", "event_id_invisible_times"): "event_id",
+    ("cancellation", "event_id_newline"): "event_id",
     ("cancellation", "extra_top_level_property"): "refund_amount",
     ("cancellation", "missing_occurred_at"): "occurred_at",
     ("cancellation", "missing_reason"): "reason",
@@ -95,10 +113,15 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("segment_formed", "missing_segment"): "segment",
     ("dead_letter", "dead_lettered_at_without_offset"): "dead_lettered_at",
     ("dead_letter", "detail_empty"): "detail",
+    ("dead_letter", "detail_too_long"): "detail",
     ("dead_letter", "extra_top_level_property"): "retry_count",
     ("dead_letter", "missing_source"): "source",
     ("dead_letter", "original_key_b64_missing"): "original_key_b64",
+    ("dead_letter", "original_key_truncated_without_bytes"): "original_key_bytes",
     ("dead_letter", "original_value_b64_not_base64"): "original_value_b64",
+    ("dead_letter", "original_value_bytes_negative"): "original_value_bytes",
+    ("dead_letter", "original_value_sha256_uppercase"): "original_value_sha256",
+    ("dead_letter", "original_value_truncated_missing"): "original_value_truncated",
     ("dead_letter", "reason_unknown"): "reason",
     ("dead_letter", "source_offset_string"): "source.offset",
     ("dead_letter", "source_partition_negative"): "source.partition",
@@ -192,13 +215,13 @@ def test_every_invalid_example_names_its_broken_field() -> None:
 def test_valid_input_example_parses_to_the_same_dict(type_name: str, path: Path) -> None:
     raw = path.read_bytes()
     expected = EventType(type_name)
-    assert parse_event(raw, expected) == json.loads(raw)
-    assert parse_event(raw) == json.loads(raw)
+    assert parse_event(raw, expected, EXAMPLES_NOW) == json.loads(raw)
+    assert parse_event(raw, now=EXAMPLES_NOW) == json.loads(raw)
 
 
 @pytest.mark.parametrize(("type_name", "path"), _examples(INPUT_TYPES, "invalid"))
 def test_invalid_input_example_is_rejected_naming_the_field(type_name: str, path: Path) -> None:
-    result = parse_event(path.read_bytes(), EventType(type_name))
+    result = parse_event(path.read_bytes(), EventType(type_name), EXAMPLES_NOW)
     assert isinstance(result, Rejection), "accepted an invalid example"
     assert result.reason == "schema_invalid"
     assert result.detail.startswith("$")
@@ -264,7 +287,7 @@ def test_date_time_format_is_asserted_not_just_annotated() -> None:
 
 @pytest.mark.parametrize(
     "stamp",
-    ["2026-03-01T09:30:00Z", "2026-03-01T09:30:00.123456789+05:30", "1999-12-31T23:59:59-00:00"],
+    ["2026-03-01T09:30:00Z", "2026-03-01T09:30:00.123456789+05:30", "2000-01-01T00:00:00-00:00"],
 )
 def test_rfc3339_stamps_in_the_profile_are_accepted(stamp: str) -> None:
     assert isinstance(parse_event(_order(occurred_at=stamp)), dict)
@@ -318,7 +341,7 @@ def test_integer_and_boolean_are_not_confused() -> None:
         (b"[1, 2]", "invalid_json", "array"),
         (b'"order"', "invalid_json", "string"),
         (b"null", "invalid_json", "null"),
-        (b"[" * 100_000, "invalid_json", "recursion"),
+        (b"[" * 50_000, "invalid_json", "recursion"),
         (b'{"type": "order", "amount": NaN}', "invalid_json", "NaN"),
         (b'{"type": "order", "amount": Infinity}', "invalid_json", "Infinity"),
         (b'{"type": "order", "amount": 1e999}', "invalid_json", "finite"),
@@ -383,6 +406,244 @@ def test_parse_event_never_raises_on_mangled_records() -> None:
     assert {"undecodable", "invalid_json", "schema_invalid"} <= outcomes
 
 
+# --- hidden characters in ids ---------------------------------------------------------------
+
+HIDDEN = {
+    "NUL": "\x00",
+    "C0 control (ESC)": "\x1b",
+    "tab": "\t",
+    "DEL": "\x7f",
+    "C1 control (NEL)": "\x85",
+    "C1 control (APC)": "\x9f",
+    "zero-width space": "\u200b",
+    "right-to-left mark": "\u200f",
+    "line separator": "\u2028",
+    "paragraph separator": "\u2029",
+    "left-to-right embedding": "\u202a",
+    "right-to-left override": "\u202e",
+    "word joiner": "\u2060",
+    "invisible plus": "\u2064",
+    "left-to-right isolate": "\u2066",
+    "pop directional isolate": "\u2069",
+    "byte-order mark": "\ufeff",
+}
+# Where an id-like string sits in which valid example: (type, example, path to the field).
+ID_FIELDS: list[tuple[str, str, tuple[str | int, ...]]] = [
+    ("signup", "rich_attributes_referral", ("event_id",)),
+    ("signup", "rich_attributes_referral", ("customer_id",)),
+    ("signup", "rich_attributes_referral", ("shop_id",)),
+    ("signup", "rich_attributes_referral", ("referred_by",)),
+    ("signup", "rich_attributes_referral", ("plan", "plan_id")),
+    ("signup", "rich_attributes_referral", ("plan", "tier")),
+    ("order", "one_off_with_items_and_discount", ("order_id",)),
+    ("order", "one_off_with_items_and_discount", ("discount_code",)),
+    ("order", "one_off_with_items_and_discount", ("items", 0, "sku")),
+    ("order", "one_off_with_items_and_discount", ("items", 1, "category")),
+    ("cancellation", "minimal", ("customer_id",)),
+]
+
+
+def _with(type_name: str, example: str, path: tuple[str | int, ...], value: Any) -> bytes:
+    """A valid example with the field at ``path`` replaced by ``value``."""
+    event: Any = _load(EXAMPLES / type_name / "valid" / f"{example}.json")
+    node = event
+    for step in path[:-1]:
+        node = node[step]
+    node[path[-1]] = value
+    return json.dumps(event).encode()
+
+
+@pytest.mark.parametrize("char", HIDDEN.values(), ids=HIDDEN.keys())
+@pytest.mark.parametrize(
+    ("type_name", "example", "path"), ID_FIELDS, ids=[".".join(map(str, f[2])) for f in ID_FIELDS]
+)
+def test_ids_with_control_or_invisible_characters_are_rejected(
+    type_name: str, example: str, path: tuple[str | int, ...], char: str
+) -> None:
+    raw = _with(type_name, example, path, f"ab{char}12")
+    result = parse_event(raw, EventType(type_name), EXAMPLES_NOW)
+    assert isinstance(result, Rejection) and result.reason == "schema_invalid"
+    assert str(path[-1]) in result.detail
+    assert f"contains U+{ord(char):04X}, a control or invisible character" in result.detail
+
+
+@pytest.mark.parametrize("text", ["Zoë-7", "顧客-1", "cust 42", "emoji-\U0001f600", "a/b|c"])
+def test_visible_unicode_in_ids_is_accepted(text: str) -> None:
+    raw = _with("signup", "rich_attributes_referral", ("customer_id",), text)
+    assert isinstance(parse_event(raw, EventType.SIGNUP, EXAMPLES_NOW), dict)
+
+
+def test_hidden_character_message_class_matches_the_schema_pattern() -> None:
+    # The Python class only words the message; the schema's printable_id decides. They must
+    # agree on every BMP character (astral characters are all visible or unassigned).
+    printable = contracts._compiled(
+        _load(schema_path("envelope"))["$defs"]["printable_id"]["pattern"]
+    )
+    for code in range(0x10000):
+        char = chr(code)
+        assert (printable.search(char) is None) == bool(contracts._HIDDEN_CHARACTER.search(char))
+
+
+# --- duplicate keys, surrogates, nesting ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        (b'{"amount": 1, "amount": 20}', "amount"),
+        (b'{"type": "order", "plan": {"price": 1, "currency": "EUR", "price": 2}}', "price"),
+        (b'{"items": [{"sku": "a", "sku": "b"}]}', "sku"),
+        (b'{"am\\u006funt": 1, "amount": 2}', "amount"),  # the same key once decoded
+    ],
+)
+def test_duplicate_keys_are_invalid_json_naming_the_key(raw: bytes, key: str) -> None:
+    result = parse_event(raw, EventType.ORDER)
+    assert result == Rejection("invalid_json", f"not valid JSON: duplicate key {key!r}")
+
+
+def test_duplicate_key_in_an_otherwise_valid_event_is_rejected() -> None:
+    raw = (EXAMPLES / "order" / "valid" / "renewal_minimal.json").read_bytes()
+    doubled = raw.replace(b'"amount": 14.9', b'"amount": 1, "amount": 14.9')
+    assert doubled != raw
+    result = parse_event(doubled, EventType.ORDER)
+    assert isinstance(result, Rejection) and result.reason == "invalid_json"
+    assert "'amount'" in result.detail
+
+
+@pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "x\\udc00y", "\\ude00\\ud83d"])
+def test_unpaired_surrogate_escapes_are_invalid_json(escape: str) -> None:
+    raw = _order().replace(b'"cust-000123"', f'"{escape}"'.encode())
+    result = parse_event(raw, EventType.ORDER)
+    assert isinstance(result, Rejection) and result.reason == "invalid_json"
+    assert "surrogate" in result.detail
+
+
+def test_paired_surrogate_escapes_and_escaped_backslashes_are_fine() -> None:
+    emoji = parse_event(_order().replace(b'"cust-000123"', b'"c-\\ud83d\\ude00"'))
+    assert isinstance(emoji, dict) and emoji["customer_id"] == "c-\U0001f600"
+    literal = parse_event(_order().replace(b'"cust-000123"', b'"c-\\\\ud800"'))
+    assert isinstance(literal, dict) and literal["customer_id"] == "c-\\ud800"
+
+
+def test_deeply_nested_values_are_rejected_without_raising() -> None:
+    for depth in (50, 500, 990, 5000):
+        nested = b"[" * depth + b"]" * depth
+        result = parse_event(_order()[:-1] + b', "items": ' + nested + b"}")
+        assert isinstance(result, Rejection), depth
+        assert result.reason in ("schema_invalid", "invalid_json")
+
+
+# --- size -----------------------------------------------------------------------------------
+
+
+def _padded(size: int) -> bytes:
+    """A valid order of exactly ``size`` bytes (JSON whitespace before the closing brace)."""
+    raw = _order()
+    return raw[:-1] + b" " * (size - len(raw)) + b"}"
+
+
+def test_records_up_to_max_event_bytes_are_read() -> None:
+    assert isinstance(parse_event(_padded(contracts.MAX_EVENT_BYTES)), dict)
+
+
+@pytest.mark.parametrize("size", [contracts.MAX_EVENT_BYTES + 1, 70_000, 950_000])
+def test_larger_records_are_too_large_before_decoding(size: int) -> None:
+    expected = Rejection(
+        "too_large", f"value is {size} bytes; an input event may have at most 65536 bytes"
+    )
+    assert parse_event(_padded(size), EventType.ORDER) == expected
+    # not even decoded: a non-UTF-8 value of that size is too_large, not undecodable
+    assert parse_event(b"\xff" * size, EventType.ORDER) == expected
+
+
+# --- implausible times ----------------------------------------------------------------------
+
+NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "stamp",
+    [
+        "2026-12-03T12:00:00Z",  # exactly MAX_FUTURE_SKEW ahead
+        "2026-12-03T13:00:00+01:00",  # the same instant
+        "2000-01-01T00:00:00Z",  # exactly EARLIEST_EVENT_TIME
+        "2000-01-01T00:00:00.5-01:00",
+        "2026-12-01T12:00:00Z",
+    ],
+)
+def test_times_within_the_bounds_are_accepted(stamp: str) -> None:
+    assert isinstance(parse_event(_order(occurred_at=stamp), EventType.ORDER, NOW), dict)
+
+
+@pytest.mark.parametrize(
+    ("stamp", "why"),
+    [
+        ("2026-12-03T12:00:00.000001Z", "is more than 2 days after the current time"),
+        ("2026-12-03T12:30:00+00:29", ""),  # 12:01Z: the offset counts
+        ("2099-01-01T00:00:00Z", "2026-12-01T12:00:00Z"),
+        ("2999-12-31T23:59:59Z", "days after"),
+        ("1999-12-31T23:59:59.999Z", "is before 2000-01-01T00:00:00Z"),
+        ("2000-01-01T00:30:00+01:00", "is before"),  # 1999-12-31T23:30Z
+        ("1970-01-01T00:00:00Z", "is before"),
+        ("1900-01-01T00:00:00Z", "is before"),
+    ],
+)
+def test_implausible_occurred_at_is_rejected_with_field_and_why(stamp: str, why: str) -> None:
+    result = parse_event(_order(occurred_at=stamp), EventType.ORDER, NOW)
+    assert isinstance(result, Rejection) and result.reason == "implausible_time"
+    assert result.detail.startswith(f"$.occurred_at: {stamp!r} ")
+    assert why in result.detail
+
+
+def _cancellation(**changes: Any) -> bytes:
+    event = _load(EXAMPLES / "cancellation" / "valid" / "with_effective_at_and_comment.json")
+    event.update(changes)
+    return json.dumps(event).encode()
+
+
+def test_effective_at_may_lie_in_the_future_up_to_max_effective_delay() -> None:
+    # A yearly plan cancelled today ends up to a year from now: that is no producer bug.
+    occurred = "2026-12-01T10:00:00Z"
+    for effective in ("2027-12-01T10:00:00Z", "2028-01-05T10:00:00Z", "2026-11-30T00:00:00Z"):
+        raw = _cancellation(occurred_at=occurred, effective_at=effective)
+        assert isinstance(parse_event(raw, EventType.CANCELLATION, NOW), dict), effective
+
+
+@pytest.mark.parametrize(
+    ("effective", "why"),
+    [
+        ("2028-01-05T10:00:00.001Z", "is more than 400 days after occurred_at"),
+        ("2099-12-01T00:00:00Z", "400 days"),
+        ("1999-12-31T23:59:59Z", "is before 2000-01-01T00:00:00Z"),
+    ],
+)
+def test_implausible_effective_at_is_rejected(effective: str, why: str) -> None:
+    raw = _cancellation(occurred_at="2026-12-01T10:00:00Z", effective_at=effective)
+    result = parse_event(raw, EventType.CANCELLATION, NOW)
+    assert isinstance(result, Rejection) and result.reason == "implausible_time"
+    assert result.detail.startswith(f"$.effective_at: {effective!r} ") and why in result.detail
+
+
+def test_the_future_bound_follows_the_wall_clock_by_default() -> None:
+    from datetime import timedelta
+
+    from service.core.events import format_time
+
+    soon = format_time(datetime.now(UTC) + timedelta(days=1))
+    later = format_time(datetime.now(UTC) + timedelta(days=3))
+    assert isinstance(parse_event(_order(occurred_at=soon)), dict)
+    result = parse_event(_order(occurred_at=later))
+    assert isinstance(result, Rejection) and result.reason == "implausible_time"
+
+
+def test_schema_and_topic_are_checked_before_time() -> None:
+    far = "2099-01-01T00:00:00Z"
+    broken = parse_event(_order(occurred_at=far, amount=-1), EventType.ORDER, NOW)
+    assert isinstance(broken, Rejection) and broken.reason == "schema_invalid"
+    misrouted = parse_event(_order(occurred_at=far), EventType.SIGNUP, NOW)
+    assert isinstance(misrouted, Rejection) and misrouted.reason == "wrong_topic"
+
+
 # --- outputs --------------------------------------------------------------------------------
 
 
@@ -393,6 +654,12 @@ def test_validate_output_accepts_non_dict_mappings() -> None:
     validate_output("segment_changed", MappingProxyType(event))
     with pytest.raises(ValidationError):
         validate_output("dead_letter", event)
+
+
+def test_every_reason_is_in_the_dead_letter_schema_and_back() -> None:
+    enum = _load(schema_path("dead_letter"))["properties"]["reason"]["enum"]
+    assert list(get_args(contracts.DeadLetterReason)) == enum
+    assert set(get_args(contracts.RejectReason)) < set(enum)
 
 
 def test_unknown_output_schema_is_a_key_error() -> None:
