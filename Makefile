@@ -17,7 +17,7 @@ LINT_PATHS := $(wildcard service tests bench harness)
 PYTEST_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench clean distclean
+	lint format typecheck test-unit test-integration test demo bench chaos clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -111,3 +111,8 @@ clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches
 
 distclean: clean ## clean, and also remove .venv and the fetched broker jars
 	rm -rf $(VENV) deploy/kafka/.cache
+
+# ---------------------------------------------------------------- chaos
+CHAOS_ARGS ?=
+chaos: setup kafka-fetch ## chaos run: kills, rebalances, a broker restart; checks nothing lost or doubled (~6 min)
+	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)

@@ -71,7 +71,7 @@ class Settings(BaseSettings):
         "not be smaller).",
     )
     state_cache_entries: int = Field(
-        50_000, ge=100, description="Decoded table values kept in memory per table."
+        20_000, ge=100, description="Decoded table values kept in memory per table."
     )
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."

@@ -62,7 +62,8 @@ class CustomerState:
     total_spend: float = 0.0
     categories: dict[str, int] = field(default_factory=dict)
     seen_ids: list[tuple[int, int]] = field(default_factory=list)
-    """(id hash, event day number) of the remembered events, oldest event first."""
+    """(id hash, event day number) of the remembered events, ordered by (day, hash): the
+    ids kept are the latest ``window`` whatever order the events arrived in."""
     segments: dict[str, SegmentName] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     due_at: datetime | None = None
@@ -191,7 +192,7 @@ def _remember(state: CustomerState, event: Event, policy: DedupPolicy) -> None:
     """Keep the event's id; forget the oldest beyond the window and the horizon."""
     day = day_number(event.occurred_at)
     seen = state.seen_ids
-    insort(seen, (id_hash(event.event_id), day), key=lambda item: item[1])
+    insort(seen, (id_hash(event.event_id), day), key=lambda item: (item[1], item[0]))
     del seen[: max(0, len(seen) - policy.window)]
     newest = seen[-1][1]
     while seen and seen[0][1] < newest - policy.horizon_days:
