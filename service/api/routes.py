@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import aiohttp
 import faust
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
@@ -78,10 +79,14 @@ async def proxy(app: faust.App, url: str, web: View, request: Request) -> Respon
     """Forward a GET to another worker and relay its answer."""
     target = URL(url)
     routed = request.url.with_host(str(target.host)).with_port(target.port)
-    async with app.http_client.get(routed) as response:
-        return web.text(
-            await response.text(), content_type=response.content_type, status=response.status
-        )
+    try:
+        async with app.http_client.get(routed) as response:
+            return web.text(
+                await response.text(), content_type=response.content_type, status=response.status
+            )
+    except (aiohttp.ClientError, TimeoutError):
+        detail = "the worker that owns the shop does not answer (it may have died); retry shortly"
+        return web.json({"error": "unavailable", "detail": detail}, status=503)
 
 
 def register_views(wiring: Wiring, settings: Settings) -> None:
