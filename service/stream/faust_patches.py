@@ -21,7 +21,7 @@ standby replicas, the web server and timers. Three patches make those fit transa
 3. **Recovery ends at the last visible record.** Faust recovers a changelog partition
    until it has seen the record at ``highwater - 1``. In a transactional changelog that
    offset holds a commit marker, which consumers never see, so recovery would wait
-   forever (upstream #74, #432, #597; in exactly-once mode Faust instead waits for two
+   forever (upstream #47, #74, #597; in exactly-once mode Faust instead waits for two
    idle 5 s polls, "detect_aborted_tx"). The highwater is replaced by the offset of the
    partition's last visible record, found by reading its tail once.
 

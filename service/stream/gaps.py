@@ -1,8 +1,9 @@
 """Input records that never reached the agent: found, and fetched again.
 
-Around rebalances Faust can drop a record it already fetched (the chaos run caught a
-batch that went from offset 199 to 201 after a rebalance: 200 was never delivered),
-and a batch that then commits offsets past it loses the record for good. A gap in a
+Around rebalances Faust can drop a record it already fetched (upstream faust-streaming
+#216, #221: prefetched records and the seek back to committed offsets race; the chaos
+run caught a batch that went from offset 199 to 201 after a rebalance), and a batch that
+then commits offsets past it loses the record for good. A gap in a
 partition's offsets is not always a loss, though: a transactional producer's commit
 markers and aborted records occupy offsets that a ``read_committed`` consumer never
 sees. So a gap is checked against the log itself: a small probe consumer reads the
