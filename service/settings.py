@@ -70,8 +70,16 @@ class Settings(BaseSettings):
         description="Largest record the producers send (the broker's message.max.bytes must "
         "not be smaller).",
     )
+    rocksdb_write_buffer_bytes: int = Field(
+        2 * 1024 * 1024,
+        ge=64 * 1024,
+        description="RocksDB memtable size per table and partition (two are kept at most).",
+    )
+    rocksdb_block_cache_bytes: int = Field(
+        4 * 1024 * 1024, ge=0, description="RocksDB block cache per table and partition."
+    )
     state_cache_entries: int = Field(
-        20_000, ge=100, description="Decoded table values kept in memory per table."
+        10_000, ge=100, description="Decoded table values kept in memory per table."
     )
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."

@@ -12,8 +12,8 @@ standby replicas, the web server and timers. Three patches make those fit transa
 
 1. **No commits of Faust's own.** Faust commits the offsets of processed ("acked")
    messages every ``broker_commit_interval`` and after rebalances. Those offsets would
-   run ahead of the transactions that hold the messages' state; ``Consumer.commit`` is
-   made a no-op.
+   run ahead of the transactions that hold the messages' state; ``Consumer.commit`` only
+   drops Faust's bookkeeping of acknowledged offsets (which would otherwise grow forever).
 2. **read_committed everywhere.** The worker's consumer reads input topics and changelogs
    (recovery, standbys) with ``isolation_level="read_committed"``, so no record of an
    aborted transaction ever reaches a table, and its end offsets (what recovery reads up
@@ -67,7 +67,18 @@ def check_versions() -> None:
 
 
 async def _no_commit(self: Any, *args: Any, **kwargs: Any) -> bool:
-    """Faust's offset commits are off: segstream's checkpoint commits offsets."""
+    """Faust's offset commits are off: segstream's checkpoint commits offsets. What Faust
+    keeps to compute them (acked offsets, gaps) is dropped instead, or it would grow by
+    an entry per record for the life of the process."""
+    for acked in self._acked.values():
+        acked.clear()
+    for index in self._acked_index.values():
+        index.clear()
+    self._gap.clear()
+    return False
+
+
+async def _never_force(self: Any, *args: Any, **kwargs: Any) -> bool:
     return False
 
 
@@ -151,7 +162,7 @@ def apply(connection_options: Mapping[str, Any]) -> None:
     check_versions()
     _state["options"] = dict(connection_options)
     faust_consumer.Consumer.commit = _no_commit  # type: ignore[method-assign]
-    faust_consumer.Consumer.force_commit = _no_commit  # type: ignore[method-assign]
+    faust_consumer.Consumer.force_commit = _never_force  # type: ignore[method-assign]
     thread = faust_aiokafka.AIOKafkaConsumerThread
     thread._create_worker_consumer = _read_committed_consumer  # type: ignore[method-assign]
     faust_recovery.Recovery._build_highwaters = _visible_highwaters  # type: ignore[method-assign]

@@ -74,6 +74,11 @@ def raw_table(app: faust.App, settings: Settings, name: str) -> faust.types.Tabl
         partitions=settings.topic_partitions,
         key_type=bytes,  # bytes types make Faust's recovery keep keys and values raw
         value_type=bytes,
+        options={  # Faust's defaults (64 MB memtables, a 2 GB cache) are per partition
+            "write_buffer_size": settings.rocksdb_write_buffer_bytes,
+            "max_write_buffer_number": 2,
+            "block_cache_size": settings.rocksdb_block_cache_bytes,
+        },
     )
 
 

@@ -1,0 +1,30 @@
+"""The Faust patches: refused on versions they were not written for; Faust's own commit
+keeps nothing that grows."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from types import SimpleNamespace
+
+import pytest
+
+from service.stream import faust_patches
+
+
+def test_other_library_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    faust_patches.check_versions()
+    monkeypatch.setitem(faust_patches.TESTED_VERSIONS, "aiokafka", "0.0.1")
+    with pytest.raises(faust_patches.UnsupportedVersionError, match="aiokafka"):
+        faust_patches.check_versions()
+
+
+def test_faust_commits_nothing_and_forgets_its_acked_offsets() -> None:
+    consumer = SimpleNamespace(
+        _acked=defaultdict(list, {("t", 0): [1, 2, 3]}),
+        _acked_index=defaultdict(set, {("t", 0): {1, 2, 3}}),
+        _gap={("t", 0): object()},
+    )
+    assert asyncio.run(faust_patches._no_commit(consumer)) is False
+    assert consumer._acked[("t", 0)] == [] and consumer._acked_index[("t", 0)] == set()
+    assert consumer._gap == {}
