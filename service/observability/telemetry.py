@@ -60,6 +60,12 @@ REBALANCES = Counter(
     "Partition assignments this worker received (each consumer-group rebalance).",
     registry=REGISTRY,
 )
+RECORDS_REFETCHED = Counter(
+    "segstream_records_refetched_total",
+    "Input records set aside because they arrived while tables were being recovered "
+    "(read again from the committed offsets once recovery has ended).",
+    registry=REGISTRY,
+)
 WORKER_READY = Gauge(
     "segstream_worker_ready",
     "1 when the worker is not rebalancing and its tables are recovered from their "

@@ -6,6 +6,7 @@ so several workers never publish the same shop twice.
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
@@ -37,18 +38,27 @@ async def publish_snapshots(wiring: Wiring) -> int:
     """Send each owned shop's current metrics to the metrics topic; return how many.
     Each partition's snapshots are one commit, between the partition's batches."""
     pipeline, topic = wiring.pipeline, wiring.settings.topic("metrics")
-    by_partition: dict[int, list[Record]] = defaultdict(list)
+    if not wiring.runner.ready:
+        return 0
+    by_partition: dict[int, list[str]] = defaultdict(list)
     for shop_id in owned_shops(pipeline):
-        now = pipeline.stream_time(shop_id)
-        if now is None:
-            continue
-        payload = snapshot_payload(shop_id, now, pipeline.ledger)
-        validate_output("metrics_snapshot", payload)
-        partition = shop_partition(shop_id, wiring.settings.topic_partitions)
-        by_partition[partition].append(Record(topic, shop_id.encode(), to_bytes(payload)))
-    for partition, records in sorted(by_partition.items()):
-        await wiring.runner.publish(partition, records)
-    return sum(len(records) for records in by_partition.values())
+        by_partition[shop_partition(shop_id, wiring.settings.topic_partitions)].append(shop_id)
+
+    def records(shop_ids: list[str]) -> list[Record]:
+        made = []
+        for shop_id in shop_ids:
+            now = pipeline.stream_time(shop_id)
+            if now is None:
+                continue
+            payload = snapshot_payload(shop_id, now, pipeline.ledger)
+            validate_output("metrics_snapshot", payload)
+            made.append(Record(topic, shop_id.encode(), to_bytes(payload)))
+        return made
+
+    sent = 0
+    for partition, shop_ids in sorted(by_partition.items()):
+        sent += await wiring.runner.publish(partition, functools.partial(records, shop_ids))
+    return sent
 
 
 def refresh_gauges(wiring: Wiring, per_shop: bool) -> None:
@@ -116,6 +126,8 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
             log.exception("metric_snapshots_failed")
 
     async def gauges() -> None:
+        if not wiring.runner.ready:  # half-recovered tables would read as wrong figures
+            return
         try:
             refresh_gauges(wiring, settings.metrics_per_shop_labels)
         except Exception:

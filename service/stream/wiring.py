@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -131,16 +131,39 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
 
 def _before_recovery(app: faust.App, runner: BatchRunner, inputs: set[str]) -> None:
     """Start the partitions' producers before Faust recovers their tables (fences the
-    previous owner first, so recovery sees everything it committed)."""
+    previous owner first, so recovery sees everything it committed), and hold processing
+    until that recovery has finished (see :meth:`BatchRunner.recovered`)."""
     manager: Any = app.tables
     recover = manager.on_rebalance
 
     async def on_rebalance(assigned: set[Any], *args: Any, **kwargs: Any) -> None:
+        runner.rebalancing()
         actives = {tp.partition for tp in assigned if tp.topic in inputs}
         await runner.assign(actives)
         await recover(assigned, *args, **kwargs)
 
     manager.on_rebalance = on_rebalance
+    recovery: Any = manager.recovery
+    for name in ("on_recovery_completed", "_resume_streams"):  # the two ways recovery ends
+        _after(recovery, name, lambda generation: _recovered(app, runner, generation))
+
+
+def _after(target: Any, name: str, then: Any) -> None:
+    """Run ``then(generation_id)`` after ``target.name(generation_id)`` returns."""
+    original = getattr(target, name)
+
+    async def wrapped(generation_id: int = 0) -> None:
+        await original(generation_id)
+        then(generation_id)
+
+    setattr(target, name, wrapped)
+
+
+def _recovered(app: faust.App, runner: BatchRunner, generation: int) -> None:
+    """Recovery of ``generation`` ended (Faust has sought the inputs back to the committed
+    offsets); a later rebalance that began meanwhile keeps processing held."""
+    if generation == app.consumer_generation_id:
+        runner.recovered()
 
 
 @dataclass(slots=True)
@@ -198,6 +221,22 @@ class BatchRunner:
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._poison: dict[tuple[str, int], str] = {}
         self._pending: dict[str, Pending] = {}
+        self.ready = False
+        """Whether the tables hold everything committed for the owned partitions (False
+        from a rebalance until Faust's recovery of its assignment has ended)."""
+
+    def rebalancing(self) -> None:
+        """A rebalance began: hold processing until its recovery ends."""
+        self.ready = False
+
+    def recovered(self) -> None:
+        """Recovery ended: forget what was read meanwhile (timers and queries may have
+        read tables half recovered, into caches and shop books), then process again."""
+        for table in self.tables.values():
+            for partition in range(self.settings.topic_partitions):
+                table.discard(partition)
+        self.pipeline.forget_shops()
+        self.ready = True
 
     async def assign(self, partitions: set[int]) -> None:
         """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""
@@ -209,7 +248,14 @@ class BatchRunner:
         telemetry.REBALANCES.inc()
 
     async def run(self, events: Sequence[faust.types.EventT[Any]]) -> None:
-        """Process and commit one batch (partition by partition, in arrival order)."""
+        """Process and commit one batch (partition by partition, in arrival order).
+
+        While tables are still being recovered the batch is dropped, not waited on
+        (Faust's next rebalance would wait for it): when recovery ends Faust seeks every
+        input partition back to its committed offset, so the records come again."""
+        if not self.ready:
+            telemetry.RECORDS_REFETCHED.inc(len(events))
+            return
         groups: dict[int, list[faust.types.EventT[Any]]] = defaultdict(list)
         for event in events:
             groups[event.message.partition].append(event)
@@ -217,11 +263,17 @@ class BatchRunner:
             async with self.locks[partition]:
                 await self._run(partition, group)
 
-    async def publish(self, partition: int, outputs: list[Record]) -> None:
-        """Commit outputs that no input record caused (metric snapshots)."""
+    async def publish(self, partition: int, make: Callable[[], list[Record]]) -> int:
+        """Commit outputs that no input record caused (metric snapshots), made by ``make``
+        from committed state only: between the partition's batches, never during
+        recovery. Returns how many were sent."""
         async with self.locks[partition]:
-            if partition in self.checkpoint.partitions:
+            if not self.ready or partition not in self.checkpoint.partitions:
+                return 0
+            outputs = make()
+            if outputs:
                 await self.checkpoint.publish(partition, outputs)
+            return len(outputs)
 
     async def _run(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
         if self.guard is not None and partition in self.checkpoint.partitions:

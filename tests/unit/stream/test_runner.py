@@ -54,7 +54,9 @@ def runner(checkpoint: FakeCheckpoint) -> tuple[BatchRunner, dict[str, Any]]:
     tables = {name: table_state(name, stores[name], owned) for name in TABLES}
     pipeline = Pipeline(SETTINGS, *(tables[name] for name in TABLES))
     expected = {ORDERS: EventType.ORDER}
-    return BatchRunner(SETTINGS, pipeline, tables, checkpoint, expected), tables  # type: ignore[arg-type]
+    batches = BatchRunner(SETTINGS, pipeline, tables, checkpoint, expected)  # type: ignore[arg-type]
+    batches.recovered()
+    return batches, tables
 
 
 def order_count(tables: dict[str, Any]) -> int:
@@ -122,3 +124,25 @@ async def test_a_record_the_pipeline_fails_on_is_dead_lettered_without_its_write
     assert json.loads(letters[0].value or b"")["reason"] == "processing_error"
     counts = tables["shops"][progress_key(PARTITION)]["counts"]
     assert counts == {"order": {"processed": 2, "dead_lettered": 1}}
+
+
+async def test_records_arriving_during_recovery_wait_for_the_refetch(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    batches, tables = runner(checkpoint)
+    batches.rebalancing()
+    await batches.run(events(0, 1))
+    assert checkpoint.committed == [] and f"{SHOP}/c-1" not in tables["customers"]
+    batches.recovered()
+    await batches.run(events(0, 1))
+    assert order_count(tables) == 2
+
+
+async def test_recovery_forgets_what_was_read_while_tables_were_half_recovered(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    batches, _ = runner(checkpoint)
+    batches.rebalancing()
+    assert batches.pipeline.book(SHOP).stream_time is None  # a timer or query reads early
+    batches.recovered()
+    assert SHOP not in batches.pipeline._books
