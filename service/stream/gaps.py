@@ -53,15 +53,15 @@ class GapGuard:
             topic, offset = event.message.topic, event.message.offset
             if topic in held or self._stale(topic, partition, offset):
                 continue
-            wanted = following.get(topic)
-            if wanted is not None and offset > wanted:
+            wanted = following.get(topic, 0)  # nothing committed yet: from the start
+            if offset > wanted:
                 visible = await self.first_visible(TopicPartition(topic, partition), wanted)
                 if visible is not None and visible < offset:
                     await self._rewind(topic, partition, visible, offset)
                     held.add(topic)
                     continue
             admitted.append(event)
-            if wanted is None or offset >= wanted:
+            if offset >= wanted:
                 following[topic] = offset + 1
         return admitted
 
@@ -83,6 +83,20 @@ class GapGuard:
         self.skipped_found += 1
         self._rewinding[(topic, partition)] = (target, time.monotonic())
         await self._seek(topic, partition, target)
+
+    async def restart(
+        self, partition: int, topics: Sequence[str], committed: Mapping[str, int]
+    ) -> None:
+        """Seek the consumer to where ``partition``'s tables end: each topic's committed
+        next offset, or its first visible record if none was ever committed (Faust's seek
+        after recovery leaves those where the consumer happened to be)."""
+        for topic in topics:
+            self._rewinding.pop((topic, partition), None)
+            offset = committed.get(topic)
+            if offset is None:
+                offset = await self.first_visible(TopicPartition(topic, partition), 0)
+            if offset is not None:
+                await self._seek(topic, partition, offset)
 
     async def first_visible(self, tp: TopicPartition, offset: int) -> int | None:
         """Offset of the first record a read_committed reader sees at or after ``offset``

@@ -15,7 +15,7 @@ import asyncio
 import json
 import time
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -148,22 +148,22 @@ def _before_recovery(app: faust.App, runner: BatchRunner, inputs: set[str]) -> N
         _after(recovery, name, lambda generation: _recovered(app, runner, generation))
 
 
-def _after(target: Any, name: str, then: Any) -> None:
-    """Run ``then(generation_id)`` after ``target.name(generation_id)`` returns."""
+def _after(target: Any, name: str, then: Callable[[int], Awaitable[None]]) -> None:
+    """Await ``then(generation_id)`` after ``target.name(generation_id)`` returns."""
     original = getattr(target, name)
 
     async def wrapped(generation_id: int = 0) -> None:
         await original(generation_id)
-        then(generation_id)
+        await then(generation_id)
 
     setattr(target, name, wrapped)
 
 
-def _recovered(app: faust.App, runner: BatchRunner, generation: int) -> None:
-    """Recovery of ``generation`` ended (Faust has sought the inputs back to the committed
-    offsets); a later rebalance that began meanwhile keeps processing held."""
+async def _recovered(app: faust.App, runner: BatchRunner, generation: int) -> None:
+    """Recovery of ``generation`` ended; a later rebalance that began meanwhile keeps
+    processing held."""
     if generation == app.consumer_generation_id:
-        runner.recovered()
+        await runner.recovered()
 
 
 @dataclass(slots=True)
@@ -229,13 +229,19 @@ class BatchRunner:
         """A rebalance began: hold processing until its recovery ends."""
         self.ready = False
 
-    def recovered(self) -> None:
+    async def recovered(self) -> None:
         """Recovery ended: forget what was read meanwhile (timers and queries may have
-        read tables half recovered, into caches and shop books), then process again."""
+        read tables half recovered, into caches and shop books), seek every owned input
+        partition to where its tables end (records set aside meanwhile come again), then
+        process again."""
         for table in self.tables.values():
             for partition in range(self.settings.topic_partitions):
                 table.discard(partition)
         self.pipeline.forget_shops()
+        if self.guard is not None:
+            for partition in sorted(self.checkpoint.partitions):
+                committed = Progress.load(self.tables["shops"], partition).offsets
+                await self.guard.restart(partition, sorted(self.expected), committed)
         self.ready = True
 
     async def assign(self, partitions: set[int]) -> None:

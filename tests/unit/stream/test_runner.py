@@ -16,6 +16,7 @@ from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Pipeline
 from service.settings import Settings
 from service.stream.checkpoint import FencedError
+from service.stream.gaps import GapGuard
 from service.stream.topics import TABLES
 from service.stream.wiring import BatchRunner
 from tests.unit.stream.fakes import DictStore, Event, FakeCheckpoint, Message, table_state
@@ -55,7 +56,7 @@ def runner(checkpoint: FakeCheckpoint) -> tuple[BatchRunner, dict[str, Any]]:
     pipeline = Pipeline(SETTINGS, *(tables[name] for name in TABLES))
     expected = {ORDERS: EventType.ORDER}
     batches = BatchRunner(SETTINGS, pipeline, tables, checkpoint, expected)  # type: ignore[arg-type]
-    batches.recovered()
+    batches.ready = True  # as after a recovery of empty tables
     return batches, tables
 
 
@@ -133,7 +134,7 @@ async def test_records_arriving_during_recovery_wait_for_the_refetch(
     batches.rebalancing()
     await batches.run(events(0, 1))
     assert checkpoint.committed == [] and f"{SHOP}/c-1" not in tables["customers"]
-    batches.recovered()
+    await batches.recovered()
     await batches.run(events(0, 1))
     assert order_count(tables) == 2
 
@@ -144,5 +145,41 @@ async def test_recovery_forgets_what_was_read_while_tables_were_half_recovered(
     batches, _ = runner(checkpoint)
     batches.rebalancing()
     assert batches.pipeline.book(SHOP).stream_time is None  # a timer or query reads early
-    batches.recovered()
+    await batches.recovered()
     assert SHOP not in batches.pipeline._books
+
+
+class ProbedGuard(GapGuard):
+    """A gap guard whose log starts at ``first`` in every partition, seeks recorded."""
+
+    def __init__(self, first: int) -> None:
+        self.sought: list[tuple[str, int, int]] = []
+
+        async def seek(topic: str, partition: int, offset: int) -> None:
+            self.sought.append((topic, partition, offset))
+
+        super().__init__({}, seek)
+        self.first = first
+
+    async def first_visible(self, tp: Any, offset: int) -> int | None:
+        return max(self.first, offset)
+
+
+async def test_recovery_seeks_each_input_to_where_the_tables_end(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    batches, _ = runner(checkpoint)
+    await batches.run(events(0, 1, 2))
+    other = "segstream.cancellations"
+    batches.expected[other] = EventType.CANCELLATION
+    batches.guard = ProbedGuard(first=5)
+    batches.rebalancing()
+    await batches.recovered()
+    # orders: the committed next offset; cancellations, never committed: the log's start
+    assert batches.guard.sought == [(other, PARTITION, 5), (ORDERS, PARTITION, 3)]
+
+
+async def test_a_partition_never_committed_is_checked_for_a_gap_from_its_start() -> None:
+    guard = ProbedGuard(first=0)
+    admitted = await guard.admit(PARTITION, events(4, 5), {})
+    assert admitted == [] and guard.sought == [(ORDERS, PARTITION, 0)]
