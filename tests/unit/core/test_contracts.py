@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args
 
+import fastjsonschema
 import pytest
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource
@@ -15,6 +16,7 @@ from referencing.jsonschema import DRAFT202012
 
 from service.core import contracts
 from service.core.contracts import (
+    EVENT_TYPES,
     SCHEMA_DIR,
     EventType,
     Rejection,
@@ -22,6 +24,7 @@ from service.core.contracts import (
     schema_path,
     validate_output,
 )
+from service.tools.badinput import bad_records
 from tests.schema_docs import undocumented
 
 EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1"
@@ -665,3 +668,27 @@ def test_every_reason_is_in_the_dead_letter_schema_and_back() -> None:
 def test_unknown_output_schema_is_a_key_error() -> None:
     with pytest.raises(KeyError, match="no schema 'nope'"):
         validate_output("nope", {})  # type: ignore[arg-type]
+
+
+def test_the_compiled_validator_agrees_with_jsonschema_on_every_example_and_bad_record() -> None:
+    loaded = contracts._contracts()
+    cases: list[tuple[str, Any]] = []
+    for kind in EventType:
+        for path in sorted((EXAMPLES / kind.value).glob("*/*.json")):
+            cases.append((kind.value, _load(path)))
+    for record in bad_records(seed=5, count=2000, shop_ids=["shop-1", "tea-house-2"]):
+        try:
+            decoded = json.loads(record.value)
+        except (ValueError, RecursionError):  # not JSON (or nested too deep to decode)
+            continue
+        cases.append((EVENT_TYPES[record.role].value, decoded))
+    disagreements = []
+    for name, event in cases:
+        try:
+            loaded.fast_check(name)(event)
+            fast = True
+        except fastjsonschema.JsonSchemaException:
+            fast = False
+        if fast != loaded.validator(name).is_valid(event):
+            disagreements.append((name, event))
+    assert len(cases) > 1000 and disagreements == []

@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any, get_args
 
+import fastjsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -191,3 +192,37 @@ def test_any_timestamp_is_accepted_only_within_the_bounds(
     event[field] = stamp
     outcome = _check(json.dumps(event).encode(), kind)
     assert outcome in ("ok", "implausible_time")
+
+
+def _verdicts(event: Any) -> tuple[bool, bool]:
+    """(compiled fast path, jsonschema reference) verdicts on one decoded event."""
+    loaded = contracts._contracts()
+    name = event.get("type") if isinstance(event, dict) else None
+    name = name if isinstance(name, str) and name in {k.value for k in EventType} else "order"
+    try:
+        loaded.fast_check(name)(event)
+        fast = True
+    except fastjsonschema.JsonSchemaException:
+        fast = False
+    return fast, bool(loaded.validator(name).is_valid(event))
+
+
+@settings(FAST, max_examples=400)
+@given(example=st.sampled_from(VALID), data=st.data())
+def test_the_compiled_validator_agrees_with_jsonschema(
+    example: tuple[EventType, bytes], data: st.DataObject
+) -> None:
+    event = _event(example)
+    for _ in range(data.draw(st.integers(1, 3), label="mutations")):
+        field = data.draw(st.sampled_from([*event, "note", "type"]), label="field")
+        how = data.draw(st.sampled_from(["delete", "value", "stamp", "hidden"]), label="how")
+        if how == "delete":
+            event.pop(field, None)
+        elif how == "value":
+            event[field] = data.draw(JSON_VALUES, label="value")
+        elif how == "stamp":
+            event[field] = data.draw(STAMPS, label="stamp")
+        else:
+            event[field] = str(event.get(field, "x")) + data.draw(HIDDEN, label="char")
+    fast, reference = _verdicts(event)
+    assert fast == reference, event
