@@ -2,7 +2,8 @@
 
 - :class:`ChurnQuality`: every settled churn prediction is scored with the
   probability published *when it was made*, before the model learns from it:
-  ROC AUC, log loss and Brier score (mean squared error of the probability).
+  ROC AUC (:class:`BinnedAUC`), log loss and Brier score (mean squared error of the
+  probability).
 - :class:`ClusterQuality`: the simplified (centroid) silhouette of each assignment,
   ``(b - a) / max(a, b)`` with ``a`` the distance to the own centre and ``b`` to the
   nearest other one (-1..1, higher is better), and stability: the share of
@@ -21,8 +22,6 @@ from collections.abc import Hashable, Mapping, Sequence
 from typing import Any
 
 from river import metrics as river_metrics
-
-from service.learning.vectors import Vector
 
 EPSILON = 1e-15
 metrics: Any = river_metrics  # river has no type hints
@@ -55,11 +54,45 @@ class FadingMean:
         self.value += max(1.0 / self.count, self.fading) * (value - self.value)
 
 
+class BinnedAUC:
+    """ROC AUC from per-bin counts of positive and negative scores: O(1) per update and
+    ``2 x bins`` integers of state, exact up to ties inside a bin (counted as half).
+
+    >>> auc = BinnedAUC()
+    >>> for label, score in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.6)]:
+    ...     auc.update(label, score)
+    >>> auc.get()
+    0.75
+    """
+
+    def __init__(self, bins: int = 200) -> None:
+        self.positives = [0] * bins
+        self.negatives = [0] * bins
+
+    def update(self, label: bool, score: float) -> None:
+        """Count one scored outcome (scores are clipped to 0..1)."""
+        bins = len(self.positives)
+        index = min(bins - 1, max(0, int(score * bins)))
+        (self.positives if label else self.negatives)[index] += 1
+
+    def get(self) -> float:
+        """P(a positive scores above a negative), ties half; NaN without both outcomes."""
+        pairs = sum(self.positives) * sum(self.negatives)
+        if pairs == 0:
+            return math.nan
+        below = 0
+        wins = 0.0
+        for positive, negative in zip(self.positives, self.negatives, strict=True):
+            wins += positive * (below + 0.5 * negative)
+            below += negative
+        return wins / pairs
+
+
 class ChurnQuality:
     """Progressive-validation metrics of a churn probability."""
 
-    def __init__(self, auc_thresholds: int = 100) -> None:
-        self.roc_auc = metrics.ROCAUC(n_thresholds=auc_thresholds)
+    def __init__(self) -> None:
+        self.roc_auc = BinnedAUC()
         self.log_loss = metrics.LogLoss()
         self.brier = metrics.MSE()
         self.labelled = 0
@@ -94,12 +127,13 @@ class ClusterQuality:
         self.silhouette = FadingMean(fading)
         self.stability = FadingMean(fading)
 
-    def update(self, x: Vector, own: Hashable, centres: Mapping[Any, Mapping[str, float]]) -> None:
-        """Score the assignment of ``x`` to centre ``own`` (needs two centres at least)."""
-        if len(centres) < 2:
+    def update(self, own: Hashable, squared_distances: Mapping[Any, float]) -> None:
+        """Score an assignment to centre ``own``, given the point's squared distance to
+        every centre (needs two centres at least)."""
+        if len(squared_distances) < 2:
             return
-        own_distance = distance(x, centres[own])
-        other = min(distance(x, centre) for key, centre in centres.items() if key != own)
+        own_distance = math.sqrt(squared_distances[own])
+        other = math.sqrt(min(d for key, d in squared_distances.items() if key != own))
         widest = max(own_distance, other)
         self.silhouette.update(0.0 if widest == 0.0 else (other - own_distance) / widest)
 

@@ -2,7 +2,8 @@
 
 Every evaluation of a customer scales their :func:`~service.learning.vectors.behaviour_vector`
 (:class:`~service.learning.vectors.FadingScaler`) and moves the nearest of
-``n_clusters`` centres of river's online ``KMeans`` towards it.
+``n_clusters`` centres of an online k-means (river's ``KMeans`` algorithm,
+:class:`~service.learning.kmeans.OnlineKMeans`) towards it.
 
 Why KMeans: measured on simulated shops (200 customers, 2025, default persona mix,
 seeds 1-3, a different shop kind each), replayed as the pipeline evaluates them:
@@ -50,15 +51,15 @@ in November).
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Self
 
-from river import cluster as river_cluster
-
 from service.core.features import CustomerSnapshot
+from service.learning.kmeans import OnlineKMeans
 from service.learning.quality import ClusterQuality, FadingMean, distance
 from service.learning.vectors import (
     FEATURES,
@@ -69,8 +70,6 @@ from service.learning.vectors import (
 )
 from service.segments.base import ModelHooks, next_on_ladder
 from service.settings import Settings
-
-cluster: Any = river_cluster  # river has no type hints
 
 WORDS: dict[str, tuple[str | None, str | None]] = {
     "quiet_days": ("lapsed", "recent"),
@@ -197,10 +196,7 @@ class ClusterModel(ModelHooks):
         min_group_share: float = 0.05,
     ) -> None:
         self.scaler = FadingScaler(scale_fading)
-        self.kmeans = cluster.KMeans(n_clusters=n_clusters, halflife=halflife, seed=seed)
-        for centre in self.kmeans.centers.values():
-            for feature in FEATURES:  # draw the random start in a fixed order (not set order)
-                centre[feature]
+        self.kmeans = OnlineKMeans(n_clusters, halflife, seed, FEATURES)
         self.ids = StableIds(match_radius, max_ids=4 * n_clusters)
         self.warmup = warmup
         self.refresh_every = refresh_every
@@ -238,14 +234,14 @@ class ClusterModel(ModelHooks):
     def learn(self, customer: CustomerSnapshot) -> None:
         """Move the nearest centre towards the customer and record their cluster."""
         z = self._scaled(customer, learn=True)
-        key = self.kmeans.learn_predict_one(z)  # the moved centre is still the nearest
+        key, distances = self.kmeans.learn(z)  # the moved centre is still the nearest
         self.learned += 1
         if self.learned == self.warmup or (self.ready and self.learned % self.refresh_every == 0):
             self.refresh_ids()
         if not self.ready:
             return
-        key = self._respawned_if_far(z, key)
-        self.quality_meter.update(z, key, self.kmeans.centers)
+        key = self._respawned_if_far(z, key, distances)
+        self.quality_meter.update(key, distances)
         cluster_id = self.ids.by_key[key]
         self._record(customer, cluster_id)
         self._latest = (customer.customer_id, customer.as_of, cluster_id)
@@ -257,7 +253,7 @@ class ClusterModel(ModelHooks):
         latest = self._latest
         if latest is not None and latest[:2] == (customer.customer_id, customer.as_of):
             return f"c{latest[2]}"
-        key = self.kmeans.predict_one(self._scaled(customer, learn=False))
+        key = self.kmeans.predict(self._scaled(customer, learn=False))
         return f"c{self.ids.by_key[key]}"
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, str] | None:
@@ -325,20 +321,22 @@ class ClusterModel(ModelHooks):
             self.scaler.learn_one(x)
         return self.scaler.transform_one(x)
 
-    def _respawned_if_far(self, z: Vector, key: Any) -> Any:
+    def _respawned_if_far(self, z: Vector, key: int, distances: dict[int, float]) -> int:
         """``key``, the nearest centre; but a customer far from every centre takes over an
-        empty one (moved onto them, so it becomes a new cluster: how a new group gets a centre)."""
-        gap = distance(z, self.kmeans.centers[key])
+        empty one (moved onto them, so it becomes a new cluster: how a new group gets a
+        centre). ``distances`` (squared, to every centre) are updated to match."""
+        gap = math.sqrt(distances[key])
         typical = self._typical_distance.value
         self._typical_distance.update(gap)
         if not gap > self.respawn_factor * typical:
             return key
-        empty = [k for k, known in sorted(self.ids.by_key.items()) if self.sizes[known] <= 0]
+        empty: list[int] = [
+            k for k, known in sorted(self.ids.by_key.items()) if self.sizes[known] <= 0
+        ]
         if not empty:
             return key
-        centre = self.kmeans.centers[empty[0]]
-        centre.clear()
-        centre.update(z)
+        self.kmeans.place(empty[0], z)
+        distances[empty[0]] = 0.0
         self.refresh_ids()
         return empty[0]
 

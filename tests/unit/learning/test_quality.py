@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
-from service.learning.quality import ChurnQuality, ClusterQuality, adjusted_rand_index
+from service.learning.quality import BinnedAUC, ChurnQuality, ClusterQuality, adjusted_rand_index
 
 
 @pytest.mark.parametrize(
@@ -50,10 +51,9 @@ def test_churn_quality_is_undefined_before_outcomes() -> None:
 
 
 def test_silhouette_is_one_at_the_own_centre_and_zero_midway() -> None:
-    centres = {0: {"x": 0.0}, 1: {"x": 2.0}}
     at_centre, midway = ClusterQuality(), ClusterQuality()
-    at_centre.update({"x": 0.0}, 0, centres)
-    midway.update({"x": 1.0}, 0, centres)
+    at_centre.update(0, {0: 0.0, 1: 4.0})
+    midway.update(0, {0: 1.0, 1: 1.0})
     assert at_centre.as_dict()["silhouette"] == 1.0
     assert midway.as_dict()["silhouette"] == 0.0
 
@@ -63,3 +63,25 @@ def test_stability_is_the_share_of_kept_assignments() -> None:
     for kept in (True, True, True, False):
         quality.reassigned(kept)
     assert quality.as_dict()["stability"] == pytest.approx(0.75)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_binned_auc_equals_the_pairwise_definition(seed: int) -> None:
+    rng = random.Random(seed)
+    scored = [(rng.random() < 0.3, (rng.randrange(100) + 0.5) / 100) for _ in range(300)]
+    auc = BinnedAUC(bins=100)
+    for label, score in scored:
+        auc.update(label, score)
+    positives = [s for label, s in scored if label]
+    negatives = [s for label, s in scored if not label]
+    pairs = [(p > n) + 0.5 * (p == n) for p in positives for n in negatives]
+    # one score value per bin: binning loses nothing here
+    assert auc.get() == pytest.approx(sum(pairs) / len(pairs))
+
+
+def test_binned_auc_clips_scores_and_is_undefined_with_one_outcome() -> None:
+    auc = BinnedAUC()
+    auc.update(True, 1.0)
+    assert math.isnan(auc.get())
+    auc.update(False, -0.5)
+    assert auc.get() == 1.0
