@@ -73,6 +73,8 @@ class LapseRule:
 
 ROW = struct.Struct(f"<I{len(FEATURES)}f")
 """A kept snapshot: epoch seconds, then the feature row as 32-bit floats."""
+AS_OF = struct.Struct("<I")
+"""The epoch seconds at the start of a kept snapshot."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,11 +167,13 @@ class Labeller:
         as_of, *row = ROW.unpack(ROW.pack(_seconds(now), *as_row(features)))
         return Pending(as_of, tuple(row), predictions)
 
-    def next_settlement(self, waiting: list[Pending]) -> datetime | None:
-        """When the oldest snapshot's horizon passes (it is then labelled negative)."""
-        if not waiting:
+    def next_settlement(self, kept: list[list[Any]] | None) -> datetime | None:
+        """When the oldest kept snapshot's horizon passes (it is then labelled negative);
+        reads the customer's memory (:meth:`Pending.to_memory` rows) without decoding it."""
+        if not kept:
             return None
-        return datetime.fromtimestamp(waiting[0].as_of + self.horizon, UTC)
+        (as_of,) = AS_OF.unpack_from(kept[0][0])
+        return datetime.fromtimestamp(as_of + self.horizon, UTC)
 
 
 def _seconds(when: datetime) -> int:

@@ -205,6 +205,17 @@ def add_counters(bucket: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any
     return {name: value for name, value in merged.items() if value not in (0, {})}
 
 
+def _accumulate(target: dict[str, Any], delta: dict[str, Any]) -> None:
+    """Add ``delta`` into ``target`` in place (histograms by bin; zeros are kept)."""
+    for name, change in delta.items():
+        if isinstance(change, dict):
+            histogram = target.setdefault(name, {})
+            for bin_, count in change.items():
+                histogram[bin_] = histogram.get(bin_, 0) + count
+        else:
+            target[name] = target.get(name, 0) + change
+
+
 def _add(value: int | float, change: int | float) -> int | float:
     total = value + change
     if isinstance(total, float):
@@ -232,16 +243,14 @@ class _Batch:
             delta[amount] = sign * booking.amount
         if histogram is not None:
             delta[histogram] = {histogram_bin(day, booking.anchor): sign}
-        key = day_key(self.shop_id, day, dimension)
-        self.days[key] = add_counters(self.days.get(key, {}), delta)
+        _accumulate(self.days.setdefault(day_key(self.shop_id, day, dimension), {}), delta)
         self.touched.append((day, dimension))
         subscribers, mrr = NET.get(booking.kind, (0, 0))
         if subscribers or mrr:
             total = {"subscribers": sign * subscribers, "mrr": sign * mrr * booking.amount}
             if booking.kind == "new":
                 total["customers"] = sign
-            key = total_key(self.shop_id, dimension)
-            self.totals[key] = add_counters(self.totals.get(key, {}), total)
+            _accumulate(self.totals.setdefault(total_key(self.shop_id, dimension), {}), total)
 
     def flush(self, buckets: MutableMapping[str, dict[str, Any]], index: ShopIndex) -> int:
         """Write the merged changes; returns the number of keys written or deleted."""
@@ -249,7 +258,8 @@ class _Batch:
         for day, dimension in self.touched:
             index.note_day(day)
             index.dimensions.add(dimension)
-        for key, delta in (*self.days.items(), *self.totals.items()):
+        for key, summed in (*self.days.items(), *self.totals.items()):
+            delta = add_counters({}, summed)  # rounded, zeros dropped
             if not delta:
                 continue
             merged = add_counters(buckets.get(key, {}), delta)
@@ -360,7 +370,8 @@ class MetricsLedger:
         expired = self._advance(shop_id, index, stream_time.astimezone(UTC).date())
         now = stream_time
         batch = _Batch(shop_id)
-        old, new = Contribution(before), Contribution(after)
+        old = Contribution(before)
+        new = old if event is None else Contribution(after)  # a re-evaluation changes no facts
         late = event is not None and event.occurred_at < now - self.allowed_lateness
         changes: list[tuple[Booking, int]] = []
         if event is not None:

@@ -132,7 +132,7 @@ class ChurnRiskModel(ModelHooks):
         moments = [
             next_on_ladder(customer),
             self.lapse.lapses_at(customer),
-            self.labels.next_settlement(self.pending(customer)),
+            self.labels.next_settlement(customer.memory.get(self.name)),
         ]
         return min((m for m in moments if m is not None), default=None)
 

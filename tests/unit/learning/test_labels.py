@@ -155,7 +155,7 @@ def test_settled_snapshots_leave_and_later_ones_stay() -> None:
     assert [e.as_of for e in settled] == [day(0), day(7)]
     assert [p.as_of for p in waiting] == [int(day(14).timestamp())]
     assert labeller.pending_count == 1
-    assert labeller.next_settlement(waiting) == day(74)
+    assert labeller.next_settlement([p.to_memory() for p in waiting]) == day(74)
     settled, waiting = labeller.settle(waiting, day(20), churned_at=day(20))
     assert settled[0].churned is True
     assert waiting == [] and labeller.pending_count == 0
