@@ -22,8 +22,10 @@ from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from service.core.features import CustomerSnapshot
 from service.settings import Settings
 
-QUIET_LADDER_DAYS = (1, 3, 7, 14, 30, 60, 90, 180, 365)
-"""Quiet days at which a model whose features drift with time reviews a customer again."""
+QUIET_LADDER_DAYS = (7, 14, 30, 60, 90, 180, 365)
+"""Quiet days at which a model whose features drift with time reviews a customer again
+(a week first: a day or three of silence says nothing about a customer who orders
+monthly, and each review costs every model an evaluation)."""
 
 
 @runtime_checkable
