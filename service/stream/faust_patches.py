@@ -8,7 +8,7 @@ faust-streaming #323, #517: duplicates and lost updates around rebalances), and 
 transactional sends fail for output topics that no agent consumes (the producer is
 chosen by the destination topic's assignor group). What Faust still does for segstream:
 the consumer group, partition assignment, recovery of tables from their changelogs,
-standby replicas, the web server and timers. Three patches make those fit transactions:
+standby replicas, the web server and timers. Four patches make those fit transactions:
 
 1. **No commits of Faust's own.** Faust commits the offsets of processed ("acked")
    messages every ``broker_commit_interval`` and after rebalances. Those offsets would
@@ -24,6 +24,14 @@ standby replicas, the web server and timers. Three patches make those fit transa
    forever (upstream #47, #74, #597; in exactly-once mode Faust instead waits for two
    idle 5 s polls, "detect_aborted_tx"). The highwater is replaced by the offset of the
    partition's last visible record, found by reading its tail once.
+4. **No records dropped as "already read".** Faust's fetch loop drops every record whose
+   offset is below the highest offset it delivered for the partition, and a seek resets
+   that mark only while the records fetched before the seek are still being delivered:
+   they raise it again, and the records the seek asked for are then dropped as
+   already read (upstream #216, #221: records skipped after a rebalance). The worker's
+   stream delivers whatever the consumer fetched; :class:`~service.stream.wiring.BatchRunner`
+   decides per record from the partition's committed progress (below it: already in the
+   tables; above it: a gap, fetched again by :mod:`service.stream.gaps`).
 
 Every patch is checked against the versions it was written for: another faust-streaming
 or aiokafka version refuses to start until this module has been reviewed for it.
@@ -89,6 +97,25 @@ def _read_committed_consumer(self: Any, transport: Any) -> Any:
     consumer = _create_worker_consumer(self, transport)
     consumer._isolation_level = "read_committed"
     return consumer
+
+
+class NoReadOffsets(dict[Any, Any]):
+    """Faust's per-partition "highest offset delivered": always unknown, so its fetch loop
+    drops nothing and records no gaps."""
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+_consumer_init = faust_consumer.Consumer.__init__
+
+
+def _init_without_read_offsets(self: Any, *args: Any, **kwargs: Any) -> None:
+    _consumer_init(self, *args, **kwargs)
+    self._read_offset = NoReadOffsets()
 
 
 _build_highwaters = faust_recovery.Recovery._build_highwaters
@@ -163,6 +190,7 @@ def apply(connection_options: Mapping[str, Any]) -> None:
     _state["options"] = dict(connection_options)
     faust_consumer.Consumer.commit = _no_commit  # type: ignore[method-assign]
     faust_consumer.Consumer.force_commit = _never_force  # type: ignore[method-assign]
+    faust_consumer.Consumer.__init__ = _init_without_read_offsets  # type: ignore[method-assign]
     thread = faust_aiokafka.AIOKafkaConsumerThread
     thread._create_worker_consumer = _read_committed_consumer  # type: ignore[method-assign]
     faust_recovery.Recovery._build_highwaters = _visible_highwaters  # type: ignore[method-assign]

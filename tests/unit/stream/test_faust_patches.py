@@ -28,3 +28,10 @@ def test_faust_commits_nothing_and_forgets_its_acked_offsets() -> None:
     assert asyncio.run(faust_patches._no_commit(consumer)) is False
     assert consumer._acked[("t", 0)] == [] and consumer._acked_index[("t", 0)] == set()
     assert consumer._gap == {}
+
+
+def test_faust_drops_no_record_as_already_read() -> None:
+    read = faust_patches.NoReadOffsets()
+    read[("t", 0)] = 300  # what Faust's fetch loop records after delivering offset 300
+    read.update({("t", 0): 300})  # what its seek to committed offsets records
+    assert read[("t", 0)] is None  # so a record at offset 0, fetched again, is delivered
