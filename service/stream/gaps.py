@@ -15,6 +15,7 @@ the expected offset arrives again.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any
@@ -38,6 +39,9 @@ class GapGuard:
         self._connection = dict(connection)
         self._seek = seek
         self._probe: AIOKafkaConsumer | None = None
+        self._probing = asyncio.Lock()
+        """One question to the probe at a time (admits and restarts of different
+        partitions run concurrently)."""
         self._rewinding: dict[tuple[str, int], tuple[int, float]] = {}
         self.skipped_found = 0
 
@@ -101,16 +105,17 @@ class GapGuard:
     async def first_visible(self, tp: TopicPartition, offset: int) -> int | None:
         """Offset of the first record a read_committed reader sees at or after ``offset``
         (None: none up to the partition's end)."""
-        probe = await self._consumer()
-        probe.assign([tp])
-        probe.seek(tp, offset)
-        end = (await probe.end_offsets([tp]))[tp]
-        while await probe.position(tp) < end:
-            batches = await probe.getmany(tp, timeout_ms=1000, max_records=1)
-            for records in batches.values():
-                if records:
-                    return int(records[0].offset)
-        return None
+        async with self._probing:
+            probe = await self._consumer()
+            probe.assign([tp])
+            probe.seek(tp, offset)
+            end = (await probe.end_offsets([tp]))[tp]
+            while await probe.position(tp) < end:
+                batches = await probe.getmany(tp, timeout_ms=1000, max_records=1)
+                for records in batches.values():
+                    if records:
+                        return int(records[0].offset)
+            return None
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._probe is None:

@@ -231,18 +231,26 @@ class BatchRunner:
 
     async def recovered(self) -> None:
         """Recovery ended: forget what was read meanwhile (timers and queries may have
-        read tables half recovered, into caches and shop books), seek every owned input
-        partition to where its tables end (records set aside meanwhile come again), then
-        process again."""
+        read tables half recovered, into caches and shop books), process again, and seek
+        every owned input partition to where its tables end, so the records set aside
+        during recovery come again.
+
+        Processing resumes before the seeks: records the fetcher delivers while a seek is
+        under way are then processed (each checked against the partition's committed
+        progress), not set aside after the last seek that would have brought them again."""
         for table in self.tables.values():
             for partition in range(self.settings.topic_partitions):
                 table.discard(partition)
         self.pipeline.forget_shops()
-        if self.guard is not None:
-            for partition in sorted(self.checkpoint.partitions):
+        self.ready = True
+        if self.guard is None:
+            return
+        for partition in sorted(self.checkpoint.partitions):
+            async with self.locks[partition]:
+                if not self.ready or partition not in self.checkpoint.partitions:
+                    return  # a new rebalance began: its recovery seeks again
                 committed = Progress.load(self.tables["shops"], partition).offsets
                 await self.guard.restart(partition, sorted(self.expected), committed)
-        self.ready = True
 
     async def assign(self, partitions: set[int]) -> None:
         """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""

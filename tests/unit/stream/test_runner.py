@@ -4,6 +4,7 @@ is dead-lettered without its half-made writes."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -177,6 +178,29 @@ async def test_recovery_seeks_each_input_to_where_the_tables_end(
     await batches.recovered()
     # orders: the committed next offset; cancellations, never committed: the log's start
     assert batches.guard.sought == [(other, PARTITION, 5), (ORDERS, PARTITION, 3)]
+
+
+async def test_records_delivered_while_recovery_seeks_are_processed(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    """The fetcher delivers the records a seek asked for while the next partition's seek is
+    still under way: they are processed, not set aside after the last seek (which would
+    leave them unread until new records arrive)."""
+    batches, tables = runner(checkpoint)
+    delivered: list[asyncio.Task[None]] = []
+
+    class DeliveringGuard(ProbedGuard):
+        async def restart(self, partition: int, topics: Any, committed: Any) -> None:
+            await super().restart(partition, topics, committed)
+            delivered.append(asyncio.create_task(batches.run(events(0, 1))))
+            await asyncio.sleep(0)
+
+    batches.guard = DeliveringGuard(first=0)
+    batches.rebalancing()
+    await batches.run(events(0, 1))  # during recovery: set aside
+    await batches.recovered()
+    await asyncio.gather(*delivered)
+    assert order_count(tables) == 2
 
 
 async def test_a_partition_never_committed_is_checked_for_a_gap_from_its_start() -> None:
