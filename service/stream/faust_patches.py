@@ -28,7 +28,8 @@ standby replicas, the web server and timers. Four patches make those fit transac
    offset is below the highest offset it delivered for the partition, and a seek resets
    that mark only while the records fetched before the seek are still being delivered:
    they raise it again, and the records the seek asked for are then dropped as
-   already read (upstream #216, #221: records skipped after a rebalance). The worker's
+   already read (upstream #216, #221: records skipped after a rebalance; robinhood/faust
+   #115: "DROPPED MESSAGE ROFF" after a rebalance). The worker's
    stream delivers whatever the consumer fetched; :class:`~service.stream.wiring.BatchRunner`
    decides per record from the partition's committed progress (below it: already in the
    tables; above it: a gap, fetched again by :mod:`service.stream.gaps`).
