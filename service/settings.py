@@ -138,7 +138,7 @@ class Settings(BaseSettings):
         30.0, gt=0, description="Seconds between refreshes of table, segment and model gauges."
     )
     cluster_max_clusters: int = Field(
-        8, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
+        12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
     )
     cluster_warmup: int = Field(
         100, ge=1, description="Evaluations before a shop's customers get a cluster."
