@@ -15,9 +15,10 @@ KAFKA := deploy/kafka/kafka.sh
 # Only paths that exist (empty folders are not in a fresh clone).
 LINT_PATHS := $(wildcard service tests bench harness)
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench chaos clean distclean
+	lint format typecheck test-unit test-integration test demo bench quix-venv chaos clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -85,9 +86,13 @@ test: setup lint typecheck kafka-fetch ## THE test command: setup, lint, typeche
 # ---------------------------------------------------------------- demo
 # Benchmarks: in-process pipeline micro-benchmark, then real workers on a dedicated broker
 # (127.0.0.1:29192, started and stopped by the bench). Side-by-side tables; see bench/README.md.
-bench: setup kafka-fetch ## benchmarks: pipeline micro + end-to-end on a real broker (~7 min)
-	$(BIN)/python -m bench.pipeline_micro
-	$(BIN)/python -m bench.end_to_end
+bench: setup kafka-fetch quix-venv ## throughput: segstream beside bare Faust, aiokafka and quix-streams (~25 min)
+	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+# quix-streams pins older pydantic versions than segstream: its baseline gets a venv of its own.
+quix-venv:
+	@[[ -x .venv-quix/bin/python ]] || { $(PYTHON) -m venv .venv-quix && \
+		.venv-quix/bin/python -m pip install --disable-pip-version-check -q quixstreams==3.28.1; }
 
 demo: setup kafka-up ## THE demo: broker, worker, simulated shops, segment changes printed live
 	deploy/demo.sh
@@ -110,7 +115,7 @@ clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 
 distclean: clean ## clean, and also remove .venv and the fetched broker jars
-	rm -rf $(VENV) deploy/kafka/.cache
+	rm -rf $(VENV) .venv-quix deploy/kafka/.cache
 
 # ---------------------------------------------------------------- chaos
 CHAOS_ARGS ?=

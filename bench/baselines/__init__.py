@@ -1,0 +1,1 @@
+"""Baselines the benchmark measures segstream against, one runnable module each."""

@@ -1,0 +1,343 @@
+"""Throughput side by side: segstream and the baselines on the same preloaded input.
+
+``python -m bench.throughput`` (``make bench``) starts its own broker, publishes one
+simulated stream (``--events``, default 100,000 records of many small shops) to
+segstream's three input topics once, and then runs every variant, one after another, on
+those same topics and partitions with a consumer group of its own:
+
+- ``faust forward``: a bare Faust agent sending every record on;
+- ``faust table``: a bare Faust agent decoding each record, writing one table row per
+  customer (RocksDB) and forwarding (the baseline the targets refer to);
+- ``aiokafka relay``: the Kafka client alone, consume and produce;
+- ``quix alos`` / ``quix eos``: a quix-streams 3 app with one per-customer state update
+  (in ``.venv-quix``, which ``make bench`` creates; left out without it, and said so);
+- ``segstream``: the full worker, exactly once, every model on.
+
+Throughput = records consumed / time, from the group's first committed progress until
+its committed offsets reach the end of the input (startup and the first rebalance are
+not counted; Faust's and quix's periodic commits blur the ends by up to their commit
+interval). CPU = the process's user + system seconds over the same span; peak RSS from
+``/proc``. Then segstream alone runs again at half its measured throughput on fresh
+records, and the time from each input record's produce timestamp to its segment
+change's arrival at a ``read_committed`` consumer gives p50/p95/p99 latency.
+
+Results go to stdout as a table and to ``bench/results/throughput.jsonl`` (one line per
+variant, with the git revision).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer
+from aiokafka.errors import KafkaError
+
+from bench.common import code_version, say, simulated_records, summary, table
+from harness.broker import fresh_broker
+from harness.kafka_io import consume_all
+from harness.workers import REPO_ROOT, WorkerProcess, free_port, isolated_settings
+from service.core.contracts import ROLES
+from service.settings import Settings
+from service.stream.lag import LagProbe
+from service.stream.topics import ensure_topics
+from service.tools.publish import Record, publish
+
+RESULTS = Path(__file__).resolve().parent / "results"
+QUIX_PYTHON = REPO_ROOT / ".venv-quix" / "bin" / "python"
+VARIANTS = ("faust forward", "faust table", "aiokafka relay", "quix alos", "quix eos", "segstream")
+BASELINE = "faust table"
+
+
+@dataclass
+class Measured:
+    """One variant's run."""
+
+    variant: str
+    records: int = 0
+    seconds: float = 0.0
+    cpu_seconds: float = 0.0
+    peak_rss_mib: float = 0.0
+    latencies_ms: list[float] = field(default_factory=list)
+
+    @property
+    def per_second(self) -> float:
+        return self.records / self.seconds if self.seconds else 0.0
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def command(variant: str, settings: Settings, group: str, work: Path) -> list[str]:
+    """The command line of a baseline process."""
+    topics = [settings.topic(role) for role in ROLES.values()]
+    common = ["--bootstrap", settings.kafka_bootstrap, "--group", group, "--topics", *topics]
+    output = ["--output", f"{settings.topic_prefix}out-{group}"]
+    if variant.startswith("faust"):
+        mode = variant.split()[1]
+        return [
+            sys.executable,
+            "-m",
+            "bench.baselines.faust_apps",
+            mode,
+            *common,
+            *output,
+            "--partitions",
+            str(settings.topic_partitions),
+            "--data-dir",
+            str(work),
+            "--web-port",
+            str(free_port()),
+        ]
+    if variant == "aiokafka relay":
+        return [sys.executable, "-m", "bench.baselines.aiokafka_relay", *common, *output]
+    guarantee = "exactly-once" if variant.endswith("eos") else "at-least-once"
+    return [
+        str(QUIX_PYTHON),
+        str(REPO_ROOT / "bench" / "baselines" / "quix_app.py"),
+        *common,
+        *output,
+        "--state-dir",
+        str(work),
+        "--guarantee",
+        guarantee,
+    ]
+
+
+async def progress(settings: Settings, group: str, pid: int, total: int) -> Measured:
+    """Watch the group's committed offsets from its first progress to the end."""
+    topics = [settings.topic(role) for role in ROLES.values()]
+    probe = LagProbe(dict(_connection(settings)), group, topics)
+    measured = Measured("")
+    started = cpu = None
+    deadline = time.monotonic() + 3600
+    try:
+        while time.monotonic() < deadline:
+            try:
+                lag = sum((await probe.measure()).values())
+            except KafkaError:  # the group's coordinator is not there yet
+                await asyncio.sleep(0.25)
+                continue
+            now = time.monotonic()
+            if started is None and lag < total:
+                started, first, cpu = now, total - lag, cpu_seconds(pid)
+            if started is not None and lag == 0:
+                measured.records = total - first
+                measured.seconds = now - started
+                measured.cpu_seconds = cpu_seconds(pid) - (cpu or 0.0)
+                measured.peak_rss_mib = peak_rss_mib(pid)
+                return measured
+            await asyncio.sleep(0.25)
+    finally:
+        await probe.stop()
+    raise TimeoutError(f"group {group} did not finish")
+
+
+def _connection(settings: Settings) -> dict[str, object]:
+    from service.stream.kafka import connection_options
+
+    return connection_options(settings)
+
+
+async def run_baseline(variant: str, settings: Settings, total: int, work: Path) -> Measured:
+    group = f"bench-{variant.replace(' ', '-')}-{uuid.uuid4().hex[:6]}"
+    directory = work / group
+    directory.mkdir(parents=True)
+    log = (work / f"{group}.log").open("wb")
+    process = subprocess.Popen(
+        command(variant, settings, group, directory),
+        cwd=REPO_ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+    )
+    try:
+        found = await progress(settings, group, process.pid, total)
+    finally:
+        process.kill()
+        process.wait()
+    found.variant = variant
+    return found
+
+
+async def run_segstream(settings: Settings, total: int, work: Path) -> Measured:
+    app = settings.model_copy(update={"app_id": f"bench-segstream-{uuid.uuid4().hex[:6]}"})
+    worker = WorkerProcess.for_settings(app, work / app.app_id)
+    worker.start()
+    try:
+        assert worker.process is not None
+        found = await progress(app, app.app_id, worker.process.pid, total)
+    finally:
+        worker.kill()
+    found.variant = "segstream"
+    return found
+
+
+async def latency(
+    settings: Settings, records: list[Record], rate: float, work: Path
+) -> list[float]:
+    """Produce -> read_committed arrival of each event's segment changes, at ``rate``."""
+    app = settings.model_copy(
+        update={
+            "app_id": f"bench-latency-{uuid.uuid4().hex[:6]}",
+            "topic_prefix": f"lat-{uuid.uuid4().hex[:6]}.",
+        }
+    )
+    await ensure_topics(app, changelogs=True)
+    worker = WorkerProcess.for_settings(app, work / app.app_id)
+    worker.start()
+    consumer = AIOKafkaConsumer(
+        app.topic("segment_changes"),
+        bootstrap_servers=app.kafka_bootstrap,
+        isolation_level="read_committed",
+        auto_offset_reset="earliest",
+        group_id=None,
+    )
+    arrivals: dict[str, float] = {}
+    try:
+        worker.wait_ready(timeout_s=180)
+        await consumer.start()
+
+        async def tail() -> None:
+            while True:
+                for batch in (await consumer.getmany(timeout_ms=100)).values():
+                    for record in batch:
+                        change = json.loads(record.value)
+                        cause = change.get("cause", {}).get("event_id")
+                        if cause and cause not in arrivals:
+                            arrivals[cause] = time.time()
+
+        tailing = asyncio.create_task(tail())
+        await publish(records, app, rate=rate)
+        await asyncio.sleep(5)
+        tailing.cancel()
+    finally:
+        await consumer.stop()
+        worker.stop()
+    produced: dict[str, float] = {}  # each input record's produce (create) time
+    for role in ROLES.values():
+        for record in await consume_all(app.kafka_bootstrap, app.topic(role), timeout_s=60):
+            try:
+                produced[json.loads(record.value)["event_id"]] = record.timestamp / 1000
+            except (ValueError, KeyError, TypeError):
+                continue
+    return [(arrivals[e] - at) * 1000 for e, at in produced.items() if e in arrivals]
+
+
+def report(results: Sequence[Measured]) -> str:
+    base = next((r for r in results if r.variant == BASELINE), None)
+    quix = [r for r in results if r.variant.startswith("quix")]
+    rows = []
+    for r in results:
+        lat = summary(r.latencies_ms) if r.latencies_ms else {}
+        rows.append(
+            [
+                r.variant,
+                f"{r.per_second:,.0f}",
+                f"{r.cpu_seconds / r.seconds:.0%}" if r.seconds else "",
+                f"{r.peak_rss_mib:.0f}",
+                f"{r.per_second / base.per_second:.2f}" if base and base.per_second else "",
+                f"{r.per_second / max(q.per_second for q in quix):.2f}" if quix else "",
+                *(f"{lat[k]:.0f}" if lat else "" for k in ("p50", "p95", "p99")),
+            ]
+        )
+    headers = [
+        "variant",
+        "records/s",
+        "CPU",
+        "peak RSS MiB",
+        f"÷ {BASELINE}",
+        "÷ best quix",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+    ]
+    return table(headers, rows)
+
+
+async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
+    settings = isolated_settings(bootstrap, "bench", topic_partitions=8)
+    await ensure_topics(settings, changelogs=False)
+    records = simulated_records(args.events + args.latency_events, seed=args.seed)
+    preload, fresh = records[: args.events], records[args.events :]
+    say(f"publishing {len(preload):,} records once")
+    await publish(preload, settings)
+    work = Path("var/bench/throughput") / str(int(time.time()))
+    results = []
+    for variant in args.variants:
+        if variant.startswith("quix") and not QUIX_PYTHON.exists():
+            say(f"{variant}: left out, {QUIX_PYTHON} does not exist (make bench creates it)")
+            continue
+        say(f"{variant} ...")
+        runner = (
+            run_segstream(settings, len(preload), work)
+            if variant == "segstream"
+            else (run_baseline(variant, settings, len(preload), work))
+        )
+        found = await runner
+        say(f"{variant}: {found.per_second:,.0f} records/s")
+        results.append(found)
+    segstream = next((r for r in results if r.variant == "segstream"), None)
+    if segstream is not None and fresh:
+        rate = max(1.0, segstream.per_second / 2)
+        say(f"segstream latency at {rate:.0f} records/s (half its throughput) ...")
+        segstream.latencies_ms = await latency(settings, fresh, rate, work)
+    return results
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
+    parser.add_argument("--events", type=int, default=100_000)
+    parser.add_argument("--latency-events", type=int, default=3000)
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--port", type=int, default=29692)
+    args = parser.parse_args(argv)
+    with fresh_broker(args.port, "bench-broker") as broker:
+        results = asyncio.run(run_all(args, broker.bootstrap))
+    print(report(results))
+    RESULTS.mkdir(exist_ok=True)
+    revision = code_version()
+    with (RESULTS / "throughput.jsonl").open("a") as out:
+        for r in results:
+            lat = summary(r.latencies_ms) if r.latencies_ms else {}
+            out.write(
+                json.dumps(
+                    {
+                        "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                        "revision": revision,
+                        "variant": r.variant,
+                        "records": r.records,
+                        "seconds": round(r.seconds, 2),
+                        "records_per_s": round(r.per_second, 1),
+                        "cpu_share": round(r.cpu_seconds / r.seconds, 3) if r.seconds else None,
+                        "peak_rss_mib": round(r.peak_rss_mib, 1),
+                        **lat,
+                    }
+                )
+                + "\n"
+            )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
