@@ -22,6 +22,7 @@ from typing import Any
 
 import faust
 from aiokafka import TopicPartition
+from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from service.core.changes import DeadLetter, Source
@@ -107,7 +108,16 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
     pipeline = Pipeline(settings, *(tables[name] for name in TABLES))
 
     async def seek(topic: str, partition: int, offset: int) -> None:
-        await app.consumer.seek(TP(topic, partition), offset)
+        # On the consumer's own thread: Faust's Consumer.seek changes aiokafka's fetcher
+        # from the caller's thread, and a fetch in flight then crashed the worker
+        # (KeyError in Fetcher.fetched_records; robinhood/aiokafka #19). seek_wait runs
+        # there and waits. A partition a rebalance just took away is left to its new
+        # owner, which seeks from the committed progress (faust-streaming #54).
+        consumer: Any = app.consumer
+        try:
+            await consumer.seek_wait({TP(topic, partition): offset})
+        except IllegalStateError:
+            log.info("seek_skipped_not_assigned", topic=topic, partition=partition)
 
     guard = GapGuard(connection_options(settings), seek)
     runner = BatchRunner(settings, pipeline, tables, checkpoint, expected, guard)
