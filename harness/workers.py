@@ -135,6 +135,10 @@ class WorkerProcess:
             time.sleep(0.5)
         raise AssertionError(f"worker not ready after {timeout_s} s\n{self.log_tail()}")
 
+    def running(self) -> bool:
+        """Whether the worker process is alive."""
+        return self.process is not None and self.process.poll() is None
+
     def assert_running(self) -> None:
         assert self.process is not None and self.process.poll() is None, (
             f"worker exited with {self.process.returncode if self.process else None}\n"
