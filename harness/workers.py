@@ -140,7 +140,7 @@ class WorkerProcess:
         return self.process is not None and self.process.poll() is None
 
     def assert_running(self) -> None:
-        assert self.process is not None and self.process.poll() is None, (
+        assert self.running(), (
             f"worker exited with {self.process.returncode if self.process else None}\n"
             f"{self.log_tail()}"
         )

@@ -248,10 +248,7 @@ class BatchRunner:
         Processing resumes before the seeks: records the fetcher delivers while a seek is
         under way are then processed (each checked against the partition's committed
         progress), not set aside after the last seek that would have brought them again."""
-        for table in self.tables.values():
-            for partition in range(self.settings.topic_partitions):
-                table.discard(partition)
-        self.pipeline.forget_shops()
+        self._forget_reads()
         self.ready = True
         if self.guard is None:
             return
@@ -264,10 +261,7 @@ class BatchRunner:
 
     async def assign(self, partitions: set[int]) -> None:
         """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""
-        for table in self.tables.values():
-            for partition in range(self.settings.topic_partitions):
-                table.discard(partition)
-        self.pipeline.forget_shops()
+        self._forget_reads()
         await self.checkpoint.assign(partitions)
         telemetry.REBALANCES.inc()
 
@@ -390,6 +384,13 @@ class BatchRunner:
             tp = TopicPartition(changelog_topic(self.settings, name), partition)
             table.apply(partition, self._pending.get(name, {}), tp, written.get(tp, -1))
         self._pending = {}
+
+    def _forget_reads(self) -> None:
+        """Drop every partition's cached and pending table values and the shop books."""
+        for table in self.tables.values():
+            for partition in range(self.settings.topic_partitions):
+                table.discard(partition)
+        self.pipeline.forget_shops()
 
     def _undo(self, partition: int) -> None:
         for table in self.tables.values():
