@@ -230,7 +230,8 @@ class BatchRunner:
         self.expected = expected
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._poison: dict[tuple[str, int], str] = {}
-        self._pending: dict[str, Pending] = {}
+        self._pending: dict[int, dict[str, Pending]] = {}
+        """Each partition's table writes between its batch's processing and commit."""
         self.ready = False
         """Whether the tables hold everything committed for the owned partitions (False
         from a rebalance until Faust's recovery of its assignment has ended)."""
@@ -266,7 +267,9 @@ class BatchRunner:
         telemetry.REBALANCES.inc()
 
     async def run(self, events: Sequence[faust.types.EventT[Any]]) -> None:
-        """Process and commit one batch (partition by partition, in arrival order).
+        """Process and commit one batch: each partition's records in arrival order, the
+        partitions side by side (one partition's transaction commits while the next one's
+        records are processed; each has its own producer).
 
         While tables are still being recovered the batch is dropped, not waited on
         (Faust's next rebalance would wait for it): when recovery ends Faust seeks every
@@ -277,9 +280,7 @@ class BatchRunner:
         groups: dict[int, list[faust.types.EventT[Any]]] = defaultdict(list)
         for event in events:
             groups[event.message.partition].append(event)
-        for partition, group in groups.items():
-            async with self.locks[partition]:
-                await self._run(partition, group)
+        await asyncio.gather(*(self._run_locked(p, group) for p, group in groups.items()))
 
     async def publish(self, partition: int, make: Callable[[], list[Record]]) -> int:
         """Commit outputs that no input record caused (metric snapshots), made by ``make``
@@ -292,6 +293,10 @@ class BatchRunner:
             if outputs:
                 await self.checkpoint.publish(partition, outputs)
             return len(outputs)
+
+    async def _run_locked(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
+        async with self.locks[partition]:
+            await self._run(partition, events)
 
     async def _run(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
         if self.guard is not None and partition in self.checkpoint.partitions:
@@ -343,7 +348,7 @@ class BatchRunner:
         if work.offsets:
             self.pipeline.flush()
             progress.save(shops, partition)
-            work.writes, self._pending = self._writes(partition)
+            work.writes, self._pending[partition] = self._writes(partition)
         return work, outcomes
 
     def _handle(self, event: faust.types.EventT[Any], source: Source) -> Outcome:
@@ -380,10 +385,10 @@ class BatchRunner:
         return records, pending
 
     def _apply(self, partition: int, written: Written) -> None:
+        pending = self._pending.pop(partition, {})
         for name, table in self.tables.items():
             tp = TopicPartition(changelog_topic(self.settings, name), partition)
-            table.apply(partition, self._pending.get(name, {}), tp, written.get(tp, -1))
-        self._pending = {}
+            table.apply(partition, pending.get(name, {}), tp, written.get(tp, -1))
 
     def _forget_reads(self) -> None:
         """Drop every partition's cached and pending table values and the shop books."""
@@ -393,6 +398,7 @@ class BatchRunner:
         self.pipeline.forget_shops()
 
     def _undo(self, partition: int) -> None:
+        self._pending.pop(partition, None)
         for table in self.tables.values():
             table.discard(partition)
         self.pipeline.forget_shops()
