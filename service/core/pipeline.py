@@ -145,6 +145,7 @@ class Pipeline:
         """Drop the books (after a rebalance or an aborted batch: rebuilt from the tables)."""
         self._books.clear()
         self._priors.clear()
+        self.ledger.forget()
 
     # ------------------------------------------------------------ records
 
@@ -193,7 +194,9 @@ class Pipeline:
         return DeadLetter("wrong_partition", detail, source, key, raw)
 
     def flush(self) -> None:
-        """Write every changed book's shop record and models (and the partition priors)."""
+        """Write every changed book's shop record and models (and the partition priors),
+        and the metric buckets booked since the last flush."""
+        self.ledger.flush()
         partitions = set()
         for book in self._books.values():
             if not book.dirty:

@@ -35,7 +35,9 @@ customer, so a segment dimension books an event's changes on the shop's current 
 customer's standing moves with it: ``moved_out`` of the old segment, ``moved_in`` to the
 new one, bookings still ahead follow.
 
-Bucket writes per :meth:`MetricsLedger.record` call (each key written at most once): with
+Bookings are merged in memory until :meth:`MetricsLedger.flush` (the worker flushes once
+per batch, queries flush first), so each bucket is written at most once per batch, however
+many of the batch's events touch it. Bucket writes of one event flushed alone: with
 ``D = 2 + models`` dimensions and an event whose bookings fall on ``k`` distinct days
 (``k = 1`` in time order, also for a cancellation effective later; at most
 ``2 + allowed_lateness_days`` for a late event), at most ``D * (k + 1)`` writes, plus
@@ -137,8 +139,6 @@ class Recorded:
     """What one :meth:`MetricsLedger.record` call did."""
 
     too_late: bool
-    writes: int
-    """Bucket writes and deletions (changelog records), the index included."""
 
 
 @dataclass(slots=True)
@@ -225,13 +225,15 @@ def _add(value: int | float, change: int | float) -> int | float:
 
 
 class _Batch:
-    """Every counter change of one record call, merged per key so each key is written once."""
+    """Every counter change of one shop's record calls since the last flush, merged per
+    key so each key is written once."""
 
-    def __init__(self, shop_id: str) -> None:
+    def __init__(self, shop_id: str, index: ShopIndex) -> None:
         self.shop_id = shop_id
+        self.index = index
+        """The shop's index, widened as days and dimensions are booked."""
         self.days: dict[str, dict[str, Any]] = {}
         self.totals: dict[str, dict[str, Any]] = {}
-        self.touched: list[tuple[date, str]] = []
 
     def book(self, booking: Booking, sign: int, day: date, dimension: str) -> None:
         """Count ``booking`` (``sign`` -1 takes it back) on ``day`` in ``dimension``."""
@@ -244,7 +246,8 @@ class _Batch:
         if histogram is not None:
             delta[histogram] = {histogram_bin(day, booking.anchor): sign}
         _accumulate(self.days.setdefault(day_key(self.shop_id, day, dimension), {}), delta)
-        self.touched.append((day, dimension))
+        self.index.note_day(day)
+        self.index.dimensions.add(dimension)
         subscribers, mrr = NET.get(booking.kind, (0, 0))
         if subscribers or mrr:
             total = {"subscribers": sign * subscribers, "mrr": sign * mrr * booking.amount}
@@ -252,12 +255,9 @@ class _Batch:
                 total["customers"] = sign
             _accumulate(self.totals.setdefault(total_key(self.shop_id, dimension), {}), total)
 
-    def flush(self, buckets: MutableMapping[str, dict[str, Any]], index: ShopIndex) -> int:
+    def flush(self, buckets: MutableMapping[str, dict[str, Any]]) -> int:
         """Write the merged changes; returns the number of keys written or deleted."""
         writes = 0
-        for day, dimension in self.touched:
-            index.note_day(day)
-            index.dimensions.add(dimension)
         for key, summed in (*self.days.items(), *self.totals.items()):
             delta = add_counters({}, summed)  # rounded, zeros dropped
             if not delta:
@@ -269,6 +269,16 @@ class _Batch:
                 buckets.pop(key, None)
             writes += 1
         return writes
+
+
+@dataclass(slots=True)
+class _Open:
+    """A shop booked since the last flush: its merged changes and its index."""
+
+    batch: _Batch
+    index: ShopIndex
+    saved: dict[str, Any]
+    """The index as stored before the first of these bookings."""
 
 
 def _diff(before: Iterable[Booking], after: Iterable[Booking]) -> list[tuple[Booking, int]]:
@@ -338,6 +348,8 @@ class MetricsLedger:
         if retention_days <= allowed_lateness_days + MAX_WINDOW_DAYS:
             raise ValueError("retention_days must exceed allowed lateness plus a month")
         self.buckets = buckets
+        self._open: dict[str, _Open] = {}
+        self._expired = 0
         self.allowed_lateness = timedelta(days=allowed_lateness_days)
         self.retention_days = retention_days
 
@@ -365,11 +377,10 @@ class MetricsLedger:
         segment evaluation). ``event`` None: a re-evaluation that only changed segments
         (a timer). ``stream_time`` is the shop's stream time after the event."""
         shop_id = after.shop_id
-        index = self._index(shop_id) or ShopIndex()
-        saved = index.to_json()
-        expired = self._advance(shop_id, index, stream_time.astimezone(UTC).date())
+        opened = self._opened(shop_id)
+        index, batch = opened.index, opened.batch
+        self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
         now = stream_time
-        batch = _Batch(shop_id)
         old = Contribution(before)
         new = old if event is None else Contribution(after)  # a re-evaluation changes no facts
         late = event is not None and event.occurred_at < now - self.allowed_lateness
@@ -383,11 +394,33 @@ class MetricsLedger:
             previous, current = before.segments.get(model), after.segments.get(model)
             self._book_segment(batch, model, previous, current, old, new, changes, now)
         index.too_late += int(late)
-        writes = batch.flush(self.buckets, index)
-        if index.to_json() != saved:
-            self.buckets[index_key(shop_id)] = index.to_json()
-            writes += 1
-        return Recorded(late, writes + expired)
+        return Recorded(late)
+
+    def flush(self) -> int:
+        """Write what the :meth:`record` calls since the last flush booked, each bucket
+        once; returns the bucket writes and deletions (changelog records)."""
+        writes, self._expired = self._expired, 0
+        for shop_id, opened in self._open.items():
+            writes += opened.batch.flush(self.buckets)
+            record = opened.index.to_json()
+            if record != opened.saved:
+                self.buckets[index_key(shop_id)] = record
+                writes += 1
+        self._open.clear()
+        return writes
+
+    def forget(self) -> None:
+        """Drop what was booked since the last flush (its batch was aborted)."""
+        self._open.clear()
+        self._expired = 0
+
+    def _opened(self, shop_id: str) -> _Open:
+        opened = self._open.get(shop_id)
+        if opened is None:
+            index = self._stored_index(shop_id) or ShopIndex()
+            opened = _Open(_Batch(shop_id, index), index, index.to_json())
+            self._open[shop_id] = opened
+        return opened
 
     def _book_event_time(
         self,
@@ -443,22 +476,26 @@ class MetricsLedger:
             for booking in standing.ahead:
                 batch.book(booking, sign, booking.day, dimension)
 
-    def _advance(self, shop_id: str, index: ShopIndex, today: date) -> int:
+    def _advance(self, batch: _Batch, today: date) -> int:
         """Move the shop's stream day forward to ``today``, deleting expired buckets."""
+        index = batch.index
         if index.stream_day is not None and today <= index.stream_day:
             return 0
         index.stream_day = today
-        return self._expire(shop_id, index, today - timedelta(days=self.retention_days))
+        return self._expire(batch, today - timedelta(days=self.retention_days))
 
-    def _expire(self, shop_id: str, index: ShopIndex, cutoff: date) -> int:
-        """Delete the day buckets before ``cutoff``."""
+    def _expire(self, batch: _Batch, cutoff: date) -> int:
+        """Delete the day buckets before ``cutoff`` (stored ones and unflushed bookings)."""
+        index = batch.index
         if index.first_day is None or index.last_day is None or index.first_day >= cutoff:
             return 0
         deleted = 0
         day = index.first_day
         while day < cutoff and day <= index.last_day:
             for dimension in index.dimensions:
-                if self.buckets.pop(day_key(shop_id, day, dimension), None) is not None:
+                key = day_key(batch.shop_id, day, dimension)
+                batch.days.pop(key, None)
+                if self.buckets.pop(key, None) is not None:
                     deleted += 1
             day += timedelta(days=1)
         if index.last_day < cutoff:
@@ -470,6 +507,11 @@ class MetricsLedger:
     # ---------------------------------------------------------------- queries
 
     def _index(self, shop_id: str) -> ShopIndex | None:
+        if self._open:
+            self.flush()  # queries see every booking
+        return self._stored_index(shop_id)
+
+    def _stored_index(self, shop_id: str) -> ShopIndex | None:
         stored = self.buckets.get(index_key(shop_id))
         return None if stored is None else ShopIndex.from_json(stored)
 

@@ -102,8 +102,10 @@ class Shop:
         self.stream_time: datetime | None = None
 
     def send(self, *events: Event) -> list[Recorded]:
-        """Process ``events`` in the given order."""
-        return [self._one(event) for event in events]
+        """Process ``events`` in the given order, as one batch (flushed at its end)."""
+        recorded = [self._one(event) for event in events]
+        self.ledger.flush()
+        return recorded
 
     def _one(self, event: Event) -> Recorded:
         state = self.states.setdefault(
@@ -128,6 +130,7 @@ class Shop:
                 before = copy_state(state)
                 state.segments = segments
                 self.ledger.record(None, before, copy_state(state), self.stream_time)
+        self.ledger.flush()
 
 
 class CountingBuckets(MutableMapping[str, dict[str, Any]]):

@@ -377,16 +377,45 @@ def test_old_buckets_are_deleted_beyond_retention() -> None:
     assert month(ledger, "2025-04-01").subscribers_end == 1
 
 
+def test_buckets_expire_within_one_batch() -> None:
+    buckets: dict[str, dict[str, Any]] = {}
+    shop = Shop(MetricsLedger(buckets, allowed_lateness_days=7, retention_days=60))
+    shop.send(signup("c1", at("2025-01-05")), order("c1", at("2025-04-10")))
+    days = {key.split("|")[2] for key in buckets if "|day|" in key}
+    assert days == {"2025-04-10"}
+
+
 def test_bucket_writes_per_event_stay_bounded() -> None:
     buckets = CountingBuckets()
     shop = Shop(MetricsLedger(buckets), tier_and_status)  # 2 models: 4 dimensions
-    writes = [r.writes for r in shop.send(signup("c1", at("2025-03-01")))]
-    writes += [r.writes for r in shop.send(order("c1", at("2025-03-01", 14)))]
-    writes += [
-        r.writes for r in shop.send(cancel("c1", at("2025-03-01", 16), effective=at("2025-03-20")))
-    ]
+    writes = []
+    for event in (
+        signup("c1", at("2025-03-01")),
+        order("c1", at("2025-03-01", 14)),
+        cancel("c1", at("2025-03-01", 16), effective=at("2025-03-20")),
+    ):
+        before = buckets.writes
+        shop.send(event)
+        writes.append(buckets.writes - before)
     assert writes == [9, 4, 11]
     assert buckets.writes == sum(writes)
+
+
+def test_a_batch_writes_each_bucket_once() -> None:
+    buckets = CountingBuckets()
+    shop = Shop(MetricsLedger(buckets), tier_and_status)
+    events = (
+        signup("c1", at("2025-03-01")),
+        order("c1", at("2025-03-01", 14)),
+        order("c1", at("2025-03-01", 15)),
+        order("c1", at("2025-03-01", 16)),
+    )
+    shop.send(*events)
+    assert buckets.writes == 9  # the signup's 9 keys; the orders only add to them
+    one_by_one = Shop(MetricsLedger({}), tier_and_status)
+    for event in events:
+        one_by_one.send(event)
+    assert buckets.data == one_by_one.ledger.buckets
 
 
 def test_queries_reject_unknown_shops_and_bad_windows(ledger: MetricsLedger, shop: Shop) -> None:
