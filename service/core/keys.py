@@ -13,13 +13,17 @@ True
 
 from __future__ import annotations
 
+import functools
+
 from aiokafka.partitioner import murmur2
 
 PARTITION_KEY_PREFIX = "__"
 
 
+@functools.lru_cache(maxsize=65_536)
 def shop_partition(shop_id: str, partitions: int) -> int:
-    """The partition Kafka's default partitioner gives records keyed by ``shop_id``."""
+    """The partition Kafka's default partitioner gives records keyed by ``shop_id``
+    (remembered: every table access asks, for a few shops)."""
     return int(murmur2(shop_id.encode()) & 0x7FFFFFFF) % partitions
 
 
