@@ -179,9 +179,11 @@ async def run_baseline(variant: str, settings: Settings, total: int, work: Path)
     return found
 
 
-async def run_segstream(settings: Settings, total: int, work: Path) -> Measured:
+async def run_segstream(
+    settings: Settings, total: int, work: Path, env: dict[str, str]
+) -> Measured:
     app = settings.model_copy(update={"app_id": f"bench-segstream-{uuid.uuid4().hex[:6]}"})
-    worker = WorkerProcess.for_settings(app, work / app.app_id)
+    worker = WorkerProcess.for_settings(app, work / app.app_id, env)
     worker.start()
     try:
         assert worker.process is not None
@@ -193,7 +195,7 @@ async def run_segstream(settings: Settings, total: int, work: Path) -> Measured:
 
 
 async def latency(
-    settings: Settings, records: list[Record], rate: float, work: Path
+    settings: Settings, records: list[Record], rate: float, work: Path, env: dict[str, str]
 ) -> list[float]:
     """Produce -> read_committed arrival of each event's segment changes, at ``rate``."""
     app = settings.model_copy(
@@ -203,7 +205,7 @@ async def latency(
         }
     )
     await ensure_topics(app, changelogs=True)
-    worker = WorkerProcess.for_settings(app, work / app.app_id)
+    worker = WorkerProcess.for_settings(app, work / app.app_id, env)
     worker.start()
     consumer = AIOKafkaConsumer(
         app.topic("segment_changes"),
@@ -289,7 +291,7 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
             continue
         say(f"{variant} ...")
         runner = (
-            run_segstream(settings, len(preload), work)
+            run_segstream(settings, len(preload), work, args.worker_env)
             if variant == "segstream"
             else (run_baseline(variant, settings, len(preload), work))
         )
@@ -300,8 +302,15 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
     if segstream is not None and fresh:
         rate = max(1.0, segstream.per_second / 2)
         say(f"segstream latency at {rate:.0f} records/s (half its throughput) ...")
-        segstream.latencies_ms = await latency(settings, fresh, rate, work)
+        segstream.latencies_ms = await latency(settings, fresh, rate, work, args.worker_env)
     return results
+
+
+def _assignment(text: str) -> tuple[str, str]:
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("SEGSTREAM_"):
+        raise argparse.ArgumentTypeError(f"expected SEGSTREAM_NAME=VALUE, got {text!r}")
+    return name, value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -311,7 +320,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, default=29692)
+    parser.add_argument(
+        "--worker-env",
+        type=_assignment,
+        action="append",
+        default=[],
+        metavar="SEGSTREAM_X=VALUE",
+        help="a segstream worker setting (repeatable), e.g. SEGSTREAM_BATCH_MAX_EVENTS=1000",
+    )
     args = parser.parse_args(argv)
+    args.worker_env = dict(args.worker_env)
     with fresh_broker(args.port, "bench-broker") as broker:
         results = asyncio.run(run_all(args, broker.bootstrap))
     print(report(results))
@@ -331,6 +349,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "records_per_s": round(r.per_second, 1),
                         "cpu_share": round(r.cpu_seconds / r.seconds, 3) if r.seconds else None,
                         "peak_rss_mib": round(r.peak_rss_mib, 1),
+                        "worker_env": args.worker_env if r.variant == "segstream" else {},
                         **lat,
                     }
                 )
