@@ -31,6 +31,7 @@ when the window started?" without remembering customers:
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Literal
@@ -87,9 +88,12 @@ class Standing:
 
 
 class Contribution:
-    """Every booking of one customer, from their state (plans in force included)."""
+    """Every booking of one customer, from their state (plans in force included); with
+    ``from_day``, only those on that day or later (all that :meth:`since` and
+    :meth:`standing` are then asked for: a long history is not rebuilt per event)."""
 
-    def __init__(self, state: CustomerState) -> None:
+    def __init__(self, state: CustomerState, from_day: date | None = None) -> None:
+        self.from_day = from_day
         self.cohort = cohort(state)
         self._steps = mrr_steps(state)
         found = [
@@ -100,25 +104,30 @@ class Contribution:
             found.append(Booking(state.signups[0], "signup"))
         for occurred, effective in state.cancellations:
             found.append(Booking(max(occurred, effective), "cancellation"))
-        found += _purchase_days(state)
+        if from_day is not None:
+            found = [b for b in found if b.day >= from_day]
+        found += _purchase_days(state, from_day)
         self.bookings = sorted(found, key=lambda b: (b.at, b.kind))
 
     def since(self, day: date) -> list[Booking]:
         """The bookings on ``day`` or later."""
+        assert self.from_day is None or day >= self.from_day, "bookings before from_day"
         return [b for b in self.bookings if b.day >= day]
 
     def standing(self, moment: datetime) -> Standing:
         """Subscribers, MRR and bookings still ahead at ``moment``."""
+        assert self.from_day is None or moment >= midnight(self.from_day)
         mrr = mrr_at(self._steps, moment)
         ahead = tuple(b for b in self.bookings if b.at > moment)
         return Standing(int(mrr > 0), mrr, ahead)
 
 
-def _purchase_days(state: CustomerState) -> list[Booking]:
-    """One ``orderer`` booking per purchase day, anchored at the previous purchase day."""
+def _purchase_days(state: CustomerState, from_day: date | None) -> list[Booking]:
+    """One ``orderer`` booking per purchase day (from ``from_day`` on), anchored at the
+    previous purchase day."""
     days = sorted(state.purchase_days)
-    previous: list[date | None] = [None, *days]
+    first = 0 if from_day is None else bisect_left(days, from_day)
     return [
-        Booking(midnight(day), "orderer", anchor=prior)
-        for day, prior in zip(days, previous, strict=False)
+        Booking(midnight(days[n]), "orderer", anchor=days[n - 1] if n else None)
+        for n in range(first, len(days))
     ]

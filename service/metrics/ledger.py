@@ -381,12 +381,12 @@ class MetricsLedger:
         index, batch = opened.index, opened.batch
         self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
         now = stream_time
-        old = Contribution(before)
-        new = old if event is None else Contribution(after)  # a re-evaluation changes no facts
+        since = (now if event is None else event.occurred_at).astimezone(UTC).date()
+        old = Contribution(before, since)
+        new = old if event is None else Contribution(after, since)  # a timer changes no facts
         late = event is not None and event.occurred_at < now - self.allowed_lateness
         changes: list[tuple[Booking, int]] = []
         if event is not None:
-            since = event.occurred_at.astimezone(UTC).date()
             local = _local_bookings(event)
             self._book_event_time(batch, old, new, since, local, now)
             changes = _diff(old.since(since), new.since(since) + local)
