@@ -17,9 +17,10 @@ Throughput = records consumed / time, from the group's first committed progress 
 its committed offsets reach the end of the input (startup and the first rebalance are
 not counted; Faust's and quix's periodic commits blur the ends by up to their commit
 interval). CPU = the process's user + system seconds over the same span; peak RSS from
-``/proc``. Then segstream alone runs again at half its measured throughput on fresh
-records, and the time from each input record's produce timestamp to its segment
-change's arrival at a ``read_committed`` consumer gives p50/p95/p99 latency.
+``/proc``. Then the segstream worker, warm and caught up, gets ``--latency-events`` fresh
+records at half the throughput it just showed, and the time from each input record's
+produce timestamp to its first segment change's arrival at a ``read_committed`` consumer
+gives p50/p95/p99 latency.
 
 Results go to stdout as a table and to ``bench/results/throughput.jsonl`` (one line per
 variant, with the git revision).
@@ -31,11 +32,12 @@ import argparse
 import asyncio
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -63,6 +65,7 @@ class Measured:
     """One variant's run."""
 
     variant: str
+    round: int = 0
     records: int = 0
     seconds: float = 0.0
     cpu_seconds: float = 0.0
@@ -180,44 +183,42 @@ async def run_baseline(variant: str, settings: Settings, total: int, work: Path)
 
 
 async def run_segstream(
-    settings: Settings, total: int, work: Path, env: dict[str, str]
+    settings: Settings, total: int, work: Path, env: dict[str, str], fresh: list[Record]
 ) -> Measured:
+    """The worker drains the preloaded input; then, warm, it gets ``fresh`` records at
+    half the throughput it just showed, for the latency figures."""
     app = settings.model_copy(update={"app_id": f"bench-segstream-{uuid.uuid4().hex[:6]}"})
     worker = WorkerProcess.for_settings(app, work / app.app_id, env)
     worker.start()
     try:
         assert worker.process is not None
         found = await progress(app, app.app_id, worker.process.pid, total)
+        found.variant = "segstream"
+        if fresh:
+            rate = max(1.0, found.per_second / 2)
+            say(f"segstream: {found.per_second:,.0f} records/s; latency at {rate:.0f} records/s")
+            found.latencies_ms = await latency(app, fresh, rate)
     finally:
         worker.kill()
-    found.variant = "segstream"
     return found
 
 
-async def latency(
-    settings: Settings, records: list[Record], rate: float, work: Path, env: dict[str, str]
-) -> list[float]:
-    """Produce -> read_committed arrival of each event's segment changes, at ``rate``."""
-    app = settings.model_copy(
-        update={
-            "app_id": f"bench-latency-{uuid.uuid4().hex[:6]}",
-            "topic_prefix": f"lat-{uuid.uuid4().hex[:6]}.",
-        }
-    )
-    await ensure_topics(app, changelogs=True)
-    worker = WorkerProcess.for_settings(app, work / app.app_id, env)
-    worker.start()
+async def latency(settings: Settings, records: list[Record], rate: float) -> list[float]:
+    """Produce -> ``read_committed`` arrival of each record's first segment change, with
+    ``records`` sent at ``rate`` to a worker that is already running and caught up."""
     consumer = AIOKafkaConsumer(
-        app.topic("segment_changes"),
-        bootstrap_servers=app.kafka_bootstrap,
+        settings.topic("segment_changes"),
+        bootstrap_servers=settings.kafka_bootstrap,
         isolation_level="read_committed",
-        auto_offset_reset="earliest",
+        auto_offset_reset="latest",
         group_id=None,
     )
     arrivals: dict[str, float] = {}
+    await consumer.start()
     try:
-        worker.wait_ready(timeout_s=180)
-        await consumer.start()
+        await consumer.seek_to_end()
+        for partition in consumer.assignment():
+            await consumer.position(partition)  # from here on: only the fresh records' changes
 
         async def tail() -> None:
             while True:
@@ -229,15 +230,19 @@ async def latency(
                             arrivals[cause] = time.time()
 
         tailing = asyncio.create_task(tail())
-        await publish(records, app, rate=rate)
+        sent_from = time.time()
+        await publish(records, settings, rate=rate)
         await asyncio.sleep(5)
         tailing.cancel()
     finally:
         await consumer.stop()
-        worker.stop()
-    produced: dict[str, float] = {}  # each input record's produce (create) time
+    produced: dict[str, float] = {}  # each fresh input record's produce (create) time
     for role in ROLES.values():
-        for record in await consume_all(app.kafka_bootstrap, app.topic(role), timeout_s=60):
+        for record in await consume_all(
+            settings.kafka_bootstrap, settings.topic(role), timeout_s=60
+        ):
+            if record.timestamp / 1000 < sent_from - 1:
+                continue  # preloaded
             try:
                 produced[json.loads(record.value)["event_id"]] = record.timestamp / 1000
             except (ValueError, KeyError, TypeError):
@@ -246,24 +251,29 @@ async def latency(
 
 
 def report(results: Sequence[Measured]) -> str:
-    base = next((r for r in results if r.variant == BASELINE), None)
-    quix = [r for r in results if r.variant.startswith("quix")]
+    """Medians over rounds per variant; the ratios are medians of the ratios within each
+    round (variants of one round ran back to back on the same input)."""
+    variants = list(dict.fromkeys(r.variant for r in results))
     rows = []
-    for r in results:
-        lat = summary(r.latencies_ms) if r.latencies_ms else {}
+    for variant in variants:
+        runs = [r for r in results if r.variant == variant]
+        latencies = [ms for r in runs for ms in r.latencies_ms]
+        lat = summary(latencies) if latencies else {}
         rows.append(
             [
-                r.variant,
-                f"{r.per_second:,.0f}",
-                f"{r.cpu_seconds / r.seconds:.0%}" if r.seconds else "",
-                f"{r.peak_rss_mib:.0f}",
-                f"{r.per_second / base.per_second:.2f}" if base and base.per_second else "",
-                f"{r.per_second / max(q.per_second for q in quix):.2f}" if quix else "",
+                variant,
+                str(len(runs)),
+                f"{statistics.median(r.per_second for r in runs):,.0f}",
+                f"{statistics.median(r.cpu_seconds / r.seconds for r in runs if r.seconds):.0%}",
+                f"{max(r.peak_rss_mib for r in runs):.0f}",
+                _ratio(results, runs, lambda r: r.variant == BASELINE),
+                _ratio(results, runs, lambda r: r.variant.startswith("quix")),
                 *(f"{lat[k]:.0f}" if lat else "" for k in ("p50", "p95", "p99")),
             ]
         )
     headers = [
         "variant",
+        "rounds",
         "records/s",
         "CPU",
         "peak RSS MiB",
@@ -276,6 +286,18 @@ def report(results: Sequence[Measured]) -> str:
     return table(headers, rows)
 
 
+def _ratio(
+    results: Sequence[Measured], runs: Sequence[Measured], peer: Callable[[Measured], bool]
+) -> str:
+    """Median over rounds of a run's records/s over the best peer's in the same round."""
+    ratios = []
+    for run in runs:
+        peers = [r.per_second for r in results if r.round == run.round and peer(r)]
+        if peers and max(peers) > 0:
+            ratios.append(run.per_second / max(peers))
+    return f"{statistics.median(ratios):.2f}" if ratios else ""
+
+
 async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
     settings = isolated_settings(bootstrap, "bench", topic_partitions=8)
     await ensure_topics(settings, changelogs=False)
@@ -285,24 +307,23 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
     await publish(preload, settings)
     work = Path("var/bench/throughput") / str(int(time.time()))
     results = []
-    for variant in args.variants:
-        if variant.startswith("quix") and not QUIX_PYTHON.exists():
-            say(f"{variant}: left out, {QUIX_PYTHON} does not exist (make bench creates it)")
-            continue
-        say(f"{variant} ...")
-        runner = (
-            run_segstream(settings, len(preload), work, args.worker_env)
-            if variant == "segstream"
-            else (run_baseline(variant, settings, len(preload), work))
-        )
-        found = await runner
-        say(f"{variant}: {found.per_second:,.0f} records/s")
-        results.append(found)
-    segstream = next((r for r in results if r.variant == "segstream"), None)
-    if segstream is not None and fresh:
-        rate = max(1.0, segstream.per_second / 2)
-        say(f"segstream latency at {rate:.0f} records/s (half its throughput) ...")
-        segstream.latencies_ms = await latency(settings, fresh, rate, work, args.worker_env)
+    variants = [v for v in args.variants if not v.startswith("quix") or QUIX_PYTHON.exists()]
+    for left_out in sorted(set(args.variants) - set(variants)):
+        say(f"{left_out}: left out, {QUIX_PYTHON} does not exist (make bench creates it)")
+    # segstream last: its latency phase (last round) adds records to the input topics
+    variants.sort(key=lambda v: v == "segstream")
+    for round_ in range(args.rounds):
+        for variant in variants:
+            say(f"round {round_ + 1}/{args.rounds}: {variant} ...")
+            if variant == "segstream":
+                latest = fresh if round_ == args.rounds - 1 else []
+                runner = run_segstream(settings, len(preload), work, args.worker_env, latest)
+            else:
+                runner = run_baseline(variant, settings, len(preload), work)
+            found = await runner
+            found.round = round_
+            say(f"{variant}: {found.per_second:,.0f} records/s")
+            results.append(found)
     return results
 
 
@@ -318,6 +339,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--latency-events", type=int, default=3000)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
+    parser.add_argument("--rounds", type=int, default=3, help="passes over every variant")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, default=29692)
     parser.add_argument(
@@ -344,6 +366,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "at": time.strftime("%Y-%m-%dT%H:%M:%S"),
                         "revision": revision,
                         "variant": r.variant,
+                        "round": r.round,
                         "records": r.records,
                         "seconds": round(r.seconds, 2),
                         "records_per_s": round(r.per_second, 1),

@@ -15,6 +15,7 @@ to the nearest other centre) and river answers each with a new pass over the cen
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Mapping, Sequence
 
@@ -37,14 +38,11 @@ class OnlineKMeans:
     def squared_distances(self, x: Mapping[str, float]) -> dict[int, float]:
         """Squared Euclidean distance from ``x`` to every centre (features of ``x`` only;
         a centre lacking one counts it as 0)."""
-        items = tuple(x.items())
+        names, point = tuple(x), tuple(x.values())
         found = {}
         for key, centre in self.centers.items():
-            total = 0.0
-            for name, value in items:
-                gap = value - centre.get(name, 0.0)
-                total += gap * gap
-            found[key] = total
+            gap = math.dist(point, [centre.get(name, 0.0) for name in names])
+            found[key] = gap * gap
         return found
 
     def predict(self, x: Mapping[str, float]) -> int:

@@ -148,4 +148,4 @@ class ClusterQuality:
 
 def distance(x: Mapping[str, float], centre: Mapping[str, float]) -> float:
     """Euclidean distance over the features of ``x`` (missing centre features count as 0)."""
-    return math.sqrt(sum((value - centre.get(name, 0.0)) ** 2 for name, value in x.items()))
+    return math.dist(tuple(x.values()), [centre.get(name, 0.0) for name in x])
