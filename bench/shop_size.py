@@ -1,0 +1,184 @@
+"""Per-event cost against shop size, and state bytes per customer (in-process, no broker).
+
+``python -m bench.shop_size [--sizes 1000 100000] [--days 60]`` simulates one coffee shop
+of each size over the same ``--days`` (signups spread over the window, then orders and
+cancellations as the personas make them) and feeds its records, in send order, through
+:class:`~service.core.pipeline.Pipeline` over the worker's own tables
+(:class:`~service.stream.tables.TableState` with the worker's codecs) on an in-memory
+store. Every ``--batch`` records it flushes and commits the batch's writes as the worker
+does (encoded, then applied to the store), so encoding and the batch-coalesced metric
+writes are in the figures; Kafka and Faust are not.
+
+Per-event cost = handling + flush + encode time of the stream's second half (both shops
+then hold most of their customers and the review schedule is in steady state), divided
+by its events. Time-driven moves come from each shop's review schedule, so a shop 100
+times larger sends about 100 times the events per day of stream time and the cost per
+event should not grow with the shop: the ``÷ smallest`` column says whether it does.
+State bytes = the encoded customer records in the store at the end (key excluded).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import resource
+import statistics
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import date
+
+from bench.common import code_version, percentile, say, table
+from service.core.changes import Source
+from service.core.contracts import EVENT_TYPES
+from service.core.keys import shop_partition
+from service.core.pipeline import Pipeline
+from service.settings import Settings
+from service.stream.tables import CODECS, Pending, TableState
+from service.tools.publish import encode
+from service.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
+
+
+class MemoryStore:
+    """The :class:`~service.stream.tables.LocalStore` protocol over per-partition dicts."""
+
+    def __init__(self) -> None:
+        self.data: dict[int, dict[bytes, bytes]] = {}
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        return self.data.get(partition, {}).get(key)
+
+    def write(self, partition: int, items: Pending, tp: object, offset: int) -> None:
+        target = self.data.setdefault(partition, {})
+        for key, value in items.items():
+            if value is None:
+                target.pop(key, None)
+            else:
+                target[key] = value
+
+    def keys(self, partition: int) -> Iterator[bytes]:
+        yield from list(self.data.get(partition, {}))
+
+    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+        found = self.data.get(partition, {})
+        for key in sorted(k for k in found if k.startswith(prefix)):
+            yield key, found[key]
+
+
+@dataclass
+class Result:
+    """One shop size's figures."""
+
+    customers: int
+    events: int
+    measured_events: int
+    seconds: float
+    timer_changes: int
+    state_bytes: list[int]
+
+    @property
+    def micros_per_event(self) -> float:
+        return self.seconds / self.measured_events * 1e6
+
+
+def run(customers: int, days: int, batch: int, seed: int) -> Result:
+    """Simulate one shop of ``customers`` over ``days`` and feed it through a pipeline."""
+    shop = shops_per_kind(1, (KINDS_BY_NAME["coffee"],))[0]
+    config = SimulationConfig(
+        seed=seed, shops=(shop,), customers_per_shop=customers, start=date(2025, 1, 1), days=days
+    )
+    say(f"{customers:,} customers: simulating {days} days")
+    records = generate(config).outbox()
+    settings = Settings()
+    partitions = settings.topic_partitions
+    stores = {name: MemoryStore() for name in CODECS}
+    tables = {
+        name: TableState(
+            name,
+            lambda store=stores[name]: store,  # type: ignore[misc]
+            partitions,
+            lambda: set(range(partitions)),
+            CODECS[name],
+            settings.state_cache_entries,
+        )
+        for name in CODECS
+    }
+    pipeline = Pipeline(settings, *(tables[name] for name in CODECS))
+    raw = [
+        (EVENT_TYPES[role], role, encode(value), value["shop_id"])
+        for role, value in records
+        if not isinstance(value, bytes)  # no invalid records are simulated here
+    ]
+    half = len(raw) // 2
+    say(f"{customers:,} customers: {len(raw):,} events")
+    seconds, timer_changes, offset = 0.0, 0, 0
+    gc.collect()
+    for start in range(0, len(raw), batch):
+        began = time.perf_counter()
+        touched = set()
+        for kind, role, value, shop_id in raw[start : start + batch]:
+            partition = shop_partition(shop_id, partitions)
+            touched.add(partition)
+            outcome = pipeline.handle(value, kind, Source(role, partition, offset), None)
+            offset += 1
+            if start >= half:
+                timer_changes += sum(1 for c in outcome.changes if c.cause.kind == "timer")
+        pipeline.flush()
+        for partition in touched:
+            for state in tables.values():
+                state.apply(partition, state.writes(partition), None, offset)  # type: ignore[arg-type]
+        if start >= half:
+            seconds += time.perf_counter() - began
+    sizes = [len(v) for part in stores["customers"].data.values() for v in part.values()]
+    return Result(customers, len(raw), len(raw) - half, seconds, timer_changes, sizes)
+
+
+def report(results: Sequence[Result]) -> str:
+    smallest = results[0].micros_per_event
+    rows = [
+        [
+            f"{r.customers:,}",
+            f"{r.events:,}",
+            f"{r.micros_per_event:,.0f}",
+            f"{r.micros_per_event / smallest:.2f}",
+            f"{r.timer_changes / r.measured_events:.2f}",
+            f"{statistics.median(r.state_bytes):,.0f}",
+            f"{percentile(r.state_bytes, 99):,.0f}",
+            f"{max(r.state_bytes):,}",
+        ]
+        for r in results
+    ]
+    headers = [
+        "customers",
+        "events",
+        "µs/event",
+        "÷ smallest",
+        "timer changes/event",
+        "state B p50",
+        "state B p99",
+        "state B max",
+    ]
+    return table(headers, rows)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.shop_size", description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
+    parser.add_argument("--days", type=int, default=60)
+    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--seed", type=int, default=1)
+    args = parser.parse_args(argv)
+    results = [run(size, args.days, args.batch, args.seed) for size in args.sizes]
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(
+        f"shop_size {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: coffee shop, "
+        f"{args.days} days, batches of {args.batch}, code {code_version()}, "
+        f"peak RSS {rss:,.0f} MiB (in-memory store)"
+    )
+    print(report(results))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
