@@ -348,7 +348,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="append",
         default=[],
         metavar="SEGSTREAM_X=VALUE",
-        help="a segstream worker setting (repeatable), e.g. SEGSTREAM_BATCH_MAX_EVENTS=1000",
+        help="a segstream worker setting (repeatable), e.g. SEGSTREAM_BATCH_MAX_EVENTS=500",
     )
     args = parser.parse_args(argv)
     args.worker_env = dict(args.worker_env)
