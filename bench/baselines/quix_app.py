@@ -2,7 +2,8 @@
 minimum (``python bench/baselines/quix_app.py``, in its own virtualenv: quix-streams pins
 older pydantic versions than segstream). It decodes each record (JSON), updates one
 per-customer state entry (a count and the last event time, in quix's RocksDB state with
-its changelog) and produces the record on; at least once or exactly once."""
+its changelog) and produces the record on; at least once or exactly once. It commits
+every 0.5 s (quix's default is 5 s, longer than this app needs for the whole input)."""
 
 from __future__ import annotations
 
@@ -41,6 +42,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         consumer_group=args.group,
         auto_offset_reset="earliest",
         processing_guarantee=args.guarantee,
+        commit_interval=0.5,  # the bench reads progress from committed offsets (default 5 s)
         state_dir=args.state_dir,
         loglevel="WARNING",
         on_consumer_error=skip,

@@ -291,10 +291,12 @@ class Pipeline:
         changes: list[SegmentChange] = []
         for customer_id in list(book.schedule.pop_due(now)):
             state = self.load(book.shop_id, customer_id)
-            before = state.copy()
+            segments = dict(state.segments)  # a review changes no facts: all "before" needs
             found = self._evaluate(book, state, now, Cause("timer"))
             self._save(state)
             if found:
+                before = state.copy()
+                before.segments = segments
                 self.ledger.record(None, before, state, now)
                 changes += found
         return changes

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -319,8 +319,7 @@ class BatchRunner:
                 self._undo(partition)
                 continue
             self._apply(partition, written)
-            for outcome, seconds in outcomes:
-                count(outcome, seconds)
+            count(outcomes)
             self._poison.clear()
             return
 
@@ -423,16 +422,28 @@ def output_records(settings: Settings, outcome: Outcome) -> list[Record]:
     return records
 
 
-def count(outcome: Outcome, seconds: float) -> None:
-    """Update the Prometheus counters for one handled record."""
-    telemetry.PROCESSING_SECONDS.observe(seconds)
-    telemetry.EVENTS.labels(outcome.event_type or "unknown", outcome.status).inc()
-    if outcome.dead_letter is not None:
-        telemetry.DEAD_LETTERS.labels(outcome.dead_letter.reason).inc()
-    for change in outcome.changes:
-        telemetry.SEGMENT_CHANGES.labels(change.model, change.cause.kind).inc()
-    if outcome.too_late:
-        telemetry.LATE_EVENTS.inc()
+def count(outcomes: Sequence[tuple[Outcome, float]]) -> None:
+    """Update the Prometheus metrics for a committed batch's records (each counter once
+    per label set and batch)."""
+    events: Counter[tuple[str, str]] = Counter()
+    letters: Counter[str] = Counter()
+    changes: Counter[tuple[str, str]] = Counter()
+    late = 0
+    for outcome, seconds in outcomes:
+        telemetry.PROCESSING_SECONDS.observe(seconds)
+        events[(outcome.event_type or "unknown", outcome.status)] += 1
+        if outcome.dead_letter is not None:
+            letters[outcome.dead_letter.reason] += 1
+        changes.update((change.model, change.cause.kind) for change in outcome.changes)
+        late += int(outcome.too_late)
+    for (kind, status), n in events.items():
+        telemetry.EVENTS.labels(kind, status).inc(n)
+    for reason, n in letters.items():
+        telemetry.DEAD_LETTERS.labels(reason).inc(n)
+    for (model, cause), n in changes.items():
+        telemetry.SEGMENT_CHANGES.labels(model, cause).inc(n)
+    if late:
+        telemetry.LATE_EVENTS.inc(late)
 
 
 def to_bytes(payload: dict[str, Any]) -> bytes:
