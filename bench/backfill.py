@@ -66,8 +66,11 @@ def write_csv(path: Path, customers: int, days: int, seed: int) -> tuple[str, in
     return shop.shop_id, len(orders)
 
 
-async def drained(settings: Settings, pid: int, total: int) -> tuple[float, float]:
-    """Seconds until the worker's group has committed ``total`` records, and its CPU share."""
+async def drained(
+    settings: Settings, pid: int, total: int, tool: subprocess.Popen[bytes]
+) -> tuple[float, float]:
+    """Seconds until ``tool`` has sent everything and the worker's group has committed it
+    all, and the worker's CPU share over that time."""
     probe = LagProbe(
         dict(connection_options(settings)), settings.app_id, [settings.topic("orders")]
     )
@@ -83,7 +86,7 @@ async def drained(settings: Settings, pid: int, total: int) -> tuple[float, floa
             if now - last_said > 15:
                 say(f"{total - lag:,} of {total:,} processed")
                 last_said = now
-            if lag == 0 and now - started > 1:
+            if lag == 0 and tool.poll() is not None:
                 seconds = now - started
                 return seconds, (cpu_seconds(pid) - cpu) / seconds
             await asyncio.sleep(0.5)
@@ -116,7 +119,7 @@ async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> d
         say(f"replaying {args.rows:,} orders of {args.customers:,} customers")
         sent = time.monotonic()
         tool = subprocess.Popen(replay, cwd=REPO_ROOT, env=worker.env())
-        seconds, cpu = await drained(settings, worker.process.pid, args.rows)
+        seconds, cpu = await drained(settings, worker.process.pid, args.rows, tool)
         sent_s = tool.wait() or 0
         return {
             "seconds": round(seconds, 1),

@@ -5,7 +5,7 @@ Every variant handles the same records of a simulated stream, with fresh state e
 - ``parse``: :func:`service.core.contracts.parse_event` alone (JSON decode + schema validation);
 - ``parse+apply``: plus :func:`service.core.customer.apply` on in-memory customer states;
 - ``handle, no models``: :meth:`Pipeline.handle` with every segment model taken out
-  (stream time, state JSON load/save, snapshots, the timed re-evaluation sweep);
+  (stream time, state load/save, snapshots, the reviews of quiet customers);
 - ``handle, <model> only``: the same with just that one segment model;
 - ``handle (full)``: :meth:`Pipeline.handle` as the worker runs it, every model.
 
