@@ -183,10 +183,15 @@ async def run_baseline(variant: str, settings: Settings, total: int, work: Path)
 
 
 async def run_segstream(
-    settings: Settings, total: int, work: Path, env: dict[str, str], fresh: list[Record]
+    settings: Settings,
+    total: int,
+    work: Path,
+    env: dict[str, str],
+    fresh: list[Record],
+    share: float = 0.5,
 ) -> Measured:
     """The worker drains the preloaded input; then, warm, it gets ``fresh`` records at
-    half the throughput it just showed, for the latency figures."""
+    ``share`` of the throughput it just showed, for the latency figures."""
     app = settings.model_copy(update={"app_id": f"bench-segstream-{uuid.uuid4().hex[:6]}"})
     worker = WorkerProcess.for_settings(app, work / app.app_id, env)
     worker.start()
@@ -195,7 +200,7 @@ async def run_segstream(
         found = await progress(app, app.app_id, worker.process.pid, total)
         found.variant = "segstream"
         if fresh:
-            rate = max(1.0, found.per_second / 2)
+            rate = max(1.0, found.per_second * share)
             say(f"segstream: {found.per_second:,.0f} records/s; latency at {rate:.0f} records/s")
             found.latencies_ms = await latency(app, fresh, rate)
     finally:
@@ -264,7 +269,7 @@ def report(results: Sequence[Measured]) -> str:
                 variant,
                 str(len(runs)),
                 f"{statistics.median(r.per_second for r in runs):,.0f}",
-                f"{statistics.median(r.cpu_seconds / r.seconds for r in runs if r.seconds):.0%}",
+                _median_share([r.cpu_seconds / r.seconds for r in runs if r.seconds]),
                 f"{max(r.peak_rss_mib for r in runs):.0f}",
                 _ratio(results, runs, lambda r: r.variant == BASELINE),
                 _ratio(results, runs, lambda r: r.variant.startswith("quix")),
@@ -284,6 +289,11 @@ def report(results: Sequence[Measured]) -> str:
         "p99 ms",
     ]
     return table(headers, rows)
+
+
+def _median_share(shares: Sequence[float]) -> str:
+    """A median CPU share, or nothing when no run lasted long enough to measure one."""
+    return f"{statistics.median(shares):.0%}" if shares else ""
 
 
 def _ratio(
@@ -317,7 +327,9 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
             say(f"round {round_ + 1}/{args.rounds}: {variant} ...")
             if variant == "segstream":
                 latest = fresh if round_ == args.rounds - 1 else []
-                runner = run_segstream(settings, len(preload), work, args.worker_env, latest)
+                runner = run_segstream(
+                    settings, len(preload), work, args.worker_env, latest, args.latency_share
+                )
             else:
                 runner = run_baseline(variant, settings, len(preload), work)
             found = await runner
@@ -338,6 +350,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
     parser.add_argument("--latency-events", type=int, default=3000)
+    parser.add_argument(
+        "--latency-share", type=float, default=0.5, help="latency rate, share of throughput"
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     parser.add_argument("--rounds", type=int, default=3, help="passes over every variant")
     parser.add_argument("--seed", type=int, default=1)

@@ -18,7 +18,13 @@ async def test_the_throughput_bench_runs_every_variant_and_measures_latency(
 ) -> None:
     variants = ["faust forward", "faust table", "aiokafka relay", "segstream"]
     args = argparse.Namespace(
-        events=2000, latency_events=100, variants=variants, seed=1, rounds=1, worker_env={}
+        events=2000,
+        latency_events=100,
+        latency_share=0.5,
+        variants=variants,
+        seed=1,
+        rounds=1,
+        worker_env={},
     )
     results = await asyncio.wait_for(run_all(args, kafka_bootstrap), timeout=600)
     print(report(results))
