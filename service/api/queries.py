@@ -107,20 +107,32 @@ def lifetime(
     }
 
 
-_LIFETIME_FITS: dict[str, tuple[datetime, BgNbd, float]] = {}
+_LIFETIME_FITS: dict[str, tuple[datetime, tuple[BgNbd, float] | None]] = {}
+LIFETIME_REFIT_AFTER = timedelta(days=1)
+"""A shop's BG/NBD fit (or the finding that it has too few repeat buyers for one) is
+reused until its stream time has moved on by this much: a fit reads every customer of the
+shop (seconds for 100,000, on the worker's event loop), and a live shop's stream time moves
+with nearly every event. The customer's own frequency, recency and age always come from
+their state at the current stream time."""
 
 
 def _shop_lifetime(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgNbd, float] | None:
     cached = _LIFETIME_FITS.get(shop_id)
-    if cached is None or cached[0] != now:
-        states = list(pipeline.shop_customers(shop_id))
-        views = [pipeline.view(state, now) for state in states]
-        if sum(1 for v in views if v.frequency > 0) < MIN_REPEAT_BUYERS:
-            return None
-        trends = [spend_trend(state.purchase_days, now.date()) for state in states]
-        cached = (now, fit_customers(views), high_value_rate(trends))
+    if cached is None or not cached[0] <= now < cached[0] + LIFETIME_REFIT_AFTER:
+        cached = (now, _fit_shop(pipeline, shop_id, now))
         _LIFETIME_FITS[shop_id] = cached
-    return cached[1], cached[2]
+    return cached[1]
+
+
+def _fit_shop(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgNbd, float] | None:
+    """The shop's BG/NBD fit and high-value spend rate at ``now`` (None: too few repeat
+    buyers to fit)."""
+    states = list(pipeline.shop_customers(shop_id))
+    views = [pipeline.view(state, now) for state in states]
+    if sum(1 for v in views if v.frequency > 0) < MIN_REPEAT_BUYERS:
+        return None
+    trends = [spend_trend(state.purchase_days, now.date()) for state in states]
+    return fit_customers(views), high_value_rate(trends)
 
 
 def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from functools import cache
 
 import pytest
@@ -53,3 +54,23 @@ def test_unknown_customer_and_shop_are_not_found() -> None:
         queries.customer(pipeline, SHOP, "nobody")
     with pytest.raises(queries.NotFoundError, match="no-shop"):
         queries.segment_sizes(pipeline, "no-shop")
+
+
+def test_a_shops_lifetime_fit_is_reused_within_a_stream_day(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    pipeline, _ = fed()
+    fits: list[datetime] = []
+    real = queries._fit_shop
+
+    def counting(pipeline: Pipeline, shop_id: str, now: datetime) -> object:
+        fits.append(now)
+        return real(pipeline, shop_id, now)
+
+    monkeypatch.setattr(queries, "_fit_shop", counting)
+    monkeypatch.setattr(queries, "_LIFETIME_FITS", {})
+    now = queries.shop_now(pipeline, SHOP)
+    for moment in (now, now + timedelta(hours=23), now + timedelta(hours=25), now):
+        assert queries._shop_lifetime(pipeline, SHOP, moment) is not None
+    # fitted at now, reused 23 h later, refitted after a day, refitted when time went back
+    assert fits == [now, now + timedelta(hours=25), now]
