@@ -232,6 +232,8 @@ class _Batch:
         self.shop_id = shop_id
         self.index = index
         """The shop's index, widened as days and dimensions are booked."""
+        self.saved = index.to_json()
+        """The index as stored before the first of these bookings."""
         self.days: dict[str, dict[str, Any]] = {}
         self.totals: dict[str, dict[str, Any]] = {}
 
@@ -269,16 +271,6 @@ class _Batch:
                 buckets.pop(key, None)
             writes += 1
         return writes
-
-
-@dataclass(slots=True)
-class _Open:
-    """A shop booked since the last flush: its merged changes and its index."""
-
-    batch: _Batch
-    index: ShopIndex
-    saved: dict[str, Any]
-    """The index as stored before the first of these bookings."""
 
 
 def _diff(before: Iterable[Booking], after: Iterable[Booking]) -> list[tuple[Booking, int]]:
@@ -348,7 +340,8 @@ class MetricsLedger:
         if retention_days <= allowed_lateness_days + MAX_WINDOW_DAYS:
             raise ValueError("retention_days must exceed allowed lateness plus a month")
         self.buckets = buckets
-        self._open: dict[str, _Open] = {}
+        self._open: dict[str, _Batch] = {}
+        """Per shop, what was booked since the last flush."""
         self._expired = 0
         self.allowed_lateness = timedelta(days=allowed_lateness_days)
         self.retention_days = retention_days
@@ -377,8 +370,8 @@ class MetricsLedger:
         segment evaluation). ``event`` None: a re-evaluation that only changed segments
         (a timer). ``stream_time`` is the shop's stream time after the event."""
         shop_id = after.shop_id
-        opened = self._opened(shop_id)
-        index, batch = opened.index, opened.batch
+        batch = self._opened(shop_id)
+        index = batch.index
         self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
         now = stream_time
         since = (now if event is None else event.occurred_at).astimezone(UTC).date()
@@ -400,10 +393,10 @@ class MetricsLedger:
         """Write what the :meth:`record` calls since the last flush booked, each bucket
         once; returns the bucket writes and deletions (changelog records)."""
         writes, self._expired = self._expired, 0
-        for shop_id, opened in self._open.items():
-            writes += opened.batch.flush(self.buckets)
-            record = opened.index.to_json()
-            if record != opened.saved:
+        for shop_id, batch in self._open.items():
+            writes += batch.flush(self.buckets)
+            record = batch.index.to_json()
+            if record != batch.saved:
                 self.buckets[index_key(shop_id)] = record
                 writes += 1
         self._open.clear()
@@ -414,13 +407,12 @@ class MetricsLedger:
         self._open.clear()
         self._expired = 0
 
-    def _opened(self, shop_id: str) -> _Open:
-        opened = self._open.get(shop_id)
-        if opened is None:
-            index = self._stored_index(shop_id) or ShopIndex()
-            opened = _Open(_Batch(shop_id, index), index, index.to_json())
-            self._open[shop_id] = opened
-        return opened
+    def _opened(self, shop_id: str) -> _Batch:
+        batch = self._open.get(shop_id)
+        if batch is None:
+            batch = _Batch(shop_id, self._stored_index(shop_id) or ShopIndex())
+            self._open[shop_id] = batch
+        return batch
 
     def _book_event_time(
         self,
