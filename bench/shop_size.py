@@ -25,45 +25,22 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
+from faust.types import TP
+
 from bench.common import code_version, percentile, say, table
+from harness.stores import DictStore
 from service.core.changes import Source
 from service.core.contracts import EVENT_TYPES
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.settings import Settings
-from service.stream.tables import CODECS, Pending, TableState
+from service.stream.tables import CODECS, TableState
 from service.tools.publish import encode
 from service.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
-
-
-class MemoryStore:
-    """The :class:`~service.stream.tables.LocalStore` protocol over per-partition dicts."""
-
-    def __init__(self) -> None:
-        self.data: dict[int, dict[bytes, bytes]] = {}
-
-    def get(self, partition: int, key: bytes) -> bytes | None:
-        return self.data.get(partition, {}).get(key)
-
-    def write(self, partition: int, items: Pending, tp: object, offset: int) -> None:
-        target = self.data.setdefault(partition, {})
-        for key, value in items.items():
-            if value is None:
-                target.pop(key, None)
-            else:
-                target[key] = value
-
-    def keys(self, partition: int) -> Iterator[bytes]:
-        yield from list(self.data.get(partition, {}))
-
-    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        found = self.data.get(partition, {})
-        for key in sorted(k for k in found if k.startswith(prefix)):
-            yield key, found[key]
 
 
 @dataclass
@@ -92,7 +69,7 @@ def run(customers: int, days: int, batch: int, seed: int) -> Result:
     records = generate(config).outbox()
     settings = Settings()
     partitions = settings.topic_partitions
-    stores = {name: MemoryStore() for name in CODECS}
+    stores = {name: DictStore() for name in CODECS}
     tables = {
         name: TableState(
             name,
@@ -129,7 +106,7 @@ def run(customers: int, days: int, batch: int, seed: int) -> Result:
         pipeline.flush()
         for partition in touched:
             for state in tables.values():
-                state.apply(partition, state.writes(partition), None, offset)  # type: ignore[arg-type]
+                state.apply(partition, state.writes(partition), TP("", partition), offset)
         if start >= half:
             seconds += time.perf_counter() - began
     gc.unfreeze()
