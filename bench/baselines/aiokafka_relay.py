@@ -11,6 +11,8 @@ from collections.abc import Sequence
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from bench.baselines import baseline_parser
+
 
 async def relay(args: argparse.Namespace) -> None:
     consumer = AIOKafkaConsumer(
@@ -40,12 +42,7 @@ async def relay(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.baselines.aiokafka_relay")
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--topics", nargs="+", required=True)
-    parser.add_argument("--output", required=True)
-    args = parser.parse_args(argv)
+    args = baseline_parser("python -m bench.baselines.aiokafka_relay").parse_args(argv)
     asyncio.run(relay(args))
     return 0
 

@@ -17,6 +17,8 @@ from typing import Any
 
 import faust
 
+from bench.baselines import baseline_parser
+
 RAW: dict[str, Any] = {
     "key_type": bytes,
     "value_type": bytes,
@@ -68,12 +70,8 @@ def build(args: argparse.Namespace) -> faust.App:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.baselines.faust_apps")
+    parser = baseline_parser("python -m bench.baselines.faust_apps")
     parser.add_argument("mode", choices=["forward", "table"])
-    parser.add_argument("--bootstrap", required=True)
-    parser.add_argument("--group", required=True)
-    parser.add_argument("--topics", nargs="+", required=True)
-    parser.add_argument("--output", required=True)
     parser.add_argument("--partitions", type=int, default=8)
     parser.add_argument("--data-dir", required=True)
     parser.add_argument("--web-port", type=int, required=True)

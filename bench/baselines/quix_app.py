@@ -29,6 +29,7 @@ def skip(*_: Any) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # bench.baselines.baseline_parser's four arguments, repeated: .venv-quix lacks that package
     parser = argparse.ArgumentParser(prog="quix_app.py")
     parser.add_argument("--bootstrap", required=True)
     parser.add_argument("--group", required=True)
