@@ -62,8 +62,12 @@ class Settings(BaseSettings):
         description="Input records per batch at most (one commit per partition and batch); "
         "larger drains a backlog faster, smaller keeps latency lower under load.",
     )
-    batch_max_wait_s: float = Field(
-        0.05, gt=0, le=10, description="Longest wait for a batch to fill before it is processed."
+    batch_interval_s: float = Field(
+        0.05,
+        gt=0,
+        le=10,
+        description="Least time between the starts of two batches: under load fewer, larger "
+        "transactions; an idle worker starts on a record at once.",
     )
     producer_linger_ms: int = Field(
         5, ge=0, le=1000, description="How long the producers wait to fill a request."

@@ -1,12 +1,13 @@
 """Stream wiring: topics, tables, the agent and the batch loop around the pipeline.
 
 Logic lives in :mod:`service.core.pipeline`. This module takes input records in batches
-(``stream.take_events``), hands each partition's records to the pipeline, and commits the
-partition's table writes, outputs and offsets through :mod:`service.stream.checkpoint`.
-A partition's progress record (``__progress__/<p>`` in the ``shops`` table, committed in
-the same transaction) holds the next input offset per topic and the outcome counts: a
-record below those offsets is already in the tables and is skipped, whatever Kafka or
-Faust redelivers after a crash, a rebalance or a failed commit.
+(:mod:`service.stream.batching`), hands each partition's records to the pipeline, and
+commits the partition's table writes, outputs and offsets through
+:mod:`service.stream.checkpoint`. A partition's progress record (``__progress__/<p>`` in
+the ``shops`` table, committed in the same transaction) holds the next input offset per
+topic and the outcome counts: a record below those offsets is already in the tables and
+is skipped, whatever Kafka or Faust redelivers after a crash, a rebalance or a failed
+commit.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from service.core.pipeline import Outcome, Pipeline
 from service.observability import telemetry
 from service.observability.logs import get_logger
 from service.settings import Settings
+from service.stream.batching import batches
 from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryError, Work, Written
 from service.stream.gaps import GapGuard
 from service.stream.kafka import connection_options
@@ -124,9 +126,9 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
 
     @app.agent(inputs)
     async def process(stream: Any) -> None:
-        async for events in stream.take_events(
-            settings.batch_max_events, within=settings.batch_max_wait_s
-        ):
+        highwater = app.consumer.highwater
+        limits = settings.batch_max_events, settings.batch_interval_s
+        async for events in batches(stream, *limits, highwater):
             await runner.run(events)
 
     _before_recovery(app, runner, set(expected))
