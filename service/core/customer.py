@@ -238,6 +238,39 @@ def _note_plan(state: CustomerState, when: datetime, plan: Plan) -> None:
     insort(state.plan_history, (when, plan), key=lambda entry: entry[0])
 
 
+PAYING_STATUSES = frozenset({"active", "cancelling"})
+"""Subscription statuses (see :func:`subscription_status`) that earn MRR and make a
+subscriber's lifecycle follow their plan."""
+
+
+@dataclass(frozen=True, slots=True)
+class Renewal:
+    """How a subscription of one billing interval is judged, in days."""
+
+    period: int
+    """What one payment covers (the longest such period: 31 days for a month)."""
+    late: int
+    """How long a renewal may be overdue before the subscriber is at risk."""
+
+
+RENEWALS: dict[str, Renewal] = {
+    "week": Renewal(period=7, late=3),
+    "month": Renewal(period=31, late=7),
+    "quarter": Renewal(period=92, late=14),
+    "year": Renewal(period=366, late=30),
+}
+"""Per billing interval: a subscriber is at risk ``period + late`` days after their last
+payment (the README's lifecycle table shows the same numbers)."""
+
+
+def renewal_of(plan: Plan | None) -> Renewal | None:
+    """The renewal rule of a priced plan; None without a plan or for a free one
+    (pay-as-you-go: its customers are one-off buyers)."""
+    if plan is None or plan.price <= 0:
+        return None
+    return RENEWALS.get(plan.interval)
+
+
 def subscription_status(state: CustomerState, now: datetime) -> str:
     """``none``, ``active``, ``cancelling`` (ends later) or ``cancelled`` at ``now``.
 

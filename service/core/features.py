@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from service.core.customer import CustomerState, purchase_dates, subscription_status
+from service.core.customer import CustomerState, purchase_dates, renewal_of, subscription_status
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +57,8 @@ class CustomerSnapshot:
     discount_order_count: int
     plan_price: float | None
     plan_tier: str | None
+    plan_interval: str | None
+    """Billing interval of the current plan (``week``, ``month``, ``quarter``, ``year``)."""
     acquisition_channel: str | None
     preferred_channel: str | None
     attributes: dict[str, Any]
@@ -103,6 +105,7 @@ def snapshot(state: CustomerState, now: datetime, churned_gap_days: int = 90) ->
         discount_order_count=state.discount_order_count,
         plan_price=None if plan is None else plan.price,
         plan_tier=None if plan is None else plan.tier,
+        plan_interval=None if plan is None else plan.interval,
         acquisition_channel=state.acquisition_channel,
         preferred_channel=state.preferred_channel,
         attributes=state.attributes,
@@ -134,6 +137,9 @@ def _last_activity(state: CustomerState, days: list[date], first_seen: date) -> 
 
 def _returned_at(state: CustomerState, days: list[date], churned_gap_days: int) -> date | None:
     """Latest comeback: a purchase after a long gap, or a signup after a cancellation."""
+    renewal = renewal_of(state.plan)
+    if renewal is not None:  # an annual renewal a year on is no comeback
+        churned_gap_days = max(churned_gap_days, renewal.period + renewal.late)
     comebacks = [
         later
         for earlier, later in itertools.pairwise(days)

@@ -33,9 +33,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from service.core.customer import CustomerState, subscription_status
+from service.core.customer import PAYING_STATUSES, CustomerState, subscription_status
 from service.core.events import Event
-from service.metrics.mrr import PAYING_STATUSES, plan_in_force
+from service.metrics.mrr import plan_in_force
 
 MovementKind = Literal["new", "reactivation", "expansion", "contraction", "churn"]
 

@@ -14,14 +14,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from service.core.customer import CustomerState, subscription_status
+from service.core.customer import PAYING_STATUSES, CustomerState, subscription_status
 from service.core.events import Plan
 
 PAYMENTS_PER_YEAR: dict[str, int] = {"week": 52, "month": 12, "quarter": 4, "year": 1}
 """How often a plan of each billing interval is paid in a year."""
-
-PAYING_STATUSES = frozenset({"active", "cancelling"})
-"""Subscription statuses (see :func:`service.core.customer.subscription_status`) that earn MRR."""
 
 
 def monthly_price(price: float, interval: str) -> float:

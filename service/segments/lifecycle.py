@@ -2,16 +2,26 @@
 
 The rules, first match wins (thresholds are settings, defaults in brackets):
 
-1. ``churned``   the subscription has ended, or no purchase or signup for
-   more than ``churned_days`` [90];
+1. ``churned``   the subscription has ended; or, for a customer without a paying
+   subscription, no purchase or signup for more than ``churned_days`` [90];
 2. ``won_back``  came back (re-subscribed after cancelling, or bought again after
    a gap longer than ``churned_days``) within the last ``won_back_days`` [30];
-3. ``at_risk``   a cancellation is pending, or the customer has been quiet longer
-   than their own at-risk gap: ``cadence_multiple`` [2.5] x their usual days between
-   purchases, capped at ``at_risk_days`` [45] (which also applies without a cadence);
+3. ``at_risk``   a cancellation is pending; or a subscriber's renewal is overdue (see
+   :data:`service.core.customer.RENEWALS`); or a customer without a paying subscription
+   has been quiet longer than their own at-risk gap: ``cadence_multiple`` [2.5] x their
+   usual days between purchases, capped at ``at_risk_days`` [45] (which also applies
+   without a cadence);
 4. ``new``       first seen less than ``new_days`` [30] ago;
 5. ``loyal``     at least ``loyal_min_repeat_days`` [4] repeat purchase days;
 6. ``active``    everyone else.
+
+A paying subscriber (subscription active or cancelling, on a priced plan: whom the MRR
+ledger counts) is never at risk or churned for silence inside a paid period: an annual
+subscriber who paid up front may send nothing for a year. Their last payment is their
+latest purchase or signup; the period it pays for and the days a renewal may be late are
+in :data:`service.core.customer.RENEWALS`, and a renewal after a long paid period is not a
+comeback. A subscription ends with a cancellation (a platform's dunning ends in one), so
+the ledger and the stage agree: ``churned`` customers earn no MRR.
 
 Stages move with time alone (a quiet customer becomes at risk, then churned; the new
 grow into active; a pending cancellation takes effect): :meth:`LifecycleRules.next_change`
@@ -40,6 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Self
 
+from service.core.customer import PAYING_STATUSES, RENEWALS, Renewal
 from service.core.features import CustomerSnapshot
 from service.segments.base import ModelHooks
 from service.settings import Settings
@@ -76,16 +87,29 @@ class LifecycleRules:
             return float(self.at_risk_days)
         return min(float(self.at_risk_days), self.cadence_multiple * max(customer.cadence_days, 1))
 
+    def churn_gap(self, customer: CustomerSnapshot) -> float:
+        """Days of silence after which this customer has churned (never, for a paying
+        subscriber: their subscription ends with a cancellation)."""
+        return math.inf if _renewal(customer) is not None else float(self.churned_days)
+
+    def quiet_gap(self, customer: CustomerSnapshot) -> float:
+        """Days of silence after which this customer is at risk: a subscriber's paid
+        period and grace, anyone else's own cadence."""
+        renewal = _renewal(customer)
+        if renewal is not None:
+            return float(renewal.period + renewal.late)
+        return self.at_risk_gap(customer)
+
     def stage(self, customer: CustomerSnapshot) -> str:
         """The customer's lifecycle stage (one of :data:`STAGES`)."""
         quiet = customer.last_activity_days
-        if customer.subscription == "cancelled" or quiet > self.churned_days:
+        if customer.subscription == "cancelled" or quiet > self.churn_gap(customer):
             return "churned"
         if customer.returned_at is not None and (
             (customer.as_of.date() - customer.returned_at).days < self.won_back_days
         ):
             return "won_back"
-        if customer.subscription == "cancelling" or quiet > self.at_risk_gap(customer):
+        if customer.subscription == "cancelling" or quiet > self.quiet_gap(customer):
             return "at_risk"
         if customer.tenure_days < self.new_days:
             return "new"
@@ -101,10 +125,11 @@ class LifecycleRules:
         quiet_since = today - timedelta(days=customer.last_activity_days)
         first_seen = today - timedelta(days=customer.tenure_days)
         days = [
-            quiet_since + timedelta(days=math.floor(self.at_risk_gap(customer)) + 1),
-            quiet_since + timedelta(days=self.churned_days + 1),
+            quiet_since + timedelta(days=math.floor(self.quiet_gap(customer)) + 1),
             first_seen + timedelta(days=self.new_days),
         ]
+        if math.isfinite(self.churn_gap(customer)):
+            days.append(quiet_since + timedelta(days=self.churned_days + 1))
         if customer.returned_at is not None:
             days.append(customer.returned_at + timedelta(days=self.won_back_days))
         moments = [_midnight(day) for day in days]
@@ -112,6 +137,13 @@ class LifecycleRules:
             moments.append(customer.subscription_ends_at)
         later = [moment for moment in moments if moment > customer.as_of]
         return min(later, default=None)
+
+
+def _renewal(customer: CustomerSnapshot) -> Renewal | None:
+    """The renewal rule of a paying subscriber (a priced plan); None for everyone else."""
+    if customer.subscription not in PAYING_STATUSES or not customer.plan_price:
+        return None
+    return RENEWALS.get(customer.plan_interval or "")
 
 
 def _midnight(day: date) -> datetime:

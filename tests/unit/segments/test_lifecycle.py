@@ -6,11 +6,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.customer import CustomerState
-from service.core.events import format_time
+from service.core.customer import CustomerState, apply
+from service.core.events import format_time, from_payload
 from service.core.features import snapshot
-from service.segments.lifecycle import LifecycleRules
-from tests.states import state
+from service.metrics.mrr import customer_mrr
+from service.segments.lifecycle import RENEWALS, LifecycleRules
+from service.tools.simulation.generator import SimulationConfig, generate
+from tests.states import plan, state
 
 DAY0 = datetime(2025, 1, 1, tzinfo=UTC)
 RULES = LifecycleRules()
@@ -66,3 +68,88 @@ def test_pending_cancellation_is_at_risk_and_effective_one_churned() -> None:
 def test_won_back_after_a_comeback(day: int, expected: str) -> None:
     state = state_with([0, 10, 200])
     assert stage_at(state, day) == expected
+
+
+def subscriber(interval: str, payments: list[int], **extra: object) -> CustomerState:
+    """Signed up on DAY0 to a plan of ``interval``, paying on the given days."""
+    return state_with(
+        payments,
+        signups=[format_time(DAY0)],
+        plans=[(format_time(DAY0), plan(20.0, interval))],
+        **extra,
+    )
+
+
+@pytest.mark.parametrize("interval", sorted(RENEWALS))
+def test_a_subscriber_is_at_risk_only_once_a_renewal_is_overdue(interval: str) -> None:
+    renewal = RENEWALS[interval]
+    last_payment = 400
+    state = subscriber(interval, list(range(last_payment % renewal.period, 401, renewal.period)))
+    due_by = last_payment + renewal.period + renewal.late
+    assert stage_at(state, due_by) in {"active", "loyal"}
+    assert stage_at(state, due_by + 1) == "at_risk"
+    view = snapshot(state, DAY0 + timedelta(days=due_by - 3), RULES.churned_days)
+    assert RULES.next_change(view) == DAY0 + timedelta(days=due_by + 1)
+
+
+@pytest.mark.parametrize("interval", sorted(RENEWALS))
+def test_a_paying_subscriber_never_churns_for_silence(interval: str) -> None:
+    period = RENEWALS[interval].period
+    state = subscriber(interval, list(range(400 % period, 401, period)))
+    assert stage_at(state, 400 + 3 * 366) == "at_risk"
+
+
+@pytest.mark.parametrize(("interval", "every"), [("week", 7), ("month", 30), ("quarter", 91)])
+def test_a_subscriber_renewing_on_time_is_never_at_risk(interval: str, every: int) -> None:
+    state = subscriber(interval, list(range(0, 2 * 365, every)))
+    stages = {stage_at(state, day) for day in range(0, 2 * 365)}
+    assert stages <= {"new", "active", "loyal"}
+
+
+def test_an_annual_subscriber_who_paid_up_front_stays_active_all_year() -> None:
+    state = subscriber("year", [0])
+    assert stage_at(state, 200) == "active"
+    assert stage_at(state, 366 + 30) == "active"
+    assert stage_at(state, 366 + 31) == "at_risk"
+
+
+def test_a_customer_without_a_plan_keeps_the_quiet_day_rules() -> None:
+    signed_up = state_with([0], signups=[format_time(DAY0)])
+    assert stage_at(signed_up, 46) == "at_risk"
+    assert stage_at(signed_up, 91) == "churned"
+
+
+def test_an_ended_subscription_churns_whatever_its_plan() -> None:
+    ended = (format_time(DAY0 + timedelta(days=10)), format_time(DAY0 + timedelta(days=20)))
+    state = subscriber("year", [0], cancellations=[ended])
+    assert stage_at(state, 15) == "at_risk"
+    assert stage_at(state, 20) == "churned"
+
+
+def test_stage_and_mrr_ledger_agree_on_who_pays() -> None:
+    """On simulated shops of every kind, every 5th day: a customer the MRR ledger counts
+    as paying is never churned, and a customer the ledger does not count is never in a
+    paid period (their stage follows the quiet-day rules)."""
+    simulation = generate(SimulationConfig(seed=3, customers_per_shop=60))
+    states: dict[tuple[str, str], CustomerState] = {}
+    events = [from_payload(payload) for payload in simulation.events]
+    first, last = events[0].occurred_at, max(e.occurred_at for e in events)
+    pending = iter(sorted(events, key=lambda e: e.occurred_at))
+    upcoming = next(pending, None)
+    checked = {"paying": 0, "not paying": 0}
+    day = first
+    while day <= last:
+        while upcoming is not None and upcoming.occurred_at <= day:
+            key = (upcoming.shop_id, upcoming.customer_id)
+            apply(states.setdefault(key, CustomerState(*key)), upcoming)
+            upcoming = next(pending, None)
+        for customer in states.values():
+            view = snapshot(customer, day, RULES.churned_days)
+            paying = customer_mrr(customer, day) > 0
+            checked["paying" if paying else "not paying"] += 1
+            if paying:
+                assert RULES.stage(view) != "churned", (customer.customer_id, day)
+            else:
+                assert RULES.churn_gap(view) == RULES.churned_days
+        day += timedelta(days=5)
+    assert min(checked.values()) > 1000, checked
