@@ -20,7 +20,6 @@ from typing import Any
 import faust
 from faust.types import TP
 
-
 Highwater = Callable[[TP], int | None]
 """A partition's high watermark as the consumer last saw it (None: not known yet)."""
 
