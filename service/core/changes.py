@@ -49,6 +49,9 @@ class SegmentChange:
     current: str | None
     changed_at: datetime
     cause: Cause
+    marketing_opt_in: bool | None = None
+    """The customer's consent to marketing messages when the change happened (None: never
+    stated): a downstream tool must not send marketing to anyone but ``True``."""
 
     @property
     def event_id(self) -> str:
@@ -71,6 +74,7 @@ class SegmentChange:
             "current": self.current,
             "changed_at": format_time(self.changed_at),
             "cause": self.cause.to_json(),
+            "marketing_opt_in": self.marketing_opt_in,
         }
 
 

@@ -89,6 +89,7 @@ def encode_state(state: CustomerState) -> bytes:
             state.segments,
             state.memory,
             None if state.due_at is None else _time(state.due_at),
+            state.marketing_opt_in,
         ]
     )
 
@@ -100,7 +101,8 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
     )[:10]
     if version != STATE_VERSION:
         raise ValueError(f"customer state version {version} is not {STATE_VERSION}")
-    total, categories, ids, segments, memory, due = fields[10:]
+    total, categories, ids, segments, memory, due = fields[10:16]
+    consent = fields[16] if len(fields) > 16 else None  # states written before consent
     acquisition, referred, preferred = channels
     return CustomerState(
         shop_id,
@@ -129,6 +131,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         segments=segments,
         memory=memory,
         due_at=None if due is None else _moment(due),
+        marketing_opt_in=consent,
     )
 
 

@@ -67,6 +67,9 @@ class CustomerState:
     segments: dict[str, SegmentName] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     due_at: datetime | None = None
+    marketing_opt_in: bool | None = None
+    """Consent to marketing messages as stated by the latest signup that stated it (None:
+    never stated); segment changes carry it so downstream tools can respect it."""
 
     @property
     def plan(self) -> Plan | None:
@@ -97,6 +100,7 @@ class CustomerState:
             dict(self.segments),
             dict(self.memory),
             self.due_at,
+            self.marketing_opt_in,
         )
 
     def has_seen(self, event_id: str) -> bool:
@@ -125,6 +129,7 @@ class CustomerState:
             "categories": dict(self.categories),
             "recent_event_ids": [f"{h:016x}" for h, _ in self.seen_ids],
             "segments": dict(self.segments),
+            "marketing_opt_in": self.marketing_opt_in,
         }
 
     @classmethod
@@ -158,6 +163,7 @@ class CustomerState:
             categories=dict(payload.get("categories", {})),
             seen_ids=[(int(h, 16), 0) for h in payload.get("recent_event_ids", [])],
             segments=dict(payload.get("segments", {})),
+            marketing_opt_in=payload.get("marketing_opt_in"),
         )
 
 
@@ -211,6 +217,8 @@ def _apply_signup(state: CustomerState, event: Signup) -> None:
         state.acquisition_channel = event.acquisition_channel
         state.referred_by = event.referred_by
         state.preferred_channel = event.preferred_channel
+        if event.marketing_opt_in is not None:
+            state.marketing_opt_in = event.marketing_opt_in
     state.attributes.update(event.attributes)
 
 

@@ -78,6 +78,8 @@ class Signup(Envelope):
     referred_by: str | None = None
     preferred_channel: str | None = None
     attributes: Attributes = field(default_factory=dict)
+    marketing_opt_in: bool | None = None
+    """Whether the customer agreed to marketing messages (None: the platform did not say)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,6 +123,7 @@ def from_payload(payload: dict[str, Any]) -> Event:
             referred_by=payload.get("referred_by"),
             preferred_channel=payload.get("preferred_channel"),
             attributes=dict(payload.get("attributes", {})),
+            marketing_opt_in=payload.get("marketing_opt_in"),
         )
     if kind == "order":
         return Order(

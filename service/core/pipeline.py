@@ -278,7 +278,16 @@ class Pipeline:
                 state.segments[name] = current
             book.count(name, previous, current)
             changes.append(
-                SegmentChange(state.shop_id, state.customer_id, name, previous, current, now, cause)
+                SegmentChange(
+                    state.shop_id,
+                    state.customer_id,
+                    name,
+                    previous,
+                    current,
+                    now,
+                    cause,
+                    state.marketing_opt_in,
+                )
             )
         reviews = [model.next_review(view) for model in book.models.values()]
         state.due_at = min((r for r in reviews if r is not None), default=None)

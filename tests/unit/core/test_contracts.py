@@ -112,6 +112,7 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("segment_changed", "extra_top_level_property"): "score",
     ("segment_changed", "missing_changed_at"): "changed_at",
     ("segment_changed", "previous_number"): "previous",
+    ("segment_changed", "marketing_opt_in_string"): "marketing_opt_in",
     ("segment_formed", "size_zero"): "size",
     ("segment_formed", "missing_segment"): "segment",
     ("dead_letter", "dead_lettered_at_without_offset"): "dead_lettered_at",

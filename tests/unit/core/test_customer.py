@@ -7,7 +7,7 @@ import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
-from service.core.codec import decode_state, encode_state
+from service.core.codec import decode, decode_state, encode, encode_state
 from service.core.customer import CustomerState, DedupPolicy, apply, id_hash, subscription_status
 from service.core.events import Cancellation, Event, Order, Plan, Signup
 
@@ -103,3 +103,24 @@ def test_state_round_trips_through_json_and_the_binary_codec() -> None:
 def test_amounts_that_are_not_whole_cents_survive_the_codec() -> None:
     state = folded([order(T0, "e1", amount=0.125), order(T0 + timedelta(days=1), "e2", 1e9)])
     assert decode_state("shop-1", "c-1", encode_state(state)) == state
+
+
+def test_consent_follows_the_latest_signup_that_states_it_and_survives_the_codec() -> None:
+    def consenting(at: datetime, event_id: str, opt_in: bool | None) -> Signup:
+        return replace(signup(at, event_id), marketing_opt_in=opt_in)
+
+    state = folded([consenting(T0, "s1", True)])
+    assert state.marketing_opt_in is True
+    apply(state, consenting(T0 + timedelta(days=40), "s2", None))  # said nothing: kept
+    assert state.marketing_opt_in is True
+    apply(state, consenting(T0 + timedelta(days=50), "s3", False))
+    assert state.marketing_opt_in is False
+    assert decode_state("shop-1", "c-1", encode_state(state)) == state
+    readable = CustomerState.from_json("shop-1", "c-1", json.loads(json.dumps(state.to_json())))
+    assert readable.marketing_opt_in is False
+
+
+def test_a_state_stored_before_consent_existed_decodes_as_never_stated() -> None:
+    state = folded([replace(signup(T0), marketing_opt_in=True)])
+    older = encode([*decode(encode_state(state))[:16]])  # the layout without the consent field
+    assert decode_state("shop-1", "c-1", older).marketing_opt_in is None

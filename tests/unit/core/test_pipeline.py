@@ -118,3 +118,37 @@ def test_rebuilt_caches_reproduce_the_same_assignments(
     )
     assert outcome.status == "processed"
     assert customer_key("tea-1", "c-0") in tables[0]
+
+
+def test_changes_carry_consent_and_the_same_ids_when_emitted_again(
+    tables: tuple[dict[str, Any], ...],
+) -> None:
+    """A batch that is run again (after a crash, from the committed state) emits changes
+    with the same ids; each change carries the customer's consent as the signup stated it."""
+    signup = json.loads(order("c-1", T0, "s1"))
+    signup.update(
+        type="signup",
+        plan={"plan_id": "p", "price": 12.0, "currency": "EUR", "interval": "month"},
+        acquisition_channel="web",
+        marketing_opt_in=False,
+    )
+    for key in ("order_id", "amount", "currency", "is_renewal"):
+        del signup[key]
+    records = [
+        (json.dumps(signup).encode(), EventType.SIGNUP),
+        (order("c-1", T0 + timedelta(hours=1), "e1"), EventType.ORDER),
+        (order("c-2", T0 + timedelta(days=50), "e2"), EventType.ORDER),
+    ]
+
+    def emitted() -> list[dict[str, Any]]:
+        run = Pipeline(Settings(rfm_min_customers=1), *(dict(t) for t in tables))
+        outcomes = [run.handle(value, kind, SOURCE, None) for value, kind in records]
+        return [change.to_json() for o in outcomes for change in o.changes]
+
+    first, again = emitted(), emitted()
+    assert [c["event_id"] for c in first] == [c["event_id"] for c in again]
+    assert len({c["event_id"] for c in first}) == len(first)
+    consent = {c["customer_id"]: c["marketing_opt_in"] for c in first}
+    assert consent == {"c-1": False, "c-2": None}
+    for change in first:
+        validate_output("segment_changed", change)
