@@ -22,6 +22,7 @@ TopicRole = Literal[
     "orders",
     "cancellations",
     "segment_changes",
+    "segment_membership",
     "dead_letters",
     "metrics",
 ]

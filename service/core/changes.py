@@ -61,6 +61,28 @@ class SegmentChange:
         name = f"{self.shop_id}|{self.customer_id}|{self.model}|{self.current}|{trigger}"
         return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
 
+    @property
+    def membership_key(self) -> bytes:
+        """Key of the customer's record in this model on the compacted membership topic."""
+        return f"{self.shop_id}|{self.customer_id}|{self.model}".encode()
+
+    def membership(self) -> dict[str, Any] | None:
+        """The ``segment_membership`` record this change leaves (None: a tombstone, the
+        customer is in no segment of the model any more)."""
+        if self.current is None:
+            return None
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "segment_membership",
+            "shop_id": self.shop_id,
+            "customer_id": self.customer_id,
+            "model": self.model,
+            "segment": self.current,
+            "since": format_time(self.changed_at),
+            "change_id": self.event_id,
+            "marketing_opt_in": self.marketing_opt_in,
+        }
+
     def to_json(self) -> dict[str, Any]:
         """The ``segment_changed`` payload."""
         return {

@@ -126,7 +126,9 @@ RejectReason = Literal[
 DeadLetterReason = Literal[RejectReason, "wrong_partition", "processing_error"]
 """Every ``dead_letter.reason`` (``schemas/v1/dead_letter.json``): a rejection, a valid event
 in a partition its shop does not hash to, or a valid event the worker failed on (a bug)."""
-OutputSchema = Literal["segment_changed", "segment_formed", "dead_letter", "metrics_snapshot"]
+OutputSchema = Literal[
+    "segment_changed", "segment_membership", "segment_formed", "dead_letter", "metrics_snapshot"
+]
 
 
 @dataclass(frozen=True, slots=True)

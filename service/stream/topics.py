@@ -22,6 +22,7 @@ from service.stream.kafka import connection_options
 CREATED_ROLES: tuple[TopicRole, ...] = (
     *ROLES.values(),
     "segment_changes",
+    "segment_membership",
     "dead_letters",
     "metrics",
 )
@@ -48,9 +49,10 @@ async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[st
     Idempotent (also when another process creates them at the same time);
     returns the names it created.
     """
+    compacted = {"cleanup.policy": "compact"}
     wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
+    wanted[settings.topic("segment_membership")] = compacted
     if changelogs:
-        compacted = {"cleanup.policy": "compact"}
         wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()

@@ -28,7 +28,7 @@ from faust.types import TP
 
 from service.core.changes import DeadLetter, Source
 from service.core.contracts import EVENT_TYPES, EventType
-from service.core.keys import progress_key
+from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
 from service.observability import telemetry
 from service.observability.logs import get_logger
@@ -406,12 +406,17 @@ class BatchRunner:
 
 
 def output_records(settings: Settings, outcome: Outcome) -> list[Record]:
-    """The outcome's segment changes, new groups and dead letter, as records."""
-    changes = settings.topic("segment_changes")
-    records = [
-        Record(changes, change.shop_id.encode(), to_bytes(change.to_json()))
-        for change in outcome.changes
-    ]
+    """The outcome's segment changes (each also as the customer's current membership, in
+    the shop's partition of the compacted membership topic), new groups and dead letter,
+    as records."""
+    changes, members = settings.topic("segment_changes"), settings.topic("segment_membership")
+    records = []
+    for change in outcome.changes:
+        records.append(Record(changes, change.shop_id.encode(), to_bytes(change.to_json())))
+        member = change.membership()
+        partition = shop_partition(change.shop_id, settings.topic_partitions)
+        value = None if member is None else to_bytes(member)
+        records.append(Record(members, change.membership_key, value, partition))
     records += [
         Record(changes, formed.shop_id.encode(), to_bytes(formed.to_json()))
         for formed in outcome.formed

@@ -19,6 +19,7 @@ import pytest
 from harness.kafka_io import consume_all
 from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import validate_output
+from service.core.keys import shop_partition
 from service.settings import Settings
 from service.stream.topics import ensure_topics
 from service.tools.publish import publish
@@ -157,6 +158,46 @@ def test_customer_view_and_paged_segment_members(
     assert status == 200
     assert customer["segments"]["lifecycle"] == segment
     assert {"frequency", "recency", "T", "monetary_value"} <= set(customer["features"])
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_membership_topic_read_from_the_start_equals_the_api(
+    workers: list[WorkerProcess], settings: Settings, simulation: Simulation
+) -> None:
+    """What a consumer that starts today does: fold the compacted membership topic (last
+    record per key, tombstones remove) and it knows everyone's segment, as the API says."""
+    records = await consume_all(
+        settings.kafka_bootstrap, settings.topic("segment_membership"), timeout_s=60
+    )
+    current: dict[bytes, dict[str, Any]] = {}
+    for record in records:
+        shop_id = record.key.decode().split("|")[0]
+        assert record.partition == shop_partition(shop_id, settings.topic_partitions)
+        if record.value is None:
+            current.pop(record.key, None)
+            continue
+        member = json.loads(record.value)
+        validate_output("segment_membership", member)
+        assert record.key.decode() == f"{shop_id}|{member['customer_id']}|{member['model']}"
+        current[record.key] = member
+    sizes: dict[str, dict[str, dict[str, int]]] = {}
+    for member in current.values():
+        by_model = sizes.setdefault(member["shop_id"], {}).setdefault(member["model"], {})
+        by_model[member["segment"]] = by_model.get(member["segment"], 0) + 1
+    for shop_id in shops(simulation):
+        status, body = workers[0].get_json(f"/shops/{shop_id}/segments")
+        assert status == 200
+        api = {
+            model: {s: n for s, n in counts.items() if n}
+            for model, counts in body["models"].items()
+        }
+        assert sizes[shop_id] == {model: counts for model, counts in api.items() if counts}
+    sample = sorted(current.values(), key=lambda m: (m["shop_id"], m["customer_id"]))[::25]
+    for member in sample:
+        _, customer = workers[1].get_json(
+            f"/shops/{member['shop_id']}/customers/{member['customer_id']}"
+        )
+        assert customer["segments"][member["model"]] == member["segment"]
 
 
 def test_cohort_table_counts_each_paying_customer_once(

@@ -29,7 +29,7 @@ from tests.schema_docs import undocumented
 
 EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1"
 INPUT_TYPES = [t.value for t in EventType]
-OUTPUT_TYPES = ["segment_changed", "segment_formed", "dead_letter"]
+OUTPUT_TYPES = ["segment_changed", "segment_membership", "segment_formed", "dead_letter"]
 SCHEMA_NAMES = ["envelope", *INPUT_TYPES, *OUTPUT_TYPES]
 # The valid examples are dated up to 2026-12-24; parse them at a fixed time after that
 # (implausible_time rejects an occurred_at more than 2 days ahead of "now").
@@ -113,6 +113,10 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("segment_changed", "missing_changed_at"): "changed_at",
     ("segment_changed", "previous_number"): "previous",
     ("segment_changed", "marketing_opt_in_string"): "marketing_opt_in",
+    ("segment_membership", "kind_segment_changed"): "kind",
+    ("segment_membership", "missing_change_id"): "change_id",
+    ("segment_membership", "segment_null"): "segment",
+    ("segment_membership", "since_without_offset"): "since",
     ("segment_formed", "size_zero"): "size",
     ("segment_formed", "missing_segment"): "segment",
     ("dead_letter", "dead_lettered_at_without_offset"): "dead_lettered_at",

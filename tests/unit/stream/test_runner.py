@@ -11,15 +11,16 @@ from typing import Any
 
 import pytest
 
-from service.core.contracts import EventType
+from service.core.changes import Cause, SegmentChange
+from service.core.contracts import EventType, validate_output
 from service.core.events import format_time
 from service.core.keys import progress_key, shop_partition
-from service.core.pipeline import Pipeline
+from service.core.pipeline import Outcome, Pipeline
 from service.settings import Settings
 from service.stream.checkpoint import FencedError
 from service.stream.gaps import GapGuard
 from service.stream.topics import TABLES
-from service.stream.wiring import BatchRunner
+from service.stream.wiring import BatchRunner, output_records
 from tests.unit.stream.fakes import DictStore, Event, FakeCheckpoint, Message, table_state
 
 SETTINGS = Settings(topic_partitions=4, rfm_min_customers=1)
@@ -207,3 +208,20 @@ async def test_a_partition_never_committed_is_checked_for_a_gap_from_its_start()
     guard = ProbedGuard(first=0)
     admitted = await guard.admit(PARTITION, events(4, 5), {})
     assert admitted == [] and guard.sought == [(ORDERS, PARTITION, 0)]
+
+
+def test_each_change_also_sets_the_customers_membership_in_the_shops_partition() -> None:
+    settings = Settings()
+    at = datetime(2026, 3, 1, tzinfo=UTC)
+    cause = Cause("event", "e-1", "order")
+    entered = SegmentChange("tea-1", "c-1", "lifecycle", "active", "at_risk", at, cause, True)
+    left = SegmentChange("tea-1", "c-1", "cluster", "c2", None, at, cause, None)
+    records = output_records(settings, Outcome("processed", changes=[entered, left]))
+    members = [r for r in records if r.topic == settings.topic("segment_membership")]
+    assert [r.key for r in members] == [b"tea-1|c-1|lifecycle", b"tea-1|c-1|cluster"]
+    assert {r.partition for r in members} == {shop_partition("tea-1", settings.topic_partitions)}
+    member = json.loads(members[0].value or b"")
+    validate_output("segment_membership", member)
+    assert (member["segment"], member["change_id"]) == ("at_risk", entered.event_id)
+    assert member["marketing_opt_in"] is True
+    assert members[1].value is None  # left every cluster: a tombstone
