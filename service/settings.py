@@ -143,6 +143,19 @@ class Settings(BaseSettings):
         "(series then grow with the number of shops).",
     )
     lag_interval_s: float = Field(5.0, gt=0, description="Seconds between consumer-lag probes.")
+    wall_clock_interval_s: float = Field(
+        30.0,
+        gt=0,
+        description="Seconds between moves of live shops' clocks to the wall clock: the "
+        "longest a time-driven segment move of a quiet live shop waits.",
+    )
+    wall_clock_live_s: float = Field(
+        86_400.0,
+        ge=0,
+        description="A shop is live while its stream time is at most this far behind the "
+        "wall clock; only live shops' clocks follow the wall clock (replays of history "
+        "keep event time).",
+    )
     gauges_interval_s: float = Field(
         30.0, gt=0, description="Seconds between refreshes of table, segment and model gauges."
     )

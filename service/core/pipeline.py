@@ -84,6 +84,13 @@ class Schedule:
                 del self._due[customer_id]
                 yield customer_id
 
+    def any_due(self, now: datetime) -> bool:
+        """Whether some customer is due at or before ``now``."""
+        heap = self._heap
+        while heap and self._due.get(heap[0][1]) != heap[0][0]:
+            heapq.heappop(heap)  # replaced by a later time, or cancelled
+        return bool(heap) and heap[0][0] <= now.timestamp()
+
     def __len__(self) -> int:
         return len(self._due)
 
@@ -176,6 +183,25 @@ class Pipeline:
         outcome.changes += self._review_due(book, now)
         outcome.formed = self._formed(book, now)
         book.dirty = True
+        return outcome
+
+    def advance_clock(self, shop_id: str, now: datetime, live_s: float) -> Outcome | None:
+        """Move a live shop's stream time to ``now`` (the wall clock) and review the
+        customers due by then: time-driven moves of a quiet shop (a pending cancellation
+        taking effect, a renewal going overdue) happen without waiting for its next event.
+        A shop more than ``live_s`` seconds behind ``now`` (a replay of history) keeps its
+        event time; a live shop with nobody due is moved once it is half that behind, so it
+        stays live. None when the clock did not move."""
+        book = self.book(shop_id)
+        behind = None if book.stream_time is None else (now - book.stream_time).total_seconds()
+        if behind is None or not 0 < behind <= live_s:
+            return None
+        if not book.schedule.any_due(now) and behind <= live_s / 2:
+            return None  # nobody moves, and the shop stays live: its record is not rewritten
+        book.stream_time = now
+        book.dirty = True
+        outcome = Outcome("processed", None, shop_id, self._review_due(book, now))
+        outcome.formed = self._formed(book, now)
         return outcome
 
     def _misplaced(

@@ -1,4 +1,5 @@
-"""Periodic work on every worker: metric snapshots to Kafka, and Prometheus gauges.
+"""Periodic work on every worker: live shops' clocks following the wall clock, metric
+snapshots to Kafka, and Prometheus gauges.
 
 Timers look only at the shops whose partitions this worker owns (the local tables),
 so several workers never publish the same shop twice.
@@ -9,12 +10,13 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 from service.api.queries import model_reports
 from service.core.contracts import validate_output
 from service.core.keys import PARTITION_KEY_PREFIX, shop_partition
-from service.core.pipeline import Pipeline
+from service.core.pipeline import Outcome, Pipeline
 from service.metrics.snapshot import snapshot_payload
 from service.observability import telemetry
 from service.observability.logs import get_logger
@@ -59,6 +61,26 @@ async def publish_snapshots(wiring: Wiring) -> int:
     for partition, shop_ids in sorted(by_partition.items()):
         sent += await wiring.runner.publish(partition, functools.partial(records, shop_ids))
     return sent
+
+
+async def advance_clocks(wiring: Wiring, now: datetime) -> int:
+    """Move every owned live shop's clock to ``now`` (see :meth:`Pipeline.advance_clock`),
+    one commit per partition; return how many segment changes that made."""
+    pipeline, settings = wiring.pipeline, wiring.settings
+    if not wiring.runner.ready:
+        return 0
+    by_partition: dict[int, list[str]] = defaultdict(list)
+    for shop_id in owned_shops(pipeline):
+        by_partition[shop_partition(shop_id, settings.topic_partitions)].append(shop_id)
+
+    def moved(shop_ids: list[str]) -> list[Outcome]:
+        found = (pipeline.advance_clock(s, now, settings.wall_clock_live_s) for s in shop_ids)
+        return [outcome for outcome in found if outcome is not None]
+
+    changed = 0
+    for partition, shop_ids in sorted(by_partition.items()):
+        changed += await wiring.runner.advance(partition, functools.partial(moved, shop_ids))
+    return changed
 
 
 def refresh_gauges(wiring: Wiring, per_shop: bool) -> None:
@@ -114,7 +136,7 @@ def _mean(values: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], f
 
 
 def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str]) -> None:
-    """Declare the snapshot, gauge and lag timers on the app."""
+    """Declare the clock, snapshot, gauge and lag timers on the app."""
     app = wiring.app
     probe = LagProbe.from_settings(settings, input_topics)
 
@@ -136,8 +158,16 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
     async def lag() -> None:
         await probe.update()
 
+    async def clocks() -> None:
+        try:
+            changed = await advance_clocks(wiring, datetime.now(UTC).replace(microsecond=0))
+            log.debug("live_shop_clocks_advanced", changes=changed)
+        except Exception:
+            log.exception("clock_advance_failed")
+
     app.timer(settings.metrics_snapshot_interval_s)(snapshots)
     app.timer(settings.gauges_interval_s)(gauges)
+    app.timer(settings.wall_clock_interval_s)(clocks)
     app.timer(settings.lag_interval_s)(lag)
 
     async def close_probe(sender: Any, *args: Any, **kwargs: Any) -> None:

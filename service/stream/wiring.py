@@ -296,6 +296,35 @@ class BatchRunner:
                 await self.checkpoint.publish(partition, outputs)
             return len(outputs)
 
+    async def advance(self, partition: int, make: Callable[[], list[Outcome]]) -> int:
+        """Commit what ``make`` changes in the tables and emits although no input record
+        caused it (live shops' clocks following the wall clock): between the partition's
+        batches, in one transaction with its state, never during recovery. Returns how
+        many segment changes were committed."""
+        async with self.locks[partition]:
+            if not self.ready or partition not in self.checkpoint.partitions:
+                return 0
+            outcomes = make()
+            if not outcomes:
+                return 0
+            work = Work(partition)
+            for outcome in outcomes:
+                work.outputs += output_records(self.settings, outcome)
+            self.pipeline.flush()
+            shops = self.tables["shops"]
+            Progress.load(shops, partition).save(shops, partition)  # unchanged; written last
+            work.writes, self._pending[partition] = self._writes(partition)
+            try:
+                written = await self.checkpoint.commit(work)
+            except (FencedError, RetryError):
+                self._undo(partition)  # the next tick tries again
+                return 0
+            self._apply(partition, written)
+            changes = [change for outcome in outcomes for change in outcome.changes]
+            for (model, cause), n in Counter((c.model, c.cause.kind) for c in changes).items():
+                telemetry.SEGMENT_CHANGES.labels(model, cause).inc(n)
+            return len(changes)
+
     async def _run_locked(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
         async with self.locks[partition]:
             await self._run(partition, events)

@@ -152,3 +152,24 @@ def test_changes_carry_consent_and_the_same_ids_when_emitted_again(
     assert consent == {"c-1": False, "c-2": None}
     for change in first:
         validate_output("segment_changed", change)
+
+
+def test_only_live_shops_follow_the_wall_clock(pipeline: Pipeline) -> None:
+    pipeline.handle(order("c-1", T0, "e1"), EventType.ORDER, SOURCE, None)
+    day = 86_400
+    replay = pipeline.advance_clock("tea-1", T0 + timedelta(days=46), live_s=30 * day)
+    assert replay is None  # 46 days behind the wall clock: history keeps event time
+    assert pipeline.stream_time("tea-1") == T0
+    quiet = pipeline.advance_clock("tea-1", T0 + timedelta(days=3), live_s=30 * day)
+    assert quiet is None  # nobody due yet, well inside the live window: nothing written
+    moved = pipeline.advance_clock("tea-1", T0 + timedelta(days=31), live_s=40 * day)
+    assert moved is not None
+    assert [(c.current, c.cause.kind) for c in moved.changes if c.model == "lifecycle"] == [
+        ("active", "timer")
+    ]
+    assert pipeline.stream_time("tea-1") == T0 + timedelta(days=31)
+    assert pipeline.advance_clock("tea-1", T0 + timedelta(days=30), live_s=40 * day) is None
+    # nobody due for days, but half the live window behind: moved, so the shop stays live
+    kept_live = pipeline.advance_clock("tea-1", T0 + timedelta(days=32), live_s=1.5 * day)
+    assert kept_live is not None and kept_live.changes == []
+    assert pipeline.stream_time("tea-1") == T0 + timedelta(days=32)

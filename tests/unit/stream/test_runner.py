@@ -225,3 +225,36 @@ def test_each_change_also_sets_the_customers_membership_in_the_shops_partition()
     assert (member["segment"], member["change_id"]) == ("at_risk", entered.event_id)
     assert member["marketing_opt_in"] is True
     assert members[1].value is None  # left every cluster: a tombstone
+
+
+async def test_a_live_shops_clock_follows_the_wall_clock_in_one_commit(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    """A quiet shop's due customers move when the wall clock passes their time, committed
+    with the state they change (no input offsets); a failed commit changes nothing."""
+    batches, tables = runner(checkpoint)
+    await batches.run(events(0))  # c-1's only order; at risk after 45 quiet days
+    pipeline = batches.pipeline
+    wall = T0 + timedelta(days=46)
+
+    def move() -> list[Outcome]:
+        moved = pipeline.advance_clock(SHOP, wall, live_s=100 * 86_400)
+        return [] if moved is None else [moved]
+
+    checkpoint.fail = 1
+    assert await batches.advance(PARTITION, move) == 0
+    assert pipeline.stream_time(SHOP) == T0  # undone: rebuilt from the committed tables
+    assert await batches.advance(PARTITION, move) >= 1
+    work = checkpoint.committed[-1]
+    assert work.offsets == {}
+    assert work.writes[-1].key == progress_key(PARTITION).encode()
+    changes = [
+        json.loads(r.value or b"")
+        for r in work.outputs
+        if r.topic == SETTINGS.topic("segment_changes")
+    ]
+    assert {c["cause"]["kind"] for c in changes} == {"timer"}
+    assert ("lifecycle", "at_risk") in {(c["model"], c["current"]) for c in changes}
+    assert pipeline.stream_time(SHOP) == wall
+    assert tables["customers"][f"{SHOP}/c-1"].segments["lifecycle"] == "at_risk"
+    assert await batches.advance(PARTITION, move) == 0  # nothing due any more
