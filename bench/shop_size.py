@@ -29,16 +29,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 
-from faust.types import TP
-
 from bench.common import code_version, percentile, say, table
-from harness.stores import DictStore
-from service.core.changes import Source
+from harness.stores import InProcessPipeline
 from service.core.contracts import EVENT_TYPES
-from service.core.keys import shop_partition
-from service.core.pipeline import Pipeline
 from service.settings import Settings
-from service.stream.tables import CODECS, TableState
 from service.tools.publish import encode
 from service.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
 
@@ -67,21 +61,7 @@ def run(customers: int, days: int, batch: int, seed: int) -> Result:
     )
     say(f"{customers:,} customers: simulating {days} days")
     records = generate(config).outbox()
-    settings = Settings()
-    partitions = settings.topic_partitions
-    stores = {name: DictStore() for name in CODECS}
-    tables = {
-        name: TableState(
-            name,
-            lambda store=stores[name]: store,  # type: ignore[misc]
-            partitions,
-            lambda: set(range(partitions)),
-            CODECS[name],
-            settings.state_cache_entries,
-        )
-        for name in CODECS
-    }
-    pipeline = Pipeline(settings, *(tables[name] for name in CODECS))
+    worker = InProcessPipeline(Settings())
     raw = [
         (EVENT_TYPES[role], role, encode(value), value["shop_id"])
         for role, value in records
@@ -89,28 +69,21 @@ def run(customers: int, days: int, batch: int, seed: int) -> Result:
     ]
     half = len(raw) // 2
     say(f"{customers:,} customers: {len(raw):,} events")
-    seconds, timer_changes, offset = 0.0, 0, 0
+    seconds, timer_changes = 0.0, 0
     del records
     gc.collect()
     gc.freeze()  # the bench's own input is not the worker's: keep the collector off it
     for start in range(0, len(raw), batch):
         began = time.perf_counter()
-        touched = set()
         for kind, role, value, shop_id in raw[start : start + batch]:
-            partition = shop_partition(shop_id, partitions)
-            touched.add(partition)
-            outcome = pipeline.handle(value, kind, Source(role, partition, offset), None)
-            offset += 1
+            outcome = worker.handle(kind, role, value, shop_id)
             if start >= half:
                 timer_changes += sum(1 for c in outcome.changes if c.cause.kind == "timer")
-        pipeline.flush()
-        for partition in touched:
-            for state in tables.values():
-                state.apply(partition, state.writes(partition), TP("", partition), offset)
+        worker.commit()
         if start >= half:
             seconds += time.perf_counter() - began
     gc.unfreeze()
-    sizes = [len(v) for part in stores["customers"].data.values() for v in part.values()]
+    sizes = [len(v) for part in worker.stores["customers"].data.values() for v in part.values()]
     return Result(customers, len(raw), len(raw) - half, seconds, timer_changes, sizes)
 
 

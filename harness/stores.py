@@ -1,4 +1,5 @@
-"""An in-memory table store, for running the pipeline's tables without Faust."""
+"""An in-memory table store, and the worker's pipeline on it, for running the pipeline
+without Kafka or Faust (unit tests, in-process benches)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,12 @@ from collections.abc import Iterator
 
 from faust.types import TP
 
-from service.stream.tables import Pending
+from service.core.changes import Source
+from service.core.contracts import EventType
+from service.core.keys import shop_partition
+from service.core.pipeline import Outcome, Pipeline
+from service.settings import Settings
+from service.stream.tables import CODECS, Pending, TableState
 
 
 class DictStore:
@@ -35,3 +41,43 @@ class DictStore:
         for key in sorted(self.data[partition]):
             if key.startswith(prefix):
                 yield key, self.data[partition][key]
+
+
+class InProcessPipeline:
+    """The worker's pipeline over its own tables and codecs on in-memory stores, without
+    Kafka or Faust: records are handled one by one and :meth:`commit` flushes a batch and
+    applies its encoded writes, as the worker's commit does."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        partitions = settings.topic_partitions
+        self.stores = {name: DictStore() for name in CODECS}
+        self.tables = {
+            name: TableState(
+                name,
+                lambda store=self.stores[name]: store,  # type: ignore[misc]
+                partitions,
+                lambda: set(range(partitions)),
+                CODECS[name],
+                settings.state_cache_entries,
+            )
+            for name in CODECS
+        }
+        self.pipeline = Pipeline(settings, *(self.tables[name] for name in CODECS))
+        self.offset = 0
+        self._touched: set[int] = set()
+
+    def handle(self, kind: EventType, role: str, value: bytes, shop_id: str) -> Outcome:
+        """One input record, as if read at the next offset of its shop's partition."""
+        partition = shop_partition(shop_id, self.settings.topic_partitions)
+        self._touched.add(partition)
+        self.offset += 1
+        return self.pipeline.handle(value, kind, Source(role, partition, self.offset), None)
+
+    def commit(self) -> None:
+        """Flush the batch and apply its writes to the stores."""
+        self.pipeline.flush()
+        for partition in sorted(self._touched):
+            for state in self.tables.values():
+                state.apply(partition, state.writes(partition), TP("", partition), self.offset)
+        self._touched.clear()
