@@ -162,6 +162,15 @@ class Settings(BaseSettings):
     cluster_max_clusters: int = Field(
         12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
     )
+    cluster_min_dwell_days: float = Field(
+        60.0, ge=0, description="Days in a cluster before time alone may move a customer."
+    )
+    cluster_switch_margin: float = Field(
+        0.25,
+        ge=0,
+        description="A customer moves to a nearer cluster only once their own cluster's "
+        "centre is this much farther (0.25: 25 %) than the nearest.",
+    )
     cluster_warmup: int = Field(
         100, ge=1, description="Evaluations before a shop's customers get a cluster."
     )
@@ -176,11 +185,31 @@ class Settings(BaseSettings):
     )
     churn_band_medium: float = Field(0.2, gt=0, lt=1, description="Risk from which it is medium.")
     churn_band_high: float = Field(0.5, gt=0, lt=1, description="Risk from which it is high.")
+    churn_min_dwell_days: float = Field(
+        30.0, ge=0, description="Days in a risk band before time alone may move a customer."
+    )
+    churn_band_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=0.5,
+        description="A customer leaves their risk band only once the risk is this far past "
+        "the band's edge (no low -> medium -> low flapping).",
+    )
     churn_max_pending: int = Field(
         5000, ge=1, description="Pending feature snapshots kept per shop (bounds model size)."
     )
     churn_prior_weight_examples: int = Field(
         200, ge=1, description="Labelled examples after which a shop stops leaning on the prior."
+    )
+    rfm_min_dwell_days: float = Field(
+        60.0, ge=0, description="Days in an RFM segment before time alone may move a customer."
+    )
+    rfm_score_margin: float = Field(
+        0.05,
+        ge=0,
+        lt=0.2,
+        description="An R or F score changes only once the customer's rank is this share of "
+        "the shop past the quintile's edge.",
     )
     rfm_min_customers: int = Field(
         10, ge=1, description="Buying customers a shop needs before RFM quintiles mean anything."

@@ -261,7 +261,7 @@ def _date(raw: str | None, default: date) -> date:
 
 def _features(view: CustomerSnapshot) -> dict[str, Any]:
     payload = asdict(view)
-    for key in ("shop_id", "customer_id", "attributes", "segments", "memory"):
+    for key in ("shop_id", "customer_id", "attributes", "segments", "memory", "held"):
         payload.pop(key)
     return {
         key: value.isoformat() if isinstance(value, date | datetime) else value

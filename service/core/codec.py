@@ -90,6 +90,7 @@ def encode_state(state: CustomerState) -> bytes:
             state.memory,
             None if state.due_at is None else _time(state.due_at),
             state.marketing_opt_in,
+            state.segment_since,
         ]
     )
 
@@ -103,6 +104,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         raise ValueError(f"customer state version {version} is not {STATE_VERSION}")
     total, categories, ids, segments, memory, due = fields[10:16]
     consent = fields[16] if len(fields) > 16 else None  # states written before consent
+    since = fields[17] if len(fields) > 17 else {}  # and before segment dwell
     acquisition, referred, preferred = channels
     return CustomerState(
         shop_id,
@@ -132,6 +134,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         memory=memory,
         due_at=None if due is None else _moment(due),
         marketing_opt_in=consent,
+        segment_since=since,
     )
 
 

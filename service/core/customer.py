@@ -67,6 +67,9 @@ class CustomerState:
     segments: dict[str, SegmentName] = field(default_factory=dict)
     memory: dict[str, Any] = field(default_factory=dict)
     due_at: datetime | None = None
+    segment_since: dict[str, float] = field(default_factory=dict)
+    """Per model: when (epoch seconds of stream time) the customer entered their current
+    segment; a model's minimum dwell counts from it."""
     marketing_opt_in: bool | None = None
     """Consent to marketing messages as stated by the latest signup that stated it (None:
     never stated); segment changes carry it so downstream tools can respect it."""
@@ -100,6 +103,7 @@ class CustomerState:
             dict(self.segments),
             dict(self.memory),
             self.due_at,
+            dict(self.segment_since),
             self.marketing_opt_in,
         )
 

@@ -67,6 +67,9 @@ class CustomerSnapshot:
     memory: dict[str, Any]
     """What segment models keep about this customer, by model name; a model may change
     its own entry in ``learn`` (it is saved with the customer's state)."""
+    held: frozenset[str] = frozenset()
+    """Models whose segment this evaluation must not change: a review (time passing, no
+    event of the customer's) before the model's minimum dwell in the segment is over."""
 
     @property
     def has_purchased(self) -> bool:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import heapq
 import zlib
 from collections.abc import Iterator, MutableMapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -288,20 +288,26 @@ class Pipeline:
         self, book: ShopBook, state: CustomerState, now: datetime, cause: Cause
     ) -> list[SegmentChange]:
         """Let every model learn from the customer, record changed assignments, and
-        schedule the customer's next review."""
+        schedule the customer's next review. A review (no event of the customer's) leaves a
+        customer in their segment until the model's minimum dwell there is over."""
         view = self.view(state, now)
+        held = self._held(book, state, now) if cause.kind == "timer" else {}
+        if held:
+            view = replace(view, held=frozenset(held))
         for model in book.models.values():
             model.learn(view)
         changes = []
         for name, model in book.models.items():
             current = model.assign(view)
             previous = state.segments.get(name)
-            if current == previous:
+            if current == previous or (name in held and current is not None):
                 continue
             if current is None:
                 del state.segments[name]
+                state.segment_since.pop(name, None)
             else:
                 state.segments[name] = current
+                state.segment_since[name] = now.timestamp()
             book.count(name, previous, current)
             changes.append(
                 SegmentChange(
@@ -316,9 +322,24 @@ class Pipeline:
                 )
             )
         reviews = [model.next_review(view) for model in book.models.values()]
+        reviews += held.values()  # look again when the dwell is over
         state.due_at = min((r for r in reviews if r is not None), default=None)
         book.schedule.set(state.customer_id, state.due_at)
         return changes
+
+    @staticmethod
+    def _held(book: ShopBook, state: CustomerState, now: datetime) -> dict[str, datetime]:
+        """Models whose minimum dwell holds the customer in their segment at ``now``, with
+        the moment it ends."""
+        held = {}
+        for name, model in book.models.items():
+            since = state.segment_since.get(name)
+            if since is None or name not in state.segments:
+                continue
+            ends = datetime.fromtimestamp(since, UTC) + model.min_dwell()
+            if ends > now:
+                held[name] = ends
+        return held
 
     def _review_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
         """Review the customers whose time came: silence moves them (active -> at risk)

@@ -58,6 +58,11 @@ class SegmentModel(Protocol):
         """What the assignment rests on, for the query API (None: nothing to add)."""
         ...
 
+    def min_dwell(self) -> timedelta:
+        """How long a customer stays in a segment before time alone may move them out
+        (their own events move them at once); the pipeline holds earlier moves."""
+        ...
+
     def quality(self) -> dict[str, float]:
         """Quality figures of a learned model (empty for rules)."""
         ...
@@ -97,6 +102,10 @@ class ModelHooks:
     def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """Nothing beyond the segment name."""
         return None
+
+    def min_dwell(self) -> timedelta:
+        """Rules move a customer as soon as a threshold is crossed."""
+        return timedelta(0)
 
     def quality(self) -> dict[str, float]:
         """No quality figures."""

@@ -23,7 +23,7 @@ they are no longer at risk of leaving, they have left (see the lifecycle model).
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from river import linear_model as river_linear_model
@@ -59,6 +59,8 @@ class ChurnRiskModel(ModelHooks):
         per_customer: int = 8,
         max_pending: int = 20_000,
         bands: tuple[float, float] = (0.2, 0.5),
+        band_margin: float = 0.05,
+        min_dwell_days: float = 30.0,
         prior_weight_examples: int = 200,
         learning_rate: float = 0.05,
         l2: float = 0.001,
@@ -66,6 +68,8 @@ class ChurnRiskModel(ModelHooks):
         self.lapse = LapseRule(lapse_multiple, lapse_days)
         self.labels = Labeller(horizon_days, snapshot_every_days, per_customer, max_pending)
         self.bands = bands
+        self.band_margin = band_margin
+        self.min_dwell_days = min_dwell_days
         self.prior_weight_examples = prior_weight_examples
         self.classifier = preprocessing.StandardScaler() | linear_model.LogisticRegression(
             optimizer=optim.SGD(learning_rate), l2=l2
@@ -88,6 +92,8 @@ class ChurnRiskModel(ModelHooks):
             lapse_days=float(settings.lifecycle_churned_days),
             max_pending=settings.churn_max_pending,
             bands=(settings.churn_band_medium, settings.churn_band_high),
+            band_margin=settings.churn_band_margin,
+            min_dwell_days=settings.churn_min_dwell_days,
             prior_weight_examples=settings.churn_prior_weight_examples,
         )
 
@@ -151,8 +157,32 @@ class ChurnRiskModel(ModelHooks):
         probability = self.risk(customer)
         if probability is None:
             return None
+        return self.band(probability, customer.segments.get(self.name))
+
+    def band(self, probability: float, previous: str | None) -> str:
+        """The band of ``probability``; a customer in band ``previous`` leaves it only once
+        the probability is ``band_margin`` past its edge (hysteresis).
+
+        >>> model = ChurnRiskModel(bands=(0.2, 0.5), band_margin=0.05)
+        >>> model.band(0.22, "low"), model.band(0.26, "low"), model.band(0.16, "medium")
+        ('low', 'medium', 'medium')
+        """
         low, high = self.bands
-        return BANDS[(probability >= low) + (probability >= high)]
+
+        def index(p: float) -> int:
+            return int(p >= low) + int(p >= high)
+
+        found = index(probability)
+        if previous not in BANDS or BANDS[found] == previous:
+            return BANDS[found]
+        before, margin = BANDS.index(previous), self.band_margin
+        if found > before:
+            return BANDS[max(before, index(probability - margin))]
+        return BANDS[min(before, index(probability + margin))]
+
+    def min_dwell(self) -> timedelta:
+        """Days in a band before time alone moves a customer (``churn_min_dwell_days``)."""
+        return timedelta(days=self.min_dwell_days)
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """The probability behind the band (for the query API)."""

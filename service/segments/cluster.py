@@ -61,7 +61,7 @@ import math
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from service.core.features import CustomerSnapshot
@@ -200,6 +200,8 @@ class ClusterModel(ModelHooks):
         respawn_factor: float = 3.0,
         min_group_customers: int = 10,
         min_group_share: float = 0.05,
+        switch_margin: float = 0.25,
+        min_dwell_days: float = 60.0,
     ) -> None:
         self.scaler = FadingScaler(scale_fading)
         self.kmeans = OnlineKMeans(n_clusters, halflife, seed, FEATURES)
@@ -209,6 +211,8 @@ class ClusterModel(ModelHooks):
         self.respawn_factor = respawn_factor
         self.min_group_customers = min_group_customers
         self.min_group_share = min_group_share
+        self.switch_margin = switch_margin
+        self.min_dwell_days = min_dwell_days
         self.learned = 0
         self.sizes: Counter[int] = Counter()
         self.formed: set[int] = set()
@@ -230,6 +234,8 @@ class ClusterModel(ModelHooks):
             n_clusters=settings.cluster_max_clusters,
             warmup=settings.cluster_warmup,
             min_group_customers=settings.cluster_min_group_customers,
+            switch_margin=settings.cluster_switch_margin,
+            min_dwell_days=settings.cluster_min_dwell_days,
         )
 
     @property
@@ -238,7 +244,8 @@ class ClusterModel(ModelHooks):
         return self.learned >= self.warmup
 
     def learn(self, customer: CustomerSnapshot) -> None:
-        """Move the nearest centre towards the customer and record their cluster."""
+        """Move the nearest centre towards the customer and record their cluster (the one
+        they keep, see :meth:`_kept`)."""
         z = self._scaled(customer, learn=True)
         key, distances = self.kmeans.learn(z)  # the moved centre is still the nearest
         self.learned += 1
@@ -248,7 +255,7 @@ class ClusterModel(ModelHooks):
             return
         key = self._respawned_if_far(z, key, distances)
         self.quality_meter.update(key, distances)
-        cluster_id = self.ids.by_key[key]
+        cluster_id = self._kept(customer, self.ids.by_key[key])
         self._record(customer, cluster_id)
         self._latest = (customer.customer_id, customer.as_of, cluster_id)
 
@@ -258,9 +265,31 @@ class ClusterModel(ModelHooks):
             return None
         latest = self._latest
         if latest is not None and latest[:2] == (customer.customer_id, customer.as_of):
-            return f"c{latest[2]}"
-        key = self.kmeans.predict(self._scaled(customer, learn=False))
-        return f"c{self.ids.by_key[key]}"
+            nearest = latest[2]
+        else:
+            nearest = self.ids.by_key[self.kmeans.predict(self._scaled(customer, learn=False))]
+        return f"c{self._kept(customer, nearest)}"
+
+    def _kept(self, customer: CustomerSnapshot, nearest: int) -> int:
+        """The customer's current cluster while its centre is at most ``switch_margin``
+        farther than the nearest one (a move needs a clear margin), else the nearest."""
+        previous = customer.segments.get(self.name)
+        if previous is None or previous == f"c{nearest}" or not previous[1:].isdigit():
+            return nearest
+        if self.name in customer.held and int(previous[1:]) in self.ids.by_key.values():
+            return int(previous[1:])  # the pipeline holds a time-driven move (min dwell)
+        keys = {cluster_id: key for key, cluster_id in self.ids.by_key.items()}
+        own, best = keys.get(int(previous[1:])), keys.get(nearest)
+        if own is None or best is None:
+            return nearest  # the customer's cluster is gone
+        distances = self.kmeans.squared_distances(self._scaled(customer, learn=False))
+        if distances[own] <= (1 + self.switch_margin) ** 2 * distances[best]:
+            return int(previous[1:])
+        return nearest
+
+    def min_dwell(self) -> timedelta:
+        """Days in a cluster before time alone moves a customer (``cluster_min_dwell_days``)."""
+        return timedelta(days=self.min_dwell_days)
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, str] | None:
         """The live description of the customer's cluster (for the query API)."""

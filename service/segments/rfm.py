@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 from bisect import bisect_left, bisect_right
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
 from service.core.features import CustomerSnapshot
@@ -81,6 +81,29 @@ def score(below: int, at_or_below: int, total: int, ties: str) -> int:
     if ties == "high":
         return max(1, -(-5 * at_or_below // count))
     return min(5, 1 + (5 * below) // count)
+
+
+def _held_of(kept: list[Any]) -> tuple[int, int] | None:
+    """The R and F scores a customer's memory holds (None before scores were kept)."""
+    return (kept[3], kept[4]) if len(kept) >= 5 else None
+
+
+def _held(raw: int, held: int, rank: float, margin: float, upper_inclusive: bool) -> int:
+    """``held`` while ``rank`` (a share of the shop) is within ``margin`` of the quintile
+    that gives score ``held``, else ``raw``.
+
+    >>> _held(3, 2, 0.41, 0.05, upper_inclusive=False), _held(3, 2, 0.46, 0.05, False)
+    (2, 3)
+    """
+    if raw == held:
+        return raw
+    low, high = (held - 1) / 5, held / 5
+    inside = (
+        low - margin < rank <= high + margin
+        if upper_inclusive
+        else (low - margin <= rank < high + margin)
+    )
+    return held if inside else raw
 
 
 class RankCounter:
@@ -163,14 +186,22 @@ class RfmModel(ModelHooks):
 
     name: ClassVar[str] = "rfm"
 
-    def __init__(self, min_customers: int = 1) -> None:
+    def __init__(
+        self, min_customers: int = 1, score_margin: float = 0.05, min_dwell_days: float = 60.0
+    ) -> None:
         self.min_customers = min_customers
+        self.score_margin = score_margin
+        self.min_dwell_days = min_dwell_days
         self.axes = (RankCounter(), RankCounter(), RankCounter())
 
     @classmethod
     def create(cls, settings: Settings, seed: int) -> Self:
         """An empty shop distribution; RFM needs no randomness."""
-        return cls(min_customers=settings.rfm_min_customers)
+        return cls(
+            min_customers=settings.rfm_min_customers,
+            score_margin=settings.rfm_score_margin,
+            min_dwell_days=settings.rfm_min_dwell_days,
+        )
 
     def learn(self, customer: CustomerSnapshot) -> None:
         """Count the customer's current values (customers who never bought: none)."""
@@ -183,7 +214,22 @@ class RfmModel(ModelHooks):
         old = None if kept is None else (kept[0], kept[1], kept[2])
         if old != new:
             self.observe(old, new)
-            customer.memory[self.name] = list(new)
+        held = None if kept is None else _held_of(kept)
+        customer.memory[self.name] = [*new, *self._held_scores(new, held)]
+
+    def _held_scores(self, found: Values, held: tuple[int, int] | None) -> tuple[int, int]:
+        """The R and F scores the name comes from: each keeps its previous value until the
+        customer's rank is ``score_margin`` of the shop past that quintile's edge."""
+        recency, frequency, _ = self.axes
+        total = max(recency.total, 1)
+        ranks = (recency.at_or_below(found[0]) / total, frequency.below(found[1]) / total)
+        raw = self.scores(found)[:2]
+        if held is None:
+            return raw[0], raw[1]
+        return (
+            _held(raw[0], held[0], ranks[0], self.score_margin, upper_inclusive=True),
+            _held(raw[1], held[1], ranks[1], self.score_margin, upper_inclusive=False),
+        )
 
     def observe(self, old: Values | None, new: Values) -> None:
         """Replace one customer's values (``old``, None if new to the shop) by ``new``."""
@@ -211,12 +257,15 @@ class RfmModel(ModelHooks):
         found = self._values(customer)
         if found is None or len(self) < self.min_customers:
             return None
-        recency, frequency, _ = self.scores(found)
-        return grid_segment(recency, frequency)
+        return grid_segment(*self._held_scores(found, _held_of(customer.memory[self.name])))
 
     def next_review(self, customer: CustomerSnapshot) -> datetime | None:
         """Others' orders move the ranks: look again on the quiet-days ladder."""
         return None if customer.last_purchase is None else next_on_ladder(customer)
+
+    def min_dwell(self) -> timedelta:
+        """Days in a segment before time alone moves a customer (``rfm_min_dwell_days``)."""
+        return timedelta(days=self.min_dwell_days)
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """The R, F and M scores behind the name (for the query API)."""

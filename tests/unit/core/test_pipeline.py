@@ -173,3 +173,31 @@ def test_only_live_shops_follow_the_wall_clock(pipeline: Pipeline) -> None:
     kept_live = pipeline.advance_clock("tea-1", T0 + timedelta(days=32), live_s=1.5 * day)
     assert kept_live is not None and kept_live.changes == []
     assert pipeline.stream_time("tea-1") == T0 + timedelta(days=32)
+
+
+def test_time_alone_moves_a_customer_only_after_the_models_minimum_dwell(
+    tables: tuple[dict[str, Any], ...],
+) -> None:
+    """With a 60-day dwell in RFM, a quiet customer's RFM segment, set by their order,
+    stays until the dwell is over (reviewed again then); lifecycle (no dwell) moves on
+    time; the customer's own order moves them at once."""
+    settings = Settings(rfm_min_customers=1, rfm_min_dwell_days=60)
+    run = Pipeline(settings, *tables)
+    run.handle(order("quiet", T0, "q1"), EventType.ORDER, SOURCE, None)
+    moves: list[tuple[int, str, str | None, str]] = []
+    for day in range(1, 90):
+        at = T0 + timedelta(days=day)
+        for n in range(3):  # busy customers order, so the quiet one's rank falls
+            busy = order(f"busy-{n}", at, f"b{day}-{n}")
+            moves += [
+                (day, c.model, c.current, c.cause.kind)
+                for c in run.handle(busy, EventType.ORDER, SOURCE, None).changes
+                if c.customer_id == "quiet" and c.model in ("rfm", "lifecycle")
+            ]
+    rfm = [move for move in moves if move[1] == "rfm"]
+    assert rfm and all(day >= 60 for day, *_ in rfm), moves
+    assert ("lifecycle", "at_risk") in {(model, current) for _, model, current, _ in moves}
+    since = run.load("tea-1", "quiet").segment_since
+    assert set(since) >= {"rfm", "lifecycle"}
+    back = run.handle(order("quiet", T0 + timedelta(days=90), "q2"), EventType.ORDER, SOURCE, None)
+    assert any(c.model == "lifecycle" and c.cause.kind == "event" for c in back.changes)

@@ -98,6 +98,7 @@ def test_every_hook_answers_in_its_own_terms(name: str, model_class: type[Segmen
         explained = model.explain(view)
         assert explained is None or isinstance(explained, dict)
     assert all(isinstance(value, float) for value in model.quality().values())
+    assert timedelta(0) <= model.min_dwell() <= timedelta(days=365)
     for announcement in model.drain_announcements():
         assert announcement.segment and announcement.description and announcement.size > 0
     assert list(model.drain_announcements()) == []
