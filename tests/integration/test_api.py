@@ -22,6 +22,7 @@ from service.core.contracts import validate_output
 from service.core.keys import shop_partition
 from service.settings import Settings
 from service.stream.topics import ensure_topics
+from service.tools.follow import Follower, bootstrap, ends, follow
 from service.tools.publish import publish
 from service.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.metrics_oracle import MetricsOracle
@@ -198,6 +199,22 @@ async def test_membership_topic_read_from_the_start_equals_the_api(
             f"/shops/{member['shop_id']}/customers/{member['customer_id']}"
         )
         assert customer["segments"][member["model"]] == member["segment"]
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_the_reference_consumer_gets_the_same_membership_both_ways(
+    workers: list[WorkerProcess], settings: Settings
+) -> None:
+    """Bootstrapping from the membership topic and replaying every change from the start
+    of the change topic (de-duplicated by id) give the same segments."""
+    booted = Follower()
+    assert await bootstrap(settings, booted) > 0
+    end = await ends(settings, settings.topic("segment_changes"))
+    replayed = Follower()
+    await follow(settings, replayed, dict.fromkeys(end, 0), seconds=120, until=end)
+    segments = {key: member["segment"] for key, member in booted.members.items()}
+    got = {key: member["segment"] for key, member in replayed.members.items()}
+    assert got == segments
 
 
 def test_cohort_table_counts_each_paying_customer_once(
