@@ -25,7 +25,7 @@ import sys
 import tempfile
 import time
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
@@ -36,10 +36,11 @@ from bench.common import code_version, say, table
 from harness.stores import InProcessPipeline
 from service.core.contracts import EVENT_TYPES, EventType
 from service.core.events import parse_time
+from service.learning.quality import adjusted_rand_index
 from service.settings import Settings
 from service.tools.publish import encode
 from service.tools.replay import read_orders
-from service.tools.simulation import SimulationConfig, generate
+from service.tools.simulation import Simulation, SimulationConfig, generate
 
 BATCH = 500
 BURST_MIN_CUSTOMERS = 50
@@ -58,12 +59,19 @@ class Rates:
     customer_months: float = 0.0
     customers: int = 0
     events: int = 0
+    agreement: float | None = None
+    """Adjusted Rand index of the final clusters against the simulated personas."""
 
     def per_customer_month(self, model: str) -> float:
         return self.changes[model] / self.customer_months if self.customer_months else 0.0
 
 
-def measure(name: str, events: Iterable[dict[str, Any]], settings: Settings) -> Rates:
+def measure(
+    name: str,
+    events: Iterable[dict[str, Any]],
+    settings: Settings,
+    personas: Mapping[tuple[str, str], str] | None = None,
+) -> Rates:
     """Feed ``events`` (send order) through a pipeline and count its segment changes."""
     worker = InProcessPipeline(settings)
     rates, n = Rates(name), 0
@@ -88,7 +96,20 @@ def measure(name: str, events: Iterable[dict[str, Any]], settings: Settings) -> 
     rates.customer_months = sum((last - at).total_seconds() for at in first_seen.values()) / (
         30 * 86_400
     )
+    if personas:
+        rates.agreement = _cluster_agreement(worker, personas)
     return rates
+
+
+def _cluster_agreement(worker: InProcessPipeline, personas: Mapping[tuple[str, str], str]) -> float:
+    """ARI of each customer's final cluster against their persona, over clustered customers."""
+    truth, found = [], []
+    for (shop_id, customer_id), persona in sorted(personas.items()):
+        segment = worker.pipeline.load(shop_id, customer_id).segments.get("cluster")
+        if segment is not None:
+            truth.append(f"{shop_id}/{persona}")
+            found.append(f"{shop_id}/{segment}")
+    return adjusted_rand_index(truth, found)
 
 
 def _count(rates: Rates, changes: Sequence[Any], shop_customers: int) -> None:
@@ -106,11 +127,11 @@ def _count(rates: Rates, changes: Sequence[Any], shop_customers: int) -> None:
         rates.burst[model] = max(rates.burst.get(model, 0.0), share)
 
 
-def simulator_events(customers: int, days: int, seed: int) -> list[dict[str, Any]]:
+def simulation(customers: int, days: int, seed: int) -> Simulation:
     config = SimulationConfig(
         seed=seed, customers_per_shop=customers, start=date(2024, 1, 1), days=days
     )
-    return generate(config).events
+    return generate(config)
 
 
 def backfill_events(customers: int, seed: int) -> list[dict[str, Any]]:
@@ -151,8 +172,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = Settings()
     started = time.monotonic()
     say(f"simulator: every shop kind, {args.customers} customers, {args.days} days")
-    simulated = simulator_events(args.customers, args.days, args.seed)
-    results = [measure("simulator", simulated, settings)]
+    simulated = simulation(args.customers, args.days, args.seed)
+    personas = {(t.shop_id, t.customer_id): t.persona for t in simulated.truth}
+    results = [measure("simulator", simulated.events, settings, personas)]
     say(f"backfill: {args.backfill_customers:,} customers, two years of orders")
     backfill = backfill_events(args.backfill_customers, args.seed)
     results.append(measure("backfill", backfill, settings))
@@ -162,6 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{results[0].customers:,} customers, backfill {results[1].customers:,}"
     )
     print(report(results))
+    print(f"cluster agreement with the simulated personas (ARI): {results[0].agreement:.2f}")
     return 0
 
 
