@@ -107,6 +107,24 @@ def net_revenue_retention(
     )
 
 
+def quick_ratio(
+    new_mrr: float,
+    expansion_mrr: float,
+    reactivation_mrr: float,
+    churn_mrr: float,
+    contraction_mrr: float,
+) -> float | None:
+    """SaaS quick ratio: MRR gained (new + expansion + reactivation) / MRR lost (churn +
+    contraction); above 1 when the shop grows faster than it leaks, None without losses.
+
+    >>> quick_ratio(30.0, 10.0, 0.0, 15.0, 5.0)
+    2.0
+    """
+    if churn_mrr + contraction_mrr <= 0:
+        return None
+    return (new_mrr + expansion_mrr + reactivation_mrr) / (churn_mrr + contraction_mrr)
+
+
 def arpu(mrr: float, subscribers: int) -> float | None:
     """Average revenue per user: MRR / paying subscribers, both at the end of the period
     (ChartMogul "ARPA").

@@ -153,6 +153,17 @@ class WindowMetrics:
         )
 
     @property
+    def quick_ratio(self) -> float | None:
+        """See :func:`definitions.quick_ratio`."""
+        return definitions.quick_ratio(
+            self.new_mrr,
+            self.expansion_mrr,
+            self.reactivation_mrr,
+            self.churn_mrr,
+            self.contraction_mrr,
+        )
+
+    @property
     def arpu(self) -> float | None:
         """See :func:`definitions.arpu` (end of the window)."""
         return definitions.arpu(self.mrr_end, self.subscribers_end)
@@ -219,6 +230,7 @@ class WindowMetrics:
                 "gross_mrr_churn": self.gross_mrr_churn_rate,
                 "net_mrr_churn": self.net_mrr_churn_rate,
                 "net_revenue_retention": self.net_revenue_retention,
+                "quick_ratio": self.quick_ratio,
                 "signup": self.signup_rate,
                 "drop_off": self.drop_off_rate,
             },

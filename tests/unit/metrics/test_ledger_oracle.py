@@ -88,9 +88,12 @@ def assert_matches(got: WindowMetrics, expected: Payload, orders: bool) -> None:
         assert got.churn_rate == pytest.approx(churned / start)
         joined = expected["new_subscribers"] + expected["reactivations"]
         assert got.retention_rate == pytest.approx((end - joined) / start)
+    lost = expected["churn_mrr"] + expected["contraction_mrr"]
     if expected["mrr_start"]:
-        lost = expected["churn_mrr"] + expected["contraction_mrr"]
         assert got.gross_mrr_churn_rate == pytest.approx(lost / expected["mrr_start"], abs=1e-6)
+    if lost > 1e-6:
+        gained = expected["new_mrr"] + expected["expansion_mrr"] + expected["reactivation_mrr"]
+        assert got.quick_ratio == pytest.approx(gained / lost, rel=1e-6, abs=1e-6), where
 
 
 @pytest.mark.parametrize("seed", [11, 12])
