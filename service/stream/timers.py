@@ -36,15 +36,21 @@ def owned_shops(pipeline: Pipeline) -> Iterator[str]:
             yield str(key)
 
 
+def owned_by_partition(wiring: Wiring) -> list[tuple[int, list[str]]]:
+    """The owned shops grouped by partition, partitions in order (each partition's work
+    is one commit, taken between its batches)."""
+    grouped: dict[int, list[str]] = defaultdict(list)
+    for shop_id in owned_shops(wiring.pipeline):
+        grouped[shop_partition(shop_id, wiring.settings.topic_partitions)].append(shop_id)
+    return sorted(grouped.items())
+
+
 async def publish_snapshots(wiring: Wiring) -> int:
     """Send each owned shop's current metrics to the metrics topic; return how many.
     Each partition's snapshots are one commit, between the partition's batches."""
     pipeline, topic = wiring.pipeline, wiring.settings.topic("metrics")
     if not wiring.runner.ready:
         return 0
-    by_partition: dict[int, list[str]] = defaultdict(list)
-    for shop_id in owned_shops(pipeline):
-        by_partition[shop_partition(shop_id, wiring.settings.topic_partitions)].append(shop_id)
 
     def records(shop_ids: list[str]) -> list[Record]:
         made = []
@@ -58,7 +64,7 @@ async def publish_snapshots(wiring: Wiring) -> int:
         return made
 
     sent = 0
-    for partition, shop_ids in sorted(by_partition.items()):
+    for partition, shop_ids in owned_by_partition(wiring):
         sent += await wiring.runner.publish(partition, functools.partial(records, shop_ids))
     return sent
 
@@ -69,16 +75,13 @@ async def advance_clocks(wiring: Wiring, now: datetime) -> int:
     pipeline, settings = wiring.pipeline, wiring.settings
     if not wiring.runner.ready:
         return 0
-    by_partition: dict[int, list[str]] = defaultdict(list)
-    for shop_id in owned_shops(pipeline):
-        by_partition[shop_partition(shop_id, settings.topic_partitions)].append(shop_id)
 
     def moved(shop_ids: list[str]) -> list[Outcome]:
         found = (pipeline.advance_clock(s, now, settings.wall_clock_live_s) for s in shop_ids)
         return [outcome for outcome in found if outcome is not None]
 
     changed = 0
-    for partition, shop_ids in sorted(by_partition.items()):
+    for partition, shop_ids in owned_by_partition(wiring):
         changed += await wiring.runner.advance(partition, functools.partial(moved, shop_ids))
     return changed
 
