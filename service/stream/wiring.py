@@ -26,7 +26,7 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from service.core.changes import DeadLetter, Source
+from service.core.changes import DeadLetter, SegmentChange, Source
 from service.core.contracts import EVENT_TYPES, EventType
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
@@ -321,8 +321,7 @@ class BatchRunner:
                 return 0
             self._apply(partition, written)
             changes = [change for outcome in outcomes for change in outcome.changes]
-            for (model, cause), n in Counter((c.model, c.cause.kind) for c in changes).items():
-                telemetry.SEGMENT_CHANGES.labels(model, cause).inc(n)
+            count_changes(changes)
             return len(changes)
 
     async def _run_locked(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
@@ -463,23 +462,26 @@ def count(outcomes: Sequence[tuple[Outcome, float]]) -> None:
     per label set and batch)."""
     events: Counter[tuple[str, str]] = Counter()
     letters: Counter[str] = Counter()
-    changes: Counter[tuple[str, str]] = Counter()
     late = 0
     for outcome, seconds in outcomes:
         telemetry.PROCESSING_SECONDS.observe(seconds)
         events[(outcome.event_type or "unknown", outcome.status)] += 1
         if outcome.dead_letter is not None:
             letters[outcome.dead_letter.reason] += 1
-        changes.update((change.model, change.cause.kind) for change in outcome.changes)
         late += int(outcome.too_late)
     for (kind, status), n in events.items():
         telemetry.EVENTS.labels(kind, status).inc(n)
     for reason, n in letters.items():
         telemetry.DEAD_LETTERS.labels(reason).inc(n)
-    for (model, cause), n in changes.items():
-        telemetry.SEGMENT_CHANGES.labels(model, cause).inc(n)
+    count_changes([change for outcome, _ in outcomes for change in outcome.changes])
     if late:
         telemetry.LATE_EVENTS.inc(late)
+
+
+def count_changes(changes: Sequence[SegmentChange]) -> None:
+    """Count committed segment changes in Prometheus, once per model and cause."""
+    for (model, cause), n in Counter((c.model, c.cause.kind) for c in changes).items():
+        telemetry.SEGMENT_CHANGES.labels(model, cause).inc(n)
 
 
 def to_bytes(payload: dict[str, Any]) -> bytes:
