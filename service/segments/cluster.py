@@ -265,9 +265,8 @@ class ClusterModel(ModelHooks):
             return None
         latest = self._latest
         if latest is not None and latest[:2] == (customer.customer_id, customer.as_of):
-            nearest = latest[2]
-        else:
-            nearest = self.ids.by_key[self.kmeans.predict(self._scaled(customer, learn=False))]
+            return f"c{latest[2]}"  # what learn just decided (``_kept``) for this snapshot
+        nearest = self.ids.by_key[self.kmeans.predict(self._scaled(customer, learn=False))]
         return f"c{self._kept(customer, nearest)}"
 
     def _kept(self, customer: CustomerSnapshot, nearest: int) -> int:
