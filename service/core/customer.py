@@ -275,12 +275,17 @@ RENEWALS: dict[str, Renewal] = {
 payment (the README's lifecycle table shows the same numbers)."""
 
 
-def renewal_of(plan: Plan | None) -> Renewal | None:
-    """The renewal rule of a priced plan; None without a plan or for a free one
-    (pay-as-you-go: its customers are one-off buyers)."""
-    if plan is None or plan.price <= 0:
+def renewal_rule(price: float | None, interval: str | None) -> Renewal | None:
+    """The renewal rule of a plan of ``price`` per ``interval``; None without a plan or for
+    a free one (pay-as-you-go: its customers are one-off buyers)."""
+    if price is None or price <= 0 or interval is None:
         return None
-    return RENEWALS.get(plan.interval)
+    return RENEWALS.get(interval)
+
+
+def renewal_of(plan: Plan | None) -> Renewal | None:
+    """:func:`renewal_rule` of ``plan``."""
+    return None if plan is None else renewal_rule(plan.price, plan.interval)
 
 
 def subscription_status(state: CustomerState, now: datetime) -> str:

@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Self
 
-from service.core.customer import PAYING_STATUSES, RENEWALS, Renewal
+from service.core.customer import PAYING_STATUSES, Renewal, renewal_rule
 from service.core.features import CustomerSnapshot
 from service.segments.base import ModelHooks
 from service.settings import Settings
@@ -141,9 +141,9 @@ class LifecycleRules:
 
 def _renewal(customer: CustomerSnapshot) -> Renewal | None:
     """The renewal rule of a paying subscriber (a priced plan); None for everyone else."""
-    if customer.subscription not in PAYING_STATUSES or not customer.plan_price:
+    if customer.subscription not in PAYING_STATUSES:
         return None
-    return RENEWALS.get(customer.plan_interval or "")
+    return renewal_rule(customer.plan_price, customer.plan_interval)
 
 
 def _midnight(day: date) -> datetime:

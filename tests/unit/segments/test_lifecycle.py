@@ -6,11 +6,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.customer import CustomerState, apply
+from service.core.customer import RENEWALS, CustomerState, apply
 from service.core.events import format_time, from_payload
 from service.core.features import snapshot
 from service.metrics.mrr import customer_mrr
-from service.segments.lifecycle import RENEWALS, LifecycleRules
+from service.segments.lifecycle import LifecycleRules
 from service.tools.simulation.generator import SimulationConfig, generate
 from tests.states import plan, state
 
