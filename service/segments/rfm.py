@@ -221,14 +221,15 @@ class RfmModel(ModelHooks):
         """The R and F scores the name comes from: each keeps its previous value until the
         customer's rank is ``score_margin`` of the shop past that quintile's edge."""
         recency, frequency, _ = self.axes
-        total = max(recency.total, 1)
-        ranks = (recency.at_or_below(found[0]) / total, frequency.below(found[1]) / total)
-        raw = self.scores(found)[:2]
+        total = recency.total
+        at_or_below, below = recency.at_or_below(found[0]), frequency.below(found[1])
+        raw = (score(0, at_or_below, total, "high"), score(below, 0, total, "low"))
         if held is None:
-            return raw[0], raw[1]
+            return raw
+        share = max(total, 1)
         return (
-            _held(raw[0], held[0], ranks[0], self.score_margin, upper_inclusive=True),
-            _held(raw[1], held[1], ranks[1], self.score_margin, upper_inclusive=False),
+            _held(raw[0], held[0], at_or_below / share, self.score_margin, upper_inclusive=True),
+            _held(raw[1], held[1], below / share, self.score_margin, upper_inclusive=False),
         )
 
     def observe(self, old: Values | None, new: Values) -> None:
