@@ -27,7 +27,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,7 @@ def measure(
     rates, n = Rates(name), 0
     first_seen: dict[tuple[str, str], datetime] = {}
     shop_size: Counter[str] = Counter()
-    last = datetime.min.replace(tzinfo=parse_time("2000-01-01T00:00:00Z").tzinfo)
+    last = datetime.min.replace(tzinfo=UTC)
     for n, event in enumerate(events, start=1):
         key = (event["shop_id"], event["customer_id"])
         at = parse_time(event["occurred_at"])
