@@ -216,10 +216,13 @@ class Settings(BaseSettings):
     )
     lifecycle_new_days: int = Field(30, ge=1, description="Days a customer counts as new.")
     lifecycle_at_risk_days: int = Field(
-        45, ge=1, description="Quiet days after which anyone is at risk."
+        45, ge=1, description="Quiet days after which a one-off buyer without a cadence is at risk."
     )
     lifecycle_churned_days: int = Field(
-        90, ge=1, description="Quiet days after which a customer has churned."
+        90,
+        ge=1,
+        description="Quiet days after which a one-off buyer without a cadence has churned; "
+        "nobody churns sooner.",
     )
     lifecycle_loyal_min_repeat_days: int = Field(
         4, ge=1, description="Repeat purchase days that make a customer loyal."

@@ -18,9 +18,12 @@ import hashlib
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from service.core.events import Cancellation, Event, Order, Plan, Signup, format_time, parse_time
+
+if TYPE_CHECKING:
+    from service.settings import Settings
 
 SegmentName = str
 
@@ -273,6 +276,49 @@ RENEWALS: dict[str, Renewal] = {
 }
 """Per billing interval: a subscriber is at risk ``period + late`` days after their last
 payment (the README's lifecycle table shows the same numbers)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    """How long a customer without a paying subscription may be quiet, in days, by their
+    own cadence (mean days between purchase days; None before a second one).
+
+    A gap scaled to the customer's rhythm: someone who buys every two months is not at
+    risk after 45 quiet days, and someone who buys weekly is after 18.
+
+    >>> Silence().at_risk(None), Silence().churned(None)
+    (45.0, 90.0)
+    >>> Silence().at_risk(60.0), Silence().churned(60.0), Silence().churned(7.0)
+    (150.0, 300.0, 90.0)
+    """
+
+    at_risk_days: float = 45.0
+    """At risk after this long without a cadence."""
+    churned_days: float = 90.0
+    """Churned after this long without a cadence, and never sooner."""
+    cadence_multiple: float = 2.5
+    """At risk after this many times the cadence."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Silence:
+        """The silence rule configured for this deployment (``lifecycle_*`` settings)."""
+        return cls(
+            at_risk_days=settings.lifecycle_at_risk_days,
+            churned_days=settings.lifecycle_churned_days,
+            cadence_multiple=settings.lifecycle_cadence_multiple,
+        )
+
+    def at_risk(self, cadence: float | None) -> float:
+        """Quiet days after which the customer is at risk."""
+        return self.at_risk_days if cadence is None else self.cadence_multiple * max(cadence, 1.0)
+
+    def churned(self, cadence: float | None) -> float:
+        """Quiet days after which the customer has churned: twice the at-risk gap, at
+        least ``churned_days``."""
+        return max(self.churned_days, 2 * self.at_risk(cadence))
+
+
+DEFAULT_SILENCE = Silence()
 
 
 def renewal_rule(price: float | None, interval: str | None) -> Renewal | None:

@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
 
-from service.core.customer import CustomerState, purchase_dates, renewal_of, subscription_status
+from service.core.customer import (
+    DEFAULT_SILENCE,
+    CustomerState,
+    Silence,
+    purchase_dates,
+    renewal_of,
+    subscription_status,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,9 +84,11 @@ class CustomerSnapshot:
         return self.first_purchase is not None
 
 
-def snapshot(state: CustomerState, now: datetime, churned_gap_days: int = 90) -> CustomerSnapshot:
-    """Features of ``state`` observed at ``now`` (a returned customer is one back after a gap
-    longer than ``churned_gap_days`` or re-subscribed after cancelling)."""
+def snapshot(
+    state: CustomerState, now: datetime, silence: Silence = DEFAULT_SILENCE
+) -> CustomerSnapshot:
+    """Features of ``state`` observed at ``now`` (a returned customer is one back after a
+    gap longer than their churn gap under ``silence``, or re-subscribed after cancelling)."""
     days = purchase_dates(state)
     today = now.date()
     first_seen = state.first_seen_at.date() if state.first_seen_at else today
@@ -99,11 +108,11 @@ def snapshot(state: CustomerState, now: datetime, churned_gap_days: int = 90) ->
         order_count=state.order_count,
         total_spend=state.total_spend,
         tenure_days=float((today - first_seen).days),
-        cadence_days=(days[-1] - days[0]).days / (len(days) - 1) if len(days) > 1 else None,
+        cadence_days=_cadence(days),
         subscription=status,
         subscription_ends_at=_ends_at(state, now) if status == "cancelling" else None,
         last_activity_days=float((today - _last_activity(state, days, first_seen)).days),
-        returned_at=_returned_at(state, days, churned_gap_days),
+        returned_at=_returned_at(state, days, silence),
         renewal_count=state.renewal_count,
         discount_order_count=state.discount_order_count,
         plan_price=None if plan is None else plan.price,
@@ -138,15 +147,25 @@ def _last_activity(state: CustomerState, days: list[date], first_seen: date) -> 
     return max(candidates)
 
 
-def _returned_at(state: CustomerState, days: list[date], churned_gap_days: int) -> date | None:
-    """Latest comeback: a purchase after a long gap, or a signup after a cancellation."""
+def _cadence(days: list[date]) -> float | None:
+    """Mean days between purchase days; None before a second one."""
+    return _cadence_until(days, len(days) - 1)
+
+
+def _cadence_until(days: list[date], last: int) -> float | None:
+    """:func:`_cadence` of ``days[: last + 1]``."""
+    return (days[last] - days[0]).days / last if last > 0 else None
+
+
+def _returned_at(state: CustomerState, days: list[date], silence: Silence) -> date | None:
+    """Latest comeback: a purchase after a gap longer than the churn gap the customer had
+    then, or a signup after a cancellation."""
     renewal = renewal_of(state.plan)
-    if renewal is not None:  # an annual renewal a year on is no comeback
-        churned_gap_days = max(churned_gap_days, renewal.period + renewal.late)
+    least = 0 if renewal is None else renewal.period + renewal.late  # a renewal is no comeback
     comebacks = [
         later
-        for earlier, later in itertools.pairwise(days)
-        if (later - earlier).days > churned_gap_days
+        for n, (earlier, later) in enumerate(itertools.pairwise(days))
+        if (later - earlier).days > max(least, silence.churned(_cadence_until(days, n)))
     ]
     if state.cancellations:
         first_cancel = state.cancellations[0][0]

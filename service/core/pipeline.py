@@ -30,7 +30,7 @@ from typing import Any, Literal
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import EventType, Rejection, parse_event
-from service.core.customer import CustomerState, DedupPolicy, apply
+from service.core.customer import CustomerState, DedupPolicy, Silence, apply
 from service.core.events import Event, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
 from service.core.keys import customer_key, partition_of, prior_key, shop_partition
@@ -140,6 +140,7 @@ class Pipeline:
         metrics: MutableMapping[str, Any] | None = None,
     ) -> None:
         self.settings = settings
+        self.silence = Silence.from_settings(settings)
         self.customers = customers
         self.shops = shops
         self.checkpoints = Checkpoints({} if models is None else models)
@@ -271,8 +272,8 @@ class Pipeline:
             yield self.customers[key]
 
     def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
-        """The snapshot segment models read, with this deployment's churn gap."""
-        return snapshot(state, now, self.settings.lifecycle_churned_days)
+        """The snapshot segment models read, with this deployment's silence rule."""
+        return snapshot(state, now, self.silence)
 
     def _save(self, state: CustomerState) -> None:
         self.customers[customer_key(state.shop_id, state.customer_id)] = state

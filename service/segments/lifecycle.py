@@ -3,14 +3,15 @@
 The rules, first match wins (thresholds are settings, defaults in brackets):
 
 1. ``churned``   the subscription has ended; or, for a customer without a paying
-   subscription, no purchase or signup for more than ``churned_days`` [90];
+   subscription, no purchase or signup for longer than their churn gap: twice their
+   at-risk gap, at least ``churned_days`` [90];
 2. ``won_back``  came back (re-subscribed after cancelling, or bought again after
-   a gap longer than ``churned_days``) within the last ``won_back_days`` [30];
+   a gap longer than their churn gap) within the last ``won_back_days`` [30];
 3. ``at_risk``   a cancellation is pending; or a subscriber's renewal is overdue (see
    :data:`service.core.customer.RENEWALS`); or a customer without a paying subscription
-   has been quiet longer than their own at-risk gap: ``cadence_multiple`` [2.5] x their
-   usual days between purchases, capped at ``at_risk_days`` [45] (which also applies
-   without a cadence);
+   has been quiet longer than their at-risk gap: ``cadence_multiple`` [2.5] x their
+   usual days between purchases, or ``at_risk_days`` [45] before a second purchase day
+   (:class:`service.core.customer.Silence`);
 4. ``new``       first seen less than ``new_days`` [30] ago;
 5. ``loyal``     at least ``loyal_min_repeat_days`` [4] repeat purchase days;
 6. ``active``    everyone else.
@@ -46,11 +47,11 @@ names the moment of the next such move, so the pipeline reviews the customer exa
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import ClassVar, Self
 
-from service.core.customer import PAYING_STATUSES, Renewal, renewal_rule
+from service.core.customer import PAYING_STATUSES, Renewal, Silence, renewal_rule
 from service.core.features import CustomerSnapshot
 from service.segments.base import ModelHooks
 from service.settings import Settings
@@ -63,34 +64,27 @@ class LifecycleRules:
     """Thresholds of the lifecycle rules, in days."""
 
     new_days: int = 30
-    at_risk_days: int = 45
-    churned_days: int = 90
     loyal_min_repeat_days: int = 4
     won_back_days: int = 30
-    cadence_multiple: float = 2.5
+    silence: Silence = field(default_factory=Silence)
+    """How long anyone without a paying subscription may be quiet (their own cadence)."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> LifecycleRules:
         """Rules with the thresholds configured for this deployment."""
         return cls(
             new_days=settings.lifecycle_new_days,
-            at_risk_days=settings.lifecycle_at_risk_days,
-            churned_days=settings.lifecycle_churned_days,
             loyal_min_repeat_days=settings.lifecycle_loyal_min_repeat_days,
             won_back_days=settings.lifecycle_won_back_days,
-            cadence_multiple=settings.lifecycle_cadence_multiple,
+            silence=Silence.from_settings(settings),
         )
-
-    def at_risk_gap(self, customer: CustomerSnapshot) -> float:
-        """Days of silence after which this customer counts as at risk."""
-        if customer.cadence_days is None:
-            return float(self.at_risk_days)
-        return min(float(self.at_risk_days), self.cadence_multiple * max(customer.cadence_days, 1))
 
     def churn_gap(self, customer: CustomerSnapshot) -> float:
         """Days of silence after which this customer has churned (never, for a paying
         subscriber: their subscription ends with a cancellation)."""
-        return math.inf if _renewal(customer) is not None else float(self.churned_days)
+        if _renewal(customer) is not None:
+            return math.inf
+        return self.silence.churned(customer.cadence_days)
 
     def quiet_gap(self, customer: CustomerSnapshot) -> float:
         """Days of silence after which this customer is at risk: a subscriber's paid
@@ -98,7 +92,7 @@ class LifecycleRules:
         renewal = _renewal(customer)
         if renewal is not None:
             return float(renewal.period + renewal.late)
-        return self.at_risk_gap(customer)
+        return self.silence.at_risk(customer.cadence_days)
 
     def stage(self, customer: CustomerSnapshot) -> str:
         """The customer's lifecycle stage (one of :data:`STAGES`)."""
@@ -129,7 +123,7 @@ class LifecycleRules:
             first_seen + timedelta(days=self.new_days),
         ]
         if math.isfinite(self.churn_gap(customer)):
-            days.append(quiet_since + timedelta(days=self.churned_days + 1))
+            days.append(quiet_since + timedelta(days=math.floor(self.churn_gap(customer)) + 1))
         if customer.returned_at is not None:
             days.append(customer.returned_at + timedelta(days=self.won_back_days))
         moments = [_midnight(day) for day in days]

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from service.core.customer import CustomerState, apply
+from service.core.customer import CustomerState, Silence, apply
 from service.core.events import Order
 from service.core.features import snapshot
 from tests.oracle import lifetimes_summary
@@ -76,5 +76,5 @@ def test_same_day_orders_count_as_one_purchase_day_with_summed_value() -> None:
 
 def test_comeback_after_long_gap_is_a_return() -> None:
     customer = state("shop-1", "c-1", purchase_days={"2025-01-01": 9.0, "2025-06-01": 9.0})
-    got = snapshot(customer, datetime(2025, 6, 2, tzinfo=UTC), churned_gap_days=90)
+    got = snapshot(customer, datetime(2025, 6, 2, tzinfo=UTC), Silence(churned_days=90))
     assert got.returned_at is not None and got.returned_at.isoformat() == "2025-06-01"

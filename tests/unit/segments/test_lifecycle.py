@@ -24,7 +24,7 @@ def state_with(purchase_offsets: list[int], **extra: object) -> CustomerState:
 
 
 def stage_at(state: CustomerState, day: int) -> str:
-    return RULES.stage(snapshot(state, DAY0 + timedelta(days=day), RULES.churned_days))
+    return RULES.stage(snapshot(state, DAY0 + timedelta(days=day)))
 
 
 def test_new_until_new_days_then_active() -> None:
@@ -44,15 +44,33 @@ def test_at_risk_after_own_cadence_multiple() -> None:
     assert stage_at(weekly, 35 + 18) == "at_risk"
 
 
-def test_at_risk_gap_capped_for_slow_cadence() -> None:
+def test_a_slow_buyer_is_judged_by_their_own_cadence() -> None:
+    """Every 90 days: at risk after 225 quiet days, churned after 450 (not after 45 and
+    90, which would move them every cycle)."""
     quarterly = state_with([0, 90, 180])
-    assert stage_at(quarterly, 180 + 45) == "active"
-    assert stage_at(quarterly, 180 + 46) == "at_risk"
+    assert stage_at(quarterly, 180 + 225) == "active"
+    assert stage_at(quarterly, 180 + 226) == "at_risk"
+    assert stage_at(quarterly, 180 + 450) == "at_risk"
+    assert stage_at(quarterly, 180 + 451) == "churned"
 
 
 def test_churned_after_long_silence() -> None:
     assert stage_at(state_with([0]), 90) == "at_risk"
     assert stage_at(state_with([0]), 91) == "churned"
+
+
+def test_a_frequent_buyer_churns_after_churned_days_at_the_earliest() -> None:
+    weekly = state_with([0, 7, 14, 21, 28, 35])
+    assert stage_at(weekly, 35 + 90) == "at_risk"
+    assert stage_at(weekly, 35 + 91) == "churned"
+
+
+def test_a_comeback_needs_a_gap_longer_than_the_churn_gap_of_its_time() -> None:
+    """Every 60 days, then 200 quiet days: inside the 300-day churn gap, no comeback; a
+    buyer without a cadence coming back after 91 days is won back."""
+    slow = state_with([0, 60, 120, 320])
+    assert stage_at(slow, 325) == "active"
+    assert stage_at(state_with([0, 91]), 95) == "won_back"
 
 
 def test_pending_cancellation_is_at_risk_and_effective_one_churned() -> None:
@@ -88,7 +106,7 @@ def test_a_subscriber_is_at_risk_only_once_a_renewal_is_overdue(interval: str) -
     due_by = last_payment + renewal.period + renewal.late
     assert stage_at(state, due_by) in {"active", "loyal"}
     assert stage_at(state, due_by + 1) == "at_risk"
-    view = snapshot(state, DAY0 + timedelta(days=due_by - 3), RULES.churned_days)
+    view = snapshot(state, DAY0 + timedelta(days=due_by - 3))
     assert RULES.next_change(view) == DAY0 + timedelta(days=due_by + 1)
 
 
@@ -144,12 +162,12 @@ def test_stage_and_mrr_ledger_agree_on_who_pays() -> None:
             apply(states.setdefault(key, CustomerState(*key)), upcoming)
             upcoming = next(pending, None)
         for customer in states.values():
-            view = snapshot(customer, day, RULES.churned_days)
+            view = snapshot(customer, day)
             paying = customer_mrr(customer, day) > 0
             checked["paying" if paying else "not paying"] += 1
             if paying:
                 assert RULES.stage(view) != "churned", (customer.customer_id, day)
             else:
-                assert RULES.churn_gap(view) == RULES.churned_days
+                assert RULES.churn_gap(view) == RULES.silence.churned(view.cadence_days)
         day += timedelta(days=5)
     assert min(checked.values()) > 1000, checked
