@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench quix-venv chaos clean distclean
+	lint format typecheck test-unit test-integration test demo bench bench-changes quix-venv chaos clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -88,6 +88,9 @@ test: setup lint typecheck kafka-fetch ## THE test command: setup, lint, typeche
 # (127.0.0.1:29192, started and stopped by the bench). Side-by-side tables; see bench/README.md.
 bench: setup kafka-fetch quix-venv ## throughput: segstream beside bare Faust, aiokafka and quix-streams (~25 min)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
+
+bench-changes: setup ## segment changes per customer per 30 days, per model (in-process, ~1 min)
+	$(BIN)/python -m bench.change_rates $(BENCH_ARGS)
 
 # quix-streams pins older pydantic versions than segstream: its baseline gets a venv of its own.
 quix-venv:

@@ -163,7 +163,7 @@ class Settings(BaseSettings):
         12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
     )
     cluster_min_dwell_days: float = Field(
-        60.0, ge=0, description="Days in a cluster before time alone may move a customer."
+        120.0, ge=0, description="Days in a cluster before time alone may move a customer."
     )
     cluster_switch_margin: float = Field(
         0.25,
@@ -202,7 +202,7 @@ class Settings(BaseSettings):
         200, ge=1, description="Labelled examples after which a shop stops leaning on the prior."
     )
     rfm_min_dwell_days: float = Field(
-        60.0, ge=0, description="Days in an RFM segment before time alone may move a customer."
+        120.0, ge=0, description="Days in an RFM segment before time alone may move a customer."
     )
     rfm_score_margin: float = Field(
         0.05,

@@ -187,7 +187,7 @@ class RfmModel(ModelHooks):
     name: ClassVar[str] = "rfm"
 
     def __init__(
-        self, min_customers: int = 1, score_margin: float = 0.05, min_dwell_days: float = 60.0
+        self, min_customers: int = 1, score_margin: float = 0.05, min_dwell_days: float = 120.0
     ) -> None:
         self.min_customers = min_customers
         self.score_margin = score_margin
