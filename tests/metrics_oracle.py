@@ -18,6 +18,7 @@ and windows are plain filters and sums over the resulting tables:
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable
 from datetime import date
 from typing import Any
@@ -164,6 +165,8 @@ class MetricsOracle:
             "reactivation_mrr": moved("reactivation"),
             "orders": int(ordered.sum()),
             "revenue": float(t["amount"][ordered].sum()),
+            "renewals": int((ordered & t["renewal"]).sum()),
+            "renewal_revenue": float(t["amount"][ordered & t["renewal"]].sum()),
             "ordering_customers": len(set(t["order_customer"][ordered])),
         }
 
@@ -189,6 +192,7 @@ class MetricsOracle:
                 ),
                 "order_day": _days(orders["day"]),
                 "amount": orders["amount"].to_numpy(dtype=float),
+                "renewal": (orders["is_renewal"] == True).to_numpy(dtype=bool),  # noqa: E712
                 "order_customer": orders["customer_id"].to_numpy(dtype=str),
             }
         return self._cache[key]
@@ -204,3 +208,138 @@ class MetricsOracle:
         """``all`` and the shop's cohorts."""
         shop = self.events[self.events["shop_id"] == shop_id]
         return ["all", *(f"cohort:{c}" for c in sorted(shop["cohort"].dropna().unique()))]
+
+
+ATTRIBUTE_COUNTS = (
+    "subscribers_start",
+    "subscribers_end",
+    "signups",
+    "new_subscribers",
+    "reactivations",
+    "churned_subscribers",
+    "churned_start_subscribers",
+    "cancellations",
+    "orders",
+    "renewals",
+)
+ATTRIBUTE_AMOUNTS = (
+    "mrr_start",
+    "mrr_end",
+    "new_mrr",
+    "expansion_mrr",
+    "contraction_mrr",
+    "churn_mrr",
+    "reactivation_mrr",
+    "revenue",
+    "renewal_revenue",
+)
+
+
+def _attribute(name: str, seen: list[Any]) -> str | None:
+    """The value of attribute ``name`` after the events ``seen`` (time order)."""
+    if name == "channel":
+        signups = [row for row in seen if row.type == "signup"]
+        return _text(signups[-1].acquisition_channel) if signups else None
+    if name == "cancel_reason":
+        cancels = [row for row in seen if row.type == "cancellation"]
+        return _text(cancels[-1].reason) if cancels else None
+    plans = [row.plan for row in seen if isinstance(row.plan, dict)]
+    if not plans:
+        return None
+    return str(plans[-1]["plan_id" if name == "plan" else "interval"])
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+class AttributeOracle:
+    """Window metrics of the attribute dimensions (``channel:``, ``cancel_reason:``,
+    ``plan:``, ``interval:``) for a stream delivered in time order, from the definition:
+    a booking counts under the value the attribute had right after the latest event at or
+    before its moment (a pending churn: at its cancellation); a customer counts at a
+    window's start (end) if they pay and have that value then."""
+
+    def __init__(self, oracle: MetricsOracle) -> None:
+        self.oracle = oracle
+        self._customers: dict[tuple[str, str], list[tuple[list[Any], list[Any], Any]]] = {}
+
+    def window(self, shop_id: str, first: date, end: date, dimension: str) -> dict[str, Any]:
+        name, _, value = dimension.partition(":")
+        got: dict[str, Any] = dict.fromkeys(ATTRIBUTE_COUNTS, 0)
+        got.update(dict.fromkeys(ATTRIBUTE_AMOUNTS, 0.0))
+        for rows, moves, value_at in self._timelines(shop_id, name):
+            _count_customer(got, rows, moves, value, value_at, first, end)
+        return got
+
+    def _timelines(self, shop_id: str, name: str) -> list[tuple[list[Any], list[Any], Any]]:
+        """Per customer: events in time order, MRR movements, and the attribute's value at
+        a moment (after the latest event at or before it)."""
+        key = (shop_id, name)
+        if key not in self._customers:
+            events = self.oracle.events[self.oracle.events["shop_id"] == shop_id]
+            moves = self.oracle.movements[self.oracle.movements["shop_id"] == shop_id]
+            found = []
+            for customer_id, group in events.groupby("customer_id"):
+                rows = list(group.sort_values("at").itertuples())
+                times = [row.at for row in rows]
+                values = [_attribute(name, rows[: n + 1]) for n in range(len(rows))]
+
+                def value_at(
+                    moment: pd.Timestamp, times: list[Any] = times, values: list[Any] = values
+                ) -> str | None:
+                    n = bisect_right(times, moment)
+                    return values[n - 1] if n else None
+
+                mine = list(moves[moves["customer_id"] == customer_id].itertuples())
+                found.append((rows, mine, value_at))
+            self._customers[key] = found
+        return self._customers[key]
+
+
+def _count_customer(
+    got: dict[str, Any],
+    rows: list[Any],
+    moves: list[Any],
+    value: str,
+    value_at: Any,
+    first: date,
+    end: date,
+) -> None:
+    """Add one customer's bookings under ``value`` in ``[first, end)`` to ``got``."""
+    for edge, suffix in ((first, "start"), (end, "end")):
+        moment = pd.Timestamp(edge, tz="UTC") - pd.Timedelta(microseconds=1)
+        mrr = sum(float(move.delta) for move in moves if move.day < edge)
+        if mrr > 1e-9 and value_at(moment) == value:
+            got[f"subscribers_{suffix}"] += 1
+            got[f"mrr_{suffix}"] += mrr
+    for move in moves:
+        if not first <= move.day < end or value_at(move.at) != value:
+            continue
+        kind, delta = move.kind, float(move.delta)
+        if kind == "new":
+            got["new_subscribers"] += 1
+            got["new_mrr"] += delta
+        elif kind == "reactivation":
+            got["reactivations"] += 1
+            got["reactivation_mrr"] += delta
+        elif kind == "churn":
+            got["churned_subscribers"] += 1
+            got["churned_start_subscribers"] += int(move.spell_day < first)
+            got["churn_mrr"] -= delta
+        else:
+            got[f"{kind}_mrr"] += abs(delta)
+    signups = [row for row in rows if row.type == "signup"]
+    if signups and first <= signups[0].day < end and value_at(signups[0].at) == value:
+        got["signups"] += 1
+    for row in rows:
+        if row.type == "cancellation":
+            effective = max(row.at, row.effective)
+            if first <= effective.date() < end and value_at(effective) == value:
+                got["cancellations"] += 1
+        elif row.type == "order" and first <= row.day < end and value_at(row.at) == value:
+            got["orders"] += 1
+            got["revenue"] += float(row.amount)
+            if row.is_renewal is True:
+                got["renewals"] += 1
+                got["renewal_revenue"] += float(row.amount)

@@ -244,7 +244,8 @@ def _apply_order(state: CustomerState, event: Order) -> None:
 
 def _apply_cancellation(state: CustomerState, event: Cancellation) -> None:
     insort(state.cancellations, (event.occurred_at, event.effective_at), key=lambda p: p[0])
-    state.cancel_reason = event.reason
+    if state.cancellations[-1][0] == event.occurred_at:  # the latest, whatever the order
+        state.cancel_reason = event.reason
 
 
 def _note_plan(state: CustomerState, when: datetime, plan: Plan) -> None:

@@ -40,7 +40,8 @@ from service.core.customer import CustomerState
 from service.metrics.movements import MovementKind, movements, mrr_at, mrr_steps
 
 BookingKind = (
-    MovementKind | Literal["signup", "cancellation", "orderer", "order", "moved_in", "moved_out"]
+    MovementKind
+    | Literal["signup", "cancellation", "orderer", "order", "renewal", "moved_in", "moved_out"]
 )
 
 

@@ -12,8 +12,11 @@ tests); every value is a small JSON dict:
 - ``"<shop>|index"``: the shop's stream day, the range of booked days, the known
   dimensions and the ``too_late`` count.
 
-Dimensions: ``all``; ``cohort:<YYYY-MM>`` (signup month, else first purchase month);
-``segment:<model>=<segment>`` for every segment of every model.
+Dimensions, in event time: ``all``; ``cohort:<YYYY-MM>`` (signup month, else first
+purchase month). In processing time: ``segment:<model>=<segment>`` for every segment of
+every model; and what the customer's events say about them now (:data:`ATTRIBUTES`):
+``channel:<acquisition channel>``, ``cancel_reason:<reason>`` (of the latest cancellation),
+``plan:<plan_id>``, ``interval:<billing interval>``.
 
 Window queries sum the day buckets of the window; start and end values are the running
 total minus the net change booked on or after the start (end) day, so they cost one read
@@ -33,19 +36,23 @@ customer, so a segment dimension books an event's changes on the shop's current 
 (future ones, like a pending churn, on their own day), under the segment the customer had
 *before* the event (or got with it, if it had none). When the segment changes, the
 customer's standing moves with it: ``moved_out`` of the old segment, ``moved_in`` to the
-new one, bookings still ahead follow.
+new one, bookings still ahead follow. Attributes are the same with one difference: the
+event itself sets the attribute, so the standing moves first and the event's changes book
+under the new value (a new subscription counts under its plan, an upgrade's expansion
+under the plan upgraded to, a cancellation and its churn under its reason).
 
 Bookings are merged in memory until :meth:`MetricsLedger.flush` (the worker flushes once
 per batch, queries flush first), so each bucket is written at most once per batch, however
 many of the batch's events touch it. Bucket writes of one event flushed alone: with
-``D = 2 + models`` dimensions and an event whose bookings fall on ``k`` distinct days
+``D = 5 + models`` dimensions (6 once a customer has cancelled; an order-only customer
+has neither channel nor plan) and an event whose bookings fall on ``k`` distinct days
 (``k = 1`` in time order, also for a cancellation effective later; at most
 ``2 + allowed_lateness_days`` for a late event), at most ``D * (k + 1)`` writes, plus
 ``4 + 2a`` per model whose segment changed (``a``: days with bookings still ahead, 0 or
 1), plus 1 for the index when the shop's day, range of days, dimensions or ``too_late``
-change. With the two models of today (``D = 4``): an order in time order costs 4 writes
-(no totals change), a first signup 9, a cancellation effective later that moves the
-customer to another lifecycle segment 11 (``tests/unit/metrics/test_ledger.py``). Once per
+change. With two models (``D = 7``): an order in time order costs 7 writes (no totals
+change), a first signup 15, a cancellation effective later that moves the customer to
+another lifecycle segment 19 (``tests/unit/metrics/test_ledger.py``). Once per
 shop and stream day, expired buckets (older than ``retention_days``) are deleted: at most
 one deletion per dimension and expired day.
 """
@@ -53,14 +60,14 @@ one deletion per dimension and expired day.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from service.core.customer import CustomerState
 from service.core.events import Event, Order
-from service.metrics.bookings import Booking, BookingKind, Contribution
+from service.metrics.bookings import Booking, BookingKind, Contribution, Standing
 from service.metrics.cohorts import CohortCell, CohortRow, cohort_months, month_start
 from service.metrics.definitions import share
 from service.metrics.windows import (
@@ -84,6 +91,7 @@ COUNTERS: dict[str, tuple[str | None, str | None, str | None]] = {
     "cancellation": ("cancellations", None, None),
     "orderer": (None, None, "orderers"),
     "order": ("orders", "revenue", None),
+    "renewal": ("renewals", "renewal_revenue", None),
     "moved_in": ("moved_in_subs", "moved_in_mrr", None),
     "moved_out": ("moved_out_subs", "moved_out_mrr", None),
 }
@@ -118,6 +126,18 @@ def total_key(shop_id: str, dimension: str) -> str:
 def index_key(shop_id: str) -> str:
     """Key of a shop's index entry."""
     return f"{shop_id}|index"
+
+
+ATTRIBUTES: dict[str, Callable[[CustomerState], str | None]] = {
+    "channel": lambda state: state.acquisition_channel,
+    "cancel_reason": lambda state: state.cancel_reason if state.cancellations else None,
+    "plan": lambda state: None if state.plan is None else state.plan.plan_id,
+    "interval": lambda state: None if state.plan is None else state.plan.interval,
+}
+"""Dimensions of what the customer's events say about them now (``<name>:<value>``): the
+acquisition channel of their latest signup, the reason of their latest cancellation, their
+current plan and its billing interval. An event that changes one moves the customer's
+standing to the new value, and its own bookings count there."""
 
 
 def segment_dimension(model: str, segment: str) -> str:
@@ -287,10 +307,49 @@ def _event_dimensions(contribution: Contribution) -> set[str]:
 
 
 def _local_bookings(event: Event) -> list[Booking]:
-    """Bookings of the event itself that no state recomputes: an order and its revenue."""
-    if isinstance(event, Order):
-        return [Booking(event.occurred_at, "order", event.amount)]
-    return []
+    """Bookings of the event itself that no state recomputes: an order and its revenue,
+    and a renewal's."""
+    if not isinstance(event, Order):
+        return []
+    order = Booking(event.occurred_at, "order", event.amount)
+    return (
+        [order, Booking(event.occurred_at, "renewal", event.amount)]
+        if event.is_renewal
+        else [order]
+    )
+
+
+def _book_changes(
+    batch: _Batch, dimension: str, changes: list[tuple[Booking, int]], now: datetime
+) -> None:
+    """Book an event's changes in a processing-time dimension: on the shop's current day,
+    those still ahead (a pending churn) on their own day."""
+    today = now.astimezone(UTC).date()
+    for booking, sign in changes:
+        batch.book(booking, sign, today if booking.at <= now else booking.day, dimension)
+
+
+def _move(
+    batch: _Batch,
+    prefix: str,
+    previous: str | None,
+    current: str | None,
+    standing: Standing,
+    now: datetime,
+) -> None:
+    """Move a customer's ``standing`` from ``prefix + previous`` to ``prefix + current``."""
+    today = now.astimezone(UTC).date()
+    moves: list[tuple[str, BookingKind, int]] = []
+    if previous is not None:
+        moves.append((previous, "moved_out", -1))
+    if current is not None:
+        moves.append((current, "moved_in", 1))
+    for value, kind, sign in moves:
+        dimension = prefix + value
+        if standing.mrr > 0:
+            batch.book(Booking(now, kind, standing.mrr), 1, today, dimension)
+        for booking in standing.ahead:
+            batch.book(booking, sign, booking.day, dimension)
 
 
 @dataclass(slots=True)
@@ -385,7 +444,12 @@ class MetricsLedger:
             changes = _diff(old.since(since), new.since(since) + local)
         for model in sorted(set(before.segments) | set(after.segments)):
             previous, current = before.segments.get(model), after.segments.get(model)
-            self._book_segment(batch, model, previous, current, old, new, changes, now)
+            self._book_segment(
+                batch, f"segment:{model}=", previous, current, old, new, changes, now
+            )
+        for name, value in ATTRIBUTES.items():
+            previous, current = value(before), value(after)
+            self._book_attribute(batch, f"{name}:", previous, current, old, changes, now)
         index.too_late += int(late)
         return Recorded(late)
 
@@ -436,7 +500,7 @@ class MetricsLedger:
     def _book_segment(
         self,
         batch: _Batch,
-        model: str,
+        prefix: str,
         previous: str | None,
         current: str | None,
         old: Contribution,
@@ -444,29 +508,34 @@ class MetricsLedger:
         changes: list[tuple[Booking, int]],
         now: datetime,
     ) -> None:
-        """Book the event's changes under the customer's segment, then move the customer's
-        standing if the segment changed (see the module docstring)."""
-        today = now.astimezone(UTC).date()
+        """Book the event's changes under the customer's segment (dimension ``prefix`` +
+        segment) before the event, then move the customer's standing if the segment
+        changed (see the module docstring)."""
         home = previous if previous is not None else current
         if home is not None:
-            dimension = segment_dimension(model, home)
-            for booking, sign in changes:
-                day = today if booking.at <= now else booking.day
-                batch.book(booking, sign, day, dimension)
-        if previous == current:
-            return
-        standing = (new if previous is not None else old).standing(now)
-        moves: list[tuple[str, BookingKind, int]] = []
-        if previous is not None:
-            moves.append((previous, "moved_out", -1))
+            _book_changes(batch, prefix + home, changes, now)
+        if previous != current:
+            standing = (new if previous is not None else old).standing(now)
+            _move(batch, prefix, previous, current, standing, now)
+
+    @staticmethod
+    def _book_attribute(
+        batch: _Batch,
+        prefix: str,
+        previous: str | None,
+        current: str | None,
+        old: Contribution,
+        changes: list[tuple[Booking, int]],
+        now: datetime,
+    ) -> None:
+        """Move the customer's standing before the event to the value the event gave the
+        attribute, then book the event's changes there: a new or reactivated subscription
+        counts under the plan taken, an upgrade's expansion under the plan upgraded to, a
+        cancellation and its churn under its reason."""
+        if previous != current:
+            _move(batch, prefix, previous, current, old.standing(now), now)
         if current is not None:
-            moves.append((current, "moved_in", 1))
-        for segment, kind, sign in moves:
-            dimension = segment_dimension(model, segment)
-            if standing.mrr > 0:
-                batch.book(Booking(now, kind, standing.mrr), 1, today, dimension)
-            for booking in standing.ahead:
-                batch.book(booking, sign, booking.day, dimension)
+            _book_changes(batch, prefix + current, changes, now)
 
     def _advance(self, batch: _Batch, today: date) -> int:
         """Move the shop's stream day forward to ``today``, deleting expired buckets."""
@@ -584,6 +653,8 @@ class MetricsLedger:
             moved_out_mrr=flows.get("moved_out_mrr", 0.0),
             orders=flows.get("orders", 0),
             revenue=flows.get("revenue", 0.0),
+            renewals=flows.get("renewals", 0),
+            renewal_revenue=flows.get("renewal_revenue", 0.0),
             ordering_customers=scan.ordering_customers,
         )
 

@@ -102,6 +102,8 @@ class WindowMetrics:
     orders: int = 0
     revenue: float = 0.0
     ordering_customers: int = 0
+    renewals: int = 0
+    renewal_revenue: float = 0.0
 
     @property
     def joined(self) -> int:
@@ -223,6 +225,8 @@ class WindowMetrics:
                 "count": self.orders,
                 "revenue": self.revenue,
                 "customers": self.ordering_customers,
+                "renewals": self.renewals,
+                "renewal_revenue": self.renewal_revenue,
             },
             "rates": {
                 "churn": self.churn_rate,

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 from service.core.codec import decode, decode_state, encode, encode_state
 from service.core.customer import CustomerState, DedupPolicy, apply, id_hash, subscription_status
-from service.core.events import Cancellation, Event, Order, Plan, Signup
+from service.core.events import Cancellation, Event, Order, Plan, Signup, from_payload
 
 T0 = datetime(2025, 2, 1, 8, tzinfo=UTC)
 PLAN = Plan("beans-monthly", 24.0, "EUR", "month", "basic")
@@ -124,3 +124,22 @@ def test_a_state_stored_before_consent_existed_decodes_as_never_stated() -> None
     state = folded([replace(signup(T0), marketing_opt_in=True)])
     older = encode([*decode(encode_state(state))[:16]])  # the layout without the consent field
     assert decode_state("shop-1", "c-1", older).marketing_opt_in is None
+
+
+def test_the_cancel_reason_is_the_latest_cancellations_in_any_order() -> None:
+    payloads = [
+        {"occurred_at": "2025-03-01T00:00:00Z", "reason": "price", "event_id": "x-1"},
+        {"occurred_at": "2025-05-01T00:00:00Z", "reason": "moved", "event_id": "x-2"},
+    ]
+    for order in (payloads, payloads[::-1]):
+        customer = CustomerState("shop", "c-1")
+        for fields in order:
+            payload = {
+                "schema_version": 1,
+                "type": "cancellation",
+                "shop_id": "shop",
+                "customer_id": "c-1",
+                **fields,
+            }
+            apply(customer, from_payload(payload))
+        assert customer.cancel_reason == "moved"

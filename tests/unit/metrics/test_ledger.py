@@ -387,7 +387,8 @@ def test_buckets_expire_within_one_batch() -> None:
 
 def test_bucket_writes_per_event_stay_bounded() -> None:
     buckets = CountingBuckets()
-    shop = Shop(MetricsLedger(buckets), tier_and_status)  # 2 models: 4 dimensions
+    # all, cohort, channel, plan, interval and 2 models: 7 dimensions (8 with a reason)
+    shop = Shop(MetricsLedger(buckets), tier_and_status)
     writes = []
     for event in (
         signup("c1", at("2025-03-01")),
@@ -397,7 +398,7 @@ def test_bucket_writes_per_event_stay_bounded() -> None:
         before = buckets.writes
         shop.send(event)
         writes.append(buckets.writes - before)
-    assert writes == [9, 4, 11]
+    assert writes == [15, 7, 19]
     assert buckets.writes == sum(writes)
 
 
@@ -411,7 +412,7 @@ def test_a_batch_writes_each_bucket_once() -> None:
         order("c1", at("2025-03-01", 16)),
     )
     shop.send(*events)
-    assert buckets.writes == 9  # the signup's 9 keys; the orders only add to them
+    assert buckets.writes == 15  # the signup's 15 keys; the orders only add to them
     one_by_one = Shop(MetricsLedger({}), tier_and_status)
     for event in events:
         one_by_one.send(event)
@@ -424,7 +425,13 @@ def test_queries_reject_unknown_shops_and_bad_windows(ledger: MetricsLedger, sho
     shop.send(signup("c1", at("2025-03-01")))
     with pytest.raises(BadWindowError, match="unknown grain"):
         ledger.window(SHOP, "fortnight", date(2025, 3, 1))
-    assert ledger.dimensions(SHOP) == ["all", "cohort:2025-03"]
+    assert ledger.dimensions(SHOP) == [
+        "all",
+        "channel:web",
+        "cohort:2025-03",
+        "interval:month",
+        "plan:basic-month",
+    ]
     assert (
         ledger.window(SHOP, "day", date(2025, 3, 1), "segment:rfm=Champions").subscribers_end == 0
     )

@@ -14,7 +14,7 @@ from service.metrics.ledger import MetricsLedger
 from service.metrics.mrr import customer_mrr
 from service.metrics.windows import WindowMetrics
 from service.tools.simulation.generator import SimulationConfig, generate
-from tests.metrics_oracle import MetricsOracle
+from tests.metrics_oracle import ATTRIBUTE_AMOUNTS, ATTRIBUTE_COUNTS, AttributeOracle, MetricsOracle
 from tests.unit.metrics.builders import Shop, tier_and_status
 
 Payload = dict[str, Any]
@@ -38,7 +38,7 @@ AMOUNTS = (
     "churn_mrr",
     "reactivation_mrr",
 )
-ORDERS = ("orders", "ordering_customers")
+ORDERS = ("orders", "ordering_customers", "renewals")
 
 
 def shuffled_within_lateness(events: list[Payload], rng: random.Random) -> list[Payload]:
@@ -80,7 +80,7 @@ def assert_matches(got: WindowMetrics, expected: Payload, orders: bool) -> None:
     where = f"{got.dimension} {got.grain} {got.start}"
     for name in COUNTS + (ORDERS if orders else ()):
         assert getattr(got, name) == expected[name], f"{where}: {name}"
-    for name in AMOUNTS + (("revenue",) if orders else ()):
+    for name in AMOUNTS + (("revenue", "renewal_revenue") if orders else ()):
         assert getattr(got, name) == pytest.approx(expected[name], abs=1e-4), f"{where}: {name}"
     start, end = expected["subscribers_start"], expected["subscribers_end"]
     if start:
@@ -174,7 +174,7 @@ def random_status_histories(seed: int, customers: int = 60) -> list[Payload]:
                 "occurred_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
             }
             if kind == "signup":
-                payload["acquisition_channel"] = "web"
+                payload["acquisition_channel"] = rng.choice(["web", "referral"])
                 payload["plan"] = {
                     "plan_id": "p",
                     "price": price,
@@ -182,7 +182,7 @@ def random_status_histories(seed: int, customers: int = 60) -> list[Payload]:
                     "interval": interval,
                 }
             elif kind == "cancellation":
-                payload["reason"] = "price"
+                payload["reason"] = rng.choice(["price", "moved"])
                 if rng.random() < 0.7:
                     later = when + timedelta(seconds=rng.randrange(-86400, 25 * 86400))
                     payload["effective_at"] = later.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -191,7 +191,7 @@ def random_status_histories(seed: int, customers: int = 60) -> list[Payload]:
                     order_id=f"o-{n}",
                     amount=round(rng.uniform(0, 60), 2),
                     currency="EUR",
-                    is_renewal=False,
+                    is_renewal=rng.random() < 0.5,
                 )
             events.append(payload)
     return events
@@ -214,3 +214,44 @@ def test_messy_status_histories_in_any_order_within_lateness_match_the_oracle(
             assert_matches(got, expected, orders=dimension == "all")
     everything = ledger.window("mess-1", "month", date(2025, 10, 1))
     assert everything.reactivations and everything.churned_subscribers
+
+
+ATTRIBUTE_PREFIXES = ("channel:", "cancel_reason:", "plan:", "interval:")
+
+
+def attribute_history(seed: int) -> list[Payload]:
+    """Simulated shops and the messy histories together, in time order."""
+    config = SimulationConfig(
+        seed=seed, shops_per_kind=1, customers_per_shop=25, start=date(2025, 9, 1), days=100
+    )
+    events = generate(config).events + random_status_histories(seed)
+    return sorted(events, key=lambda e: parse_time(e["occurred_at"]))
+
+
+@pytest.mark.parametrize("seed", [31, 32])
+def test_attribute_dimensions_in_time_order_match_the_oracle(seed: int) -> None:
+    """Channel, cancellation reason, plan and billing interval: every window of every
+    value equals the oracle's attribution (see :class:`AttributeOracle`)."""
+    events = attribute_history(seed)
+    ledger = MetricsLedger({}, allowed_lateness_days=LATENESS_DAYS)
+    shops = feed(events, ledger)
+    oracle = AttributeOracle(MetricsOracle(events))
+    checked: set[str] = set()
+    for shop_id, shop in shops.items():
+        assert shop.stream_time is not None
+        today = shop.stream_time.date()
+        for dimension in ledger.dimensions(shop_id):
+            if not dimension.startswith(ATTRIBUTE_PREFIXES):
+                continue
+            for grain, start in windows(today)[::4]:
+                got = ledger.window(shop_id, grain, start, dimension)
+                expected = oracle.window(shop_id, got.start, got.end, dimension)
+                where = f"{shop_id} {dimension} {grain} {got.start}"
+                for name in ATTRIBUTE_COUNTS:
+                    assert getattr(got, name) == expected[name], f"{where}: {name}"
+                for name in ATTRIBUTE_AMOUNTS:
+                    assert getattr(got, name) == pytest.approx(expected[name], abs=1e-4), (
+                        f"{where}: {name}"
+                    )
+            checked.add(dimension.partition(":")[0])
+    assert checked == {prefix.rstrip(":") for prefix in ATTRIBUTE_PREFIXES}
