@@ -190,14 +190,16 @@ def apply(state: CustomerState, event: Event, policy: DedupPolicy | None = None)
     """Fold ``event`` into ``state``; False (and no change) when it is a duplicate."""
     if state.has_seen(event.event_id):
         return False
-    _remember(state, event, policy or DedupPolicy())
-    _note_first_seen(state, event.occurred_at)
     if isinstance(event, Signup):
         _apply_signup(state, event)
     elif isinstance(event, Order):
         _apply_order(state, event)
     elif isinstance(event, Cancellation):
         _apply_cancellation(state, event)
+    else:  # every entry of events.EVENT_CLASSES says here how it changes the state
+        raise TypeError(f"no state change for {type(event).__name__} events")
+    _remember(state, event, policy or DedupPolicy())
+    _note_first_seen(state, event.occurred_at)
     return True
 
 

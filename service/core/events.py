@@ -2,13 +2,18 @@
 
 The contract lives in ``schemas/v1``; these records only give the worker typed
 access to a validated payload (see :func:`from_payload`) and never validate twice.
+:data:`EVENT_CLASSES` is the registry of input event types: each record class names its
+schema ``type`` and its topic role, and everything else is derived from it.
+
+>>> [(cls.type_name, cls.topic_role) for cls in EVENT_CLASSES]
+[('signup', 'signups'), ('order', 'orders'), ('cancellation', 'cancellations')]
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar, TypedDict
 
 Attributes = dict[str, str | int | float | bool | list[str]]
 
@@ -69,9 +74,37 @@ class Envelope:
     occurred_at: datetime
 
 
+class EnvelopeFields(TypedDict):
+    """The :class:`Envelope` fields, read from a payload once for every event type."""
+
+    event_id: str
+    shop_id: str
+    customer_id: str
+    occurred_at: datetime
+
+
 @dataclass(frozen=True, slots=True)
-class Signup(Envelope):
+class Event(Envelope):
+    """Base of the input event records. Each subclass listed in :data:`EVENT_CLASSES` is
+    one input event type: ``type_name`` is its schema's ``type`` (and the schema file
+    ``schemas/v1/<type_name>.json``), ``topic_role`` the role of the topic it arrives on
+    (``Settings.topic(topic_role)``), and :meth:`build` reads it from a validated payload."""
+
+    type_name: ClassVar[str]
+    topic_role: ClassVar[str]
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Event:
+        """The record of a payload of this type that passed schema validation."""
+        raise NotImplementedError(f"{cls.__name__} is not an input event type")
+
+
+@dataclass(frozen=True, slots=True)
+class Signup(Event):
     """A customer subscribed (or re-subscribed) to a plan."""
+
+    type_name: ClassVar[str] = "signup"
+    topic_role: ClassVar[str] = "signups"
 
     plan: Plan
     acquisition_channel: str
@@ -81,10 +114,25 @@ class Signup(Envelope):
     marketing_opt_in: bool | None = None
     """Whether the customer agreed to marketing messages (None: the platform did not say)."""
 
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Signup:
+        return cls(
+            **envelope,
+            plan=Plan.from_payload(payload["plan"]),
+            acquisition_channel=payload["acquisition_channel"],
+            referred_by=payload.get("referred_by"),
+            preferred_channel=payload.get("preferred_channel"),
+            attributes=dict(payload.get("attributes", {})),
+            marketing_opt_in=payload.get("marketing_opt_in"),
+        )
+
 
 @dataclass(frozen=True, slots=True)
-class Order(Envelope):
+class Order(Event):
     """A purchase: a subscription renewal or a one-off order."""
+
+    type_name: ClassVar[str] = "order"
+    topic_role: ClassVar[str] = "orders"
 
     order_id: str
     amount: float
@@ -94,39 +142,9 @@ class Order(Envelope):
     plan: Plan | None = None
     discount_code: str | None = None
 
-
-@dataclass(frozen=True, slots=True)
-class Cancellation(Envelope):
-    """A customer cancelled; the subscription ends at ``effective_at``."""
-
-    reason: str
-    effective_at: datetime
-
-
-Event = Signup | Order | Cancellation
-
-
-def from_payload(payload: dict[str, Any]) -> Event:
-    """Typed record for a payload that :func:`service.core.contracts.parse_event` accepted."""
-    envelope = {
-        "event_id": payload["event_id"],
-        "shop_id": payload["shop_id"],
-        "customer_id": payload["customer_id"],
-        "occurred_at": parse_time(payload["occurred_at"]).astimezone(UTC),
-    }
-    kind = payload["type"]
-    if kind == "signup":
-        return Signup(
-            **envelope,
-            plan=Plan.from_payload(payload["plan"]),
-            acquisition_channel=payload["acquisition_channel"],
-            referred_by=payload.get("referred_by"),
-            preferred_channel=payload.get("preferred_channel"),
-            attributes=dict(payload.get("attributes", {})),
-            marketing_opt_in=payload.get("marketing_opt_in"),
-        )
-    if kind == "order":
-        return Order(
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Order:
+        return cls(
             **envelope,
             order_id=payload["order_id"],
             amount=float(payload["amount"]),
@@ -136,11 +154,53 @@ def from_payload(payload: dict[str, Any]) -> Event:
             plan=Plan.from_payload(payload["plan"]) if "plan" in payload else None,
             discount_code=payload.get("discount_code"),
         )
-    effective = payload.get("effective_at", payload["occurred_at"])
-    effective_at = parse_time(effective).astimezone(UTC)
-    return Cancellation(**envelope, reason=payload["reason"], effective_at=effective_at)
+
+
+@dataclass(frozen=True, slots=True)
+class Cancellation(Event):
+    """A customer cancelled; the subscription ends at ``effective_at``."""
+
+    type_name: ClassVar[str] = "cancellation"
+    topic_role: ClassVar[str] = "cancellations"
+
+    reason: str
+    effective_at: datetime
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Cancellation:
+        effective = payload.get("effective_at", payload["occurred_at"])
+        effective_at = parse_time(effective).astimezone(UTC)
+        return cls(**envelope, reason=payload["reason"], effective_at=effective_at)
+
+
+EVENT_CLASSES: tuple[type[Event], ...] = (Signup, Order, Cancellation)
+"""The registry of input event types, the one place one is declared: everything else (the
+schema ``type`` names, topic roles and names, the worker's subscriptions, the tools' lists
+of input roles) is derived from it. Adding a type: its schema ``schemas/v1/<type_name>.json``
+with examples, its class here, and how it changes customer state
+(:func:`service.core.customer.apply`)."""
+
+BY_TYPE_NAME: dict[str, type[Event]] = {cls.type_name: cls for cls in EVENT_CLASSES}
+"""Registry entries by schema ``type`` name, in registry order."""
+
+BY_TOPIC_ROLE: dict[str, type[Event]] = {cls.topic_role: cls for cls in EVENT_CLASSES}
+"""Registry entries by the role of the topic that carries them, in registry order."""
+
+if len(BY_TYPE_NAME) != len(EVENT_CLASSES) or len(BY_TOPIC_ROLE) != len(EVENT_CLASSES):
+    raise RuntimeError("EVENT_CLASSES: every type_name and topic_role must be unique")
+
+
+def from_payload(payload: dict[str, Any]) -> Event:
+    """Typed record for a payload that :func:`service.core.contracts.parse_event` accepted."""
+    envelope = EnvelopeFields(
+        event_id=payload["event_id"],
+        shop_id=payload["shop_id"],
+        customer_id=payload["customer_id"],
+        occurred_at=parse_time(payload["occurred_at"]).astimezone(UTC),
+    )
+    return BY_TYPE_NAME[payload["type"]].build(payload, envelope)
 
 
 def event_type(event: Event) -> str:
     """The schema's ``type`` name of a record."""
-    return {Signup: "signup", Order: "order", Cancellation: "cancellation"}[type(event)]
+    return event.type_name
