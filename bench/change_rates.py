@@ -34,8 +34,7 @@ from typing import Any
 from bench.backfill import write_csv
 from bench.common import code_version, say, table
 from harness.stores import InProcessPipeline
-from service.core.contracts import EVENT_TYPES, EventType
-from service.core.events import parse_time
+from service.core.events import BY_TYPE_NAME, parse_time
 from service.learning.quality import adjusted_rand_index
 from service.settings import Settings
 from service.tools.publish import encode
@@ -45,7 +44,6 @@ from service.tools.simulation import Simulation, SimulationConfig, generate
 BATCH = 500
 BURST_MIN_CUSTOMERS = 50
 """Bursts count once a shop has this many customers (two of five is no storm)."""
-ROLES = {kind: role for role, kind in EVENT_TYPES.items()}
 
 
 @dataclass
@@ -85,8 +83,8 @@ def measure(
         if key not in first_seen:
             first_seen[key] = at
             shop_size[key[0]] += 1
-        kind = EventType(event["type"])
-        outcome = worker.handle(kind, ROLES[kind], encode(event), event["shop_id"])
+        kind = BY_TYPE_NAME[event["type"]]
+        outcome = worker.handle(kind, kind.topic_role, encode(event), event["shop_id"])
         _count(rates, outcome.changes, shop_size[event["shop_id"]])
         if n % BATCH == 0:
             worker.commit()

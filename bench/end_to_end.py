@@ -67,11 +67,10 @@ from bench.common import (
     table,
     times,
 )
-from service.core.contracts import ROLES
 from service.settings import Settings
 from service.stream.kafka import connection_options
 from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics
+from service.stream.topics import ensure_topics, input_topics
 from service.tools.publish import Record, publish
 
 DEFAULT_PORT = 29192
@@ -232,7 +231,7 @@ async def wait_until_committed(
     settings: Settings, workers: Sequence[Worker], timeout_s: float
 ) -> None:
     """Poll the group's lag on the input topics until it is zero everywhere."""
-    probe = LagProbe.from_settings(settings, [settings.topic(role) for role in ROLES.values()])
+    probe = LagProbe.from_settings(settings, input_topics(settings))
     progress = Progress("processing")
     deadline = time.monotonic() + timeout_s
     try:
@@ -282,7 +281,7 @@ async def read_topics(settings: Settings, topics: Sequence[str]) -> list[Consume
 async def change_latencies(settings: Settings) -> tuple[list[float], int]:
     """Milliseconds from each causing input record to its segment-change record, and how
     many changes a timer caused (they have no input record)."""
-    inputs = await read_topics(settings, [settings.topic(role) for role in ROLES.values()])
+    inputs = await read_topics(settings, input_topics(settings))
     produced = {json.loads(r.value)["event_id"]: r.timestamp for r in inputs}
     latencies, timer = [], 0
     for record in await read_topics(settings, [settings.topic("segment_changes")]):

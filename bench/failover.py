@@ -21,10 +21,9 @@ from pathlib import Path
 
 from harness.broker import fresh_broker
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import ROLES
 from service.settings import Settings
 from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics
+from service.stream.topics import ensure_topics, input_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import SimulationConfig, generate
 
@@ -32,7 +31,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 
 
 async def drained(settings: Settings, timeout_s: float = 600) -> None:
-    probe = LagProbe.from_settings(settings, [settings.topic(role) for role in ROLES.values()])
+    probe = LagProbe.from_settings(settings, input_topics(settings))
     deadline = time.monotonic() + timeout_s
     try:
         while True:

@@ -34,7 +34,7 @@ from bench.common import Progress, code_version, median_of, paired, rotated, say
 from service.core.changes import Source
 from service.core.contracts import EventType, Rejection, parse_event, role_for
 from service.core.customer import CustomerState, DedupPolicy, apply
-from service.core.events import from_payload
+from service.core.events import BY_TYPE_NAME, from_payload
 from service.core.pipeline import Pipeline, ShopBook
 from service.segments import available_models
 from service.settings import Settings
@@ -106,7 +106,7 @@ def inputs(shops: int, settings: Settings) -> list[Input]:
         key = str(event["shop_id"]).encode()
         partition = (murmur2(key) & 0x7FFFFFFF) % settings.topic_partitions
         source = Source(settings.topic(role_for(event)), partition, offset)
-        records.append(Input(encode(event), EventType(event["type"]), source, key))
+        records.append(Input(encode(event), BY_TYPE_NAME[event["type"]], source, key))
     return records
 
 

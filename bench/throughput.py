@@ -48,7 +48,7 @@ from bench.common import code_version, say, simulated_records, summary, table
 from harness.broker import fresh_broker
 from harness.kafka_io import consume_all
 from harness.workers import REPO_ROOT, WorkerProcess, free_port, isolated_settings
-from service.core.contracts import ROLES
+from service.core.contracts import INPUT_ROLES
 from service.settings import Settings
 from service.stream.lag import LagProbe
 from service.stream.topics import ensure_topics
@@ -92,7 +92,7 @@ def peak_rss_mib(pid: int) -> float:
 
 def command(variant: str, settings: Settings, group: str, work: Path) -> list[str]:
     """The command line of a baseline process."""
-    topics = [settings.topic(role) for role in ROLES.values()]
+    topics = [settings.topic(role) for role in INPUT_ROLES]
     common = ["--bootstrap", settings.kafka_bootstrap, "--group", group, "--topics", *topics]
     output = ["--output", f"{settings.topic_prefix}out-{group}"]
     if variant.startswith("faust"):
@@ -128,7 +128,7 @@ def command(variant: str, settings: Settings, group: str, work: Path) -> list[st
 
 async def progress(settings: Settings, group: str, pid: int, total: int) -> Measured:
     """Watch the group's committed offsets from its first progress to the end."""
-    topics = [settings.topic(role) for role in ROLES.values()]
+    topics = [settings.topic(role) for role in INPUT_ROLES]
     probe = LagProbe(dict(_connection(settings)), group, topics)
     measured = Measured("")
     started = cpu = None
@@ -242,7 +242,7 @@ async def latency(settings: Settings, records: list[Record], rate: float) -> lis
     finally:
         await consumer.stop()
     produced: dict[str, float] = {}  # each fresh input record's produce (create) time
-    for role in ROLES.values():
+    for role in INPUT_ROLES:
         for record in await consume_all(
             settings.kafka_bootstrap, settings.topic(role), timeout_s=60
         ):

@@ -12,20 +12,15 @@ while it runs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-TopicRole = Literal[
-    "signups",
-    "orders",
-    "cancellations",
-    "segment_changes",
-    "segment_membership",
-    "dead_letters",
-    "metrics",
-]
+OutputRole = Literal["segment_changes", "segment_membership", "dead_letters", "metrics"]
+"""Roles of the topics segstream writes. The input topics' roles are the event types'
+(``service.core.contracts.INPUT_ROLES``, from the event registry)."""
+OUTPUT_ROLES: tuple[OutputRole, ...] = get_args(OutputRole)
 
 
 class Settings(BaseSettings):
@@ -255,8 +250,8 @@ class Settings(BaseSettings):
             raise ValueError("churn_band_medium must be below churn_band_high")
         return self
 
-    def topic(self, role: TopicRole) -> str:
-        """Full name of the topic that plays ``role``."""
+    def topic(self, role: str) -> str:
+        """Full name of the topic that plays ``role`` (an input role or an OutputRole)."""
         return f"{self.topic_prefix}{role.replace('_', '-')}"
 
 

@@ -40,13 +40,13 @@ from typing import Any
 from harness.broker import Broker, fresh_broker
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import ROLES
+from service.core.contracts import EVENT_TYPES
 from service.core.keys import progress_key
 from service.core.pipeline import Pipeline
 from service.metrics.ledger import MetricsLedger
 from service.settings import Settings
 from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics
+from service.stream.topics import ensure_topics, input_topics
 from service.tools.publish import Record, publish
 from service.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.feed import feed
@@ -250,7 +250,7 @@ async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float
 
 async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> None:
     """Until the group's committed offsets reach the end of every input topic."""
-    probe = LagProbe.from_settings(settings, [settings.topic(role) for role in ROLES.values()])
+    probe = LagProbe.from_settings(settings, input_topics(settings))
     deadline = time.monotonic() + timeout_s
     try:
         while True:
@@ -331,7 +331,7 @@ def expected_counts(sim: Simulation) -> dict[str, Counter[str]]:
     counts: dict[str, Counter[str]] = defaultdict(Counter)
     seen: set[str] = set()
     for role, value in sim.outbox():
-        kind = {v: k for k, v in ROLES.items()}[role].value
+        kind = EVENT_TYPES[role].type_name
         if isinstance(value, bytes):
             counts[kind]["dead_lettered"] += 1
         elif value["event_id"] in seen:

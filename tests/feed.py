@@ -9,13 +9,10 @@ from service.core.changes import Source
 from service.core.contracts import EVENT_TYPES
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
-from service.settings import TopicRole
 from service.tools.publish import encode
 
 
-def feed(
-    pipeline: Pipeline, records: Iterable[tuple[TopicRole, bytes | Mapping[str, Any]]]
-) -> None:
+def feed(pipeline: Pipeline, records: Iterable[tuple[str, bytes | Mapping[str, Any]]]) -> None:
     """Hand ``(role, event or raw bytes)`` records to ``pipeline`` in order (each in the
     partition its shop hashes to, as Kafka's default partitioner puts them), then write
     the shops' books as the worker does at the end of a batch."""

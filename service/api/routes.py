@@ -20,6 +20,7 @@ from prometheus_client import generate_latest
 from yarl import URL
 
 from service.api import queries
+from service.core.events import Order
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.observability import telemetry
@@ -92,7 +93,7 @@ async def proxy(app: faust.App, url: str, web: View, request: Request) -> Respon
 def register_views(wiring: Wiring, settings: Settings) -> None:
     """Declare the HTTP views on the wired app."""
     app, pipeline = wiring.app, wiring.pipeline
-    topic = settings.topic("orders")
+    topic = settings.topic(Order.topic_role)
     own_url = str(app.conf.canonical_url)
     for path, handler in SHOP_VIEWS.items():
         _shop_view(app, pipeline, path, handler, Route(topic, settings.topic_partitions, own_url))

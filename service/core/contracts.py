@@ -25,7 +25,7 @@ is decoded, and a valid event whose time is implausible (:data:`MAX_FUTURE_SKEW`
 
 >>> parse_event(b"\\xff")
 Rejection(reason='undecodable', detail='value is not UTF-8: invalid start byte at byte 0')
->>> parse_event(b'{"type": "order"}', EventType.SIGNUP)
+>>> parse_event(b'{"type": "order"}', BY_TYPE_NAME["signup"])
 Rejection(reason='wrong_topic', detail="event type 'order' on the topic for 'signup' events")
 >>> parse_event(b'{"amount": 1, "amount": 20}')
 Rejection(reason='invalid_json', detail="not valid JSON: duplicate key 'amount'")
@@ -42,10 +42,9 @@ import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from enum import StrEnum
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias, cast
 
 import fastjsonschema
 from jsonschema import Draft202012Validator, FormatChecker, ValidationError, validators
@@ -53,14 +52,16 @@ from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service.core.events import format_time, parse_time
-from service.settings import TopicRole
+from service.core.events import BY_TOPIC_ROLE, BY_TYPE_NAME, Event, format_time, parse_time
 
 if TYPE_CHECKING:
     from referencing._core import Resolver
 
 SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
 """Folder of the v1 schema files (the language-neutral contract)."""
+
+EXAMPLE_DIR = SCHEMA_DIR.parent / "examples" / "v1"
+"""Examples of each v1 schema: ``<schema name>/valid/*.json`` and ``<schema name>/invalid``."""
 
 SCHEMA_BASE_URI = "https://segstream.example/schemas/v1/"
 """Prefix of every v1 schema's ``$id``; relative ``$ref``s resolve against it, offline."""
@@ -91,32 +92,27 @@ plus slack. Later is ``implausible_time``."""
 _NAME_RE = re.compile(r"[a-z][a-z0-9_]*")
 
 
-class EventType(StrEnum):
-    """The input event types; each has its own topic and schema file."""
+EventType: TypeAlias = type[Event]
+"""An input event type: its record class in the registry, :data:`events.EVENT_CLASSES`
+(``Order``; ``BY_TYPE_NAME["order"]``). Each has its own topic and schema file."""
 
-    SIGNUP = "signup"
-    ORDER = "order"
-    CANCELLATION = "cancellation"
+TYPE_NAMES: tuple[str, ...] = tuple(BY_TYPE_NAME)
+"""The schema ``type`` names of the input events, in registry order."""
 
+INPUT_ROLES: tuple[str, ...] = tuple(BY_TOPIC_ROLE)
+"""The roles of the input topics (``Settings.topic(role)``), in registry order."""
 
-_EVENT_TYPES: dict[str, EventType] = {t.value: t for t in EventType}
-
-ROLES: dict[EventType, TopicRole] = {
-    EventType.SIGNUP: "signups",
-    EventType.ORDER: "orders",
-    EventType.CANCELLATION: "cancellations",
-}
-EVENT_TYPES: dict[TopicRole, EventType] = {role: kind for kind, role in ROLES.items()}
-"""The event type each input topic carries (the inverse of ``ROLES``)."""
+EVENT_TYPES: dict[str, EventType] = BY_TOPIC_ROLE
+"""The event type each input topic role carries."""
 
 
-def role_for(event: Mapping[str, Any]) -> TopicRole:
+def role_for(event: Mapping[str, Any]) -> str:
     """The input topic role of an event, from its ``type``.
 
     >>> role_for({"type": "cancellation"})
     'cancellations'
     """
-    return ROLES[EventType(event["type"])]
+    return BY_TYPE_NAME[event["type"]].topic_role
 
 
 RejectReason = Literal[
@@ -418,13 +414,13 @@ def _decode(raw: bytes) -> dict[str, Any] | Rejection:
 def _event_type(event: dict[str, Any]) -> EventType | Rejection:
     """The event's ``type``, or a ``schema_invalid`` rejection when it is missing or unknown."""
     type_name = event.get("type")
-    event_type = _EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+    event_type = BY_TYPE_NAME.get(type_name) if isinstance(type_name, str) else None
     if event_type is not None:
         return event_type
     if "type" not in event:
         return Rejection("schema_invalid", "$: 'type' is a required property")
     return Rejection(
-        "schema_invalid", _truncate(f"$.type: {type_name!r} is not one of {list(_EVENT_TYPES)}")
+        "schema_invalid", _truncate(f"$.type: {type_name!r} is not one of {list(BY_TYPE_NAME)}")
     )
 
 
@@ -432,13 +428,13 @@ def _schema_error(event_type: EventType, event: dict[str, Any]) -> Rejection | N
     """``schema_invalid`` naming the most relevant error, or None if the event is valid."""
     contracts = _contracts()
     try:
-        contracts.fast_check(event_type.value)(event)
+        contracts.fast_check(event_type.type_name)(event)
         return None
     except fastjsonschema.JsonSchemaException:
         pass
     except RecursionError:
         return Rejection("schema_invalid", "$: a value is nested too deeply to validate")
-    validator = contracts.validator(event_type.value)
+    validator = contracts.validator(event_type.type_name)
     try:
         error = best_match(validator.iter_errors(event))
         return None if error is None else Rejection("schema_invalid", _describe(error))
@@ -500,7 +496,7 @@ def parse_event(
     if expected is not None and event_type is not expected:
         return Rejection(
             "wrong_topic",
-            f"event type {event_type.value!r} on the topic for {expected.value!r} events",
+            f"event type {event_type.type_name!r} on the topic for {expected.type_name!r} events",
         )
     rejection = _schema_error(event_type, event)
     if rejection is None:

@@ -164,11 +164,11 @@ class Pipeline:
         parsed = parse_event(raw, expected)
         if isinstance(parsed, Rejection):
             letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
-            return Outcome("dead_lettered", expected.value, dead_letter=letter)
+            return Outcome("dead_lettered", expected.type_name, dead_letter=letter)
         event = from_payload(parsed)
         misplaced = self._misplaced(event, source, key, raw)
         if misplaced is not None:
-            return Outcome("dead_lettered", expected.value, dead_letter=misplaced)
+            return Outcome("dead_lettered", expected.type_name, dead_letter=misplaced)
         outcome = Outcome("processed", event_type(event), event.shop_id)
         book = self.book(event.shop_id, source.partition)
         now = self._advance(book, event.occurred_at)

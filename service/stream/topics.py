@@ -15,17 +15,26 @@ from typing import Any
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
-from service.core.contracts import ROLES
-from service.settings import Settings, TopicRole
+from service.core.contracts import EVENT_TYPES, INPUT_ROLES, EventType
+from service.settings import OUTPUT_ROLES, Settings
 from service.stream.kafka import connection_options
 
-CREATED_ROLES: tuple[TopicRole, ...] = (
-    *ROLES.values(),
-    "segment_changes",
-    "segment_membership",
-    "dead_letters",
-    "metrics",
-)
+CREATED_ROLES: tuple[str, ...] = (*INPUT_ROLES, *OUTPUT_ROLES)
+
+
+def input_event_types(settings: Settings) -> dict[str, EventType]:
+    """The input topics and the event type each carries: one per entry of the event
+    registry (``events.EVENT_CLASSES``), in its order. The worker subscribes to these."""
+    return {settings.topic(role): kind for role, kind in EVENT_TYPES.items()}
+
+
+def input_topics(settings: Settings) -> list[str]:
+    """The names of the input topics (see :func:`input_event_types`).
+
+    >>> input_topics(Settings())
+    ['segstream.signups', 'segstream.orders', 'segstream.cancellations']
+    """
+    return list(input_event_types(settings))
 
 
 TABLES = ("customers", "shops", "models", "metrics")
@@ -94,7 +103,7 @@ async def verify_partitions(settings: Settings) -> None:
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:
-        names = [settings.topic(role) for role in ROLES.values()]
+        names = input_topics(settings)
         described = await admin.describe_topics(names)
     finally:
         await admin.close()

@@ -27,7 +27,7 @@ from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
 from service.core.changes import DeadLetter, SegmentChange, Source
-from service.core.contracts import EVENT_TYPES, EventType
+from service.core.contracts import EventType
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
 from service.observability import telemetry
@@ -38,7 +38,7 @@ from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryErro
 from service.stream.gaps import GapGuard
 from service.stream.kafka import connection_options
 from service.stream.tables import CODECS, Pending, TableState, local_store
-from service.stream.topics import TABLES, changelog_topic
+from service.stream.topics import TABLES, changelog_topic, input_event_types
 
 log = get_logger(__name__)
 MAX_LETTER_KEY = 1024
@@ -87,7 +87,7 @@ def raw_table(app: faust.App, settings: Settings, name: str) -> faust.types.Tabl
 
 def wire(app: faust.App, settings: Settings) -> Wiring:
     """Declare topics, tables and the agent on ``app``."""
-    expected = {settings.topic(role): kind for role, kind in EVENT_TYPES.items()}
+    expected = input_event_types(settings)
     inputs = raw_topic(app, settings, *expected)
     declared = {name: raw_table(app, settings, name) for name in TABLES}
 
@@ -386,7 +386,7 @@ class BatchRunner:
         poisoned = self._poison.get((source.topic, source.offset))
         if poisoned is not None:
             letter = DeadLetter("processing_error", poisoned, source, event.key, event.value)
-            kind = self.expected[source.topic].value
+            kind = self.expected[source.topic].type_name
             return Outcome("dead_lettered", event_type=kind, dead_letter=letter)
         try:
             return self.pipeline.handle(event.value, self.expected[source.topic], source, event.key)

@@ -10,12 +10,11 @@ import faust
 from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from service.api.routes import register_views
-from service.core.contracts import EVENT_TYPES
 from service.observability.logs import configure, get_logger
 from service.settings import Settings
 from service.stream.app import create_app
 from service.stream.timers import register_timers
-from service.stream.topics import TopologyError, ensure_topics, verify_partitions
+from service.stream.topics import TopologyError, ensure_topics, input_topics, verify_partitions
 from service.stream.wiring import wire
 
 
@@ -59,7 +58,7 @@ def run_worker(settings: Settings) -> None:
     app = create_app(settings)
     wiring = wire(app, settings)
     register_views(wiring, settings)
-    register_timers(wiring, settings, [settings.topic(role) for role in EVENT_TYPES])
+    register_timers(wiring, settings, input_topics(settings))
     worker = faust.Worker(
         app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False
     )

@@ -13,17 +13,25 @@ True
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from functools import cache
 from typing import Any, NamedTuple
 
-from service.core.contracts import Rejection, RejectReason, parse_event
-from service.core.events import format_time
-from service.settings import TopicRole
+from service.core.contracts import (
+    EVENT_TYPES,
+    EXAMPLE_DIR,
+    INPUT_ROLES,
+    Rejection,
+    RejectReason,
+    parse_event,
+    schema_path,
+)
+from service.core.events import Cancellation, Order, Signup, format_time
 
-INPUT_ROLES: tuple[TopicRole, ...] = ("signups", "orders", "cancellations")
 LARGEST_RECORD = 950_000
 """No generated value is longer (the broker accepts records up to about 1 MB)."""
 
@@ -34,7 +42,7 @@ _FIRST_DAY = datetime(2025, 6, 1, tzinfo=UTC)
 class BadRecord(NamedTuple):
     """An input record value, the topic role it is sent to, and the reason it must get."""
 
-    role: TopicRole
+    role: str
     value: bytes
     reason: RejectReason
 
@@ -60,59 +68,59 @@ def _envelope(rng: random.Random, kind: str, shop_id: str) -> dict[str, Any]:
     }
 
 
-def _plan(rng: random.Random) -> dict[str, Any]:
-    """A subscription plan."""
-    interval = rng.choice(["week", "month", "quarter", "year"])
-    return {"plan_id": f"{interval}ly-box", "price": 14.9, "currency": "EUR", "interval": interval}
+@cache
+def _examples(type_name: str) -> tuple[dict[str, Any], ...]:
+    """The valid examples of an event type (``schemas/examples/v1/<type>/valid``)."""
+    paths = sorted((EXAMPLE_DIR / type_name / "valid").glob("*.json"))
+    if not paths:
+        raise RuntimeError(f"no valid example of {type_name!r} events in {EXAMPLE_DIR}")
+    return tuple(json.loads(path.read_text(encoding="utf-8")) for path in paths)
 
 
-def valid_event(rng: random.Random, role: TopicRole, shop_id: str) -> dict[str, Any]:
-    """A valid event of the type ``role`` carries (the base every bad record is made from)."""
-    if role == "signups":
-        event = _envelope(rng, "signup", shop_id)
-        return {**event, "plan": _plan(rng), "acquisition_channel": "web"}
-    if role == "orders":
-        event = _envelope(rng, "order", shop_id)
-        extra = {"order_id": f"o-{rng.randrange(10**6)}", "amount": 14.9, "currency": "EUR"}
-        return {**event, **extra, "is_renewal": rng.random() < 0.7}
-    event = _envelope(rng, "cancellation", shop_id)
-    return {**event, "reason": rng.choice(["price", "quality", "moved", "unknown"])}
+def valid_event(rng: random.Random, role: str, shop_id: str) -> dict[str, Any]:
+    """A valid event of the type ``role`` carries (the base every bad record is made from):
+    one of the type's valid schema examples, with a fresh envelope."""
+    kind = EVENT_TYPES[role].type_name
+    example = copy.deepcopy(rng.choice(_examples(kind)))
+    return {**example, **_envelope(rng, kind, shop_id)}
 
 
 # --- the kinds of bad record --------------------------------------------------------------
 
 Made = tuple[bytes, RejectReason]
-Maker = Callable[[random.Random, TopicRole, dict[str, Any]], Made]
+Maker = Callable[[random.Random, str, dict[str, Any]], Made]
 
 
-def _not_utf8(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
-    """The event encoded as Latin-1 (``ë`` becomes a byte that cannot start UTF-8)."""
+def _not_utf8(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
+    """The event encoded as Latin-1 (``ë`` becomes a byte that cannot start UTF-8; what
+    Latin-1 has no byte for becomes ``?``)."""
     event["customer_id"] = "Zoë"
-    return json.dumps(event, ensure_ascii=False).encode("latin-1"), "undecodable"
+    raw = json.dumps(event, ensure_ascii=False).encode("latin-1", errors="replace")
+    return raw, "undecodable"
 
 
-def _binary_garbage(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _binary_garbage(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """Random bytes starting with 0xFF (never valid UTF-8), as from a wrong serializer."""
     return b"\xff" + rng.randbytes(rng.randrange(1, 200)), "undecodable"
 
 
-def _empty(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _empty(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """An empty (not null) value."""
     return b"", "invalid_json"
 
 
-def _utf8_bom(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _utf8_bom(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A valid event behind a UTF-8 byte-order mark: not JSON (RFC 8259 forbids it)."""
     return b"\xef\xbb\xbf" + _encode(event), "invalid_json"
 
 
-def _truncated(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _truncated(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A valid event cut off: any strict prefix of a JSON object is invalid."""
     raw = _encode(event)
     return raw[: rng.randrange(1, len(raw))], "invalid_json"
 
 
-def _not_an_object(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _not_an_object(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A JSON value that is not an object: the event in an array, a string, a number, null."""
     value = rng.choice([[event], event["event_id"], 42, None])
     return _encode(value), "invalid_json"
@@ -121,8 +129,10 @@ def _not_an_object(rng: random.Random, role: TopicRole, event: dict[str, Any]) -
 def _literal(text: str) -> Maker:
     """A kind that puts the non-JSON number ``text`` (NaN, Infinity, 1e999) in a field."""
 
-    def make(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
-        field = rng.choice(["amount" if role == "orders" else "schema_version", "customer_id"])
+    def make(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
+        field = rng.choice(
+            ["amount" if role == Order.topic_role else "schema_version", "customer_id"]
+        )
         event[field] = "@@literal@@"
         return _encode(event).replace(b'"@@literal@@"', text.encode()), "invalid_json"
 
@@ -130,67 +140,68 @@ def _literal(text: str) -> Maker:
     return make
 
 
-def _duplicate_key(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _duplicate_key(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A key given twice (parsers disagree on which one wins)."""
     field = rng.choice(sorted(event))
     extra = _encode({field: "other"})[1:-1]
     return b"{" + extra + b", " + _encode(event)[1:], "invalid_json"
 
 
-def _raw_control(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _raw_control(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """An unescaped tab or newline inside a string: invalid JSON."""
     event["customer_id"] = "cust@@ctl@@1"
     raw = _encode(event).replace(b"@@ctl@@", rng.choice([b"\t", b"\n", b"\x00"]))
     return raw, "invalid_json"
 
 
-def _lone_surrogate(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _lone_surrogate(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A ``\\ud800`` escape with no partner: no UTF-8 form, so not storable."""
     event["customer_id"] = "cust@@sur@@"
     return _encode(event).replace(b"@@sur@@", b"\\ud83d"), "invalid_json"
 
 
-def _deeply_nested(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _deeply_nested(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """20 000 nested arrays (40 KB): beyond any parser's recursion limit."""
     depth = 20_000
     raw = _encode(event)
     return raw[:-1] + b', "x": ' + b"[" * depth + b"]" * depth + b"}", "invalid_json"
 
 
-_REQUIRED: dict[TopicRole, tuple[str, ...]] = {
-    "signups": ("event_id", "customer_id", "occurred_at", "plan", "acquisition_channel"),
-    "orders": ("event_id", "customer_id", "order_id", "amount", "currency", "is_renewal"),
-    "cancellations": ("schema_version", "event_id", "customer_id", "occurred_at", "reason"),
-}
+@cache
+def _required(role: str) -> tuple[str, ...]:
+    """The schema's required fields of the event type ``role`` carries, but ``type`` (its
+    kinds of wrong are kinds of their own) and ``shop_id`` (the record stays keyable)."""
+    schema = json.loads(schema_path(EVENT_TYPES[role].type_name).read_text(encoding="utf-8"))
+    return tuple(name for name in schema["required"] if name not in ("type", "shop_id"))
 
 
-def _missing_field(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _missing_field(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A required field left out (never shop_id, so the record can still be keyed)."""
-    del event[rng.choice(_REQUIRED[role])]
+    del event[rng.choice(_required(role))]
     return _encode(event), "schema_invalid"
 
 
-def _wrong_type(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _wrong_type(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A field of the wrong JSON type: numbers as strings, strings as numbers, and so on."""
-    field = rng.choice(_REQUIRED[role])
+    field = rng.choice(_required(role))
     value = event[field]
     event[field] = str(value) if isinstance(value, int | float) else [value]
     return _encode(event), "schema_invalid"
 
 
-def _extra_field(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _extra_field(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A field the contract does not have (a typo or an unannounced addition)."""
     event[rng.choice(["occured_at", "email", "customer_email", "Type"])] = "x"
     return _encode(event), "schema_invalid"
 
 
-def _unknown_version(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _unknown_version(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A schema_version this segstream does not know."""
     event["schema_version"] = rng.choice([0, 2, 99])
     return _encode(event), "schema_invalid"
 
 
-def _unknown_type(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _unknown_type(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """An event type that does not exist (or with the wrong case)."""
     event["type"] = rng.choice(["refund", "Order", "signups", ""])
     return _encode(event), "schema_invalid"
@@ -199,7 +210,7 @@ def _unknown_type(rng: random.Random, role: TopicRole, event: dict[str, Any]) ->
 def _hidden_character(char: str, field: str, *, ascii_only: bool) -> Maker:
     """A kind that hides ``char`` in an id (escaped as ``\\uXXXX``, or raw UTF-8)."""
 
-    def make(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+    def make(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
         value = str(event[field])
         at = rng.randrange(len(value) + 1)
         event[field] = value[:at] + char + value[at:]
@@ -212,7 +223,7 @@ def _hidden_character(char: str, field: str, *, ascii_only: bool) -> Maker:
 def _sized(size: int) -> Maker:
     """A kind of an otherwise valid event padded to about ``size`` bytes: too_large."""
 
-    def make(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+    def make(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
         target = size + rng.randrange(size // 50)
         event["note"] = ""
         event["note"] = "x" * (target - len(_encode(event)))
@@ -225,7 +236,7 @@ def _sized(size: int) -> Maker:
 def _occurred_at(stamp: str) -> Maker:
     """A kind of an otherwise valid event that happened at ``stamp``: implausible_time."""
 
-    def make(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+    def make(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
         event["occurred_at"] = stamp
         return _encode(event), "implausible_time"
 
@@ -233,36 +244,36 @@ def _occurred_at(stamp: str) -> Maker:
     return make
 
 
-def _wrong_topic(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _wrong_topic(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A valid event of another type than the topic for ``role`` carries."""
     other = rng.choice([r for r in INPUT_ROLES if r != role])
     return _encode(valid_event(rng, other, event["shop_id"])), "wrong_topic"
 
 
-def _absurd_effective_at(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _absurd_effective_at(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A cancellation effective in 2099 or in 1999."""
     event["effective_at"] = rng.choice(["2099-12-31T00:00:00Z", "1999-12-31T23:59:59Z"])
     return _encode(event), "implausible_time"
 
 
-def _negative_money(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _negative_money(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A negative order amount or plan price."""
-    if role == "orders":
+    if role == Order.topic_role:
         event["amount"] = -rng.randrange(1, 100) / 4
     else:
         event["plan"]["price"] = -14.9
     return _encode(event), "schema_invalid"
 
 
-def _bad_currency(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _bad_currency(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """A currency that is not three upper-case letters."""
     code = rng.choice(["eur", "EURO", "E1R", "EUR\n", "€"])
-    target = event if role == "orders" else event["plan"]
+    target = event if role == Order.topic_role else event["plan"]
     target["currency"] = code
     return _encode(event, ascii_only=False), "schema_invalid"
 
 
-def _bad_timestamp(rng: random.Random, role: TopicRole, event: dict[str, Any]) -> Made:
+def _bad_timestamp(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
     """An occurred_at outside the RFC 3339 profile (no offset, impossible date, epoch ms)."""
     event["occurred_at"] = rng.choice(
         ["2026-03-01T09:30:00", "2026-02-30T09:30:00Z", "1772357400000", "01/03/2026 09:30"]
@@ -270,7 +281,7 @@ def _bad_timestamp(rng: random.Random, role: TopicRole, event: dict[str, Any]) -
     return _encode(event), "schema_invalid"
 
 
-_KINDS: dict[str, tuple[Maker, tuple[TopicRole, ...]]] = {
+_KINDS: dict[str, tuple[Maker, tuple[str, ...]]] = {
     "not_utf8": (_not_utf8, INPUT_ROLES),
     "binary_garbage": (_binary_garbage, INPUT_ROLES),
     "empty": (_empty, INPUT_ROLES),
@@ -308,9 +319,9 @@ _KINDS: dict[str, tuple[Maker, tuple[TopicRole, ...]]] = {
     "oversize_900kb": (_sized(900_000), INPUT_ROLES),
     "occurred_in_1970": (_occurred_at("1970-01-01T00:00:00Z"), INPUT_ROLES),
     "occurred_in_2099": (_occurred_at("2099-06-01T12:00:00Z"), INPUT_ROLES),
-    "effective_at_absurd": (_absurd_effective_at, ("cancellations",)),
-    "negative_money": (_negative_money, ("orders", "signups")),
-    "bad_currency": (_bad_currency, ("orders", "signups")),
+    "effective_at_absurd": (_absurd_effective_at, (Cancellation.topic_role,)),
+    "negative_money": (_negative_money, (Order.topic_role, Signup.topic_role)),
+    "bad_currency": (_bad_currency, (Order.topic_role, Signup.topic_role)),
     "bad_timestamp": (_bad_timestamp, INPUT_ROLES),
 }
 KINDS: tuple[str, ...] = tuple(_KINDS)
@@ -331,7 +342,7 @@ def _check_shops(shop_ids: list[str]) -> None:
         raise ValueError("shop_ids must not be empty")
     rng = random.Random(0)
     for shop_id in shop_ids:
-        if isinstance(parse_event(_encode(valid_event(rng, "orders", shop_id))), Rejection):
+        if isinstance(parse_event(_encode(valid_event(rng, INPUT_ROLES[0], shop_id))), Rejection):
             raise ValueError(f"not a valid shop_id: {shop_id!r}")
 
 

@@ -15,10 +15,11 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from service.settings import Settings, TopicRole
+from service.settings import Settings
 from service.stream.kafka import connection_options
 
-Record = tuple[TopicRole, bytes | Mapping[str, Any]]
+Record = tuple[str, bytes | Mapping[str, Any]]
+"""A topic role (``Settings.topic``) and an event, or raw bytes to send as they are."""
 
 LINGER_MS = 20
 MAX_IN_FLIGHT = 2000

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
+from service.core.events import Order
 from service.tools.publish import Record
 from service.tools.simulate import (
     OneLineParser,
@@ -213,7 +214,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if settings is None:
             print_json_lines(events, sys.stdout)
             return 0
-        records: list[Record] = [("orders", event) for event in events]
+        records: list[Record] = [(Order.topic_role, event) for event in events]
         return send("replay", settings, records, args.rate, args.progress_every)
 
     return run_cli("replay", body)

@@ -36,7 +36,7 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import ROLES, validate_output
+from service.core.contracts import INPUT_ROLES, validate_output
 from service.core.events import parse_time
 from service.learning.quality import adjusted_rand_index
 from service.settings import Settings
@@ -114,7 +114,7 @@ def split_at(outbox: Sequence[Record], at: datetime) -> tuple[list[Record], list
 async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: float = 120) -> None:
     """Until the group committed every input record (Faust commits only what it processed,
     after flushing the changelog writes), so the tables' changelogs are complete."""
-    topics = [settings.topic(role) for role in ROLES.values()]
+    topics = [settings.topic(role) for role in INPUT_ROLES]
     deadline = time.monotonic() + timeout_s
     while True:
         worker.assert_running()

@@ -15,8 +15,7 @@ from datetime import UTC, date, datetime, timedelta
 
 from service.core.changes import Source
 from service.core.codec import encode
-from service.core.contracts import EventType
-from service.core.events import format_time
+from service.core.events import Order, format_time
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.segments.rfm import RfmModel, values
@@ -55,7 +54,7 @@ def test_a_100k_customer_shop_writes_no_record_above_the_bound() -> None:
     for n in range(CUSTOMERS):  # one day of a big shop's first orders, 10 batches
         at = start + timedelta(seconds=n * 0.5)
         raw = order(n, at, round(rng.lognormvariate(3.5, 0.8), 2))
-        pipeline.handle(raw, EventType.ORDER, Source("orders", partition, n), None)
+        pipeline.handle(raw, Order, Source("orders", partition, n), None)
         if n % (CUSTOMERS // 10) == 0:
             pipeline.flush()
     pipeline.flush()

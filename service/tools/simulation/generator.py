@@ -20,8 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from service.core.contracts import role_for
-from service.settings import TopicRole
+from service.core.contracts import INPUT_ROLES, role_for
 from service.tools.publish import Record, encode
 from service.tools.simulation.personas import (
     DAY,
@@ -121,7 +120,7 @@ class Simulation:
     """Generated events in send order, invalid records, and the per-customer truth."""
 
     events: list[dict[str, Any]]
-    invalid: list[tuple[TopicRole, bytes]]
+    invalid: list[tuple[str, bytes]]
     truth: list[CustomerTruth]
 
     def outbox(self) -> list[Record]:
@@ -258,7 +257,7 @@ def _send_order(
 
 def _invalid(
     events: list[dict[str, Any]], rng: random.Random, count: int
-) -> list[tuple[TopicRole, bytes]]:
+) -> list[tuple[str, bytes]]:
     """``count`` broken records, each derived from a real event, cycling through the kinds."""
     records = []
     for number in range(count):
@@ -268,13 +267,13 @@ def _invalid(
     return records
 
 
-def _truncated_json(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole, bytes]:
+def _truncated_json(event: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
     """Valid JSON cut off mid-way: invalid JSON."""
     raw = encode(event)
     return role_for(event), raw[: rng.randint(1, len(raw) - 1)]
 
 
-def _wrong_type(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole, bytes]:
+def _wrong_type(event: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
     """A field of the wrong JSON type (numbers as strings, strings as numbers)."""
     field_name = rng.choice(
         {
@@ -288,7 +287,7 @@ def _wrong_type(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole, b
     return role_for(event), encode(event)
 
 
-def _missing_field(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole, bytes]:
+def _missing_field(event: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
     """A required field left out."""
     required = {
         "signup": ("event_id", "shop_id", "plan", "acquisition_channel"),
@@ -299,21 +298,19 @@ def _missing_field(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole
     return role_for(event), encode(event)
 
 
-def _wrong_topic(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole, bytes]:
+def _wrong_topic(event: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
     """A valid event sent to the topic of another event type."""
-    others: list[TopicRole] = [
-        role for role in ("signups", "orders", "cancellations") if role != role_for(event)
-    ]
+    others = [role for role in INPUT_ROLES if role != role_for(event)]
     return rng.choice(others), encode(event)
 
 
-def _not_utf8(event: dict[str, Any], rng: random.Random) -> tuple[TopicRole, bytes]:
+def _not_utf8(event: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
     """The event encoded as Latin-1 with a byte that is not UTF-8."""
     raw = json.dumps({**event, "customer_id": "Zoë"}, ensure_ascii=False).encode("latin-1")
     return role_for(event), raw
 
 
-_CORRUPTIONS: tuple[Callable[[dict[str, Any], random.Random], tuple[TopicRole, bytes]], ...] = (
+_CORRUPTIONS: tuple[Callable[[dict[str, Any], random.Random], tuple[str, bytes]], ...] = (
     _truncated_json,
     _wrong_type,
     _missing_field,

@@ -18,17 +18,18 @@ from service.core import contracts
 from service.core.contracts import (
     EVENT_TYPES,
     SCHEMA_DIR,
-    EventType,
+    TYPE_NAMES,
     Rejection,
     parse_event,
     schema_path,
     validate_output,
 )
+from service.core.events import BY_TYPE_NAME, EVENT_CLASSES, Cancellation, Order, Signup
 from service.tools.badinput import bad_records
 from tests.schema_docs import undocumented
 
 EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1"
-INPUT_TYPES = [t.value for t in EventType]
+INPUT_TYPES = list(TYPE_NAMES)
 OUTPUT_TYPES = ["segment_changed", "segment_membership", "segment_formed", "dead_letter"]
 SCHEMA_NAMES = ["envelope", *INPUT_TYPES, *OUTPUT_TYPES]
 # The valid examples are dated up to 2026-12-24; parse them at a fixed time after that
@@ -222,14 +223,14 @@ def test_every_invalid_example_names_its_broken_field() -> None:
 @pytest.mark.parametrize(("type_name", "path"), _examples(INPUT_TYPES, "valid"))
 def test_valid_input_example_parses_to_the_same_dict(type_name: str, path: Path) -> None:
     raw = path.read_bytes()
-    expected = EventType(type_name)
+    expected = BY_TYPE_NAME[type_name]
     assert parse_event(raw, expected, EXAMPLES_NOW) == json.loads(raw)
     assert parse_event(raw, now=EXAMPLES_NOW) == json.loads(raw)
 
 
 @pytest.mark.parametrize(("type_name", "path"), _examples(INPUT_TYPES, "invalid"))
 def test_invalid_input_example_is_rejected_naming_the_field(type_name: str, path: Path) -> None:
-    result = parse_event(path.read_bytes(), EventType(type_name), EXAMPLES_NOW)
+    result = parse_event(path.read_bytes(), BY_TYPE_NAME[type_name], EXAMPLES_NOW)
     assert isinstance(result, Rejection), "accepted an invalid example"
     assert result.reason == "schema_invalid"
     assert result.detail.startswith("$")
@@ -364,7 +365,7 @@ def test_integer_and_boolean_are_not_confused() -> None:
 def test_bad_records_are_rejected_with_their_reason(
     raw: bytes | None, reason: str, mention: str
 ) -> None:
-    result = parse_event(raw, EventType.ORDER)
+    result = parse_event(raw, Order)
     assert isinstance(result, Rejection)
     assert result.reason == reason
     assert mention in result.detail
@@ -373,21 +374,21 @@ def test_bad_records_are_rejected_with_their_reason(
 
 def test_valid_event_on_another_types_topic_is_wrong_topic() -> None:
     raw = (EXAMPLES / "order" / "valid" / "renewal_minimal.json").read_bytes()
-    result = parse_event(raw, EventType.SIGNUP)
+    result = parse_event(raw, Signup)
     assert result == Rejection("wrong_topic", "event type 'order' on the topic for 'signup' events")
-    assert isinstance(parse_event(raw, EventType.ORDER), dict)
-    assert isinstance(parse_event(raw, EventType.CANCELLATION), Rejection)
+    assert isinstance(parse_event(raw, Order), dict)
+    assert isinstance(parse_event(raw, Cancellation), Rejection)
 
 
 def test_type_is_checked_before_topic_and_topic_before_schema() -> None:
     # An unknown type is schema_invalid even on a typed topic; a broken order on the
     # signups topic is wrong_topic (the record is misrouted before it is malformed).
-    assert parse_event(b'{"type": "refund"}', EventType.ORDER) == Rejection(
+    assert parse_event(b'{"type": "refund"}', Order) == Rejection(
         "schema_invalid", "$.type: 'refund' is not one of ['signup', 'order', 'cancellation']"
     )
-    broken = parse_event(b'{"type": "order"}', EventType.SIGNUP)
+    broken = parse_event(b'{"type": "order"}', Signup)
     assert isinstance(broken, Rejection) and broken.reason == "wrong_topic"
-    assert parse_event(b'{"type": "order"}', EventType.ORDER) == Rejection(
+    assert parse_event(b'{"type": "order"}', Order) == Rejection(
         "schema_invalid", "$: 'schema_version' is a required property"
     )
 
@@ -408,7 +409,7 @@ def test_parse_event_never_raises_on_mangled_records() -> None:
         raw = bytearray(rng.choice(seeds))
         for _ in range(rng.randint(1, 4)):
             raw[rng.randrange(len(raw))] = rng.randrange(256)
-        result = parse_event(bytes(raw), rng.choice([None, *EventType]))
+        result = parse_event(bytes(raw), rng.choice([None, *EVENT_CLASSES]))
         assert isinstance(result, (dict, Rejection))
         outcomes.add("ok" if isinstance(result, dict) else result.reason)
     assert {"undecodable", "invalid_json", "schema_invalid"} <= outcomes
@@ -469,7 +470,7 @@ def test_ids_with_control_or_invisible_characters_are_rejected(
     type_name: str, example: str, path: tuple[str | int, ...], char: str
 ) -> None:
     raw = _with(type_name, example, path, f"ab{char}12")
-    result = parse_event(raw, EventType(type_name), EXAMPLES_NOW)
+    result = parse_event(raw, BY_TYPE_NAME[type_name], EXAMPLES_NOW)
     assert isinstance(result, Rejection) and result.reason == "schema_invalid"
     assert str(path[-1]) in result.detail
     assert f"contains U+{ord(char):04X}, a control or invisible character" in result.detail
@@ -478,7 +479,7 @@ def test_ids_with_control_or_invisible_characters_are_rejected(
 @pytest.mark.parametrize("text", ["Zoë-7", "顧客-1", "cust 42", "emoji-\U0001f600", "a/b|c"])
 def test_visible_unicode_in_ids_is_accepted(text: str) -> None:
     raw = _with("signup", "rich_attributes_referral", ("customer_id",), text)
-    assert isinstance(parse_event(raw, EventType.SIGNUP, EXAMPLES_NOW), dict)
+    assert isinstance(parse_event(raw, Signup, EXAMPLES_NOW), dict)
 
 
 def test_hidden_character_message_class_matches_the_schema_pattern() -> None:
@@ -505,7 +506,7 @@ def test_hidden_character_message_class_matches_the_schema_pattern() -> None:
     ],
 )
 def test_duplicate_keys_are_invalid_json_naming_the_key(raw: bytes, key: str) -> None:
-    result = parse_event(raw, EventType.ORDER)
+    result = parse_event(raw, Order)
     assert result == Rejection("invalid_json", f"not valid JSON: duplicate key {key!r}")
 
 
@@ -513,7 +514,7 @@ def test_duplicate_key_in_an_otherwise_valid_event_is_rejected() -> None:
     raw = (EXAMPLES / "order" / "valid" / "renewal_minimal.json").read_bytes()
     doubled = raw.replace(b'"amount": 14.9', b'"amount": 1, "amount": 14.9')
     assert doubled != raw
-    result = parse_event(doubled, EventType.ORDER)
+    result = parse_event(doubled, Order)
     assert isinstance(result, Rejection) and result.reason == "invalid_json"
     assert "'amount'" in result.detail
 
@@ -521,7 +522,7 @@ def test_duplicate_key_in_an_otherwise_valid_event_is_rejected() -> None:
 @pytest.mark.parametrize("escape", ["\\ud800", "\\uDFFF", "x\\udc00y", "\\ude00\\ud83d"])
 def test_unpaired_surrogate_escapes_are_invalid_json(escape: str) -> None:
     raw = _order().replace(b'"cust-000123"', f'"{escape}"'.encode())
-    result = parse_event(raw, EventType.ORDER)
+    result = parse_event(raw, Order)
     assert isinstance(result, Rejection) and result.reason == "invalid_json"
     assert "surrogate" in result.detail
 
@@ -559,9 +560,9 @@ def test_larger_records_are_too_large_before_decoding(size: int) -> None:
     expected = Rejection(
         "too_large", f"value is {size} bytes; an input event may have at most 65536 bytes"
     )
-    assert parse_event(_padded(size), EventType.ORDER) == expected
+    assert parse_event(_padded(size), Order) == expected
     # not even decoded: a non-UTF-8 value of that size is too_large, not undecodable
-    assert parse_event(b"\xff" * size, EventType.ORDER) == expected
+    assert parse_event(b"\xff" * size, Order) == expected
 
 
 # --- implausible times ----------------------------------------------------------------------
@@ -580,7 +581,7 @@ NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
     ],
 )
 def test_times_within_the_bounds_are_accepted(stamp: str) -> None:
-    assert isinstance(parse_event(_order(occurred_at=stamp), EventType.ORDER, NOW), dict)
+    assert isinstance(parse_event(_order(occurred_at=stamp), Order, NOW), dict)
 
 
 @pytest.mark.parametrize(
@@ -597,7 +598,7 @@ def test_times_within_the_bounds_are_accepted(stamp: str) -> None:
     ],
 )
 def test_implausible_occurred_at_is_rejected_with_field_and_why(stamp: str, why: str) -> None:
-    result = parse_event(_order(occurred_at=stamp), EventType.ORDER, NOW)
+    result = parse_event(_order(occurred_at=stamp), Order, NOW)
     assert isinstance(result, Rejection) and result.reason == "implausible_time"
     assert result.detail.startswith(f"$.occurred_at: {stamp!r} ")
     assert why in result.detail
@@ -614,7 +615,7 @@ def test_effective_at_may_lie_in_the_future_up_to_max_effective_delay() -> None:
     occurred = "2026-12-01T10:00:00Z"
     for effective in ("2027-12-01T10:00:00Z", "2028-01-05T10:00:00Z", "2026-11-30T00:00:00Z"):
         raw = _cancellation(occurred_at=occurred, effective_at=effective)
-        assert isinstance(parse_event(raw, EventType.CANCELLATION, NOW), dict), effective
+        assert isinstance(parse_event(raw, Cancellation, NOW), dict), effective
 
 
 @pytest.mark.parametrize(
@@ -627,7 +628,7 @@ def test_effective_at_may_lie_in_the_future_up_to_max_effective_delay() -> None:
 )
 def test_implausible_effective_at_is_rejected(effective: str, why: str) -> None:
     raw = _cancellation(occurred_at="2026-12-01T10:00:00Z", effective_at=effective)
-    result = parse_event(raw, EventType.CANCELLATION, NOW)
+    result = parse_event(raw, Cancellation, NOW)
     assert isinstance(result, Rejection) and result.reason == "implausible_time"
     assert result.detail.startswith(f"$.effective_at: {effective!r} ") and why in result.detail
 
@@ -646,9 +647,9 @@ def test_the_future_bound_follows_the_wall_clock_by_default() -> None:
 
 def test_schema_and_topic_are_checked_before_time() -> None:
     far = "2099-01-01T00:00:00Z"
-    broken = parse_event(_order(occurred_at=far, amount=-1), EventType.ORDER, NOW)
+    broken = parse_event(_order(occurred_at=far, amount=-1), Order, NOW)
     assert isinstance(broken, Rejection) and broken.reason == "schema_invalid"
-    misrouted = parse_event(_order(occurred_at=far), EventType.SIGNUP, NOW)
+    misrouted = parse_event(_order(occurred_at=far), Signup, NOW)
     assert isinstance(misrouted, Rejection) and misrouted.reason == "wrong_topic"
 
 
@@ -678,15 +679,15 @@ def test_unknown_output_schema_is_a_key_error() -> None:
 def test_the_compiled_validator_agrees_with_jsonschema_on_every_example_and_bad_record() -> None:
     loaded = contracts._contracts()
     cases: list[tuple[str, Any]] = []
-    for kind in EventType:
-        for path in sorted((EXAMPLES / kind.value).glob("*/*.json")):
-            cases.append((kind.value, _load(path)))
+    for kind in EVENT_CLASSES:
+        for path in sorted((EXAMPLES / kind.type_name).glob("*/*.json")):
+            cases.append((kind.type_name, _load(path)))
     for record in bad_records(seed=5, count=2000, shop_ids=["shop-1", "tea-house-2"]):
         try:
             decoded = json.loads(record.value)
         except (ValueError, RecursionError):  # not JSON (or nested too deep to decode)
             continue
-        cases.append((EVENT_TYPES[record.role].value, decoded))
+        cases.append((EVENT_TYPES[record.role].type_name, decoded))
     disagreements = []
     for name, event in cases:
         try:

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from service.core.changes import Source
-from service.core.contracts import EventType, validate_output
-from service.core.events import format_time
+from service.core.contracts import validate_output
+from service.core.events import Order, Signup, format_time
 from service.core.keys import customer_key, shop_partition
 from service.core.pipeline import Pipeline
 from service.settings import Settings
@@ -48,7 +48,7 @@ def pipeline(tables: tuple[dict[str, Any], ...]) -> Pipeline:
 
 
 def test_invalid_record_becomes_a_dead_letter_with_reason(pipeline: Pipeline) -> None:
-    outcome = pipeline.handle(b'{"type": "order"', EventType.ORDER, SOURCE, b"tea-1")
+    outcome = pipeline.handle(b'{"type": "order"', Order, SOURCE, b"tea-1")
     assert outcome.status == "dead_lettered"
     assert outcome.dead_letter is not None and outcome.dead_letter.reason == "invalid_json"
     payload = outcome.dead_letter.to_json(T0)
@@ -61,7 +61,7 @@ def test_invalid_record_becomes_a_dead_letter_with_reason(pipeline: Pipeline) ->
 
 
 def test_first_order_assigns_segments_and_duplicate_is_counted_once(pipeline: Pipeline) -> None:
-    first = pipeline.handle(order("c-1", T0, "e1"), EventType.ORDER, SOURCE, None)
+    first = pipeline.handle(order("c-1", T0, "e1"), Order, SOURCE, None)
     assert first.status == "processed"
     assert {(c.model, c.previous, c.current) for c in first.changes if c.model in RULES} == {
         ("lifecycle", None, "new"),
@@ -69,7 +69,7 @@ def test_first_order_assigns_segments_and_duplicate_is_counted_once(pipeline: Pi
     }
     for change in first.changes:
         validate_output("segment_changed", change.to_json())
-    again = pipeline.handle(order("c-1", T0, "e1"), EventType.ORDER, SOURCE, None)
+    again = pipeline.handle(order("c-1", T0, "e1"), Order, SOURCE, None)
     assert again.status == "duplicate" and again.changes == []
     assert pipeline.load("tea-1", "c-1").order_count == 1
 
@@ -77,11 +77,11 @@ def test_first_order_assigns_segments_and_duplicate_is_counted_once(pipeline: Pi
 def test_stream_time_of_other_customers_moves_a_quiet_customer_to_at_risk(
     pipeline: Pipeline,
 ) -> None:
-    pipeline.handle(order("quiet", T0, "q1"), EventType.ORDER, SOURCE, None)
+    pipeline.handle(order("quiet", T0, "q1"), Order, SOURCE, None)
     seen = []
     for day in range(1, 60):
         outcome = pipeline.handle(
-            order("busy", T0 + timedelta(days=day), f"b{day}"), EventType.ORDER, SOURCE, None
+            order("busy", T0 + timedelta(days=day), f"b{day}"), Order, SOURCE, None
         )
         seen += [
             (day, c.previous, c.current, c.cause.kind)
@@ -98,7 +98,7 @@ def test_rebuilt_caches_reproduce_the_same_assignments(
     for n in range(30):
         pipeline.handle(
             order(f"c-{n % 7}", T0 + timedelta(days=n), f"e{n}", 5.0 + n),
-            EventType.ORDER,
+            Order,
             SOURCE,
             None,
         )
@@ -114,7 +114,7 @@ def test_rebuilt_caches_reproduce_the_same_assignments(
         )
     assert restarted.book("tea-1").sizes == pipeline.book("tea-1").sizes
     outcome = restarted.handle(
-        order("c-0", T0 + timedelta(days=30), "e30", 1.0), EventType.ORDER, SOURCE, None
+        order("c-0", T0 + timedelta(days=30), "e30", 1.0), Order, SOURCE, None
     )
     assert outcome.status == "processed"
     assert customer_key("tea-1", "c-0") in tables[0]
@@ -135,9 +135,9 @@ def test_changes_carry_consent_and_the_same_ids_when_emitted_again(
     for key in ("order_id", "amount", "currency", "is_renewal"):
         del signup[key]
     records = [
-        (json.dumps(signup).encode(), EventType.SIGNUP),
-        (order("c-1", T0 + timedelta(hours=1), "e1"), EventType.ORDER),
-        (order("c-2", T0 + timedelta(days=50), "e2"), EventType.ORDER),
+        (json.dumps(signup).encode(), Signup),
+        (order("c-1", T0 + timedelta(hours=1), "e1"), Order),
+        (order("c-2", T0 + timedelta(days=50), "e2"), Order),
     ]
 
     def emitted() -> list[dict[str, Any]]:
@@ -155,7 +155,7 @@ def test_changes_carry_consent_and_the_same_ids_when_emitted_again(
 
 
 def test_only_live_shops_follow_the_wall_clock(pipeline: Pipeline) -> None:
-    pipeline.handle(order("c-1", T0, "e1"), EventType.ORDER, SOURCE, None)
+    pipeline.handle(order("c-1", T0, "e1"), Order, SOURCE, None)
     day = 86_400
     replay = pipeline.advance_clock("tea-1", T0 + timedelta(days=46), live_s=30 * day)
     assert replay is None  # 46 days behind the wall clock: history keeps event time
@@ -183,7 +183,7 @@ def test_time_alone_moves_a_customer_only_after_the_models_minimum_dwell(
     time; the customer's own order moves them at once."""
     settings = Settings(rfm_min_customers=1, rfm_min_dwell_days=60)
     run = Pipeline(settings, *tables)
-    run.handle(order("quiet", T0, "q1"), EventType.ORDER, SOURCE, None)
+    run.handle(order("quiet", T0, "q1"), Order, SOURCE, None)
     moves: list[tuple[int, str, str | None, str]] = []
     for day in range(1, 90):
         at = T0 + timedelta(days=day)
@@ -191,7 +191,7 @@ def test_time_alone_moves_a_customer_only_after_the_models_minimum_dwell(
             busy = order(f"busy-{n}", at, f"b{day}-{n}")
             moves += [
                 (day, c.model, c.current, c.cause.kind)
-                for c in run.handle(busy, EventType.ORDER, SOURCE, None).changes
+                for c in run.handle(busy, Order, SOURCE, None).changes
                 if c.customer_id == "quiet" and c.model in ("rfm", "lifecycle")
             ]
     rfm = [move for move in moves if move[1] == "rfm"]
@@ -199,5 +199,5 @@ def test_time_alone_moves_a_customer_only_after_the_models_minimum_dwell(
     assert ("lifecycle", "at_risk") in {(model, current) for _, model, current, _ in moves}
     since = run.load("tea-1", "quiet").segment_since
     assert set(since) >= {"rfm", "lifecycle"}
-    back = run.handle(order("quiet", T0 + timedelta(days=90), "q2"), EventType.ORDER, SOURCE, None)
+    back = run.handle(order("quiet", T0 + timedelta(days=90), "q2"), Order, SOURCE, None)
     assert any(c.model == "lifecycle" and c.cause.kind == "event" for c in back.changes)

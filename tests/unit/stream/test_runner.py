@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from service.core.changes import Cause, SegmentChange
-from service.core.contracts import EventType, validate_output
-from service.core.events import format_time
+from service.core.contracts import validate_output
+from service.core.events import Cancellation, Order, format_time
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
 from service.settings import Settings
@@ -56,7 +56,7 @@ def runner(checkpoint: FakeCheckpoint) -> tuple[BatchRunner, dict[str, Any]]:
     stores = {name: DictStore() for name in TABLES}
     tables = {name: table_state(name, stores[name], owned) for name in TABLES}
     pipeline = Pipeline(SETTINGS, *(tables[name] for name in TABLES))
-    expected = {ORDERS: EventType.ORDER}
+    expected = {ORDERS: Order}
     batches = BatchRunner(SETTINGS, pipeline, tables, checkpoint, expected)  # type: ignore[arg-type]
     batches.ready = True  # as after a recovery of empty tables
     return batches, tables
@@ -173,7 +173,7 @@ async def test_recovery_seeks_each_input_to_where_the_tables_end(
     batches, _ = runner(checkpoint)
     await batches.run(events(0, 1, 2))
     other = "segstream.cancellations"
-    batches.expected[other] = EventType.CANCELLATION
+    batches.expected[other] = Cancellation
     batches.guard = ProbedGuard(first=5)
     batches.rebalancing()
     await batches.recovered()

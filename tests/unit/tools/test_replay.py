@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from service.core.contracts import EventType, Rejection, parse_event
+from service.core.contracts import Rejection, parse_event
+from service.core.events import Order
 from service.tools.publish import encode
 from service.tools.replay import Columns, RowError, main, read_orders, row_to_event
 
@@ -40,7 +41,7 @@ def test_rows_become_valid_orders_sorted_by_date() -> None:
     ]
     for event in events:
         assert event["is_renewal"] is False and event["currency"] == "EUR"
-        assert not isinstance(parse_event(encode(event), EventType.ORDER), Rejection)
+        assert not isinstance(parse_event(encode(event), Order), Rejection)
 
 
 def test_event_ids_are_deterministic_and_depend_on_row_and_shop() -> None:
