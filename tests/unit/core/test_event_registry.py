@@ -1,0 +1,97 @@
+"""The event registry (service.core.events.EVENT_CLASSES) is the one place an input event
+type is declared: its schema, examples, topic and subscriptions all follow from it."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from service.core.contracts import (
+    EVENT_TYPES,
+    EXAMPLE_DIR,
+    INPUT_ROLES,
+    SCHEMA_DIR,
+    TYPE_NAMES,
+    parse_event,
+    role_for,
+    schema_path,
+)
+from service.core.customer import CustomerState, apply
+from service.core.events import EVENT_CLASSES, Event, event_type, from_payload
+from service.settings import OUTPUT_ROLES, Settings
+from service.stream.topics import CREATED_ROLES, input_event_types, input_topics
+
+# The valid examples are dated up to 2026-12-24 (see test_contracts).
+EXAMPLES_NOW = datetime(2027, 1, 1, tzinfo=UTC)
+
+
+def _valid_examples() -> list[tuple[type[Event], Path]]:
+    return [
+        (cls, path)
+        for cls in EVENT_CLASSES
+        for path in sorted((EXAMPLE_DIR / cls.type_name / "valid").glob("*.json"))
+    ]
+
+
+@pytest.mark.parametrize("cls", EVENT_CLASSES, ids=lambda cls: cls.type_name)
+def test_each_type_has_its_schema_file_naming_it(cls: type[Event]) -> None:
+    schema = json.loads(schema_path(cls.type_name).read_text(encoding="utf-8"))
+    assert schema["properties"]["type"]["const"] == cls.type_name
+    assert "type" in schema["required"]
+    assert list((EXAMPLE_DIR / cls.type_name / "valid").glob("*.json")), "no valid example"
+
+
+def test_every_schema_of_an_input_type_is_registered() -> None:
+    typed = set()
+    for path in SCHEMA_DIR.glob("*.json"):
+        const = json.loads(path.read_text(encoding="utf-8")).get("properties", {}).get("type", {})
+        if "const" in const:
+            typed.add(const["const"])
+    assert typed == set(TYPE_NAMES)
+
+
+@pytest.mark.parametrize(("cls", "path"), _valid_examples(), ids=lambda x: getattr(x, "stem", ""))
+def test_valid_examples_parse_into_their_record_class(cls: type[Event], path: Path) -> None:
+    payload = parse_event(path.read_bytes(), cls, EXAMPLES_NOW)
+    assert isinstance(payload, dict), payload
+    assert role_for(payload) == cls.topic_role
+    record = from_payload(payload)
+    assert type(record) is cls
+    assert event_type(record) == cls.type_name
+    state = CustomerState(record.shop_id, record.customer_id)
+    assert apply(state, record)  # every type says how it changes customer state
+
+
+def test_names_and_roles_are_unique_and_apart_from_the_output_roles() -> None:
+    assert len(set(TYPE_NAMES)) == len(TYPE_NAMES) == len(EVENT_CLASSES)
+    assert len(set(INPUT_ROLES)) == len(INPUT_ROLES) == len(EVENT_CLASSES)
+    assert not set(INPUT_ROLES) & set(OUTPUT_ROLES)
+    assert {cls.topic_role: cls for cls in EVENT_CLASSES} == EVENT_TYPES
+
+
+def test_the_worker_subscribes_to_exactly_the_registrys_topics() -> None:
+    settings = Settings()
+    registry = {settings.topic(cls.topic_role): cls for cls in EVENT_CLASSES}
+    assert input_event_types(settings) == registry
+    assert input_topics(settings) == list(registry)
+    assert list(CREATED_ROLES) == [*INPUT_ROLES, *OUTPUT_ROLES]
+    # The topics that existed before the registry keep their names.
+    assert {"segstream.signups", "segstream.orders", "segstream.cancellations"} <= set(registry)
+
+
+def test_settings_import_nothing_from_the_core() -> None:
+    # service.core imports service.settings; the reverse would be an import cycle.
+    code = (
+        "import sys, service.settings; "
+        "print([m for m in sys.modules if m.startswith('service.') and m != 'service.settings'])"
+    )
+    root = Path(__file__).resolve().parents[3]
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "[]"
