@@ -11,7 +11,7 @@
 >>> state = CustomerState("tea-1", "c-1", signups=[parse_time("2026-03-01T09:30:00Z")],
 ...     purchase_days={date(2026, 3, 1): 12.5})
 >>> blob = encode_state(state)
->>> len(blob) < 40, decode_state("tea-1", "c-1", blob) == state
+>>> len(blob) < 48, decode_state("tea-1", "c-1", blob) == state
 (True, True)
 """
 
@@ -50,6 +50,14 @@ def _time(when: datetime) -> int | float:
 
 def _moment(value: int | float) -> datetime:
     return _EPOCH + timedelta(seconds=value)
+
+
+def _optional_time(when: datetime | None) -> int | float | None:
+    return None if when is None else _time(when)
+
+
+def _optional_moment(value: int | float | None) -> datetime | None:
+    return None if value is None else _moment(value)
 
 
 def _amount(value: float) -> int | float:
@@ -91,6 +99,9 @@ def encode_state(state: CustomerState) -> bytes:
             None if state.due_at is None else _time(state.due_at),
             state.marketing_opt_in,
             state.segment_since,
+            {key: _time(at) for key, at in state.attribute_times.items()},
+            _optional_time(state.preferred_channel_at),
+            _optional_time(state.marketing_opt_in_at),
         ]
     )
 
@@ -106,10 +117,19 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
     consent = fields[16] if len(fields) > 16 else None  # states written before consent
     since = fields[17] if len(fields) > 17 else {}  # and before segment dwell
     acquisition, referred, preferred = channels
+    moments = [_moment(s) for s in signups]
+    if len(fields) > 20:
+        attribute_times = {key: _moment(at) for key, at in fields[18].items()}
+        channel_at, consent_at = _optional_moment(fields[19]), _optional_moment(fields[20])
+    else:  # before statement times: what the state holds came from signups, the latest
+        latest = max(moments, default=None)  # one counts as having stated it
+        attribute_times = {} if latest is None else dict.fromkeys(attributes, latest)
+        channel_at = None if preferred is None else latest
+        consent_at = None if consent is None else latest
     return CustomerState(
         shop_id,
         customer_id,
-        signups=[_moment(s) for s in signups],
+        signups=moments,
         cancellations=[(_moment(o), _moment(e)) for o, e in cancels],
         cancel_reason=reason,
         plan_history=[
@@ -135,6 +155,9 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         due_at=None if due is None else _moment(due),
         marketing_opt_in=consent,
         segment_since=since,
+        attribute_times=attribute_times,
+        preferred_channel_at=channel_at,
+        marketing_opt_in_at=consent_at,
     )
 
 

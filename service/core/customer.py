@@ -7,6 +7,13 @@ dates); :mod:`service.core.codec` stores it compactly (times as integers, event 
 quantity is recomputed from the kept facts (purchase days, signups, cancellations, plans),
 so out-of-order events give the same state as in-order ones.
 
+What events *state* about a customer (attributes key by key, the preferred channel, the
+marketing consent) is latest-wins in event time, not in arrival order: each value is kept
+with the event time of its statement, and a statement replaces it only if it is later (at
+the same time, a deterministic tie-break decides; an opt-out beats an opt-in). Keeping the
+maximum makes the result independent of the order (see :func:`_latest_wins`). An event
+that leaves a field out states nothing about it.
+
 De-duplication memory is bounded: the ids of a customer's last ``window`` events, and of
 none that occurred more than ``horizon_days`` before the newest of them (see
 :class:`DedupPolicy`). A duplicate older than that is applied again.
@@ -15,12 +22,22 @@ none that occurred more than ``horizon_days`` before the newest of them (see
 from __future__ import annotations
 
 import hashlib
+import json
 from bisect import insort
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from service.core.events import Cancellation, Event, Order, Plan, Signup, format_time, parse_time
+from service.core.events import (
+    Attributes,
+    Cancellation,
+    Event,
+    Order,
+    Plan,
+    Signup,
+    format_time,
+    parse_time,
+)
 
 if TYPE_CHECKING:
     from service.settings import Settings
@@ -74,8 +91,16 @@ class CustomerState:
     """Per model: when (epoch seconds of stream time) the customer entered their current
     segment; a model's minimum dwell counts from it."""
     marketing_opt_in: bool | None = None
-    """Consent to marketing messages as stated by the latest signup that stated it (None:
-    never stated); segment changes carry it so downstream tools can respect it."""
+    """Consent to marketing messages as stated by the latest event (in event time) that
+    stated it (None: never stated); segment changes carry it so downstream tools can
+    respect it. See :func:`_latest_wins`."""
+    attribute_times: dict[str, datetime] = field(default_factory=dict)
+    """Per attribute: the event time of the statement its value comes from (a key stated
+    later in event time wins, whatever order the events arrive in)."""
+    preferred_channel_at: datetime | None = None
+    """Event time of the statement ``preferred_channel`` comes from."""
+    marketing_opt_in_at: datetime | None = None
+    """Event time of the statement ``marketing_opt_in`` comes from."""
 
     @property
     def plan(self) -> Plan | None:
@@ -108,6 +133,9 @@ class CustomerState:
             self.due_at,
             dict(self.segment_since),
             self.marketing_opt_in,
+            dict(self.attribute_times),
+            self.preferred_channel_at,
+            self.marketing_opt_in_at,
         )
 
     def has_seen(self, event_id: str) -> bool:
@@ -137,12 +165,17 @@ class CustomerState:
             "recent_event_ids": [f"{h:016x}" for h, _ in self.seen_ids],
             "segments": dict(self.segments),
             "marketing_opt_in": self.marketing_opt_in,
+            "attribute_times": {k: format_time(at) for k, at in self.attribute_times.items()},
+            "preferred_channel_at": _optional_time(self.preferred_channel_at),
+            "marketing_opt_in_at": _optional_time(self.marketing_opt_in_at),
         }
 
     @classmethod
     def from_json(cls, shop_id: str, customer_id: str, payload: dict[str, Any]) -> CustomerState:
         """Inverse of :meth:`to_json` (memory and schedule are not part of it)."""
         first_seen = payload.get("first_seen_at")
+        channel_at = payload.get("preferred_channel_at")
+        consent_at = payload.get("marketing_opt_in_at")
         return cls(
             shop_id,
             customer_id,
@@ -171,6 +204,11 @@ class CustomerState:
             seen_ids=[(int(h, 16), 0) for h in payload.get("recent_event_ids", [])],
             segments=dict(payload.get("segments", {})),
             marketing_opt_in=payload.get("marketing_opt_in"),
+            attribute_times={
+                key: parse_time(at) for key, at in payload.get("attribute_times", {}).items()
+            },
+            preferred_channel_at=None if channel_at is None else parse_time(channel_at),
+            marketing_opt_in_at=None if consent_at is None else parse_time(consent_at),
         )
 
 
@@ -225,10 +263,59 @@ def _apply_signup(state: CustomerState, event: Signup) -> None:
     if state.signups[-1] == event.occurred_at:
         state.acquisition_channel = event.acquisition_channel
         state.referred_by = event.referred_by
-        state.preferred_channel = event.preferred_channel
-        if event.marketing_opt_in is not None:
-            state.marketing_opt_in = event.marketing_opt_in
-    state.attributes.update(event.attributes)
+    _note_contact(state, event.occurred_at, event.preferred_channel, event.marketing_opt_in)
+    _note_attributes(state, event.occurred_at, event.attributes)
+
+
+def _latest_wins(
+    stated_at: datetime | None, current: Any, when: datetime, value: Any, rank: Any
+) -> bool:
+    """Whether a statement of ``value`` at ``when`` replaces the kept ``current`` one
+    (stated at ``stated_at``; None: at an unknown time, older than any statement).
+
+    The later statement in event time wins; at the same time the one with the higher
+    ``rank(value)`` does. Keeping the maximum of (time, rank) makes the kept value the
+    same whatever order the statements arrive in.
+    """
+    if stated_at is None:
+        return True
+    return (when, rank(value)) > (stated_at, rank(current))
+
+
+def _consent_rank(opt_in: bool) -> int:
+    """At the same event time an opt-out wins over an opt-in."""
+    return 0 if opt_in else 1
+
+
+def _attribute_rank(value: Any) -> str:
+    """A total order of attribute values for statements at the same event time."""
+    return json.dumps(value, sort_keys=True)
+
+
+def _note_contact(
+    state: CustomerState, when: datetime, channel: str | None, opt_in: bool | None
+) -> None:
+    """Keep the preferred channel and the marketing consent of the latest event (in event
+    time) that stated each; None states nothing."""
+    if channel is not None and _latest_wins(
+        state.preferred_channel_at, state.preferred_channel, when, channel, str
+    ):
+        state.preferred_channel, state.preferred_channel_at = channel, when
+    if opt_in is not None and _latest_wins(
+        state.marketing_opt_in_at, state.marketing_opt_in, when, opt_in, _consent_rank
+    ):
+        state.marketing_opt_in, state.marketing_opt_in_at = opt_in, when
+
+
+def _note_attributes(state: CustomerState, when: datetime, attributes: Attributes) -> None:
+    """Merge attributes key by key: each key keeps the value of its latest statement in
+    event time (the set of keys only grows; no event removes one)."""
+    for key, value in attributes.items():
+        if key not in state.attributes or _latest_wins(
+            state.attribute_times.get(key), state.attributes[key], when, value, _attribute_rank
+        ):
+            state.attributes[key] = value
+            state.attribute_times[key] = when
 
 
 def _apply_order(state: CustomerState, event: Order) -> None:

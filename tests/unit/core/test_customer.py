@@ -143,3 +143,57 @@ def test_the_cancel_reason_is_the_latest_cancellations_in_any_order() -> None:
             }
             apply(customer, from_payload(payload))
         assert customer.cancel_reason == "moved"
+
+
+def test_statements_are_latest_wins_in_event_time_in_any_order() -> None:
+    early = Signup(
+        "s1",
+        "shop-1",
+        "c-1",
+        T0,
+        PLAN,
+        "web",
+        preferred_channel="sms",
+        attributes={"age": 30, "region": "north"},
+        marketing_opt_in=False,
+    )
+    late = Signup(
+        "s2",
+        "shop-1",
+        "c-1",
+        T0 + timedelta(days=90),
+        PLAN,
+        "app",
+        attributes={"age": 31},  # states neither channel nor consent
+        marketing_opt_in=True,
+    )
+    for events in ([early, late], [late, early]):
+        state = folded(list(events))
+        assert state.attributes == {"age": 31, "region": "north"}
+        assert state.attribute_times == {"age": late.occurred_at, "region": T0}
+        assert (state.preferred_channel, state.preferred_channel_at) == ("sms", T0)
+        assert (state.marketing_opt_in, state.marketing_opt_in_at) == (True, late.occurred_at)
+        assert state.acquisition_channel == "app"
+    assert folded([early, late]) == folded([late, early])
+
+
+def test_at_the_same_event_time_an_opt_out_wins() -> None:
+    yes = replace(signup(T0, "s1"), marketing_opt_in=True, preferred_channel="sms")
+    no = replace(signup(T0, "s2"), marketing_opt_in=False, preferred_channel="email")
+    for events in ([yes, no], [no, yes]):
+        state = folded(list(events))
+        assert state.marketing_opt_in is False
+        assert state.preferred_channel == "sms"  # the higher of the two, whatever the order
+
+
+def test_a_state_stored_before_statement_times_counts_them_as_of_the_latest_signup() -> None:
+    first = replace(signup(T0, "s1"), preferred_channel="push", marketing_opt_in=True)
+    second = signup(T0 + timedelta(days=30), "s2")
+    state = folded([first, second])
+    older = encode([*decode(encode_state(state))[:18]])  # the layout without statement times
+    decoded = decode_state("shop-1", "c-1", older)
+    assert decoded.attribute_times == {"age": second.occurred_at}
+    assert decoded.preferred_channel_at == decoded.marketing_opt_in_at == second.occurred_at
+    assert replace(decoded, attribute_times={}, preferred_channel_at=None) == replace(
+        state, attribute_times={}, preferred_channel_at=None, marketing_opt_in_at=second.occurred_at
+    )
