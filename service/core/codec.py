@@ -24,12 +24,18 @@ from typing import Any
 import msgpack
 
 from service.core.customer import EPOCH_DAY, CustomerState
-from service.core.events import Plan
+from service.core.events import CAMPAIGN_ACTIONS, CONTACT_CHANNELS, Plan
 
 STATE_VERSION = 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ID = struct.Struct(">QI")
 """A remembered event: 8-byte id hash, 4-byte event day."""
+_TOUCH = struct.Struct(">IBBQ")
+"""A campaign interaction: 4-byte event day, action and channel (their index in
+``CAMPAIGN_ACTIONS`` and ``CONTACT_CHANNELS``: those lists may only grow at the end),
+8-byte campaign id hash."""
+_SCORE = struct.Struct(">IB")
+"""A feedback score: 4-byte event day, 1-byte score."""
 
 
 def encode(value: Any) -> bytes:
@@ -102,6 +108,11 @@ def encode_state(state: CustomerState) -> bytes:
             {key: _time(at) for key, at in state.attribute_times.items()},
             _optional_time(state.preferred_channel_at),
             _optional_time(state.marketing_opt_in_at),
+            b"".join(
+                _TOUCH.pack(day, CAMPAIGN_ACTIONS.index(action), CONTACT_CHANNELS.index(channel), h)
+                for day, action, channel, h in state.campaign_touches
+            ),
+            b"".join(_SCORE.pack(day, score) for day, score in state.feedback_scores),
         ]
     )
 
@@ -118,6 +129,8 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
     since = fields[17] if len(fields) > 17 else {}  # and before segment dwell
     acquisition, referred, preferred = channels
     moments = [_moment(s) for s in signups]
+    touches = fields[21] if len(fields) > 21 else b""  # states written before campaign
+    scores = fields[22] if len(fields) > 22 else b""  # responses and feedback
     if len(fields) > 20:
         attribute_times = {key: _moment(at) for key, at in fields[18].items()}
         channel_at, consent_at = _optional_moment(fields[19]), _optional_moment(fields[20])
@@ -158,6 +171,11 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         attribute_times=attribute_times,
         preferred_channel_at=channel_at,
         marketing_opt_in_at=consent_at,
+        campaign_touches=[
+            (day, CAMPAIGN_ACTIONS[action], CONTACT_CHANNELS[channel], h)
+            for day, action, channel, h in _TOUCH.iter_unpack(touches)
+        ],
+        feedback_scores=list(_SCORE.iter_unpack(scores)),
     )
 
 

@@ -30,10 +30,14 @@ from typing import TYPE_CHECKING, Any
 
 from service.core.events import (
     Attributes,
+    CampaignResponse,
     Cancellation,
+    CustomerUpdated,
     Event,
+    Feedback,
     Order,
     Plan,
+    PlanChanged,
     Signup,
     format_time,
     parse_time,
@@ -43,6 +47,16 @@ if TYPE_CHECKING:
     from service.settings import Settings
 
 SegmentName = str
+
+CampaignTouch = tuple[int, str, str, int]
+"""One campaign interaction: (event day number, action, channel, campaign id hash)."""
+FeedbackScore = tuple[int, int]
+"""One feedback: (event day number, score 1-5)."""
+
+CAMPAIGN_MEMORY = 32
+"""How many campaign interactions a customer's state keeps: the latest by event day."""
+FEEDBACK_MEMORY = 16
+"""How many feedback scores a customer's state keeps: the latest by event day."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,6 +115,12 @@ class CustomerState:
     """Event time of the statement ``preferred_channel`` comes from."""
     marketing_opt_in_at: datetime | None = None
     """Event time of the statement ``marketing_opt_in`` comes from."""
+    campaign_touches: list[CampaignTouch] = field(default_factory=list)
+    """The latest :data:`CAMPAIGN_MEMORY` campaign interactions, ordered by (day, action,
+    channel, campaign hash): the same ones whatever order the events arrived in."""
+    feedback_scores: list[FeedbackScore] = field(default_factory=list)
+    """The latest :data:`FEEDBACK_MEMORY` feedback scores, ordered by (day, score). Never
+    the feedback text (personal data)."""
 
     @property
     def plan(self) -> Plan | None:
@@ -136,6 +156,8 @@ class CustomerState:
             dict(self.attribute_times),
             self.preferred_channel_at,
             self.marketing_opt_in_at,
+            list(self.campaign_touches),
+            list(self.feedback_scores),
         )
 
     def has_seen(self, event_id: str) -> bool:
@@ -168,6 +190,19 @@ class CustomerState:
             "attribute_times": {k: format_time(at) for k, at in self.attribute_times.items()},
             "preferred_channel_at": _optional_time(self.preferred_channel_at),
             "marketing_opt_in_at": _optional_time(self.marketing_opt_in_at),
+            "campaign_responses": [
+                {
+                    "day": (EPOCH_DAY + timedelta(days=day)).isoformat(),
+                    "action": action,
+                    "channel": channel,
+                    "campaign": f"{campaign:016x}",
+                }
+                for day, action, channel, campaign in self.campaign_touches
+            ],
+            "feedback_scores": [
+                {"day": (EPOCH_DAY + timedelta(days=day)).isoformat(), "score": score}
+                for day, score in self.feedback_scores
+            ],
         }
 
     @classmethod
@@ -209,11 +244,22 @@ class CustomerState:
             },
             preferred_channel_at=None if channel_at is None else parse_time(channel_at),
             marketing_opt_in_at=None if consent_at is None else parse_time(consent_at),
+            campaign_touches=[
+                (_day_number(t["day"]), t["action"], t["channel"], int(t["campaign"], 16))
+                for t in payload.get("campaign_responses", [])
+            ],
+            feedback_scores=[
+                (_day_number(f["day"]), int(f["score"])) for f in payload.get("feedback_scores", [])
+            ],
         )
 
 
 def _optional_time(when: datetime | None) -> str | None:
     return None if when is None else format_time(when)
+
+
+def _day_number(day: str) -> int:
+    return (date.fromisoformat(day) - EPOCH_DAY).days
 
 
 def day_number(when: datetime) -> int:
@@ -234,6 +280,16 @@ def apply(state: CustomerState, event: Event, policy: DedupPolicy | None = None)
         _apply_order(state, event)
     elif isinstance(event, Cancellation):
         _apply_cancellation(state, event)
+    elif isinstance(event, CustomerUpdated):
+        _note_contact(state, event.occurred_at, event.preferred_channel, event.marketing_opt_in)
+        _note_attributes(state, event.occurred_at, event.attributes)
+    elif isinstance(event, PlanChanged):
+        _note_plan(state, event.occurred_at, event.plan)
+    elif isinstance(event, CampaignResponse):
+        _apply_campaign_response(state, event)
+    elif isinstance(event, Feedback):
+        score = (day_number(event.occurred_at), event.score)
+        _keep_latest(state.feedback_scores, score, FEEDBACK_MEMORY)
     else:  # every entry of events.EVENT_CLASSES says here how it changes the state
         raise TypeError(f"no state change for {type(event).__name__} events")
     _remember(state, event, policy or DedupPolicy())
@@ -337,9 +393,23 @@ def _apply_cancellation(state: CustomerState, event: Cancellation) -> None:
         state.cancel_reason = event.reason
 
 
+def _apply_campaign_response(state: CustomerState, event: CampaignResponse) -> None:
+    touch = (day_number(event.occurred_at), event.action, event.channel, id_hash(event.campaign_id))
+    _keep_latest(state.campaign_touches, touch, CAMPAIGN_MEMORY)
+    if event.action == "unsubscribed":  # a statement of consent like any other
+        _note_contact(state, event.occurred_at, None, False)
+
+
+def _keep_latest(kept: list[Any], item: Any, limit: int) -> None:
+    """Add ``item`` to the sorted ``kept`` and keep only the ``limit`` greatest: the
+    greatest of a set are the same whatever order its items were added in."""
+    insort(kept, item)
+    del kept[: max(0, len(kept) - limit)]
+
+
 def _note_plan(state: CustomerState, when: datetime, plan: Plan) -> None:
-    """Keep every plan with the time it took effect; the current plan is the latest one,
-    whatever order the signups and plan changes arrive in."""
+    """Keep every plan with the time it took effect (signups, orders with a plan, plan
+    changes); the current plan is the latest one, whatever order they arrive in."""
     insort(state.plan_history, (when, plan), key=lambda entry: entry[0])
 
 

@@ -5,8 +5,15 @@ access to a validated payload (see :func:`from_payload`) and never validate twic
 :data:`EVENT_CLASSES` is the registry of input event types: each record class names its
 schema ``type`` and its topic role, and everything else is derived from it.
 
->>> [(cls.type_name, cls.topic_role) for cls in EVENT_CLASSES]
-[('signup', 'signups'), ('order', 'orders'), ('cancellation', 'cancellations')]
+>>> for cls in EVENT_CLASSES:
+...     print(cls.type_name, cls.topic_role)
+signup signups
+order orders
+cancellation cancellations
+customer_updated customer_updates
+plan_changed plan_changes
+campaign_response campaign_responses
+feedback feedback_responses
 """
 
 from __future__ import annotations
@@ -173,7 +180,98 @@ class Cancellation(Event):
         return cls(**envelope, reason=payload["reason"], effective_at=effective_at)
 
 
-EVENT_CLASSES: tuple[type[Event], ...] = (Signup, Order, Cancellation)
+@dataclass(frozen=True, slots=True)
+class CustomerUpdated(Event):
+    """The platform reports changed customer data; a field left out (None, or no attribute
+    key) is not changed. Each value stated is latest-wins in event time."""
+
+    type_name: ClassVar[str] = "customer_updated"
+    topic_role: ClassVar[str] = "customer_updates"
+
+    attributes: Attributes = field(default_factory=dict)
+    preferred_channel: str | None = None
+    marketing_opt_in: bool | None = None
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> CustomerUpdated:
+        return cls(
+            **envelope,
+            attributes=dict(payload.get("attributes", {})),
+            preferred_channel=payload.get("preferred_channel"),
+            marketing_opt_in=payload.get("marketing_opt_in"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class PlanChanged(Event):
+    """The plan in force changed at ``occurred_at`` (a pause is a plan of price 0)."""
+
+    type_name: ClassVar[str] = "plan_changed"
+    topic_role: ClassVar[str] = "plan_changes"
+
+    plan: Plan
+    change: str
+    """upgrade, downgrade, switch, pause or resume."""
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> PlanChanged:
+        return cls(**envelope, plan=Plan.from_payload(payload["plan"]), change=payload["change"])
+
+
+CAMPAIGN_ACTIONS = ("delivered", "opened", "clicked", "converted", "unsubscribed")
+"""``campaign_response.action`` values, as the schema lists them."""
+CONTACT_CHANNELS = ("email", "sms", "push")
+"""Contact channel values (``preferred_channel``, ``campaign_response.channel``)."""
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignResponse(Event):
+    """What the customer did with a campaign message; ``unsubscribed`` withdraws consent."""
+
+    type_name: ClassVar[str] = "campaign_response"
+    topic_role: ClassVar[str] = "campaign_responses"
+
+    campaign_id: str
+    channel: str
+    action: str
+    discount_code: str | None = None
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> CampaignResponse:
+        return cls(
+            **envelope,
+            campaign_id=payload["campaign_id"],
+            channel=payload["channel"],
+            action=payload["action"],
+            discount_code=payload.get("discount_code"),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Feedback(Event):
+    """A rating from 1 to 5. The schema's free ``text`` is personal data: it is validated
+    but deliberately not read into the record, so it can never reach state or logs."""
+
+    type_name: ClassVar[str] = "feedback"
+    topic_role: ClassVar[str] = "feedback_responses"
+
+    score: int
+    order_id: str | None = None
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Feedback:
+        return cls(**envelope, score=int(payload["score"]), order_id=payload.get("order_id"))
+
+
+EVENT_CLASSES: tuple[type[Event], ...] = (
+    Signup,
+    Order,
+    Cancellation,
+    CustomerUpdated,
+    PlanChanged,
+    CampaignResponse,
+    Feedback,
+)
 """The registry of input event types, the one place one is declared: everything else (the
 schema ``type`` names, topic roles and names, the worker's subscriptions, the tools' lists
 of input roles) is derived from it. Adding a type: its schema ``schemas/v1/<type_name>.json``

@@ -31,8 +31,14 @@ def input_event_types(settings: Settings) -> dict[str, EventType]:
 def input_topics(settings: Settings) -> list[str]:
     """The names of the input topics (see :func:`input_event_types`).
 
-    >>> input_topics(Settings())
-    ['segstream.signups', 'segstream.orders', 'segstream.cancellations']
+    >>> print(*input_topics(Settings()), sep="\\n")
+    segstream.signups
+    segstream.orders
+    segstream.cancellations
+    segstream.customer-updates
+    segstream.plan-changes
+    segstream.campaign-responses
+    segstream.feedback-responses
     """
     return list(input_event_types(settings))
 
