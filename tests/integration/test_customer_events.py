@@ -1,0 +1,102 @@
+"""The newer input events on a real worker: customer updates, plan changes, campaign
+responses and feedback arrive on their own topics, fold into the customer's state, and a
+consent withdrawn by a customer update reaches the next segment change (the cancellation's
+move to at risk); a feedback's free text is stored nowhere."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from harness.kafka_io import consume_all, read_table
+from harness.workers import WorkerProcess, isolated_settings
+from service.core.events import BY_TYPE_NAME
+from service.core.keys import customer_key
+from service.settings import Settings
+from service.stream.topics import changelog_topic, ensure_topics
+from service.tools.publish import publish
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+SHOP = "events-shop"
+SECRET = "my neighbour reads this box"
+
+
+@pytest.fixture(scope="module")
+def settings(kafka_bootstrap: str) -> Settings:
+    return isolated_settings(kafka_bootstrap, "ev")
+
+
+@pytest.fixture(scope="module")
+def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
+    asyncio.run(ensure_topics(settings))
+    process = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("ev"))
+    process.start()
+    process.wait_ready()
+    yield process
+    process.stop()
+
+
+def event(kind: str, n: int, day: str, **fields: Any) -> tuple[str, dict[str, Any]]:
+    payload = {
+        "schema_version": 1,
+        "type": kind,
+        "event_id": f"ev-{n}",
+        "shop_id": SHOP,
+        "customer_id": "c-1",
+        "occurred_at": f"2025-03-{day}T10:00:00Z",
+        **fields,
+    }
+    return BY_TYPE_NAME[kind].topic_role, payload
+
+
+def history() -> list[tuple[str, dict[str, Any]]]:
+    plan = {"plan_id": "small", "price": 12.0, "currency": "EUR", "interval": "month"}
+    bigger = plan | {"plan_id": "large", "price": 20.0}
+    order = {"currency": "EUR", "is_renewal": False}
+    return [
+        event("signup", 0, "01", plan=plan, acquisition_channel="web", marketing_opt_in=True),
+        event("order", 1, "01", order_id="o-1", amount=12.0, **order),
+        event("campaign_response", 2, "05", campaign_id="spring", channel="email", action="opened"),
+        event("feedback", 3, "06", score=2, text=SECRET, order_id="o-1"),
+        event("plan_changed", 4, "07", plan=bigger, change="upgrade"),
+        event("customer_updated", 5, "08", marketing_opt_in=False, attributes={"age": 41}),
+        event("cancellation", 6, "20", reason="price", effective_at="2025-04-07T10:00:00Z"),
+    ]
+
+
+async def test_new_events_fold_into_state_and_consent_reaches_the_changes(
+    worker: WorkerProcess, settings: Settings
+) -> None:
+    await publish(history(), settings)
+
+    def changed_by_the_cancellation(records: list[Any]) -> bool:
+        return any(r.value and b'"ev-6"' in r.value for r in records)
+
+    records = await consume_all(
+        settings.kafka_bootstrap,
+        settings.topic("segment_changes"),
+        until=changed_by_the_cancellation,
+        timeout_s=60,
+    )
+    changes = [json.loads(r.value) for r in records if r.value]
+    latest = [c for c in changes if c.get("cause", {}).get("event_id") == "ev-6"]
+    assert latest, worker.log_tail()
+    assert {c["marketing_opt_in"] for c in latest} == {False}
+    first = [c for c in changes if c.get("cause", {}).get("event_id") == "ev-0"]
+    assert first and {c["marketing_opt_in"] for c in first} == {True}
+
+    state = (await read_table(settings, "customers"))[customer_key(SHOP, "c-1")]
+    assert state["plan"]["plan_id"] == "large"
+    assert state["attributes"] == {"age": 41}
+    assert [t["action"] for t in state["campaign_responses"]] == ["opened"]
+    assert [f["score"] for f in state["feedback_scores"]] == [2]
+    assert state["marketing_opt_in"] is False
+
+    changelog = await consume_all(
+        settings.kafka_bootstrap, changelog_topic(settings, "customers"), timeout_s=30
+    )
+    assert changelog and not any(SECRET.encode() in (r.value or b"") for r in changelog)
