@@ -2,7 +2,7 @@
 
 ``python -m bench.throughput`` (``make bench``) starts its own broker, publishes one
 simulated stream (``--events``, default 100,000 records of many small shops) to
-segstream's three input topics once, and then runs every variant, one after another, on
+segstream's input topics once, and then runs every variant, one after another, on
 those same topics and partitions with a consumer group of its own:
 
 - ``faust forward``: a bare Faust agent sending every record on;

@@ -281,7 +281,7 @@ def reference(settings: Settings, records: Sequence[Record]) -> dict[str, Any]:
 
 def facts(state: dict[str, Any]) -> dict[str, Any]:
     """Every field but the segments (learned and ranked segments depend on the order the
-    three topics were consumed in; the chain check ties them to the change topic)."""
+    input topics were consumed in; the chain check ties them to the change topic)."""
     return {**state, "segments": None, "recent_event_ids": sorted(state["recent_event_ids"])}
 
 

@@ -28,7 +28,7 @@ from service.tools.simulation.generator import Simulation, SimulationConfig, gen
 from tests.metrics_oracle import MetricsOracle
 
 REPLAY_ENV = {
-    # A replay delivers months of event time in seconds, and the three input topics are
+    # A replay delivers months of event time in seconds, and the input topics are
     # consumed independently: allow the whole span as lateness, as a backfill should.
     "SEGSTREAM_METRICS_ALLOWED_LATENESS_DAYS": "400",
     "SEGSTREAM_METRICS_RETENTION_DAYS": "800",

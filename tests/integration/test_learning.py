@@ -13,7 +13,7 @@ last event makes the final full re-evaluation cover every customer. Then:
 - the learned models continued after the crash instead of starting from zero;
 - each shop's models stay small.
 
-Publishing week by week keeps the three input topics (consumed independently) within a
+Publishing week by week keeps the input topics (consumed independently) within a
 week of each other, closer to a live platform's, instead of one topic racing months ahead
 of the others. The skew matters: a shop's stream time is the latest event seen on any
 topic, so a renewal still queued on the orders topic makes its customer look lapsed. In

@@ -36,7 +36,7 @@ def comparable(state: dict[str, Any], facts_only: bool = False) -> dict[str, Any
     """Every fact, and the lifecycle stage (it depends on the customer's own facts and the
     shop's stream time alone); not the other segments: RFM ranks depend on when others
     were evaluated, learned models on the order events arrived in (Kafka orders nothing
-    across the three input topics). The remembered ids as a set. With ``facts_only`` no
+    across the input topics). The remembered ids as a set. With ``facts_only`` no
     segments at all."""
     lifecycle = state["segments"].get("lifecycle")
     segments = {} if facts_only or lifecycle is None else {"lifecycle": lifecycle}

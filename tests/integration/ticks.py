@@ -14,7 +14,7 @@ def tick_orders(outbox: Sequence[tuple[Any, Any]], after: timedelta, label: str)
 
     Sent once everything before it is consumed, it makes the shop's next full
     re-evaluation happen at the same stream time over the same facts in every run, so
-    segments become comparable: Kafka orders nothing across the three input topics, and
+    segments become comparable: Kafka orders nothing across the input topics, and
     between re-evaluations segments depend on the order events were consumed in.
     """
     latest: dict[str, datetime] = {}
