@@ -167,9 +167,11 @@ def test_count_of_purchase_days_in_a_window_includes_today_and_stops_at_its_edge
 
 
 def test_items_after_the_evaluation_day_are_not_seen() -> None:
-    kept = state(purchase_days={ago(0): 5.0, ago(-3): 7.0})
+    kept = state(purchase_days={ago(0): 5.0, ago(-1): 7.0, ago(-3): 7.0})
     view = snapshot(kept, NOW)
     assert compiled(count("purchase_days", "eq", 1))(kept, view)
+    latest = {"last": 1, "of": "purchase_days", "every": {"amount": {"lt": 6}}}
+    assert compiled(latest)(kept, view)
 
 
 def test_sum_of_amounts_and_of_scores() -> None:
