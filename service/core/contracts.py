@@ -259,6 +259,7 @@ class _Contracts:
             raise RuntimeError("date-time is not checked: install jsonschema[format-nongpl]")
         self._validators: dict[str, Any] = {}
         self._compiled: dict[str, Any] = {}
+        self._documents: dict[str, Any] = {}
 
     def fast_check(self, name: str) -> Any:
         """The compiled check of schema ``name``: returns the event or raises
@@ -274,6 +275,20 @@ class _Contracts:
             formats = {"date-time": lambda value: self.format_checker.conforms(value, "date-time")}
             found = fastjsonschema.compile(bundled, formats=formats, use_default=False)
             self._compiled[name] = found
+        return found
+
+    def document_validator(self, name: str) -> Any:
+        """The (cached) validator of schema ``name`` as written: its ``$ref``s resolve through
+        the registry when used instead of being inlined, so the schema may refer to itself
+        (a segment rule holds rules, which :func:`_bundle` cannot inline). Slower than
+        :meth:`validator`; for documents checked once, not for every event."""
+        found = self._documents.get(name)
+        if found is None:
+            if name not in self.schemas:
+                raise KeyError(f"no schema {name!r}: {schema_path(name)} does not exist")
+            schema = self.schemas[name]
+            found = _Validator(schema, registry=self.registry, format_checker=self.format_checker)
+            self._documents[name] = found
         return found
 
     def validator(self, name: str) -> Any:
@@ -502,6 +517,16 @@ def parse_event(
     if rejection is None:
         rejection = _implausible_time(event, datetime.now(UTC) if now is None else now)
     return event if rejection is None else rejection
+
+
+def document_error(name: str, payload: Any) -> ValidationError | None:
+    """The most relevant error of ``payload`` against schema file ``name``, or None.
+
+    For documents that are not events, such as segment definitions
+    (``segment_definition``), whose schemas may be recursive. ``KeyError`` when the schema
+    file does not exist; ``RecursionError`` for a value nested too deeply to walk.
+    """
+    return best_match(_contracts().document_validator(name).iter_errors(payload))
 
 
 def validate_output(schema: OutputSchema, payload: Mapping[str, Any]) -> None:
