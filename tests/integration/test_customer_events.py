@@ -81,41 +81,48 @@ async def customer_once(settings: Settings, done: Callable[[dict[str, Any]], boo
     return None
 
 
+async def changes_caused_by(settings: Settings, event_id: str) -> list[dict[str, Any]]:
+    """The committed segment changes of ``event_id``, once there is one."""
+    marker = f'"{event_id}"'.encode()
+
+    def arrived(records: list[Any]) -> bool:
+        return any(r.value and marker in r.value for r in records)
+
+    records = await consume_all(
+        settings.kafka_bootstrap, settings.topic("segment_changes"), until=arrived, timeout_s=60
+    )
+    changes = [json.loads(r.value) for r in records if r.value]
+    return [c for c in changes if c.get("cause", {}).get("event_id") == event_id]
+
+
 async def test_new_events_fold_into_state_and_consent_reaches_the_changes(
     worker: WorkerProcess, settings: Settings
 ) -> None:
-    """The input topics are consumed independently, so the cancellation is sent once the
-    consent withdrawal is committed: the change it causes carries the new consent."""
-    *before, cancellation = history()
-    await publish(before, settings)
+    """The input topics are consumed independently, so each step is sent once the one
+    before is committed: the signup (consent given), then the other events (consent
+    withdrawn), then a cancellation, whose change carries the new consent."""
+    signup, *middle, cancellation = history()
+    await publish([signup], settings)
+    first = await changes_caused_by(settings, "ev-0")
+    assert first and {c["marketing_opt_in"] for c in first} == {True}, worker.log_tail()
+
+    await publish(middle, settings)
     state = await customer_once(
         settings,
         lambda s: (
             bool(s["feedback_scores"])
-            and (s["marketing_opt_in"] is False and s["plan"]["plan_id"] == "large")
+            and s["marketing_opt_in"] is False
+            and s["plan"]["plan_id"] == "large"
         ),
     )
     assert state is not None, worker.log_tail()
     assert state["attributes"] == {"age": 41}
     assert [t["action"] for t in state["campaign_responses"]] == ["opened"]
     assert [f["score"] for f in state["feedback_scores"]] == [2]
+
     await publish([cancellation], settings)
-
-    def changed_by_the_cancellation(records: list[Any]) -> bool:
-        return any(r.value and b'"ev-6"' in r.value for r in records)
-
-    records = await consume_all(
-        settings.kafka_bootstrap,
-        settings.topic("segment_changes"),
-        until=changed_by_the_cancellation,
-        timeout_s=60,
-    )
-    changes = [json.loads(r.value) for r in records if r.value]
-    latest = [c for c in changes if c.get("cause", {}).get("event_id") == "ev-6"]
-    assert latest, worker.log_tail()
-    assert {c["marketing_opt_in"] for c in latest} == {False}
-    first = [c for c in changes if c.get("cause", {}).get("event_id") == "ev-0"]
-    assert first and {c["marketing_opt_in"] for c in first} == {True}
+    latest = await changes_caused_by(settings, "ev-6")
+    assert latest and {c["marketing_opt_in"] for c in latest} == {False}, worker.log_tail()
 
     changelog = await consume_all(
         settings.kafka_bootstrap, changelog_topic(settings, "customers"), timeout_s=30
