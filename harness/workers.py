@@ -117,6 +117,22 @@ class WorkerProcess:
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
 
+    def post(self, path: str, body: bytes) -> tuple[int, str, bytes]:
+        """POST ``body`` as JSON; (status, content type, body) of the answer."""
+        request = urllib.request.Request(
+            self.url(path), data=body, method="POST", headers={"Content-Type": "application/json"}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.headers.get_content_type(), response.read()
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers.get_content_type(), error.read()
+
+    def post_json(self, path: str, body: bytes) -> tuple[int, Any]:
+        """POST ``body`` to a JSON view; (status, parsed answer)."""
+        status, _, answer = self.post(path, body)
+        return status, json.loads(answer or b"null")
+
     def get_text(self, path: str) -> str:
         with urllib.request.urlopen(self.url(path), timeout=5) as response:
             return str(response.read().decode())

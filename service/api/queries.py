@@ -2,11 +2,13 @@
 
 Every function takes the :class:`~service.core.pipeline.Pipeline` of the worker that owns
 the shop's partition and returns JSON-ready data, or raises :class:`NotFoundError` /
-:class:`BadRequestError` with a message fit for the client.
+:class:`BadRequestError` (or, for a segment definition that breaks its contract,
+:class:`~service.segments.defined.DefinitionError`) with a message fit for the client.
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import asdict
@@ -28,8 +30,11 @@ from service.learning.lifetime import (
 )
 from service.metrics.ledger import UnknownShopError
 from service.metrics.windows import BadWindowError
+from service.segments.defined import compile_definition, validate_definition
 
 MAX_PAGE = 500
+MAX_SAMPLE = 100
+"""Most matching customer ids a definition preview lists."""
 MIN_REPEAT_BUYERS = 5
 """Repeat buyers a shop needs before a BG/NBD fit says anything."""
 
@@ -170,6 +175,62 @@ def segment_members(
         "offset": offset,
         "customers": members[offset : offset + limit],
     }
+
+
+def definition_preview(
+    pipeline: Pipeline, shop_id: str, body: bytes, query: Mapping[str, str]
+) -> dict[str, Any]:
+    """How many of the shop's customers a segment definition (``body``, its JSON) matches
+    now, and the first ``limit`` of them by customer id.
+
+    One pass over the shop's customers (each snapshotted at the shop's stream time, the
+    rule compiled once): the same scan as :func:`segment_members`, unbounded like it.
+    An unknown shop is :class:`NotFoundError`; a body that is not JSON, a bad ``limit`` or
+    a definition of another shop :class:`BadRequestError`; a definition that breaks its
+    contract :class:`~service.segments.defined.DefinitionError` (with its ``path``).
+    """
+    now = shop_now(pipeline, shop_id)
+    limit = _int(query, "limit", default=20, low=0, high=MAX_SAMPLE)
+    definition = validate_definition(_json_body(body))
+    if definition.shop_id != shop_id:
+        raise BadRequestError(
+            f"the definition is for shop {definition.shop_id!r}, not {shop_id!r}"
+            " (its shop_id must be the path's)"
+        )
+    rule = compile_definition(definition)
+    customers = matching = 0
+    sample: list[str] = []
+    for state in pipeline.shop_customers(shop_id):  # in customer-id order
+        customers += 1
+        if rule(state, pipeline.view(state, now)):
+            matching += 1
+            if len(sample) < limit:
+                sample.append(state.customer_id)
+    return {
+        "shop_id": shop_id,
+        "segment_id": definition.segment_id,
+        "version": definition.version,
+        "as_of": format_time(now),
+        "customers": customers,
+        "matching": matching,
+        "sample": sample,
+    }
+
+
+def _json_body(body: bytes) -> Any:
+    """The request body as strict JSON (no NaN or Infinity), or :class:`BadRequestError`."""
+    if not body.strip():
+        raise BadRequestError("the body must be a segment definition as JSON; it is empty")
+    try:
+        return json.loads(body, parse_constant=_no_constant)
+    except RecursionError:
+        raise BadRequestError("the body is not JSON: nested too deeply to read") from None
+    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
+        raise BadRequestError(f"the body is not JSON: {error}") from None
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:

@@ -4,7 +4,8 @@ Shop views are routed to the worker that owns the shop's partition, so any worke
 answers any request: the partition is Kafka's default partitioner over the ``shop_id``
 key (what producers use), its owner comes from Faust's assignment metadata. Faust's own
 ``topic_route`` is not used: it asks the producer's metadata for the topic, which is
-empty until the worker has produced to it. The contract is ``deploy/openapi.json``.
+empty until the worker has produced to it. A POST is forwarded with its body. The
+contract is ``deploy/openapi.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from service.core.events import Order
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.observability import telemetry
+from service.segments.defined import DefinitionError
 from service.settings import Settings
 from service.stream.wiring import Wiring
 
@@ -44,6 +46,14 @@ SHOP_VIEWS: dict[str, Answer] = {
     "/shops/{shop_id}/cohorts": lambda p, q, shop_id: queries.cohorts(p, shop_id, q),
     "/shops/{shop_id}/models": lambda p, q, shop_id: queries.model_quality(p, shop_id),
 }
+"""GET views: ``(pipeline, query, **path parameters) -> answer``."""
+
+SHOP_POSTS: dict[str, Answer] = {
+    "/shops/{shop_id}/definitions/preview": lambda p, q, body, shop_id: queries.definition_preview(
+        p, shop_id, body, q
+    ),
+}
+"""POST views: ``(pipeline, query, body, **path parameters) -> answer`` (body: bytes)."""
 
 
 def readiness(app: faust.App) -> dict[str, Any]:
@@ -56,16 +66,18 @@ def readiness(app: faust.App) -> dict[str, Any]:
     return {"ready": ready, "rebalancing": rebalancing, "recovering": in_recovery}
 
 
-def answer(
-    view: View, pipeline: Pipeline, request: Request, handler: Answer, **params: str
-) -> Response:
-    """Run a query; unknown things are 404, bad parameters 400, both with a message."""
+def answer(view: View, query: Callable[[], dict[str, Any]]) -> Response:
+    """Run a query; unknown things are 404, bad parameters 400, a segment definition that
+    breaks its contract 422 (with the offending part's path), all with a message."""
     try:
-        return view.json(handler(pipeline, request.query, **params))
+        return view.json(query())
     except queries.NotFoundError as error:
         return view.json({"error": "not_found", "detail": str(error)}, status=404)
     except queries.BadRequestError as error:
         return view.json({"error": "bad_request", "detail": str(error)}, status=400)
+    except DefinitionError as error:
+        invalid = {"error": "invalid_definition", "detail": str(error), "path": error.path}
+        return view.json(invalid, status=422)
 
 
 def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
@@ -76,12 +88,19 @@ def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
     return None
 
 
-async def proxy(app: faust.App, url: str, web: View, request: Request) -> Response:
-    """Forward a GET to another worker and relay its answer."""
+async def proxy(
+    app: faust.App, url: str, web: View, request: Request, body: bytes | None = None
+) -> Response:
+    """Forward a GET, or a POST of ``body``, to another worker and relay its answer."""
     target = URL(url)
     routed = request.url.with_host(str(target.host)).with_port(target.port)
+    if body is None:
+        forwarded = app.http_client.get(routed)
+    else:
+        kind = request.headers.get("Content-Type", "application/json")
+        forwarded = app.http_client.post(routed, data=body, headers={"Content-Type": kind})
     try:
-        async with app.http_client.get(routed) as response:
+        async with forwarded as response:
             return web.text(
                 await response.text(), content_type=response.content_type, status=response.status
             )
@@ -95,8 +114,11 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     app, pipeline = wiring.app, wiring.pipeline
     topic = settings.topic(Order.topic_role)
     own_url = str(app.conf.canonical_url)
+    route = Route(topic, settings.topic_partitions, own_url)
     for path, handler in SHOP_VIEWS.items():
-        _shop_view(app, pipeline, path, handler, Route(topic, settings.topic_partitions, own_url))
+        _shop_view(app, pipeline, path, handler, route)
+    for path, handler in SHOP_POSTS.items():
+        _shop_post(app, pipeline, path, handler, route)
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
@@ -127,13 +149,45 @@ def _shop_view(
 ) -> None:
     @app.page(path)
     async def shop_view(web: View, request: Request, **params: str) -> Response:
-        owner = owner_url(app, route.topic, shop_partition(params["shop_id"], route.partitions))
-        if owner is None:
-            detail = "the shop's partition has no owner right now (rebalancing); retry shortly"
-            return web.json({"error": "unavailable", "detail": detail}, status=503)
-        if URL(owner) != URL(route.own_url):
-            return await proxy(app, owner, web, request)
-        if not readiness(app)["ready"]:
-            detail = "this worker is restoring the shop's tables; retry shortly"
-            return web.json({"error": "unavailable", "detail": detail}, status=503)
-        return answer(web, pipeline, request, handler, **params)
+        elsewhere = await _elsewhere(app, route, web, request, params["shop_id"])
+        if elsewhere is not None:
+            return elsewhere
+        return answer(web, lambda: handler(pipeline, request.query, **params))
+
+
+def _shop_post(
+    app: faust.App, pipeline: Pipeline, path: str, handler: Answer, route: Route
+) -> None:
+    async def shop_post(web: View, request: Request, **params: str) -> Response:
+        body = await request.read()
+        elsewhere = await _elsewhere(app, route, web, request, params["shop_id"], body)
+        if elsewhere is not None:
+            return elsewhere
+        return answer(web, lambda: handler(pipeline, request.query, body, **params))
+
+    # What View.from_handler does for a GET page: a view class whose ``post`` is the page.
+    view = type(shop_post.__name__, (View,), {"post": shop_post, "__module__": __name__})
+    app.page(path)(view)
+
+
+async def _elsewhere(
+    app: faust.App,
+    route: Route,
+    web: View,
+    request: Request,
+    shop_id: str,
+    body: bytes | None = None,
+) -> Response | None:
+    """The answer when this worker cannot answer for the shop itself: the owner's (the
+    request forwarded), or 503 when the partition has no owner or this worker is still
+    restoring its tables; None when this worker owns the shop and is ready."""
+    owner = owner_url(app, route.topic, shop_partition(shop_id, route.partitions))
+    if owner is None:
+        detail = "the shop's partition has no owner right now (rebalancing); retry shortly"
+        return web.json({"error": "unavailable", "detail": detail}, status=503)
+    if URL(owner) != URL(route.own_url):
+        return await proxy(app, owner, web, request, body)
+    if not readiness(app)["ready"]:
+        detail = "this worker is restoring the shop's tables; retry shortly"
+        return web.json({"error": "unavailable", "detail": detail}, status=503)
+    return None

@@ -250,6 +250,70 @@ def test_bad_requests_get_clear_errors(
         assert mentions in body["detail"]
 
 
+def definition(shop_id: str, rule: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "shop_id": shop_id,
+            "segment_id": "preview",
+            "name": "Preview",
+            "version": 1,
+            "rule": rule,
+        }
+    ).encode()
+
+
+def test_any_worker_previews_a_definition_as_the_segment_routes_count(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    """Every shop (so each worker both answers and forwards): a rule on a segment matches
+    what the segment routes say, and the customers are the shop's."""
+    for shop_id in shops(simulation):
+        _, sizes = workers[0].get_json(f"/shops/{shop_id}/segments")
+        segment, size = max(sizes["models"]["lifecycle"].items(), key=lambda item: item[1])
+        _, page = workers[1].get_json(f"/shops/{shop_id}/segments/lifecycle/{segment}?limit=7")
+        body = definition(shop_id, {"field": "segments.lifecycle", "op": "eq", "value": segment})
+        path = f"/shops/{shop_id}/definitions/preview?limit=7"
+        answers = [w.post_json(path, body) for w in workers]
+        assert answers[0] == answers[1]
+        status, preview = answers[0]
+        assert status == 200, preview
+        customers = {e["customer_id"] for e in simulation.events if e["shop_id"] == shop_id}
+        assert preview["customers"] == len(customers)
+        assert preview["matching"] == size
+        assert preview["sample"] == page["customers"]
+        assert preview["as_of"] == sizes["as_of"]
+
+
+def test_bad_previews_get_clear_errors_from_any_worker(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    shop_id = shops(simulation)[0]
+    path = f"/shops/{shop_id}/definitions/preview"
+    wrong = {"all": [{"field": "plan.interval", "op": "eq", "value": 1}]}
+    loyal = {"field": "segments.lifecycle", "op": "eq", "value": "loyal"}
+    for worker in workers:
+        status, body = worker.post_json(path, definition(shop_id, wrong))
+        assert (status, body["error"], body["path"]) == (
+            422,
+            "invalid_definition",
+            "rule/all/0/value",
+        )
+        assert body["detail"].startswith("rule/all/0/value: ")
+        status, body = worker.post_json(path, b"segment: loyal")
+        assert (status, body["error"]) == (400, "bad_request") and "not JSON" in body["detail"]
+        status, body = worker.post_json(path, definition("another-shop", loyal))
+        assert status == 400 and "another-shop" in body["detail"]
+        status, body = worker.post_json(path + "?limit=101", definition(shop_id, loyal))
+        assert status == 400 and "limit" in body["detail"]
+        status, body = worker.post_json(
+            "/shops/no-such-shop/definitions/preview", definition("no-such-shop", loyal)
+        )
+        assert status == 404 and "no-such-shop" in body["detail"]
+        status, kind, _ = worker.post(path, b" " * (1024**2 + 1))
+        assert (status, kind) == (413, "text/plain")
+
+
 @pytest.mark.asyncio(loop_scope="session")
 async def test_metric_snapshots_arrive_on_the_metrics_topic(
     workers: list[WorkerProcess], settings: Settings, simulation: Simulation

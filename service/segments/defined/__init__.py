@@ -2,7 +2,8 @@
 
 The contract is ``schemas/v1/segment_definition.json``; what a rule may read is the
 catalogue in :mod:`service.segments.defined.fields`; :mod:`service.segments.defined.rules`
-validates definitions and compiles their rules. Pure logic: not wired to the stream yet.
+validates definitions and compiles their rules. Pure logic: not wired to the stream yet
+(the query API only previews a definition: ``service.api.queries.definition_preview``).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ an e-mail tool acts on cannot explain.
 Windows count days back from the evaluation's stream time (``CustomerSnapshot.as_of``,
 a UTC day): ``within_days: 1`` is that day alone. Items dated after it are not seen.
 
-Not wired to the stream yet: nothing in the worker reads definitions.
+Not wired to the stream yet: the stream reads no definitions; the query API only previews
+one (``service.api.queries.definition_preview``).
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
 """deploy/openapi.json is the query API's contract: valid OpenAPI 3.1, exactly the served
-routes, and schemas that accept what the service really answers.
+routes (GET views, and POST views that take a JSON body), and schemas that accept what the
+service really answers.
 
 No OpenAPI validator is a dependency, so the structure is checked here: the keys OpenAPI
 requires, every ``$ref`` resolving, every schema a valid JSON Schema 2020-12 (the document's
@@ -12,6 +13,7 @@ run over a pipeline fed a small simulation in-process. Bodies travel as strict J
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import threading
@@ -23,9 +25,11 @@ from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
+from faust.web import View as FaustView
 from jsonschema import Draft202012Validator
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
+from yarl import URL
 
 from service.api import routes as api
 from service.core.contracts import role_for
@@ -45,8 +49,9 @@ SPEC_URI = "urn:segstream:openapi"
 """Base URI the document is registered under, so its ``#/components/...`` refs resolve."""
 OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready"}
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-SERVED_METHODS = {"get"}
-"""Faust turns a page function into a view whose ``get`` is the function."""
+SHOP_ROUTES = set(api.SHOP_VIEWS) | set(api.SHOP_POSTS)
+"""Faust turns a page function into a view whose ``get`` is the function; a POST view is a
+view class whose ``post`` is."""
 TEMPLATE_VARIABLE = re.compile(r"\{([^}]+)\}")
 CUSTOMER = "/shops/{shop_id}/customers/{customer_id}"
 SIZES = "/shops/{shop_id}/segments"
@@ -54,6 +59,14 @@ MEMBERS = "/shops/{shop_id}/segments/{model}/{segment}"
 METRICS = "/shops/{shop_id}/metrics"
 COHORTS = "/shops/{shop_id}/cohorts"
 MODELS = "/shops/{shop_id}/models"
+PREVIEW = "/shops/{shop_id}/definitions/preview"
+DEFINITIONS = Path(__file__).resolve().parents[3] / "schemas" / "examples" / "v1"
+DEFINITION_SCHEMA = SPEC_PATH.parents[1] / "schemas" / "v1" / "segment_definition.json"
+
+
+def method_of(path: str) -> str:
+    """The one HTTP method a documented path is served with."""
+    return "post" if path in api.SHOP_POSTS else "get"
 
 
 @pytest.fixture(scope="module")
@@ -137,9 +150,10 @@ def schema_errors(
     spec: dict[str, Any], registry: Registry, path: str, status: int, body: Any
 ) -> list[str]:
     """Why ``body`` does not match what the document promises for ``path`` and ``status``."""
-    if str(status) not in spec["paths"][path]["get"]["responses"]:
+    method = method_of(path)
+    if str(status) not in spec["paths"][path][method]["responses"]:
         return [f"status {status} of {path} is not documented"]
-    media = f"{response_pointer(spec, path, 'get', str(status))}/content/application~1json"
+    media = f"{response_pointer(spec, path, method, str(status))}/content/application~1json"
     checker = validator(registry, f"{media}/schema")
     return [
         f"{path} {status} at {'/'.join(map(str, e.absolute_path))}: {e.message}"
@@ -187,8 +201,8 @@ def test_operations_are_complete_and_unique(spec: dict[str, Any]) -> None:
     ids = [operation["operationId"] for _, _, operation in operations(spec)]
     assert len(ids) == len(set(ids)) == len(spec["paths"])
     for path, item in spec["paths"].items():
-        assert set(item) & HTTP_METHODS == SERVED_METHODS, path
-        operation = item["get"]
+        assert set(item) & HTTP_METHODS == {method_of(path)}, path
+        operation = item[method_of(path)]
         assert operation["summary"] and operation["description"], path
         assert operation["responses"], path
         for status, response in operation["responses"].items():
@@ -226,12 +240,46 @@ def test_every_example_matches_its_schema(spec: dict[str, Any], registry: Regist
 
 
 def test_documents_exactly_the_served_routes(spec: dict[str, Any]) -> None:
-    assert set(spec["paths"]) == set(api.SHOP_VIEWS) | OPERATIONS_ROUTES
+    assert set(spec["paths"]) == SHOP_ROUTES | OPERATIONS_ROUTES
+    assert not set(api.SHOP_VIEWS) & set(api.SHOP_POSTS)
 
 
 def test_shop_routes_document_unknown_shops_and_rebalances(spec: dict[str, Any]) -> None:
-    for path in api.SHOP_VIEWS:
-        assert {"200", "404", "503"} <= set(spec["paths"][path]["get"]["responses"]), path
+    for path in SHOP_ROUTES:
+        responses = spec["paths"][path][method_of(path)]["responses"]
+        assert {"200", "404", "503"} <= set(responses), path
+
+
+def test_request_bodies_are_documented_and_their_examples_valid(
+    spec: dict[str, Any], registry: Registry
+) -> None:
+    for path in api.SHOP_POSTS:
+        body = spec["paths"][path]["post"]["requestBody"]
+        assert body["required"] is True and body["description"], path
+        pointer = f"#/paths/{escape(path)}/post/requestBody/content/application~1json"
+        checker = validator(registry, f"{pointer}/schema")
+        examples = body["content"]["application/json"]["examples"].values()
+        assert examples, path
+        for example in examples:
+            assert not list(checker.iter_errors(example["value"])), path
+
+
+def test_the_definition_body_mirrors_the_top_level_of_its_contract(
+    spec: dict[str, Any], registry: Registry
+) -> None:
+    """The OpenAPI schema repeats the contract's top level (it cannot reference a file
+    outside the document): same keys, same required ones, and it accepts every valid
+    example of the contract."""
+    contract = json.loads(DEFINITION_SCHEMA.read_text())
+    mirror = spec["components"]["schemas"]["SegmentDefinition"]
+    assert set(mirror["properties"]) == set(contract["properties"])
+    assert mirror["required"] == contract["required"]
+    assert mirror["additionalProperties"] is contract["additionalProperties"] is False
+    checker = validator(registry, "#/components/schemas/SegmentDefinition")
+    examples = sorted((DEFINITIONS / "segment_definition" / "valid").glob("*.json"))
+    assert examples
+    for example in examples:
+        assert not list(checker.iter_errors(json.loads(example.read_text()))), example.name
 
 
 def test_documents_exactly_the_segment_models_and_their_segments(spec: dict[str, Any]) -> None:
@@ -271,12 +319,21 @@ class RecordingView:
     def bytes(self, value: bytes, *, content_type: str) -> Reply:
         return Reply(value.decode(), 200, content_type)
 
+    def text(self, value: str, *, content_type: str, status: int) -> Reply:
+        return Reply(value, status, content_type)
+
 
 @dataclass(frozen=True, slots=True)
 class QueryRequest:
-    """Stands in for a request: only the query string is read."""
+    """Stands in for a request: its query string and URL, and the body of a POST."""
 
     query: Mapping[str, str]
+    body: bytes = b""
+    url: URL = dataclasses.field(default_factory=lambda: URL(OWN_URL))
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+
+    async def read(self) -> bytes:
+        return self.body
 
 
 class StandInApp:
@@ -325,6 +382,20 @@ class Worker:
         view = self.app.pages[path](RecordingView(), QueryRequest(query or {}), **params)
         return self.runner.run(view)
 
+    def post(
+        self, path: str, body: bytes, query: Mapping[str, str] | None = None, /, **params: str
+    ) -> Reply:
+        """``POST path`` of ``body``: the ``post`` of the view class registered for it."""
+        post = cast(Any, self.app.pages[path]).post
+        view = post(RecordingView(), QueryRequest(query or {}, body), **params)
+        return cast(Reply, self.runner.run(view))
+
+    def call(self, path: str, **params: str) -> Reply:
+        """``path`` with its own method: a POST carries a valid definition of the shop."""
+        if path in api.SHOP_POSTS:
+            return self.post(path, definition_body(params["shop_id"]), **params)
+        return self.get(path, **params)
+
 
 @dataclass(frozen=True, slots=True)
 class Shop:
@@ -337,6 +408,16 @@ class Shop:
     def get(self, path: str, query: Mapping[str, str] | None = None, /, **params: str) -> Reply:
         """``GET path`` about this shop."""
         return self.worker.get(path, query, shop_id=self.shop_id, **params)
+
+    def post(self, path: str, body: bytes, query: Mapping[str, str] | None = None) -> Reply:
+        """``POST path`` about this shop."""
+        return self.worker.post(path, body, query, shop_id=self.shop_id)
+
+
+def definition_body(shop_id: str, **changes: Any) -> bytes:
+    """The "valuable at risk" example definition for ``shop_id``, as a request body."""
+    path = DEFINITIONS / "segment_definition" / "valid" / "high_spend_churn_risk.json"
+    return json.dumps({**json.loads(path.read_text()), "shop_id": shop_id, **changes}).encode()
 
 
 @pytest.fixture(scope="module")
@@ -479,25 +560,167 @@ def test_error_answers_match_the_documented_error_bodies(
     assert_documented(spec, registry, path, reply)
 
 
-@pytest.mark.parametrize("path", sorted(api.SHOP_VIEWS))
+@pytest.mark.parametrize("path", sorted(SHOP_ROUTES))
 def test_unknown_shops_get_the_documented_404(
     spec: dict[str, Any], registry: Registry, shop: Shop, path: str
 ) -> None:
     params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)}
-    reply = shop.worker.get(path, **{**params, "shop_id": "no-such-shop"})
+    reply = shop.worker.call(path, **{**params, "shop_id": "no-such-shop"})
     assert reply.status == 404 and "no-such-shop" in reply.body["detail"], reply
     assert_documented(spec, registry, path, reply)
 
 
-@pytest.mark.parametrize("path", sorted(api.SHOP_VIEWS))
+@pytest.mark.parametrize("path", sorted(SHOP_ROUTES))
 def test_a_partition_without_owner_gets_the_documented_503(
     spec: dict[str, Any], registry: Registry, runner: asyncio.Runner, shop: Shop, path: str
 ) -> None:
     rebalancing = Worker.serving(shop.pipeline, runner, owns_partitions=False)
     params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)}
-    reply = rebalancing.get(path, **{**params, "shop_id": shop.shop_id})
+    reply = rebalancing.call(path, **{**params, "shop_id": shop.shop_id})
     assert reply.status == 503 and reply.body["error"] == "unavailable", reply
     assert_documented(spec, registry, path, reply)
+
+
+def test_a_preview_matches_its_schema_and_a_recount(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    states = list(shop.pipeline.shop_customers(shop.shop_id))
+    loyal = sorted(s.customer_id for s in states if s.segments.get("lifecycle") == "loyal")
+    assert loyal, "the simulation should have loyal customers"
+    rule = {"field": "segments.lifecycle", "op": "eq", "value": "loyal"}
+    body = definition_body(shop.shop_id, rule=rule)
+    for query, size in (
+        ({}, 20),
+        ({"limit": "0"}, 0),
+        ({"limit": "1"}, 1),
+        ({"limit": "100"}, 100),
+    ):
+        reply = shop.post(PREVIEW, body, query)
+        assert reply.status == 200, reply
+        assert reply.body["customers"] == len(states)
+        assert reply.body["matching"] == len(loyal)
+        assert reply.body["sample"] == loyal[:size]
+        assert_documented(spec, registry, PREVIEW, reply)
+    example = shop.post(PREVIEW, definition_body(shop.shop_id))
+    assert example.status == 200 and example.body["segment_id"] == "valuable-at-risk"
+    assert_documented(spec, registry, PREVIEW, example)
+
+
+def test_every_invalid_example_definition_gets_the_documented_422(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    examples = sorted((DEFINITIONS / "segment_definition" / "invalid").glob("*.json"))
+    assert examples
+    for example in examples:
+        payload = {**json.loads(example.read_text()), "shop_id": shop.shop_id}
+        reply = shop.post(PREVIEW, json.dumps(payload).encode())
+        assert reply.status == 422, (example.name, reply)
+        assert reply.body["error"] == "invalid_definition"
+        assert reply.body["detail"].startswith(f"{reply.body['path']}: "), reply
+        assert "Traceback" not in reply.body["detail"]
+        assert_documented(spec, registry, PREVIEW, reply)
+    wrong = {
+        "all": [{"field": "plan.interval", "op": "eq", "value": 1}, {"field": "x", "op": "exists"}]
+    }
+    reply = shop.post(PREVIEW, definition_body(shop.shop_id, rule=wrong))
+    assert (reply.status, reply.body["path"]) == (422, "rule/all/0/value"), reply
+
+
+PREVIEW_ERRORS: list[tuple[bytes | None, dict[str, str], str]] = [
+    (b"", {}, "empty"),
+    (b"segment: loyal", {}, "not JSON"),
+    (b'{"schema_version": 1', {}, "not JSON"),
+    (b"\xff\xfe\xfa", {}, "not JSON"),
+    (b'{"schema_version": 1, "version": Infinity}', {}, "Infinity"),
+    (None, {"limit": "101"}, "limit"),
+    (None, {"limit": "-1"}, "limit"),
+    (None, {"limit": "twenty"}, "limit"),
+]
+
+
+@pytest.mark.parametrize(("body", "query", "mentions"), PREVIEW_ERRORS)
+def test_a_bad_preview_request_gets_the_documented_400(
+    spec: dict[str, Any],
+    registry: Registry,
+    shop: Shop,
+    body: bytes | None,
+    query: dict[str, str],
+    mentions: str,
+) -> None:
+    reply = shop.post(PREVIEW, definition_body(shop.shop_id) if body is None else body, query)
+    assert reply.status == 400 and mentions in reply.body["detail"], reply
+    assert_documented(spec, registry, PREVIEW, reply)
+
+
+def test_a_definition_of_another_shop_gets_the_documented_400(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    reply = shop.post(PREVIEW, definition_body("tea-house-1"))
+    assert reply.status == 400, reply
+    assert "'tea-house-1'" in reply.body["detail"] and shop.shop_id in reply.body["detail"]
+    assert_documented(spec, registry, PREVIEW, reply)
+
+
+def test_faust_serves_a_post_view_with_post_only(shop: Shop) -> None:
+    for path in api.SHOP_POSTS:
+        page = shop.worker.app.pages[path]
+        assert isinstance(page, type) and issubclass(page, FaustView), path
+        assert page(cast(Any, None), cast(Any, None)).get_methods() == {"HEAD", "POST"}
+
+
+OTHER_URL = "http://127.0.0.1:6067"
+
+
+class ForwardingClient:
+    """Stands in for ``app.http_client``: records what is forwarded, answers as an owner."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, URL, bytes | None, dict[str, str]]] = []
+
+    def get(self, url: URL) -> OwnerAnswer:
+        self.calls.append(("GET", url, None, {}))
+        return OwnerAnswer()
+
+    def post(self, url: URL, *, data: bytes, headers: Mapping[str, str]) -> OwnerAnswer:
+        self.calls.append(("POST", url, data, dict(headers)))
+        return OwnerAnswer()
+
+
+class OwnerAnswer:
+    """The owning worker's answer, as an ``async with`` response."""
+
+    status = 200
+    content_type = "application/json"
+
+    async def __aenter__(self) -> OwnerAnswer:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        return None
+
+    async def text(self) -> str:
+        return '{"from": "owner"}'
+
+
+def test_a_post_is_forwarded_to_the_owner_with_its_body_and_query(
+    runner: asyncio.Runner, shop: Shop
+) -> None:
+    worker = Worker.serving(shop.pipeline, runner)
+    client = ForwardingClient()
+    worker.app.owners = {OTHER_URL: worker.app.owners[OWN_URL]}
+    worker.app.http_client = client  # type: ignore[attr-defined]
+    body = definition_body(shop.shop_id)
+    path = f"/shops/{shop.shop_id}/definitions/preview?limit=5"
+    request = QueryRequest({"limit": "5"}, body, URL(OWN_URL + path), {"Content-Type": "x/y"})
+    post = cast(Any, worker.app.pages[PREVIEW]).post
+    reply = runner.run(post(RecordingView(), request, shop_id=shop.shop_id))
+    assert reply == Reply('{"from": "owner"}', 200)
+    assert client.calls == [("POST", URL(OTHER_URL + path), body, {"Content-Type": "x/y"})]
+    segments = f"/shops/{shop.shop_id}/segments"
+    request = QueryRequest({}, url=URL(OWN_URL + segments))
+    reply = runner.run(worker.app.pages[SIZES](RecordingView(), request, shop_id=shop.shop_id))
+    assert reply == Reply('{"from": "owner"}', 200)
+    assert client.calls[-1] == ("GET", URL(OTHER_URL + segments), None, {})
 
 
 def test_health_and_readiness_match_their_schemas(

@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 from functools import cache
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 from service.api import queries
+from service.core.customer import CustomerState
+from service.core.events import format_time
 from service.core.pipeline import Pipeline
+from service.segments.defined import DefinitionError
 from service.settings import Settings
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 SHOP = "coffee-roaster-1"
+EXAMPLES = (
+    Path(__file__).resolve().parents[3] / "schemas" / "examples" / "v1" / "segment_definition"
+)
 
 
 @cache
@@ -74,3 +83,131 @@ def test_a_shops_lifetime_fit_is_reused_within_a_stream_day(
         assert queries._shop_lifetime(pipeline, SHOP, moment) is not None
     # fitted at now, reused 23 h later, refitted after a day, refitted when time went back
     assert fits == [now, now + timedelta(hours=25), now]
+
+
+def definition(rule: dict[str, Any], shop_id: str = SHOP) -> bytes:
+    """A segment definition of ``shop_id`` holding ``rule``, as a request body."""
+    payload = {
+        "schema_version": 1,
+        "shop_id": shop_id,
+        "segment_id": "preview-me",
+        "name": "Preview me",
+        "version": 3,
+        "rule": rule,
+    }
+    return json.dumps(payload).encode()
+
+
+LOYAL_OR_FREQUENT: dict[str, Any] = {
+    "any": [
+        {"field": "segments.lifecycle", "op": "eq", "value": "loyal"},
+        {"all": [{"field": "behaviour.order_count", "op": "gte", "value": 4}]},
+    ]
+}
+BOUGHT_IN_90_DAYS: dict[str, Any] = {
+    "count": "purchase_days",
+    "within_days": 90,
+    "op": "gte",
+    "value": 1,
+}
+
+
+def test_a_preview_counts_what_a_plain_recount_over_the_states_counts() -> None:
+    pipeline, _ = fed()
+    now = queries.shop_now(pipeline, SHOP)
+    states = list(pipeline.shop_customers(SHOP))
+    recent = now.date() - timedelta(days=89)
+    recounts: dict[str, tuple[dict[str, Any], list[CustomerState]]] = {
+        "loyal or frequent": (
+            LOYAL_OR_FREQUENT,
+            [s for s in states if s.segments.get("lifecycle") == "loyal" or s.order_count >= 4],
+        ),
+        "bought in 90 days": (
+            BOUGHT_IN_90_DAYS,
+            [s for s in states if any(recent <= d <= now.date() for d in s.purchase_days)],
+        ),
+    }
+    for name, (rule, expected) in recounts.items():
+        preview = queries.definition_preview(pipeline, SHOP, definition(rule), {})
+        ids = sorted(s.customer_id for s in expected)
+        assert 0 < len(ids) < len(states), name  # the rule splits the shop
+        assert preview == {
+            "shop_id": SHOP,
+            "segment_id": "preview-me",
+            "version": 3,
+            "as_of": format_time(now),
+            "customers": len(states),
+            "matching": len(ids),
+            "sample": ids[:20],
+        }, name
+        negated = definition({"not": rule})
+        assert queries.definition_preview(pipeline, SHOP, negated, {})["matching"] == len(
+            states
+        ) - len(ids)
+
+
+def test_a_preview_lists_up_to_limit_matching_ids_in_order() -> None:
+    pipeline, _ = fed()
+    body = definition({"field": "behaviour.order_count", "op": "gte", "value": 0})
+    everyone = sorted(s.customer_id for s in pipeline.shop_customers(SHOP))
+    assert len(everyone) > queries.MAX_SAMPLE // 2
+    for limit, size in (("0", 0), ("1", 1), ("7", 7), ("100", min(100, len(everyone)))):
+        preview = queries.definition_preview(pipeline, SHOP, body, {"limit": limit})
+        assert preview["matching"] == len(everyone)
+        assert preview["sample"] == everyone[:size]
+    for limit in ("-1", "101", "many", ""):
+        with pytest.raises(queries.BadRequestError, match="limit must be an integer from 0 to 100"):
+            queries.definition_preview(pipeline, SHOP, body, {"limit": limit})
+
+
+def test_an_invalid_definition_names_the_offending_part() -> None:
+    pipeline, _ = fed()
+    wrong_type = {"all": [BOUGHT_IN_90_DAYS, {"field": "plan.interval", "op": "eq", "value": 1}]}
+    with pytest.raises(DefinitionError) as raised:
+        queries.definition_preview(pipeline, SHOP, definition(wrong_type), {})
+    assert raised.value.path == "rule/all/1/value"
+    assert str(raised.value).startswith("rule/all/1/value: ")
+    for example in sorted((EXAMPLES / "invalid").glob("*.json")):
+        payload = json.loads(example.read_text())
+        payload["shop_id"] = SHOP
+        with pytest.raises(DefinitionError):
+            queries.definition_preview(pipeline, SHOP, json.dumps(payload).encode(), {})
+
+
+def test_every_valid_example_previews_on_its_own_shop() -> None:
+    pipeline, _ = fed()
+    for example in sorted((EXAMPLES / "valid").glob("*.json")):
+        payload = json.loads(example.read_text())
+        payload["shop_id"] = SHOP
+        preview = queries.definition_preview(pipeline, SHOP, json.dumps(payload).encode(), {})
+        assert 0 <= preview["matching"] <= preview["customers"], example.name
+
+
+def test_a_definition_of_another_shop_is_a_bad_request() -> None:
+    pipeline, _ = fed()
+    with pytest.raises(queries.BadRequestError, match="'tea-house-1', not 'coffee-roaster-1'"):
+        queries.definition_preview(pipeline, SHOP, definition(BOUGHT_IN_90_DAYS, "tea-house-1"), {})
+
+
+@pytest.mark.parametrize(
+    ("body", "mentions"),
+    [
+        (b"", "empty"),
+        (b"  \n", "empty"),
+        (b"rule: all", "not JSON"),
+        (b'{"schema_version": 1,', "not JSON"),
+        (b"\xff\xfe\xfa", "not JSON"),
+        (b'{"version": NaN}', "NaN is not a JSON number"),
+        (b"[" * 100_000, "not JSON"),
+    ],
+)
+def test_a_body_that_is_not_json_is_a_bad_request(body: bytes, mentions: str) -> None:
+    pipeline, _ = fed()
+    with pytest.raises(queries.BadRequestError, match=mentions):
+        queries.definition_preview(pipeline, SHOP, body, {})
+
+
+def test_a_preview_of_an_unknown_shop_is_not_found_whatever_the_body() -> None:
+    pipeline, _ = fed()
+    with pytest.raises(queries.NotFoundError, match="no-shop"):
+        queries.definition_preview(pipeline, "no-shop", b"not json", {})
