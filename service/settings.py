@@ -184,7 +184,7 @@ class Settings(BaseSettings):
         30.0, ge=0, description="Days in a risk band before time alone may move a customer."
     )
     churn_band_margin: float = Field(
-        0.05,
+        0.02,
         ge=0,
         lt=0.5,
         description="A customer leaves their risk band only once the risk is this far past "

@@ -59,7 +59,7 @@ class ChurnRiskModel(ModelHooks):
         per_customer: int = 8,
         max_pending: int = 20_000,
         bands: tuple[float, float] = (0.2, 0.5),
-        band_margin: float = 0.05,
+        band_margin: float = 0.02,
         min_dwell_days: float = 30.0,
         prior_weight_examples: int = 200,
         learning_rate: float = 0.05,

@@ -326,7 +326,10 @@ async def test_churn_risk_separates_planted_churners(run: LearningRun) -> None:
 async def test_planted_churners_carry_a_risk_band_before_they_churn(run: LearningRun) -> None:
     """A day before they cancel or lapse, planted churners are in the medium or high band
     at least twice as often as the survivors signed up by then, on the same days (in-process:
-    0.55-0.62 of churners, 0.08-0.23 of survivors), and more than 40 % of them are."""
+    with the topics interleaved at random within each week, 3 orderings: coffee 0.58-0.64
+    of churners, 0.24-0.29 of survivors; tea 0.60-0.64, 0.10-0.12), and more than 40 % of
+    them are. A band margin of 0.05 held coffee survivors at 0.27-0.32, and this test
+    failed about one broker run in nine; the margin is 0.02 since."""
     history = churn_risk_history(run.outputs)
     for shop in SHOPS:
         truth = shop_truth(run, shop.shop_id)
