@@ -158,7 +158,7 @@ class Settings(BaseSettings):
         12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
     )
     cluster_min_dwell_days: float = Field(
-        120.0, ge=0, description="Days in a cluster before time alone may move a customer."
+        60.0, ge=0, description="Days in a cluster before time alone may move a customer."
     )
     cluster_switch_margin: float = Field(
         0.25,

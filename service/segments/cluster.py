@@ -201,7 +201,7 @@ class ClusterModel(ModelHooks):
         min_group_customers: int = 10,
         min_group_share: float = 0.05,
         switch_margin: float = 0.25,
-        min_dwell_days: float = 120.0,
+        min_dwell_days: float = 60.0,
     ) -> None:
         self.scaler = FadingScaler(scale_fading)
         self.kmeans = OnlineKMeans(n_clusters, halflife, seed, FEATURES)
