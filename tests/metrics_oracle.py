@@ -210,7 +210,7 @@ class MetricsOracle:
         return ["all", *(f"cohort:{c}" for c in sorted(shop["cohort"].dropna().unique()))]
 
 
-ATTRIBUTE_COUNTS = (
+COUNTS = (
     "subscribers_start",
     "subscribers_end",
     "signups",
@@ -219,10 +219,9 @@ ATTRIBUTE_COUNTS = (
     "churned_subscribers",
     "churned_start_subscribers",
     "cancellations",
-    "orders",
-    "renewals",
 )
-ATTRIBUTE_AMOUNTS = (
+"""Window counts every dimension is checked on."""
+AMOUNTS = (
     "mrr_start",
     "mrr_end",
     "new_mrr",
@@ -230,9 +229,10 @@ ATTRIBUTE_AMOUNTS = (
     "contraction_mrr",
     "churn_mrr",
     "reactivation_mrr",
-    "revenue",
-    "renewal_revenue",
 )
+"""Window amounts every dimension is checked on."""
+ATTRIBUTE_COUNTS = (*COUNTS, "orders", "renewals")
+ATTRIBUTE_AMOUNTS = (*AMOUNTS, "revenue", "renewal_revenue")
 
 
 def _attribute(name: str, seen: list[Any]) -> str | None:

@@ -140,9 +140,9 @@ current plan and its billing interval. An event that changes one moves the custo
 standing to the new value, and its own bookings count there."""
 
 
-def segment_dimension(model: str, segment: str) -> str:
-    """Dimension of one segment of one model."""
-    return f"segment:{model}={segment}"
+def segment_prefix(model: str) -> str:
+    """Start of the dimension of every segment of ``model`` (``segment:<model>=``)."""
+    return f"segment:{model}="
 
 
 def cohort_dimension(month: str) -> str:
@@ -445,7 +445,7 @@ class MetricsLedger:
         for model in sorted(set(before.segments) | set(after.segments)):
             previous, current = before.segments.get(model), after.segments.get(model)
             self._book_segment(
-                batch, f"segment:{model}=", previous, current, old, new, changes, now
+                batch, segment_prefix(model), previous, current, old, new, changes, now
             )
         for name, value in ATTRIBUTES.items():
             previous, current = value(before), value(after)

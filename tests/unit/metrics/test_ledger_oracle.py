@@ -14,30 +14,18 @@ from service.metrics.ledger import MetricsLedger
 from service.metrics.mrr import customer_mrr
 from service.metrics.windows import WindowMetrics
 from service.tools.simulation.generator import SimulationConfig, generate
-from tests.metrics_oracle import ATTRIBUTE_AMOUNTS, ATTRIBUTE_COUNTS, AttributeOracle, MetricsOracle
+from tests.metrics_oracle import (
+    AMOUNTS,
+    ATTRIBUTE_AMOUNTS,
+    ATTRIBUTE_COUNTS,
+    COUNTS,
+    AttributeOracle,
+    MetricsOracle,
+)
 from tests.unit.metrics.builders import Shop, tier_and_status
 
 Payload = dict[str, Any]
 LATENESS_DAYS = 7
-COUNTS = (
-    "subscribers_start",
-    "subscribers_end",
-    "signups",
-    "new_subscribers",
-    "reactivations",
-    "churned_subscribers",
-    "churned_start_subscribers",
-    "cancellations",
-)
-AMOUNTS = (
-    "mrr_start",
-    "mrr_end",
-    "new_mrr",
-    "expansion_mrr",
-    "contraction_mrr",
-    "churn_mrr",
-    "reactivation_mrr",
-)
 ORDERS = ("orders", "ordering_customers", "renewals")
 
 
