@@ -92,15 +92,26 @@ class GapGuard:
         self, partition: int, topics: Sequence[str], committed: Mapping[str, int]
     ) -> None:
         """Seek the consumer to where ``partition``'s tables end: each topic's committed
-        next offset, or its first visible record if none was ever committed (Faust's seek
-        after recovery leaves those where the consumer happened to be)."""
+        next offset, or the start of its log if none was ever committed (Faust's seek
+        after recovery leaves those where the consumer happened to be).
+
+        The starts of all never-committed topics come in one request: an input topic a
+        platform does not use stays empty, and a read per topic and partition held each
+        partition's processing for half a second per empty topic after every rebalance."""
+        fresh = [TopicPartition(t, partition) for t in topics if committed.get(t) is None]
+        starts = await self.log_starts(fresh) if fresh else {}
         for topic in topics:
             self._rewinding.pop((topic, partition), None)
             offset = committed.get(topic)
             if offset is None:
-                offset = await self.first_visible(TopicPartition(topic, partition), 0)
-            if offset is not None:
-                await self._seek(topic, partition, offset)
+                offset = starts[TopicPartition(topic, partition)]
+            await self._seek(topic, partition, offset)
+
+    async def log_starts(self, tps: Sequence[TopicPartition]) -> dict[TopicPartition, int]:
+        """The first offset still in each partition's log (one request for all)."""
+        async with self._probing:
+            probe = await self._consumer()
+            return dict(await probe.beginning_offsets(list(tps)))
 
     async def first_visible(self, tp: TopicPartition, offset: int) -> int | None:
         """Offset of the first record a read_committed reader sees at or after ``offset``

@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from aiokafka import TopicPartition
 
 from service.core.changes import Cause, SegmentChange
 from service.core.contracts import validate_output
@@ -162,23 +163,31 @@ class ProbedGuard(GapGuard):
 
         super().__init__({}, seek)
         self.first = first
+        self.asked: list[list[Any]] = []
 
     async def first_visible(self, tp: Any, offset: int) -> int | None:
         return max(self.first, offset)
+
+    async def log_starts(self, tps: Any) -> dict[Any, int]:
+        self.asked.append(list(tps))
+        return dict.fromkeys(tps, self.first)
 
 
 async def test_recovery_seeks_each_input_to_where_the_tables_end(
     checkpoint: FakeCheckpoint,
 ) -> None:
+    """Orders: the committed next offset; the topics never committed (say, input topics
+    the platform does not use): the log's start, asked for all of them in one request."""
     batches, _ = runner(checkpoint)
     await batches.run(events(0, 1, 2))
-    other = "segstream.cancellations"
-    batches.expected[other] = Cancellation
-    batches.guard = ProbedGuard(first=5)
+    unused = ["segstream.cancellations", "segstream.feedback-responses"]
+    for topic in unused:
+        batches.expected[topic] = Cancellation
+    guard = batches.guard = ProbedGuard(first=5)
     batches.rebalancing()
     await batches.recovered()
-    # orders: the committed next offset; cancellations, never committed: the log's start
-    assert batches.guard.sought == [(other, PARTITION, 5), (ORDERS, PARTITION, 3)]
+    assert guard.sought == [*((t, PARTITION, 5) for t in unused), (ORDERS, PARTITION, 3)]
+    assert guard.asked == [[TopicPartition(t, PARTITION) for t in unused]]
 
 
 async def test_records_delivered_while_recovery_seeks_are_processed(
