@@ -37,9 +37,12 @@ class DictStore:
     def keys(self, partition: int) -> Iterator[bytes]:
         yield from list(self.data[partition])
 
-    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        first = start or prefix
         for key in sorted(self.data[partition]):
-            if key.startswith(prefix):
+            if key.startswith(prefix) and key >= first:
                 yield key, self.data[partition][key]
 
 

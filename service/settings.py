@@ -21,6 +21,9 @@ OutputRole = Literal["segment_changes", "segment_membership", "dead_letters", "m
 """Roles of the topics segstream writes. The input topics' roles are the event types'
 (``service.core.contracts.INPUT_ROLES``, from the event registry)."""
 OUTPUT_ROLES: tuple[OutputRole, ...] = get_args(OutputRole)
+DEFINITIONS_ROLE = "segment_definitions"
+"""Role of the compacted topic of shop-defined segments (key ``<shop>|<segment>``): the
+HTTP API writes it, the worker reads it beside the input events."""
 
 
 class Settings(BaseSettings):
@@ -153,6 +156,20 @@ class Settings(BaseSettings):
     )
     gauges_interval_s: float = Field(
         30.0, gt=0, description="Seconds between refreshes of table, segment and model gauges."
+    )
+    reevaluation_customers: int = Field(
+        2_000,
+        ge=1,
+        le=100_000,
+        description="Existing customers put in or out of a new, replaced or deleted "
+        "shop-defined segment per commit (a shop of 100,000 customers takes 50 commits).",
+    )
+    reevaluation_interval_s: float = Field(
+        0.1,
+        gt=0,
+        le=60,
+        description="Seconds between steps of an unfinished re-evaluation of a shop's "
+        "customers after its segment definitions changed.",
     )
     cluster_max_clusters: int = Field(
         12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."

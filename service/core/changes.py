@@ -22,9 +22,10 @@ _CHANGE_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4d0c-9a43-3f3b1f2c8e11")
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """Why a segment was re-evaluated: an input event, or stream time passing (timer)."""
+    """Why a segment was re-evaluated: an input event, stream time passing (timer), or a
+    shop's new, replaced or deleted segment definition."""
 
-    kind: Literal["event", "timer"]
+    kind: Literal["event", "timer", "definition"]
     event_id: str | None = None
     event_type: str | None = None
 
@@ -52,12 +53,16 @@ class SegmentChange:
     marketing_opt_in: bool | None = None
     """The customer's consent to marketing messages when the change happened (None: never
     stated): a downstream tool must not send marketing to anyone but ``True``."""
+    definition_version: int | None = None
+    """For a shop-defined segment: the version of the definition that decided the move."""
 
     @property
     def event_id(self) -> str:
         """Deterministic id: a re-emission after a crash carries the same id, so
         downstream consumers can de-duplicate."""
         trigger = self.cause.event_id or f"timer@{format_time(self.changed_at)}"
+        if self.cause.kind == "definition":
+            trigger = f"definition@v{self.definition_version}"
         name = f"{self.shop_id}|{self.customer_id}|{self.model}|{self.current}|{trigger}"
         return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
 
@@ -71,33 +76,42 @@ class SegmentChange:
         customer is in no segment of the model any more)."""
         if self.current is None:
             return None
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "segment_membership",
-            "shop_id": self.shop_id,
-            "customer_id": self.customer_id,
-            "model": self.model,
-            "segment": self.current,
-            "since": format_time(self.changed_at),
-            "change_id": self.event_id,
-            "marketing_opt_in": self.marketing_opt_in,
-        }
+        return self._versioned(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "segment_membership",
+                "shop_id": self.shop_id,
+                "customer_id": self.customer_id,
+                "model": self.model,
+                "segment": self.current,
+                "since": format_time(self.changed_at),
+                "change_id": self.event_id,
+                "marketing_opt_in": self.marketing_opt_in,
+            }
+        )
 
     def to_json(self) -> dict[str, Any]:
         """The ``segment_changed`` payload."""
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "segment_changed",
-            "event_id": self.event_id,
-            "shop_id": self.shop_id,
-            "customer_id": self.customer_id,
-            "model": self.model,
-            "previous": self.previous,
-            "current": self.current,
-            "changed_at": format_time(self.changed_at),
-            "cause": self.cause.to_json(),
-            "marketing_opt_in": self.marketing_opt_in,
-        }
+        return self._versioned(
+            {
+                "schema_version": SCHEMA_VERSION,
+                "kind": "segment_changed",
+                "event_id": self.event_id,
+                "shop_id": self.shop_id,
+                "customer_id": self.customer_id,
+                "model": self.model,
+                "previous": self.previous,
+                "current": self.current,
+                "changed_at": format_time(self.changed_at),
+                "cause": self.cause.to_json(),
+                "marketing_opt_in": self.marketing_opt_in,
+            }
+        )
+
+    def _versioned(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.definition_version is not None:
+            payload["definition_version"] = self.definition_version
+        return payload
 
 
 @dataclass(frozen=True, slots=True)

@@ -119,9 +119,12 @@ RejectReason = Literal[
     "undecodable", "too_large", "invalid_json", "schema_invalid", "wrong_topic", "implausible_time"
 ]
 """Why :func:`parse_event` rejects a record (the first failing check, in this order)."""
-DeadLetterReason = Literal[RejectReason, "wrong_partition", "processing_error"]
+DeadLetterReason = Literal[
+    RejectReason, "wrong_partition", "processing_error", "invalid_definition", "stale_definition"
+]
 """Every ``dead_letter.reason`` (``schemas/v1/dead_letter.json``): a rejection, a valid event
-in a partition its shop does not hash to, or a valid event the worker failed on (a bug)."""
+in a partition its shop does not hash to, a valid event the worker failed on (a bug), or a
+segment definition record that is invalid or older than the live version."""
 OutputSchema = Literal[
     "segment_changed", "segment_membership", "segment_formed", "dead_letter", "metrics_snapshot"
 ]

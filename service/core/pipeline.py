@@ -21,6 +21,7 @@ those tables on first use, its schedule from the due times in its customers' sta
 from __future__ import annotations
 
 import heapq
+import json
 import zlib
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -29,16 +30,29 @@ from typing import Any, Literal
 
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
-from service.core.contracts import EventType, Rejection, parse_event
+from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
 from service.core.customer import CustomerState, DedupPolicy, Silence, apply
 from service.core.events import Event, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
-from service.core.keys import customer_key, partition_of, prior_key, shop_partition
+from service.core.keys import customer_key, partition_of, prior_key, shop_of, shop_partition
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
+from service.segments.defined import Definition, DefinitionError, validate_definition
+from service.segments.defined.live import (
+    Reevaluation,
+    ShopDefinitions,
+    definitions_key,
+    model_name,
+)
 from service.settings import Settings
 
 Status = Literal["processed", "duplicate", "dead_lettered"]
+DEFINITION = "segment_definition"
+"""The ``event_type`` of an :class:`Outcome` of a segment-definitions record."""
+MAX_DEFINITIONS = 100
+"""Most segments one shop defines (each is evaluated on every event of the shop's)."""
+MAX_DEFINITION_BYTES = 64 * 1024
+"""Largest definition record read (a rule of 64 nodes needs a few KB)."""
 
 
 @dataclass(slots=True)
@@ -106,7 +120,9 @@ class ShopBook:
     partition: int
     sizes: dict[str, dict[str, int]]
     schedule: Schedule = field(default_factory=Schedule)
+    definitions: ShopDefinitions = field(default_factory=ShopDefinitions)
     dirty: bool = False
+    definitions_dirty: bool = False
 
     def count(self, model: str, previous: str | None, current: str | None) -> None:
         """One customer moved from ``previous`` to ``current`` in ``model``."""
@@ -148,11 +164,14 @@ class Pipeline:
         self.dedup = DedupPolicy(settings.dedup_window, settings.dedup_horizon_days)
         self._books: dict[str, ShopBook] = {}
         self._priors: dict[int, dict[str, SegmentModel]] = {}
+        self._reevaluating: set[str] | None = None
+        """Shops with an unfinished re-evaluation (None: not known, read the tables)."""
 
     def forget_shops(self) -> None:
         """Drop the books (after a rebalance or an aborted batch: rebuilt from the tables)."""
         self._books.clear()
         self._priors.clear()
+        self._reevaluating = None
         self.ledger.forget()
 
     # ------------------------------------------------------------ records
@@ -205,6 +224,110 @@ class Pipeline:
         outcome.formed = self._formed(book, now)
         return outcome
 
+    # ------------------------------------------------------------ definitions
+
+    def define(self, key: bytes | None, raw: bytes | None, source: Source) -> Outcome:
+        """Apply one record of the segment-definitions topic (key ``<shop>|<segment>``,
+        value a definition, or none to delete it): the segment goes live at once for the
+        shop's events, and a re-evaluation of its existing customers is queued (see
+        :meth:`reevaluate`). A record that breaks the contract, or whose version is not
+        above the live one, is dead-lettered and changes nothing."""
+        try:
+            shop_id, segment_id = _definition_key(key)
+            definition = None if raw is None else _definition(raw, shop_id, segment_id)
+        except DefinitionError as error:
+            letter = DeadLetter("invalid_definition", str(error), source, key, raw)
+            return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
+        home = shop_partition(shop_id, self.settings.topic_partitions)
+        if source.partition >= 0 and home != source.partition:
+            detail = f"shop {shop_id!r} belongs in partition {home}, found in {source.partition}"
+            letter = DeadLetter("wrong_partition", detail, source, key, raw)
+            return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
+        book = self.book(shop_id, source.partition)
+        refused = self._refused(book, segment_id, definition)
+        if refused is not None:
+            reason, detail = refused
+            letter = DeadLetter(reason, detail, source, key, raw)
+            return Outcome("dead_lettered", DEFINITION, shop_id, dead_letter=letter)
+        if definition is None:
+            book.definitions.delete(segment_id)
+        else:
+            book.definitions.define(definition)
+        book.definitions_dirty = True
+        if self._reevaluating is not None and book.definitions.pending:
+            self._reevaluating.add(shop_id)
+        return Outcome("processed", DEFINITION, shop_id)
+
+    def _refused(
+        self, book: ShopBook, segment_id: str, definition: Definition | None
+    ) -> tuple[DeadLetterReason, str] | None:
+        if definition is None:
+            return None  # deleting what is not defined deletes nothing
+        rules = book.definitions.rules
+        if segment_id not in rules and len(rules) >= MAX_DEFINITIONS:
+            return "invalid_definition", f"a shop defines at most {MAX_DEFINITIONS} segments"
+        last = book.definitions.last_version(segment_id)
+        if definition.version <= last:
+            return "stale_definition", (
+                f"version {definition.version} of {segment_id!r} is not above its last "
+                f"version {last}"
+            )
+        return None
+
+    def reevaluating(self) -> list[str]:
+        """The shops (of the partitions the tables hold) with an unfinished re-evaluation."""
+        if self._reevaluating is None:
+            self._reevaluating = {
+                shop_of(key)
+                for key in list(self.shops)
+                if key == definitions_key(shop_of(key)) and self.shops[key]["pending"]
+            }
+        return sorted(self._reevaluating)
+
+    def reevaluate(self, shop_id: str, limit: int) -> Outcome | None:
+        """Put up to ``limit`` more of the shop's existing customers in or out of the
+        segment of its oldest unfinished re-evaluation (None: nothing to do). The cursor
+        moves with them, in the same commit."""
+        book = self.book(shop_id)
+        if not book.definitions.pending:
+            return None
+        item = book.definitions.pending[0]
+        book.definitions_dirty = True
+        outcome = Outcome("processed", None, shop_id)
+        if book.stream_time is not None:
+            outcome.changes, done = self._reevaluate(book, item, book.stream_time, limit)
+            if done < limit:
+                book.definitions.pending.pop(0)
+            book.dirty = True
+        else:  # no event yet: no customers
+            book.definitions.pending.pop(0)
+        if not book.definitions.pending and self._reevaluating is not None:
+            self._reevaluating.discard(shop_id)
+        return outcome
+
+    def _reevaluate(
+        self, book: ShopBook, item: Reevaluation, now: datetime, limit: int
+    ) -> tuple[list[SegmentChange], int]:
+        rule = None if item.deleted else book.definitions.rules[item.segment_id]
+        name, cause = model_name(item.segment_id), Cause("definition")
+        changes: list[SegmentChange] = []
+        done = 0
+        for state in self.shop_customers(book.shop_id, after=item.after):
+            if done == limit:
+                break
+            inside = rule is not None and rule(state, self.view(state, now))
+            segments = dict(state.segments)
+            current = item.segment_id if inside else None
+            moved = self._move(book, state, name, current, now, cause, item.version)
+            if moved:
+                self._save(state)
+                before = state.copy()
+                before.segments = segments
+                self.ledger.record(None, before, state, now)
+                changes += moved
+            item.after, done = state.customer_id, done + 1
+        return changes, done
+
     def _misplaced(
         self, event: Event, source: Source, key: bytes | None, raw: bytes | None
     ) -> DeadLetter | None:
@@ -226,6 +349,9 @@ class Pipeline:
         self.ledger.flush()
         partitions = set()
         for book in self._books.values():
+            if book.definitions_dirty:
+                self.shops[definitions_key(book.shop_id)] = book.definitions.record()
+                book.definitions_dirty = False
             if not book.dirty:
                 continue
             self.shops[book.shop_id] = book.record()
@@ -259,17 +385,20 @@ class Pipeline:
         shop = self.shops.get(shop_id)
         return None if shop is None else datetime.fromtimestamp(shop["stream_time"], UTC)
 
-    def shop_customers(self, shop_id: str) -> Iterator[CustomerState]:
-        """Every known customer of a shop (a scan of its key range)."""
+    def shop_customers(self, shop_id: str, after: str | None = None) -> Iterator[CustomerState]:
+        """Every known customer of a shop in customer-id order (a scan of its key range),
+        or those whose id follows ``after``."""
         prefix = customer_key(shop_id, "")
+        start = None if after is None else customer_key(shop_id, after)
         keys = getattr(self.customers, "keys_of", None)
         if keys is not None:
             partition = partition_of(shop_id, self.settings.topic_partitions)
-            found: Iterator[str] = keys(partition, prefix)
+            found: Iterator[str] = keys(partition, prefix, start)
         else:
-            found = (k for k in list(self.customers) if k.startswith(prefix))
-        for key in sorted(found):
-            yield self.customers[key]
+            found = iter(sorted(k for k in list(self.customers) if k.startswith(prefix)))
+        for key in found:
+            if start is None or key > start:
+                yield self.customers[key]
 
     def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
         """The snapshot segment models read, with this deployment's silence rule."""
@@ -300,33 +429,53 @@ class Pipeline:
         changes = []
         for name, model in book.models.items():
             current = model.assign(view)
-            previous = state.segments.get(name)
-            if current == previous or (name in held and current is not None):
+            if name in held and current is not None:
                 continue
-            if current is None:
-                del state.segments[name]
-                state.segment_since.pop(name, None)
-            else:
-                state.segments[name] = current
-                state.segment_since[name] = now.timestamp()
-            book.count(name, previous, current)
-            changes.append(
-                SegmentChange(
-                    state.shop_id,
-                    state.customer_id,
-                    name,
-                    previous,
-                    current,
-                    now,
-                    cause,
-                    state.marketing_opt_in,
-                )
-            )
+            changes += self._move(book, state, name, current, now, cause)
+        for segment_id, rule in book.definitions.rules.items():
+            inside = segment_id if rule(state, view) else None
+            version = rule.definition.version
+            changes += self._move(book, state, model_name(segment_id), inside, now, cause, version)
         reviews = [model.next_review(view) for model in book.models.values()]
         reviews += held.values()  # look again when the dwell is over
         state.due_at = min((r for r in reviews if r is not None), default=None)
         book.schedule.set(state.customer_id, state.due_at)
         return changes
+
+    @staticmethod
+    def _move(
+        book: ShopBook,
+        state: CustomerState,
+        name: str,
+        current: str | None,
+        now: datetime,
+        cause: Cause,
+        version: int | None = None,
+    ) -> list[SegmentChange]:
+        """Put the customer in ``current`` of model ``name`` (None: in none): the change,
+        if it is one."""
+        previous = state.segments.get(name)
+        if current == previous:
+            return []
+        if current is None:
+            del state.segments[name]
+            state.segment_since.pop(name, None)
+        else:
+            state.segments[name] = current
+            state.segment_since[name] = now.timestamp()
+        book.count(name, previous, current)
+        change = SegmentChange(
+            state.shop_id,
+            state.customer_id,
+            name,
+            previous,
+            current,
+            now,
+            cause,
+            state.marketing_opt_in,
+            version,
+        )
+        return [change]
 
     @staticmethod
     def _held(book: ShopBook, state: CustomerState, now: datetime) -> dict[str, datetime]:
@@ -383,6 +532,7 @@ class Pipeline:
             partition,
             {} if stored is None else {m: dict(s) for m, s in stored["sizes"].items()},
         )
+        book.definitions = ShopDefinitions.load(self.shops.get(definitions_key(shop_id)))
         for state in self.shop_customers(shop_id) if stored is not None else ():
             book.schedule.set(state.customer_id, state.due_at)
         return book
@@ -398,6 +548,35 @@ class Pipeline:
             if name not in priors:
                 priors[name] = type(model).create(self.settings, seed=partition)
             model.attach_prior(priors[name])
+
+
+def _definition_key(key: bytes | None) -> tuple[str, str]:
+    """The shop and segment a definitions-topic key names."""
+    try:
+        shop_id, separator, segment_id = (key or b"").decode().partition("|")
+    except UnicodeDecodeError:
+        shop_id, separator, segment_id = "", "", ""
+    if not (shop_id and separator and segment_id):
+        raise DefinitionError("key", "the record key must be '<shop_id>|<segment_id>'")
+    return shop_id, segment_id
+
+
+def _definition(raw: bytes, shop_id: str, segment_id: str) -> Definition:
+    """The valid definition ``raw`` holds, of the segment its key names."""
+    if len(raw) > MAX_DEFINITION_BYTES:
+        raise DefinitionError("definition", f"larger than {MAX_DEFINITION_BYTES} bytes")
+    try:
+        payload = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as error:
+        raise DefinitionError("definition", f"not JSON: {error}") from None
+    definition = validate_definition(payload)
+    if (definition.shop_id, definition.segment_id) != (shop_id, segment_id):
+        raise DefinitionError("segment_id", f"the key names {shop_id}|{segment_id}")
+    return definition
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _shop_seed(shop_id: str) -> int:

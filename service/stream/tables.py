@@ -14,6 +14,7 @@ values are stored in the table's codec (:data:`CODECS`).
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterator, MutableMapping
 from typing import Any, Protocol
 
@@ -43,8 +44,11 @@ class LocalStore(Protocol):
         """Every key of the partition."""
         ...
 
-    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
-        """Every key and value of the partition whose key starts with ``prefix``."""
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value of the partition whose key starts with ``prefix``, in key
+        order, from ``start`` on (``start`` not below ``prefix``)."""
         ...
 
 
@@ -76,9 +80,11 @@ class RocksStore:
             if key != self.store.offset_key:
                 yield key
 
-    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
         db = self.store._db_for_partition(partition)
-        for key, value in db.items(from_key=prefix):
+        for key, value in db.items(from_key=start or prefix):
             if not key.startswith(prefix):
                 return
             yield key, value
@@ -108,9 +114,13 @@ class MemoryStore:
             if owner == partition:
                 yield key
 
-    def scan(self, partition: int, prefix: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        first = start or prefix
         for key in sorted(k for k in self.keys(partition) if k.startswith(prefix)):
-            yield key, self.store.data[key]
+            if key >= first:
+                yield key, self.store.data[key]
 
 
 def local_store(table: faust.types.TableT[Any, Any]) -> LocalStore:
@@ -198,16 +208,21 @@ class TableState(MutableMapping[str, Any]):
     def __len__(self) -> int:
         return sum(1 for _ in self)
 
-    def keys_of(self, partition: int, prefix: str = "") -> Iterator[str]:
-        """The keys of one partition (this batch's writes included) starting with ``prefix``."""
+    def keys_of(self, partition: int, prefix: str = "", start: str | None = None) -> Iterator[str]:
+        """The keys of one partition (this batch's writes included) starting with
+        ``prefix``, in order, from ``start`` on (the whole prefix when None)."""
         pending = self._pending.get(partition, {})
-        for key, _ in self._store().scan(partition, prefix.encode()):
-            decoded = key.decode()
-            if decoded not in pending:
-                yield decoded
-        for decoded, value in list(pending.items()):
-            if value is not _DELETED and decoded.startswith(prefix):
-                yield decoded
+        first = prefix if start is None or start < prefix else start
+        stored = (
+            key.decode()
+            for key, _ in self._store().scan(partition, prefix.encode(), first.encode())
+        )
+        written = sorted(k for k in pending if k.startswith(prefix) and k >= first)
+        previous = None
+        for key in heapq.merge(stored, written):  # a key in both comes twice, side by side
+            if key != previous and pending.get(key) is not _DELETED:
+                yield key
+            previous = key
 
     # ------------------------------------------------------------ batches
 

@@ -30,10 +30,12 @@ GAUGE_GRAIN = "30d"
 
 
 def owned_shops(pipeline: Pipeline) -> Iterator[str]:
-    """Shop ids in this worker's local shops table."""
+    """Shop ids in this worker's local shops table (not the per-partition records, nor a
+    shop's other records such as ``<shop>|definitions``)."""
     for key in list(pipeline.shops.keys()):
-        if not str(key).startswith(PARTITION_KEY_PREFIX):
-            yield str(key)
+        name = str(key)
+        if not name.startswith(PARTITION_KEY_PREFIX) and "|" not in name:
+            yield name
 
 
 def owned_by_partition(wiring: Wiring) -> list[tuple[int, list[str]]]:
@@ -83,6 +85,27 @@ async def advance_clocks(wiring: Wiring, now: datetime) -> int:
     changed = 0
     for partition, shop_ids in owned_by_partition(wiring):
         changed += await wiring.runner.advance(partition, functools.partial(moved, shop_ids))
+    return changed
+
+
+async def reevaluate_definitions(wiring: Wiring) -> int:
+    """One step of every unfinished re-evaluation of shop-defined segments (at most
+    ``reevaluation_customers`` customers per shop), one commit per partition; return how
+    many segment changes that made."""
+    pipeline, settings = wiring.pipeline, wiring.settings
+    if not wiring.runner.ready:
+        return 0
+    grouped: dict[int, list[str]] = defaultdict(list)
+    for shop_id in pipeline.reevaluating():
+        grouped[shop_partition(shop_id, settings.topic_partitions)].append(shop_id)
+
+    def step(shop_ids: list[str]) -> list[Outcome]:
+        found = (pipeline.reevaluate(s, settings.reevaluation_customers) for s in shop_ids)
+        return [outcome for outcome in found if outcome is not None]
+
+    changed = 0
+    for partition, shop_ids in sorted(grouped.items()):
+        changed += await wiring.runner.advance(partition, functools.partial(step, shop_ids))
     return changed
 
 
@@ -168,6 +191,15 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
         except Exception:
             log.exception("clock_advance_failed")
 
+    async def reevaluations() -> None:
+        try:
+            changed = await reevaluate_definitions(wiring)
+            if changed:
+                log.debug("definitions_reevaluated", changes=changed)
+        except Exception:
+            log.exception("reevaluation_failed")
+
+    app.timer(settings.reevaluation_interval_s)(reevaluations)
     app.timer(settings.metrics_snapshot_interval_s)(snapshots)
     app.timer(settings.gauges_interval_s)(gauges)
     app.timer(settings.wall_clock_interval_s)(clocks)

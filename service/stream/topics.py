@@ -16,7 +16,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from service.core.contracts import EVENT_TYPES, INPUT_ROLES, EventType
-from service.settings import OUTPUT_ROLES, Settings
+from service.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, Settings
 from service.stream.kafka import connection_options
 
 CREATED_ROLES: tuple[str, ...] = (*INPUT_ROLES, *OUTPUT_ROLES)
@@ -29,7 +29,8 @@ def input_event_types(settings: Settings) -> dict[str, EventType]:
 
 
 def input_topics(settings: Settings) -> list[str]:
-    """The names of the input topics (see :func:`input_event_types`).
+    """The names of the topics the worker reads: the input events' (see
+    :func:`input_event_types`) and the segment definitions'.
 
     >>> print(*input_topics(Settings()), sep="\\n")
     segstream.signups
@@ -39,8 +40,9 @@ def input_topics(settings: Settings) -> list[str]:
     segstream.plan-changes
     segstream.campaign-responses
     segstream.feedback-responses
+    segstream.segment-definitions
     """
-    return list(input_event_types(settings))
+    return [*input_event_types(settings), settings.topic(DEFINITIONS_ROLE)]
 
 
 TABLES = ("customers", "shops", "models", "metrics")
@@ -67,6 +69,7 @@ async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[st
     compacted = {"cleanup.policy": "compact"}
     wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
     wanted[settings.topic("segment_membership")] = compacted
+    wanted[settings.topic(DEFINITIONS_ROLE)] = compacted
     if changelogs:
         wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
     admin = AIOKafkaAdminClient(**connection_options(settings))

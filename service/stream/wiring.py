@@ -29,16 +29,16 @@ from faust.types import TP
 from service.core.changes import DeadLetter, SegmentChange, Source
 from service.core.contracts import EventType
 from service.core.keys import progress_key, shop_partition
-from service.core.pipeline import Outcome, Pipeline
+from service.core.pipeline import DEFINITION, Outcome, Pipeline
 from service.observability import telemetry
 from service.observability.logs import get_logger
-from service.settings import Settings
+from service.settings import DEFINITIONS_ROLE, Settings
 from service.stream.batching import batches
 from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryError, Work, Written
 from service.stream.gaps import GapGuard
 from service.stream.kafka import connection_options
 from service.stream.tables import CODECS, Pending, TableState, local_store
-from service.stream.topics import TABLES, changelog_topic, input_event_types
+from service.stream.topics import TABLES, changelog_topic, input_event_types, input_topics
 
 log = get_logger(__name__)
 MAX_LETTER_KEY = 1024
@@ -88,7 +88,7 @@ def raw_table(app: faust.App, settings: Settings, name: str) -> faust.types.Tabl
 def wire(app: faust.App, settings: Settings) -> Wiring:
     """Declare topics, tables and the agent on ``app``."""
     expected = input_event_types(settings)
-    inputs = raw_topic(app, settings, *expected)
+    inputs = raw_topic(app, settings, *input_topics(settings))
     declared = {name: raw_table(app, settings, name) for name in TABLES}
 
     async def commit_offsets(offsets: Mapping[TopicPartition, int]) -> None:
@@ -131,7 +131,7 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
         async for events in batches(stream, *limits, highwater):
             await runner.run(events)
 
-    _before_recovery(app, runner, set(expected))
+    _before_recovery(app, runner, set(input_topics(settings)))
 
     async def close(sender: Any, *args: Any, **kwargs: Any) -> None:
         await checkpoint.close()
@@ -230,6 +230,9 @@ class BatchRunner:
         self.tables = tables
         self.checkpoint = checkpoint
         self.expected = expected
+        self.definitions = settings.topic(DEFINITIONS_ROLE)
+        self.topics = sorted([*expected, self.definitions])
+        """Every topic the worker reads: the input events' and the segment definitions'."""
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._poison: dict[tuple[str, int], str] = {}
         self._pending: dict[int, dict[str, Pending]] = {}
@@ -260,7 +263,7 @@ class BatchRunner:
                 if not self.ready or partition not in self.checkpoint.partitions:
                     return  # a new rebalance began: its recovery seeks again
                 committed = Progress.load(self.tables["shops"], partition).offsets
-                await self.guard.restart(partition, sorted(self.expected), committed)
+                await self.guard.restart(partition, self.topics, committed)
 
     async def assign(self, partitions: set[int]) -> None:
         """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""
@@ -386,9 +389,12 @@ class BatchRunner:
         poisoned = self._poison.get((source.topic, source.offset))
         if poisoned is not None:
             letter = DeadLetter("processing_error", poisoned, source, event.key, event.value)
-            kind = self.expected[source.topic].type_name
-            return Outcome("dead_lettered", event_type=kind, dead_letter=letter)
+            kind = self.expected.get(source.topic)
+            name = DEFINITION if kind is None else kind.type_name
+            return Outcome("dead_lettered", event_type=name, dead_letter=letter)
         try:
+            if source.topic == self.definitions:
+                return self.pipeline.define(event.key, event.value, source)
             return self.pipeline.handle(event.value, self.expected[source.topic], source, event.key)
         except Exception as error:
             log.exception(

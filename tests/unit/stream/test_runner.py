@@ -183,11 +183,15 @@ async def test_recovery_seeks_each_input_to_where_the_tables_end(
     unused = ["segstream.cancellations", "segstream.feedback-responses"]
     for topic in unused:
         batches.expected[topic] = Cancellation
+    batches.topics = sorted([*batches.expected, "segstream.segment-definitions"])
+    unused.append("segstream.segment-definitions")
     guard = batches.guard = ProbedGuard(first=5)
     batches.rebalancing()
     await batches.recovered()
-    assert guard.sought == [*((t, PARTITION, 5) for t in unused), (ORDERS, PARTITION, 3)]
-    assert guard.asked == [[TopicPartition(t, PARTITION) for t in unused]]
+    assert sorted(guard.sought) == sorted(
+        [*((t, PARTITION, 5) for t in unused), (ORDERS, PARTITION, 3)]
+    )
+    assert guard.asked == [[TopicPartition(t, PARTITION) for t in sorted(unused)]]
 
 
 async def test_records_delivered_while_recovery_seeks_are_processed(
@@ -267,3 +271,42 @@ async def test_a_live_shops_clock_follows_the_wall_clock_in_one_commit(
     assert pipeline.stream_time(SHOP) == wall
     assert tables["customers"][f"{SHOP}/c-1"].segments["lifecycle"] == "at_risk"
     assert await batches.advance(PARTITION, move) == 0  # nothing due any more
+
+
+async def test_a_definition_record_commits_and_its_reevaluation_follows_in_steps(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    """A record of the definitions topic commits with its offset like an event; the
+    existing customers then enter by steps that each commit their cursor, outputs and
+    states together, and no step runs for a partition the worker does not own."""
+    batches, tables = runner(checkpoint)
+    await batches.run([*events(0), *events_of("c-2", 1)])
+    definitions = SETTINGS.topic("segment_definitions")
+    rule = {"field": "behaviour.order_count", "op": "gte", "value": 1}
+    value = {"schema_version": 1, "shop_id": SHOP, "segment_id": "buyers", "name": "Buyers"}
+    raw = json.dumps({**value, "version": 1, "rule": rule}).encode()
+    record = Event(Message(definitions, PARTITION, 0), raw, f"{SHOP}|buyers".encode())
+    await batches.run([record])
+    assert checkpoint.committed[-1].offsets == {definitions: 1}
+    assert batches.pipeline.reevaluating() == [SHOP]
+
+    def step() -> list[Outcome]:
+        found = batches.pipeline.reevaluate(SHOP, limit=1)
+        return [] if found is None else [found]
+
+    assert [await batches.advance(PARTITION, step) for _ in range(3)] == [1, 1, 0]
+    assert batches.pipeline.reevaluating() == []
+    assert await batches.advance(PARTITION, step) == 0  # nothing left: nothing committed
+    entries = [json.loads(r.value or b"") for w in checkpoint.committed[-3:-1] for r in w.outputs]
+    changes = [e for e in entries if e.get("kind") == "segment_changed"]
+    assert [(c["customer_id"], c["current"], c["definition_version"]) for c in changes] == [
+        ("c-1", "buyers", 1),
+        ("c-2", "buyers", 1),
+    ]
+    assert tables["customers"][f"{SHOP}/c-2"].segments["defined:buyers"] == "buyers"
+
+
+def events_of(customer: str, *offsets: int) -> list[Any]:
+    return [
+        Event(Message(ORDERS, PARTITION, n), order(n, customer), SHOP.encode()) for n in offsets
+    ]
