@@ -15,12 +15,19 @@ by its events. Time-driven moves come from each shop's review schedule, so a sho
 times larger sends about 100 times the events per day of stream time and the cost per
 event should not grow with the shop: the ``÷ smallest`` column says whether it does.
 State bytes = the encoded customer records in the store at the end (key excluded).
+
+Then the shop defines a segment ("urban customers with at least 2 orders") and the
+pipeline puts its existing customers in, step by step as the worker's re-evaluation timer
+does (``reevaluation_customers`` per step, each step flushed and committed): the total
+time per customer, the longest step (what one commit holds the partition for) and the
+size of the shop's definitions record (which must not grow with the shop).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import json
 import resource
 import statistics
 import sys
@@ -31,10 +38,60 @@ from datetime import date
 
 from bench.common import code_version, percentile, say, table
 from harness.stores import InProcessPipeline
+from service.core.changes import Source
 from service.core.contracts import EVENT_TYPES
-from service.settings import Settings
+from service.core.keys import shop_partition
+from service.segments.defined.live import definitions_key
+from service.settings import DEFINITIONS_ROLE, Settings
 from service.tools.publish import encode
 from service.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
+
+
+@dataclass
+class Reevaluated:
+    """A new definition's re-evaluation of the whole shop."""
+
+    seconds: float
+    longest_step_s: float
+    steps: int
+    entered: int
+    record_bytes: int
+
+
+DEFINITION = {
+    "schema_version": 1,
+    "segment_id": "urban-repeat",
+    "name": "Urban repeat buyers",
+    "version": 1,
+    "rule": {
+        "all": [
+            {"field": "attributes.location_type", "op": "eq", "value": "urban"},
+            {"field": "behaviour.order_count", "op": "gte", "value": 2},
+        ]
+    },
+}
+
+
+def reevaluate(worker: InProcessPipeline, shop_id: str) -> Reevaluated:
+    """Define a segment and put the shop's existing customers in, step by step."""
+    pipeline, settings = worker.pipeline, worker.settings
+    partition = shop_partition(shop_id, settings.topic_partitions)
+    value = json.dumps({**DEFINITION, "shop_id": shop_id}).encode()
+    source = Source(settings.topic(DEFINITIONS_ROLE), partition, 0)
+    pipeline.define(f"{shop_id}|urban-repeat".encode(), value, source)
+    worker.commit(partition)
+    longest, total, steps, entered = 0.0, 0.0, 0, 0
+    while True:
+        began = time.perf_counter()
+        outcome = pipeline.reevaluate(shop_id, settings.reevaluation_customers)
+        if outcome is None:
+            break
+        worker.commit(partition)
+        took = time.perf_counter() - began
+        longest, total, steps = max(longest, took), total + took, steps + 1
+        entered += len(outcome.changes)
+    record = worker.stores["shops"].data[partition][definitions_key(shop_id).encode()]
+    return Reevaluated(total, longest, steps, entered, len(record))
 
 
 @dataclass
@@ -47,6 +104,7 @@ class Result:
     seconds: float
     timer_changes: int
     state_bytes: list[int]
+    reevaluation: Reevaluated
 
     @property
     def micros_per_event(self) -> float:
@@ -84,7 +142,9 @@ def run(customers: int, days: int, batch: int, seed: int) -> Result:
             seconds += time.perf_counter() - began
     gc.unfreeze()
     sizes = [len(v) for part in worker.stores["customers"].data.values() for v in part.values()]
-    return Result(customers, len(raw), len(raw) - half, seconds, timer_changes, sizes)
+    say(f"{customers:,} customers: re-evaluating a new definition")
+    reevaluated = reevaluate(worker, raw[0][3])
+    return Result(customers, len(raw), len(raw) - half, seconds, timer_changes, sizes, reevaluated)
 
 
 def report(results: Sequence[Result]) -> str:
@@ -115,6 +175,31 @@ def report(results: Sequence[Result]) -> str:
     return table(headers, rows)
 
 
+def report_reevaluations(results: Sequence[Result]) -> str:
+    rows = [
+        [
+            f"{r.customers:,}",
+            f"{r.reevaluation.entered:,}",
+            f"{r.reevaluation.steps}",
+            f"{r.reevaluation.seconds / r.customers * 1e6:,.0f}",
+            f"{r.reevaluation.seconds:,.2f}",
+            f"{r.reevaluation.longest_step_s:,.3f}",
+            f"{r.reevaluation.record_bytes:,}",
+        ]
+        for r in results
+    ]
+    headers = [
+        "customers",
+        "entered",
+        "steps",
+        "µs/customer",
+        "total s",
+        "longest step s",
+        "definitions record B",
+    ]
+    return table(headers, rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.shop_size", description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 100_000])
@@ -130,6 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"peak RSS {rss:,.0f} MiB (in-memory store)"
     )
     print(report(results))
+    print()
+    print(report_reevaluations(results))
     return 0
 
 

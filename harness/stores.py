@@ -77,10 +77,11 @@ class InProcessPipeline:
         self.offset += 1
         return self.pipeline.handle(value, kind, Source(role, partition, self.offset), None)
 
-    def commit(self) -> None:
-        """Flush the batch and apply its writes to the stores."""
+    def commit(self, *also: int) -> None:
+        """Flush the batch and apply its writes to the stores (of the partitions records
+        went to, and of ``also``: those of work no record caused)."""
         self.pipeline.flush()
-        for partition in sorted(self._touched):
+        for partition in sorted(self._touched | set(also)):
             for state in self.tables.values():
                 state.apply(partition, state.writes(partition), TP("", partition), self.offset)
         self._touched.clear()
