@@ -15,19 +15,12 @@ from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from service.core.customer import CustomerState
+from service.core.customer import EPOCH_DAY, CustomerState
 from service.core.events import format_time
 from service.core.features import CustomerSnapshot
 from service.core.keys import customer_key
 from service.core.pipeline import Pipeline
-from service.learning.lifetime import (
-    BgNbd,
-    cant_lose,
-    clv,
-    fit_customers,
-    high_value_rate,
-    spend_trend,
-)
+from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
 from service.metrics.ledger import UnknownShopError
 from service.metrics.windows import BadWindowError
 from service.segments.defined import compile_definition, validate_definition
@@ -35,8 +28,6 @@ from service.segments.defined import compile_definition, validate_definition
 MAX_PAGE = 500
 MAX_SAMPLE = 100
 """Most matching customer ids a definition preview lists."""
-MIN_REPEAT_BUYERS = 5
-"""Repeat buyers a shop needs before a BG/NBD fit says anything."""
 
 
 class NotFoundError(LookupError):
@@ -90,14 +81,14 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
 def lifetime(
     pipeline: Pipeline, state: CustomerState, view: CustomerSnapshot
 ) -> dict[str, Any] | None:
-    """P(alive), expected next order and CLV from the shop's BG/NBD fit (refitted when the
-    shop's stream time moved), and the "Can't lose them" spend-trend flag; None while the
-    shop has too few repeat buyers to fit. ``view`` is ``state`` at the shop's stream time."""
-    now = view.as_of
-    fitted = _shop_lifetime(pipeline, state.shop_id, now)
-    if fitted is None or not view.has_purchased:
+    """P(alive), expected next order and CLV from the shop's lifetime model (fitted by the
+    stream on a sample of the shop's customers, see ``ShopLifetime``), and the "Can't
+    lose them" spend-trend flag; None before the shop has a fit or the customer a
+    purchase. ``view`` is ``state`` at the shop's stream time."""
+    fit: LifetimeFit | None = view.lifetime
+    if fit is None or not view.has_purchased:
         return None
-    model, high_value = fitted
+    now, model = view.as_of, fit.model
     trend = spend_trend(state.purchase_days, now.date())
     days_to_next = model.expected_days_to_next_order(view.frequency, view.T)
     next_order = now + timedelta(days=days_to_next) if math.isfinite(days_to_next) else None
@@ -108,36 +99,10 @@ def lifetime(
         "clv_365d": clv(model, view, 365.0),
         "spend_per_30d_recent": None if trend is None else trend.recent_rate,
         "spend_per_30d_before": None if trend is None else trend.historical_rate,
-        "cant_lose": cant_lose(trend, high_value),
+        "clv_trend": trend_of(trend),
+        "cant_lose": cant_lose(trend, fit.high_value_rate),
+        "fitted_on": EPOCH_DAY.fromordinal(EPOCH_DAY.toordinal() + fit.day).isoformat(),
     }
-
-
-_LIFETIME_FITS: dict[str, tuple[datetime, tuple[BgNbd, float] | None]] = {}
-LIFETIME_REFIT_AFTER = timedelta(days=1)
-"""A shop's BG/NBD fit (or the finding that it has too few repeat buyers for one) is
-reused until its stream time has moved on by this much: a fit reads every customer of the
-shop (seconds for 100,000, on the worker's event loop), and a live shop's stream time moves
-with nearly every event. The customer's own frequency, recency and age always come from
-their state at the current stream time."""
-
-
-def _shop_lifetime(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgNbd, float] | None:
-    cached = _LIFETIME_FITS.get(shop_id)
-    if cached is None or not cached[0] <= now < cached[0] + LIFETIME_REFIT_AFTER:
-        cached = (now, _fit_shop(pipeline, shop_id, now))
-        _LIFETIME_FITS[shop_id] = cached
-    return cached[1]
-
-
-def _fit_shop(pipeline: Pipeline, shop_id: str, now: datetime) -> tuple[BgNbd, float] | None:
-    """The shop's BG/NBD fit and high-value spend rate at ``now`` (None: too few repeat
-    buyers to fit)."""
-    states = list(pipeline.shop_customers(shop_id))
-    views = [pipeline.view(state, now) for state in states]
-    if sum(1 for v in views if v.frequency > 0) < MIN_REPEAT_BUYERS:
-        return None
-    trends = [spend_trend(state.purchase_days, now.date()) for state in states]
-    return fit_customers(views), high_value_rate(trends)
 
 
 def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
@@ -191,7 +156,7 @@ def definition_preview(
     """
     now = shop_now(pipeline, shop_id)
     limit = _int(query, "limit", default=20, low=0, high=MAX_SAMPLE)
-    definition = validate_definition(_json_body(body))
+    definition = validate_definition(json_body(body, "a segment definition"))
     if definition.shop_id != shop_id:
         raise BadRequestError(
             f"the definition is for shop {definition.shop_id!r}, not {shop_id!r}"
@@ -217,10 +182,11 @@ def definition_preview(
     }
 
 
-def _json_body(body: bytes) -> Any:
-    """The request body as strict JSON (no NaN or Infinity), or :class:`BadRequestError`."""
+def json_body(body: bytes, what: str) -> Any:
+    """The request body (``what`` it should be) as strict JSON (no NaN or Infinity), or
+    :class:`BadRequestError`."""
     if not body.strip():
-        raise BadRequestError("the body must be a segment definition as JSON; it is empty")
+        raise BadRequestError(f"the body must be {what} as JSON; it is empty")
     try:
         return json.loads(body, parse_constant=_no_constant)
     except RecursionError:

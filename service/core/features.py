@@ -77,6 +77,9 @@ class CustomerSnapshot:
     held: frozenset[str] = frozenset()
     """Models whose segment this evaluation must not change: a review (time passing, no
     event of the customer's) before the model's minimum dwell in the segment is over."""
+    lifetime: Any = None
+    """The shop's fitted lifetime model (``service.learning.lifetime.LifetimeFit``), if it
+    has one: what the ``predictions.*`` fields of shop-defined segments read."""
 
     @property
     def has_purchased(self) -> bool:
@@ -85,7 +88,7 @@ class CustomerSnapshot:
 
 
 def snapshot(
-    state: CustomerState, now: datetime, silence: Silence = DEFAULT_SILENCE
+    state: CustomerState, now: datetime, silence: Silence = DEFAULT_SILENCE, lifetime: Any = None
 ) -> CustomerSnapshot:
     """Features of ``state`` observed at ``now`` (a returned customer is one back after a
     gap longer than their churn gap under ``silence``, or re-subscribed after cancelling)."""
@@ -123,6 +126,7 @@ def snapshot(
         attributes=state.attributes,
         segments=state.segments,
         memory=state.memory,
+        lifetime=lifetime,
     )
 
 

@@ -32,6 +32,12 @@ def customer_key(shop_id: str, customer_id: str) -> str:
     return f"{shop_id}/{customer_id}"
 
 
+def shop_record_key(shop_id: str, record: str) -> str:
+    """Key of one of a shop's records beside its main one in the ``shops`` table (its
+    definitions, its lifetime model)."""
+    return f"{shop_id}|{record}"
+
+
 def progress_key(partition: int) -> str:
     """Key of a partition's progress record (input offsets and counts it includes)."""
     return f"__progress__/{partition}"

@@ -31,10 +31,18 @@ from typing import Any, Literal
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
-from service.core.customer import CustomerState, DedupPolicy, Silence, apply
+from service.core.customer import CustomerState, DedupPolicy, Silence, apply, day_number
 from service.core.events import Event, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
-from service.core.keys import customer_key, partition_of, prior_key, shop_of, shop_partition
+from service.core.keys import (
+    customer_key,
+    partition_of,
+    prior_key,
+    shop_of,
+    shop_partition,
+    shop_record_key,
+)
+from service.learning.lifetime import ShopLifetime, spend_trend
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.segments.defined import Definition, DefinitionError, validate_definition
@@ -121,8 +129,10 @@ class ShopBook:
     sizes: dict[str, dict[str, int]]
     schedule: Schedule = field(default_factory=Schedule)
     definitions: ShopDefinitions = field(default_factory=ShopDefinitions)
+    lifetime: ShopLifetime = field(default_factory=lambda: ShopLifetime({}))
     dirty: bool = False
     definitions_dirty: bool = False
+    lifetime_dirty: bool = False
 
     def count(self, model: str, previous: str | None, current: str | None) -> None:
         """One customer moved from ``previous`` to ``current`` in ``model``."""
@@ -191,7 +201,13 @@ class Pipeline:
         outcome = Outcome("processed", event_type(event), event.shop_id)
         book = self.book(event.shop_id, source.partition)
         now = self._advance(book, event.occurred_at)
-        state = self.load(event.shop_id, event.customer_id)
+        if book.lifetime.due(day_number(now)):
+            self._refit(book, now)
+        stored = self.customers.get(customer_key(event.shop_id, event.customer_id))
+        if stored is None:
+            stored = CustomerState(event.shop_id, event.customer_id)
+            book.lifetime_dirty |= book.lifetime.offer(event.customer_id)
+        state: CustomerState = stored
         before = state.copy()
         if apply(state, event, self.dedup):
             cause = Cause("event", event.event_id, event_type(event))
@@ -352,6 +368,9 @@ class Pipeline:
             if book.definitions_dirty:
                 self.shops[definitions_key(book.shop_id)] = book.definitions.record()
                 book.definitions_dirty = False
+            if book.lifetime_dirty:
+                self.shops[lifetime_key(book.shop_id)] = book.lifetime.record()
+                book.lifetime_dirty = False
             if not book.dirty:
                 continue
             self.shops[book.shop_id] = book.record()
@@ -401,8 +420,24 @@ class Pipeline:
                 yield self.customers[key]
 
     def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
-        """The snapshot segment models read, with this deployment's silence rule."""
-        return snapshot(state, now, self.silence)
+        """The snapshot segment models read, with this deployment's silence rule and the
+        shop's lifetime model."""
+        book = self._books.get(state.shop_id)
+        fit = None if book is None else book.lifetime.fit
+        return snapshot(state, now, self.silence, fit)
+
+    def _refit(self, book: ShopBook, now: datetime) -> None:
+        """Fit the shop's lifetime model on its sample of customers as they are ``now``."""
+        states = (self.customers.get(customer_key(book.shop_id, c)) for c in book.lifetime.sample)
+        book.lifetime.refit(
+            day_number(now),
+            (
+                (snapshot(state, now, self.silence), spend_trend(state.purchase_days, now.date()))
+                for state in states
+                if state is not None
+            ),
+        )
+        book.lifetime_dirty = True
 
     def _save(self, state: CustomerState) -> None:
         self.customers[customer_key(state.shop_id, state.customer_id)] = state
@@ -533,6 +568,7 @@ class Pipeline:
             {} if stored is None else {m: dict(s) for m, s in stored["sizes"].items()},
         )
         book.definitions = ShopDefinitions.load(self.shops.get(definitions_key(shop_id)))
+        book.lifetime = ShopLifetime.load(self.shops.get(lifetime_key(shop_id)))
         for state in self.shop_customers(shop_id) if stored is not None else ():
             book.schedule.set(state.customer_id, state.due_at)
         return book
@@ -548,6 +584,11 @@ class Pipeline:
             if name not in priors:
                 priors[name] = type(model).create(self.settings, seed=partition)
             model.attach_prior(priors[name])
+
+
+def lifetime_key(shop_id: str) -> str:
+    """Key of a shop's lifetime model (sample and fit) in the ``shops`` table."""
+    return shop_record_key(shop_id, "lifetime")
 
 
 def _definition_key(key: bytes | None) -> tuple[str, str]:

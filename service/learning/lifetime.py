@@ -30,8 +30,9 @@ from __future__ import annotations
 
 import importlib
 import math
+import zlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
@@ -136,12 +137,14 @@ def fit(
         mean = float(np.mean(log_likelihood(BgNbd(*params), x, t_x, big_t)))
         return -mean + penalizer * float(np.sum(params**2))
 
-    result = optimize.minimize(
-        objective,
-        np.zeros(4),
-        method="Nelder-Mead",
-        options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10},
-    )
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        # the simplex tries extreme parameters; their non-finite likelihoods lose anyway
+        result = optimize.minimize(
+            objective,
+            np.zeros(4),
+            method="Nelder-Mead",
+            options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10},
+        )
     return BgNbd(*(float(v) for v in np.exp(result.x)))
 
 
@@ -228,3 +231,117 @@ def cant_lose(trend: SpendTrend | None, high_value_rate: float, drop_ratio: floa
         trend.historical_rate >= high_value_rate
         and trend.recent_rate < drop_ratio * trend.historical_rate
     )
+
+
+SAMPLE_SIZE = 1_000
+"""Customers a shop's lifetime model fits on at most (the bottom-k of a hash of their ids)."""
+REFIT_DAYS = 30
+"""Days of stream time between two fits of a shop's lifetime model."""
+MIN_REPEAT_BUYERS = 5
+"""Repeat buyers a fit needs (in the sample) before it says anything."""
+TREND_RATIO = 1.5
+"""A spend rate this many times the earlier one (or below its inverse) is a trend."""
+
+
+@dataclass(frozen=True, slots=True)
+class LifetimeFit:
+    """A shop's fitted lifetime model: BG/NBD parameters and the spend rate of its top
+    quarter (for "Can't lose them"), as of the day it was fitted."""
+
+    model: BgNbd
+    high_value_rate: float
+    day: int
+
+
+@dataclass(slots=True)
+class ShopLifetime:
+    """What a shop keeps to fit its lifetime model: a bounded, deterministic sample of its
+    customers (the SAMPLE_SIZE smallest hashes of their ids: any customer is in it with the
+    same chance, and whether they are never changes), the latest fit, and the stream day
+    of the latest attempt. Its size does not grow with the shop."""
+
+    sample: dict[str, int]
+    fit: LifetimeFit | None = None
+    tried_day: int | None = None
+    ceiling: tuple[int, str] | None = field(default=None, compare=False)
+    """The sample's largest (hash, id) while it is full (None: not known; not stored)."""
+
+    @classmethod
+    def load(cls, stored: Mapping[str, Any] | None) -> ShopLifetime:
+        """From the shop's record (None: nothing kept yet)."""
+        if stored is None:
+            return cls({})
+        fitted = stored["fit"]
+        fit = None
+        if fitted is not None:
+            fit = LifetimeFit(BgNbd(*fitted["model"]), fitted["high_value_rate"], fitted["day"])
+        return cls(dict(stored["sample"]), fit, stored["tried_day"])
+
+    def record(self) -> dict[str, Any]:
+        """The shop's record (see :meth:`load`)."""
+        fit = self.fit
+        return {
+            "sample": self.sample,
+            "fit": None
+            if fit is None
+            else {
+                "model": [fit.model.r, fit.model.alpha, fit.model.a, fit.model.b],
+                "high_value_rate": fit.high_value_rate,
+                "day": fit.day,
+            },
+            "tried_day": self.tried_day,
+        }
+
+    def offer(self, customer_id: str) -> bool:
+        """Consider a customer seen for the first time; whether the sample changed."""
+        if customer_id in self.sample:
+            return False
+        mark = sample_hash(customer_id)
+        if len(self.sample) < SAMPLE_SIZE:
+            self.sample[customer_id] = mark
+            return True
+        if self.ceiling is None:
+            self.ceiling = max((h, c) for c, h in self.sample.items())
+        if (mark, customer_id) >= self.ceiling:
+            return False  # most customers of a large shop: no scan
+        del self.sample[self.ceiling[1]]
+        self.sample[customer_id] = mark
+        self.ceiling = None
+        return True
+
+    def due(self, day: int) -> bool:
+        """Whether a fit is due on stream day ``day``: REFIT_DAYS after the last fit, and
+        daily while there is none."""
+        if self.tried_day is None:
+            return True
+        return day >= self.tried_day + (1 if self.fit is None else REFIT_DAYS)
+
+    def refit(
+        self, day: int, customers: Iterable[tuple[CustomerSnapshot, SpendTrend | None]]
+    ) -> None:
+        """Fit on the sample's snapshots at ``day`` (the last fit stays while the sample
+        has too few repeat buyers)."""
+        self.tried_day = day
+        views, trends = [], []
+        for view, trend in customers:
+            views.append(view)
+            trends.append(trend)
+        if sum(1 for v in views if v.frequency > 0) >= MIN_REPEAT_BUYERS:
+            self.fit = LifetimeFit(fit_customers(views), high_value_rate(trends), day)
+
+
+def sample_hash(customer_id: str) -> int:
+    """A stable 32-bit hash of a customer id (the sample keeps the smallest)."""
+    return zlib.crc32(customer_id.encode())
+
+
+def trend_of(trend: SpendTrend | None) -> str | None:
+    """``rising``, ``steady`` or ``declining``: the recent spend rate against the earlier
+    one (None without history before the recent window)."""
+    if trend is None:
+        return None
+    if trend.recent_rate > TREND_RATIO * trend.historical_rate:
+        return "rising"
+    if trend.recent_rate * TREND_RATIO < trend.historical_rate:
+        return "declining"
+    return "steady"

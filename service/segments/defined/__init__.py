@@ -2,8 +2,9 @@
 
 The contract is ``schemas/v1/segment_definition.json``; what a rule may read is the
 catalogue in :mod:`service.segments.defined.fields`; :mod:`service.segments.defined.rules`
-validates definitions and compiles their rules. Pure logic: not wired to the stream yet
-(the query API only previews a definition: ``service.api.queries.definition_preview``).
+validates definitions and compiles their rules; :mod:`service.segments.defined.live` keeps
+a shop's definitions live in the stream; :mod:`service.segments.defined.templates` holds
+the built-in templates.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ dotted, ``<group>.<name>``:
 - ``categories``: the product categories they have bought (a set);
 - ``attributes.<key>``: the shop's own attributes; the well-known keys are typed below,
   any other key is open (type ``any``: its value is compared as it is);
-- ``predictions.*``: reserved, see :data:`PREDICTIONS`.
+- ``predictions.*``: P(alive), next order, CLV and its trend, see :data:`PREDICTIONS`.
 
 Each field has a type: ``number``, ``string``, ``boolean``, ``set`` (a set of strings) or
 ``any``. A getter returns None when the customer has no value (no plan, no purchase yet,
@@ -21,6 +21,7 @@ an attribute they never stated): every comparison on it is then false.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +29,7 @@ from typing import Any, Literal
 
 from service.core.customer import EPOCH_DAY, CustomerState
 from service.core.features import CustomerSnapshot
+from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
 
 FieldType = Literal["number", "string", "boolean", "set", "any"]
 Getter = Callable[[CustomerState, CustomerSnapshot], Any]
@@ -169,11 +171,67 @@ FIELDS: dict[str, Field] = {
 :func:`resolve`). Adding a field is adding an entry here (and to the oracle of
 ``tests/unit/segments/defined``)."""
 
-PREDICTIONS: dict[str, Field] = {}
-"""RESERVED for model predictions, named ``predictions.*``: P(alive) and CLV from the shop's
-BG/NBD fit (what ``/shops/{shop}/customers/{customer}`` shows) come with a later change
-that gives the evaluation the shop's fitted model. Until then a rule naming a
-``predictions.*`` field is rejected."""
+
+def _fit(view: CustomerSnapshot) -> LifetimeFit | None:
+    fit: LifetimeFit | None = view.lifetime
+    return fit if view.has_purchased else None
+
+
+def _p_alive(state: CustomerState, view: CustomerSnapshot) -> float | None:
+    fit = _fit(view)
+    return None if fit is None else fit.model.p_alive(view.frequency, view.recency, view.T)
+
+
+def _days_to_next(state: CustomerState, view: CustomerSnapshot) -> float | None:
+    fit = _fit(view)
+    if fit is None:
+        return None
+    days = fit.model.expected_days_to_next_order(view.frequency, view.T)
+    return days if math.isfinite(days) else None
+
+
+def _clv(state: CustomerState, view: CustomerSnapshot) -> float | None:
+    fit = _fit(view)
+    return None if fit is None else clv(fit.model, view, 365.0)
+
+
+def _trend(state: CustomerState, view: CustomerSnapshot) -> str | None:
+    return trend_of(spend_trend(state.purchase_days, view.as_of.date()))
+
+
+def _cant_lose(state: CustomerState, view: CustomerSnapshot) -> bool | None:
+    fit = _fit(view)
+    if fit is None:
+        return None
+    return cant_lose(spend_trend(state.purchase_days, view.as_of.date()), fit.high_value_rate)
+
+
+PREDICTIONS: dict[str, Field] = {
+    "predictions.p_alive": Field(
+        "number", _p_alive, "probability the customer still buys (BG/NBD), 0-1"
+    ),
+    "predictions.expected_days_to_next_order": Field(
+        "number", _days_to_next, "if still buying: expected days until the next order"
+    ),
+    "predictions.clv_365d": Field(
+        "number", _clv, "expected spend over the next 365 days (BG/NBD x value per order)"
+    ),
+    "predictions.clv_trend": Field(
+        "string",
+        _trend,
+        "rising, steady or declining: spend per 30 days over the last 90 days against before",
+    ),
+    "predictions.cant_lose": Field(
+        "boolean",
+        _cant_lose,
+        "was among the shop's top quarter by spend rate, and spends under half that lately",
+    ),
+}
+"""Predictions from the shop's lifetime model (``service.learning.lifetime``): fitted per
+shop on a bounded sample of its customers every 30 days of stream time, and evaluated
+per customer from their own features when a rule reads them. None (every comparison
+false) before the shop has a fit or the customer a purchase; ``clv_trend`` needs no fit,
+only 90 days of history."""
 
 OPEN_PREFIX = "attributes."
 """Fields under this prefix are open: any attribute key may be named."""

@@ -19,6 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from service.core.keys import shop_record_key
 from service.segments.defined.rules import (
     CompiledRule,
     Definition,
@@ -44,7 +45,7 @@ def model_name(segment_id: str) -> str:
 
 def definitions_key(shop_id: str) -> str:
     """Key of a shop's definitions in the ``shops`` table (the shop's partition)."""
-    return f"{shop_id}|definitions"
+    return shop_record_key(shop_id, "definitions")
 
 
 @dataclass(slots=True)

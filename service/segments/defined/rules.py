@@ -18,8 +18,7 @@ an e-mail tool acts on cannot explain.
 Windows count days back from the evaluation's stream time (``CustomerSnapshot.as_of``,
 a UTC day): ``within_days: 1`` is that day alone. Items dated after it are not seen.
 
-Not wired to the stream yet: the stream reads no definitions; the query API only previews
-one (``service.api.queries.definition_preview``).
+The stream keeps definitions live per shop (:mod:`service.segments.defined.live`).
 """
 
 from __future__ import annotations
@@ -215,10 +214,6 @@ def _check_condition(node: dict[str, Any], path: str) -> None:
     name, op = node["field"], node["op"]
     found = resolve(name)
     if found is None:
-        if name.startswith("predictions."):
-            raise DefinitionError(
-                f"{path}/field", f"predictions such as {name!r} are not available yet"
-            )
         raise DefinitionError(
             f"{path}/field",
             f"unknown field {name!r} (see FIELDS in service/segments/defined/fields.py;"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import timedelta
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from service.api import queries
 from service.core.customer import CustomerState
 from service.core.events import format_time
 from service.core.pipeline import Pipeline
+from service.learning import lifetime as lifetime_module
 from service.segments.defined import DefinitionError
 from service.settings import Settings
 from service.tools.simulation.generator import SimulationConfig, generate
@@ -65,24 +66,22 @@ def test_unknown_customer_and_shop_are_not_found() -> None:
         queries.segment_sizes(pipeline, "no-shop")
 
 
-def test_a_shops_lifetime_fit_is_reused_within_a_stream_day(
+def test_a_customers_lifetime_comes_from_the_streams_fit_not_a_fit_per_call(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     pipeline, _ = fed()
-    fits: list[datetime] = []
-    real = queries._fit_shop
+    fit = pipeline.book(SHOP).lifetime.fit
+    assert fit is not None
 
-    def counting(pipeline: Pipeline, shop_id: str, now: datetime) -> object:
-        fits.append(now)
-        return real(pipeline, shop_id, now)
+    def no_fit(*args: object) -> None:
+        raise AssertionError("the API fitted a model")
 
-    monkeypatch.setattr(queries, "_fit_shop", counting)
-    monkeypatch.setattr(queries, "_LIFETIME_FITS", {})
-    now = queries.shop_now(pipeline, SHOP)
-    for moment in (now, now + timedelta(hours=23), now + timedelta(hours=25), now):
-        assert queries._shop_lifetime(pipeline, SHOP, moment) is not None
-    # fitted at now, reused 23 h later, refitted after a day, refitted when time went back
-    assert fits == [now, now + timedelta(hours=25), now]
+    monkeypatch.setattr(lifetime_module, "fit_customers", no_fit)
+    buyer = next(s for s in pipeline.shop_customers(SHOP) if len(s.purchase_days) > 1)
+    answer = queries.customer(pipeline, SHOP, buyer.customer_id)["lifetime"]
+    view = pipeline.view(buyer, queries.shop_now(pipeline, SHOP))
+    assert answer["p_alive"] == fit.model.p_alive(view.frequency, view.recency, view.T)
+    assert answer["clv_trend"] in ("rising", "steady", "declining", None)
 
 
 def definition(rule: dict[str, Any], shop_id: str = SHOP) -> bytes:

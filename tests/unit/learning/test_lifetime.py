@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
 from collections import Counter
 from datetime import UTC, date, datetime
@@ -11,11 +12,16 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from service.core.customer import CustomerState, apply
+from service.core.contracts import role_for
+from service.core.customer import EPOCH_DAY, CustomerState, apply
 from service.core.events import from_payload
 from service.core.features import snapshot
+from service.core.pipeline import Pipeline
 from service.learning.lifetime import (
+    REFIT_DAYS,
+    SAMPLE_SIZE,
     BgNbd,
+    ShopLifetime,
     SpendTrend,
     cant_lose,
     clv,
@@ -23,8 +29,11 @@ from service.learning.lifetime import (
     fit_customers,
     high_value_rate,
     log_likelihood,
+    sample_hash,
     spend_trend,
 )
+from service.settings import Settings
+from tests.feed import feed
 from tests.states import state
 from tests.unit.learning.streams import final_snapshots, one_shop
 
@@ -216,3 +225,74 @@ def test_on_a_simulated_shop_leavers_look_dead_and_decliners_are_flagged() -> No
     flagged = Counter(persona[c] for c, trend in trends.items() if cant_lose(trend, threshold))
     assert flagged.most_common(1)[0][0] == "declining_big_spender"
     assert flagged["declining_big_spender"] >= 0.7 * sum(flagged.values())
+
+
+def test_the_sample_is_the_same_bounded_set_whatever_the_arrival_order() -> None:
+    ids = [f"c-{n}" for n in range(3 * SAMPLE_SIZE)]
+    smallest = sorted(ids, key=lambda c: (sample_hash(c), c))[:SAMPLE_SIZE]
+    for seed in (1, 2):
+        kept = ShopLifetime({})
+        shuffled = list(ids)
+        random.Random(seed).shuffle(shuffled)
+        changed = [kept.offer(c) for c in shuffled]
+        assert sorted(kept.sample) == sorted(smallest)
+        assert sum(changed) < len(ids)  # most later customers change nothing
+        assert not kept.offer(smallest[0])  # a member is offered once
+    restored = ShopLifetime.load(kept.record())
+    assert restored.sample == kept.sample and restored.fit is None
+
+
+END = datetime(2025, 9, 1, tzinfo=UTC)
+
+
+def test_a_fit_is_due_daily_until_there_is_one_then_every_refit_period() -> None:
+    kept = ShopLifetime({})
+    assert kept.due(100)
+    kept.refit(100, [])  # nobody bought twice: no fit yet
+    assert kept.fit is None and not kept.due(100) and kept.due(101)
+    views = [
+        (snapshot(state(purchase_days={"2025-01-01": 10.0, f"2025-0{m}-02": 5.0}), END), None)
+        for m in range(2, 8)
+    ]
+    kept.refit(101, views)
+    assert kept.fit is not None and kept.fit.day == 101
+    assert not kept.due(101 + REFIT_DAYS - 1) and kept.due(101 + REFIT_DAYS)
+    assert ShopLifetime.load(kept.record()).fit == kept.fit
+
+
+def test_a_fit_on_the_sample_predicts_like_a_fit_on_every_customer() -> None:
+    """A 3,000-customer shop: a fit on its 1,000 sampled customers gives every buyer a
+    P(alive) close to that of a fit on all of them."""
+    final = final_snapshots(one_shop(seed=5, customers=3000, days=400, start=date(2024, 1, 1)))
+    kept = ShopLifetime({})
+    for customer_id in final:
+        kept.offer(customer_id)
+    kept.refit(0, ((final[c], None) for c in kept.sample))
+    assert kept.fit is not None and len(kept.sample) == SAMPLE_SIZE
+    full = fit_customers(list(final.values()))
+    buyers = [v for v in final.values() if v.frequency > 0]
+    gaps = [
+        abs(
+            kept.fit.model.p_alive(v.frequency, v.recency, v.T)
+            - full.p_alive(v.frequency, v.recency, v.T)
+        )
+        for v in buyers
+    ]
+    assert statistics.fmean(gaps) < 0.05, statistics.fmean(gaps)
+
+
+def test_the_pipeline_keeps_each_shops_lifetime_model_current() -> None:
+    """Fed through the pipeline, a shop's lifetime model is fitted on its customers, refitted
+    within every 30 days of stream time, and survives a rebuild from the tables."""
+    simulation = one_shop(seed=5, customers=150, days=200, start=date(2024, 1, 1))
+    pipeline = Pipeline(Settings(), {}, {}, {}, {})
+    feed(pipeline, [(role_for(e), e) for e in simulation.events])
+    shop_id = simulation.events[0]["shop_id"]
+    book = pipeline.book(shop_id)
+    fit, now = book.lifetime.fit, book.stream_time
+    assert fit is not None and now is not None
+    assert len(book.lifetime.sample) == len({e["customer_id"] for e in simulation.events})
+    fitted = date.fromordinal(EPOCH_DAY.toordinal() + fit.day)
+    assert (now.date() - fitted).days < REFIT_DAYS
+    pipeline.forget_shops()
+    assert pipeline.book(shop_id).lifetime.fit == fit

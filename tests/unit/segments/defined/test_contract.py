@@ -31,7 +31,7 @@ BROKEN_PATH: dict[str, str] = {
     "nested_too_deep": "rule/not/not/not/not/not/not/not/not",
     "op_not_for_field_type": "rule/all/1/op",
     "op_unknown": "rule/op",
-    "predictions_not_available": "rule/field",
+    "prediction_unknown": "rule/field",
     "segment_id_uppercase": "segment_id",
     "sum_of_unknown_item_field": "rule/sum",
     "too_many_nodes": "rule/any/7",

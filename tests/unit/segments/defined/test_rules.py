@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -12,6 +13,7 @@ from service.core.contracts import EXAMPLE_DIR
 from service.core.customer import CustomerState, day_number, id_hash
 from service.core.events import Plan
 from service.core.features import CustomerSnapshot, snapshot
+from service.learning.lifetime import BgNbd, LifetimeFit
 from service.segments import available_models
 from service.segments.defined import (
     FIELDS,
@@ -304,10 +306,17 @@ def test_every_field_reads_its_type_or_none() -> None:
             assert found.type != "number" or not isinstance(value, bool), name
 
 
-def test_the_catalogue_covers_every_built_in_model_and_reserves_predictions() -> None:
+def test_the_catalogue_covers_every_built_in_model_and_the_predictions() -> None:
     assert {f"segments.{name}" for name in available_models()} <= set(FIELDS)
-    assert PREDICTIONS == {}  # a later change adds P(alive) and CLV
-    assert resolve("predictions.p_alive") is None
+    assert set(PREDICTIONS) == {
+        "predictions.p_alive",
+        "predictions.expected_days_to_next_order",
+        "predictions.clv_365d",
+        "predictions.clv_trend",
+        "predictions.cant_lose",
+    }
+    assert resolve("predictions.p_alive") is PREDICTIONS["predictions.p_alive"]
+    assert resolve("predictions.clv") is None
     assert resolve("attributes.anything_new") is not None
     assert resolve("behaviour.anything_new") is None
     assert all(found.description for found in FIELDS.values())
@@ -341,3 +350,39 @@ def test_the_definition_is_a_private_copy() -> None:
     assert definition(*BUYER)
     assert definition.definition.rule == {"any": [cond("behaviour.order_count", "gte", 4)]}
     assert (definition.nodes, definition.depth) == (2, 2)
+
+
+FIT = LifetimeFit(BgNbd(r=0.24, alpha=4.41, a=0.79, b=2.43), high_value_rate=20.0, day=0)
+
+
+def with_fit(who: tuple[CustomerState, CustomerSnapshot]) -> tuple[CustomerState, CustomerSnapshot]:
+    return who[0], replace(who[1], lifetime=FIT)
+
+
+def test_predictions_read_the_shops_lifetime_model_and_the_customers_own_features() -> None:
+    state, view = with_fit(BUYER)
+    p_alive = FIT.model.p_alive(view.frequency, view.recency, view.T)
+    assert PREDICTIONS["predictions.p_alive"].get(state, view) == pytest.approx(p_alive)
+    assert holds(
+        cond("predictions.p_alive", "between", [p_alive - 1e-9, p_alive + 1e-9]), (state, view)
+    )
+    assert holds(cond("predictions.clv_365d", "gt", 0), (state, view))
+    days = FIT.model.expected_days_to_next_order(view.frequency, view.T)
+    assert holds(cond("predictions.expected_days_to_next_order", "gte", days - 1e-9), (state, view))
+    # per 30 days: 20 in the 10 days before the last 90 (60), 80 within them (26.7)
+    assert holds(cond("predictions.clv_trend", "eq", "declining"), BUYER)  # needs no fit
+    # 60 per 30 days was above the shop's top-quarter rate (20); 26.7 is under half of it
+    assert holds(cond("predictions.cant_lose", "eq", True), (state, view))
+
+
+def test_without_a_fit_or_a_purchase_predictions_are_missing() -> None:
+    for who in (BUYER, with_fit(NOBODY)):
+        for name in ("predictions.p_alive", "predictions.clv_365d", "predictions.cant_lose"):
+            assert not holds(cond(name, "exists"), who), name
+    assert not holds(cond("predictions.clv_trend", "exists"), NOBODY)
+
+
+def test_a_customer_spending_as_ever_is_steady_and_not_cant_lose() -> None:
+    steady = customer(purchase_days={ago(300): 30.0, ago(200): 30.0, ago(100): 30.0, ago(5): 30.0})
+    assert holds(cond("predictions.clv_trend", "eq", "steady"), steady)
+    assert holds(cond("predictions.cant_lose", "eq", False), with_fit(steady))
