@@ -14,7 +14,10 @@ in-process run over the same records and an independent pandas computation:
 - **accounting**: per input topic, records in = processed + duplicates + dead-lettered
   (from the partitions' committed progress records), and the dead-letter topic holds
   exactly the bad records, byte for byte;
-- **metrics**: every month window of every shop equals the pandas oracle.
+- **metrics**: every month window of every shop equals the pandas oracle;
+- **defined segments**: each shop defines a segment a third into the run and replaces it
+  two thirds in (both re-evaluations meet the faults); at the end each customer is in it
+  exactly when its rule holds for their committed facts.
 
 It ends with one line (``chaos: 12 kills, 3 rebalances, 1 broker restart; 24,000 events;
 lost 0, duplicated 0, facts 0 diff, ...``) and exits 1 when any figure is not zero. The
@@ -38,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 from harness.broker import Broker, fresh_broker
-from harness.kafka_io import consume_all, read_table
+from harness.kafka_io import consume_all, produce_json, read_table
 from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import EVENT_TYPES
-from service.core.keys import progress_key
-from service.core.pipeline import Pipeline
+from service.core.keys import progress_key, shop_partition
+from service.core.pipeline import DEFINITION, Pipeline
 from service.metrics.ledger import MetricsLedger
-from service.settings import Settings
+from service.segments.defined.live import definitions_key
+from service.settings import DEFINITIONS_ROLE, Settings
 from service.stream.lag import LagProbe
 from service.stream.topics import ensure_topics, input_topics
 from service.tools.publish import Record, publish
@@ -112,6 +116,7 @@ class Report:
     accounting_diff: int = 0
     dead_letters_diff: int = 0
     metrics_diff: int = 0
+    defined_diff: int = 0
     seconds: float = 0.0
     details: list[str] = field(default_factory=list)
 
@@ -124,6 +129,7 @@ class Report:
             or self.accounting_diff
             or self.dead_letters_diff
             or self.metrics_diff
+            or self.defined_diff
         )
 
     def line(self) -> str:
@@ -134,7 +140,8 @@ class Report:
             f"{'' if f.broker_restarts == 1 else 's'}; {self.events:,} events; "
             f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
             f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
-            f"diff, metrics {self.metrics_diff} diff ({self.seconds:.0f} s)"
+            f"diff, metrics {self.metrics_diff} diff, defined segments {self.defined_diff} "
+            f"diff ({self.seconds:.0f} s)"
         )
 
 
@@ -269,6 +276,73 @@ async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> Non
         await probe.stop()
 
 
+# ---------------------------------------------------------------- shop-defined segments
+
+DEFINED = "urban-repeat"
+"""Each shop defines "urban customers with at least N orders" a third into the run (N = 2)
+and replaces it two thirds in (N = 3): both re-evaluations meet the faults."""
+
+
+def definition(shop_id: str, version: int, orders: int) -> bytes:
+    rule = {
+        "all": [
+            {"field": "attributes.location_type", "op": "eq", "value": "urban"},
+            {"field": "behaviour.order_count", "op": "gte", "value": orders},
+        ]
+    }
+    payload = {
+        "schema_version": 1,
+        "shop_id": shop_id,
+        "segment_id": DEFINED,
+        "name": "Urban repeat buyers",
+        "version": version,
+        "rule": rule,
+    }
+    return json.dumps(payload).encode()
+
+
+async def define_during(settings: Settings, shops: Sequence[str], span_s: float) -> None:
+    """Publish each shop's definition a third into the run, its replacement at two thirds."""
+    for version, orders in ((1, 2), (2, 3)):
+        await asyncio.sleep(span_s / 3)
+        for shop_id in shops:
+            await produce_json(
+                settings.kafka_bootstrap,
+                settings.topic(DEFINITIONS_ROLE),
+                [(f"{shop_id}|{DEFINED}", definition(shop_id, version, orders))],
+                partition=shop_partition(shop_id, settings.topic_partitions),
+            )
+
+
+async def reevaluated(settings: Settings, shops: Sequence[str], timeout_s: float) -> dict[str, Any]:
+    """The shops table once every shop's definition is at version 2 and re-evaluated."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        table = await read_table(settings, "shops", timeout_s=120)
+        records = [table.get(definitions_key(shop_id)) for shop_id in shops]
+        if all(r is not None and not r["pending"] and _version(r) == 2 for r in records):
+            return table
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"definitions not re-evaluated after {timeout_s} s: {records}")
+        await asyncio.sleep(1.0)
+
+
+def _version(record: dict[str, Any]) -> int | None:
+    found = record["definitions"].get(DEFINED)
+    return None if found is None else int(found["version"])
+
+
+def check_defined(report: Report, table: dict[str, Any]) -> None:
+    """Membership of the replaced definition equals its rule over each customer's facts."""
+    model = f"defined:{DEFINED}"
+    for name, state in table.items():
+        inside = state["attributes"].get("location_type") == "urban" and state["order_count"] >= 3
+        if state["segments"].get(model) != (DEFINED if inside else None):
+            report.defined_diff += 1
+            if len(report.details) < 20:
+                report.details.append(f"{name} {model}: {state['segments'].get(model)}")
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -349,6 +423,8 @@ def check_accounting(report: Report, shops: dict[str, Any], sim: Simulation) -> 
             for kind, outcomes in value["counts"].items():
                 got[kind].update(outcomes)
     expected = expected_counts(sim)
+    shops = {event["shop_id"] for event in sim.events}
+    expected[DEFINITION]["processed"] = 2 * len(shops)  # each shop's two definitions
     for kind in set(got) | set(expected):
         for outcome in ("processed", "duplicate", "dead_lettered"):
             difference = abs(got[kind][outcome] - expected[kind][outcome])
@@ -400,6 +476,7 @@ async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
     )
     check_dead_letters(report, [json.loads(r.value) for r in letters], sim)
     check_metrics(report, await read_table(settings, "metrics", timeout_s=120), sim, settings)
+    check_defined(report, table)
 
 
 async def run(config: ChaosConfig, broker: Broker) -> Report:
@@ -421,9 +498,13 @@ async def run(config: ChaosConfig, broker: Broker) -> Report:
         plan = fault_plan(config, span, cluster.rng)
         publishing = time.monotonic()
         faults = asyncio.create_task(inject(cluster, plan, publishing))
+        shops = sorted({event["shop_id"] for event in sim.events})
+        defining = asyncio.create_task(define_during(settings, shops, span))
         await publish(outbox, settings, rate=config.rate)
         await faults
+        await defining
         await drained(settings, cluster, config.timeout_s)
+        await reevaluated(settings, shops, config.timeout_s)
         await verify(report, settings, sim)
     finally:
         cluster.stop()
