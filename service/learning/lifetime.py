@@ -125,11 +125,9 @@ def fit(
     recency: Sequence[float],
     T: Sequence[float],  # noqa: N803
     penalizer: float = 0.0,
-    start: BgNbd | None = None,
 ) -> BgNbd:
-    """Maximum-likelihood parameters (Nelder-Mead over log-parameters from all ones, or
-    from ``start``, a previous fit; an optional L2 ``penalizer`` on the parameters, as
-    lifetimes' ``penalizer_coef``)."""
+    """Maximum-likelihood parameters (Nelder-Mead over log-parameters from all ones, an
+    optional L2 ``penalizer`` on the parameters, as lifetimes' ``penalizer_coef``)."""
     x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
     if len(x) == 0:
         raise ValueError("fitting BG/NBD needs at least one customer")
@@ -141,27 +139,23 @@ def fit(
 
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # the simplex tries extreme parameters; their non-finite likelihoods lose anyway
-        initial = np.zeros(4) if start is None else np.log([start.r, start.alpha, start.a, start.b])
         result = optimize.minimize(
             objective,
-            initial,
+            np.zeros(4),
             method="Nelder-Mead",
             options={"maxiter": 4000, "xatol": 1e-7, "fatol": 1e-10},
         )
     return BgNbd(*(float(v) for v in np.exp(result.x)))
 
 
-def fit_customers(
-    customers: Sequence[CustomerSnapshot], penalizer: float = 0.0, start: BgNbd | None = None
-) -> BgNbd:
-    """Fit a shop's parameters from its buying customers' snapshots (from ``start``)."""
+def fit_customers(customers: Sequence[CustomerSnapshot], penalizer: float = 0.0) -> BgNbd:
+    """Fit a shop's parameters from its buying customers' snapshots."""
     buyers = [c for c in customers if c.has_purchased]
     return fit(
         [c.frequency for c in buyers],
         [c.recency for c in buyers],
         [c.T for c in buyers],
         penalizer,
-        start,
     )
 
 
@@ -333,8 +327,7 @@ class ShopLifetime:
             views.append(view)
             trends.append(trend)
         if sum(1 for v in views if v.frequency > 0) >= MIN_REPEAT_BUYERS:
-            start = None if self.fit is None else self.fit.model  # a month moves it little
-            self.fit = LifetimeFit(fit_customers(views, start=start), high_value_rate(trends), day)
+            self.fit = LifetimeFit(fit_customers(views), high_value_rate(trends), day)
 
 
 def sample_hash(customer_id: str) -> int:
