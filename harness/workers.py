@@ -119,14 +119,24 @@ class WorkerProcess:
 
     def post(self, path: str, body: bytes) -> tuple[int, str, bytes]:
         """POST ``body`` as JSON; (status, content type, body) of the answer."""
-        request = urllib.request.Request(
-            self.url(path), data=body, method="POST", headers={"Content-Type": "application/json"}
-        )
+        return self.request("POST", path, body)
+
+    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str, bytes]:
+        """``method`` on ``path`` with an optional JSON ``body``; (status, content type,
+        body) of the answer. Writes of definitions wait for the worker to apply them."""
+        headers = {} if body is None else {"Content-Type": "application/json"}
+        request = urllib.request.Request(self.url(path), data=body, method=method, headers=headers)
         try:
-            with urllib.request.urlopen(request, timeout=10) as response:
+            with urllib.request.urlopen(request, timeout=30) as response:
                 return response.status, response.headers.get_content_type(), response.read()
         except urllib.error.HTTPError as error:
             return error.code, error.headers.get_content_type(), error.read()
+
+    def request_json(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """``method`` on a JSON view with ``body`` as JSON (None: no body); (status, answer)."""
+        raw = None if body is None else json.dumps(body).encode()
+        status, _, answer = self.request(method, path, raw)
+        return status, json.loads(answer or b"null")
 
     def post_json(self, path: str, body: bytes) -> tuple[int, Any]:
         """POST ``body`` to a JSON view; (status, parsed answer)."""

@@ -24,6 +24,7 @@ from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, 
 from service.metrics.ledger import UnknownShopError
 from service.metrics.windows import BadWindowError
 from service.segments.defined import compile_definition, validate_definition
+from service.segments.defined.live import model_name
 
 MAX_PAGE = 500
 MAX_SAMPLE = 100
@@ -122,10 +123,10 @@ def segment_members(
     """One page of the customers in a segment, ordered by customer id."""
     shop_now(pipeline, shop_id)
     limit, offset = paging(query)
-    if model not in pipeline.book(shop_id).models:
-        raise NotFoundError(
-            f"unknown model {model!r}; known: {', '.join(pipeline.book(shop_id).models)}"
-        )
+    book = pipeline.book(shop_id)
+    known = [*book.models, *(model_name(segment) for segment in sorted(book.definitions.rules))]
+    if model not in known:
+        raise NotFoundError(f"unknown model {model!r}; known: {', '.join(known)}")
     members = [
         state.customer_id
         for state in pipeline.shop_customers(shop_id)
@@ -288,7 +289,7 @@ def _date(raw: str | None, default: date) -> date:
 
 def _features(view: CustomerSnapshot) -> dict[str, Any]:
     payload = asdict(view)
-    for key in ("shop_id", "customer_id", "attributes", "segments", "memory", "held"):
+    for key in ("shop_id", "customer_id", "attributes", "segments", "memory", "held", "lifetime"):
         payload.pop(key)
     return {
         key: value.isoformat() if isinstance(value, date | datetime) else value

@@ -10,7 +10,7 @@ contract is ``deploy/openapi.json``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,7 +20,8 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-from service.api import queries
+from service.api import definitions, queries
+from service.api.definitions import DefinitionWriter
 from service.core.events import Order
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
@@ -55,6 +56,31 @@ SHOP_POSTS: dict[str, Answer] = {
 }
 """POST views: ``(pipeline, query, body, **path parameters) -> answer`` (body: bytes)."""
 
+Write = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
+DEFINITIONS: dict[str, dict[str, Write]] = {
+    "/shops/{shop_id}/definitions": {
+        "get": lambda p, w, body, shop_id: _now((200, definitions.listing(p, shop_id))),
+        "post": lambda p, w, body, shop_id: definitions.create(p, w.send, shop_id, body),
+    },
+    "/shops/{shop_id}/definitions/{segment_id}": {
+        "get": lambda p, w, body, shop_id, segment_id: _now(
+            (200, definitions.one(p, shop_id, segment_id))
+        ),
+        "put": lambda p, w, body, shop_id, segment_id: definitions.replace(
+            p, w.send, shop_id, segment_id, body
+        ),
+        "delete": lambda p, w, body, shop_id, segment_id: definitions.delete(
+            p, w.send, shop_id, segment_id
+        ),
+    },
+}
+"""Definition views by method: ``(pipeline, writer, body, **path parameters) -> (status,
+answer)``, awaited (writes wait for the worker to apply them)."""
+
+
+async def _now(answer: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
+    return answer
+
 
 def readiness(app: faust.App) -> dict[str, Any]:
     """Ready means: not rebalancing, and tables recovered from their changelogs."""
@@ -71,13 +97,38 @@ def answer(view: View, query: Callable[[], dict[str, Any]]) -> Response:
     breaks its contract 422 (with the offending part's path), all with a message."""
     try:
         return view.json(query())
-    except queries.NotFoundError as error:
-        return view.json({"error": "not_found", "detail": str(error)}, status=404)
-    except queries.BadRequestError as error:
-        return view.json({"error": "bad_request", "detail": str(error)}, status=400)
-    except DefinitionError as error:
-        invalid = {"error": "invalid_definition", "detail": str(error), "path": error.path}
-        return view.json(invalid, status=422)
+    except Exception as error:
+        return failure(view, error)
+
+
+async def answer_write(view: View, write: Callable[[], Awaitable[tuple[int, Any]]]) -> Response:
+    """Run a definition view; failures as :func:`answer`'s, and a conflict is 409."""
+    try:
+        status, body = await write()
+    except Exception as error:
+        return failure(view, error)
+    return view.json(body, status=status)
+
+
+CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
+    (definitions.ConflictError, 409, "conflict"),
+    (queries.NotFoundError, 404, "not_found"),
+    (queries.BadRequestError, 400, "bad_request"),
+    (DefinitionError, 422, "invalid_definition"),
+)
+"""The errors a client caused: status and error code of each."""
+
+
+def failure(view: View, error: Exception) -> Response:
+    """The client's error answer to ``error`` (re-raised when it is not the client's); an
+    invalid definition's answer also names the offending part (``path``)."""
+    for kind, status, code in CLIENT_ERRORS:
+        if isinstance(error, kind):
+            body = {"error": code, "detail": str(error)}
+            if isinstance(error, DefinitionError):
+                body["path"] = error.path
+            return view.json(body, status=status)
+    raise error
 
 
 def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
@@ -91,14 +142,13 @@ def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
 async def proxy(
     app: faust.App, url: str, web: View, request: Request, body: bytes | None = None
 ) -> Response:
-    """Forward a GET, or a POST of ``body``, to another worker and relay its answer."""
+    """Forward the request (its method, and ``body``) to another worker and relay its
+    answer."""
     target = URL(url)
     routed = request.url.with_host(str(target.host)).with_port(target.port)
-    if body is None:
-        forwarded = app.http_client.get(routed)
-    else:
-        kind = request.headers.get("Content-Type", "application/json")
-        forwarded = app.http_client.post(routed, data=body, headers={"Content-Type": kind})
+    kind = request.headers.get("Content-Type", "application/json")
+    headers = {} if body is None else {"Content-Type": kind}
+    forwarded = app.http_client.request(request.method, routed, data=body, headers=headers)
     try:
         async with forwarded as response:
             return web.text(
@@ -119,11 +169,23 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
         _shop_view(app, pipeline, path, handler, route)
     for path, handler in SHOP_POSTS.items():
         _shop_post(app, pipeline, path, handler, route)
+    writer = DefinitionWriter(settings)
+    for path, methods in DEFINITIONS.items():
+        _definitions_view(app, pipeline, writer, path, methods, route)
+
+    async def close_writer(sender: Any, *args: Any, **kwargs: Any) -> None:
+        await writer.close()
+
+    app.on_before_shutdown.connect(close_writer)  # type: ignore[arg-type]
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
         readiness(app)
         return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/templates")
+    async def segment_templates(web: View, request: Request) -> Response:
+        return web.json(definitions.templates())
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
@@ -167,6 +229,29 @@ def _shop_post(
 
     # What View.from_handler does for a GET page: a view class whose ``post`` is the page.
     view = type(shop_post.__name__, (View,), {"post": shop_post, "__module__": __name__})
+    app.page(path)(view)
+
+
+def _definitions_view(
+    app: faust.App,
+    pipeline: Pipeline,
+    writer: DefinitionWriter,
+    path: str,
+    methods: dict[str, Write],
+    route: Route,
+) -> None:
+    def method(write: Write) -> Callable[..., Awaitable[Response]]:
+        async def handle(web: View, request: Request, **params: str) -> Response:
+            body = await request.read()
+            elsewhere = await _elsewhere(app, route, web, request, params["shop_id"], body)
+            if elsewhere is not None:
+                return elsewhere
+            return await answer_write(web, lambda: write(pipeline, writer, body, **params))
+
+        return handle
+
+    handlers = {name: method(write) for name, write in methods.items()}
+    view = type("definitions", (View,), {**handlers, "__module__": __name__})
     app.page(path)(view)
 
 

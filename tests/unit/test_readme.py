@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from service.api.routes import SHOP_POSTS, SHOP_VIEWS
+from service.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS
 from service.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
@@ -21,6 +21,9 @@ def test_every_setting_is_documented_with_its_default() -> None:
 
 def test_every_shop_route_is_documented() -> None:
     routes = [("GET", path) for path in SHOP_VIEWS] + [("POST", path) for path in SHOP_POSTS]
+    routes += [
+        (method.upper(), path) for path, methods in DEFINITIONS.items() for method in methods
+    ]
     for method, path in routes:
         documented = path.replace("{shop_id}", "{shop}").replace("{customer_id}", "{customer}")
         assert f"| `{method} {documented.split('?')[0]}" in README, path

@@ -1,28 +1,34 @@
 """deploy/openapi.json is the query API's contract: valid OpenAPI 3.1, exactly the served
-routes (GET views, and POST views that take a JSON body), and schemas that accept what the
-service really answers.
+routes and methods (GET views, POST views that take a JSON body, and the definition views
+with a method each for listing, reading, creating, replacing and deleting), and schemas that
+accept what the service really answers, per method and status.
 
 No OpenAPI validator is a dependency, so the structure is checked here: the keys OpenAPI
 requires, every ``$ref`` resolving, every schema a valid JSON Schema 2020-12 (the document's
 ``jsonSchemaDialect``), path templates and path parameters agreeing, every example valid.
 Real answers come from the views ``service.api.routes.register_views`` declares, registered on a
 stand-in for the Faust app (it owns every partition, or none: the 503 of a rebalance) and
-run over a pipeline fed a small simulation in-process. Bodies travel as strict JSON (no NaN).
+run over a pipeline fed a small simulation in-process; the definitions topic is a stand-in
+that applies each record to that pipeline as the owning worker would. Bodies travel as
+strict JSON (no NaN).
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import dataclasses
+import functools
 import json
 import re
 import threading
 from collections.abc import Callable, Coroutine, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, cast
+from unittest.mock import patch
 
 import pytest
 from faust.web import View as FaustView
@@ -32,13 +38,16 @@ from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
 from service.api import routes as api
+from service.core.changes import Source
 from service.core.contracts import role_for
-from service.core.pipeline import Pipeline
+from service.core.keys import shop_partition
+from service.core.pipeline import Outcome, Pipeline
 from service.segments import available_models
 from service.segments.churn_risk import BANDS
+from service.segments.defined.templates import TEMPLATES
 from service.segments.lifecycle import STAGES
 from service.segments.rfm import SEGMENTS
-from service.settings import Settings
+from service.settings import DEFINITIONS_ROLE, Settings
 from service.stream.wiring import Wiring
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
@@ -47,11 +56,18 @@ from tests.feed import feed
 SPEC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "openapi.json"
 SPEC_URI = "urn:segstream:openapi"
 """Base URI the document is registered under, so its ``#/components/...`` refs resolve."""
-OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready"}
+OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates"}
+"""Routes of no shop (GET only): operations, and the built-in segment templates."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
-SHOP_ROUTES = set(api.SHOP_VIEWS) | set(api.SHOP_POSTS)
-"""Faust turns a page function into a view whose ``get`` is the function; a POST view is a
-view class whose ``post`` is."""
+SERVED: list[tuple[str, str]] = sorted(
+    [(path, "get") for path in api.SHOP_VIEWS]
+    + [(path, "post") for path in api.SHOP_POSTS]
+    + [(path, method) for path, methods in api.DEFINITIONS.items() for method in methods]
+)
+"""(path, method) of every shop route. Faust turns a page function into a view whose ``get``
+is the function; a POST view, or a definitions view, is a view class with a function per
+method."""
+SHOP_ROUTES = {path for path, _ in SERVED}
 TEMPLATE_VARIABLE = re.compile(r"\{([^}]+)\}")
 CUSTOMER = "/shops/{shop_id}/customers/{customer_id}"
 SIZES = "/shops/{shop_id}/segments"
@@ -60,24 +76,40 @@ METRICS = "/shops/{shop_id}/metrics"
 COHORTS = "/shops/{shop_id}/cohorts"
 MODELS = "/shops/{shop_id}/models"
 PREVIEW = "/shops/{shop_id}/definitions/preview"
+DEFINED = "/shops/{shop_id}/definitions"
+DEFINED_ONE = "/shops/{shop_id}/definitions/{segment_id}"
+WITH_BODY = {"post", "put"}
+UNKNOWN_SHOP_ANSWERS: dict[tuple[str, str], int] = {(DEFINED, "get"): 200, (DEFINED, "post"): 201}
+"""Where an unknown shop is not a 404: a shop may define segments before its first event
+(the stream keeps them; they have no customers yet), so it lists none and may create one."""
 DEFINITIONS = Path(__file__).resolve().parents[3] / "schemas" / "examples" / "v1"
 DEFINITION_SCHEMA = SPEC_PATH.parents[1] / "schemas" / "v1" / "segment_definition.json"
 
 
-def method_of(path: str) -> str:
-    """The one HTTP method a documented path is served with."""
-    return "post" if path in api.SHOP_POSTS else "get"
+def methods_of(path: str) -> set[str]:
+    """The HTTP methods a documented path is served with (operations routes: GET)."""
+    return {method for served, method in SERVED if served == path} or {"get"}
+
+
+def load_spec() -> dict[str, Any]:
+    """The OpenAPI document."""
+    return cast(dict[str, Any], json.loads(SPEC_PATH.read_text()))
+
+
+def spec_registry(spec: dict[str, Any]) -> Registry:
+    """The document registered under SPEC_URI, so its ``#/components/...`` refs resolve."""
+    registry: Registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
+    return registry
 
 
 @pytest.fixture(scope="module")
 def spec() -> dict[str, Any]:
-    return cast(dict[str, Any], json.loads(SPEC_PATH.read_text()))
+    return load_spec()
 
 
 @pytest.fixture(scope="module")
 def registry(spec: dict[str, Any]) -> Registry:
-    registry: Registry = Registry().with_resource(SPEC_URI, DRAFT202012.create_resource(spec))
-    return registry
+    return spec_registry(spec)
 
 
 def resolve(spec: dict[str, Any], node: Any) -> Any:
@@ -147,16 +179,21 @@ def validator(registry: Registry, pointer: str) -> Draft202012Validator:
 
 
 def schema_errors(
-    spec: dict[str, Any], registry: Registry, path: str, status: int, body: Any
+    spec: dict[str, Any],
+    registry: Registry,
+    path: str,
+    status: int,
+    body: Any,
+    method: str = "get",
 ) -> list[str]:
-    """Why ``body`` does not match what the document promises for ``path`` and ``status``."""
-    method = method_of(path)
+    """Why ``body`` does not match what the document promises for ``method path`` and
+    ``status``."""
     if str(status) not in spec["paths"][path][method]["responses"]:
-        return [f"status {status} of {path} is not documented"]
+        return [f"status {status} of {method.upper()} {path} is not documented"]
     media = f"{response_pointer(spec, path, method, str(status))}/content/application~1json"
     checker = validator(registry, f"{media}/schema")
     return [
-        f"{path} {status} at {'/'.join(map(str, e.absolute_path))}: {e.message}"
+        f"{method.upper()} {path} {status} at {'/'.join(map(str, e.absolute_path))}: {e.message}"
         for e in checker.iter_errors(body)
     ]
 
@@ -199,15 +236,15 @@ def test_every_schema_is_valid_json_schema_2020_12(spec: dict[str, Any]) -> None
 
 def test_operations_are_complete_and_unique(spec: dict[str, Any]) -> None:
     ids = [operation["operationId"] for _, _, operation in operations(spec)]
-    assert len(ids) == len(set(ids)) == len(spec["paths"])
+    assert len(ids) == len(set(ids)) == len(SERVED) + len(OPERATIONS_ROUTES)
     for path, item in spec["paths"].items():
-        assert set(item) & HTTP_METHODS == {method_of(path)}, path
-        operation = item[method_of(path)]
-        assert operation["summary"] and operation["description"], path
-        assert operation["responses"], path
+        assert set(item) & HTTP_METHODS == methods_of(path), path
+    for path, method, operation in operations(spec):
+        assert operation["summary"] and operation["description"], (path, method)
+        assert operation["responses"], (path, method)
         for status, response in operation["responses"].items():
-            assert re.fullmatch(r"[1-5][0-9][0-9]", status), (path, status)
-            assert resolve(spec, response)["description"], (path, status)
+            assert re.fullmatch(r"[1-5][0-9][0-9]", status), (path, method, status)
+            assert resolve(spec, response)["description"], (path, method, status)
 
 
 def test_path_parameters_match_the_path_templates(spec: dict[str, Any]) -> None:
@@ -239,29 +276,57 @@ def test_every_example_matches_its_schema(spec: dict[str, Any], registry: Regist
 # ---------------------------------------------------------------- (b) routes and models
 
 
-def test_documents_exactly_the_served_routes(spec: dict[str, Any]) -> None:
-    assert set(spec["paths"]) == SHOP_ROUTES | OPERATIONS_ROUTES
-    assert not set(api.SHOP_VIEWS) & set(api.SHOP_POSTS)
+def test_documents_exactly_the_served_routes_and_methods(spec: dict[str, Any]) -> None:
+    documented = {(path, method) for path, method, _ in operations(spec)}
+    assert documented == set(SERVED) | {(path, "get") for path in OPERATIONS_ROUTES}
+    registries = [set(api.SHOP_VIEWS), set(api.SHOP_POSTS), set(api.DEFINITIONS)]
+    assert len(set().union(*registries)) == sum(map(len, registries)), "a path served twice"
 
 
-def test_shop_routes_document_unknown_shops_and_rebalances(spec: dict[str, Any]) -> None:
-    for path in SHOP_ROUTES:
-        responses = spec["paths"][path][method_of(path)]["responses"]
-        assert {"200", "404", "503"} <= set(responses), path
-
-
-def test_request_bodies_are_documented_and_their_examples_valid(
-    spec: dict[str, Any], registry: Registry
+@pytest.mark.parametrize(("path", "method"), SERVED)
+def test_shop_routes_document_unknown_shops_and_rebalances(
+    spec: dict[str, Any], path: str, method: str
 ) -> None:
-    for path in api.SHOP_POSTS:
-        body = spec["paths"][path]["post"]["requestBody"]
-        assert body["required"] is True and body["description"], path
-        pointer = f"#/paths/{escape(path)}/post/requestBody/content/application~1json"
-        checker = validator(registry, f"{pointer}/schema")
-        examples = body["content"]["application/json"]["examples"].values()
-        assert examples, path
-        for example in examples:
-            assert not list(checker.iter_errors(example["value"])), path
+    responses = spec["paths"][path][method]["responses"]
+    unknown_shop = str(UNKNOWN_SHOP_ANSWERS.get((path, method), 404))
+    assert {unknown_shop, "503"} <= set(responses)
+    assert any(status.startswith("2") for status in responses)
+
+
+DEFINITION_WRITES = [
+    (p, m) for p, methods in api.DEFINITIONS.items() for m in methods if m != "get"
+]
+
+
+@pytest.mark.parametrize(("path", "method"), DEFINITION_WRITES)
+def test_definition_writes_document_how_they_end(
+    spec: dict[str, Any], path: str, method: str
+) -> None:
+    """A write answers when applied, or 202 when that takes longer; a create or replace may
+    lose to a concurrent one (409), and its body may be malformed (400, 413) or break the
+    contract (422)."""
+    responses = set(spec["paths"][path][method]["responses"])
+    assert "202" in responses
+    if method in WITH_BODY:
+        assert {"400", "409", "413", "422"} <= responses
+
+
+@pytest.mark.parametrize(("path", "method"), SERVED)
+def test_request_bodies_are_documented_and_their_examples_valid(
+    spec: dict[str, Any], registry: Registry, path: str, method: str
+) -> None:
+    operation = spec["paths"][path][method]
+    if method not in WITH_BODY:
+        assert "requestBody" not in operation
+        return
+    body = operation["requestBody"]
+    assert body["required"] is True and body["description"]
+    pointer = f"#/paths/{escape(path)}/{method}/requestBody/content/application~1json"
+    checker = validator(registry, f"{pointer}/schema")
+    examples = body["content"]["application/json"]["examples"].values()
+    assert examples
+    for example in examples:
+        assert not list(checker.iter_errors(example["value"])), example["summary"]
 
 
 def test_the_definition_body_mirrors_the_top_level_of_its_contract(
@@ -280,6 +345,30 @@ def test_the_definition_body_mirrors_the_top_level_of_its_contract(
     assert examples
     for example in examples:
         assert not list(checker.iter_errors(json.loads(example.read_text()))), example.name
+
+
+FILLED_IN = {"schema_version", "shop_id", "version", "segment_id"}
+"""What a written definition may leave out: the server assigns the version, the path names
+the shop (and, for a replace, the segment), the contract version is 1."""
+
+
+def test_a_written_definition_may_leave_out_only_what_the_server_fills_in(
+    spec: dict[str, Any], registry: Registry
+) -> None:
+    contract = json.loads(DEFINITION_SCHEMA.read_text())
+    written = spec["components"]["schemas"]["SegmentDefinitionInput"]
+    assert set(written["properties"]) == set(contract["properties"])
+    assert set(contract["required"]) - set(written["required"]) == FILLED_IN
+    assert set(written["required"]) < set(contract["required"])
+    assert written["additionalProperties"] is False
+    checker = validator(registry, "#/components/schemas/SegmentDefinitionInput")
+    examples = sorted((DEFINITIONS / "segment_definition" / "valid").glob("*.json"))
+    for example in examples:
+        complete = json.loads(example.read_text())
+        bare = {k: v for k, v in complete.items() if k not in FILLED_IN}
+        for body in (complete, bare):
+            assert not list(checker.iter_errors(body)), example.name
+    assert list(checker.iter_errors({**bare, "owner": "someone"}))
 
 
 def test_documents_exactly_the_segment_models_and_their_segments(spec: dict[str, Any]) -> None:
@@ -325,12 +414,14 @@ class RecordingView:
 
 @dataclass(frozen=True, slots=True)
 class QueryRequest:
-    """Stands in for a request: its query string and URL, and the body of a POST."""
+    """Stands in for a request: its query string, URL and method, and the body of a POST or
+    PUT."""
 
     query: Mapping[str, str]
     body: bytes = b""
     url: URL = dataclasses.field(default_factory=lambda: URL(OWN_URL))
     headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    method: str = "GET"
 
     async def read(self) -> bytes:
         return self.body
@@ -352,6 +443,7 @@ class StandInApp:
             self.tables.recovery.completed.set()
         self.rebalancing = False
         self.in_recovery = recovering
+        self.on_before_shutdown = SimpleNamespace(connect=lambda receiver: None)
 
     def page(self, path: str) -> Callable[[Any], Any]:
         def register(view: View) -> View:
@@ -364,37 +456,93 @@ class StandInApp:
         return self.owners
 
 
+@dataclass
+class DefinitionsTopic:
+    """The segment-definitions topic and the worker that owns the shop, as the definition
+    views see them (``send``, the writer's): while ``applying``, every record sent is
+    consumed at once as the worker does, applied to ``pipeline`` and committed (flushed),
+    so the views' polling of the tables finds it; otherwise it only waits in ``records``."""
+
+    pipeline: Pipeline
+    applying: bool = True
+    records: list[tuple[str, str, bytes | None]] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
+
+    async def send(self, shop_id: str, segment_id: str, value: bytes | None) -> None:
+        """What ``DefinitionWriter.send`` does: one record, keyed ``<shop>|<segment>``."""
+        self.records.append((shop_id, segment_id, value))
+        if self.applying:
+            self.apply(shop_id, segment_id, value)
+
+    def apply(self, shop_id: str, segment_id: str, value: bytes | None) -> Outcome:
+        """The owning worker consuming one record: define, then commit the batch."""
+        partition = shop_partition(shop_id, SETTINGS.topic_partitions)
+        source = Source(SETTINGS.topic(DEFINITIONS_ROLE), partition, len(self.outcomes))
+        outcome = self.pipeline.define(f"{shop_id}|{segment_id}".encode(), value, source)
+        self.pipeline.flush()
+        self.outcomes.append(outcome)
+        return outcome
+
+
 @dataclass(frozen=True, slots=True)
 class Worker:
-    """The registered views of one worker over ``pipeline``, and a loop to run them on."""
+    """The registered views of one worker over ``pipeline``, the definitions topic its
+    writer sends to, and a loop to run the views on."""
 
     app: StandInApp
     runner: asyncio.Runner
+    topic: DefinitionsTopic
 
     @classmethod
-    def serving(cls, pipeline: Pipeline, runner: asyncio.Runner, **app: bool) -> Worker:
+    def serving(
+        cls,
+        pipeline: Pipeline,
+        runner: asyncio.Runner,
+        topic: DefinitionsTopic | None = None,
+        **app: bool,
+    ) -> Worker:
         stand_in = StandInApp(**app)
-        api.register_views(cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline)), SETTINGS)
-        return cls(stand_in, runner)
+        topic = DefinitionsTopic(pipeline) if topic is None else topic
+        wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline))
+        with patch.object(api, "DefinitionWriter", lambda settings: topic):
+            api.register_views(wiring, SETTINGS)
+        return cls(stand_in, runner, topic)
+
+    def handler(self, path: str, method: str) -> View:
+        """What serves ``method path``: the page function of a GET view, or the method of
+        the view class registered for the path."""
+        page = self.app.pages[path]
+        if isinstance(page, type):
+            return cast(View, getattr(page, method))
+        assert method == "get", (path, method)
+        return page
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: bytes = b"",
+        query: Mapping[str, str] | None = None,
+        /,
+        **params: str,
+    ) -> Reply:
+        """``method path`` (a documented template) with its path parameters, query and body."""
+        request = QueryRequest(query or {}, body, method=method.upper())
+        return self.runner.run(self.handler(path, method)(RecordingView(), request, **params))
 
     def get(self, path: str, query: Mapping[str, str] | None = None, /, **params: str) -> Reply:
-        """``GET path`` (a documented template) with its path parameters and query."""
-        view = self.app.pages[path](RecordingView(), QueryRequest(query or {}), **params)
-        return self.runner.run(view)
+        """``GET path`` with its path parameters and query."""
+        return self.request("get", path, b"", query, **params)
 
     def post(
         self, path: str, body: bytes, query: Mapping[str, str] | None = None, /, **params: str
     ) -> Reply:
-        """``POST path`` of ``body``: the ``post`` of the view class registered for it."""
-        post = cast(Any, self.app.pages[path]).post
-        view = post(RecordingView(), QueryRequest(query or {}, body), **params)
-        return cast(Reply, self.runner.run(view))
+        """``POST path`` of ``body``."""
+        return self.request("post", path, body, query, **params)
 
-    def call(self, path: str, **params: str) -> Reply:
-        """``path`` with its own method: a POST carries a valid definition of the shop."""
-        if path in api.SHOP_POSTS:
-            return self.post(path, definition_body(params["shop_id"]), **params)
-        return self.get(path, **params)
+    def call(self, path: str, method: str, **params: str) -> Reply:
+        """``method path`` with the body it takes (see :func:`request_body`)."""
+        return self.request(method, path, request_body(path, method, params), **params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,6 +568,25 @@ def definition_body(shop_id: str, **changes: Any) -> bytes:
     return json.dumps({**json.loads(path.read_text()), "shop_id": shop_id, **changes}).encode()
 
 
+def written_body(**changes: Any) -> bytes:
+    """The "valuable at risk" example as a client writes it (a create or replace): without
+    what the server fills in (version, shop_id, schema_version)."""
+    path = DEFINITIONS / "segment_definition" / "valid" / "high_spend_churn_risk.json"
+    example = json.loads(path.read_text())
+    bare = {k: v for k, v in example.items() if k not in {"version", "shop_id", "schema_version"}}
+    return json.dumps({**bare, **changes}).encode()
+
+
+def request_body(path: str, method: str, params: Mapping[str, str]) -> bytes:
+    """A valid body for ``method path``: a preview's definition of the shop, a create's or
+    replace's definition (of the path's segment), or none."""
+    if method not in WITH_BODY:
+        return b""
+    if path == PREVIEW:
+        return definition_body(params["shop_id"])
+    return written_body(**({"segment_id": params["segment_id"]} if "segment_id" in params else {}))
+
+
 @pytest.fixture(scope="module")
 def runner() -> Iterator[asyncio.Runner]:
     with asyncio.Runner() as loop:
@@ -430,6 +597,13 @@ def runner() -> Iterator[asyncio.Runner]:
 def shop(runner: asyncio.Runner) -> Shop:
     """Five months of a small coffee roaster: every model places customers, the churn model
     has settled labels, some customers cancelled."""
+    pipeline, shop_id = coffee_roaster()
+    return Shop(pipeline, shop_id, Worker.serving(pipeline, runner))
+
+
+@functools.cache
+def coffee_roaster_events() -> tuple[dict[str, Any], ...]:
+    """Five months of a small coffee roaster (the document's examples come from it)."""
     simulation = generate(
         SimulationConfig(
             seed=3,
@@ -439,14 +613,30 @@ def shop(runner: asyncio.Runner) -> Shop:
             days=150,
         )
     )
-    pipeline = Pipeline(SETTINGS, {}, {}, {}, {})
-    feed(pipeline, [(role_for(event), event) for event in simulation.events])
-    shop_id = simulation.events[0]["shop_id"]
-    return Shop(pipeline, shop_id, Worker.serving(pipeline, runner))
+    return tuple(simulation.events)
 
 
-def assert_documented(spec: dict[str, Any], registry: Registry, path: str, reply: Reply) -> None:
-    assert not schema_errors(spec, registry, path, reply.status, reply.body)
+@functools.cache
+def coffee_roaster_tables() -> tuple[dict[str, Any], ...]:
+    """The tables (customers, shops, models, metrics) of a pipeline fed the coffee roaster's
+    events, fed once: feeding takes seconds, a copy milliseconds."""
+    tables: tuple[dict[str, Any], ...] = ({}, {}, {}, {})
+    pipeline = Pipeline(SETTINGS, *tables)
+    feed(pipeline, [(role_for(event), event) for event in coffee_roaster_events()])
+    return tables
+
+
+def coffee_roaster() -> tuple[Pipeline, str]:
+    """A new pipeline over a copy of the fed coffee roaster's tables (a worker starting from
+    its changelogs), and the shop's id."""
+    tables = copy.deepcopy(coffee_roaster_tables())
+    return Pipeline(SETTINGS, *tables), coffee_roaster_events()[0]["shop_id"]
+
+
+def assert_documented(
+    spec: dict[str, Any], registry: Registry, path: str, reply: Reply, method: str = "get"
+) -> None:
+    assert not schema_errors(spec, registry, path, reply.status, reply.body, method)
 
 
 def test_the_worker_registers_exactly_the_documented_routes(
@@ -560,25 +750,35 @@ def test_error_answers_match_the_documented_error_bodies(
     assert_documented(spec, registry, path, reply)
 
 
-@pytest.mark.parametrize("path", sorted(SHOP_ROUTES))
+@pytest.mark.parametrize(("path", "method"), SERVED)
 def test_unknown_shops_get_the_documented_404(
-    spec: dict[str, Any], registry: Registry, shop: Shop, path: str
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner, path: str, method: str
 ) -> None:
+    """Every route and method, on a worker that saw no shop (a create would change it);
+    listing and creating definitions are the exceptions UNKNOWN_SHOP_ANSWERS names."""
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
     params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)}
-    reply = shop.worker.call(path, **{**params, "shop_id": "no-such-shop"})
-    assert reply.status == 404 and "no-such-shop" in reply.body["detail"], reply
-    assert_documented(spec, registry, path, reply)
+    reply = worker.call(path, method, **{**params, "shop_id": "no-such-shop"})
+    assert reply.status == UNKNOWN_SHOP_ANSWERS.get((path, method), 404), reply
+    assert "no-such-shop" in json.dumps(reply.body), reply
+    assert_documented(spec, registry, path, reply, method)
 
 
-@pytest.mark.parametrize("path", sorted(SHOP_ROUTES))
+@pytest.mark.parametrize(("path", "method"), SERVED)
 def test_a_partition_without_owner_gets_the_documented_503(
-    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner, shop: Shop, path: str
+    spec: dict[str, Any],
+    registry: Registry,
+    runner: asyncio.Runner,
+    shop: Shop,
+    path: str,
+    method: str,
 ) -> None:
     rebalancing = Worker.serving(shop.pipeline, runner, owns_partitions=False)
     params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)}
-    reply = rebalancing.call(path, **{**params, "shop_id": shop.shop_id})
+    reply = rebalancing.call(path, method, **{**params, "shop_id": shop.shop_id})
     assert reply.status == 503 and reply.body["error"] == "unavailable", reply
-    assert_documented(spec, registry, path, reply)
+    assert rebalancing.topic.records == [], "nothing is written without an owner"
+    assert_documented(spec, registry, path, reply, method)
 
 
 def test_a_preview_matches_its_schema_and_a_recount(
@@ -600,10 +800,10 @@ def test_a_preview_matches_its_schema_and_a_recount(
         assert reply.body["customers"] == len(states)
         assert reply.body["matching"] == len(loyal)
         assert reply.body["sample"] == loyal[:size]
-        assert_documented(spec, registry, PREVIEW, reply)
+        assert_documented(spec, registry, PREVIEW, reply, "post")
     example = shop.post(PREVIEW, definition_body(shop.shop_id))
     assert example.status == 200 and example.body["segment_id"] == "valuable-at-risk"
-    assert_documented(spec, registry, PREVIEW, example)
+    assert_documented(spec, registry, PREVIEW, example, "post")
 
 
 def test_every_invalid_example_definition_gets_the_documented_422(
@@ -618,7 +818,7 @@ def test_every_invalid_example_definition_gets_the_documented_422(
         assert reply.body["error"] == "invalid_definition"
         assert reply.body["detail"].startswith(f"{reply.body['path']}: "), reply
         assert "Traceback" not in reply.body["detail"]
-        assert_documented(spec, registry, PREVIEW, reply)
+        assert_documented(spec, registry, PREVIEW, reply, "post")
     wrong = {
         "all": [{"field": "plan.interval", "op": "eq", "value": 1}, {"field": "x", "op": "exists"}]
     }
@@ -649,7 +849,7 @@ def test_a_bad_preview_request_gets_the_documented_400(
 ) -> None:
     reply = shop.post(PREVIEW, definition_body(shop.shop_id) if body is None else body, query)
     assert reply.status == 400 and mentions in reply.body["detail"], reply
-    assert_documented(spec, registry, PREVIEW, reply)
+    assert_documented(spec, registry, PREVIEW, reply, "post")
 
 
 def test_a_definition_of_another_shop_gets_the_documented_400(
@@ -658,14 +858,18 @@ def test_a_definition_of_another_shop_gets_the_documented_400(
     reply = shop.post(PREVIEW, definition_body("tea-house-1"))
     assert reply.status == 400, reply
     assert "'tea-house-1'" in reply.body["detail"] and shop.shop_id in reply.body["detail"]
-    assert_documented(spec, registry, PREVIEW, reply)
+    assert_documented(spec, registry, PREVIEW, reply, "post")
 
 
-def test_faust_serves_a_post_view_with_post_only(shop: Shop) -> None:
-    for path in api.SHOP_POSTS:
-        page = shop.worker.app.pages[path]
-        assert isinstance(page, type) and issubclass(page, FaustView), path
-        assert page(cast(Any, None), cast(Any, None)).get_methods() == {"HEAD", "POST"}
+@pytest.mark.parametrize("path", sorted(SHOP_ROUTES))
+def test_faust_serves_each_route_with_exactly_its_methods(shop: Shop, path: str) -> None:
+    """A page function becomes a GET view; a view class answers the methods it defines
+    (and HEAD, which Faust adds to every view); any other is 405."""
+    page = shop.worker.app.pages[path]
+    view = page if isinstance(page, type) else FaustView.from_handler(cast(Any, page))
+    assert issubclass(view, FaustView)
+    served = {method.upper() for method in methods_of(path)}
+    assert view(cast(Any, None), cast(Any, None)).get_methods() == {"HEAD"} | served
 
 
 OTHER_URL = "http://127.0.0.1:6067"
@@ -677,12 +881,10 @@ class ForwardingClient:
     def __init__(self) -> None:
         self.calls: list[tuple[str, URL, bytes | None, dict[str, str]]] = []
 
-    def get(self, url: URL) -> OwnerAnswer:
-        self.calls.append(("GET", url, None, {}))
-        return OwnerAnswer()
-
-    def post(self, url: URL, *, data: bytes, headers: Mapping[str, str]) -> OwnerAnswer:
-        self.calls.append(("POST", url, data, dict(headers)))
+    def request(
+        self, method: str, url: URL, *, data: bytes | None, headers: Mapping[str, str]
+    ) -> OwnerAnswer:
+        self.calls.append((method, url, data, dict(headers)))
         return OwnerAnswer()
 
 
@@ -702,25 +904,29 @@ class OwnerAnswer:
         return '{"from": "owner"}'
 
 
-def test_a_post_is_forwarded_to_the_owner_with_its_body_and_query(
-    runner: asyncio.Runner, shop: Shop
+@pytest.mark.parametrize(("path", "method"), SERVED)
+def test_every_route_is_forwarded_to_the_owner_with_its_method_body_and_query(
+    runner: asyncio.Runner, shop: Shop, path: str, method: str
 ) -> None:
     worker = Worker.serving(shop.pipeline, runner)
     client = ForwardingClient()
     worker.app.owners = {OTHER_URL: worker.app.owners[OWN_URL]}
     worker.app.http_client = client  # type: ignore[attr-defined]
-    body = definition_body(shop.shop_id)
-    path = f"/shops/{shop.shop_id}/definitions/preview?limit=5"
-    request = QueryRequest({"limit": "5"}, body, URL(OWN_URL + path), {"Content-Type": "x/y"})
-    post = cast(Any, worker.app.pages[PREVIEW]).post
-    reply = runner.run(post(RecordingView(), request, shop_id=shop.shop_id))
+    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)} | {"shop_id": shop.shop_id}
+    target = path.format(**params) + "?limit=5"
+    body = request_body(path, method, params)
+    request = QueryRequest(
+        {"limit": "5"}, body, URL(OWN_URL + target), {"Content-Type": "x/y"}, method.upper()
+    )
+    reply = runner.run(worker.handler(path, method)(RecordingView(), request, **params))
     assert reply == Reply('{"from": "owner"}', 200)
-    assert client.calls == [("POST", URL(OTHER_URL + path), body, {"Content-Type": "x/y"})]
-    segments = f"/shops/{shop.shop_id}/segments"
-    request = QueryRequest({}, url=URL(OWN_URL + segments))
-    reply = runner.run(worker.app.pages[SIZES](RecordingView(), request, shop_id=shop.shop_id))
-    assert reply == Reply('{"from": "owner"}', 200)
-    assert client.calls[-1] == ("GET", URL(OTHER_URL + segments), None, {})
+    [(forwarded, url, data, headers)] = client.calls
+    assert (forwarded, url) == (method.upper(), URL(OTHER_URL + target))
+    if method in WITH_BODY:
+        assert (data, headers) == (body, {"Content-Type": "x/y"})
+    else:
+        assert not data
+    assert worker.topic.records == [], "only the owner writes"
 
 
 def test_health_and_readiness_match_their_schemas(
@@ -732,6 +938,15 @@ def test_health_and_readiness_match_their_schemas(
     assert (health.status, ready.status, recovering.status) == (200, 200, 503)
     for path, reply in (("/healthz", health), ("/ready", ready), ("/ready", recovering)):
         assert_documented(spec, registry, path, reply)
+
+
+def test_the_templates_match_their_schema_and_list_every_template(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    reply = shop.worker.get("/templates")
+    assert reply.status == 200
+    assert_documented(spec, registry, "/templates", reply)
+    assert [t["template_id"] for t in reply.body["templates"]] == list(TEMPLATES)
 
 
 def test_prometheus_metrics_have_the_documented_content_type(
