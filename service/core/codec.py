@@ -96,7 +96,12 @@ def encode_state(state: CustomerState) -> bytes:
             [state.acquisition_channel, state.referred_by, state.preferred_channel],
             state.attributes,
             days,
-            [state.order_count, state.renewal_count, state.discount_order_count],
+            [
+                state.order_count,
+                state.renewal_count,
+                state.discount_order_count,
+                state.referral_count,
+            ],
             _amount(state.total_spend),
             state.categories,
             ids,
@@ -160,6 +165,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         order_count=counts[0],
         renewal_count=counts[1],
         discount_order_count=counts[2],
+        referral_count=counts[3] if len(counts) > 3 else 0,  # states before referral counts
         total_spend=_price(total),
         categories=categories,
         seen_ids=[_ID.unpack_from(ids, n) for n in range(0, len(ids), _ID.size)],

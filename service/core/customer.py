@@ -121,6 +121,8 @@ class CustomerState:
     feedback_scores: list[FeedbackScore] = field(default_factory=list)
     """The latest :data:`FEEDBACK_MEMORY` feedback scores, ordered by (day, score). Never
     the feedback text (personal data)."""
+    referral_count: int = 0
+    """Customers of the shop whose signup named this customer as their referrer."""
 
     @property
     def plan(self) -> Plan | None:
@@ -158,6 +160,7 @@ class CustomerState:
             self.marketing_opt_in_at,
             list(self.campaign_touches),
             list(self.feedback_scores),
+            self.referral_count,
         )
 
     def has_seen(self, event_id: str) -> bool:
@@ -182,6 +185,7 @@ class CustomerState:
             "order_count": self.order_count,
             "renewal_count": self.renewal_count,
             "discount_order_count": self.discount_order_count,
+            "referral_count": self.referral_count,
             "total_spend": self.total_spend,
             "categories": dict(self.categories),
             "recent_event_ids": [f"{h:016x}" for h, _ in self.seen_ids],
@@ -234,6 +238,7 @@ class CustomerState:
             order_count=payload.get("order_count", 0),
             renewal_count=payload.get("renewal_count", 0),
             discount_order_count=payload.get("discount_order_count", 0),
+            referral_count=payload.get("referral_count", 0),
             total_spend=payload.get("total_spend", 0.0),
             categories=dict(payload.get("categories", {})),
             seen_ids=[(int(h, 16), 0) for h in payload.get("recent_event_ids", [])],

@@ -213,6 +213,8 @@ class Pipeline:
             cause = Cause("event", event.event_id, event_type(event))
             outcome.changes = self._evaluate(book, state, now, cause)
             self._save(state)
+            if before.referred_by is None and state.referred_by is not None:
+                outcome.changes += self._credit_referrer(book, state.referred_by, now, cause)
             outcome.too_late = self.ledger.record(event, before, state, now).too_late
         else:
             outcome.status = "duplicate"
@@ -525,6 +527,22 @@ class Pipeline:
             if ends > now:
                 held[name] = ends
         return held
+
+    def _credit_referrer(
+        self, book: ShopBook, referrer_id: str, now: datetime, cause: Cause
+    ) -> list[SegmentChange]:
+        """A new customer named ``referrer_id`` as their referrer: count it for the
+        referrer (a customer of the shop segstream knows), whose segments may move."""
+        referrer = self.customers.get(customer_key(book.shop_id, referrer_id))
+        if referrer is None:
+            return []
+        before = referrer.copy()
+        referrer.referral_count += 1
+        changes = self._evaluate(book, referrer, now, cause)
+        self._save(referrer)
+        if changes:
+            self.ledger.record(None, before, referrer, now)
+        return changes
 
     def _review_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
         """Review the customers whose time came: silence moves them (active -> at risk)

@@ -117,6 +117,11 @@ FIELDS: dict[str, Field] = {
     "behaviour.discount_order_count": Field(
         "number", lambda s, v: v.discount_order_count, "orders placed with a discount code"
     ),
+    "behaviour.referral_count": Field(
+        "number",
+        lambda s, v: s.referral_count,
+        "customers whose signup named this customer as their referrer",
+    ),
     "behaviour.has_returned": Field(
         "boolean", lambda s, v: v.returned_at is not None, "came back after a churn gap or a cancel"
     ),

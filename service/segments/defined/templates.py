@@ -184,6 +184,13 @@ TEMPLATES: dict[str, Template] = {
             },
         ),
         Template(
+            "referrers",
+            "engagement",
+            "Referred a new customer",
+            "Customers whose referral brought at least one new customer to the shop.",
+            _field("behaviour.referral_count", "gte", 1),
+        ),
+        Template(
             "top-value",
             "value",
             "Top value (RFM)",

@@ -11,7 +11,7 @@ import pytest
 
 from service.core.changes import SegmentChange, Source
 from service.core.contracts import validate_output
-from service.core.events import Order
+from service.core.events import Order, Signup
 from service.core.keys import shop_partition
 from service.core.pipeline import MAX_DEFINITIONS, Pipeline
 from service.segments.defined.live import ShopDefinitions, definitions_key
@@ -193,3 +193,41 @@ def test_definitions_and_an_unfinished_reevaluation_survive_a_restart(
     pipeline.forget_shops()
     rest = [c.customer_id for step in reevaluate_all(pipeline, limit=2) for c in step]
     assert rest == ["c-2", "c-3", "c-4"]
+
+
+def signup(customer: str, day: int, referred_by: str | None = None, event_id: str = "") -> bytes:
+    payload: dict[str, Any] = {
+        "schema_version": 1,
+        "type": "signup",
+        "event_id": event_id or f"s-{customer}",
+        "shop_id": "tea-1",
+        "customer_id": customer,
+        "occurred_at": (T0 + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "plan": {"plan_id": "tea-box", "price": 15.0, "currency": "EUR", "interval": "month"},
+        "acquisition_channel": "referral" if referred_by else "web",
+    }
+    if referred_by is not None:
+        payload["referred_by"] = referred_by
+    return json.dumps(payload).encode()
+
+
+def test_a_referral_is_credited_once_to_a_known_referrer_whose_segments_follow(
+    pipeline: Pipeline,
+) -> None:
+    rule = {"field": "behaviour.referral_count", "op": "gte", "value": 1}
+    value = json.loads(definition(1, 0, "referrers"))
+    pipeline.define(key("referrers"), json.dumps({**value, "rule": rule}).encode(), DEFINITIONS)
+    signups = Source("segstream.signups", PARTITION, 0)
+    pipeline.handle(signup("ann", 0), Signup, signups, b"tea-1")
+    outcome = pipeline.handle(signup("bob", 1, referred_by="ann"), Signup, signups, b"tea-1")
+    entered = [c for c in outcome.changes if c.model == "defined:referrers"]
+    assert [(c.customer_id, c.current, c.cause.event_id) for c in entered] == [
+        ("ann", "referrers", "s-bob")
+    ]
+    again = pipeline.handle(signup("bob", 1, referred_by="ann"), Signup, signups, b"tea-1")
+    assert again.status == "duplicate"
+    later = pipeline.handle(signup("bob", 9, "ann", "s-bob-2"), Signup, signups, b"tea-1")
+    assert later.status == "processed"  # a second signup of bob's is no second referral
+    pipeline.handle(signup("cy", 2, referred_by="nobody-known"), Signup, signups, b"tea-1")
+    states = {s.customer_id: s.referral_count for s in pipeline.shop_customers("tea-1")}
+    assert states == {"ann": 1, "bob": 0, "cy": 0}

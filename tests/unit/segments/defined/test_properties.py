@@ -65,6 +65,7 @@ ORACLE_FIELDS: dict[str, Callable[[CustomerState, CustomerSnapshot], Any]] = {
     "behaviour.inactive_days": lambda s, v: v.last_activity_days,
     "behaviour.renewal_count": lambda s, v: s.renewal_count,
     "behaviour.discount_order_count": lambda s, v: s.discount_order_count,
+    "behaviour.referral_count": lambda s, v: s.referral_count,
     "behaviour.has_returned": lambda s, v: v.returned_at is not None,
     "categories": _bought,
     "subscription.status": lambda s, v: v.subscription,
@@ -273,6 +274,7 @@ def customers(draw: st.DrawFn) -> tuple[CustomerState, CustomerSnapshot]:
         order_count=len(purchases) + draw(st.integers(0, 3)),
         renewal_count=draw(st.integers(0, 2)),
         discount_order_count=draw(st.integers(0, 2)),
+        referral_count=draw(st.integers(0, 2)),
         total_spend=sum(purchases.values()),
         categories=draw(st.dictionaries(st.sampled_from(CATEGORIES), st.integers(0, 3))),
         segments=draw(

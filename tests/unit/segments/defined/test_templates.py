@@ -39,6 +39,7 @@ MEMBERS: dict[str, dict[str, Any]] = {
     },
     "discount-responders": {"discount_order_count": 1},
     "referred-customers": {"referred_by": "c-0"},
+    "referrers": {"referral_count": 2},
     "top-value": {"segments": {"rfm": "Champions"}},
     "valuable-slipping": {"segments": {"rfm": "Can't Lose Them"}},
     "big-spenders-365d": {"purchase_days": {ago(300): 150.0, ago(10): 60.0}},
