@@ -32,7 +32,7 @@ from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
 from service.core.customer import CustomerState, DedupPolicy, Silence, apply, day_number
-from service.core.events import Event, event_type, from_payload
+from service.core.events import Event, Order, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
 from service.core.keys import (
     customer_key,
@@ -201,8 +201,6 @@ class Pipeline:
         outcome = Outcome("processed", event_type(event), event.shop_id)
         book = self.book(event.shop_id, source.partition)
         now = self._advance(book, event.occurred_at)
-        if book.lifetime.due(day_number(now)):
-            self._refit(book, now)
         stored = self.customers.get(customer_key(event.shop_id, event.customer_id))
         if stored is None:
             stored = CustomerState(event.shop_id, event.customer_id)
@@ -213,6 +211,8 @@ class Pipeline:
             cause = Cause("event", event.event_id, event_type(event))
             outcome.changes = self._evaluate(book, state, now, cause)
             self._save(state)
+            if isinstance(event, Order):
+                self._count_order(book, event.customer_id, now)
             if before.referred_by is None and state.referred_by is not None:
                 outcome.changes += self._credit_referrer(book, state.referred_by, now, cause)
             outcome.too_late = self.ledger.record(event, before, state, now).too_late
@@ -427,6 +427,14 @@ class Pipeline:
         book = self._books.get(state.shop_id)
         fit = None if book is None else book.lifetime.fit
         return snapshot(state, now, self.silence, fit)
+
+    def _count_order(self, book: ShopBook, customer_id: str, now: datetime) -> None:
+        """An order of a sampled customer counts towards the next refit of the shop's
+        lifetime model, which happens at once when due."""
+        if book.lifetime.note_order(customer_id):
+            book.lifetime_dirty = True
+            if book.lifetime.due(day_number(now)):
+                self._refit(book, now)
 
     def _refit(self, book: ShopBook, now: datetime) -> None:
         """Fit the shop's lifetime model on its sample of customers as they are ``now``."""

@@ -233,7 +233,7 @@ PREDICTIONS: dict[str, Field] = {
     ),
 }
 """Predictions from the shop's lifetime model (``service.learning.lifetime``): fitted per
-shop on a bounded sample of its customers every 30 days of stream time, and evaluated
+shop on a bounded sample of its customers as its orders grow, and evaluated
 per customer from their own features when a rule reads them. None (every comparison
 false) before the shop has a fit or the customer a purchase; ``clv_trend`` needs no fit,
 only 90 days of history."""

@@ -18,7 +18,8 @@ from service.core.events import from_payload
 from service.core.features import snapshot
 from service.core.pipeline import Pipeline
 from service.learning.lifetime import (
-    REFIT_DAYS,
+    REFIT_MAX_DAYS,
+    REFIT_MIN_ORDERS,
     SAMPLE_SIZE,
     BgNbd,
     ShopLifetime,
@@ -245,19 +246,35 @@ def test_the_sample_is_the_same_bounded_set_whatever_the_arrival_order() -> None
 END = datetime(2025, 9, 1, tzinfo=UTC)
 
 
-def test_a_fit_is_due_daily_until_there_is_one_then_every_refit_period() -> None:
+def test_a_fit_is_due_when_the_samples_orders_grew_by_half_or_a_year_passed() -> None:
     kept = ShopLifetime({})
+    kept.offer("c-1")
+    assert not kept.note_order("c-9")  # not sampled: not counted
+    for _ in range(REFIT_MIN_ORDERS - 1):
+        assert kept.note_order("c-1")
+    assert not kept.due(100)
+    kept.note_order("c-1")
     assert kept.due(100)
-    kept.refit(100, [])  # nobody bought twice: no fit yet
-    assert kept.fit is None and not kept.due(100) and kept.due(101)
+    kept.refit(100, [])  # nobody bought twice: no fit yet, and no new try at once
+    assert kept.fit is None and not kept.due(100)
     views = [
         (snapshot(state(purchase_days={"2025-01-01": 10.0, f"2025-0{m}-02": 5.0}), END), None)
         for m in range(2, 8)
     ]
+    for _ in range(REFIT_MIN_ORDERS):
+        kept.note_order("c-1")
     kept.refit(101, views)
-    assert kept.fit is not None and kept.fit.day == 101
-    assert not kept.due(101 + REFIT_DAYS - 1) and kept.due(101 + REFIT_DAYS)
-    assert ShopLifetime.load(kept.record()).fit == kept.fit
+    assert kept.fit is not None and kept.fit.day == 101 and kept.tried_orders == 40
+    for _ in range(19):
+        kept.note_order("c-1")
+    assert not kept.due(102)  # 19 more: neither half of 40 nor 20
+    kept.note_order("c-1")
+    assert kept.due(102)
+    kept.refit(102, views)
+    kept.note_order("c-1")
+    assert not kept.due(102 + REFIT_MAX_DAYS - 1) and kept.due(102 + REFIT_MAX_DAYS)
+    restored = ShopLifetime.load(kept.record())
+    assert (restored.fit, restored.orders, restored.tried_orders) == (kept.fit, 61, 60)
 
 
 def test_a_fit_on_the_sample_predicts_like_a_fit_on_every_customer() -> None:
@@ -283,7 +300,7 @@ def test_a_fit_on_the_sample_predicts_like_a_fit_on_every_customer() -> None:
 
 def test_the_pipeline_keeps_each_shops_lifetime_model_current() -> None:
     """Fed through the pipeline, a shop's lifetime model is fitted on its customers, refitted
-    within every 30 days of stream time, and survives a rebuild from the tables."""
+    as its sample's orders grow, and survives a rebuild from the tables."""
     simulation = one_shop(seed=5, customers=150, days=200, start=date(2024, 1, 1))
     pipeline = Pipeline(Settings(), {}, {}, {}, {})
     feed(pipeline, [(role_for(e), e) for e in simulation.events])
@@ -293,6 +310,6 @@ def test_the_pipeline_keeps_each_shops_lifetime_model_current() -> None:
     assert fit is not None and now is not None
     assert len(book.lifetime.sample) == len({e["customer_id"] for e in simulation.events})
     fitted = date.fromordinal(EPOCH_DAY.toordinal() + fit.day)
-    assert (now.date() - fitted).days < REFIT_DAYS
+    assert (now.date() - fitted).days < REFIT_MAX_DAYS
     pipeline.forget_shops()
     assert pipeline.book(shop_id).lifetime.fit == fit
