@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from service.settings import ConfigError, load_settings
+
+MATH_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+"""Thread pools of the numerical libraries, limited to one thread for the worker."""
+
+
+def single_threaded_math() -> None:
+    """Limit numpy's and scipy's BLAS to one thread (unless the environment says
+    otherwise), before they are imported. A worker is one event loop; OpenBLAS's idle
+    threads spin between calls, so a lifetime fit took a second core from the loop and
+    the broker (throughput bench: 1,237 records/s at 145 % CPU with them, 1,334 at 97 %
+    without)."""
+    for name in MATH_THREADS:
+        os.environ.setdefault(name, "1")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,6 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check-config":
         print(settings.model_dump_json(indent=2))
         return 0
+    single_threaded_math()
     from service.stream.worker import StartupError, run_worker
 
     try:
