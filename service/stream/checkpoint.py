@@ -197,12 +197,10 @@ class Checkpoint:
         return producer
 
     async def _commit_transaction(self, work: Work) -> Written:
+        bound = self.settings.broker_request_timeout_s
         try:
             producer = await self._producer(work.partition)
-            await producer.begin_transaction()
-            futures = await _send_all(producer, work.records)
-            if work.offsets:
-                await producer.send_offsets_to_transaction(_offsets(work), self.settings.app_id)
+            futures = await asyncio.wait_for(self._send_in_transaction(producer, work), bound)
         except FENCED as error:
             await self._fence(work.partition, error)
             raise FencedError(str(error)) from error
@@ -210,13 +208,24 @@ class Checkpoint:
             await self._abandon(work.partition, error)
             raise RetryError(str(error)) from error
         try:
-            await producer.commit_transaction()
+            # bounded: a producer stopped under an open commit (a rebalance) never answers
+            await asyncio.wait_for(producer.commit_transaction(), bound)
         except FENCED as error:
             await self._fence(work.partition, error)
             raise FencedError(str(error)) from error
         except Exception as error:
             return await self._settle(work, futures, error)
         return _written(work, futures)
+
+    async def _send_in_transaction(
+        self, producer: AIOKafkaProducer, work: Work
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """Begin a transaction and send the work's records and offsets into it."""
+        await producer.begin_transaction()
+        futures = await _send_all(producer, work.records)
+        if work.offsets:
+            await producer.send_offsets_to_transaction(_offsets(work), self.settings.app_id)
+        return futures
 
     async def _fence(self, partition: int, error: BaseException) -> None:
         log.warning("partition_fenced", partition=partition, error=str(error))

@@ -41,6 +41,8 @@ from service.stream.tables import CODECS, Pending, TableState, local_store
 from service.stream.topics import TABLES, changelog_topic, input_event_types, input_topics
 
 log = get_logger(__name__)
+QUIESCE_S = 10.0
+"""Longest a rebalance waits for the work in flight on its partitions."""
 MAX_LETTER_KEY = 1024
 """A dead letter is keyed by the original key up to this size (unkeyed beyond: the key
 itself, bounded, is inside the letter)."""
@@ -266,10 +268,35 @@ class BatchRunner:
                 await self.guard.restart(partition, self.topics, committed)
 
     async def assign(self, partitions: set[int]) -> None:
-        """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables)."""
-        self._forget_reads()
-        await self.checkpoint.assign(partitions)
+        """The worker owns exactly ``partitions`` now (caches are rebuilt from the tables).
+
+        Work in flight (a batch, a timer's commit) ends first: the new assignment stops
+        every producer, and one stopped under an open commit never answers it (a
+        re-evaluation step kept a partition's lock that way and its batches waited for
+        good). The wait is bounded, since a holder may itself wait for the rebalance."""
+        held = await self._quiesce(QUIESCE_S)
+        try:
+            self._forget_reads()
+            await self.checkpoint.assign(partitions)
+        finally:
+            for lock in held:
+                lock.release()
         telemetry.REBALANCES.inc()
+
+    async def _quiesce(self, within_s: float) -> list[asyncio.Lock]:
+        """Take every partition's lock, waiting at most ``within_s`` in all; the ones taken."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + within_s
+        held = []
+        for partition in sorted(self.locks):
+            lock = self.locks[partition]
+            try:
+                await asyncio.wait_for(lock.acquire(), max(deadline - loop.time(), 0.001))
+            except TimeoutError:
+                log.warning("partition_busy_at_rebalance", partition=partition)
+                continue
+            held.append(lock)
+        return held
 
     async def run(self, events: Sequence[faust.types.EventT[Any]]) -> None:
         """Process and commit one batch: each partition's records in arrival order, the

@@ -310,3 +310,44 @@ def events_of(customer: str, *offsets: int) -> list[Any]:
     return [
         Event(Message(ORDERS, PARTITION, n), order(n, customer), SHOP.encode()) for n in offsets
     ]
+
+
+async def test_a_rebalance_waits_for_work_in_flight_before_it_replaces_the_producers(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit under way when the assignment changes ends before its producer is
+    stopped (a producer stopped under an open commit never answers it); a holder that
+    does not finish in time is waited for only so long."""
+    batches, _ = runner(checkpoint)
+    order: list[str] = []
+    real_assign = checkpoint.assign
+
+    async def assign(partitions: set[int]) -> None:
+        order.append("producers replaced")
+        await real_assign(partitions)
+
+    monkeypatch.setattr(checkpoint, "assign", assign)
+
+    async def commit_in_flight() -> None:
+        async with batches.locks[PARTITION]:
+            await asyncio.sleep(0.05)
+            order.append("commit ended")
+
+    working = asyncio.create_task(commit_in_flight())
+    await asyncio.sleep(0)
+    await batches.assign({PARTITION})
+    await working
+    assert order == ["commit ended", "producers replaced"]
+    monkeypatch.setattr("service.stream.wiring.QUIESCE_S", 0.01)
+    stuck = asyncio.Event()
+
+    async def never_ends() -> None:
+        async with batches.locks[PARTITION]:
+            await stuck.wait()
+
+    holder = asyncio.create_task(never_ends())
+    await asyncio.sleep(0)
+    await batches.assign({PARTITION})  # does not wait for good
+    assert order[-1] == "producers replaced"
+    stuck.set()
+    await holder
