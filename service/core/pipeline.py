@@ -477,14 +477,27 @@ class Pipeline:
             if name in held and current is not None:
                 continue
             changes += self._move(book, state, name, current, now, cause)
-        for segment_id, rule in book.definitions.rules.items():
-            inside = segment_id if rule(state, view) else None
-            version = rule.definition.version
-            changes += self._move(book, state, model_name(segment_id), inside, now, cause, version)
+        changes += self._evaluate_defined(book, state, view, now, cause)
         reviews = [model.next_review(view) for model in book.models.values()]
         reviews += held.values()  # look again when the dwell is over
         state.due_at = min((r for r in reviews if r is not None), default=None)
         book.schedule.set(state.customer_id, state.due_at)
+        return changes
+
+    def _evaluate_defined(
+        self,
+        book: ShopBook,
+        state: CustomerState,
+        view: CustomerSnapshot,
+        now: datetime,
+        cause: Cause,
+    ) -> list[SegmentChange]:
+        """Put the customer in or out of each of the shop's defined segments."""
+        changes = []
+        for segment_id, rule in book.definitions.rules.items():
+            inside = segment_id if rule(state, view) else None
+            version = rule.definition.version
+            changes += self._move(book, state, model_name(segment_id), inside, now, cause, version)
         return changes
 
     @staticmethod
@@ -540,13 +553,16 @@ class Pipeline:
         self, book: ShopBook, referrer_id: str, now: datetime, cause: Cause
     ) -> list[SegmentChange]:
         """A new customer named ``referrer_id`` as their referrer: count it for the
-        referrer (a customer of the shop segstream knows), whose segments may move."""
+        referrer (a customer of the shop segstream knows), whose defined segments may
+        move. The models do not look: a referral is not the referrer's own behaviour,
+        and an extra look would feed the learned models a sample they never saw before."""
         referrer = self.customers.get(customer_key(book.shop_id, referrer_id))
         if referrer is None:
             return []
         before = referrer.copy()
         referrer.referral_count += 1
-        changes = self._evaluate(book, referrer, now, cause)
+        view = self.view(referrer, now)
+        changes = self._evaluate_defined(book, referrer, view, now, cause)
         self._save(referrer)
         if changes:
             self.ledger.record(None, before, referrer, now)
