@@ -3,11 +3,43 @@
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from typing import Any
 
 import structlog
 
 from service.settings import Settings
+
+CHATTY = ("aiokafka",)
+"""Loggers whose repeats are held back (see :class:`QuietRepeats`)."""
+
+
+class QuietRepeats(logging.Filter):
+    """Lets a chatty library's message (same logger, same template) through at most once
+    per ``window_s``; the next one that passes says how many were held back. aiokafka
+    logs every failed reconnect at ERROR: about 30,000 lines in seconds per worker while a
+    broker restarts, which buried everything else in the chaos run's logs."""
+
+    def __init__(self, window_s: float = 10.0, prefixes: tuple[str, ...] = CHATTY) -> None:
+        super().__init__()
+        self.window_s = window_s
+        self.prefixes = prefixes
+        self._passed: dict[tuple[str, str], float] = {}
+        self._held: Counter[tuple[str, str]] = Counter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not record.name.startswith(self.prefixes):
+            return True
+        key = (record.name, str(record.msg))
+        passed = self._passed.get(key)
+        if passed is not None and record.created - passed < self.window_s:
+            self._held[key] += 1
+            return False
+        self._passed[key] = record.created
+        held = self._held.pop(key, 0)
+        if held:
+            record.msg = f"{record.msg} ({held} more like it not logged)"
+        return True
 
 
 def logging_config(settings: Settings) -> dict[str, Any]:
@@ -36,8 +68,13 @@ def logging_config(settings: Settings) -> dict[str, Any]:
                 ],
             }
         },
+        "filters": {"repeats": {"()": QuietRepeats}},
         "handlers": {
-            "stderr": {"class": "logging.StreamHandler", "formatter": "structured"},
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "structured",
+                "filters": ["repeats"],
+            },
         },
         "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
     }
@@ -66,4 +103,4 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-__all__ = ["configure", "get_logger", "logging", "logging_config"]
+__all__ = ["QuietRepeats", "configure", "get_logger", "logging", "logging_config"]
