@@ -32,7 +32,7 @@ from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
 from service.core.customer import CustomerState, DedupPolicy, Silence, apply, day_number
-from service.core.events import Event, Order, event_type, from_payload
+from service.core.events import Order, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
 from service.core.keys import (
     customer_key,
@@ -195,7 +195,7 @@ class Pipeline:
             letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
             return Outcome("dead_lettered", expected.type_name, dead_letter=letter)
         event = from_payload(parsed)
-        misplaced = self._misplaced(event, source, key, raw)
+        misplaced = self._misplaced(event.shop_id, source, key, raw, "shop_id")
         if misplaced is not None:
             return Outcome("dead_lettered", expected.type_name, dead_letter=misplaced)
         outcome = Outcome("processed", event_type(event), event.shop_id)
@@ -256,11 +256,9 @@ class Pipeline:
         except DefinitionError as error:
             letter = DeadLetter("invalid_definition", str(error), source, key, raw)
             return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
-        home = shop_partition(shop_id, self.settings.topic_partitions)
-        if source.partition >= 0 and home != source.partition:
-            detail = f"shop {shop_id!r} belongs in partition {home}, found in {source.partition}"
-            letter = DeadLetter("wrong_partition", detail, source, key, raw)
-            return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
+        misplaced = self._misplaced(shop_id, source, key, raw, "<shop_id>|<segment_id>")
+        if misplaced is not None:
+            return Outcome("dead_lettered", DEFINITION, dead_letter=misplaced)
         book = self.book(shop_id, source.partition)
         refused = self._refused(book, segment_id, definition)
         if refused is not None:
@@ -339,25 +337,24 @@ class Pipeline:
             moved = self._move(book, state, name, current, now, cause, item.version)
             if moved:
                 self._save(state)
-                before = state.copy()
-                before.segments = segments
-                self.ledger.record(None, before, state, now)
+                self._book_moves(segments, state, now)
                 changes += moved
             item.after, done = state.customer_id, done + 1
         return changes, done
 
     def _misplaced(
-        self, event: Event, source: Source, key: bytes | None, raw: bytes | None
+        self, shop_id: str, source: Source, key: bytes | None, raw: bytes | None, keyed_by: str
     ) -> DeadLetter | None:
-        """A record in a partition its shop does not hash to would split the shop's state."""
+        """A record in a partition its shop does not hash to would split the shop's state
+        (``keyed_by``: what its producer should key it by)."""
         if source.partition < 0:
             return None
-        home = shop_partition(event.shop_id, self.settings.topic_partitions)
+        home = shop_partition(shop_id, self.settings.topic_partitions)
         if home == source.partition:
             return None
         detail = (
-            f"shop {event.shop_id!r} belongs in partition {home}, found in {source.partition}: "
-            "key input records by shop_id"
+            f"shop {shop_id!r} belongs in partition {home}, found in {source.partition}: "
+            f"key input records by {keyed_by}"
         )
         return DeadLetter("wrong_partition", detail, source, key, raw)
 
@@ -578,11 +575,16 @@ class Pipeline:
             found = self._evaluate(book, state, now, Cause("timer"))
             self._save(state)
             if found:
-                before = state.copy()
-                before.segments = segments
-                self.ledger.record(None, before, state, now)
+                self._book_moves(segments, state, now)
                 changes += found
         return changes
+
+    def _book_moves(self, segments: dict[str, str], state: CustomerState, now: datetime) -> None:
+        """Book in the metrics the segment moves that took ``state`` from ``segments``
+        (no facts changed: a review, a re-evaluation)."""
+        before = state.copy()
+        before.segments = segments
+        self.ledger.record(None, before, state, now)
 
     def _formed(self, book: ShopBook, now: datetime) -> list[SegmentFormed]:
         """New groups that learned models noticed."""
