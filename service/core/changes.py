@@ -127,8 +127,9 @@ class SegmentFormed:
 
     @property
     def event_id(self) -> str:
-        """Deterministic id, as for :class:`SegmentChange`."""
-        name = f"{self.shop_id}|{self.model}|{self.segment}|formed"
+        """Deterministic id, as for :class:`SegmentChange`; a segment that dissolved and
+        formed again is announced again, under another id."""
+        name = f"{self.shop_id}|{self.model}|{self.segment}|formed@{format_time(self.formed_at)}"
         return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
 
     def to_json(self) -> dict[str, Any]:

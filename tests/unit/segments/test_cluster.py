@@ -8,7 +8,7 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import pytest
@@ -161,6 +161,29 @@ def test_late_holiday_group_is_announced_once_in_season(replayed: Replayed) -> N
     assert members.most_common(1)[0][0] == "holiday_gifter"
     assert members["holiday_gifter"] >= 0.8 * sum(members.values())
     assert len({group.cluster_id for group in replayed.formed}) == len(replayed.formed)
+
+
+def test_a_dissolved_cluster_is_announced_again_when_it_forms_anew() -> None:
+    """Formed at 10 members (40 of 80 assigned); it dissolves below 5, not at 5, and
+    reaching 10 again announces it a second time."""
+    views = planted(80, seed=2)
+    model = trained(views)
+    model.drain_announcements()
+    group = [view for view in views if model.assign(view) == model.assign(views[1])]
+    own, other = int(str(model.assign(views[1]))[1:]), int(str(model.assign(views[0]))[1:])
+
+    def move(view: CustomerSnapshot, source: int, target: int) -> None:
+        model._record(replace(view, segments={"cluster": f"c{source}"}), target)
+
+    for view in group[5:]:
+        move(view, own, other)
+    assert model.sizes[own] == 5 and own in model.formed
+    move(group[4], own, other)
+    assert own not in model.formed
+    for view in group[4:10]:
+        move(view, other, own)
+    again = model.drain_announcements()
+    assert [(formed.cluster_id, formed.size) for formed in again] == [(own, 10)]
 
 
 def test_clusters_recover_the_planted_personas(replayed: Replayed) -> None:
