@@ -1,0 +1,22 @@
+"""Experiments on segments: deterministic arms (:mod:`.splits`) and their read-out
+(:mod:`.readout`)."""
+
+from service.experiments.splits import (
+    KEY_PREFIX,
+    Arm,
+    Experiment,
+    ExperimentError,
+    arm_of,
+    arms_of,
+    validate_experiment,
+)
+
+__all__ = [
+    "KEY_PREFIX",
+    "Arm",
+    "Experiment",
+    "ExperimentError",
+    "arm_of",
+    "arms_of",
+    "validate_experiment",
+]
