@@ -163,8 +163,8 @@ async def delete(
     def gone() -> bool | None:
         return True if live(pipeline, shop_id).version(segment_id) is None else None
 
-    applied = await _applied(gone)
-    return (200, {**answer, "status": "deleted"}) if applied else (202, _pending(answer))
+    done = await applied(gone)
+    return (200, {**answer, "status": "deleted"}) if done else (202, pending(answer))
 
 
 async def _write(
@@ -182,18 +182,18 @@ async def _write(
             definitions.rules[segment_id].definition == definition
         )
 
-    applied = await _applied(outcome)
-    if applied is False:
+    done = await applied(outcome)
+    if done is False:
         raise ConflictError(
             f"{segment_id!r} was changed at the same time by another request; read it and retry"
         )
     described = {"definition": definition.to_json()}
-    if applied is None:
-        return 202, _pending(described)
+    if done is None:
+        return 202, pending(described)
     return status, {**described, "status": "live", "reevaluating": True}
 
 
-async def _applied(check: Callable[[], bool | None]) -> bool | None:
+async def applied(check: Callable[[], bool | None]) -> bool | None:
     """Poll ``check`` (None: not applied yet) for up to APPLY_WAIT_S."""
     loop = asyncio.get_running_loop()
     deadline = loop.time() + APPLY_WAIT_S
@@ -202,7 +202,8 @@ async def _applied(check: Callable[[], bool | None]) -> bool | None:
     return result
 
 
-def _pending(answer: dict[str, Any]) -> dict[str, Any]:
+def pending(answer: dict[str, Any]) -> dict[str, Any]:
+    """The 202 answer: written, not applied yet."""
     return {**answer, "status": "accepted", "detail": "written; the worker applies it shortly"}
 
 

@@ -20,11 +20,12 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-from service.api import definitions, queries
+from service.api import definitions, experiments, queries
 from service.api.definitions import DefinitionWriter
 from service.core.events import Order
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
+from service.experiments import ExperimentError
 from service.observability import telemetry
 from service.segments.defined import DefinitionError
 from service.settings import Settings
@@ -73,6 +74,21 @@ DEFINITIONS: dict[str, dict[str, Write]] = {
             p, w.send, shop_id, segment_id
         ),
     },
+    "/shops/{shop_id}/experiments": {
+        "get": lambda p, w, body, shop_id: _now((200, experiments.listing(p, shop_id))),
+        "post": lambda p, w, body, shop_id: experiments.create(p, w.send, shop_id, body),
+    },
+    "/shops/{shop_id}/experiments/{experiment_id}": {
+        "get": lambda p, w, body, shop_id, experiment_id: _now(
+            (200, experiments.one(p, shop_id, experiment_id))
+        ),
+        "put": lambda p, w, body, shop_id, experiment_id: experiments.replace(
+            p, w.send, shop_id, experiment_id, body
+        ),
+        "delete": lambda p, w, body, shop_id, experiment_id: experiments.delete(
+            p, w.send, shop_id, experiment_id
+        ),
+    },
 }
 """Definition views by method: ``(pipeline, writer, body, **path parameters) -> (status,
 answer)``, awaited (writes wait for the worker to apply them)."""
@@ -115,6 +131,7 @@ CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (queries.NotFoundError, 404, "not_found"),
     (queries.BadRequestError, 400, "bad_request"),
     (DefinitionError, 422, "invalid_definition"),
+    (ExperimentError, 422, "invalid_experiment"),
 )
 """The errors a client caused: status and error code of each."""
 
@@ -125,7 +142,7 @@ def failure(view: View, error: Exception) -> Response:
     for kind, status, code in CLIENT_ERRORS:
         if isinstance(error, kind):
             body = {"error": code, "detail": str(error)}
-            if isinstance(error, DefinitionError):
+            if isinstance(error, DefinitionError | ExperimentError):
                 body["path"] = error.path
             return view.json(body, status=status)
     raise error

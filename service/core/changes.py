@@ -55,6 +55,10 @@ class SegmentChange:
     stated): a downstream tool must not send marketing to anyone but ``True``."""
     definition_version: int | None = None
     """For a shop-defined segment: the version of the definition that decided the move."""
+    arms: tuple[tuple[str, str], ...] = ()
+    """(experiment id, arm) of the experiments on the segment the customer joins."""
+    arms_left: tuple[tuple[str, str], ...] = ()
+    """(experiment id, arm) of the experiments on the segment the customer leaves."""
 
     @property
     def event_id(self) -> str:
@@ -87,7 +91,8 @@ class SegmentChange:
                 "since": format_time(self.changed_at),
                 "change_id": self.event_id,
                 "marketing_opt_in": self.marketing_opt_in,
-            }
+            },
+            self.arms,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -105,12 +110,18 @@ class SegmentChange:
                 "changed_at": format_time(self.changed_at),
                 "cause": self.cause.to_json(),
                 "marketing_opt_in": self.marketing_opt_in,
-            }
+            },
+            self.arms_left + self.arms,
         )
 
-    def _versioned(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def _versioned(
+        self, payload: dict[str, Any], arms: tuple[tuple[str, str], ...]
+    ) -> dict[str, Any]:
+        """With the definition version of a defined segment and the experiments' arms."""
         if self.definition_version is not None:
             payload["definition_version"] = self.definition_version
+        if arms:
+            payload["experiments"] = dict(arms)
         return payload
 
 

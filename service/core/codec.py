@@ -85,41 +85,42 @@ def encode_state(state: CustomerState) -> bytes:
     days: list[int | float] = []
     for day, amount in sorted(state.purchase_days.items()):
         days += [(day - EPOCH_DAY).days, _amount(amount)]
-    return encode(
+    fields: list[Any] = [
+        STATE_VERSION,
+        None if state.first_seen_at is None else _time(state.first_seen_at),
+        [_time(s) for s in state.signups],
+        [[_time(o), _time(e)] for o, e in state.cancellations],
+        state.cancel_reason,
+        [[_time(at), *_plan(plan)] for at, plan in state.plan_history],
+        [state.acquisition_channel, state.referred_by, state.preferred_channel],
+        state.attributes,
+        days,
         [
-            STATE_VERSION,
-            None if state.first_seen_at is None else _time(state.first_seen_at),
-            [_time(s) for s in state.signups],
-            [[_time(o), _time(e)] for o, e in state.cancellations],
-            state.cancel_reason,
-            [[_time(at), *_plan(plan)] for at, plan in state.plan_history],
-            [state.acquisition_channel, state.referred_by, state.preferred_channel],
-            state.attributes,
-            days,
-            [
-                state.order_count,
-                state.renewal_count,
-                state.discount_order_count,
-                state.referral_count,
-            ],
-            _amount(state.total_spend),
-            state.categories,
-            ids,
-            state.segments,
-            state.memory,
-            None if state.due_at is None else _time(state.due_at),
-            state.marketing_opt_in,
-            state.segment_since,
-            {key: _time(at) for key, at in state.attribute_times.items()},
-            _optional_time(state.preferred_channel_at),
-            _optional_time(state.marketing_opt_in_at),
-            b"".join(
-                _TOUCH.pack(day, CAMPAIGN_ACTIONS.index(action), CONTACT_CHANNELS.index(channel), h)
-                for day, action, channel, h in state.campaign_touches
-            ),
-            b"".join(_SCORE.pack(day, score) for day, score in state.feedback_scores),
-        ]
-    )
+            state.order_count,
+            state.renewal_count,
+            state.discount_order_count,
+            state.referral_count,
+        ],
+        _amount(state.total_spend),
+        state.categories,
+        ids,
+        state.segments,
+        state.memory,
+        None if state.due_at is None else _time(state.due_at),
+        state.marketing_opt_in,
+        state.segment_since,
+        {key: _time(at) for key, at in state.attribute_times.items()},
+        _optional_time(state.preferred_channel_at),
+        _optional_time(state.marketing_opt_in_at),
+        b"".join(
+            _TOUCH.pack(day, CAMPAIGN_ACTIONS.index(action), CONTACT_CHANNELS.index(channel), h)
+            for day, action, channel, h in state.campaign_touches
+        ),
+        b"".join(_SCORE.pack(day, score) for day, score in state.feedback_scores),
+    ]
+    if state.enrolments:  # most customers are in no experiment: no field at all
+        fields.append(state.enrolments)
+    return encode(fields)
 
 
 def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
@@ -136,6 +137,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
     moments = [_moment(s) for s in signups]
     touches = fields[21] if len(fields) > 21 else b""  # states written before campaign
     scores = fields[22] if len(fields) > 22 else b""  # responses and feedback
+    enrolments = fields[23] if len(fields) > 23 else {}  # and before experiments
     if len(fields) > 20:
         attribute_times = {key: _moment(at) for key, at in fields[18].items()}
         channel_at, consent_at = _optional_moment(fields[19]), _optional_moment(fields[20])
@@ -182,6 +184,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
             for day, action, channel, h in _TOUCH.iter_unpack(touches)
         ],
         feedback_scores=list(_SCORE.iter_unpack(scores)),
+        enrolments=enrolments,
     )
 
 

@@ -123,6 +123,9 @@ class CustomerState:
     the feedback text (personal data)."""
     referral_count: int = 0
     """Customers of the shop whose signup named this customer as their referrer."""
+    enrolments: dict[str, list[Any]] = field(default_factory=dict)
+    """Per experiment of the shop the customer was enrolled in: a row of
+    :class:`service.experiments.live.Enrolment` (enrolled at, orders, revenue, churned)."""
 
     @property
     def plan(self) -> Plan | None:
@@ -161,6 +164,7 @@ class CustomerState:
             list(self.campaign_touches),
             list(self.feedback_scores),
             self.referral_count,
+            {key: list(row) for key, row in self.enrolments.items()},
         )
 
     def has_seen(self, event_id: str) -> bool:

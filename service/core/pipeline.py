@@ -42,6 +42,15 @@ from service.core.keys import (
     shop_partition,
     shop_record_key,
 )
+from service.experiments import KEY_PREFIX, Experiment, ExperimentError, validate_experiment
+from service.experiments.live import (
+    MAX_EXPERIMENTS,
+    ShopExperiments,
+    count_order,
+    enrol,
+    experiments_key,
+    follow,
+)
 from service.learning.lifetime import ShopLifetime, spend_trend
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
@@ -130,9 +139,11 @@ class ShopBook:
     schedule: Schedule = field(default_factory=Schedule)
     definitions: ShopDefinitions = field(default_factory=ShopDefinitions)
     lifetime: ShopLifetime = field(default_factory=lambda: ShopLifetime({}))
+    experiments: ShopExperiments = field(default_factory=ShopExperiments)
     dirty: bool = False
     definitions_dirty: bool = False
     lifetime_dirty: bool = False
+    experiments_dirty: bool = False
 
     def count(self, model: str, previous: str | None, current: str | None) -> None:
         """One customer moved from ``previous`` to ``current`` in ``model``."""
@@ -209,6 +220,8 @@ class Pipeline:
         before = state.copy()
         if apply(state, event, self.dedup):
             cause = Cause("event", event.event_id, event_type(event))
+            if isinstance(event, Order):  # before the move it may cause: enrolled members'
+                book.experiments_dirty |= count_order(book.experiments, state, event.amount, now)
             outcome.changes = self._evaluate(book, state, now, cause)
             self._save(state)
             if isinstance(event, Order):
@@ -252,6 +265,8 @@ class Pipeline:
         above the live one, is dead-lettered and changes nothing."""
         try:
             shop_id, segment_id = _definition_key(key)
+            if segment_id.startswith(KEY_PREFIX):
+                return self._define_experiment(shop_id, segment_id, key, raw, source)
             definition = None if raw is None else _definition(raw, shop_id, segment_id)
         except DefinitionError as error:
             letter = DeadLetter("invalid_definition", str(error), source, key, raw)
@@ -272,6 +287,36 @@ class Pipeline:
         book.definitions_dirty = True
         if self._reevaluating is not None and book.definitions.pending:
             self._reevaluating.add(shop_id)
+        return Outcome("processed", DEFINITION, shop_id)
+
+    def _define_experiment(
+        self, shop_id: str, name: str, key: bytes | None, raw: bytes | None, source: Source
+    ) -> Outcome:
+        """Apply an experiment record (key ``<shop>|experiment:<id>``): it goes live at once,
+        and a pass enrols the members its segment already has (see :meth:`reevaluate`)."""
+        experiment_id = name.removeprefix(KEY_PREFIX)
+        try:
+            experiment = None if raw is None else _experiment(raw, shop_id, experiment_id)
+        except ExperimentError as error:
+            letter = DeadLetter("invalid_definition", str(error), source, key, raw)
+            return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
+        misplaced = self._misplaced(shop_id, source, key, raw, "<shop_id>|experiment:<id>")
+        if misplaced is not None:
+            return Outcome("dead_lettered", DEFINITION, dead_letter=misplaced)
+        book = self.book(shop_id, source.partition)
+        refused = _refused_experiment(book.experiments, experiment_id, experiment)
+        if refused is not None:
+            letter = DeadLetter(refused[0], refused[1], source, key, raw)
+            return Outcome("dead_lettered", DEFINITION, shop_id, dead_letter=letter)
+        if experiment is None:
+            book.experiments.delete(experiment_id)
+        else:
+            book.experiments.define(experiment)
+            book.definitions.queue(Reevaluation(name, experiment.version))
+            book.definitions_dirty = True
+            if self._reevaluating is not None:
+                self._reevaluating.add(shop_id)
+        book.experiments_dirty = True
         return Outcome("processed", DEFINITION, shop_id)
 
     def _refused(
@@ -308,6 +353,8 @@ class Pipeline:
         if not book.definitions.pending:
             return None
         item = book.definitions.pending[0]
+        if item.segment_id.startswith(KEY_PREFIX):
+            return self._enrolment_pass(book, item, limit)
         book.definitions_dirty = True
         outcome = Outcome("processed", None, shop_id)
         if book.stream_time is not None:
@@ -320,6 +367,40 @@ class Pipeline:
         if not book.definitions.pending and self._reevaluating is not None:
             self._reevaluating.discard(shop_id)
         return outcome
+
+    def _enrolment_pass(self, book: ShopBook, item: Reevaluation, limit: int) -> Outcome | None:
+        """Enrol up to ``limit`` more of the members an experiment's segment had when it
+        was defined or started. A pass for an experiment that has not started yet waits
+        (behind the others) until the shop's stream time reaches its start; one for a
+        deleted or replaced experiment is dropped."""
+        experiment = book.experiments.experiments.get(item.segment_id.removeprefix(KEY_PREFIX))
+        now = book.stream_time
+        if experiment is None or experiment.version != item.version:
+            book.definitions.pending.pop(0)
+        elif now is None or not experiment.starts_at <= now:
+            book.definitions.pending.append(book.definitions.pending.pop(0))
+            return None
+        else:
+            done = self._enrol_members(book, experiment, item, now, limit)
+            if done < limit:
+                book.definitions.pending.pop(0)
+        book.definitions_dirty = True
+        if not book.definitions.pending and self._reevaluating is not None:
+            self._reevaluating.discard(book.shop_id)
+        return Outcome("processed", None, book.shop_id)
+
+    def _enrol_members(
+        self, book: ShopBook, experiment: Experiment, item: Reevaluation, now: datetime, limit: int
+    ) -> int:
+        done = 0
+        for state in self.shop_customers(book.shop_id, after=item.after):
+            if done == limit:
+                break
+            if enrol(book.experiments, experiment, state, now):
+                self._save(state)
+                book.experiments_dirty = True
+            item.after, done = state.customer_id, done + 1
+        return done
 
     def _reevaluate(
         self, book: ShopBook, item: Reevaluation, now: datetime, limit: int
@@ -370,6 +451,9 @@ class Pipeline:
             if book.lifetime_dirty:
                 self.shops[lifetime_key(book.shop_id)] = book.lifetime.record()
                 book.lifetime_dirty = False
+            if book.experiments_dirty:
+                self.shops[experiments_key(book.shop_id)] = book.experiments.record()
+                book.experiments_dirty = False
             if not book.dirty:
                 continue
             self.shops[book.shop_id] = book.record()
@@ -530,6 +614,8 @@ class Pipeline:
             state.marketing_opt_in,
             version,
         )
+        change, counted = follow(book.experiments, state, change, now)
+        book.experiments_dirty |= counted
         return [change]
 
     @staticmethod
@@ -613,6 +699,7 @@ class Pipeline:
         )
         book.definitions = ShopDefinitions.load(self.shops.get(definitions_key(shop_id)))
         book.lifetime = ShopLifetime.load(self.shops.get(lifetime_key(shop_id)))
+        book.experiments = ShopExperiments.load(self.shops.get(experiments_key(shop_id)))
         for state in self.shop_customers(shop_id) if stored is not None else ():
             book.schedule.set(state.customer_id, state.due_at)
         return book
@@ -658,6 +745,40 @@ def _definition(raw: bytes, shop_id: str, segment_id: str) -> Definition:
     if (definition.shop_id, definition.segment_id) != (shop_id, segment_id):
         raise DefinitionError("segment_id", f"the key names {shop_id}|{segment_id}")
     return definition
+
+
+def _experiment(raw: bytes, shop_id: str, experiment_id: str) -> Experiment:
+    """The valid experiment ``raw`` holds, of the experiment its key names."""
+    if len(raw) > MAX_DEFINITION_BYTES:
+        raise ExperimentError("experiment", f"larger than {MAX_DEFINITION_BYTES} bytes")
+    try:
+        payload = json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as error:
+        raise ExperimentError("experiment", f"not JSON: {error}") from None
+    experiment = validate_experiment(payload)
+    if (experiment.shop_id, experiment.experiment_id) != (shop_id, experiment_id):
+        raise ExperimentError(
+            "experiment_id", f"the key names {shop_id}|{KEY_PREFIX}{experiment_id}"
+        )
+    return experiment
+
+
+def _refused_experiment(
+    experiments: ShopExperiments, experiment_id: str, experiment: Experiment | None
+) -> tuple[DeadLetterReason, str] | None:
+    if experiment is None:
+        return None
+    if experiment_id not in experiments.experiments and (
+        len(experiments.experiments) >= MAX_EXPERIMENTS
+    ):
+        return "invalid_definition", f"a shop runs at most {MAX_EXPERIMENTS} experiments"
+    last = experiments.last_version(experiment_id)
+    if experiment.version <= last:
+        return "stale_definition", (
+            f"version {experiment.version} of experiment {experiment_id!r} is not above its "
+            f"last version {last}"
+        )
+    return None
 
 
 def _no_constant(name: str) -> Any:

@@ -115,7 +115,7 @@ class ShopDefinitions:
         """Make ``definition`` live and re-evaluate the shop's customers against it."""
         self.rules[definition.segment_id] = compile_definition(definition)
         self.retired.pop(definition.segment_id, None)
-        self._reevaluate(Reevaluation(definition.segment_id, definition.version))
+        self.queue(Reevaluation(definition.segment_id, definition.version))
 
     def delete(self, segment_id: str) -> bool:
         """Remove a segment (False: it was not defined); everyone in it leaves."""
@@ -125,10 +125,11 @@ class ShopDefinitions:
         self.retired[segment_id] = rule.definition.version
         while len(self.retired) > MAX_RETIRED:
             del self.retired[next(iter(self.retired))]
-        self._reevaluate(Reevaluation(segment_id, rule.definition.version, deleted=True))
+        self.queue(Reevaluation(segment_id, rule.definition.version, deleted=True))
         return True
 
-    def _reevaluate(self, item: Reevaluation) -> None:
-        """A newer re-evaluation of the segment replaces one under way (started over)."""
+    def queue(self, item: Reevaluation) -> None:
+        """A newer re-evaluation (or experiment enrolment pass, named ``experiment:<id>``)
+        replaces one under way of the same name (started over)."""
         self.pending = [p for p in self.pending if p.segment_id != item.segment_id]
         self.pending.append(item)

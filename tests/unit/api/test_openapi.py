@@ -78,10 +78,18 @@ MODELS = "/shops/{shop_id}/models"
 PREVIEW = "/shops/{shop_id}/definitions/preview"
 DEFINED = "/shops/{shop_id}/definitions"
 DEFINED_ONE = "/shops/{shop_id}/definitions/{segment_id}"
+EXPERIMENTS = "/shops/{shop_id}/experiments"
+EXPERIMENT = "/shops/{shop_id}/experiments/{experiment_id}"
 WITH_BODY = {"post", "put"}
-UNKNOWN_SHOP_ANSWERS: dict[tuple[str, str], int] = {(DEFINED, "get"): 200, (DEFINED, "post"): 201}
-"""Where an unknown shop is not a 404: a shop may define segments before its first event
-(the stream keeps them; they have no customers yet), so it lists none and may create one."""
+UNKNOWN_SHOP_ANSWERS: dict[tuple[str, str], int] = {
+    (DEFINED, "get"): 200,
+    (DEFINED, "post"): 201,
+    (EXPERIMENTS, "get"): 200,
+    (EXPERIMENTS, "post"): 201,
+}
+"""Where an unknown shop is not a 404: a shop may define segments and start experiments
+before its first event (the stream keeps them; they have no customers yet), so it lists
+none and may create one."""
 DEFINITIONS = Path(__file__).resolve().parents[3] / "schemas" / "examples" / "v1"
 DEFINITION_SCHEMA = SPEC_PATH.parents[1] / "schemas" / "v1" / "segment_definition.json"
 
@@ -577,6 +585,20 @@ def written_body(**changes: Any) -> bytes:
     return json.dumps({**bare, **changes}).encode()
 
 
+def experiment_body(experiment_id: str) -> bytes:
+    """An experiment on the at-risk stage as a client writes it (no version)."""
+    return json.dumps(
+        {
+            "experiment_id": experiment_id,
+            "name": "10 % off for at-risk subscribers",
+            "model": "lifecycle",
+            "segment": "at_risk",
+            "arms": [{"name": "holdout", "share": 0.2}, {"name": "treatment", "share": 0.8}],
+            "starts_at": "2025-01-01T00:00:00Z",
+        }
+    ).encode()
+
+
 def request_body(path: str, method: str, params: Mapping[str, str]) -> bytes:
     """A valid body for ``method path``: a preview's definition of the shop, a create's or
     replace's definition (of the path's segment), or none."""
@@ -584,6 +606,8 @@ def request_body(path: str, method: str, params: Mapping[str, str]) -> bytes:
         return b""
     if path == PREVIEW:
         return definition_body(params["shop_id"])
+    if path in (EXPERIMENTS, EXPERIMENT):
+        return experiment_body(params.get("experiment_id", "winback-10"))
     return written_body(**({"segment_id": params["segment_id"]} if "segment_id" in params else {}))
 
 
@@ -956,3 +980,40 @@ def test_prometheus_metrics_have_the_documented_content_type(
     documented = spec["paths"]["/metrics"]["get"]["responses"]["200"]["content"]
     assert reply.status == 200 and "segstream_events_total" in reply.body
     assert set(documented) == {reply.content_type}
+
+
+def test_an_experiment_and_its_read_out_match_their_schemas(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    """Started on the coffee roaster's at-risk customers: the enrolment pass puts every
+    current member in an arm, and the read-out and listing answer as documented."""
+    pipeline, shop_id = coffee_roaster()
+    worker = Worker.serving(pipeline, runner)
+    created = worker.call(EXPERIMENTS, "post", shop_id=shop_id)
+    assert created.status == 201, created
+    assert_documented(spec, registry, EXPERIMENTS, created, "post")
+    while pipeline.reevaluate(shop_id, 25) is not None:
+        pipeline.flush()
+    at_risk = pipeline.shops[shop_id]["sizes"]["lifecycle"]["at_risk"]
+    reply = worker.get(EXPERIMENT, None, shop_id=shop_id, experiment_id="winback-10")
+    assert reply.status == 200, reply
+    assert sum(arm["members"] for arm in reply.body["arms"].values()) == at_risk > 0
+    assert_documented(spec, registry, EXPERIMENT, reply)
+    listing = worker.get(EXPERIMENTS, None, shop_id=shop_id)
+    assert [e["experiment"]["experiment_id"] for e in listing.body["experiments"]] == ["winback-10"]
+    assert_documented(spec, registry, EXPERIMENTS, listing)
+    ended = worker.request(
+        "put",
+        EXPERIMENT,
+        json.dumps(
+            {**json.loads(experiment_body("winback-10")), "ends_at": "2026-01-01T00:00:00Z"}
+        ).encode(),
+        None,
+        shop_id=shop_id,
+        experiment_id="winback-10",
+    )
+    assert ended.status == 200 and ended.body["experiment"]["version"] == 2, ended
+    assert_documented(spec, registry, EXPERIMENT, ended, "put")
+    deleted = worker.call(EXPERIMENT, "delete", shop_id=shop_id, experiment_id="winback-10")
+    assert deleted.status == 200, deleted
+    assert_documented(spec, registry, EXPERIMENT, deleted, "delete")
