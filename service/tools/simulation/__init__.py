@@ -13,7 +13,7 @@ from service.tools.simulation.generator import (
     SimulationConfig,
     generate,
 )
-from service.tools.simulation.personas import PERSONAS, PersonaName
+from service.tools.simulation.personas import PERSONAS, PersonaName, Treatment
 from service.tools.simulation.shops import KINDS, KINDS_BY_NAME, Shop, shops_per_kind
 
 __all__ = [
@@ -26,6 +26,7 @@ __all__ = [
     "Shop",
     "Simulation",
     "SimulationConfig",
+    "Treatment",
     "generate",
     "shops_per_kind",
 ]

@@ -29,6 +29,7 @@ from service.tools.simulation.personas import (
     Journey,
     Persona,
     PersonaName,
+    Treatment,
     rfc3339,
 )
 from service.tools.simulation.shops import Shop, shops_per_kind
@@ -65,6 +66,8 @@ class SimulationConfig:
     invalid_ratio: float = 0.0
     duplicate_ratio: float = 0.0
     out_of_order_ratio: float = 0.0
+    treatment: Treatment | None = None
+    """A planted effect: customers in an experiment's treated arm react to it."""
 
     def __post_init__(self) -> None:
         """Reject impossible configurations with a readable ValueError."""
@@ -195,6 +198,9 @@ def _journeys(
     journeys = []
     for signup_at, _, customer_id, rng, persona in planned:
         journey = Journey(shop, customer_id, rng, signup_at, start, end, referrers)
+        journey.treated = config.treatment is not None and config.treatment.treats(
+            shop.shop_id, customer_id
+        )
         persona.live(journey)
         referrers.append(customer_id)
         journeys.append((persona, journey))

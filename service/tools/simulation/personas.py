@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Literal
 
+from service.experiments.splits import Arm, arm_of
 from service.tools.simulation.shops import CURRENCY, Interval, Plan, Product, Shop, Tier
 
 PersonaName = Literal[
@@ -106,6 +107,8 @@ class Journey:
     cancelled_at: int | None = None
     lapsed: bool = False
     orders: int = 0
+    treated: bool = False
+    """In the treated arm of the simulation's planted experiment (see :class:`Treatment`)."""
 
     @property
     def last_activity(self) -> int:
@@ -378,6 +381,9 @@ class DecliningBigSpender(Persona):
         start, end = journey.window_start, journey.window_end
         peak_end = max(journey.signup_at + 30 * DAY, _share_of(start, end, self.peak_share))
         stop = max(peak_end + 30 * DAY, _share_of(start, end, self.stop_share))
+        if journey.treated and rng.random() < TREATMENT_KEEPS:
+            self._peak(journey, _first_box(journey), end)  # the treatment kept them
+            return
         at = self._peak(journey, _first_box(journey), peak_end)
         self._decline(journey, at, stop)
         if rng.random() < self.cancel_probability:
@@ -414,6 +420,25 @@ class DecliningBigSpender(Persona):
             else:
                 journey.renewal(at)
             gap *= self.gap_growth
+
+
+TREATMENT_KEEPS = 0.6
+"""Share of treated declining big spenders whom the treatment keeps spending (the planted
+effect: their churn falls from ``cancel_probability`` to 40 % of it)."""
+
+
+@dataclass(frozen=True)
+class Treatment:
+    """A planted experiment effect: customers whose arm (the service's own hash of shop,
+    ``experiment_id`` and customer, with ``arms``) is ``treated_arm`` react to the
+    treatment (declining big spenders: see :data:`TREATMENT_KEEPS`)."""
+
+    experiment_id: str
+    arms: tuple[Arm, ...]
+    treated_arm: str
+
+    def treats(self, shop_id: str, customer_id: str) -> bool:
+        return arm_of(shop_id, self.experiment_id, customer_id, self.arms) == self.treated_arm
 
 
 @dataclass(frozen=True)
