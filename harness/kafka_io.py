@@ -204,15 +204,17 @@ async def consume_all(
         await consumer.stop()
 
 
-async def read_table(settings: Settings, table: str, timeout_s: float = 30) -> dict[str, Any]:
+async def read_table(
+    settings: Settings, table: str, timeout_s: float = 30, readable: bool = True
+) -> dict[str, Any]:
     """Latest committed value per key of a worker table (read back from its changelog);
-    customers in their readable form (:meth:`CustomerState.to_json`)."""
+    customers in their readable form (:meth:`CustomerState.to_json`), or as states."""
     latest: dict[str, bytes | None] = {}
     topic = changelog_topic(settings, table)
     for record in await consume_all(settings.kafka_bootstrap, topic, timeout_s=timeout_s):
         latest[record.key.decode()] = record.value
     codec = CODECS[table]
     decoded = {key: codec.decode(key, raw) for key, raw in latest.items() if raw is not None}
-    if table == "customers":
+    if table == "customers" and readable:
         return {key: state.to_json() for key, state in decoded.items()}
     return decoded

@@ -17,7 +17,11 @@ in-process run over the same records and an independent pandas computation:
 - **metrics**: every month window of every shop equals the pandas oracle;
 - **defined segments**: each shop defines a segment a third into the run and replaces it
   two thirds in (both re-evaluations meet the faults); at the end each customer is in it
-  exactly when its rule holds for their committed facts.
+  exactly when its rule holds for their committed facts;
+- **experiments**: each shop runs an experiment on its active customers from the start;
+  at the end each arm's figures (members, churned, orders, revenue and its squares) in
+  the shops table equal the sums of the enrolments its customers' states hold (two tables
+  written in one transaction: a replay that counted twice, or half a write, shows here).
 
 It ends with one line (``chaos: 12 kills, 3 rebalances, 1 broker restart; 24,000 events;
 lost 0, duplicated 0, facts 0 diff, ...``) and exits 1 when any figure is not zero. The
@@ -46,6 +50,8 @@ from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import EVENT_TYPES
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import DEFINITION, Pipeline
+from service.experiments import Arm, arm_of
+from service.experiments.live import experiments_key
 from service.metrics.ledger import MetricsLedger
 from service.segments.defined.live import definitions_key
 from service.settings import DEFINITIONS_ROLE, Settings
@@ -117,6 +123,7 @@ class Report:
     dead_letters_diff: int = 0
     metrics_diff: int = 0
     defined_diff: int = 0
+    experiments_diff: int = 0
     seconds: float = 0.0
     details: list[str] = field(default_factory=list)
 
@@ -130,6 +137,7 @@ class Report:
             or self.dead_letters_diff
             or self.metrics_diff
             or self.defined_diff
+            or self.experiments_diff
         )
 
     def line(self) -> str:
@@ -141,7 +149,7 @@ class Report:
             f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
             f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
             f"diff, metrics {self.metrics_diff} diff, defined segments {self.defined_diff} "
-            f"diff ({self.seconds:.0f} s)"
+            f"diff, experiments {self.experiments_diff} diff ({self.seconds:.0f} s)"
         )
 
 
@@ -343,6 +351,60 @@ def check_defined(report: Report, table: dict[str, Any]) -> None:
                 report.details.append(f"{name} {model}: {state['segments'].get(model)}")
 
 
+# ---------------------------------------------------------------- experiments
+
+EXPERIMENT = "chaos-split"
+EXPERIMENT_ARMS = (Arm("holdout", 0.25), Arm("treatment", 0.75))
+
+
+async def start_experiments(settings: Settings, shops: Sequence[str]) -> None:
+    """Each shop's experiment on its active customers, before any event."""
+    for shop_id in shops:
+        payload = {
+            "schema_version": 1,
+            "shop_id": shop_id,
+            "experiment_id": EXPERIMENT,
+            "name": "Chaos split",
+            "version": 1,
+            "model": "lifecycle",
+            "segment": "active",
+            "arms": [{"name": arm.name, "share": arm.share} for arm in EXPERIMENT_ARMS],
+            "starts_at": "2000-01-01T00:00:00Z",
+        }
+        await produce_json(
+            settings.kafka_bootstrap,
+            settings.topic(DEFINITIONS_ROLE),
+            [(f"{shop_id}|experiment:{EXPERIMENT}", json.dumps(payload).encode())],
+            partition=shop_partition(shop_id, settings.topic_partitions),
+        )
+
+
+def check_experiments(report: Report, shops: dict[str, Any], states: dict[str, Any]) -> None:
+    """Each arm's figures equal the sums of its customers' enrolments."""
+    summed: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0, 0, 0, 0.0, 0.0])
+    for state in states.values():
+        row = state.enrolments.get(EXPERIMENT)
+        if row is None:
+            continue
+        arm = arm_of(state.shop_id, EXPERIMENT, state.customer_id, EXPERIMENT_ARMS)
+        sums = summed[(state.shop_id, arm)]
+        for n, value in enumerate((1, int(row[3]), row[1], row[2], row[2] * row[2])):
+            sums[n] += value
+    for shop_id in sorted({shop for shop, _ in summed}):
+        figures = shops[experiments_key(shop_id)]["figures"][EXPERIMENT]
+        for split in EXPERIMENT_ARMS:
+            stored = figures.get(split.name, [0, 0, 0, 0.0, 0.0])
+            expected = summed.get((shop_id, split.name), [0, 0, 0, 0.0, 0.0])
+            if any(
+                abs(a - b) > 1e-6 * max(1.0, abs(b)) for a, b in zip(stored, expected, strict=True)
+            ):
+                report.experiments_diff += 1
+                report.details.append(f"{shop_id} {split.name}: {stored} stored, {expected} summed")
+    if not summed:
+        report.experiments_diff += 1
+        report.details.append("nobody was enrolled in any experiment")
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -424,7 +486,7 @@ def check_accounting(report: Report, shops: dict[str, Any], sim: Simulation) -> 
                 got[kind].update(outcomes)
     expected = expected_counts(sim)
     shops = {event["shop_id"] for event in sim.events}
-    expected[DEFINITION]["processed"] = 2 * len(shops)  # each shop's two definitions
+    expected[DEFINITION]["processed"] = 3 * len(shops)  # two definitions, one experiment
     for kind in set(got) | set(expected):
         for outcome in ("processed", "duplicate", "dead_lettered"):
             difference = abs(got[kind][outcome] - expected[kind][outcome])
@@ -477,6 +539,11 @@ async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
     check_dead_letters(report, [json.loads(r.value) for r in letters], sim)
     check_metrics(report, await read_table(settings, "metrics", timeout_s=120), sim, settings)
     check_defined(report, table)
+    check_experiments(
+        report,
+        await read_table(settings, "shops", timeout_s=120),
+        await read_table(settings, "customers", timeout_s=120, readable=False),
+    )
 
 
 async def run(config: ChaosConfig, broker: Broker) -> Report:
@@ -499,6 +566,7 @@ async def run(config: ChaosConfig, broker: Broker) -> Report:
         publishing = time.monotonic()
         faults = asyncio.create_task(inject(cluster, plan, publishing))
         shops = sorted({event["shop_id"] for event in sim.events})
+        await start_experiments(settings, shops)
         defining = asyncio.create_task(define_during(settings, shops, span))
         await publish(outbox, settings, rate=config.rate)
         await faults
