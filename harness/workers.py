@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,7 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.core.contracts import INPUT_ROLES
 from service.settings import Settings
+from service.stream.lag import consumer_lag
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -202,3 +205,18 @@ class WorkerProcess:
         if not self.log_path.exists():
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: float = 120) -> None:
+    """Until the group committed every input record (Faust commits only what it processed,
+    after flushing the changelog writes), so the tables' changelogs are complete."""
+    topics = [settings.topic(role) for role in INPUT_ROLES]
+    deadline = time.monotonic() + timeout_s
+    while True:
+        worker.assert_running()
+        lag = await consumer_lag(settings, settings.app_id, topics)
+        if lag and sum(lag.values()) == 0:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"lag {lag} after {timeout_s} s\n{worker.log_tail()}")
+        await asyncio.sleep(0.5)

@@ -30,7 +30,7 @@ import pandas as pd
 import pytest
 
 from harness.kafka_io import consume_all, read_table
-from harness.workers import WorkerProcess, isolated_settings
+from harness.workers import WorkerProcess, isolated_settings, wait_consumed
 from service.core.contracts import role_for, validate_output
 from service.experiments import Arm, arm_of
 from service.settings import Settings
@@ -38,7 +38,6 @@ from service.stream.topics import ensure_topics
 from service.tools.publish import publish
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
-from tests.integration.test_learning import wait_consumed
 
 SEGMENT = "repeat-buyers"
 MODEL = f"defined:{SEGMENT}"

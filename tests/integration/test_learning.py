@@ -35,12 +35,11 @@ from typing import Any
 import pytest
 
 from harness.kafka_io import consume_all, read_table
-from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import INPUT_ROLES, validate_output
+from harness.workers import WorkerProcess, isolated_settings, wait_consumed
+from service.core.contracts import validate_output
 from service.core.events import parse_time
 from service.learning.quality import adjusted_rand_index
 from service.settings import Settings
-from service.stream.lag import consumer_lag
 from service.stream.topics import ensure_topics
 from service.tools.publish import Record, publish
 from service.tools.simulation.generator import CustomerTruth, Simulation, SimulationConfig, generate
@@ -109,21 +108,6 @@ def split_at(outbox: Sequence[Record], at: datetime) -> tuple[list[Record], list
         assert not isinstance(value, bytes)
         (earlier if parse_time(value["occurred_at"]) < at else later).append(record)
     return earlier, later
-
-
-async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: float = 120) -> None:
-    """Until the group committed every input record (Faust commits only what it processed,
-    after flushing the changelog writes), so the tables' changelogs are complete."""
-    topics = [settings.topic(role) for role in INPUT_ROLES]
-    deadline = time.monotonic() + timeout_s
-    while True:
-        worker.assert_running()
-        lag = await consumer_lag(settings, settings.app_id, topics)
-        if lag and sum(lag.values()) == 0:
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError(f"lag {lag} after {timeout_s} s\n{worker.log_tail()}")
-        await asyncio.sleep(0.5)
 
 
 async def wait_handled(worker: WorkerProcess, expected: float, timeout_s: float = 120) -> None:
