@@ -125,7 +125,8 @@ class CustomerState:
     """Customers of the shop whose signup named this customer as their referrer."""
     enrolments: dict[str, list[Any]] = field(default_factory=dict)
     """Per experiment of the shop the customer was enrolled in: a row of
-    :class:`service.experiments.live.Enrolment` (enrolled at, orders, revenue, churned)."""
+    :class:`service.experiments.live.Enrolment` (enrolled at, orders, revenue, churned,
+    arm)."""
 
     @property
     def plan(self) -> Plan | None:

@@ -396,8 +396,10 @@ class Pipeline:
         for state in self.shop_customers(book.shop_id, after=item.after):
             if done == limit:
                 break
+            enrolments = dict(state.enrolments)
             if enrol(book.experiments, experiment, state, now):
                 self._save(state)
+                self._book_moves(dict(state.segments), enrolments, state, now)
                 book.experiments_dirty = True
             item.after, done = state.customer_id, done + 1
         return done
@@ -413,12 +415,12 @@ class Pipeline:
             if done == limit:
                 break
             inside = rule is not None and rule(state, self.view(state, now))
-            segments = dict(state.segments)
+            segments, enrolments = dict(state.segments), dict(state.enrolments)
             current = item.segment_id if inside else None
             moved = self._move(book, state, name, current, now, cause, item.version)
             if moved:
                 self._save(state)
-                self._book_moves(segments, state, now)
+                self._book_moves(segments, enrolments, state, now)
                 changes += moved
             item.after, done = state.customer_id, done + 1
         return changes, done
@@ -657,19 +659,26 @@ class Pipeline:
         changes: list[SegmentChange] = []
         for customer_id in list(book.schedule.pop_due(now)):
             state = self.load(book.shop_id, customer_id)
-            segments = dict(state.segments)  # a review changes no facts: all "before" needs
+            # a review changes no facts: segments and enrolments are all "before" needs
+            segments, enrolments = dict(state.segments), dict(state.enrolments)
             found = self._evaluate(book, state, now, Cause("timer"))
             self._save(state)
             if found:
-                self._book_moves(segments, state, now)
+                self._book_moves(segments, enrolments, state, now)
                 changes += found
         return changes
 
-    def _book_moves(self, segments: dict[str, str], state: CustomerState, now: datetime) -> None:
-        """Book in the metrics the segment moves that took ``state`` from ``segments``
-        (no facts changed: a review, a re-evaluation)."""
+    def _book_moves(
+        self,
+        segments: dict[str, str],
+        enrolments: dict[str, list[Any]],
+        state: CustomerState,
+        now: datetime,
+    ) -> None:
+        """Book in the metrics the segment moves and enrolments that took ``state`` from
+        ``segments`` and ``enrolments`` (no facts changed: a review, a re-evaluation)."""
         before = state.copy()
-        before.segments = segments
+        before.segments, before.enrolments = segments, enrolments
         self.ledger.record(None, before, state, now)
 
     def _formed(self, book: ShopBook, now: datetime) -> list[SegmentFormed]:

@@ -43,19 +43,21 @@ def pass_name(experiment_id: str) -> str:
 @dataclass(frozen=True, slots=True)
 class Enrolment:
     """One customer in one experiment: when they were enrolled (epoch seconds of stream
-    time), their orders and revenue since, and whether they churned since."""
+    time), their orders and revenue since, whether they churned since, and their arm (kept
+    so the metrics ledger books them under it without the experiment's definition)."""
 
     at: float
+    arm: str
     orders: int = 0
     revenue: float = 0.0
     churned: bool = False
 
     def to_row(self) -> list[Any]:
-        return [self.at, self.orders, self.revenue, self.churned]
+        return [self.at, self.orders, self.revenue, self.churned, self.arm]
 
     @classmethod
     def from_row(cls, row: list[Any]) -> Enrolment:
-        return cls(float(row[0]), int(row[1]), float(row[2]), bool(row[3]))
+        return cls(float(row[0]), str(row[4]), int(row[1]), float(row[2]), bool(row[3]))
 
 
 @dataclass(slots=True)
@@ -127,7 +129,7 @@ class ShopExperiments:
     def enrol(self, experiment: Experiment, customer_id: str, at: datetime) -> Enrolment:
         """Count a new member in their arm; their enrolment."""
         self._add(experiment, customer_id, members=1)
-        return Enrolment(at.timestamp())
+        return Enrolment(at.timestamp(), experiment.arm(customer_id))
 
     def order(
         self, experiment: Experiment, customer_id: str, enrolment: Enrolment, amount: float

@@ -16,7 +16,10 @@ Dimensions, in event time: ``all``; ``cohort:<YYYY-MM>`` (signup month, else fir
 purchase month). In processing time: ``segment:<model>=<segment>`` for every segment of
 every model; and what the customer's events say about them now (:data:`ATTRIBUTES`):
 ``channel:<acquisition channel>``, ``cancel_reason:<reason>`` (of the latest cancellation),
-``plan:<plan_id>``, ``interval:<billing interval>``.
+``plan:<plan_id>``, ``interval:<billing interval>``; and, from their enrolment on, the arm of
+every experiment they are enrolled in, ``experiment:<experiment_id>=<arm>`` (the enrolment
+moves the customer's standing after the enrolling event in; the events after it count
+there: orders, revenue, churn, MRR movements per arm).
 
 Window queries sum the day buckets of the window; start and end values are the running
 total minus the net change booked on or after the start (end) day, so they cost one read
@@ -143,6 +146,17 @@ standing to the new value, and its own bookings count there."""
 def segment_prefix(model: str) -> str:
     """Start of the dimension of every segment of ``model`` (``segment:<model>=``)."""
     return f"segment:{model}="
+
+
+def experiment_prefix(experiment_id: str) -> str:
+    """Start of the dimension of every arm of an experiment (``experiment:<id>=``)."""
+    return f"experiment:{experiment_id}="
+
+
+def _arm(state: CustomerState, experiment_id: str) -> str | None:
+    """The arm a customer's enrolment row names (rows hold it last)."""
+    row = state.enrolments.get(experiment_id)
+    return None if row is None or len(row) < 5 else str(row[4])
 
 
 def cohort_dimension(month: str) -> str:
@@ -450,6 +464,10 @@ class MetricsLedger:
         for name, value in ATTRIBUTES.items():
             previous, current = value(before), value(after)
             self._book_attribute(batch, f"{name}:", previous, current, old, changes, now)
+        for experiment in sorted(set(before.enrolments) | set(after.enrolments)):
+            previous, current = _arm(before, experiment), _arm(after, experiment)
+            prefix = experiment_prefix(experiment)
+            self._book_arm(batch, prefix, previous, current, new, changes, now)
         index.too_late += int(late)
         return Recorded(late)
 
@@ -517,6 +535,24 @@ class MetricsLedger:
         if previous != current:
             standing = (new if previous is not None else old).standing(now)
             _move(batch, prefix, previous, current, standing, now)
+
+    @staticmethod
+    def _book_arm(
+        batch: _Batch,
+        prefix: str,
+        previous: str | None,
+        current: str | None,
+        new: Contribution,
+        changes: list[tuple[Booking, int]],
+        now: datetime,
+    ) -> None:
+        """Book the event's changes under the arm the customer had before it; an enrolment
+        moves in their standing after the event, whose own changes happened before the
+        experiment reached them (as the per-arm figures count)."""
+        if previous is not None:
+            _book_changes(batch, prefix + previous, changes, now)
+        if previous != current:
+            _move(batch, prefix, previous, current, new.standing(now), now)
 
     @staticmethod
     def _book_attribute(

@@ -25,6 +25,7 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import date
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import pytest
@@ -228,6 +229,21 @@ def test_an_experiment_splits_counts_and_survives_a_crash(
     for name, figures in view["arms"].items():
         assert figures["members"] == expected.loc[name, "members"], (name, figures)
         assert figures["revenue"] == pytest.approx(expected.loc[name, "revenue"]), name
+    # Each arm is a metrics dimension: its month windows sum to the arm's orders and revenue.
+    for name in ("holdout", "treatment"):
+        months = [
+            successor.get_json(
+                f"/shops/{shop}/metrics?grain=month&start=2025-{month:02d}-01"
+                f"&dimension={quote(f'experiment:{EXPERIMENT}={name}')}"
+            )
+            for month in range(1, 11)
+        ]
+        assert [status for status, _ in months] == [200] * len(months), [
+            (status, body) for status, body in months if status != 200
+        ]
+        assert sum(body["orders"]["count"] for _, body in months) == expected.loc[name, "orders"]
+        revenue = sum(body["orders"]["revenue"] for _, body in months)
+        assert revenue == pytest.approx(expected.loc[name, "revenue"]), name
     # The API reads the tables as the worker holds them, the topics show what it committed:
     # read the topics once every input record's processing is committed.
     asyncio.run(wait_consumed(settings, successor))

@@ -173,3 +173,22 @@ def test_enrolments_round_trip_through_the_state_codec() -> None:
     bare = CustomerState("tea-1", "c-1")
     assert len(encode_state(bare)) < len(encode_state(state))
     assert decode_state("tea-1", "c-1", encode_state(bare)).enrolments == {}
+
+
+def test_each_arm_is_a_metrics_dimension_from_enrolment_on(pipeline: Pipeline) -> None:
+    """Orders and revenue of the month under ``experiment:thanks=<arm>`` are those the arm
+    counted: members' orders after their enrolment (not the ones before it, nor the one
+    that enrolled them)."""
+    started(pipeline)
+    for day, (customer, amount) in enumerate([("c-0", 20), ("c-1", 7), ("c-2", 11), ("c-0", 5)]):
+        buy(pipeline, customer, amount, day + 1)
+    buy(pipeline, "small", 50, 6)  # enters the segment: this order is before enrolment
+    buy(pipeline, "small", 3, 7)
+    pipeline.flush()
+    arms = figures(pipeline)["arms"]
+    dimensions = pipeline.ledger.dimensions("tea-1")
+    for name, found in arms.items():
+        dimension = f"experiment:thanks={name}"
+        assert (dimension in dimensions) == (found["members"] > 0)
+        window = pipeline.ledger.window("tea-1", "month", T0.date(), dimension)
+        assert (window.orders, window.revenue) == (found["orders"], found["revenue"]), name
