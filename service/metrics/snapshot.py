@@ -2,7 +2,8 @@
 
 One message per shop and publication (schema ``schemas/v1/metrics_snapshot.json``): the
 running day, ISO week and calendar month containing ``as_of`` for the whole shop, and
-the running month's churn and retention of every segment of every model. ``snapshot_id``
+the running month's churn and retention of every segment of every model and of every arm
+of every experiment (with the arm's orders and revenue). ``snapshot_id``
 is derived from the shop and ``as_of``, so a re-publication after a crash carries the
 same id and consumers can de-duplicate.
 """
@@ -18,6 +19,7 @@ from service.metrics.windows import WindowMetrics
 
 SNAPSHOT_GRAINS = ("day", "week", "month")
 SEGMENT_PREFIX = "segment:"
+EXPERIMENT_PREFIX = "experiment:"
 
 
 def snapshot_payload(shop_id: str, as_of: datetime, ledger: MetricsLedger) -> dict[str, Any]:
@@ -27,7 +29,7 @@ def snapshot_payload(shop_id: str, as_of: datetime, ledger: MetricsLedger) -> di
     """
     day = as_of.astimezone(UTC).date()
     stamp = format_time(as_of)
-    return {
+    payload: dict[str, Any] = {
         "schema_version": 1,
         "snapshot_id": f"{shop_id}@{stamp}",
         "shop_id": shop_id,
@@ -42,6 +44,14 @@ def snapshot_payload(shop_id: str, as_of: datetime, ledger: MetricsLedger) -> di
         ],
         "late_events": ledger.too_late(shop_id),
     }
+    arms = [
+        _arm_metrics(ledger.window(shop_id, "month", day, dimension, as_of=day))
+        for dimension in ledger.dimensions(shop_id)
+        if dimension.startswith(EXPERIMENT_PREFIX)
+    ]
+    if arms:
+        payload["arms"] = arms
+    return payload
 
 
 def _segment_churn(metrics: WindowMetrics) -> dict[str, Any]:
@@ -58,4 +68,18 @@ def _segment_churn(metrics: WindowMetrics) -> dict[str, Any]:
         "mrr_end": metrics.mrr_end,
         "churn_rate": metrics.churn_rate,
         "retention_rate": metrics.retention_rate,
+    }
+
+
+def _arm_metrics(metrics: WindowMetrics) -> dict[str, Any]:
+    """An experiment arm's churn, retention, orders and revenue over the running month."""
+    experiment_id, _, arm = metrics.dimension.removeprefix(EXPERIMENT_PREFIX).partition("=")
+    churn = _segment_churn(metrics)
+    del churn["model"], churn["segment"]
+    return {
+        "experiment_id": experiment_id,
+        "arm": arm,
+        **churn,
+        "orders": metrics.orders,
+        "revenue": metrics.revenue,
     }

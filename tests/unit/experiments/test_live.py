@@ -18,6 +18,7 @@ from service.core.events import Order, format_time
 from service.core.pipeline import Pipeline
 from service.experiments import Arm, arm_of
 from service.experiments.live import ShopExperiments, experiments_key
+from service.metrics.snapshot import snapshot_payload
 from service.settings import Settings
 from tests.unit.core.test_pipeline import order
 from tests.unit.segments.defined.test_live import (
@@ -192,3 +193,14 @@ def test_each_arm_is_a_metrics_dimension_from_enrolment_on(pipeline: Pipeline) -
         assert (dimension in dimensions) == (found["members"] > 0)
         window = pipeline.ledger.window("tea-1", "month", T0.date(), dimension)
         assert (window.orders, window.revenue) == (found["orders"], found["revenue"]), name
+
+
+def test_the_metrics_snapshot_carries_every_arm(pipeline: Pipeline) -> None:
+    started(pipeline)
+    buy(pipeline, "c-0", 20, 1)
+    pipeline.flush()
+    payload = snapshot_payload("tea-1", T0 + timedelta(days=1), pipeline.ledger)
+    validate_output("metrics_snapshot", payload)
+    arms = {(a["experiment_id"], a["arm"]): a for a in payload["arms"]}
+    assert arms[("thanks", arm("c-0"))]["orders"] == 1
+    assert {key[1] for key in arms} <= {"holdout", "treatment"}
