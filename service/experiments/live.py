@@ -6,9 +6,9 @@ defined or starts, by the enrolment pass over the shop's customers (the re-evalu
 cursor of defined segments, :mod:`service.segments.defined.live`). From enrolment on,
 their orders and revenue count for their arm until the experiment ends, and the first
 time the lifecycle model calls them ``churned`` counts as their churn. The per-arm sums
-are kept with the definitions (a few numbers per arm); each customer keeps their own
-:class:`Enrolment`, so a re-entry never counts twice and a crash replays to the same
-figures.
+are kept in the shop's experiments record (a few numbers per arm, ``shop|experiments`` in
+the ``shops`` table); each customer keeps their own :class:`Enrolment`, so a re-entry never
+counts twice and a crash replays to the same figures.
 """
 
 from __future__ import annotations
