@@ -130,8 +130,8 @@ CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (definitions.ConflictError, 409, "conflict"),
     (queries.NotFoundError, 404, "not_found"),
     (queries.BadRequestError, 400, "bad_request"),
+    (ExperimentError, 422, "invalid_experiment"),  # before its base, DefinitionError
     (DefinitionError, 422, "invalid_definition"),
-    (ExperimentError, 422, "invalid_experiment"),
 )
 """The errors a client caused: status and error code of each."""
 
@@ -142,7 +142,7 @@ def failure(view: View, error: Exception) -> Response:
     for kind, status, code in CLIENT_ERRORS:
         if isinstance(error, kind):
             body = {"error": code, "detail": str(error)}
-            if isinstance(error, DefinitionError | ExperimentError):
+            if isinstance(error, DefinitionError):
                 body["path"] = error.path
             return view.json(body, status=status)
     raise error

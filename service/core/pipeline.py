@@ -293,13 +293,10 @@ class Pipeline:
         self, shop_id: str, name: str, key: bytes | None, raw: bytes | None, source: Source
     ) -> Outcome:
         """Apply an experiment record (key ``<shop>|experiment:<id>``): it goes live at once,
-        and a pass enrols the members its segment already has (see :meth:`reevaluate`)."""
+        and a pass enrols the members its segment already has (see :meth:`reevaluate`). An
+        invalid record raises :class:`ExperimentError`, which :meth:`define` dead-letters."""
         experiment_id = name.removeprefix(KEY_PREFIX)
-        try:
-            experiment = None if raw is None else _experiment(raw, shop_id, experiment_id)
-        except ExperimentError as error:
-            letter = DeadLetter("invalid_definition", str(error), source, key, raw)
-            return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
+        experiment = None if raw is None else _experiment(raw, shop_id, experiment_id)
         misplaced = self._misplaced(shop_id, source, key, raw, "<shop_id>|experiment:<id>")
         if misplaced is not None:
             return Outcome("dead_lettered", DEFINITION, dead_letter=misplaced)
@@ -399,7 +396,7 @@ class Pipeline:
             enrolments = dict(state.enrolments)
             if enrol(book.experiments, experiment, state, now):
                 self._save(state)
-                self._book_moves(dict(state.segments), enrolments, state, now)
+                self._book_moves(state.segments, enrolments, state, now)
                 book.experiments_dirty = True
             item.after, done = state.customer_id, done + 1
         return done
@@ -742,15 +739,20 @@ def _definition_key(key: bytes | None) -> tuple[str, str]:
     return shop_id, segment_id
 
 
+def _json_record(raw: bytes, error: type[DefinitionError], what: str) -> Any:
+    """The JSON a definitions-topic record holds (at most MAX_DEFINITION_BYTES), or
+    ``error`` naming ``what`` the record should be."""
+    if len(raw) > MAX_DEFINITION_BYTES:
+        raise error(what, f"larger than {MAX_DEFINITION_BYTES} bytes")
+    try:
+        return json.loads(raw, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as problem:
+        raise error(what, f"not JSON: {problem}") from None
+
+
 def _definition(raw: bytes, shop_id: str, segment_id: str) -> Definition:
     """The valid definition ``raw`` holds, of the segment its key names."""
-    if len(raw) > MAX_DEFINITION_BYTES:
-        raise DefinitionError("definition", f"larger than {MAX_DEFINITION_BYTES} bytes")
-    try:
-        payload = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as error:
-        raise DefinitionError("definition", f"not JSON: {error}") from None
-    definition = validate_definition(payload)
+    definition = validate_definition(_json_record(raw, DefinitionError, "definition"))
     if (definition.shop_id, definition.segment_id) != (shop_id, segment_id):
         raise DefinitionError("segment_id", f"the key names {shop_id}|{segment_id}")
     return definition
@@ -758,13 +760,7 @@ def _definition(raw: bytes, shop_id: str, segment_id: str) -> Definition:
 
 def _experiment(raw: bytes, shop_id: str, experiment_id: str) -> Experiment:
     """The valid experiment ``raw`` holds, of the experiment its key names."""
-    if len(raw) > MAX_DEFINITION_BYTES:
-        raise ExperimentError("experiment", f"larger than {MAX_DEFINITION_BYTES} bytes")
-    try:
-        payload = json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as error:
-        raise ExperimentError("experiment", f"not JSON: {error}") from None
-    experiment = validate_experiment(payload)
+    experiment = validate_experiment(_json_record(raw, ExperimentError, "experiment"))
     if (experiment.shop_id, experiment.experiment_id) != (shop_id, experiment_id):
         raise ExperimentError(
             "experiment_id", f"the key names {shop_id}|{KEY_PREFIX}{experiment_id}"

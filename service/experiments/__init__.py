@@ -7,7 +7,6 @@ from service.experiments.splits import (
     Experiment,
     ExperimentError,
     arm_of,
-    arms_of,
     validate_experiment,
 )
 
@@ -17,6 +16,5 @@ __all__ = [
     "Experiment",
     "ExperimentError",
     "arm_of",
-    "arms_of",
     "validate_experiment",
 ]

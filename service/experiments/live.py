@@ -247,9 +247,7 @@ def follow(
 
 def _churned(experiments: ShopExperiments, state: CustomerState, now: datetime) -> bool:
     counted = False
-    for experiment in _enrolled_running(experiments, state, now):
-        enrolment = enrolment_of(state, experiment)
-        assert enrolment is not None
+    for experiment, enrolment in _enrolled_running(experiments, state, now):
         if not enrolment.churned:
             churned = experiments.churn(experiment, state.customer_id, enrolment)
             state.enrolments[experiment.experiment_id] = churned.to_row()
@@ -263,9 +261,7 @@ def count_order(
     """Count an order for each running experiment the customer is enrolled in (False:
     none)."""
     counted = False
-    for experiment in _enrolled_running(experiments, state, now):
-        enrolment = enrolment_of(state, experiment)
-        assert enrolment is not None
+    for experiment, enrolment in _enrolled_running(experiments, state, now):
         updated = experiments.order(experiment, state.customer_id, enrolment, amount)
         state.enrolments[experiment.experiment_id] = updated.to_row()
         counted = True
@@ -274,11 +270,14 @@ def count_order(
 
 def _enrolled_running(
     experiments: ShopExperiments, state: CustomerState, now: datetime
-) -> list[Experiment]:
-    return [
-        experiment
-        for experiment_id in state.enrolments
-        if (experiment := experiments.experiments.get(experiment_id)) is not None
-        and experiment.running(now)
-        and enrolment_of(state, experiment) is not None
-    ]
+) -> list[tuple[Experiment, Enrolment]]:
+    """The running experiments the customer is enrolled in, with their enrolments."""
+    found = []
+    for experiment_id in state.enrolments:
+        experiment = experiments.experiments.get(experiment_id)
+        if experiment is None or not experiment.running(now):
+            continue
+        enrolment = enrolment_of(state, experiment)
+        if enrolment is not None:
+            found.append((experiment, enrolment))
+    return found

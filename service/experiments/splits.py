@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from service.core.contracts import document_error
 from service.core.events import format_time, parse_time
+from service.segments.defined.rules import DefinitionError
 
 SCHEMA = "experiment_definition"
 SHARE_TOLERANCE = 1e-9
@@ -26,13 +27,9 @@ KEY_PREFIX = "experiment:"
 (a segment id cannot contain ``:``)."""
 
 
-class ExperimentError(ValueError):
-    """An experiment definition that breaks the contract: ``path`` and why."""
-
-    def __init__(self, path: str, reason: str) -> None:
-        self.path = path or "experiment"
-        self.reason = reason
-        super().__init__(f"{self.path}: {reason}")
+class ExperimentError(DefinitionError):
+    """An experiment definition that breaks the contract: ``path`` and why (a record of the
+    definitions topic like a segment definition, and refused the same way)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,7 @@ def validate_experiment(payload: Any) -> Experiment:
     error = document_error(SCHEMA, payload)
     if error is not None:
         path = "/".join(str(part) for part in error.absolute_path)
-        raise ExperimentError(path, error.message)
+        raise ExperimentError(path or "experiment", error.message)
     arms = tuple(Arm(item["name"], float(item["share"])) for item in payload["arms"])
     _check_arms(arms)
     starts_at = parse_time(payload["starts_at"])
@@ -145,17 +142,3 @@ def _check_arms(arms: Sequence[Arm]) -> None:
     total = math.fsum(arm.share for arm in arms)
     if abs(total - 1.0) > SHARE_TOLERANCE:
         raise ExperimentError("arms", f"shares must sum to 1, not {total:g}")
-
-
-def arms_of(
-    experiments: Mapping[str, Experiment], customer_id: str, model: str, segment: str | None
-) -> dict[str, str]:
-    """Experiment id -> the customer's arm, for every experiment on ``model``'s ``segment``
-    (empty for no segment)."""
-    if segment is None:
-        return {}
-    return {
-        experiment_id: experiment.arm(customer_id)
-        for experiment_id, experiment in experiments.items()
-        if experiment.model == model and experiment.segment == segment
-    }

@@ -156,7 +156,7 @@ def experiment_prefix(experiment_id: str) -> str:
 def _arm(state: CustomerState, experiment_id: str) -> str | None:
     """The arm a customer's enrolment row names (rows hold it last)."""
     row = state.enrolments.get(experiment_id)
-    return None if row is None or len(row) < 5 else str(row[4])
+    return None if row is None else str(row[4])
 
 
 def cohort_dimension(month: str) -> str:

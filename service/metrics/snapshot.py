@@ -57,9 +57,24 @@ def snapshot_payload(shop_id: str, as_of: datetime, ledger: MetricsLedger) -> di
 def _segment_churn(metrics: WindowMetrics) -> dict[str, Any]:
     """A segment's churn and retention over the running month."""
     model, _, segment = metrics.dimension.removeprefix(SEGMENT_PREFIX).partition("=")
+    return {"model": model, "segment": segment, **_churn(metrics)}
+
+
+def _arm_metrics(metrics: WindowMetrics) -> dict[str, Any]:
+    """An experiment arm's churn, retention, orders and revenue over the running month."""
+    experiment_id, _, arm = metrics.dimension.removeprefix(EXPERIMENT_PREFIX).partition("=")
     return {
-        "model": model,
-        "segment": segment,
+        "experiment_id": experiment_id,
+        "arm": arm,
+        **_churn(metrics),
+        "orders": metrics.orders,
+        "revenue": metrics.revenue,
+    }
+
+
+def _churn(metrics: WindowMetrics) -> dict[str, Any]:
+    """Churn and retention of one dimension's window."""
+    return {
         "start": metrics.start.isoformat(),
         "end": metrics.end.isoformat(),
         "subscribers_start": metrics.subscribers_start,
@@ -68,18 +83,4 @@ def _segment_churn(metrics: WindowMetrics) -> dict[str, Any]:
         "mrr_end": metrics.mrr_end,
         "churn_rate": metrics.churn_rate,
         "retention_rate": metrics.retention_rate,
-    }
-
-
-def _arm_metrics(metrics: WindowMetrics) -> dict[str, Any]:
-    """An experiment arm's churn, retention, orders and revenue over the running month."""
-    experiment_id, _, arm = metrics.dimension.removeprefix(EXPERIMENT_PREFIX).partition("=")
-    churn = _segment_churn(metrics)
-    del churn["model"], churn["segment"]
-    return {
-        "experiment_id": experiment_id,
-        "arm": arm,
-        **churn,
-        "orders": metrics.orders,
-        "revenue": metrics.revenue,
     }
