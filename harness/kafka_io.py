@@ -23,9 +23,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.structs import RecordMetadata
 
+from service.core.contracts import role_for
 from service.settings import Settings
 from service.stream.tables import CODECS
 from service.stream.topics import changelog_topic
+from service.tools.publish import publish
 
 JsonValue = Mapping[str, Any] | bytes
 
@@ -218,3 +220,8 @@ async def read_table(
     if table == "customers" and readable:
         return {key: state.to_json() for key, state in decoded.items()}
     return decoded
+
+
+def send_events(settings: Settings, events: Sequence[Mapping[str, Any]]) -> None:
+    """Publish input events, each to its type's topic, from synchronous test code."""
+    asyncio.run(publish([(role_for(event), event) for event in events], settings))

@@ -13,6 +13,8 @@ import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +22,7 @@ from typing import Any
 from service.core.contracts import INPUT_ROLES
 from service.settings import Settings
 from service.stream.lag import consumer_lag
+from service.stream.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
@@ -220,3 +223,36 @@ async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"lag {lag} after {timeout_s} s\n{worker.log_tail()}")
         await asyncio.sleep(0.5)
+
+
+def until(
+    read: Callable[[], Any], done: Callable[[Any], bool], what: str, limit: float = 90
+) -> Any:
+    """Poll ``read`` every 0.5 s until ``done`` holds for its value (returned), or fail
+    after ``limit`` seconds naming ``what`` and the last value read."""
+    deadline = time.monotonic() + limit
+    while True:
+        value = read()
+        if done(value):
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not reached in {limit} s: {what}; last read {value!r}"[:2000])
+        time.sleep(0.5)
+
+
+@contextmanager
+def worker_group(
+    settings: Settings, data_dir: Path, extra_env: dict[str, str] | None = None
+) -> Iterator[list[WorkerProcess]]:
+    """Topics created and a first worker running (data in ``data_dir / "a"``); the list is
+    the group, to which a test may add successors; every worker is stopped at the end."""
+    asyncio.run(ensure_topics(settings))
+    first = WorkerProcess.for_settings(settings, data_dir / "a", extra_env)
+    started = [first]
+    try:
+        first.start()
+        first.wait_ready(timeout_s=120)
+        yield started
+    finally:
+        for worker in started:
+            worker.stop()

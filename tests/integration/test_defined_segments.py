@@ -15,20 +15,17 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 
-from harness.kafka_io import consume_all, read_table
-from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import role_for, validate_output
+from harness.kafka_io import consume_all, read_table, send_events
+from harness.workers import WorkerProcess, isolated_settings, until, worker_group
+from service.core.contracts import validate_output
 from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
 
@@ -93,20 +90,8 @@ def workers(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
     """The first worker; the test adds its successor (all are stopped at the end)."""
-    asyncio.run(ensure_topics(settings))
-    first = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("def") / "a", ENV)
-    started = [first]
-    try:
-        first.start()
-        first.wait_ready(timeout_s=120)
-        yield started
-    finally:
-        for worker in started:
-            worker.stop()
-
-
-def send(settings: Settings, events: list[Event]) -> None:
-    asyncio.run(publish([(role_for(e), e) for e in events], settings))
+    with worker_group(settings, tmp_path_factory.mktemp("def"), ENV) as group:
+        yield group
 
 
 def customers(settings: Settings) -> dict[str, Any]:
@@ -128,19 +113,6 @@ def settled(settings: Settings, events: list[Event]) -> dict[str, Any]:
 
 def members(states: dict[str, Any]) -> set[str]:
     return {key.partition("/")[2] for key, s in states.items() if MODEL in s["segments"]}
-
-
-def until(
-    read: Callable[[], Any], done: Callable[[Any], bool], what: str, limit: float = 90
-) -> Any:
-    deadline = time.monotonic() + limit
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {limit} s: {what}; last read {value!r}"[:2000])
-        time.sleep(0.5)
 
 
 def definition_state(worker: WorkerProcess, shop: str) -> dict[str, Any]:
@@ -184,14 +156,14 @@ def test_a_defined_segment_follows_its_definition_through_its_whole_life(
     first = workers[0]
     shop = history[0]["shop_id"]
     half = len(history) // 2
-    send(settings, history[:half])
+    send_events(settings, history[:half])
     settled(settings, history[:half])
 
     # 1. Defined while the second half of the history flows in.
     body = {"segment_id": SEGMENT, "name": "Urban regulars", "rule": rule(3)}
     status, created = first.request_json("POST", f"/shops/{shop}/definitions", body)
     assert status == 201 and created["definition"]["version"] == 1, created
-    send(settings, history[half:])
+    send_events(settings, history[half:])
     expected = oracle(history, orders=3)
     assert len(expected) >= 5, "the simulation should give the segment some members"
     view = reevaluated(first, shop, 1)
@@ -216,7 +188,7 @@ def test_a_defined_segment_follows_its_definition_through_its_whole_life(
         "occurred_at": history[-1]["occurred_at"],
         "attributes": {"location_type": "rural"},
     }
-    send(settings, [moved])
+    send_events(settings, [moved])
     history = [*history, moved]
     exit_ = until(lambda: changes(settings)[len(found) :], bool, "the leaver's exit", limit=60)
     assert [(c["customer_id"], c["current"], c["cause"]["kind"]) for c in exit_] == [

@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -30,13 +29,11 @@ from urllib.parse import quote
 import pandas as pd
 import pytest
 
-from harness.kafka_io import consume_all, read_table
-from harness.workers import WorkerProcess, isolated_settings, wait_consumed
-from service.core.contracts import role_for, validate_output
+from harness.kafka_io import consume_all, read_table, send_events
+from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed, worker_group
+from service.core.contracts import validate_output
 from service.experiments import Arm, arm_of
 from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
 
@@ -76,33 +73,9 @@ def settings(kafka_bootstrap: str) -> Settings:
 def workers(
     settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[list[WorkerProcess]]:
-    asyncio.run(ensure_topics(settings))
-    first = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("exp") / "a", ENV)
-    started = [first]
-    try:
-        first.start()
-        first.wait_ready(timeout_s=120)
-        yield started
-    finally:
-        for worker in started:
-            worker.stop()
-
-
-def send(settings: Settings, events: list[Event]) -> None:
-    asyncio.run(publish([(role_for(e), e) for e in events], settings))
-
-
-def until(
-    read: Callable[[], Any], done: Callable[[Any], bool], what: str, limit: float = 120
-) -> Any:
-    deadline = time.monotonic() + limit
-    while True:
-        value = read()
-        if done(value):
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not reached in {limit} s: {what}; last read {value!r}"[:2000])
-        time.sleep(0.5)
+    """The first worker; the test adds its successor (all are stopped at the end)."""
+    with worker_group(settings, tmp_path_factory.mktemp("exp"), ENV) as group:
+        yield group
 
 
 def arm(shop: str, customer: str) -> str:
@@ -171,7 +144,7 @@ def test_an_experiment_splits_counts_and_survives_a_crash(
         {"segment_id": SEGMENT, "name": "Repeat", "rule": rule},
     )
     assert status == 201, created
-    send(settings, history[:half])
+    send_events(settings, history[:half])
     first_half = orders_frame(history[:half]).groupby("customer").size()
     enrolled_by_pass = int((first_half >= 2).sum())
     assert enrolled_by_pass >= 10, "the first half should give the segment members"
@@ -180,11 +153,13 @@ def test_an_experiment_splits_counts_and_survives_a_crash(
         lambda: asyncio.run(read_table(settings, "customers")),
         lambda states: sum(s["order_count"] for s in states.values()) == orders,
         "every order of the first half applied",
+        limit=120,
     )
     until(
         lambda: first.get_json(f"/shops/{shop}/definitions/{SEGMENT}")[1],
         lambda d: d["members"] == enrolled_by_pass and not d["reevaluating"],
         "the segment's first-half members",
+        limit=120,
     )
 
     # 1. The experiment starts; the pass enrols every current member in steps of 9.
@@ -204,14 +179,15 @@ def test_an_experiment_splits_counts_and_survives_a_crash(
             r["status"] == 200 and sum(a["members"] for a in r["arms"].values()) == enrolled_by_pass
         ),
         "the enrolment pass",
+        limit=120,
     )
     assert {name: a["orders"] for name, a in view["arms"].items()} == {"holdout": 0, "treatment": 0}
     boundary = len(all_changes(settings))
 
     # 2. The second half, with the worker killed while its second part is in flight.
     quarter = half + (len(history) - half) // 2
-    send(settings, history[half:quarter])
-    send(settings, history[quarter:])
+    send_events(settings, history[half:quarter])
+    send_events(settings, history[quarter:])
     first.kill()
     successor = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("exp") / "b", ENV)
     workers.append(successor)
@@ -225,6 +201,7 @@ def test_an_experiment_splits_counts_and_survives_a_crash(
             and {n: a["orders"] for n, a in r["arms"].items()} == expected["orders"].to_dict()
         ),
         "every order counted",
+        limit=120,
     )
     for name, figures in view["arms"].items():
         assert figures["members"] == expected.loc[name, "members"], (name, figures)
