@@ -21,7 +21,9 @@ in-process run over the same records and an independent pandas computation:
 - **experiments**: each shop runs an experiment on its active customers from the start;
   at the end each arm's figures (members, churned, orders, revenue and its squares) in
   the shops table equal the sums of the enrolments its customers' states hold (two tables
-  written in one transaction: a replay that counted twice, or half a write, shows here).
+  written in one transaction: a replay that counted twice, or half a write, shows here);
+- **journey**: the history has touchpoints and prospects; each shop's journey funnel in
+  the shops table equals the funnel recounted from its customers' committed states.
 
 It ends with one line (``chaos: 12 kills, 3 rebalances, 1 broker restart; 24,000 events;
 lost 0, duplicated 0, facts 0 diff, ...``) and exits 1 when any figure is not zero. The
@@ -49,9 +51,10 @@ from harness.kafka_io import consume_all, produce_json, read_table
 from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import EVENT_TYPES
 from service.core.keys import progress_key, shop_partition
-from service.core.pipeline import DEFINITION, Pipeline
+from service.core.pipeline import DEFINITION, Pipeline, funnel_key
 from service.experiments import Arm, arm_of
 from service.experiments.live import experiments_key
+from service.metrics.journey import ShopFunnel, recount
 from service.metrics.ledger import MetricsLedger
 from service.segments.defined.live import definitions_key
 from service.settings import DEFINITIONS_ROLE, Settings
@@ -124,6 +127,7 @@ class Report:
     metrics_diff: int = 0
     defined_diff: int = 0
     experiments_diff: int = 0
+    journey_diff: int = 0
     seconds: float = 0.0
     details: list[str] = field(default_factory=list)
 
@@ -138,6 +142,7 @@ class Report:
             or self.metrics_diff
             or self.defined_diff
             or self.experiments_diff
+            or self.journey_diff
         )
 
     def line(self) -> str:
@@ -149,7 +154,8 @@ class Report:
             f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
             f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
             f"diff, metrics {self.metrics_diff} diff, defined segments {self.defined_diff} "
-            f"diff, experiments {self.experiments_diff} diff ({self.seconds:.0f} s)"
+            f"diff, experiments {self.experiments_diff} diff, journey {self.journey_diff} diff "
+            f"({self.seconds:.0f} s)"
         )
 
 
@@ -166,6 +172,7 @@ def simulation(config: ChaosConfig) -> Simulation:
             duplicate_ratio=0.02,
             out_of_order_ratio=0.02,
             invalid_ratio=0.01,
+            touchpoints=True,
         )
     )
 
@@ -405,6 +412,22 @@ def check_experiments(report: Report, shops: dict[str, Any], states: dict[str, A
         report.details.append("nobody was enrolled in any experiment")
 
 
+def check_journey(report: Report, shops: dict[str, Any], states: dict[str, Any]) -> None:
+    """Each shop's booked funnel equals the one recounted from its customers' states."""
+    by_shop: dict[str, list[Any]] = defaultdict(list)
+    for state in states.values():
+        by_shop[state.shop_id].append(state)
+    for shop_id, customers in sorted(by_shop.items()):
+        booked = ShopFunnel.load(shops.get(funnel_key(shop_id))).months
+        counted = recount(customers).months
+        if booked != counted:
+            report.journey_diff += 1
+            report.details.append(f"{shop_id} funnel: {booked} booked, {counted} recounted")
+    if not any(state.is_prospect for state in states.values()):
+        report.journey_diff += 1
+        report.details.append("no prospect reached the customers table")
+
+
 # ---------------------------------------------------------------- checks
 
 
@@ -539,11 +562,10 @@ async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
     check_dead_letters(report, [json.loads(r.value) for r in letters], sim)
     check_metrics(report, await read_table(settings, "metrics", timeout_s=120), sim, settings)
     check_defined(report, table)
-    check_experiments(
-        report,
-        await read_table(settings, "shops", timeout_s=120),
-        await read_table(settings, "customers", timeout_s=120, readable=False),
-    )
+    shops = await read_table(settings, "shops", timeout_s=120)
+    states = await read_table(settings, "customers", timeout_s=120, readable=False)
+    check_experiments(report, shops, states)
+    check_journey(report, shops, states)
 
 
 async def run(config: ChaosConfig, broker: Broker) -> Report:

@@ -16,11 +16,12 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from service.core.customer import EPOCH_DAY, CustomerState
-from service.core.events import format_time
+from service.core.events import ACQUISITION_CHANNELS, format_time
 from service.core.features import CustomerSnapshot
 from service.core.keys import customer_key
 from service.core.pipeline import Pipeline
 from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
+from service.metrics.journey import UNKNOWN_CHANNEL, Counts, journey_of, total
 from service.metrics.ledger import UnknownShopError
 from service.metrics.windows import BadWindowError
 from service.segments.defined import compile_definition, validate_definition
@@ -62,6 +63,7 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
         "segments": dict(sorted(state.segments.items())),
         "features": _features(view),
         "lifetime": lifetime(pipeline, state, view),
+        "journey": None if (journey := journey_of(state)) is None else journey.to_json(),
         "scores": {
             name: explained
             for name, model in models.items()
@@ -229,6 +231,54 @@ def cohorts(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[
     except UnknownShopError as error:
         raise NotFoundError(str(error)) from None
     return {"shop_id": shop_id, "months": months, "cohorts": [row.to_json() for row in rows]}
+
+
+def journey(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """The journey funnel of the cohorts that became aware in each of the last ``months``
+    months (the current one included): per month, per acquisition channel and in all;
+    ``channel`` keeps one channel's customers only."""
+    now = shop_now(pipeline, shop_id)
+    months = _int(query, "months", default=12, low=1, high=36)
+    channel = query.get("channel")
+    if channel is not None and channel not in (*ACQUISITION_CHANNELS, UNKNOWN_CHANNEL):
+        known = ", ".join((*ACQUISITION_CHANNELS, UNKNOWN_CHANNEL))
+        raise BadRequestError(f"channel must be one of {known}, got {channel!r}")
+    shown = _months_back(now.date(), months)
+    kept = pipeline.book(shop_id).funnel.months
+    rows = [
+        (month, name, counts)
+        for month in shown
+        for name, counts in sorted(kept.get(month, {}).items())
+        if channel is None or name == channel
+    ]
+    by_channel: dict[str, list[Counts]] = {}
+    for _, name, counts in rows:
+        by_channel.setdefault(name, []).append(counts)
+    return {
+        "shop_id": shop_id,
+        "as_of": format_time(now),
+        "months": months,
+        "channel": channel,
+        "funnel": total(counts for _, _, counts in rows).to_json(),
+        "cohorts": [
+            {"cohort": month, "funnel": total(c for m, _, c in rows if m == month).to_json()}
+            for month in shown
+        ],
+        "channels": [
+            {"channel": name, "funnel": total(found).to_json()}
+            for name, found in sorted(by_channel.items())
+        ],
+    }
+
+
+def _months_back(today: date, months: int) -> list[str]:
+    """The ``months`` calendar months up to ``today``'s, oldest first, as ``YYYY-MM``.
+
+    >>> _months_back(date(2026, 2, 14), 3)
+    ['2025-12', '2026-01', '2026-02']
+    """
+    index = today.year * 12 + today.month - 1
+    return [f"{n // 12:04d}-{n % 12 + 1:02d}" for n in range(index - months + 1, index + 1)]
 
 
 def model_quality(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:

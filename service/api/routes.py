@@ -46,6 +46,7 @@ SHOP_VIEWS: dict[str, Answer] = {
     ),
     "/shops/{shop_id}/metrics": lambda p, q, shop_id: queries.window_metrics(p, shop_id, q),
     "/shops/{shop_id}/cohorts": lambda p, q, shop_id: queries.cohorts(p, shop_id, q),
+    "/shops/{shop_id}/journey": lambda p, q, shop_id: queries.journey(p, shop_id, q),
     "/shops/{shop_id}/models": lambda p, q, shop_id: queries.model_quality(p, shop_id),
 }
 """GET views: ``(pipeline, query, **path parameters) -> answer``."""

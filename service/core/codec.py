@@ -118,9 +118,20 @@ def encode_state(state: CustomerState) -> bytes:
         ),
         b"".join(_SCORE.pack(day, score) for day, score in state.feedback_scores),
     ]
-    if state.enrolments:  # most customers are in no experiment: no field at all
+    journey = _journey(state)
+    if state.enrolments or journey:  # most customers are in no experiment: no field at all
         fields.append(state.enrolments)
+    if journey:  # nor have touchpoints
+        fields.append(journey)
     return encode(fields)
+
+
+def _journey(state: CustomerState) -> list[Any]:
+    """[first touch time, its channel, considered at] (empty without touchpoints)."""
+    if state.first_touch is None:
+        return []
+    at, channel = state.first_touch
+    return [_time(at), channel, _optional_time(state.considered_at)]
 
 
 def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
@@ -138,6 +149,7 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
     touches = fields[21] if len(fields) > 21 else b""  # states written before campaign
     scores = fields[22] if len(fields) > 22 else b""  # responses and feedback
     enrolments = fields[23] if len(fields) > 23 else {}  # and before experiments
+    touch_at, touch_channel, considered = fields[24] if len(fields) > 24 else (None, "", None)
     if len(fields) > 20:
         attribute_times = {key: _moment(at) for key, at in fields[18].items()}
         channel_at, consent_at = _optional_moment(fields[19]), _optional_moment(fields[20])
@@ -185,6 +197,8 @@ def decode_state(shop_id: str, customer_id: str, raw: bytes) -> CustomerState:
         ],
         feedback_scores=list(_SCORE.iter_unpack(scores)),
         enrolments=enrolments,
+        first_touch=None if touch_at is None else (_moment(touch_at), touch_channel),
+        considered_at=_optional_moment(considered),
     )
 
 

@@ -39,6 +39,7 @@ from service.core.events import (
     Plan,
     PlanChanged,
     Signup,
+    Touchpoint,
     format_time,
     parse_time,
 )
@@ -127,6 +128,17 @@ class CustomerState:
     """Per experiment of the shop the customer was enrolled in: a row of
     :class:`service.experiments.live.Enrolment` (enrolled at, orders, revenue, churned,
     arm)."""
+    first_touch: tuple[datetime, str] | None = None
+    """The earliest touchpoint in event time and its channel (at the same time the
+    smaller channel name): the customer's first-touch channel in the journey funnel."""
+    considered_at: datetime | None = None
+    """The earliest touchpoint that shows consideration (a trial, a sample request)."""
+
+    @property
+    def is_prospect(self) -> bool:
+        """Seen only through touchpoints: in the journey funnel, in no segment or customer
+        metric until their first other event."""
+        return self.first_seen_at is None
 
     @property
     def plan(self) -> Plan | None:
@@ -166,6 +178,8 @@ class CustomerState:
             list(self.feedback_scores),
             self.referral_count,
             {key: list(row) for key, row in self.enrolments.items()},
+            self.first_touch,
+            self.considered_at,
         )
 
     def has_seen(self, event_id: str) -> bool:
@@ -212,6 +226,10 @@ class CustomerState:
                 {"day": (EPOCH_DAY + timedelta(days=day)).isoformat(), "score": score}
                 for day, score in self.feedback_scores
             ],
+            "first_touch": None
+            if self.first_touch is None
+            else {"at": format_time(self.first_touch[0]), "channel": self.first_touch[1]},
+            "considered_at": _optional_time(self.considered_at),
         }
 
     @classmethod
@@ -220,6 +238,8 @@ class CustomerState:
         first_seen = payload.get("first_seen_at")
         channel_at = payload.get("preferred_channel_at")
         consent_at = payload.get("marketing_opt_in_at")
+        touch = payload.get("first_touch")
+        considered = payload.get("considered_at")
         return cls(
             shop_id,
             customer_id,
@@ -261,6 +281,8 @@ class CustomerState:
             feedback_scores=[
                 (_day_number(f["day"]), int(f["score"])) for f in payload.get("feedback_scores", [])
             ],
+            first_touch=None if touch is None else (parse_time(touch["at"]), touch["channel"]),
+            considered_at=None if considered is None else parse_time(considered),
         )
 
 
@@ -300,10 +322,13 @@ def apply(state: CustomerState, event: Event, policy: DedupPolicy | None = None)
     elif isinstance(event, Feedback):
         score = (day_number(event.occurred_at), event.score)
         _keep_latest(state.feedback_scores, score, FEEDBACK_MEMORY)
+    elif isinstance(event, Touchpoint):
+        _apply_touchpoint(state, event)
     else:  # every entry of events.EVENT_CLASSES says here how it changes the state
         raise TypeError(f"no state change for {type(event).__name__} events")
     _remember(state, event, policy or DedupPolicy())
-    _note_first_seen(state, event.occurred_at)
+    if not isinstance(event, Touchpoint):  # a visit before signing up is no customer yet
+        _note_first_seen(state, event.occurred_at)
     return True
 
 
@@ -408,6 +433,16 @@ def _apply_campaign_response(state: CustomerState, event: CampaignResponse) -> N
     _keep_latest(state.campaign_touches, touch, CAMPAIGN_MEMORY)
     if event.action == "unsubscribed":  # a statement of consent like any other
         _note_contact(state, event.occurred_at, None, False)
+
+
+def _apply_touchpoint(state: CustomerState, event: Touchpoint) -> None:
+    """Keep the earliest touchpoint (and the earliest that shows consideration): the
+    minimum is the same whatever order they arrive in."""
+    touch = (event.occurred_at, event.channel)
+    if state.first_touch is None or touch < state.first_touch:
+        state.first_touch = touch
+    if event.considers and (state.considered_at is None or event.occurred_at < state.considered_at):
+        state.considered_at = event.occurred_at
 
 
 def _keep_latest(kept: list[Any], item: Any, limit: int) -> None:

@@ -14,6 +14,7 @@ customer_updated customer_updates
 plan_changed plan_changes
 campaign_response campaign_responses
 feedback feedback_responses
+touchpoint touchpoints
 """
 
 from __future__ import annotations
@@ -263,6 +264,44 @@ class Feedback(Event):
         return cls(**envelope, score=int(payload["score"]), order_id=payload.get("order_id"))
 
 
+ACQUISITION_CHANNELS = (
+    "web",
+    "app",
+    "marketplace",
+    "referral",
+    "social",
+    "email",
+    "retail",
+    "other",
+)
+"""Channels that bring a customer (``signup.acquisition_channel``, ``touchpoint.channel``)."""
+TOUCHPOINTS = ("site_visit", "trial", "sample_request")
+"""``touchpoint.touchpoint`` values, as the schema lists them."""
+CONSIDERATION_TOUCHPOINTS = frozenset({"trial", "sample_request"})
+"""Touchpoints that show consideration (a site visit shows awareness only)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Touchpoint(Event):
+    """A step before (or besides) buying: a site visit, a trial or a sample request, with
+    the channel that brought the visitor (see :mod:`service.metrics.journey`)."""
+
+    type_name: ClassVar[str] = "touchpoint"
+    topic_role: ClassVar[str] = "touchpoints"
+
+    touchpoint: str
+    channel: str
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Touchpoint:
+        return cls(**envelope, touchpoint=payload["touchpoint"], channel=payload["channel"])
+
+    @property
+    def considers(self) -> bool:
+        """Whether this touchpoint shows consideration."""
+        return self.touchpoint in CONSIDERATION_TOUCHPOINTS
+
+
 EVENT_CLASSES: tuple[type[Event], ...] = (
     Signup,
     Order,
@@ -271,6 +310,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     PlanChanged,
     CampaignResponse,
     Feedback,
+    Touchpoint,
 )
 """The registry of input event types, the one place one is declared: everything else (the
 schema ``type`` names, topic roles and names, the worker's subscriptions, the tools' lists

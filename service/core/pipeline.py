@@ -25,14 +25,14 @@ import json
 import zlib
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
 from service.core.customer import CustomerState, DedupPolicy, Silence, apply, day_number
-from service.core.events import Order, event_type, from_payload
+from service.core.events import Event, Order, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
 from service.core.keys import (
     customer_key,
@@ -52,6 +52,7 @@ from service.experiments.live import (
     follow,
 )
 from service.learning.lifetime import ShopLifetime, spend_trend
+from service.metrics.journey import ShopFunnel, journey_of
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.segments.defined import Definition, DefinitionError, validate_definition
@@ -140,10 +141,12 @@ class ShopBook:
     definitions: ShopDefinitions = field(default_factory=ShopDefinitions)
     lifetime: ShopLifetime = field(default_factory=lambda: ShopLifetime({}))
     experiments: ShopExperiments = field(default_factory=ShopExperiments)
+    funnel: ShopFunnel = field(default_factory=lambda: ShopFunnel({}))
     dirty: bool = False
     definitions_dirty: bool = False
     lifetime_dirty: bool = False
     experiments_dirty: bool = False
+    funnel_dirty: bool = False
 
     def count(self, model: str, previous: str | None, current: str | None) -> None:
         """One customer moved from ``previous`` to ``current`` in ``model``."""
@@ -213,28 +216,50 @@ class Pipeline:
         book = self.book(event.shop_id, source.partition)
         now = self._advance(book, event.occurred_at)
         stored = self.customers.get(customer_key(event.shop_id, event.customer_id))
-        if stored is None:
-            stored = CustomerState(event.shop_id, event.customer_id)
-            book.lifetime_dirty |= book.lifetime.offer(event.customer_id)
-        state: CustomerState = stored
+        state: CustomerState = stored or CustomerState(event.shop_id, event.customer_id)
         before = state.copy()
         if apply(state, event, self.dedup):
-            cause = Cause("event", event.event_id, event_type(event))
-            if isinstance(event, Order):  # before the move it may cause: enrolled members'
-                book.experiments_dirty |= count_order(book.experiments, state, event.amount, now)
-            outcome.changes = self._evaluate(book, state, now, cause)
-            self._save(state)
-            if isinstance(event, Order):
-                self._count_order(book, event.customer_id, now)
-            if before.referred_by is None and state.referred_by is not None:
-                outcome.changes += self._credit_referrer(book, state.referred_by, now, cause)
-            outcome.too_late = self.ledger.record(event, before, state, now).too_late
+            book.funnel_dirty |= book.funnel.move(
+                journey_of(before), journey_of(state), self._oldest_cohort(now)
+            )
+            if state.is_prospect:  # only touchpoints so far: in the funnel, nowhere else
+                self._save(state)
+            else:
+                outcome.changes, outcome.too_late = self._fold(book, event, before, state, now)
         else:
             outcome.status = "duplicate"
         outcome.changes += self._review_due(book, now)
         outcome.formed = self._formed(book, now)
         book.dirty = True
         return outcome
+
+    def _fold(
+        self,
+        book: ShopBook,
+        event: Event,
+        before: CustomerState,
+        state: CustomerState,
+        now: datetime,
+    ) -> tuple[list[SegmentChange], bool]:
+        """What an applied event of a customer (no prospect) moves: segments, experiment
+        figures, the lifetime sample, the referrer, the metrics ledger; and whether the
+        event came too late for the ledger."""
+        if before.is_prospect:  # a new customer (or a prospect's first other event)
+            book.lifetime_dirty |= book.lifetime.offer(event.customer_id)
+        cause = Cause("event", event.event_id, event_type(event))
+        if isinstance(event, Order):  # before the move it may cause: enrolled members'
+            book.experiments_dirty |= count_order(book.experiments, state, event.amount, now)
+        changes = self._evaluate(book, state, now, cause)
+        self._save(state)
+        if isinstance(event, Order):
+            self._count_order(book, event.customer_id, now)
+        if before.referred_by is None and state.referred_by is not None:
+            changes += self._credit_referrer(book, state.referred_by, now, cause)
+        return changes, self.ledger.record(event, before, state, now).too_late
+
+    def _oldest_cohort(self, now: datetime) -> str:
+        """The oldest journey cohort month still kept at ``now`` (the metrics retention)."""
+        return (now - timedelta(days=self.settings.metrics_retention_days)).strftime("%Y-%m")
 
     def advance_clock(self, shop_id: str, now: datetime, live_s: float) -> Outcome | None:
         """Move a live shop's stream time to ``now`` (the wall clock) and review the
@@ -411,7 +436,9 @@ class Pipeline:
         for state in self.shop_customers(book.shop_id, after=item.after):
             if done == limit:
                 break
-            inside = rule is not None and rule(state, self.view(state, now))
+            inside = (
+                rule is not None and not state.is_prospect and rule(state, self.view(state, now))
+            )
             segments, enrolments = dict(state.segments), dict(state.enrolments)
             current = item.segment_id if inside else None
             moved = self._move(book, state, name, current, now, cause, item.version)
@@ -453,6 +480,10 @@ class Pipeline:
             if book.experiments_dirty:
                 self.shops[experiments_key(book.shop_id)] = book.experiments.record()
                 book.experiments_dirty = False
+            if book.funnel_dirty and book.stream_time is not None:
+                book.funnel.expire(self._oldest_cohort(book.stream_time))
+                self.shops[funnel_key(book.shop_id)] = book.funnel.record()
+                book.funnel_dirty = False
             if not book.dirty:
                 continue
             self.shops[book.shop_id] = book.record()
@@ -639,7 +670,7 @@ class Pipeline:
         move. The models do not look: a referral is not the referrer's own behaviour,
         and an extra look would feed the learned models a sample they never saw before."""
         referrer = self.customers.get(customer_key(book.shop_id, referrer_id))
-        if referrer is None:
+        if referrer is None or referrer.is_prospect:
             return []
         before = referrer.copy()
         referrer.referral_count += 1
@@ -706,6 +737,7 @@ class Pipeline:
         book.definitions = ShopDefinitions.load(self.shops.get(definitions_key(shop_id)))
         book.lifetime = ShopLifetime.load(self.shops.get(lifetime_key(shop_id)))
         book.experiments = ShopExperiments.load(self.shops.get(experiments_key(shop_id)))
+        book.funnel = ShopFunnel.load(self.shops.get(funnel_key(shop_id)))
         for state in self.shop_customers(shop_id) if stored is not None else ():
             book.schedule.set(state.customer_id, state.due_at)
         return book
@@ -726,6 +758,11 @@ class Pipeline:
 def lifetime_key(shop_id: str) -> str:
     """Key of a shop's lifetime model (sample and fit) in the ``shops`` table."""
     return shop_record_key(shop_id, "lifetime")
+
+
+def funnel_key(shop_id: str) -> str:
+    """Key of a shop's journey funnel in the ``shops`` table."""
+    return shop_record_key(shop_id, "journey")
 
 
 def _definition_key(key: bytes | None) -> tuple[str, str]:

@@ -40,6 +40,7 @@ def input_topics(settings: Settings) -> list[str]:
     segstream.plan-changes
     segstream.campaign-responses
     segstream.feedback-responses
+    segstream.touchpoints
     segstream.segment-definitions
     """
     return [*input_event_types(settings), settings.topic(DEFINITIONS_ROLE)]

@@ -172,6 +172,7 @@ def _parser() -> OneLineParser:
     add("--invalid-ratio", type=ratio, default=0.0, help="share of extra invalid records")
     add("--duplicate-ratio", type=ratio, default=0.0, help="share of events sent twice")
     add("--out-of-order-ratio", type=ratio, default=0.0, help="share of events sent late")
+    add("--touchpoints", action="store_true", help="site visits, trials and prospects too")
     add("--progress-every", type=positive_int, default=5000, help="progress line interval")
     add("--truth", metavar="FILE", help="write the per-customer truth as CSV to FILE")
     add("--dry-run", action="store_true", help="print events as JSON lines instead of sending")
@@ -191,6 +192,7 @@ def _config(args: argparse.Namespace) -> SimulationConfig:
             invalid_ratio=args.invalid_ratio,
             duplicate_ratio=args.duplicate_ratio,
             out_of_order_ratio=args.out_of_order_ratio,
+            touchpoints=args.touchpoints,
         )
     except ValueError as error:
         raise UsageError(str(error)) from None

@@ -7,6 +7,7 @@ dotted, ``<group>.<name>``:
 - ``behaviour.*``: purchase behaviour (the ``lifetimes`` features and counts);
 - ``subscription.*`` and ``plan.*``: the subscription status and the current plan;
 - ``acquisition.*`` and ``contact.*``: how the customer came, how they may be reached;
+- ``journey.*``: their journey stage and first-touch channel (:mod:`service.metrics.journey`);
 - ``segments.*``: the customer's segment in each built-in model before this evaluation;
 - ``feedback.*``: their ratings;
 - ``categories``: the product categories they have bought (a set);
@@ -30,6 +31,7 @@ from typing import Any, Literal
 from service.core.customer import EPOCH_DAY, CustomerState
 from service.core.features import CustomerSnapshot
 from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
+from service.metrics.journey import journey_of
 
 FieldType = Literal["number", "string", "boolean", "set", "any"]
 Getter = Callable[[CustomerState, CustomerSnapshot], Any]
@@ -73,6 +75,16 @@ def _mean_score(state: CustomerState, view: CustomerSnapshot) -> float | None:
 def _plan_id(state: CustomerState, view: CustomerSnapshot) -> str | None:
     plan = state.plan
     return None if plan is None else plan.plan_id
+
+
+def _journey_stage(state: CustomerState, view: CustomerSnapshot) -> str | None:
+    journey = journey_of(state)
+    return None if journey is None else journey.stage
+
+
+def _journey_channel(state: CustomerState, view: CustomerSnapshot) -> str | None:
+    journey = journey_of(state)
+    return None if journey is None else journey.channel
 
 
 FIELDS: dict[str, Field] = {
@@ -151,6 +163,16 @@ FIELDS: dict[str, Field] = {
     ),
     "contact.marketing_opt_in": Field(
         "boolean", lambda s, v: s.marketing_opt_in, "consent to marketing, if stated"
+    ),
+    # --- the journey (service/metrics/journey.py) ---
+    "journey.stage": Field(
+        "string", _journey_stage, "furthest stage: awareness, consideration, purchase, retention"
+    ),
+    "journey.channel": Field(
+        "string", _journey_channel, "first-touch acquisition channel (the journey funnel's)"
+    ),
+    "journey.tried": Field(
+        "boolean", lambda s, v: s.considered_at is not None, "had a trial or sample request"
     ),
     # --- the built-in models' segments (before this evaluation) ---
     "segments.rfm": Field("string", _segment("rfm"), "RFM segment, e.g. Champions, At Risk"),

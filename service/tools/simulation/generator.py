@@ -68,6 +68,9 @@ class SimulationConfig:
     out_of_order_ratio: float = 0.0
     treatment: Treatment | None = None
     """A planted effect: customers in an experiment's treated arm react to it."""
+    touchpoints: bool = False
+    """Journeys start before the signup: site visits, trials and sample requests
+    (touchpoint events), and each shop has half as many prospects again who never buy."""
 
     def __post_init__(self) -> None:
         """Reject impossible configurations with a readable ValueError."""
@@ -143,8 +146,12 @@ def generate(config: SimulationConfig) -> Simulation:
     truth: list[CustomerTruth] = []
     for shop in config.shop_list():
         for persona, journey in _journeys(config, shop, mix, start, end):
+            if config.touchpoints:
+                _touch_before(config.seed, journey)
             timed.extend(_events(config.seed, journey))
             truth.append(_truth(persona, journey))
+        for prospect in _prospects(config, shop) if config.touchpoints else ():
+            timed.extend(_events(config.seed, prospect))
     timed.sort(key=lambda pair: pair[0])
     rng = random.Random(f"{config.seed}/mess")
     events = [event for _, event in timed]
@@ -205,6 +212,61 @@ def _journeys(
         referrers.append(customer_id)
         journeys.append((persona, journey))
     return journeys
+
+
+TOUCHPOINT_CHANNELS = (("social", 4), ("web", 3), ("email", 1), ("marketplace", 1), ("other", 1))
+"""Channels that bring visitors who never signed up (a signup's own channel brings its
+customer)."""
+
+
+def _touch_before(seed: int, journey: Journey) -> None:
+    """One to three site visits in the four weeks before the customer's first event, from
+    the channel they signed up through; a third try a sample or a trial first."""
+    rng = random.Random(f"{seed}/{journey.shop.shop_id}/{journey.customer_id}/touch")
+    first = min((at for at, _ in journey.steps), default=journey.signup_at)
+    signups = [body for _, body in journey.steps if body["type"] == "signup"]
+    channel = signups[0]["acquisition_channel"] if signups else _pick_channel(rng)
+    visits = sorted(first - rng.randint(HOUR, 28 * DAY) for _ in range(rng.randint(1, 3)))
+    steps = [(at, "site_visit") for at in visits]
+    if rng.random() < 1 / 3:
+        steps.append((rng.randint(visits[0], first - 1), rng.choice(("trial", "sample_request"))))
+    for at, kind in steps:
+        if at >= journey.window_start:
+            journey.steps.append(
+                (at, {"type": "touchpoint", "touchpoint": kind, "channel": channel})
+            )
+
+
+def _prospects(config: SimulationConfig, shop: Shop) -> list[Journey]:
+    """Visitors who never buy: half as many as the shop's customers, each with one or two
+    site visits and, one in four, a trial or sample request."""
+    start, end = config.window
+    journeys = []
+    for number in range(1, config.customers_per_shop // 2 + 1):
+        customer_id = f"v-{number:04d}"
+        rng = random.Random(f"{config.seed}/{shop.shop_id}/{customer_id}")
+        journey = Journey(shop, customer_id, rng, start, start, end, ())
+        channel = _pick_channel(rng)
+        first = rng.randint(start, end - 1)
+        steps = [(first, "site_visit")]
+        if rng.random() < 0.5:
+            steps.append((first + rng.randint(HOUR, 14 * DAY), "site_visit"))
+        if rng.random() < 0.25:
+            steps.append(
+                (first + rng.randint(HOUR, 7 * DAY), rng.choice(("trial", "sample_request")))
+            )
+        for at, kind in steps:
+            if at < end:
+                journey.steps.append(
+                    (at, {"type": "touchpoint", "touchpoint": kind, "channel": channel})
+                )
+        journeys.append(journey)
+    return journeys
+
+
+def _pick_channel(rng: random.Random) -> str:
+    names = [name for name, _ in TOUCHPOINT_CHANNELS]
+    return rng.choices(names, [weight for _, weight in TOUCHPOINT_CHANNELS])[0]
 
 
 def _events(seed: int, journey: Journey) -> list[tuple[int, dict[str, Any]]]:

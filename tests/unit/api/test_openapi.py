@@ -74,6 +74,7 @@ SIZES = "/shops/{shop_id}/segments"
 MEMBERS = "/shops/{shop_id}/segments/{model}/{segment}"
 METRICS = "/shops/{shop_id}/metrics"
 COHORTS = "/shops/{shop_id}/cohorts"
+JOURNEY = "/shops/{shop_id}/journey"
 MODELS = "/shops/{shop_id}/models"
 PREVIEW = "/shops/{shop_id}/definitions/preview"
 DEFINED = "/shops/{shop_id}/definitions"
@@ -720,6 +721,45 @@ def test_cohort_tables_match_their_schema(
         assert_documented(spec, registry, COHORTS, reply)
 
 
+def test_journey_funnels_match_their_schema_and_count_every_visitor(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    """The coffee roaster's five months with touchpoints and prospects: every cohort month
+    and channel answers by the contract, and the funnel counts every visitor once."""
+    simulation = generate(
+        SimulationConfig(
+            seed=3,
+            shops=tuple(shops_per_kind(1)[:1]),
+            customers_per_shop=25,
+            start=date(2025, 8, 1),
+            days=150,
+            touchpoints=True,
+        )
+    )
+    pipeline = Pipeline(SETTINGS, {}, {}, {}, {})
+    feed(pipeline, [(role_for(event), event) for event in simulation.events])
+    shop_id = simulation.events[0]["shop_id"]
+    worker = Worker.serving(pipeline, runner)
+    for query in (
+        {},
+        {"months": "1"},
+        {"months": "36"},
+        {"channel": "social"},
+        {"channel": "unknown"},
+    ):
+        reply = worker.get(JOURNEY, query, shop_id=shop_id)
+        assert reply.status == 200, reply.body
+        assert_documented(spec, registry, JOURNEY, reply)
+    everyone = worker.get(JOURNEY, {"months": "36"}, shop_id=shop_id).body
+    visitors = {event["customer_id"] for event in simulation.events}
+    assert everyone["funnel"]["stages"][0]["customers"] == len(visitors) == 25 + 12
+    by_channel = sum(row["funnel"]["stages"][0]["customers"] for row in everyone["channels"])
+    by_month = sum(row["funnel"]["stages"][0]["customers"] for row in everyone["cohorts"])
+    assert by_channel == by_month == len(visitors)
+    customer = worker.get(CUSTOMER, shop_id=shop_id, customer_id="c-0001").body
+    assert customer["journey"]["stage"] in ("purchase", "retention")
+
+
 def test_model_quality_matches_its_schema(
     spec: dict[str, Any], registry: Registry, shop: Shop
 ) -> None:
@@ -755,6 +795,8 @@ ERROR_CASES: list[tuple[str, dict[str, str], dict[str, str], int, str]] = [
     (COHORTS, {"months": "many"}, {}, 400, "months"),
     (COHORTS, {"months": "0"}, {}, 400, "months"),
     (COHORTS, {"months": "36"}, {}, 400, "oldest"),
+    (JOURNEY, {"months": "0"}, {}, 400, "months"),
+    (JOURNEY, {"channel": "tv"}, {}, 400, "channel"),
 ]
 
 

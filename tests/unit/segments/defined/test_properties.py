@@ -4,7 +4,7 @@ of the JSON tree written here (the oracle), negation partitions, the size limits
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -46,6 +46,16 @@ def _bought(s: CustomerState, v: CustomerSnapshot) -> Any:
     return names if names else None
 
 
+def _first_touch_channel(s: CustomerState) -> str | None:
+    bought = [datetime.combine(d, time(), UTC) for d in s.purchase_days] + s.signups
+    purchase = min(bought, default=None)
+    if s.first_touch is not None and (purchase is None or s.first_touch[0] <= purchase):
+        return s.first_touch[1]
+    if s.first_touch is None and s.first_seen_at is None and purchase is None:
+        return None
+    return s.acquisition_channel or "unknown"
+
+
 ORACLE_FIELDS: dict[str, Callable[[CustomerState, CustomerSnapshot], Any]] = {
     "behaviour.order_count": lambda s, v: s.order_count,
     "behaviour.total_spend": lambda s, v: s.total_spend,
@@ -78,6 +88,19 @@ ORACLE_FIELDS: dict[str, Callable[[CustomerState, CustomerSnapshot], Any]] = {
     "acquisition.referred_by": lambda s, v: s.referred_by,
     "contact.preferred_channel": lambda s, v: s.preferred_channel,
     "contact.marketing_opt_in": lambda s, v: s.marketing_opt_in,
+    "journey.stage": lambda s, v: (
+        "retention"
+        if len(s.purchase_days) > 1
+        else "purchase"
+        if s.purchase_days or s.signups
+        else "consideration"
+        if s.considered_at
+        else "awareness"
+        if s.first_touch or s.first_seen_at
+        else None
+    ),
+    "journey.channel": lambda s, v: _first_touch_channel(s),
+    "journey.tried": lambda s, v: s.considered_at is not None,
     "segments.rfm": lambda s, v: s.segments.get("rfm"),
     "segments.lifecycle": lambda s, v: s.segments.get("lifecycle"),
     "segments.churn_risk": lambda s, v: s.segments.get("churn_risk"),
