@@ -348,6 +348,7 @@ def _wrong_type(event: dict[str, Any], rng: random.Random) -> tuple[str, bytes]:
             "signup": ("schema_version", "occurred_at", "acquisition_channel", "plan"),
             "order": ("schema_version", "amount", "is_renewal", "customer_id"),
             "cancellation": ("schema_version", "occurred_at", "reason"),
+            "touchpoint": ("schema_version", "occurred_at", "channel"),
         }[event["type"]]
     )
     value = event[field_name]
@@ -361,6 +362,7 @@ def _missing_field(event: dict[str, Any], rng: random.Random) -> tuple[str, byte
         "signup": ("event_id", "shop_id", "plan", "acquisition_channel"),
         "order": ("event_id", "customer_id", "order_id", "amount", "currency"),
         "cancellation": ("event_id", "occurred_at", "reason"),
+        "touchpoint": ("event_id", "touchpoint", "channel"),
     }[event["type"]]
     del event[rng.choice(required)]
     return role_for(event), encode(event)

@@ -239,9 +239,14 @@ def test_touchpoint_values_equal_the_schema() -> None:
 def test_simulated_touchpoints_come_before_their_customers_first_event() -> None:
     simulation = generate(
         SimulationConfig(
-            seed=4, shops=tuple(shops_per_kind(1)[:1]), customers_per_shop=40, touchpoints=True
+            seed=4,
+            shops=tuple(shops_per_kind(1)[:1]),
+            customers_per_shop=40,
+            touchpoints=True,
+            invalid_ratio=0.5,  # every kind of corruption meets touchpoints too
         )
     )
+    assert len(simulation.invalid) == len(simulation.events) // 2
     first: dict[str, str] = {}
     touches: dict[str, list[str]] = {}
     for payload in simulation.events:
