@@ -36,10 +36,10 @@ say "segment changes as they happen (shop · customer · model: previous → cur
 watcher=$!
 sleep 2
 
-say "publishing a simulated year end of six tiny shops (1% bad records, 1% duplicates)"
+say "publishing a simulated year end of six tiny shops with their visitors (1% bad records, 1% duplicates)"
 "$py" -m service.tools.simulate --shops-per-kind 1 --customers "${DEMO_CUSTOMERS:-25}" --days 150 \
     --rate "${DEMO_RATE:-250}" --invalid-ratio 0.01 --duplicate-ratio 0.01 \
-    --out-of-order-ratio 0.02 --progress-every 1000 >&2
+    --out-of-order-ratio 0.02 --touchpoints --progress-every 1000 >&2
 wait "$watcher"
 
 say "what the worker counted (http://127.0.0.1:$web_port/metrics)"
@@ -52,4 +52,7 @@ curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/segments" | "$py" -m
 say "its churn and retention last month (GET /shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01)"
 curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01" \
     | "$py" -c 'import json, sys; m = json.load(sys.stdin); print(json.dumps({k: m[k] for k in ("start", "end", "subscribers", "rates", "arpu", "ltv")}, indent=2))'
+say "its journey funnel since October (GET /shops/coffee-roaster-1/journey?months=3)"
+curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/journey?months=3" \
+    | "$py" -c 'import json, sys; j = json.load(sys.stdin); [print(r.get("cohort") or r["channel"], " -> ".join(s["stage"] + " " + str(s["customers"]) for s in r["funnel"]["stages"])) for r in j["cohorts"] + j["channels"]]'
 say "done: the broker keeps running (make kafka-down stops it); the worker was stopped"
