@@ -14,7 +14,7 @@ from typing import Any
 from service.api.definitions import ConflictError, Send, applied, pending
 from service.api.queries import BadRequestError, NotFoundError, json_body
 from service.core.pipeline import Pipeline
-from service.experiments import KEY_PREFIX, Experiment, validate_experiment
+from service.experiments import KEY_PREFIX, Experiment, changed_fixed, validate_experiment
 from service.experiments.live import MAX_EXPERIMENTS, ShopExperiments, experiments_key
 
 
@@ -72,6 +72,10 @@ async def replace(
         raise NotFoundError(
             f"shop {shop_id!r} runs no experiment {experiment_id!r}: start it with POST"
         )
+    payload["version"] = experiments.last_version(experiment_id) + 1
+    refused = changed_fixed(experiments.experiments[experiment_id], validate_experiment(payload))
+    if refused is not None:
+        raise refused
     return await _write(pipeline, send, payload, experiments.last_version(experiment_id), 200)
 
 

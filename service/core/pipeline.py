@@ -42,7 +42,13 @@ from service.core.keys import (
     shop_partition,
     shop_record_key,
 )
-from service.experiments import KEY_PREFIX, Experiment, ExperimentError, validate_experiment
+from service.experiments import (
+    KEY_PREFIX,
+    Experiment,
+    ExperimentError,
+    changed_fixed,
+    validate_experiment,
+)
 from service.experiments.live import (
     MAX_EXPERIMENTS,
     ShopExperiments,
@@ -814,6 +820,10 @@ def _refused_experiment(
         len(experiments.experiments) >= MAX_EXPERIMENTS
     ):
         return "invalid_definition", f"a shop runs at most {MAX_EXPERIMENTS} experiments"
+    current = experiments.experiments.get(experiment_id)
+    refused = None if current is None else changed_fixed(current, experiment)
+    if refused is not None:
+        return "invalid_definition", str(refused)
     last = experiments.last_version(experiment_id)
     if experiment.version <= last:
         return "stale_definition", (

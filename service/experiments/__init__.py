@@ -7,6 +7,7 @@ from service.experiments.splits import (
     Experiment,
     ExperimentError,
     arm_of,
+    changed_fixed,
     validate_experiment,
 )
 
@@ -16,5 +17,6 @@ __all__ = [
     "Experiment",
     "ExperimentError",
     "arm_of",
+    "changed_fixed",
     "validate_experiment",
 ]

@@ -83,6 +83,23 @@ class Experiment:
         return payload
 
 
+FIXED = ("model", "segment", "arms")
+"""What a running experiment's later versions may not change: each would move members
+between arms or segments mid-test (start a new experiment instead)."""
+
+
+def changed_fixed(current: Experiment, new: Experiment) -> ExperimentError | None:
+    """Why ``new`` may not replace ``current`` (None: it may)."""
+    for name in FIXED:
+        if getattr(current, name) != getattr(new, name):
+            return ExperimentError(
+                name,
+                f"{name} of a running experiment cannot change (members would move between "
+                "arms): start a new experiment instead",
+            )
+    return None
+
+
 def hash_point(shop_id: str, experiment_id: str, customer_id: str) -> float:
     """Where the customer falls in [0, 1) for this experiment.
 

@@ -1056,6 +1056,21 @@ def test_an_experiment_and_its_read_out_match_their_schemas(
     )
     assert ended.status == 200 and ended.body["experiment"]["version"] == 2, ended
     assert_documented(spec, registry, EXPERIMENT, ended, "put")
+    reshared = worker.request(
+        "put",
+        EXPERIMENT,
+        json.dumps(
+            {
+                **json.loads(experiment_body("winback-10")),
+                "arms": [{"name": "holdout", "share": 0.5}, {"name": "treatment", "share": 0.5}],
+            }
+        ).encode(),
+        None,
+        shop_id=shop_id,
+        experiment_id="winback-10",
+    )
+    assert reshared.status == 422 and reshared.body["path"] == "arms", reshared
+    assert_documented(spec, registry, EXPERIMENT, reshared, "put")
     deleted = worker.call(EXPERIMENT, "delete", shop_id=shop_id, experiment_id="winback-10")
     assert deleted.status == 200, deleted
     assert_documented(spec, registry, EXPERIMENT, deleted, "delete")

@@ -161,6 +161,14 @@ def test_bad_and_stale_experiments_are_dead_lettered(pipeline: Pipeline) -> None
     assert bad.dead_letter is not None and bad.dead_letter.reason == "invalid_definition"
     stale = pipeline.define(EXPERIMENT_KEY, experiment(1), DEFINITIONS)
     assert stale.dead_letter is not None and stale.dead_letter.reason == "stale_definition"
+    reshared = [{"name": "holdout", "share": 0.5}, {"name": "treatment", "share": 0.5}]
+    moved = pipeline.define(EXPERIMENT_KEY, experiment(2, arms=reshared), DEFINITIONS)
+    assert moved.dead_letter is not None and moved.dead_letter.reason == "invalid_definition"
+    assert "arms of a running experiment cannot change" in moved.dead_letter.detail
+    ended = pipeline.define(
+        EXPERIMENT_KEY, experiment(2, ends_at="2030-01-01T00:00:00Z"), DEFINITIONS
+    )
+    assert ended.status == "processed"  # an end date (or a name) may change
     other = pipeline.define(b"tea-1|experiment:other", experiment(1), DEFINITIONS)
     assert other.dead_letter is not None and "key names" in other.dead_letter.detail
     assert pipeline.define(EXPERIMENT_KEY, None, DEFINITIONS).status == "processed"
