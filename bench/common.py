@@ -279,6 +279,7 @@ class Worker:
         """Spawn the worker with exactly ``settings`` (inherited SEGSTREAM_* are dropped)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("SEGSTREAM_")}
         env.update(settings_env(self.settings))
+        env.setdefault("SEGSTREAM_API_OPEN", "true")  # the bench reads /ready and /metrics only
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(

@@ -15,6 +15,11 @@ export SEGSTREAM_DATA_DIR="var/$run/worker"
 export SEGSTREAM_WEB_PORT="$web_port"
 export SEGSTREAM_LOG_LEVEL="${SEGSTREAM_LOG_LEVEL:-warning}"
 py=.venv/bin/python
+# a platform token for this run's query API (the worker keeps only its hash)
+token_json="$("$py" -m service.tools.token platform --json)"
+token="$("$py" -c 'import json, sys; print(json.load(sys.stdin)["token"])' <<<"$token_json")"
+export SEGSTREAM_API_TOKENS="$("$py" -c 'import json, sys; print(json.dumps(json.load(sys.stdin)["api_tokens_entry"]))' <<<"$token_json")"
+auth=(-H "Authorization: Bearer $token")
 
 say() { printf '\n== %s\n' "$*"; }
 
@@ -47,12 +52,12 @@ curl -fs "http://127.0.0.1:$web_port/metrics" \
     | grep -E '^segstream_(events|dead_letters|segment_changes)_total' || true
 
 say "segment sizes of one shop (GET /shops/coffee-roaster-1/segments)"
-curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/segments" | "$py" -m json.tool
+curl -fs "${auth[@]}" "http://127.0.0.1:$web_port/shops/coffee-roaster-1/segments" | "$py" -m json.tool
 
 say "its churn and retention last month (GET /shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01)"
-curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01" \
+curl -fs "${auth[@]}" "http://127.0.0.1:$web_port/shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01" \
     | "$py" -c 'import json, sys; m = json.load(sys.stdin); print(json.dumps({k: m[k] for k in ("start", "end", "subscribers", "rates", "arpu", "ltv")}, indent=2))'
 say "its journey funnel since October (GET /shops/coffee-roaster-1/journey?months=3)"
-curl -fs "http://127.0.0.1:$web_port/shops/coffee-roaster-1/journey?months=3" \
+curl -fs "${auth[@]}" "http://127.0.0.1:$web_port/shops/coffee-roaster-1/journey?months=3" \
     | "$py" -c 'import json, sys; j = json.load(sys.stdin); [print(r.get("cohort") or r["channel"], " -> ".join(s["stage"] + " " + str(s["customers"]) for s in r["funnel"]["stages"])) for r in j["cohorts"] + j["channels"]]'
 say "done: the broker keeps running (make kafka-down stops it); the worker was stopped"

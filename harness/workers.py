@@ -19,12 +19,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from service.api.access import token_hash
 from service.core.contracts import INPUT_ROLES
 from service.settings import Settings
 from service.stream.lag import consumer_lag
 from service.stream.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+PLATFORM_TOKEN = "sst_test-platform-token"
+"""The query-API token every test worker accepts for every shop (the requests below send
+it unless told otherwise)."""
+SHOP_TOKENS = {"sst_test-shop-token": "shop:coffee-roaster-1"}
+"""More tokens the test workers accept, with their scopes (one shop's)."""
+
+
+def _authorization(token: str | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
 def free_port() -> int:
@@ -95,6 +105,14 @@ class WorkerProcess:
             SEGSTREAM_BROKER_SESSION_TIMEOUT_S="6",
             SEGSTREAM_BROKER_REQUEST_TIMEOUT_S="20",
             SEGSTREAM_LOG_LEVEL=os.environ.get("SEGSTREAM_TEST_WORKER_LOG_LEVEL", "warning"),
+            SEGSTREAM_API_RATE_PER_S="10000",  # tests poll fast; the rate has unit tests
+            SEGSTREAM_API_BURST="10000",
+            SEGSTREAM_API_TOKENS=json.dumps(
+                {
+                    token_hash(token): scope
+                    for token, scope in {PLATFORM_TOKEN: "platform", **SHOP_TOKENS}.items()
+                }
+            ),
         )
         env.update(self.extra_env)
         return env
@@ -115,10 +133,11 @@ class WorkerProcess:
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.web_port}{path}"
 
-    def get_json(self, path: str) -> tuple[int, Any]:
-        """GET a JSON view; (status, body)."""
+    def get_json(self, path: str, token: str | None = PLATFORM_TOKEN) -> tuple[int, Any]:
+        """GET a JSON view with ``token`` (None: no token); (status, body)."""
+        request = urllib.request.Request(self.url(path), headers=_authorization(token))
         try:
-            with urllib.request.urlopen(self.url(path), timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=5) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
@@ -127,10 +146,14 @@ class WorkerProcess:
         """POST ``body`` as JSON; (status, content type, body) of the answer."""
         return self.request("POST", path, body)
 
-    def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str, bytes]:
-        """``method`` on ``path`` with an optional JSON ``body``; (status, content type,
-        body) of the answer. Writes of definitions wait for the worker to apply them."""
+    def request(
+        self, method: str, path: str, body: bytes | None = None, token: str | None = PLATFORM_TOKEN
+    ) -> tuple[int, str, bytes]:
+        """``method`` on ``path`` with an optional JSON ``body`` and ``token``; (status,
+        content type, body) of the answer. Writes of definitions wait for the worker to
+        apply them."""
         headers = {} if body is None else {"Content-Type": "application/json"}
+        headers.update(_authorization(token))
         request = urllib.request.Request(self.url(path), data=body, method=method, headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=30) as response:

@@ -11,6 +11,7 @@ while it runs.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal, get_args
 
@@ -99,6 +100,18 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP API.")
+    api_tokens: dict[str, str] = Field(
+        {},
+        description="The query API's tokens, as JSON: SHA-256 (hex) of each token -> its scope, "
+        "'platform' or 'shop:<shop_id>' (python -m service.tools.token makes one).",
+    )
+    api_open: bool = Field(
+        False, description="Serve the query API without tokens (development only)."
+    )
+    api_rate_per_s: float = Field(
+        20.0, gt=0, description="Requests per second each token may make, per worker."
+    )
+    api_burst: int = Field(40, ge=1, description="Requests a token may make at once, per worker.")
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", description="Quiet by default."
     )
@@ -252,6 +265,18 @@ class Settings(BaseSettings):
         if self.broker_session_timeout_s > self.broker_request_timeout_s:
             raise ValueError("broker_session_timeout_s must not exceed broker_request_timeout_s")
         return self
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_hashed_and_scoped(cls, value: dict[str, str]) -> dict[str, str]:
+        for digest, scope in value.items():
+            if not re.fullmatch(r"[0-9a-f]{64}", digest):
+                raise ValueError(
+                    "keys must be SHA-256 hashes of the tokens (64 hex digits), never tokens"
+                )
+            if not re.fullmatch(r"platform|shop:[^\s/|]{1,128}", scope):
+                raise ValueError(f"scope must be 'platform' or 'shop:<shop_id>', got {scope!r}")
+        return value
 
     @field_validator("kafka_bootstrap")
     @classmethod

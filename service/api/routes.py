@@ -21,6 +21,7 @@ from prometheus_client import generate_latest
 from yarl import URL
 
 from service.api import definitions, experiments, queries
+from service.api.access import Access
 from service.api.definitions import DefinitionWriter
 from service.core.events import Order
 from service.core.keys import shop_partition
@@ -149,6 +150,15 @@ def failure(view: View, error: Exception) -> Response:
     raise error
 
 
+def _refused(route: Route, web: View, request: Request, shop_id: str | None) -> Response | None:
+    """The answer to a request its token may not make (see :mod:`service.api.access`)."""
+    denial = route.access.check(request.headers.get("Authorization"), shop_id)
+    if denial is None:
+        return None
+    body = {"error": denial.error, "detail": denial.detail}
+    return web.json(body, status=denial.status, headers=denial.headers())
+
+
 def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
     """Web URL of the worker that consumes ``topic``'s ``partition`` (None mid-rebalance)."""
     for url, topics in app.router.external_topics_metadata().items():
@@ -166,6 +176,8 @@ async def proxy(
     routed = request.url.with_host(str(target.host)).with_port(target.port)
     kind = request.headers.get("Content-Type", "application/json")
     headers = {} if body is None else {"Content-Type": kind}
+    if "Authorization" in request.headers:  # the owner checks the token again
+        headers["Authorization"] = request.headers["Authorization"]
     forwarded = app.http_client.request(request.method, routed, data=body, headers=headers)
     try:
         async with forwarded as response:
@@ -182,7 +194,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     app, pipeline = wiring.app, wiring.pipeline
     topic = settings.topic(Order.topic_role)
     own_url = str(app.conf.canonical_url)
-    route = Route(topic, settings.topic_partitions, own_url)
+    route = Route(topic, settings.topic_partitions, own_url, Access.from_settings(settings))
     for path, handler in SHOP_VIEWS.items():
         _shop_view(app, pipeline, path, handler, route)
     for path, handler in SHOP_POSTS.items():
@@ -203,7 +215,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
 
     @app.page("/templates")
     async def segment_templates(web: View, request: Request) -> Response:
-        return web.json(definitions.templates())
+        return _refused(route, web, request, None) or web.json(definitions.templates())
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:
@@ -222,6 +234,7 @@ class Route:
     topic: str
     partitions: int
     own_url: str
+    access: Access
 
 
 def _shop_view(
@@ -281,9 +294,13 @@ async def _elsewhere(
     shop_id: str,
     body: bytes | None = None,
 ) -> Response | None:
-    """The answer when this worker cannot answer for the shop itself: the owner's (the
-    request forwarded), or 503 when the partition has no owner or this worker is still
-    restoring its tables; None when this worker owns the shop and is ready."""
+    """The answer when this worker cannot answer for the shop itself: a refusal (no
+    token, another shop's token, too many requests), the owner's (the request forwarded),
+    or 503 when the partition has no owner or this worker is still restoring its tables;
+    None when this worker owns the shop, is ready and the token may ask."""
+    refused = _refused(route, web, request, shop_id)
+    if refused is not None:
+        return refused
     owner = owner_url(app, route.topic, shop_partition(shop_id, route.partitions))
     if owner is None:
         detail = "the shop's partition has no owner right now (rebalancing); retry shortly"

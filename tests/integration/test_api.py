@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from datetime import date
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import pytest
 
 from harness.kafka_io import consume_all
-from harness.workers import WorkerProcess, isolated_settings
+from harness.workers import SHOP_TOKENS, WorkerProcess, isolated_settings
 from service.core.contracts import validate_output
 from service.core.keys import shop_partition
 from service.settings import Settings
@@ -102,6 +104,31 @@ def test_any_worker_answers_for_any_shop(
         assert set(body["models"]) >= {"rfm", "lifecycle"}
         customers = {e["customer_id"] for e in simulation.events if e["shop_id"] == shop_id}
         assert sum(body["models"]["lifecycle"].values()) == len(customers)
+
+
+def test_tokens_are_checked_on_any_worker_and_forwarded_to_the_owner(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    """Over real HTTP, on both workers (one of them forwards to the owner): the coffee
+    roaster's token reads its shop and nothing of another; no token is 401 with a
+    challenge; the operations routes stay open."""
+    (shop_token,) = SHOP_TOKENS
+    other = next(s for s in shops(simulation) if s != SHOP_TOKENS[shop_token].removeprefix("shop:"))
+    for worker in workers:
+        status, body = worker.get_json("/shops/coffee-roaster-1/segments", token=shop_token)
+        assert status == 200 and body["shop_id"] == "coffee-roaster-1"
+        assert worker.get_json(f"/shops/{other}/segments", token=shop_token) == (
+            403,
+            {"error": "forbidden", "detail": "this token may not read this shop"},
+        )
+        assert worker.get_json(f"/shops/{other}/customers/c-0001", token="sst_made-up")[0] == 401
+        request = urllib.request.Request(worker.url(f"/shops/{other}/segments"))
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=5)
+        assert refused.value.code == 401
+        assert refused.value.headers["WWW-Authenticate"] == 'Bearer realm="segstream"'
+        assert worker.get_json("/healthz", token=None)[0] == 200
+        assert "segstream_events_total" in worker.get_text("/metrics")
 
 
 def test_window_metrics_equal_an_independent_computation(

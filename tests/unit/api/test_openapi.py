@@ -38,6 +38,7 @@ from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
 from service.api import routes as api
+from service.api.access import token_hash
 from service.core.changes import Source
 from service.core.contracts import role_for
 from service.core.keys import shop_partition
@@ -396,7 +397,20 @@ def test_documents_exactly_the_segment_models_and_their_segments(spec: dict[str,
 OWN_URL = "http://127.0.0.1:6066"
 View = Callable[..., Coroutine[Any, Any, "Reply"]]
 """A registered page: ``(web, request, **path parameters)``."""
-SETTINGS = Settings()
+PLATFORM_TOKEN = "platform-token"
+SHOP_TOKEN = "coffee-token"
+"""A token of the coffee roaster (the simulated shop the views are asked about)."""
+FOREIGN_TOKEN = "tea-token"
+"""A token of another shop."""
+SETTINGS = Settings(
+    api_tokens={
+        token_hash(PLATFORM_TOKEN): "platform",
+        token_hash(SHOP_TOKEN): "shop:coffee-roaster-1",
+        token_hash(FOREIGN_TOKEN): "shop:tea-house-1",
+    },
+    api_rate_per_s=1e6,  # these tests ask a lot at once; the rate test lowers it
+    api_burst=1_000_000,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -406,13 +420,17 @@ class Reply:
     body: Any
     status: int
     content_type: str = "application/json"
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
 
 class RecordingView:
     """Stands in for Faust's view: keeps the body as it would travel (strict JSON)."""
 
-    def json(self, value: Any, *, status: int = 200) -> Reply:
-        return Reply(json.loads(json.dumps(value, allow_nan=False)), status)
+    def json(
+        self, value: Any, *, status: int = 200, headers: Mapping[str, str] | None = None
+    ) -> Reply:
+        body = json.loads(json.dumps(value, allow_nan=False))
+        return Reply(body, status, headers=dict(headers or {}))
 
     def bytes(self, value: bytes, *, content_type: str) -> Reply:
         return Reply(value.decode(), 200, content_type)
@@ -429,7 +447,9 @@ class QueryRequest:
     query: Mapping[str, str]
     body: bytes = b""
     url: URL = dataclasses.field(default_factory=lambda: URL(OWN_URL))
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    headers: Mapping[str, str] = dataclasses.field(
+        default_factory=lambda: {"Authorization": f"Bearer {PLATFORM_TOKEN}"}
+    )
     method: str = "GET"
 
     async def read(self) -> bytes:
@@ -508,13 +528,14 @@ class Worker:
         pipeline: Pipeline,
         runner: asyncio.Runner,
         topic: DefinitionsTopic | None = None,
+        settings: Settings = SETTINGS,
         **app: bool,
     ) -> Worker:
         stand_in = StandInApp(**app)
         topic = DefinitionsTopic(pipeline) if topic is None else topic
         wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline))
         with patch.object(api, "DefinitionWriter", lambda settings: topic):
-            api.register_views(wiring, SETTINGS)
+            api.register_views(wiring, settings)
         return cls(stand_in, runner, topic)
 
     def handler(self, path: str, method: str) -> View:
@@ -533,10 +554,13 @@ class Worker:
         body: bytes = b"",
         query: Mapping[str, str] | None = None,
         /,
+        token: str | None = PLATFORM_TOKEN,
         **params: str,
     ) -> Reply:
-        """``method path`` (a documented template) with its path parameters, query and body."""
-        request = QueryRequest(query or {}, body, method=method.upper())
+        """``method path`` (a documented template) with its path parameters, query, body
+        and token (None: none)."""
+        headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        request = QueryRequest(query or {}, body, method=method.upper(), headers=headers)
         return self.runner.run(self.handler(path, method)(RecordingView(), request, **params))
 
     def get(self, path: str, query: Mapping[str, str] | None = None, /, **params: str) -> Reply:
@@ -549,9 +573,12 @@ class Worker:
         """``POST path`` of ``body``."""
         return self.request("post", path, body, query, **params)
 
-    def call(self, path: str, method: str, **params: str) -> Reply:
+    def call(
+        self, path: str, method: str, token: str | None = PLATFORM_TOKEN, **params: str
+    ) -> Reply:
         """``method path`` with the body it takes (see :func:`request_body`)."""
-        return self.request(method, path, request_body(path, method, params), **params)
+        body = request_body(path, method, params)
+        return self.request(method, path, body, None, token=token, **params)
 
 
 @dataclass(frozen=True, slots=True)
@@ -981,18 +1008,60 @@ def test_every_route_is_forwarded_to_the_owner_with_its_method_body_and_query(
     params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)} | {"shop_id": shop.shop_id}
     target = path.format(**params) + "?limit=5"
     body = request_body(path, method, params)
+    bearer = {"Authorization": f"Bearer {SHOP_TOKEN}"}
     request = QueryRequest(
-        {"limit": "5"}, body, URL(OWN_URL + target), {"Content-Type": "x/y"}, method.upper()
+        {"limit": "5"},
+        body,
+        URL(OWN_URL + target),
+        {"Content-Type": "x/y", **bearer},
+        method.upper(),
     )
     reply = runner.run(worker.handler(path, method)(RecordingView(), request, **params))
     assert reply == Reply('{"from": "owner"}', 200)
     [(forwarded, url, data, headers)] = client.calls
     assert (forwarded, url) == (method.upper(), URL(OTHER_URL + target))
     if method in WITH_BODY:
-        assert (data, headers) == (body, {"Content-Type": "x/y"})
+        assert (data, headers) == (body, {"Content-Type": "x/y", **bearer})
     else:
-        assert not data
+        assert not data and headers["Authorization"] == bearer["Authorization"]
     assert worker.topic.records == [], "only the owner writes"
+
+
+@pytest.mark.parametrize(("path", "method"), SERVED)
+def test_another_shops_token_gets_403_and_no_token_401_on_every_shop_route(
+    spec: dict[str, Any], registry: Registry, shop: Shop, path: str, method: str
+) -> None:
+    """Every documented shop route and method, asked about the coffee roaster: with the tea
+    shop's token 403, with none 401, and neither answer carries anything of the shop."""
+    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)} | {"shop_id": shop.shop_id}
+    for token, status, code in ((FOREIGN_TOKEN, 403, "forbidden"), (None, 401, "unauthorized")):
+        reply = shop.worker.call(path, method, token=token, **params)
+        assert reply.status == status and set(reply.body) == {"error", "detail"}, reply
+        assert reply.body["error"] == code and shop.shop_id not in reply.body["detail"]
+        assert_documented(spec, registry, path, reply, method)
+    assert shop.worker.call(path, method, token=None, **params).headers["WWW-Authenticate"]
+    assert shop.worker.topic.records == [], "a refused write writes nothing"
+
+
+def test_a_shop_token_reads_its_own_shop_and_the_templates(shop: Shop) -> None:
+    reply = shop.worker.get(SIZES, None, token=SHOP_TOKEN, shop_id=shop.shop_id)
+    assert reply.status == 200 and reply.body["shop_id"] == shop.shop_id
+    assert shop.worker.get("/templates", None, token=FOREIGN_TOKEN).status == 200
+    assert shop.worker.get("/templates", None, token=None).status == 401
+    assert shop.worker.get("/templates", None, token="made-up").status == 401
+
+
+def test_a_token_beyond_its_rate_gets_429_with_retry_after(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner, shop: Shop
+) -> None:
+    limited = SETTINGS.model_copy(update={"api_rate_per_s": 0.01, "api_burst": 3})
+    worker = Worker.serving(shop.pipeline, runner, settings=limited)
+    answers = [worker.get(SIZES, None, token=SHOP_TOKEN, shop_id=shop.shop_id) for _ in range(4)]
+    assert [a.status for a in answers] == [200, 200, 200, 429]
+    assert int(answers[-1].headers["Retry-After"]) == 100  # one request per 100 s
+    assert_documented(spec, registry, SIZES, answers[-1])
+    other = worker.get(SIZES, None, token=PLATFORM_TOKEN, shop_id=shop.shop_id)
+    assert other.status == 200, "each token has its own rate"
 
 
 def test_health_and_readiness_match_their_schemas(

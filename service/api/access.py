@@ -1,0 +1,135 @@
+"""Who may ask what: bearer tokens scoped to one shop or to the platform, and a request
+rate per token.
+
+Tokens are random strings the platform hands out (``python -m service.tools.token``); the
+settings hold only their SHA-256 (``SEGSTREAM_API_TOKENS``), so a leaked configuration
+gives no token. A shop route answers a token of that shop or of the platform; any other
+token is 403 with no data, whether the shop exists or not. A missing or unknown token is
+401. Each worker lets each token make ``api_rate_per_s`` requests per second on average,
+``api_burst`` at once (a token bucket); beyond that 429 with ``Retry-After``. Operations
+routes (``/metrics``, ``/healthz``, ``/ready``) carry no customer data and stay open.
+
+>>> access = Access({token_hash("t-1"): "shop:tea-1"}, rate_per_s=1.0, burst=1)
+>>> access.check("Bearer t-1", "tea-1") is None
+True
+>>> access.check("Bearer t-1", "coffee-2").status
+403
+>>> access.check(None, "tea-1").status
+401
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from service.settings import Settings
+
+PLATFORM = "platform"
+"""The scope of a token that may read every shop."""
+SCOPE = re.compile(r"^(platform|shop:[^\s/|]{1,128})$")
+"""A token's scope: ``platform`` or ``shop:<shop_id>``."""
+TOKEN_HASH = re.compile(r"^[0-9a-f]{64}$")
+
+
+def token_hash(token: str) -> str:
+    """What the settings keep of a token: its SHA-256, hex (tokens are random, long and
+    never reused, so an unsalted hash is enough)."""
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def new_token() -> str:
+    """A fresh random token (256 bits)."""
+    return f"sst_{secrets.token_urlsafe(32)}"
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """Why a request is refused: status, error code, a message, and for 429 when to retry."""
+
+    status: int
+    error: str
+    detail: str
+    retry_after_s: int | None = None
+
+    def headers(self) -> dict[str, str]:
+        """``WWW-Authenticate`` for 401, ``Retry-After`` for 429."""
+        if self.status == 401:
+            return {"WWW-Authenticate": 'Bearer realm="segstream"'}
+        if self.retry_after_s is not None:
+            return {"Retry-After": str(self.retry_after_s)}
+        return {}
+
+
+class Access:
+    """The tokens a worker accepts (by hash) with their scopes, and their rate buckets."""
+
+    def __init__(
+        self,
+        grants: Mapping[str, str],
+        rate_per_s: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        open_api: bool = False,
+    ) -> None:
+        self.grants = dict(grants)
+        self.rate_per_s = rate_per_s
+        self.burst = burst
+        self.clock = clock
+        self.open_api = open_api
+        self._buckets: dict[str, tuple[float, float]] = {}
+        """Per token hash: (tokens left, when counted); one entry per configured token."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> Access:
+        """The tokens, rate and openness this deployment configures."""
+        return cls(
+            settings.api_tokens,
+            settings.api_rate_per_s,
+            settings.api_burst,
+            open_api=settings.api_open,
+        )
+
+    def check(self, authorization: str | None, shop_id: str | None) -> Denial | None:
+        """None when the request may be answered; else why not. ``shop_id`` is None for
+        routes of no shop (any valid token may ask them)."""
+        if self.open_api:
+            return None
+        token = _bearer(authorization)
+        if token is None:
+            return Denial(401, "unauthorized", "send the header Authorization: Bearer <token>")
+        digest = token_hash(token)
+        scope = self.grants.get(digest)
+        if scope is None:
+            return Denial(401, "unauthorized", "unknown or revoked token")
+        wait = self._take(digest)
+        if wait > 0:
+            detail = f"more than {self.rate_per_s:g} requests per second with this token"
+            return Denial(429, "too_many_requests", detail, max(1, math.ceil(wait)))
+        if shop_id is not None and scope not in (PLATFORM, f"shop:{shop_id}"):
+            return Denial(403, "forbidden", "this token may not read this shop")
+        return None
+
+    def _take(self, digest: str) -> float:
+        """Take one request from the token's bucket: 0, or seconds until one is free."""
+        now = self.clock()
+        tokens, then = self._buckets.get(digest, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.rate_per_s)
+        if tokens < 1.0:
+            self._buckets[digest] = (tokens, now)
+            return (1.0 - tokens) / self.rate_per_s
+        self._buckets[digest] = (tokens - 1.0, now)
+        return 0.0
+
+
+def _bearer(authorization: str | None) -> str | None:
+    if authorization is None:
+        return None
+    kind, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    return token if kind.lower() == "bearer" and token else None

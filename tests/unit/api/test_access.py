@@ -1,0 +1,95 @@
+"""Tokens, scopes and the per-token request rate of the query API."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from pydantic import ValidationError
+
+from service.api.access import Access, new_token, token_hash
+from service.settings import Settings
+from service.stream.worker import StartupError, run_worker
+from service.tools import token as token_tool
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def access(clock: Clock, rate: float = 2.0, burst: int = 3) -> Access:
+    grants = {token_hash("tea"): "shop:tea-1", token_hash("all"): "platform"}
+    return Access(grants, rate_per_s=rate, burst=burst, clock=clock)
+
+
+def test_a_shop_token_reads_its_shop_only_and_a_platform_token_every_shop() -> None:
+    guard = access(Clock(), rate=1e9, burst=10**9)
+    assert guard.check("Bearer tea", "tea-1") is None
+    assert guard.check("bearer  tea ", "tea-1") is None  # the scheme is case-insensitive
+    assert guard.check("Bearer all", "coffee-2") is None
+    assert guard.check("Bearer tea", None) is None  # routes of no shop: any valid token
+    refused = guard.check("Bearer tea", "coffee-2")
+    assert refused is not None and (refused.status, refused.error) == (403, "forbidden")
+
+
+@pytest.mark.parametrize("header", [None, "", "Bearer", "Basic dGVhOg==", "Bearer nope"])
+def test_a_missing_malformed_or_unknown_token_is_401_with_a_challenge(header: str | None) -> None:
+    refused = access(Clock()).check(header, "tea-1")
+    assert refused is not None and refused.status == 401
+    assert refused.headers() == {"WWW-Authenticate": 'Bearer realm="segstream"'}
+
+
+def test_each_token_has_a_bucket_that_refills_at_its_rate() -> None:
+    clock = Clock()
+    guard = access(clock, rate=2.0, burst=3)
+    assert [guard.check("Bearer tea", "tea-1") for _ in range(3)] == [None] * 3
+    refused = guard.check("Bearer tea", "tea-1")
+    assert refused is not None and refused.status == 429
+    assert refused.headers() == {"Retry-After": "1"}  # half a second, rounded up
+    assert guard.check("Bearer all", "tea-1") is None  # another token, another bucket
+    clock.now += 0.5
+    assert guard.check("Bearer tea", "tea-1") is None
+    assert guard.check("Bearer tea", "tea-1") is not None
+    clock.now += 60
+    assert [guard.check("Bearer tea", "tea-1") for _ in range(4)][:3] == [None] * 3  # burst cap
+
+
+def test_a_refused_scope_still_spends_the_rate() -> None:
+    """Probing other shops is not free: a 403 counts like any request."""
+    guard = access(Clock(), rate=1.0, burst=2)
+    assert guard.check("Bearer tea", "coffee-2") is not None
+    assert guard.check("Bearer tea", "coffee-2") is not None
+    refused = guard.check("Bearer tea", "tea-1")
+    assert refused is not None and refused.status == 429
+
+
+def test_an_open_api_asks_nothing() -> None:
+    assert Access({}, 1.0, 1, open_api=True).check(None, "tea-1") is None
+
+
+def test_settings_keep_hashes_with_scopes_and_refuse_raw_tokens() -> None:
+    digest = token_hash(new_token())
+    assert Settings(api_tokens={digest: "shop:tea-1"}).api_tokens == {digest: "shop:tea-1"}
+    with pytest.raises(ValidationError, match="never tokens"):
+        Settings(api_tokens={"sst_raw-token": "platform"})
+    with pytest.raises(ValidationError, match="scope"):
+        Settings(api_tokens={digest: "admin"})
+
+
+def test_a_worker_without_tokens_refuses_to_start_with_what_to_do() -> None:
+    with pytest.raises(StartupError, match="SEGSTREAM_API_TOKENS"):
+        run_worker(Settings(kafka_bootstrap="127.0.0.1:1"))
+
+
+def test_the_token_tool_prints_a_token_and_its_settings_entry(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert token_tool.main(["shop:tea-1", "--json"]) == 0
+    made = json.loads(capsys.readouterr().out)
+    assert made["api_tokens_entry"] == {token_hash(made["token"]): "shop:tea-1"}
+    assert token_tool.main(["everything"]) == 2
+    assert "scope must be" in capsys.readouterr().err
