@@ -148,6 +148,13 @@ class Settings(BaseSettings):
     metrics_snapshot_interval_s: float = Field(
         60.0, gt=0, description="Seconds between metric snapshots on the metrics topic."
     )
+    dead_letter_retention_days: int = Field(
+        14,
+        ge=1,
+        le=3650,
+        description="Days the dead-letter topic keeps rejected records (they hold the raw "
+        "payload, personal data included); set when segstream creates the topic.",
+    )
     metrics_per_shop_labels: bool = Field(
         False,
         description="Add a shop label to segment-size and churn/retention gauges "

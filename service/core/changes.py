@@ -22,10 +22,10 @@ _CHANGE_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4d0c-9a43-3f3b1f2c8e11")
 
 @dataclass(frozen=True, slots=True)
 class Cause:
-    """Why a segment was re-evaluated: an input event, stream time passing (timer), or a
-    shop's new, replaced or deleted segment definition."""
+    """Why a segment was re-evaluated: an input event, stream time passing (timer), a
+    shop's new, replaced or deleted segment definition, or the customer's erasure."""
 
-    kind: Literal["event", "timer", "definition"]
+    kind: Literal["event", "timer", "definition", "erased"]
     event_id: str | None = None
     event_type: str | None = None
 

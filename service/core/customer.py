@@ -304,6 +304,8 @@ EPOCH_DAY = date(1970, 1, 1)
 
 def apply(state: CustomerState, event: Event, policy: DedupPolicy | None = None) -> bool:
     """Fold ``event`` into ``state``; False (and no change) when it is a duplicate."""
+    if not event.folds:
+        raise TypeError(f"a {event.type_name} event is no fact to fold (the pipeline acts on it)")
     if state.has_seen(event.event_id):
         return False
     if isinstance(event, Signup):

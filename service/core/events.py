@@ -15,6 +15,7 @@ plan_changed plan_changes
 campaign_response campaign_responses
 feedback feedback_responses
 touchpoint touchpoints
+customer_erased erasure_requests
 """
 
 from __future__ import annotations
@@ -100,6 +101,9 @@ class Event(Envelope):
 
     type_name: ClassVar[str]
     topic_role: ClassVar[str]
+    folds: ClassVar[bool] = True
+    """Whether the event is a fact :func:`service.core.customer.apply` folds into the
+    customer's state (False: the pipeline acts on it otherwise, e.g. an erasure)."""
 
     @classmethod
     def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> Event:
@@ -302,6 +306,20 @@ class Touchpoint(Event):
         return self.touchpoint in CONSIDERATION_TOUCHPOINTS
 
 
+@dataclass(frozen=True, slots=True)
+class CustomerErased(Event):
+    """The customer asked to be forgotten: the pipeline removes them (it is no fact to fold
+    into their state; see ``Pipeline.erase``)."""
+
+    type_name: ClassVar[str] = "customer_erased"
+    topic_role: ClassVar[str] = "erasure_requests"
+    folds: ClassVar[bool] = False
+
+    @classmethod
+    def build(cls, payload: dict[str, Any], envelope: EnvelopeFields) -> CustomerErased:
+        return cls(**envelope)
+
+
 EVENT_CLASSES: tuple[type[Event], ...] = (
     Signup,
     Order,
@@ -311,6 +329,7 @@ EVENT_CLASSES: tuple[type[Event], ...] = (
     CampaignResponse,
     Feedback,
     Touchpoint,
+    CustomerErased,
 )
 """The registry of input event types, the one place one is declared: everything else (the
 schema ``type`` names, topic roles and names, the worker's subscriptions, the tools' lists

@@ -20,6 +20,7 @@ those tables on first use, its schedule from the due times in its customers' sta
 
 from __future__ import annotations
 
+import hashlib
 import heapq
 import json
 import zlib
@@ -31,8 +32,16 @@ from typing import Any, Literal
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
-from service.core.customer import CustomerState, DedupPolicy, Silence, apply, day_number
-from service.core.events import Event, Order, event_type, from_payload
+from service.core.customer import (
+    PAYING_STATUSES,
+    CustomerState,
+    DedupPolicy,
+    Silence,
+    apply,
+    day_number,
+    subscription_status,
+)
+from service.core.events import CustomerErased, Event, Order, event_type, from_payload
 from service.core.features import CustomerSnapshot, snapshot
 from service.core.keys import (
     customer_key,
@@ -63,6 +72,7 @@ from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.segments.defined import Definition, DefinitionError, validate_definition
 from service.segments.defined.live import (
+    MODEL_PREFIX,
     Reevaluation,
     ShopDefinitions,
     definitions_key,
@@ -222,6 +232,11 @@ class Pipeline:
         book = self.book(event.shop_id, source.partition)
         now = self._advance(book, event.occurred_at)
         stored = self.customers.get(customer_key(event.shop_id, event.customer_id))
+        if isinstance(event, CustomerErased):
+            outcome.changes = self._erase(book, event, stored, now)
+            return self._after_event(book, outcome, now)
+        if stored is None and self._forgotten(event):
+            return self._after_event(book, outcome, now)
         state: CustomerState = stored or CustomerState(event.shop_id, event.customer_id)
         before = state.copy()
         if apply(state, event, self.dedup):
@@ -234,10 +249,49 @@ class Pipeline:
                 outcome.changes, outcome.too_late = self._fold(book, event, before, state, now)
         else:
             outcome.status = "duplicate"
+        return self._after_event(book, outcome, now)
+
+    def _after_event(self, book: ShopBook, outcome: Outcome, now: datetime) -> Outcome:
+        """Every event moves its shop's clock: review whoever is due, collect new groups."""
         outcome.changes += self._review_due(book, now)
         outcome.formed = self._formed(book, now)
         book.dirty = True
         return outcome
+
+    def _erase(
+        self, book: ShopBook, event: CustomerErased, state: CustomerState | None, now: datetime
+    ) -> list[SegmentChange]:
+        """Forget a customer: out of every segment (cause ``erased``), a paying
+        subscriber's churn booked now (reason ``erased``), out of the funnel and the
+        lifetime sample, their state deleted (a tombstone on the changelog); a marker
+        (their id hashed) drops their events that occurred before and arrive later."""
+        marker = erasure_key(event.shop_id, event.customer_id)
+        known = self.shops.get(marker)
+        at = event.occurred_at.timestamp()
+        self.shops[marker] = {"at": at if known is None else max(at, known["at"])}
+        if state is None:
+            return []
+        before = state.copy()
+        cause = Cause("erased", event.event_id, event.type_name)
+        changes = []
+        for name in sorted(state.segments):
+            defined = name.removeprefix(MODEL_PREFIX) if name.startswith(MODEL_PREFIX) else None
+            version = None if defined is None else book.definitions.last_version(defined)
+            changes += self._move(book, state, name, None, now, cause, version)
+        view = self.view(before, now)
+        for model in book.models.values():
+            model.forget(view)
+        self.ledger.record(event, before, _leaving(state, now), now)
+        book.funnel_dirty |= book.funnel.move(journey_of(before), None, self._oldest_cohort(now))
+        book.lifetime_dirty |= book.lifetime.forget(event.customer_id)
+        book.schedule.set(event.customer_id, None)
+        del self.customers[customer_key(event.shop_id, event.customer_id)]
+        return changes
+
+    def _forgotten(self, event: Event) -> bool:
+        """Whether an event of an unknown customer occurred before their erasure."""
+        marker = self.shops.get(erasure_key(event.shop_id, event.customer_id))
+        return marker is not None and event.occurred_at.timestamp() <= marker["at"]
 
     def _fold(
         self,
@@ -769,6 +823,24 @@ def lifetime_key(shop_id: str) -> str:
 def funnel_key(shop_id: str) -> str:
     """Key of a shop's journey funnel in the ``shops`` table."""
     return shop_record_key(shop_id, "journey")
+
+
+def erasure_key(shop_id: str, customer_id: str) -> str:
+    """Key of the marker an erased customer leaves in the ``shops`` table: their id hashed
+    (the id itself must not stay in a compacted changelog)."""
+    digest = hashlib.blake2b(customer_id.encode(), digest_size=16).hexdigest()
+    return shop_record_key(shop_id, f"erased|{digest}")
+
+
+def _leaving(state: CustomerState, now: datetime) -> CustomerState:
+    """``state`` as the metrics see an erased customer: a paying subscription ends now
+    (reason ``erased``), so the ledger books their churn instead of unbooking history."""
+    leaving = state.copy()
+    if subscription_status(state, now) in PAYING_STATUSES:
+        leaving.cancellations.append((now, now))
+        leaving.cancellations.sort(key=lambda pair: pair[0])
+        leaving.cancel_reason = "erased"
+    return leaving
 
 
 def _definition_key(key: bytes | None) -> tuple[str, str]:

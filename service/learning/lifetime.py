@@ -317,6 +317,14 @@ class ShopLifetime:
             "tried_day": self.tried_day,
         }
 
+    def forget(self, customer_id: str) -> bool:
+        """Take an erased customer out of the sample; whether they were in it (the next
+        customer seen may take the free place; the fit refreshes as orders grow)."""
+        if self.sample.pop(customer_id, None) is None:
+            return False
+        self.ceiling = None
+        return True
+
     def offer(self, customer_id: str) -> bool:
         """Consider a customer seen for the first time; whether the sample changed."""
         if customer_id in self.sample:

@@ -75,6 +75,11 @@ class SegmentModel(Protocol):
         """Blend with ``prior``, the model shared by the partition's shops."""
         ...
 
+    def forget(self, customer: CustomerSnapshot) -> None:
+        """The customer was erased: drop anything kept that names them or counts what
+        their memory held (their memory itself goes with their state)."""
+        ...
+
 
 class Announcement(Protocol):
     """A newly formed group: the segment its members carry and how it looks."""
@@ -91,7 +96,7 @@ class Announcement(Protocol):
 
 class ModelHooks:
     """Defaults of the optional hooks: no reviews, nothing to explain, no quality figures,
-    no announcements, no prior."""
+    no announcements, no prior, nothing to forget."""
 
     uses_partition_prior: ClassVar[bool] = False
 
@@ -117,6 +122,9 @@ class ModelHooks:
 
     def attach_prior(self, prior: Any) -> None:
         """No prior is used."""
+
+    def forget(self, customer: CustomerSnapshot) -> None:
+        """Nothing is kept about any one customer outside their memory."""
 
 
 def next_on_ladder(customer: CustomerSnapshot) -> datetime | None:

@@ -217,6 +217,10 @@ class ChurnRiskModel(ModelHooks):
             "weight": min(1.0, self.labelled / self.prior_weight_examples),
         }
 
+    def forget(self, customer: CustomerSnapshot) -> None:
+        """The erased customer's waiting snapshots no longer count against the cap."""
+        self.labels.pending_count -= len(customer.memory.get(self.name, []))
+
     def __getstate__(self) -> dict[str, Any]:
         """Everything but the prior, which is checkpointed apart and attached again."""
         state = dict(self.__dict__)

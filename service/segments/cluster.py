@@ -281,6 +281,11 @@ class ClusterModel(ModelHooks):
         self._record(customer, cluster_id)
         self._latest = (customer.customer_id, customer.as_of, cluster_id)
 
+    def forget(self, customer: CustomerSnapshot) -> None:
+        """Drop the last decision if it was about the erased customer (it names them)."""
+        if self._latest is not None and self._latest[0] == customer.customer_id:
+            self._latest = None
+
     def assign(self, customer: CustomerSnapshot) -> str | None:
         """The customer's stable cluster, ``"c<id>"``; None while the model warms up."""
         if not self.ready:

@@ -41,6 +41,7 @@ def input_topics(settings: Settings) -> list[str]:
     segstream.campaign-responses
     segstream.feedback-responses
     segstream.touchpoints
+    segstream.erasure-requests
     segstream.segment-definitions
     """
     return [*input_event_types(settings), settings.topic(DEFINITIONS_ROLE)]
@@ -59,6 +60,25 @@ class TopologyError(Exception):
     """Existing topics do not match the configured partitioning."""
 
 
+def topic_configs(settings: Settings, changelogs: bool = False) -> dict[str, dict[str, str]]:
+    """The topics segstream creates, with the configuration each is created with: the
+    membership, definitions and changelog topics compacted, the dead letters (which keep
+    raw payloads, personal data among them) deleted after ``dead_letter_retention_days``.
+
+    >>> topic_configs(Settings(dead_letter_retention_days=3))["segstream.dead-letters"]
+    {'retention.ms': '259200000'}
+    """
+    compacted = {"cleanup.policy": "compact"}
+    wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
+    wanted[settings.topic("segment_membership")] = compacted
+    wanted[settings.topic(DEFINITIONS_ROLE)] = compacted
+    days = settings.dead_letter_retention_days
+    wanted[settings.topic("dead_letters")] = {"retention.ms": str(days * 86_400_000)}
+    if changelogs:
+        wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
+    return wanted
+
+
 async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[str]:
     """Create the input and output topics that do not exist yet, and with ``changelogs``
     the tables' compacted changelog topics too (so a starting worker never sees a
@@ -67,12 +87,7 @@ async def ensure_topics(settings: Settings, changelogs: bool = False) -> list[st
     Idempotent (also when another process creates them at the same time);
     returns the names it created.
     """
-    compacted = {"cleanup.policy": "compact"}
-    wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
-    wanted[settings.topic("segment_membership")] = compacted
-    wanted[settings.topic(DEFINITIONS_ROLE)] = compacted
-    if changelogs:
-        wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
+    wanted = topic_configs(settings, changelogs)
     admin = AIOKafkaAdminClient(**connection_options(settings))
     await admin.start()
     try:

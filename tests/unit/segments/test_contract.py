@@ -102,6 +102,10 @@ def test_every_hook_answers_in_its_own_terms(name: str, model_class: type[Segmen
     for announcement in model.drain_announcements():
         assert announcement.segment and announcement.description and announcement.size > 0
     assert list(model.drain_announcements()) == []
+    forgotten = views[-1]
+    model.forget(forgotten)
+    assert forgotten.customer_id.encode() not in pickle.dumps(model, protocol=5)
+    assert run(model, views[:-1])  # the model goes on with the others
 
 
 @pytest.mark.parametrize(("name", "model_class"), MODELS)
