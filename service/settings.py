@@ -27,6 +27,10 @@ DEFINITIONS_ROLE = "segment_definitions"
 HTTP API writes it, the worker reads it beside the input events."""
 
 
+WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
+"""Bind addresses that mean "every interface": never an address to give peers."""
+
+
 class Settings(BaseSettings):
     """Typed, validated, immutable worker settings (see README, "Settings")."""
 
@@ -100,6 +104,11 @@ class Settings(BaseSettings):
     )
     web_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP API.")
+    web_advertised_host: str | None = Field(
+        None,
+        description="Host the other workers reach this one's HTTP API at (forwarded requests); "
+        "unset: SEGSTREAM_WEB_HOST, which must then not be a wildcard such as 0.0.0.0.",
+    )
     api_tokens: dict[str, str] = Field(
         {},
         description="The query API's tokens, as JSON: SHA-256 (hex) of each token -> its scope, "
@@ -293,6 +302,22 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port, got {server!r}")
         return value
+
+    @model_validator(mode="after")
+    def _advertised_address_is_reachable(self) -> Settings:
+        if self.web_advertised_host is None and self.web_host in WILDCARD_HOSTS:
+            raise ValueError(
+                f"SEGSTREAM_WEB_HOST={self.web_host} binds every address, which peers cannot "
+                "reach: set SEGSTREAM_WEB_ADVERTISED_HOST (e.g. the pod IP) too"
+            )
+        if self.web_advertised_host in WILDCARD_HOSTS:
+            raise ValueError("SEGSTREAM_WEB_ADVERTISED_HOST must be an address peers can reach")
+        return self
+
+    @property
+    def advertised_host(self) -> str:
+        """The host in this worker's URL as its peers use it."""
+        return self.web_advertised_host or self.web_host
 
     @model_validator(mode="after")
     def _bands_ordered(self) -> Settings:

@@ -22,7 +22,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_credentials=_credentials(settings),
         store="rocksdb://" if settings.store == "rocksdb" else "memory://",
         datadir=str(settings.data_dir / settings.app_id),
-        web_host=settings.web_host,
+        web_host=settings.advertised_host,  # Faust's canonical URL, what peers are told
         web_bind=settings.web_host,
         web_port=settings.web_port,
         topic_partitions=settings.topic_partitions,

@@ -1,13 +1,16 @@
-"""A worker that cannot reach Kafka says so clearly (after waiting the configured time)."""
+"""A worker that cannot reach Kafka says so clearly (after waiting the configured time),
+and tells its peers an address they can reach."""
 
 from __future__ import annotations
 
 import time
 
 import pytest
+from pydantic import ValidationError
 
 from harness.workers import free_port
 from service.settings import Settings
+from service.stream.app import create_app
 from service.stream.worker import StartupError, prepare_topics
 
 
@@ -17,3 +20,12 @@ def test_an_unreachable_broker_is_waited_for_then_reported() -> None:
     with pytest.raises(StartupError, match=r"cannot reach Kafka at 127\.0\.0\.1"):
         prepare_topics(settings)
     assert time.monotonic() - started >= 0.5
+
+
+def test_a_wildcard_bind_advertises_the_configured_host_to_peers() -> None:
+    """Binding every interface is fine; telling peers to call 0.0.0.0 is not."""
+    with pytest.raises(ValidationError, match="SEGSTREAM_WEB_ADVERTISED_HOST"):
+        Settings(web_host="0.0.0.0")
+    app = create_app(Settings(web_host="0.0.0.0", web_advertised_host="10.1.2.3", web_port=7001))
+    assert str(app.conf.canonical_url) == "http://10.1.2.3:7001"
+    assert app.conf.web_bind == "0.0.0.0"
