@@ -35,6 +35,8 @@ class Broker:
 
     port: int
     stem: str = "test-broker"
+    extra_env: tuple[tuple[str, str], ...] = ()
+    """More ``kafka.sh`` settings (``KAFKA_EXTRA_CONFIG``, ``KAFKA_SCRAM_USERS``)."""
 
     @property
     def data_dir(self) -> Path:
@@ -53,6 +55,7 @@ class Broker:
         env["KAFKA_PORT"] = str(self.port)
         env["KAFKA_DATA_DIR"] = str(self.data_dir)
         env.pop("KAFKA_CONTROLLER_PORT", None)  # follows KAFKA_PORT (+1)
+        env.update(self.extra_env)
         return env
 
     def run(self, command: str) -> subprocess.CompletedProcess[str]:
@@ -129,9 +132,11 @@ def exclusive(broker: Broker) -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def fresh_broker(port: int, stem: str = "test-broker") -> Iterator[Broker]:
+def fresh_broker(
+    port: int, stem: str = "test-broker", extra_env: tuple[tuple[str, str], ...] = ()
+) -> Iterator[Broker]:
     """A broker on an empty data directory for the length of the block, stopped after."""
-    broker = Broker(port, stem)
+    broker = Broker(port, stem, extra_env)
     with exclusive(broker):
         broker.wipe()
         broker.start()

@@ -47,6 +47,11 @@ class Settings(BaseSettings):
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = Field(
         "PLAIN", description="SASL mechanism when the protocol is SASL_*."
     )
+    kafka_ssl_cafile: Path | None = Field(
+        None,
+        description="PEM file of the CA the brokers' certificates are checked against (SSL "
+        "and SASL_SSL; unset: the system's CAs).",
+    )
     kafka_username: str | None = Field(None, description="SASL user name (SASL only).")
     kafka_password: SecretStr | None = Field(
         None, description="SASL password (SASL only; never printed)."
@@ -302,6 +307,17 @@ class Settings(BaseSettings):
             if not host or not port.isdigit():
                 raise ValueError(f"expected host:port, got {server!r}")
         return value
+
+    @model_validator(mode="after")
+    def _sasl_has_credentials(self) -> Settings:
+        if self.kafka_security_protocol.startswith("SASL") and (
+            self.kafka_username is None or self.kafka_password is None
+        ):
+            raise ValueError(
+                f"SEGSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "SEGSTREAM_KAFKA_USERNAME and SEGSTREAM_KAFKA_PASSWORD"
+            )
+        return self
 
     @model_validator(mode="after")
     def _advertised_address_is_reachable(self) -> Settings:

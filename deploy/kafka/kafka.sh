@@ -13,6 +13,11 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness      (default 60)
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM      (default 20)
 #   KAFKA_LOG_LINES        lines shown by `logs`              (default 100)
+#   KAFKA_EXTRA_CONFIG     a file of properties appended to the rendered config (a later
+#                          key wins: e.g. another listener; tests use it for SASL_SSL)
+#   KAFKA_SCRAM_USERS      SCRAM credentials created when the storage is formatted, as
+#                          StorageTool's --add-scram takes them, several separated by ';'
+#                          ('SCRAM-SHA-512=[name=segstream,password=secret]')
 #
 # Several brokers can run at once as long as each has its own KAFKA_PORT (the data dir and
 # the controller port follow it by default). Every subcommand must be given the same
@@ -199,6 +204,10 @@ render_config() {
         line="${line//\$\{LOG_DIRS\}/$LOG_DIRS}"
         printf '%s\n' "$line" >>"$CONFIG_FILE.tmp"
     done <"$TEMPLATE"
+    if [[ -n "${KAFKA_EXTRA_CONFIG:-}" ]]; then
+        printf '\n# appended from KAFKA_EXTRA_CONFIG (%s)\n' "$KAFKA_EXTRA_CONFIG" >>"$CONFIG_FILE.tmp"
+        cat "$KAFKA_EXTRA_CONFIG" >>"$CONFIG_FILE.tmp"
+    fi
     mv "$CONFIG_FILE.tmp" "$CONFIG_FILE"
 }
 
@@ -228,9 +237,13 @@ format_storage() {
     local cluster_id
     cluster_id="$(tr -d '[:space:]' <"$CLUSTER_ID_FILE")"
     say "formatting KRaft storage in ${LOG_DIRS#"$PWD"/} (cluster id $cluster_id)"
-    local out
+    local out scram=() user
+    if [[ -n "${KAFKA_SCRAM_USERS:-}" ]]; then
+        IFS=';' read -ra users <<<"$KAFKA_SCRAM_USERS"
+        for user in "${users[@]}"; do scram+=(--add-scram "$user"); done
+    fi
     if ! out="$("${JAVA_CMD[@]}" kafka.tools.StorageTool format -t "$cluster_id" \
-        -c "$CONFIG_FILE" --ignore-formatted 2>&1)"; then
+        -c "$CONFIG_FILE" --ignore-formatted "${scram[@]}" 2>&1)"; then
         err "formatting the broker storage failed:"
         printf '%s\n' "$out" >&2
         exit 1

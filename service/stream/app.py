@@ -9,7 +9,7 @@ import faust
 from service.observability.logs import logging_config
 from service.settings import Settings
 from service.stream import faust_patches
-from service.stream.kafka import connection_options
+from service.stream.kafka import connection_options, ssl_context
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -39,11 +39,15 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def _credentials(settings: Settings) -> Any:
-    if settings.kafka_username is None:
-        return None
+    """Faust's credentials for the configured security protocol (None: plaintext)."""
+    protocol = settings.kafka_security_protocol
+    context = ssl_context(settings) if protocol in ("SSL", "SASL_SSL") else None
+    if not protocol.startswith("SASL"):
+        return None if context is None else faust.SSLCredentials(context)
     password = settings.kafka_password.get_secret_value() if settings.kafka_password else None
     return faust.SASLCredentials(
         username=settings.kafka_username,
         password=password,
         mechanism=settings.kafka_sasl_mechanism,
+        ssl_context=context,
     )

@@ -13,6 +13,7 @@ from service.api.routes import register_views
 from service.observability.logs import configure, get_logger
 from service.settings import Settings
 from service.stream.app import create_app
+from service.stream.kafka import CredentialsRefusedError, check_credentials
 from service.stream.timers import register_timers
 from service.stream.topics import TopologyError, ensure_topics, input_topics, verify_partitions
 from service.stream.wiring import wire
@@ -31,6 +32,10 @@ def prepare_topics(settings: Settings) -> None:
             created = asyncio.run(_prepare(settings))
             break
         except KafkaConnectionError as error:
+            try:
+                asyncio.run(check_credentials(settings))
+            except CredentialsRefusedError as refused:
+                raise StartupError(str(refused)) from None
             if time.monotonic() >= deadline:
                 raise StartupError(
                     f"cannot reach Kafka at {settings.kafka_bootstrap} ({error}); is the broker "

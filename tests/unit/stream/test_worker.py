@@ -29,3 +29,12 @@ def test_a_wildcard_bind_advertises_the_configured_host_to_peers() -> None:
     app = create_app(Settings(web_host="0.0.0.0", web_advertised_host="10.1.2.3", web_port=7001))
     assert str(app.conf.canonical_url) == "http://10.1.2.3:7001"
     assert app.conf.web_bind == "0.0.0.0"
+
+
+def test_sasl_without_credentials_is_refused_with_what_to_set() -> None:
+    with pytest.raises(ValidationError, match="SEGSTREAM_KAFKA_USERNAME"):
+        Settings(kafka_security_protocol="SASL_SSL")
+    masked = Settings(
+        kafka_security_protocol="SASL_SSL", kafka_username="u", kafka_password="hunter2"
+    ).model_dump_json()
+    assert "hunter2" not in masked
