@@ -1,0 +1,86 @@
+"""Model checkpoints say which versions wrote them, older ones load, unreadable ones are
+relearned instead of stopping the worker."""
+
+from __future__ import annotations
+
+import pickle
+from datetime import date
+from typing import Any
+
+import pytest
+
+from service.core.checkpoints import FORMAT, Checkpoints, running_versions
+from service.core.codec import decode, encode
+from service.core.pipeline import Pipeline
+from service.segments import available_models
+from service.settings import Settings
+from service.tools.simulation import SimulationConfig, generate
+from service.tools.simulation.shops import shops_per_kind
+from tests.feed import feed
+
+MISSING_CLASS = b"\x80\x05cno_such_module\nModel\n)\x81."
+"""A pickle of a class whose module a library upgrade removed."""
+
+
+@pytest.fixture(scope="module")
+def trained() -> tuple[Pipeline, dict[str, Any], str]:
+    """A coffee roaster's four months through a pipeline: every model has learned."""
+    simulation = generate(
+        SimulationConfig(
+            seed=2,
+            shops=tuple(shops_per_kind(1)[:1]),
+            customers_per_shop=60,
+            start=date(2025, 1, 1),
+            days=120,
+        )
+    )
+    models: dict[str, Any] = {}
+    pipeline = Pipeline(Settings(), {}, {}, models, {})
+    feed(pipeline, simulation.outbox())
+    return pipeline, models, simulation.events[0]["shop_id"]
+
+
+def test_a_checkpoint_records_the_versions_that_wrote_it(
+    trained: tuple[Pipeline, dict[str, Any], str],
+) -> None:
+    _, models, shop = trained
+    record = decode(models[shop])
+    assert record["format"] == FORMAT
+    assert record["versions"] == running_versions()
+    assert set(record["versions"]) == {"python", "river", "numpy", "scipy"}
+    assert set(record["models"]) == set(available_models())
+
+
+def test_a_checkpoint_of_the_previous_format_loads_the_same_models(
+    trained: tuple[Pipeline, dict[str, Any], str],
+) -> None:
+    """Format 1 was the bare {name: pickle} mapping, without versions."""
+    _, models, shop = trained
+    current = Checkpoints(models).load(shop)
+    blobs = {name: pickle.dumps(m, protocol=5) for name, m in current.items()}
+    old = {shop: encode(blobs)}
+    loaded = Checkpoints(old).load(shop)
+    assert set(loaded) == set(current)
+    for name, model in loaded.items():
+        assert pickle.dumps(model, protocol=5) == pickle.dumps(current[name], protocol=5)
+    assert Checkpoints(old).sizes(shop) == {name: len(blob) for name, blob in blobs.items()}
+
+
+def test_an_unreadable_model_is_relearned_and_the_others_kept(
+    trained: tuple[Pipeline, dict[str, Any], str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, models, shop = trained
+    record = decode(models[shop])
+    record["models"]["cluster"] = MISSING_CLASS
+    record["versions"] = {**record["versions"], "river": "0.1.0"}
+    damaged = {shop: encode(record)}
+    loaded = Checkpoints(damaged).load(shop)
+    captured = capsys.readouterr()
+    warning = captured.out + captured.err
+    assert "checkpoint_unreadable" in warning and "0.1.0" in warning, warning
+    assert "cluster" not in loaded and set(loaded) == set(available_models()) - {"cluster"}
+    pipeline = Pipeline(Settings(log_level="warning"), {}, {}, damaged, {})
+    book = pipeline.book(shop)
+    assert set(book.models) == set(available_models())
+    assert book.models["cluster"].learned == 0  # fresh: it learns again from the stream
+    assert pickle.dumps(book.models["rfm"]) == pickle.dumps(loaded["rfm"])
