@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench bench-changes quix-venv chaos clean distclean
+	lint format typecheck test-unit test-integration test demo bench bench-changes quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -58,6 +58,12 @@ kafka-status: ## show whether the dev broker runs (fails when it does not)
 
 kafka-logs: ## show the tail of the dev broker log
 	$(KAFKA) logs
+
+cluster-up: setup kafka-fetch ## start a three-broker KRaft cluster on 127.0.0.1:39092,39094,39096 (RF 3, min ISR 2)
+	$(BIN)/python -m harness.cluster up
+
+cluster-down: ## stop the three-broker cluster
+	$(BIN)/python -m harness.cluster down
 
 # ---------------------------------------------------------------- checks
 
@@ -105,7 +111,7 @@ demo: setup kafka-up ## THE demo: broker, worker, simulated shops, segment chang
 # Data dirs of brokers that still run (other ports, a test session) are left alone.
 clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches (keeps .venv, jars)
 	-$(KAFKA) stop
-	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/test-broker-* deploy/kafka/.cache/bench-broker-*; do \
+	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/*-broker-* deploy/kafka/.cache/*-cluster-*; do \
 		[[ -d "$$dir" ]] || continue; \
 		pid="$$(cat "$$dir/kafka.pid" 2>/dev/null || true)"; \
 		if [[ -n "$$pid" ]] && kill -0 "$$pid" 2>/dev/null; then \
@@ -124,3 +130,6 @@ distclean: clean ## clean, and also remove .venv and the fetched broker jars
 CHAOS_ARGS ?=
 chaos: setup kafka-fetch ## chaos run: kills, rebalances, a broker restart; checks nothing lost or doubled (~6 min)
 	$(BIN)/python -m tests.chaos $(CHAOS_ARGS)
+
+chaos-cluster: setup kafka-fetch ## the chaos run on three brokers (RF 3, min ISR 2), one SIGKILLed mid-stream (~8 min)
+	$(BIN)/python -m tests.chaos --cluster $(CHAOS_ARGS)

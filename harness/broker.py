@@ -7,6 +7,7 @@ chaos run also kills and restarts it while workers run.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import fcntl
 import os
@@ -14,7 +15,9 @@ import shutil
 import signal
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,3 +147,71 @@ def fresh_broker(
             yield broker
         finally:
             broker.stop()
+
+
+CLUSTER_SIZE = 3
+
+
+@dataclass(frozen=True)
+class BrokerCluster:
+    """Three KRaft nodes on loopback (each broker and controller), replication factor 3,
+    ``min.insync.replicas=2``: node ``n`` listens on ``base_port + 2n`` (its controller on
+    the next port). One node may be down and every write still commits."""
+
+    brokers: tuple[Broker, ...]
+
+    @classmethod
+    def on(cls, base_port: int, stem: str = "cluster-broker") -> BrokerCluster:
+        """The cluster at ``base_port``; its id is derived from the stem and port, so its
+        nodes agree on it across starts."""
+        name = uuid.uuid5(uuid.NAMESPACE_URL, f"segstream/{stem}/{base_port}")
+        cluster_id = base64.urlsafe_b64encode(name.bytes).decode().rstrip("=")
+        ports = [base_port + 2 * n for n in range(CLUSTER_SIZE)]
+        voters = ",".join(f"{n + 1}@127.0.0.1:{port + 1}" for n, port in enumerate(ports))
+        shared = (
+            ("KAFKA_VOTERS", voters),
+            ("KAFKA_CLUSTER_ID", cluster_id),
+            ("KAFKA_REPLICATION", str(CLUSTER_SIZE)),
+            ("KAFKA_MIN_ISR", "2"),
+        )
+        return cls(
+            tuple(
+                Broker(port, stem, (("KAFKA_NODE_ID", str(n + 1)), *shared))
+                for n, port in enumerate(ports)
+            )
+        )
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(broker.bootstrap for broker in self.brokers)
+
+    def start(self) -> None:
+        """Start every node at once (a node alone waits for the quorum to form)."""
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            for started in [pool.submit(broker.start) for broker in self.brokers]:
+                started.result()
+
+    def stop(self) -> None:
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            for stopped in [pool.submit(broker.stop) for broker in self.brokers]:
+                stopped.result()
+
+    def wipe(self) -> None:
+        self.stop()
+        for broker in self.brokers:
+            shutil.rmtree(broker.data_dir, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def fresh_cluster(base_port: int, stem: str = "cluster-broker") -> Iterator[BrokerCluster]:
+    """A three-node cluster on empty data directories for the block, stopped after."""
+    cluster = BrokerCluster.on(base_port, stem)
+    with contextlib.ExitStack() as locks:
+        for broker in cluster.brokers:
+            locks.enter_context(exclusive(broker))
+        cluster.wipe()
+        cluster.start()
+        try:
+            yield cluster
+        finally:
+            cluster.stop()

@@ -72,6 +72,7 @@ class WorkerProcess:
     data_dir: Path
     partitions: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
+    replication: int = 1
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -87,6 +88,7 @@ class WorkerProcess:
             data_dir,
             partitions=settings.topic_partitions,
             extra_env=dict(extra_env or {}),
+            replication=settings.topic_replication,
         )
 
     @property
@@ -100,6 +102,7 @@ class WorkerProcess:
             SEGSTREAM_APP_ID=self.app_id,
             SEGSTREAM_TOPIC_PREFIX=self.topic_prefix,
             SEGSTREAM_TOPIC_PARTITIONS=str(self.partitions),
+            SEGSTREAM_TOPIC_REPLICATION=str(self.replication),
             SEGSTREAM_WEB_PORT=str(self.web_port),
             SEGSTREAM_DATA_DIR=str(self.data_dir),
             SEGSTREAM_BROKER_SESSION_TIMEOUT_S="6",

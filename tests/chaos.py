@@ -46,7 +46,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from harness.broker import Broker, fresh_broker
+from harness.broker import Broker, BrokerCluster, fresh_broker, fresh_cluster
 from harness.kafka_io import consume_all, produce_json, read_table
 from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import EVENT_TYPES
@@ -95,6 +95,9 @@ class ChaosConfig:
     standby_replicas: int = 0
     work_dir: Path = Path("var/chaos")
     timeout_s: float = 900.0
+    cluster: bool = False
+    """Three brokers (replication 3, min.insync.replicas 2); a broker restart is then one
+    node SIGKILLed mid-stream and started again."""
 
 
 @dataclass
@@ -180,7 +183,9 @@ def simulation(config: ChaosConfig) -> Simulation:
 class Cluster:
     """The running workers of one app, and the faults done to them and the broker."""
 
-    def __init__(self, config: ChaosConfig, settings: Settings, broker: Broker) -> None:
+    def __init__(
+        self, config: ChaosConfig, settings: Settings, broker: Broker | BrokerCluster
+    ) -> None:
         self.config = config
         self.settings = settings
         self.broker = broker
@@ -233,6 +238,15 @@ class Cluster:
         self.note(f"left {leaver.data_dir.name}")
 
     async def restart_broker(self) -> None:
+        if isinstance(self.broker, BrokerCluster):
+            node = self.rng.choice(self.broker.brokers)
+            node.kill()
+            self.note(f"broker {node.port} killed")
+            await asyncio.sleep(self.rng.uniform(2.0, 6.0))
+            await asyncio.to_thread(node.start)
+            self.faults.broker_restarts += 1
+            self.note(f"broker {node.port} started")
+            return
         self.broker.stop()
         self.note("broker stopped")
         await asyncio.sleep(self.rng.uniform(2.0, 6.0))
@@ -568,11 +582,15 @@ async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
     check_journey(report, shops, states)
 
 
-async def run(config: ChaosConfig, broker: Broker) -> Report:
-    """One chaos run on ``broker`` (which it stops and starts)."""
+async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
+    """One chaos run on ``broker`` (which it stops and starts; of a cluster, one node)."""
     started = time.monotonic()
+    replication = len(broker.brokers) if isinstance(broker, BrokerCluster) else 1
     settings = isolated_settings(
-        broker.bootstrap, f"chaos{config.seed}", topic_partitions=config.partitions
+        broker.bootstrap,
+        f"chaos{config.seed}",
+        topic_partitions=config.partitions,
+        topic_replication=replication,
     )
     settings = replace_settings(settings)
     await ensure_topics(settings, changelogs=True)
@@ -622,11 +640,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=defaults.rate)
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--standby-replicas", type=int, default=defaults.standby_replicas)
+    parser.add_argument("--cluster", action="store_true", help="three brokers, one killed")
     args = parser.parse_args(argv)
     config = ChaosConfig(**{k: v for k, v in vars(args).items()})
     config = replace(config, work_dir=defaults.work_dir / f"seed-{config.seed}-{int(time.time())}")
-    with fresh_broker(config.port, "chaos-broker") as broker:
-        report = asyncio.run(run(config, broker))
+    if config.cluster:
+        with fresh_cluster(config.port, "chaos-cluster") as cluster:
+            report = asyncio.run(run(config, cluster))
+    else:
+        with fresh_broker(config.port, "chaos-broker") as broker:
+            report = asyncio.run(run(config, broker))
     for detail in report.details:
         print(f"chaos: {detail}", file=sys.stderr)
     print(report.line())

@@ -13,6 +13,11 @@
 #   KAFKA_START_TIMEOUT    seconds to wait for readiness      (default 60)
 #   KAFKA_STOP_TIMEOUT     seconds to wait after SIGTERM      (default 20)
 #   KAFKA_LOG_LINES        lines shown by `logs`              (default 100)
+#   KAFKA_NODE_ID          this node's id in a cluster        (default 1)
+#   KAFKA_VOTERS           the controller quorum, id@host:port,... (default this node alone)
+#   KAFKA_CLUSTER_ID       the cluster id every node is formatted with (default: a new one)
+#   KAFKA_REPLICATION      replication of new and internal topics (default 1)
+#   KAFKA_MIN_ISR          min.insync.replicas, also of the transaction log (default 1)
 #   KAFKA_EXTRA_CONFIG     a file of properties appended to the rendered config (a later
 #                          key wins: e.g. another listener; tests use it for SASL_SSL)
 #   KAFKA_SCRAM_USERS      SCRAM credentials created when the storage is formatted, as
@@ -44,6 +49,10 @@ HEAP="${KAFKA_HEAP:-512m}"
 START_TIMEOUT="${KAFKA_START_TIMEOUT:-60}"
 STOP_TIMEOUT="${KAFKA_STOP_TIMEOUT:-20}"
 LOG_LINES="${KAFKA_LOG_LINES:-100}"
+NODE_ID="${KAFKA_NODE_ID:-1}"
+VOTERS="${KAFKA_VOTERS:-$NODE_ID@127.0.0.1:$CONTROLLER_PORT}"
+REPLICATION="${KAFKA_REPLICATION:-1}"
+MIN_ISR="${KAFKA_MIN_ISR:-1}"
 
 # Make the data dir absolute: the broker runs with its own working directory.
 case "$DATA_DIR" in
@@ -202,6 +211,10 @@ render_config() {
         line="${line//\$\{PORT\}/$PORT}"
         line="${line//\$\{CONTROLLER_PORT\}/$CONTROLLER_PORT}"
         line="${line//\$\{LOG_DIRS\}/$LOG_DIRS}"
+        line="${line//\$\{NODE_ID\}/$NODE_ID}"
+        line="${line//\$\{VOTERS\}/$VOTERS}"
+        line="${line//\$\{REPLICATION\}/$REPLICATION}"
+        line="${line//\$\{MIN_ISR\}/$MIN_ISR}"
         printf '%s\n' "$line" >>"$CONFIG_FILE.tmp"
     done <"$TEMPLATE"
     if [[ -n "${KAFKA_EXTRA_CONFIG:-}" ]]; then
@@ -224,6 +237,9 @@ format_storage() {
         return 0
     fi
     java_cmd
+    if [[ ! -s "$CLUSTER_ID_FILE" && -n "${KAFKA_CLUSTER_ID:-}" ]]; then
+        printf '%s\n' "$KAFKA_CLUSTER_ID" >"$CLUSTER_ID_FILE"
+    fi
     if [[ ! -s "$CLUSTER_ID_FILE" ]]; then
         local new_id
         if ! new_id="$("${JAVA_CMD[@]}" kafka.tools.StorageTool random-uuid 2>&1)" ||
