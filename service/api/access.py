@@ -9,7 +9,7 @@ token is 403 with no data, whether the shop exists or not. A missing or unknown 
 ``api_burst`` at once (a token bucket); beyond that 429 with ``Retry-After``. Operations
 routes (``/metrics``, ``/healthz``, ``/ready``) carry no customer data and stay open.
 
->>> access = Access({token_hash("t-1"): "shop:tea-1"}, rate_per_s=1.0, burst=1)
+>>> access = Access({token_hash("t-1"): "shop:tea-1"}, rate_per_s=1.0, burst=10)
 >>> access.check("Bearer t-1", "tea-1") is None
 True
 >>> access.check("Bearer t-1", "coffee-2").status

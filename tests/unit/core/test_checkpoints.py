@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from service.core import checkpoints
 from service.core.checkpoints import FORMAT, Checkpoints, running_versions
 from service.core.codec import decode, encode
 from service.core.pipeline import Pipeline
@@ -66,18 +67,31 @@ def test_a_checkpoint_of_the_previous_format_loads_the_same_models(
     assert Checkpoints(old).sizes(shop) == {name: len(blob) for name, blob in blobs.items()}
 
 
+class Recorder:
+    """Stands in for the module's logger: keeps every warning."""
+
+    def __init__(self) -> None:
+        self.warnings: list[tuple[str, dict[str, Any]]] = []
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.warnings.append((event, fields))
+
+
 def test_an_unreadable_model_is_relearned_and_the_others_kept(
-    trained: tuple[Pipeline, dict[str, Any], str], capsys: pytest.CaptureFixture[str]
+    trained: tuple[Pipeline, dict[str, Any], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, models, shop = trained
     record = decode(models[shop])
     record["models"]["cluster"] = MISSING_CLASS
     record["versions"] = {**record["versions"], "river": "0.1.0"}
     damaged = {shop: encode(record)}
+    recorder = Recorder()
+    monkeypatch.setattr(checkpoints, "get_logger", lambda name: recorder)
     loaded = Checkpoints(damaged).load(shop)
-    captured = capsys.readouterr()
-    warning = captured.out + captured.err
-    assert "checkpoint_unreadable" in warning and "0.1.0" in warning, warning
+    [(event, fields)] = recorder.warnings
+    assert event == "checkpoint_unreadable" and fields["model"] == "cluster"
+    assert fields["written_by"]["river"] == "0.1.0"
+    assert fields["running"] == running_versions()
     assert "cluster" not in loaded and set(loaded) == set(available_models()) - {"cluster"}
     pipeline = Pipeline(Settings(log_level="warning"), {}, {}, damaged, {})
     book = pipeline.book(shop)
