@@ -41,7 +41,14 @@ from service.core.customer import (
     day_number,
     subscription_status,
 )
-from service.core.events import CustomerErased, Event, Order, event_type, from_payload
+from service.core.events import (
+    Cancellation,
+    CustomerErased,
+    Event,
+    Order,
+    event_type,
+    from_payload,
+)
 from service.core.features import CustomerSnapshot, snapshot
 from service.core.keys import (
     customer_key,
@@ -72,11 +79,11 @@ from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
 from service.segments.defined import Definition, DefinitionError, validate_definition
 from service.segments.defined.live import (
-    MODEL_PREFIX,
     Reevaluation,
     ShopDefinitions,
     definitions_key,
     model_name,
+    segment_of,
 )
 from service.settings import Settings
 
@@ -275,13 +282,13 @@ class Pipeline:
         cause = Cause("erased", event.event_id, event.type_name)
         changes = []
         for name in sorted(state.segments):
-            defined = name.removeprefix(MODEL_PREFIX) if name.startswith(MODEL_PREFIX) else None
+            defined = segment_of(name)
             version = None if defined is None else book.definitions.last_version(defined)
             changes += self._move(book, state, name, None, now, cause, version)
         view = self.view(before, now)
         for model in book.models.values():
             model.forget(view)
-        self.ledger.record(event, before, _leaving(state, now), now)
+        self.ledger.record(event, before, _leaving(state, event, now), now)
         book.funnel_dirty |= book.funnel.move(journey_of(before), None, self._oldest_cohort(now))
         book.lifetime_dirty |= book.lifetime.forget(event.customer_id)
         book.schedule.set(event.customer_id, None)
@@ -832,14 +839,18 @@ def erasure_key(shop_id: str, customer_id: str) -> str:
     return shop_record_key(shop_id, f"erased|{digest}")
 
 
-def _leaving(state: CustomerState, now: datetime) -> CustomerState:
+def _leaving(state: CustomerState, erasure: CustomerErased, now: datetime) -> CustomerState:
     """``state`` as the metrics see an erased customer: a paying subscription ends now
-    (reason ``erased``), so the ledger books their churn instead of unbooking history."""
+    (a cancellation with reason ``erased``, folded like any other), so the ledger books
+    their churn instead of unbooking history."""
     leaving = state.copy()
     if subscription_status(state, now) in PAYING_STATUSES:
-        leaving.cancellations.append((now, now))
-        leaving.cancellations.sort(key=lambda pair: pair[0])
-        leaving.cancel_reason = "erased"
+        envelope = {
+            "event_id": erasure.event_id,
+            "shop_id": erasure.shop_id,
+            "customer_id": erasure.customer_id,
+        }
+        apply(leaving, Cancellation(**envelope, occurred_at=now, reason="erased", effective_at=now))
     return leaving
 
 

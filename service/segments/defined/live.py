@@ -43,6 +43,15 @@ def model_name(segment_id: str) -> str:
     return f"{MODEL_PREFIX}{segment_id}"
 
 
+def segment_of(model: str) -> str | None:
+    """The defined segment a model name stands for (None: a built-in model).
+
+    >>> segment_of("defined:green-tea-lovers"), segment_of("lifecycle")
+    ('green-tea-lovers', None)
+    """
+    return model.removeprefix(MODEL_PREFIX) if model.startswith(MODEL_PREFIX) else None
+
+
 def definitions_key(shop_id: str) -> str:
     """Key of a shop's definitions in the ``shops`` table (the shop's partition)."""
     return shop_record_key(shop_id, "definitions")
