@@ -66,9 +66,18 @@ def _optional_moment(value: int | float | None) -> datetime | None:
     return None if value is None else _moment(value)
 
 
+_MAX_CENTS = 2**63 - 1
+"""Largest amount in cents that MessagePack stores as an integer."""
+
+
 def _amount(value: float) -> int | float:
-    cents = round(value * 100)
-    return cents if cents / 100 == value else value
+    """Integer cents when exact (and storable), else the float itself: any float, even
+    one beyond every contract's maximum, encodes."""
+    cents = value * 100
+    if not abs(cents) <= _MAX_CENTS:  # also inf and nan
+        return value
+    whole = round(cents)
+    return whole if whole / 100 == value else value
 
 
 def _plan(plan: Plan) -> list[Any]:

@@ -522,6 +522,13 @@ def parse_event(
     return event if rejection is None else rejection
 
 
+def bundled_schema(name: str) -> dict[str, Any]:
+    """Schema ``name`` with its ``$ref``s inlined and annotations dropped (for tools that
+    walk a schema, such as the generator of events at every bound)."""
+    schema: dict[str, Any] = _contracts().validator(name).schema
+    return schema
+
+
 def document_error(name: str, payload: Any) -> ValidationError | None:
     """The most relevant error of ``payload`` against schema file ``name``, or None.
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import copy
 import json
 import random
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -27,6 +28,7 @@ from service.core.contracts import (
     INPUT_ROLES,
     Rejection,
     RejectReason,
+    bundled_schema,
     parse_event,
     schema_path,
 )
@@ -281,6 +283,38 @@ def _bad_timestamp(rng: random.Random, role: str, event: dict[str, Any]) -> Made
     return _encode(event), "schema_invalid"
 
 
+def _money(text: str) -> Maker:
+    """An order amount or plan price of ``text`` (a JSON number beyond the contract's
+    maximum, though within the double range)."""
+
+    def make(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
+        if role == Order.topic_role:
+            event["amount"] = "@@money@@"
+        else:
+            event["plan"]["price"] = "@@money@@"
+        return _encode(event).replace(b'"@@money@@"', text.encode()), "schema_invalid"
+
+    return make
+
+
+def _twenty_digits(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
+    """A 20-digit integer: an item quantity, or a signup's attribute (beyond 64 bits)."""
+    if role == Order.topic_role:
+        event["items"] = [{"sku": "S", "category": "c", "quantity": "@@n@@", "unit_price": 1}]
+    else:
+        event["attributes"] = {"points": "@@n@@"}
+    return _encode(event).replace(b'"@@n@@"', b"98765432109876543210"), "schema_invalid"
+
+
+def _nested_attribute(rng: random.Random, role: str, event: dict[str, Any]) -> Made:
+    """An attribute holding arrays 40 deep (parsable, but not a string list)."""
+    nested: Any = "x"
+    for _ in range(40):
+        nested = [nested]
+    event["attributes"] = {"deep": nested}
+    return _encode(event), "schema_invalid"
+
+
 _KINDS: dict[str, tuple[Maker, tuple[str, ...]]] = {
     "not_utf8": (_not_utf8, INPUT_ROLES),
     "binary_garbage": (_binary_garbage, INPUT_ROLES),
@@ -323,6 +357,11 @@ _KINDS: dict[str, tuple[Maker, tuple[str, ...]]] = {
     "negative_money": (_negative_money, (Order.topic_role, Signup.topic_role)),
     "bad_currency": (_bad_currency, (Order.topic_role, Signup.topic_role)),
     "bad_timestamp": (_bad_timestamp, INPUT_ROLES),
+    "money_1e308": (_money("1e308"), (Order.topic_role, Signup.topic_role)),
+    "money_1e18": (_money("1000000000000000000"), (Order.topic_role, Signup.topic_role)),
+    "money_just_above_maximum": (_money("1000000000.01"), (Order.topic_role, Signup.topic_role)),
+    "integer_20_digits": (_twenty_digits, (Order.topic_role, Signup.topic_role)),
+    "nested_attribute": (_nested_attribute, (Signup.topic_role,)),
 }
 KINDS: tuple[str, ...] = tuple(_KINDS)
 """The names of the kinds of bad record, each a different way of being wrong."""
@@ -359,3 +398,90 @@ def bad_records(seed: int, count: int, shop_ids: list[str]) -> list[BadRecord]:
     kinds = list(KINDS) * rounds + rng.sample(KINDS, rest)
     rng.shuffle(kinds)
     return [bad_record(rng, kind, rng.choice(shop_ids)) for kind in kinds]
+
+
+# --- valid events at the contracts' bounds --------------------------------------------------
+
+_PRINTABLE_FILL = "\u00e9x"
+"""What strings are filled with up to their longest (a non-ASCII letter among ASCII ones)."""
+
+
+def bound_events(seed: int, shop_ids: list[str]) -> list[tuple[str, dict[str, Any]]]:
+    """Valid events at the contracts' bounds, ``(topic_role, event)``, which segstream must
+    process: from every valid example of every input type, one with each string at its
+    longest, each number at its maximum and each array at its most items, and three with
+    each number at its minimum, at the smallest positive double (a subnormal), and at
+    ``-0.0`` where the minimum is 0. Each has a fresh envelope (ids at their longest)."""
+    _check_shops(shop_ids)
+    rng = random.Random(seed)
+    made = []
+    for role in INPUT_ROLES:
+        kind = EVENT_TYPES[role].type_name
+        schema = bundled_schema(kind)
+        for example in _examples(kind):
+            for extreme in ("max", "min", "subnormal", "negative_zero"):
+                event = {**copy.deepcopy(example), **_envelope(rng, kind, rng.choice(shop_ids))}
+                if "effective_at" in event:  # the example's was relative to its own time
+                    event["effective_at"] = event["occurred_at"]
+                made.append((role, _valid_bound(role, event, schema, extreme)))
+    return made
+
+
+def _valid_bound(role: str, event: dict[str, Any], schema: dict[str, Any], extreme: str) -> Any:
+    """``event`` at the bound ``extreme``; where a conditional part of the schema (a
+    paused plan's price is at most 0) refuses that, with its numbers left as they were."""
+    for numbers in (True, False):
+        bound = _at_bound(event, schema, extreme if numbers else f"{extreme}-strings")
+        for name in ("event_id", "customer_id"):  # fresh and at their longest
+            bound[name] = (event[name] + "-" + _PRINTABLE_FILL * 64)[:128]
+        if not isinstance(parse_event(_encode(bound), EVENT_TYPES[role]), Rejection):
+            return bound
+    raise RuntimeError(f"no valid {extreme} bound of {event!r}")
+
+
+def _at_bound(value: Any, schema: dict[str, Any], extreme: str) -> Any:
+    """``value`` with every part that ``schema`` bounds moved to the bound ``extreme``."""
+    if isinstance(value, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        return {
+            key: _at_bound(
+                item, properties.get(key, extra if isinstance(extra, dict) else {}), extreme
+            )
+            for key, item in value.items()
+        }
+    if isinstance(value, list):
+        items = [_at_bound(item, schema.get("items", {}), extreme) for item in value]
+        most = schema.get("maxItems")
+        if extreme.startswith("max") and most is not None and items:
+            items = (items * most)[:most]
+        return items
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return value
+    if isinstance(value, str):
+        return _longest(value, schema) if extreme.startswith("max") else value
+    return value if extreme.endswith("-strings") else _number(value, schema, extreme)
+
+
+def _number(value: float, schema: dict[str, Any], extreme: str) -> float:
+    """``value`` at its maximum or minimum; where the minimum is 0 (money), also the
+    smallest positive double (a subnormal) or ``-0.0``."""
+    high: float | None = schema.get("maximum")
+    low: float | None = schema.get("minimum")
+    if extreme == "max":
+        return value if high is None else high
+    if extreme == "min" or low != 0 or schema.get("type") == "integer":
+        return value if low is None else low
+    return 5e-324 if extreme == "subnormal" else -0.0
+
+
+def _longest(value: str, schema: dict[str, Any]) -> str:
+    """``value`` filled up to ``maxLength`` where the schema's pattern still holds."""
+    most = schema.get("maxLength")
+    if most is None or "enum" in schema or "const" in schema or "format" in schema:
+        return value
+    longer: str = (value + _PRINTABLE_FILL * most)[:most]
+    pattern = schema.get("pattern")
+    if pattern is not None and not re.search(pattern.replace("$", r"\Z"), longer):
+        return value
+    return longer

@@ -1,7 +1,9 @@
-"""Bad input at volume through a real worker: every one of thousands of broken records (32
-kinds, up to ~0.9 MB) is in the dead-letter topic with its reason and its bytes (whole,
-or a bounded prefix with the full size and SHA-256), every good event between them is
-processed, and the worker keeps running."""
+"""Bad input at volume through a real worker: every one of thousands of broken records (37
+kinds, up to ~0.9 MB, numbers beyond the contracts' maxima among them) is in the
+dead-letter topic with its reason and its bytes (whole, or a bounded prefix with the full
+size and SHA-256), every good event between them is processed (events with every field at
+its schema bounds among them: longest strings, maximum, minimum, subnormal and -0.0
+numbers), and the worker keeps running."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ from harness.kafka_io import consume_all
 from harness.workers import WorkerProcess, isolated_settings
 from service.core.contracts import role_for, validate_output
 from service.stream.topics import ensure_topics
-from service.tools.badinput import bad_records
+from service.tools.badinput import bad_records, bound_events
 from service.tools.publish import Record, publish
 from service.tools.simulation.generator import SimulationConfig, generate
 
@@ -50,6 +52,7 @@ async def test_every_bad_record_is_dead_lettered_and_every_good_one_processed(
     shop_ids = sorted({event["shop_id"] for event in good})
     bad = bad_records(seed=8, count=CASES, shop_ids=shop_ids)
     step = max(1, len(bad) // len(good))
+    good += [event for _, event in bound_events(seed=8, shop_ids=shop_ids)]
     pending = list(good)
     records: list[Record] = []
     for n, item in enumerate(bad):  # a good event after every ``step`` bad ones

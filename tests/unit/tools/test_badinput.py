@@ -16,7 +16,14 @@ from service.core.contracts import (
     Rejection,
     parse_event,
 )
-from service.tools.badinput import KINDS, LARGEST_RECORD, bad_record, bad_records, valid_event
+from service.tools.badinput import (
+    KINDS,
+    LARGEST_RECORD,
+    bad_record,
+    bad_records,
+    bound_events,
+    valid_event,
+)
 
 SHOPS = ["roastery-42", "tea.house_7", "SnackBox"]
 
@@ -125,3 +132,25 @@ def test_valid_events_are_valid() -> None:
 def test_invalid_shop_ids_are_refused(shops: list[str]) -> None:
     with pytest.raises(ValueError, match="shop"):
         bad_records(0, 10, shops)
+
+
+def test_events_at_every_bound_are_valid_and_reach_each_bound() -> None:
+    """The worker must process these (the integration bad-input run sends them among the
+    broken ones): every one valid, and the numeric extremes and longest values present."""
+    made = bound_events(3, SHOPS)
+    assert {role for role, _ in made} == set(INPUT_ROLES)
+    texts = []
+    for role, event in made:
+        raw = json.dumps(event, ensure_ascii=False).encode()
+        assert len(raw) <= MAX_EVENT_BYTES
+        assert not isinstance(parse_event(raw, EVENT_TYPES[role]), Rejection), event
+        texts.append(raw)
+    amounts = [event.get("amount") for role, event in made if role == "orders"]
+    assert {1_000_000_000, 5e-324, 0} <= set(amounts)
+    assert any(str(a) == "-0.0" for a in amounts)
+    assert any(len(e["customer_id"]) == 128 and len(e["event_id"]) == 128 for _, e in made)
+    preferences = [
+        e["attributes"]["preferences"] for _, e in made if "preferences" in e.get("attributes", {})
+    ]
+    assert any(len(p) == 32 and all(len(tag) == 256 for tag in p) for p in preferences)
+    assert len({e["event_id"] for _, e in made}) == len(made)
