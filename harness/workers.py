@@ -31,6 +31,16 @@ PLATFORM_TOKEN = "sst_test-platform-token"
 it unless told otherwise)."""
 SHOP_TOKENS = {"sst_test-shop-token": "shop:coffee-roaster-1"}
 """More tokens the test workers accept, with their scopes (one shop's)."""
+FAULTS = REPO_ROOT / "harness" / "faults"
+
+
+def faulty_env(fault_dir: Path) -> dict[str, str]:
+    """The environment of a worker started with the faults of :mod:`harness.faults`,
+    switched by files in ``fault_dir``."""
+    return {
+        "PYTHONPATH": os.pathsep.join([str(FAULTS), str(REPO_ROOT)]),
+        "FAULT_DIR": str(fault_dir),
+    }
 
 
 def _authorization(token: str | None) -> dict[str, str]:
@@ -219,6 +229,21 @@ class WorkerProcess:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(timeout=30)
+
+    def terminate(self, within_s: float) -> float:
+        """SIGTERM; the seconds until the process ended, failing (and killing it) when it
+        takes longer than ``within_s``."""
+        assert self.process is not None and self.process.poll() is None
+        started = time.monotonic()
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=within_s)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(
+                f"still running {within_s} s after SIGTERM\n{self.log_tail()}"
+            ) from None
+        return time.monotonic() - started
 
     def stop(self) -> None:
         """SIGTERM and wait (kill after 30 s)."""

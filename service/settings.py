@@ -101,6 +101,12 @@ class Settings(BaseSettings):
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."
     )
+    stall_retry_max_s: float = Field(
+        300.0,
+        ge=1,
+        description="Longest wait before a stalled partition tries again (the first after 5 s, "
+        "then doubling up to this).",
+    )
     store: Literal["memory", "rocksdb"] = Field(
         "rocksdb", description="Local table store; the changelog topic is the source of truth."
     )

@@ -10,7 +10,7 @@ contract is ``deploy/openapi.json``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,7 +30,7 @@ from service.experiments import ExperimentError
 from service.observability import telemetry
 from service.segments.defined import DefinitionError
 from service.settings import Settings
-from service.stream.wiring import Wiring
+from service.stream.wiring import Stall, Wiring
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 """Prometheus text format (aiohttp adds the charset itself)."""
@@ -100,14 +100,23 @@ async def _now(answer: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]
     return answer
 
 
-def readiness(app: faust.App) -> dict[str, Any]:
-    """Ready means: not rebalancing, and tables recovered from their changelogs."""
+def serving(app: faust.App) -> bool:
+    """Whether the tables may be read: not rebalancing, recovered from their changelogs."""
     recovered = app.tables.recovery.completed.is_set()  # type: ignore[attr-defined]
-    rebalancing = bool(app.rebalancing)
-    in_recovery = bool(app.in_recovery)
-    ready = recovered and not rebalancing and not in_recovery
+    return recovered and not app.rebalancing and not app.in_recovery
+
+
+def readiness(app: faust.App, stalls: Mapping[int, Stall]) -> dict[str, Any]:
+    """Ready means: the tables may be read (:func:`serving`), and no partition is stalled
+    (each stalled one is listed with its reason)."""
+    ready = serving(app) and not stalls
     telemetry.set_ready(ready)
-    return {"ready": ready, "rebalancing": rebalancing, "recovering": in_recovery}
+    return {
+        "ready": ready,
+        "rebalancing": bool(app.rebalancing),
+        "recovering": bool(app.in_recovery),
+        "stalled": [{"partition": p, **stalls[p].report()} for p in sorted(stalls)],
+    }
 
 
 def answer(view: View, query: Callable[[], dict[str, Any]]) -> Response:
@@ -210,7 +219,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
-        readiness(app)
+        readiness(app, wiring.runner.stalls)
         return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
 
     @app.page("/templates")
@@ -223,7 +232,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
-        state = readiness(app)
+        state = readiness(app, wiring.runner.stalls)
         return web.json(state, status=200 if state["ready"] else 503)
 
 
@@ -307,7 +316,7 @@ async def _elsewhere(
         return web.json({"error": "unavailable", "detail": detail}, status=503)
     if URL(owner) != URL(route.own_url):
         return await proxy(app, owner, web, request, body)
-    if not readiness(app)["ready"]:
+    if not serving(app):
         detail = "this worker is restoring the shop's tables; retry shortly"
         return web.json({"error": "unavailable", "detail": detail}, status=503)
     return None

@@ -141,6 +141,13 @@ MODEL_QUALITY = Snapshot(
     "Quality of a learned model, by model and metric (roc_auc, log_loss, brier, silhouette, ...).",
     REGISTRY,
 )
+PARTITION_STALLED_SINCE = Snapshot(
+    "segstream_partition_stalled_since_seconds",
+    "Per input partition this worker stopped processing (a failure no single record "
+    "explains, or commits that keep failing): the Unix time it stalled. /ready names the "
+    "reason; the partition retries by itself. No series: nothing stalled.",
+    REGISTRY,
+)
 MODEL_SIZE_BYTES = Snapshot(
     "segstream_model_size_bytes",
     "Serialized size of a learned model's checkpoints, summed over this worker's shops.",
@@ -162,6 +169,11 @@ class WindowRates:
 def set_ready(ready: bool) -> None:
     """Record the worker's readiness (see ``service.stream.wiring.readiness``)."""
     WORKER_READY.set(1 if ready else 0)
+
+
+def set_stalled(since: Mapping[int, float]) -> None:
+    """Replace the stalled-partition series with ``{partition: Unix time it stalled}``."""
+    PARTITION_STALLED_SINCE.replace({(("partition", str(p)),): t for p, t in since.items()})
 
 
 def set_consumer_lag(lag: Mapping[tuple[str, int], int]) -> None:

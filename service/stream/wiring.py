@@ -46,6 +46,16 @@ QUIESCE_S = 10.0
 MAX_LETTER_KEY = 1024
 """A dead letter is keyed by the original key up to this size (unkeyed beyond: the key
 itself, bounded, is inside the letter)."""
+MAX_ERROR_STREAK = 10
+"""Consecutive records of one partition the pipeline may fail on before the failure is
+taken for the worker's own (a bug every record meets) rather than the records': the
+partition then stalls instead of dead-lettering its whole input."""
+MAX_COMMIT_ATTEMPTS = 8
+"""Failed commits of one batch in a row (each after a backoff) before its partition stalls:
+a record the broker refuses (too large) fails every attempt."""
+STALL_FIRST_RETRY_S = 5.0
+"""The first wait before a stalled partition tries again; each next one doubles, up to
+``Settings.stall_retry_max_s``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +224,21 @@ class _RerunError(Exception):
     """A record failed inside the pipeline: undo the batch, run it again without it."""
 
 
+@dataclass(slots=True)
+class Stall:
+    """Why a partition stopped, since when (epoch seconds), and when it tries again
+    (event-loop time)."""
+
+    reason: str
+    since: float
+    attempts: int
+    retry_at: float
+
+    def report(self) -> dict[str, Any]:
+        """The stall as ``/ready`` shows it."""
+        return {"reason": self.reason, "since": self.since, "attempts": self.attempts}
+
+
 class BatchRunner:
     """Runs batches of input records through the pipeline and commits them per partition."""
 
@@ -236,7 +261,13 @@ class BatchRunner:
         self.topics = sorted([*expected, self.definitions])
         """Every topic the worker reads: the input events' and the segment definitions'."""
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
-        self._poison: dict[tuple[str, int], str] = {}
+        self._poison: dict[int, dict[tuple[str, int], str]] = defaultdict(dict)
+        """Per partition: the records (topic, offset) the pipeline failed on, and why."""
+        self._streaks: dict[int, int] = {}
+        """Per partition: how many of its last committed records in a row failed."""
+        self.stalls: dict[int, Stall] = {}
+        """Partitions stopped by a failure that is not one record's (see :meth:`_stall`)."""
+        self._retries: dict[int, asyncio.Task[None]] = {}
         self._pending: dict[int, dict[str, Pending]] = {}
         """Each partition's table writes between its batch's processing and commit."""
         self.ready = False
@@ -277,11 +308,19 @@ class BatchRunner:
         held = await self._quiesce(QUIESCE_S)
         try:
             self._forget_reads()
+            self._forget_stalls(partitions)
             await self.checkpoint.assign(partitions)
         finally:
             for lock in held:
                 lock.release()
         telemetry.REBALANCES.inc()
+
+    def _forget_stalls(self, kept: set[int]) -> None:
+        """Stalls of partitions this worker no longer owns are their new owner's now."""
+        for partition in set(self.stalls) - kept:
+            del self.stalls[partition]
+            self._streaks.pop(partition, None)
+        telemetry.set_stalled({p: s.since for p, s in self.stalls.items()})
 
     async def _quiesce(self, within_s: float) -> list[asyncio.Lock]:
         """Take every partition's lock, waiting at most ``within_s`` in all; the ones taken."""
@@ -359,32 +398,55 @@ class BatchRunner:
             await self._run(partition, events)
 
     async def _run(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
+        if self._waiting(partition):
+            telemetry.RECORDS_REFETCHED.inc(len(events))  # read again when it retries
+            return
         if self.guard is not None and partition in self.checkpoint.partitions:
             committed = Progress.load(self.tables["shops"], partition).offsets
             events = await self.guard.admit(partition, events, committed)
+        attempts = 0
         while partition in self.checkpoint.partitions:
             try:
                 work, outcomes = self._process(partition, events)
             except _RerunError:
                 self._undo(partition)
                 continue
+            except Exception as error:  # after the records: flushing or encoding the batch
+                self._undo(partition)
+                if self._blame(partition, events, error):
+                    continue
+                self._stall(partition, _describe(error))
+                return
             if not work.offsets:
+                return
+            streak, trailing = _streaks(self._streaks.get(partition, 0), outcomes)
+            if streak >= MAX_ERROR_STREAK:
+                self._undo(partition)
+                last = next(o.dead_letter for o, _ in reversed(outcomes) if _failed(o))
+                detail = last.detail if last is not None else "?"
+                self._stall(partition, f"{streak} records in a row failed; the last: {detail}")
                 return
             try:
                 written = await self.checkpoint.commit(work)
             except FencedError:
                 self._undo(partition)
                 return
-            except RetryError:
+            except RetryError as error:
                 self._undo(partition)
+                attempts += 1
+                if attempts >= MAX_COMMIT_ATTEMPTS:
+                    self._stall(partition, f"{attempts} commits in a row failed: {error}")
+                    return
                 continue
             self._apply(partition, written)
+            self._streaks[partition] = trailing
+            self._poison.pop(partition, None)
+            self._resume(partition)
             count(outcomes)
-            self._poison.clear()
             return
 
     def _process(
-        self, partition: int, events: list[faust.types.EventT[Any]]
+        self, partition: int, events: Sequence[faust.types.EventT[Any]], probe: bool = False
     ) -> tuple[Work, list[tuple[Outcome, float]]]:
         shops = self.tables["shops"]
         progress = Progress.load(shops, partition)
@@ -399,40 +461,129 @@ class BatchRunner:
                 continue
             started = time.perf_counter()
             source = Source(message.topic, partition, message.offset)
-            outcome = self._handle(event, source)
-            work.outputs += output_records(self.settings, outcome)
+            outcome, outputs = self._handle(event, source)
+            work.outputs += outputs
             progress.note(message.topic, message.offset, outcome)
             work.offsets[message.topic] = message.offset + 1
             outcomes.append((outcome, time.perf_counter() - started))
-        if work.offsets:
+        if work.offsets or probe:  # a probe writes even for no record (see _blame)
             self.pipeline.flush()
             progress.save(shops, partition)
             work.writes, self._pending[partition] = self._writes(partition)
         return work, outcomes
 
-    def _handle(self, event: faust.types.EventT[Any], source: Source) -> Outcome:
-        """The pipeline's outcome; a record the pipeline fails on (a bug) is dead-lettered,
-        and the batch re-runs without it, so none of its half-made writes commit."""
-        poisoned = self._poison.get((source.topic, source.offset))
+    def _handle(
+        self, event: faust.types.EventT[Any], source: Source
+    ) -> tuple[Outcome, list[Record]]:
+        """The pipeline's outcome and its output records; a record the pipeline fails on
+        (a bug, or a value it cannot represent) is dead-lettered, and the batch re-runs
+        without it, so none of its half-made writes commit."""
+        poisoned = self._poison[source.partition].get((source.topic, source.offset))
         if poisoned is not None:
             letter = DeadLetter("processing_error", poisoned, source, event.key, event.value)
             kind = self.expected.get(source.topic)
             name = DEFINITION if kind is None else kind.type_name
-            return Outcome("dead_lettered", event_type=name, dead_letter=letter)
+            outcome = Outcome("dead_lettered", event_type=name, dead_letter=letter)
+            return outcome, output_records(self.settings, outcome)
         try:
             if source.topic == self.definitions:
-                return self.pipeline.define(event.key, event.value, source)
-            return self.pipeline.handle(event.value, self.expected[source.topic], source, event.key)
+                outcome = self.pipeline.define(event.key, event.value, source)
+            else:
+                kind = self.expected[source.topic]
+                outcome = self.pipeline.handle(event.value, kind, source, event.key)
+            return outcome, output_records(self.settings, outcome)
         except Exception as error:
-            log.exception(
-                "processing_error",
-                topic=source.topic,
-                partition=source.partition,
-                offset=source.offset,
-            )
-            detail = f"{type(error).__name__}: {error}"[:500]
-            self._poison[(source.topic, source.offset)] = detail
+            self._poisoned(source, error)
             raise _RerunError from error
+
+    def _poisoned(self, source: Source, error: Exception) -> None:
+        """Remember that the record at ``source`` fails, so its re-run dead-letters it."""
+        log.error(
+            "processing_error",
+            topic=source.topic,
+            partition=source.partition,
+            offset=source.offset,
+            error=_describe(error),
+            exc_info=error,
+        )
+        self._poison[source.partition][(source.topic, source.offset)] = _describe(error)
+
+    def _blame(
+        self, partition: int, events: Sequence[faust.types.EventT[Any]], error: Exception
+    ) -> bool:
+        """Find the record whose effects made the batch fail after its records were
+        handled (flushing books, encoding states): the shortest failing prefix of the
+        batch ends with it. Each probe is undone. True when a record was blamed (or the
+        failure did not come again): run the batch again; False when even no record
+        fails, which is not any record's fault."""
+
+        def fails(count: int) -> bool:
+            try:
+                self._process(partition, events[:count], probe=True)
+            except _RerunError:
+                return False  # cannot happen: the full batch handled every record
+            except Exception:
+                return True
+            finally:
+                self._undo(partition)
+            return False
+
+        if fails(0):
+            return False
+        low, high = 0, len(events)  # the first ``low`` records pass; all ``high`` fail
+        if not fails(high):
+            log.warning("batch_failure_not_repeated", partition=partition, error=_describe(error))
+            return True
+        while high - low > 1:
+            middle = (low + high) // 2
+            if fails(middle):
+                high = middle
+            else:
+                low = middle
+        message = events[high - 1].message
+        if (message.topic, message.offset) in self._poison[partition]:
+            return False  # it fails although that record is dead-lettered: not its fault
+        self._poisoned(Source(message.topic, partition, message.offset), error)
+        return True
+
+    def _waiting(self, partition: int) -> bool:
+        """Whether ``partition`` is stalled and its next try has not come."""
+        stall = self.stalls.get(partition)
+        return stall is not None and asyncio.get_running_loop().time() < stall.retry_at
+
+    def _stall(self, partition: int, reason: str) -> None:
+        """Stop the partition loudly: nothing of it is committed, ``/ready`` and a gauge
+        name it, and it tries again (from its committed offsets) after a growing wait."""
+        self._poison.pop(partition, None)  # the retry tries every record again
+        loop = asyncio.get_running_loop()
+        previous = self.stalls.get(partition)
+        attempts = 1 if previous is None else previous.attempts + 1
+        first, longest = STALL_FIRST_RETRY_S, self.settings.stall_retry_max_s
+        wait = min(first * 2 ** (attempts - 1), longest)
+        since = time.time() if previous is None else previous.since
+        self.stalls[partition] = Stall(reason, since, attempts, loop.time() + wait)
+        telemetry.set_stalled({p: s.since for p, s in self.stalls.items()})
+        log.error("partition_stalled", partition=partition, reason=reason, retry_in_s=wait)
+        running = self._retries.get(partition)
+        if running is None or running.done():
+            self._retries[partition] = loop.create_task(self._retry(partition, wait))
+
+    async def _retry(self, partition: int, after_s: float) -> None:
+        """After ``after_s``, read the stalled partition again from its committed offsets."""
+        await asyncio.sleep(after_s)
+        async with self.locks[partition]:
+            if partition not in self.stalls or partition not in self.checkpoint.partitions:
+                return
+            if self.guard is not None:
+                committed = Progress.load(self.tables["shops"], partition).offsets
+                await self.guard.restart(partition, self.topics, committed)
+
+    def _resume(self, partition: int) -> None:
+        """A batch of the partition committed: it is no longer stalled."""
+        stall = self.stalls.pop(partition, None)
+        if stall is not None:
+            telemetry.set_stalled({p: s.since for p, s in self.stalls.items()})
+            log.warning("partition_resumed", partition=partition, stalled_for=stall.reason)
 
     def _writes(self, partition: int) -> tuple[list[Record], dict[str, Pending]]:
         """The partition's pending table writes as changelog records (progress last), and
@@ -464,6 +615,26 @@ class BatchRunner:
         for table in self.tables.values():
             table.discard(partition)
         self.pipeline.forget_shops()
+
+
+def _describe(error: BaseException) -> str:
+    """An exception in one bounded line, for a dead letter or a stall."""
+    return f"{type(error).__name__}: {error}"[:500]
+
+
+def _failed(outcome: Outcome) -> bool:
+    letter = outcome.dead_letter
+    return letter is not None and letter.reason == "processing_error"
+
+
+def _streaks(before: int, outcomes: Sequence[tuple[Outcome, float]]) -> tuple[int, int]:
+    """The longest run of failed records, counting ``before`` failed ones ahead of the
+    batch, and the run the batch ends with (what the next batch continues)."""
+    longest = current = before
+    for outcome, _ in outcomes:
+        current = current + 1 if _failed(outcome) else 0
+        longest = max(longest, current)
+    return longest, current
 
 
 def output_records(settings: Settings, outcome: Outcome) -> list[Record]:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
+import os
+import signal
+import threading
 import time
 
 import faust
@@ -69,12 +73,51 @@ def run_worker(settings: Settings) -> None:
     wiring = wire(app, settings)
     register_views(wiring, settings)
     register_timers(wiring, settings, input_topics(settings))
-    worker = faust.Worker(
+    worker = BoundedWorker(
         app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False
     )
     worker.spinner = None
     tune_garbage_collector()
     worker.execute_from_commandline()
+
+
+SHUTDOWN_TIMEOUT_S = 20.0
+"""Longest a worker takes to end after SIGTERM or SIGINT. Faust's clean stop usually takes
+a few seconds, but waits for every fetched record to be acknowledged first, and one that
+never is (an agent that crashed mid-batch) made it hang for minutes (faust-streaming #501,
+#162; robinhood/faust #484). A stop that takes longer is cut short: nothing is lost, since
+whatever the worker had not committed is read again by the partitions' next owner, as after
+a SIGKILL."""
+SHUTDOWN_TIMEOUT_EXIT = 70
+"""The exit status of a worker whose clean stop took too long (EX_SOFTWARE)."""
+
+
+class BoundedWorker(faust.Worker):
+    """Faust's worker, whose shutdown ends within :data:`SHUTDOWN_TIMEOUT_S`."""
+
+    def _schedule_shutdown(self, signal: signal.Signals) -> None:
+        _exit_after(SHUTDOWN_TIMEOUT_S)
+        super()._schedule_shutdown(signal)
+
+
+def _exit_after(seconds: float) -> None:
+    """End the process in ``seconds`` unless it has ended by then (a daemon thread: the
+    event loop may be what hangs)."""
+
+    def expire() -> None:
+        get_logger(__name__).error("shutdown_timeout", after_s=seconds)
+        logging_flush()
+        os._exit(SHUTDOWN_TIMEOUT_EXIT)
+
+    timer = threading.Timer(seconds, expire)
+    timer.daemon = True
+    timer.start()
+
+
+def logging_flush() -> None:
+    """Flush the log handlers (``os._exit`` skips it)."""
+    for handler in logging.getLogger().handlers:
+        handler.flush()
 
 
 GC_THRESHOLDS = (10_000, 20, 20)

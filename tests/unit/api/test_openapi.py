@@ -49,7 +49,7 @@ from service.segments.defined.templates import TEMPLATES
 from service.segments.lifecycle import STAGES
 from service.segments.rfm import SEGMENTS
 from service.settings import DEFINITIONS_ROLE, Settings
-from service.stream.wiring import Wiring
+from service.stream.wiring import Stall, Wiring
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
@@ -529,11 +529,13 @@ class Worker:
         runner: asyncio.Runner,
         topic: DefinitionsTopic | None = None,
         settings: Settings = SETTINGS,
+        stalls: dict[int, Stall] | None = None,
         **app: bool,
     ) -> Worker:
         stand_in = StandInApp(**app)
         topic = DefinitionsTopic(pipeline) if topic is None else topic
-        wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline))
+        runner_ = SimpleNamespace(stalls=stalls or {})
+        wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline, runner=runner_))
         with patch.object(api, "DefinitionWriter", lambda settings: topic):
             api.register_views(wiring, settings)
         return cls(stand_in, runner, topic)
@@ -1070,9 +1072,21 @@ def test_health_and_readiness_match_their_schemas(
     health = shop.worker.get("/healthz")
     ready = shop.worker.get("/ready")
     recovering = Worker.serving(shop.pipeline, runner, recovering=True).get("/ready")
+    stall = Stall("ValueError: every record fails", 1.7e9, 2, 0.0)
+    stalled = Worker.serving(shop.pipeline, runner, stalls={3: stall}).get("/ready")
     assert (health.status, ready.status, recovering.status) == (200, 200, 503)
-    for path, reply in (("/healthz", health), ("/ready", ready), ("/ready", recovering)):
+    assert stalled.status == 503
+    assert stalled.body["stalled"] == [
+        {"partition": 3, "reason": stall.reason, "since": 1.7e9, "attempts": 2}
+    ]
+    for path, reply in [("/healthz", health)] + [
+        ("/ready", r) for r in (ready, recovering, stalled)
+    ]:
         assert_documented(spec, registry, path, reply)
+    shop_view = Worker.serving(shop.pipeline, runner, stalls={3: stall}).get(
+        SIZES, None, shop_id=shop.shop_id
+    )
+    assert shop_view.status == 200, "a stalled partition does not keep the others' shops unread"
 
 
 def test_the_templates_match_their_schema_and_list_every_template(

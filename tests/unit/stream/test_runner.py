@@ -5,6 +5,7 @@ is dead-lettered without its half-made writes."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -18,6 +19,7 @@ from service.core.events import Cancellation, Order, format_time
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
 from service.settings import Settings
+from service.stream import wiring
 from service.stream.checkpoint import FencedError
 from service.stream.gaps import GapGuard
 from service.stream.topics import TABLES
@@ -351,3 +353,146 @@ async def test_a_rebalance_waits_for_work_in_flight_before_it_replaces_the_produ
     assert order[-1] == "producers replaced"
     stuck.set()
     await holder
+
+
+def mixed(*customers: str) -> list[Any]:
+    """One order per customer, at offsets 0, 1, ... in order."""
+    return [
+        Event(Message(ORDERS, PARTITION, n), order(n, customer), SHOP.encode())
+        for n, customer in enumerate(customers)
+    ]
+
+
+def letters_of(checkpoint: FakeCheckpoint) -> list[dict[str, Any]]:
+    return [
+        json.loads(record.value or b"")
+        for work in checkpoint.committed
+        for record in work.outputs
+        if record.topic == SETTINGS.topic("dead_letters")
+    ]
+
+
+async def test_a_record_whose_state_cannot_be_stored_is_found_and_dead_lettered(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failure comes after every record was handled (encoding the batch's writes), so
+    no record raised: the runner bisects the batch to the one that made it fail."""
+    from service.stream import tables as table_module
+
+    original = table_module.encode_state
+
+    def encode_state(state: Any) -> bytes:
+        if state.customer_id == "c-bad":
+            raise OverflowError("cannot convert float infinity to integer")
+        return original(state)
+
+    monkeypatch.setattr(table_module, "encode_state", encode_state)
+    batches, tables = runner(checkpoint)
+    await batches.run(mixed("c-1", "c-2", "c-3", "c-bad", "c-4", "c-5", "c-6"))
+    (letter,) = letters_of(checkpoint)
+    assert (letter["reason"], letter["source"]["offset"]) == ("processing_error", 3)
+    assert letter["detail"] == "OverflowError: cannot convert float infinity to integer"
+    assert base64.b64decode(letter["original_value_b64"]) == order(3, "c-bad")
+    assert f"{SHOP}/c-bad" not in tables["customers"]
+    assert all(f"{SHOP}/c-{n}" in tables["customers"] for n in range(1, 7))
+    assert not batches.stalls
+
+
+async def test_a_failure_no_record_explains_stalls_the_partition_until_it_is_gone(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Flushing fails even with no record in the batch: not any record's fault. Nothing
+    commits, the partition is named with the reason, and once the fault is gone its
+    next try commits everything."""
+    monkeypatch.setattr(wiring, "STALL_FIRST_RETRY_S", 0.0)
+    batches, tables = runner(checkpoint)
+    original = batches.pipeline.flush
+
+    def broken() -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batches.pipeline, "flush", broken)
+    await batches.run(events(0, 1))
+    assert checkpoint.committed == [] and letters_of(checkpoint) == []
+    stall = batches.stalls[PARTITION]
+    assert stall.reason == "OSError: [Errno 28] No space left on device"
+    monkeypatch.setattr(batches.pipeline, "flush", original)
+    await batches.run(events(0, 1))
+    assert order_count(tables) == 2 and not batches.stalls
+
+
+async def test_a_bug_every_record_meets_stalls_instead_of_dead_lettering_everything(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches, tables = runner(checkpoint)
+
+    def handle(*args: Any) -> Outcome:
+        raise KeyError("a bug in every order")
+
+    await batches.run(events(0))  # one good order first
+    monkeypatch.setattr(batches.pipeline, "handle", handle)
+    await batches.run(events(*range(1, wiring.MAX_ERROR_STREAK - 2)))  # below the limit: letters
+    assert len(letters_of(checkpoint)) == wiring.MAX_ERROR_STREAK - 3
+    assert not batches.stalls
+    committed = len(checkpoint.committed)
+    await batches.run(events(*range(wiring.MAX_ERROR_STREAK - 2, 40)))
+    assert len(checkpoint.committed) == committed, "the streak crossed the limit: no commit"
+    assert "records in a row failed" in batches.stalls[PARTITION].reason
+    assert "KeyError" in batches.stalls[PARTITION].reason
+    assert order_count(tables) == 1
+    monkeypatch.undo()  # the bug is fixed: the retry handles every record again
+    batches.stalls[PARTITION].retry_at = 0.0
+    await batches.run(events(*range(wiring.MAX_ERROR_STREAK - 2, 40)))
+    assert order_count(tables) == 40 - (wiring.MAX_ERROR_STREAK - 2) + 1
+    assert not batches.stalls
+
+
+async def test_a_stalled_partition_drops_its_records_until_its_retry(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Until the retry time, records of a stalled partition are set aside (the retry reads
+    them again from the committed offsets): none is processed out of order."""
+    batches, tables = runner(checkpoint)
+    monkeypatch.setattr(batches.pipeline, "flush", lambda: (_ for _ in ()).throw(OSError()))
+    await batches.run(events(0))
+    assert PARTITION in batches.stalls
+    monkeypatch.undo()
+    await batches.run(events(1, 2))  # the retry is 5 s away
+    assert checkpoint.committed == [] and f"{SHOP}/c-1" not in tables["customers"]
+
+
+async def test_commits_that_keep_failing_stall_the_partition(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches, _ = runner(checkpoint)
+    checkpoint.fail = wiring.MAX_COMMIT_ATTEMPTS
+    await batches.run(events(0))
+    assert checkpoint.committed == []
+    assert batches.stalls[PARTITION].reason.startswith(
+        f"{wiring.MAX_COMMIT_ATTEMPTS} commits in a row failed"
+    )
+
+
+async def test_a_poisoned_offset_is_only_its_own_partitions() -> None:
+    """Offsets repeat across partitions: a record failing at offset 0 of one partition
+    does not dead-letter offset 0 of another."""
+    other_shop = next(
+        s for s in (f"tea-{n}" for n in range(2, 99)) if shop_partition(s, 4) != PARTITION
+    )
+    other = shop_partition(other_shop, 4)
+    checkpoint = FakeCheckpoint(SETTINGS, assigned={PARTITION, other})
+    batches, tables = runner(checkpoint)
+    bad = Event(Message(ORDERS, PARTITION, 0), order(0), SHOP.encode())
+    good_value = order(0).replace(SHOP.encode(), other_shop.encode())
+    good = Event(Message(ORDERS, other, 0), good_value, other_shop.encode())
+    original = batches.pipeline.handle
+
+    def handle(raw: bytes | None, *args: Any) -> Outcome:
+        if raw is not None and SHOP.encode() + b'"' in raw:
+            raise ValueError("only this shop's")
+        return original(raw, *args)
+
+    batches.pipeline.handle = handle  # type: ignore[method-assign]
+    await batches.run([bad, good])
+    assert [letter["source"]["partition"] for letter in letters_of(checkpoint)] == [PARTITION]
+    assert tables["customers"][f"{other_shop}/c-1"].order_count == 1

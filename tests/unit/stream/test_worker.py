@@ -3,15 +3,17 @@ and tells its peers an address they can reach."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import pytest
 from pydantic import ValidationError
 
-from harness.workers import free_port
+from harness.workers import REPO_ROOT, free_port
 from service.settings import Settings
 from service.stream.app import create_app
-from service.stream.worker import StartupError, prepare_topics
+from service.stream.worker import SHUTDOWN_TIMEOUT_EXIT, StartupError, prepare_topics
 
 
 def test_an_unreachable_broker_is_waited_for_then_reported() -> None:
@@ -38,3 +40,21 @@ def test_sasl_without_credentials_is_refused_with_what_to_set() -> None:
         kafka_security_protocol="SASL_SSL", kafka_username="u", kafka_password="hunter2"
     ).model_dump_json()
     assert "hunter2" not in masked
+
+
+def test_a_stop_that_hangs_is_cut_short_at_the_shutdown_bound() -> None:
+    """What SIGTERM starts: a process whose clean stop never ends exits on its own, with a
+    status saying so and the reason logged."""
+    program = (
+        "import time\n"
+        "from service.stream import worker\n"
+        "worker._exit_after(0.3)\n"
+        "time.sleep(30)\n"  # a stop that hangs
+    )
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, timeout=20, cwd=REPO_ROOT
+    )
+    assert done.returncode == SHUTDOWN_TIMEOUT_EXIT
+    assert time.monotonic() - started < 10
+    assert b"shutdown_timeout" in done.stdout + done.stderr
