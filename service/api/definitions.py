@@ -21,12 +21,20 @@ from service.api.bodies import definition_payload
 from service.api.edge import BadRequestError, NotFoundError, shown
 from service.core.keys import shop_partition
 from service.core.pipeline import MAX_DEFINITIONS, Pipeline
-from service.segments.defined import Definition, check_segment_names, validate_definition
+from service.segments.defined import (
+    Definition,
+    DefinitionError,
+    check_segment_names,
+    validate_definition,
+)
 from service.segments.defined.live import ShopDefinitions, definitions_key, model_name
 from service.segments.defined.templates import TEMPLATES
 from service.settings import DEFINITIONS_ROLE, Settings
 from service.stream.kafka import connection_options
 
+PREVIEW = "preview"
+"""The segment id no segment may have: ``/definitions/preview`` is the preview route (a
+concrete path matches before ``/definitions/{segment_id}``, as OpenAPI reads them)."""
 APPLY_WAIT_S = 10.0
 """How long a write waits for the worker to apply it before answering 202."""
 POLL_S = 0.05
@@ -118,6 +126,8 @@ async def create(
     may: the worker would refuse it, and the write would never be applied)."""
     payload = definition_payload(body, shop_id)
     segment_id = str(payload.get("segment_id", ""))
+    if segment_id == PREVIEW:
+        raise DefinitionError("segment_id", f"{PREVIEW!r} is reserved: it is the preview route")
     definitions = live(pipeline, shop_id)
     if segment_id in definitions.rules:
         raise ConflictError(

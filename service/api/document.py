@@ -11,7 +11,8 @@ component schemas are generated instead:
   for its references, and ``SegmentRule.catalogue``: the fields a condition may name, by
   type, with the values each type takes (a segment field: only its model's names);
 - ``TemplateUse``: one alternative per template, with its parameters;
-- ``ExperimentTarget``: the models an experiment may run on and the segments of each.
+- ``ExperimentTarget``: the models an experiment may run on and the segments of each;
+- ``EventTimestamp``: the contracts' timestamp profile (``envelope.json``).
 
 ``python -m service.api.document`` rewrites them in ``deploy/openapi.json``;
 ``tests/unit/api/test_openapi.py`` fails while the document differs from :func:`components`.
@@ -33,6 +34,7 @@ from service.segments.defined.templates import TEMPLATES
 ROOT = Path(__file__).resolve().parents[2]
 SPEC_PATH = ROOT / "deploy" / "openapi.json"
 CONTRACT_PATH = ROOT / "schemas" / "v1" / "segment_definition.json"
+ENVELOPE_PATH = ROOT / "schemas" / "v1" / "envelope.json"
 RULE = "SegmentRule."
 """Prefix of the component names of the definition contract's ``$defs``."""
 SCALAR_MAX_CHARS = 256
@@ -209,9 +211,17 @@ def experiment_target_schema() -> dict[str, Any]:
     }
 
 
+def event_timestamp_schema() -> dict[str, Any]:
+    """``EventTimestamp``: the contracts' timestamp profile (``envelope.json``), which an
+    experiment's ``starts_at`` and ``ends_at`` are validated against."""
+    envelope = json.loads(ENVELOPE_PATH.read_text())
+    return copy.deepcopy(envelope["$defs"]["timestamp"])
+
+
 def components() -> dict[str, Any]:
     """Every generated component schema, by name."""
     return {
+        "EventTimestamp": event_timestamp_schema(),
         **rule_schemas(),
         "TemplateUse": template_use_schema(),
         "ExperimentTarget": experiment_target_schema(),

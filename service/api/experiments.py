@@ -85,8 +85,8 @@ async def replace(
         )
     payload["version"] = experiments.last_version(experiment_id) + 1
     refused = changed_fixed(experiments.experiments[experiment_id], validate_experiment(payload))
-    if refused is not None:
-        raise refused
+    if refused is not None:  # a valid body that conflicts with the running experiment
+        raise ConflictError(str(refused))
     return await _write(pipeline, send, payload, experiments.last_version(experiment_id), 200)
 
 

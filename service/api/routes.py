@@ -13,6 +13,7 @@ is JSON, including the web server's own (unknown route 404, wrong method 405 wit
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -160,6 +161,10 @@ def failure(view: View, error: Exception) -> Response:
     raise error
 
 
+PREVIEW_PATH = re.compile(r"/shops/[^/]+/definitions/preview")
+"""The preview route, which ``/definitions/{segment_id}`` also matches: OpenAPI (and so
+this API) reads the concrete path first, so it serves POST only (the segment id
+``preview`` is reserved)."""
 SERVER_ERRORS: dict[int, str] = {
     404: "not_found",
     405: "method_not_allowed",
@@ -182,7 +187,10 @@ async def json_errors(request: aiohttp_web.Request, handler: Any) -> aiohttp_web
         if error.status < 400:
             raise
         code = SERVER_ERRORS.get(error.status, "bad_request" if error.status < 500 else "")
-        return _json_error(error.status, code or "internal_error", error.reason, error.headers)
+        headers = dict(error.headers)
+        if error.status == 405 and PREVIEW_PATH.fullmatch(request.path):
+            headers["Allow"] = "POST"  # not the methods of /definitions/{segment_id}
+        return _json_error(error.status, code or "internal_error", error.reason, headers)
     except Exception:
         log.exception("api_request_failed", method=request.method, path=request.path[:200])
         detail = "the worker failed to answer; the failure is logged"
@@ -336,6 +344,10 @@ def _definitions_view(
 ) -> None:
     def method(write: Write) -> Callable[..., Awaitable[Response]]:
         async def handle(web: View, request: Request, **params: str) -> Response:
+            if params.get("segment_id") == definitions.PREVIEW:
+                detail = "the preview route takes POST only"
+                refusal = {"error": "method_not_allowed", "detail": detail}
+                return web.json(refusal, status=405, headers={"Allow": "POST"})
             with_body = request.method.lower() in BODY_METHODS
             elsewhere = await _elsewhere(app, route, web, request, params, with_body)
             if elsewhere is not None:

@@ -151,3 +151,15 @@ def test_an_answer_passes_the_middleware_unchanged() -> None:
 
     response = asyncio.run(json_errors(make_mocked_request("GET", "/"), handler))
     assert isinstance(response, web.Response) and response.status == 201
+
+
+def test_a_405_on_the_preview_route_allows_post_only() -> None:
+    """aiohttp's Allow joins the methods of every route the path matches, which for the
+    preview includes ``/definitions/{segment_id}``'s."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        raise web.HTTPMethodNotAllowed("OPTIONS", ["DELETE", "GET", "HEAD", "POST", "PUT"])
+
+    request = make_mocked_request("OPTIONS", "/shops/tea-1/definitions/preview")
+    response = asyncio.run(json_errors(request, handler))
+    assert (response.status, response.headers["Allow"]) == (405, "POST")

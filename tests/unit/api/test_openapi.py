@@ -1259,7 +1259,7 @@ def test_an_experiment_and_its_read_out_match_their_schemas(
         shop_id=shop_id,
         experiment_id="winback-10",
     )
-    assert reshared.status == 422 and reshared.body["path"] == "arms", reshared
+    assert reshared.status == 409 and reshared.body["detail"].startswith("arms: "), reshared
     assert_documented(spec, registry, EXPERIMENT, reshared, "put")
     deleted = worker.call(EXPERIMENT, "delete", shop_id=shop_id, experiment_id="winback-10")
     assert deleted.status == 200, deleted
@@ -1426,3 +1426,20 @@ def test_a_written_version_of_the_wrong_type_is_refused(
     assert (reply.status, reply.body.get("path")) == (422, "version"), reply
     assert_documented(spec, registry, DEFINED, reply, "post")
     assert worker.topic.records == []
+
+
+def test_the_preview_route_is_not_a_segment_id(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    """``/definitions/preview`` is the preview route (OpenAPI reads a concrete path before
+    ``/definitions/{segment_id}``): no segment may be called preview, and the methods of
+    ``{segment_id}`` answer 405 there."""
+    created = shop.worker.post(
+        DEFINED, written_body(segment_id="preview"), None, shop_id=shop.shop_id
+    )
+    assert (created.status, created.body["path"]) == (422, "segment_id"), created
+    assert_documented(spec, registry, DEFINED, created, "post")
+    for method in ("get", "put", "delete"):
+        reply = shop.worker.call(DEFINED_ONE, method, shop_id=shop.shop_id, segment_id="preview")
+        assert (reply.status, reply.headers["Allow"]) == (405, "POST"), reply
+    assert shop.worker.topic.records == []
