@@ -13,6 +13,7 @@ list, no access without a token. What JSON Schema cannot say is made true of the
 generated valid requests by ``tests/api_fuzz_hooks.py``. The integration suite runs the
 same with few examples (``tests/integration/test_api_contract.py``).
 
+Imports schemathesis, which only this run needs: a dev dependency (pyproject.toml).
 It ends with one line, ``api-fuzz: 24,000 requests, 22 operations, seed 7, failures 0``,
 and exits 1 on any failure (schemathesis printed each, with a curl line to reproduce it).
 """
@@ -65,7 +66,7 @@ EXPERIMENT = {
     "starts_at": "2025-06-01T00:00:00Z",
 }
 PHASES = "examples,coverage,fuzzing"
-"""Not the stateful phase: it fills a request's path ids from earlier answers after the
+"""Every phase but the stateful one: it fills a request's path ids from earlier answers after the
 hooks ran, so a body's ids differ from the path's and the 400 the document states for
 that reads as a failure (schemathesis 4.32.5; see tests/api_fuzz_hooks.py)."""
 SHOP = "coffee-roaster-1"
@@ -121,9 +122,12 @@ def prepared(settings: Settings, data_dir: Path) -> Iterator[WorkerProcess]:
         worker.stop()
 
 
-def fuzz(base_url: str, examples: int, seed: int, report_dir: Path) -> Outcome:
-    """Run schemathesis against ``base_url`` (every phase and check, ``examples`` cases
-    per operation and phase at most, one request at a time)."""
+def fuzz(
+    base_url: str, examples: int, seed: int, report_dir: Path, phases: str = PHASES
+) -> Outcome:
+    """Run schemathesis against ``base_url`` (``phases``, every check, ``examples`` cases
+    per operation in the generating phases, one request at a time; the coverage phase
+    makes its boundary cases whatever ``examples`` says)."""
     ndjson = report_dir / "events.ndjson"
     command = [
         *(sys.executable, "-m", "schemathesis.cli", "run", str(SPEC)),
@@ -131,7 +135,7 @@ def fuzz(base_url: str, examples: int, seed: int, report_dir: Path) -> Outcome:
         *("--max-examples", str(examples), "--workers", "1", "--request-timeout", "30"),
         *("--header", f"Authorization: Bearer {PLATFORM_TOKEN}", "--no-color"),
         *("--generation-database", "none", "--suppress-health-check", "all"),
-        *("--phases", PHASES),
+        *("--phases", phases),
         *("--report", "ndjson", "--report-ndjson-path", str(ndjson)),
     ]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "tests.api_fuzz_hooks", "PYTHONPATH": str(ROOT)}

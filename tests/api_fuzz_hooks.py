@@ -8,8 +8,8 @@ invalid request the generator makes still reaches the service as it was made:
 
 - the body's ``shop_id``, ``segment_id`` and ``experiment_id`` are the path's;
 - an experiment's arm names differ and its shares sum to 1; ``ends_at`` is after
-  ``starts_at``; a ``defined:<id>`` model names the segment the run defined
-  (:data:`DEFINED_SEGMENT`) and that segment;
+  ``starts_at``; it runs on a built-in model (:data:`BUILT_IN_TARGET`), not on a
+  ``defined:<id>`` one;
 - ``between`` takes ``[low, high]`` with low <= high, a range's lower bound is at most
   its upper bound.
 """
@@ -24,8 +24,11 @@ from schemathesis import Case, HookContext
 
 from service.core.events import format_time, parse_time
 
-DEFINED_SEGMENT = "big-spenders-365d"
-"""The segment the run defines before it starts (the document's example id)."""
+BUILT_IN_TARGET = ("lifecycle", "at_risk")
+"""What an experiment generated on a ``defined:<id>`` model runs on instead: whether a
+defined segment exists depends on the run's own earlier requests (schemathesis reuses the
+ids it saw in answers, and deletes them too), and an experiment on one that does not is
+refused (422, unit-tested)."""
 RANGE_LOW, RANGE_HIGH = ("gt", "gte"), ("lt", "lte")
 
 
@@ -104,6 +107,6 @@ def _constrained(case: Case) -> Case:
         _times(body)
     model = body.get("model")
     if isinstance(model, str) and model.startswith("defined:"):
-        body["model"], body["segment"] = f"defined:{DEFINED_SEGMENT}", DEFINED_SEGMENT
+        body["model"], body["segment"] = BUILT_IN_TARGET
     case.body = body
     return case
