@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench bench-changes quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean
+	lint format typecheck test-unit test-integration test demo bench bench-changes quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -125,6 +125,11 @@ clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches
 
 distclean: clean ## clean, and also remove .venv and the fetched broker jars
 	rm -rf $(VENV) .venv-quix deploy/kafka/.cache
+
+# ---------------------------------------------------------------- API property run
+API_FUZZ_ARGS ?=
+api-fuzz: setup kafka-fetch ## requests generated from deploy/openapi.json against a real worker, every check (~25 min)
+	$(BIN)/python -m tests.api_fuzz $(API_FUZZ_ARGS)
 
 # ---------------------------------------------------------------- chaos
 CHAOS_ARGS ?=

@@ -17,15 +17,24 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 
-from service.api.queries import BadRequestError, NotFoundError, json_body
+from service.api.bodies import definition_payload
+from service.api.edge import BadRequestError, NotFoundError, shown
 from service.core.keys import shop_partition
 from service.core.pipeline import MAX_DEFINITIONS, Pipeline
-from service.segments.defined import Definition, validate_definition
+from service.segments.defined import (
+    Definition,
+    DefinitionError,
+    check_segment_names,
+    validate_definition,
+)
 from service.segments.defined.live import ShopDefinitions, definitions_key, model_name
-from service.segments.defined.templates import TEMPLATES, expand
+from service.segments.defined.templates import TEMPLATES
 from service.settings import DEFINITIONS_ROLE, Settings
 from service.stream.kafka import connection_options
 
+PREVIEW = "preview"
+"""The segment id no segment may have: ``/definitions/preview`` is the preview route (a
+concrete path matches before ``/definitions/{segment_id}``, as OpenAPI reads them)."""
 APPLY_WAIT_S = 10.0
 """How long a write waits for the worker to apply it before answering 202."""
 POLL_S = 0.05
@@ -115,8 +124,10 @@ async def create(
 ) -> tuple[int, dict[str, Any]]:
     """Define a new segment (409 if the shop defines it already, or defines as many as it
     may: the worker would refuse it, and the write would never be applied)."""
-    payload = _payload(body, shop_id)
+    payload = definition_payload(body, shop_id)
     segment_id = str(payload.get("segment_id", ""))
+    if segment_id == PREVIEW:
+        raise DefinitionError("segment_id", f"{PREVIEW!r} is reserved: it is the preview route")
     definitions = live(pipeline, shop_id)
     if segment_id in definitions.rules:
         raise ConflictError(
@@ -136,10 +147,10 @@ async def replace(
     pipeline: Pipeline, send: Send, shop_id: str, segment_id: str, body: bytes
 ) -> tuple[int, dict[str, Any]]:
     """Replace a segment's definition with the next version (404 if not defined)."""
-    payload = _payload(body, shop_id)
+    payload = definition_payload(body, shop_id)
     if payload.get("segment_id", segment_id) != segment_id:
         raise BadRequestError(
-            f"the body defines {payload.get('segment_id')!r}, the path names {segment_id!r}"
+            f"the body defines {shown(payload.get('segment_id'))}, the path names {segment_id!r}"
         )
     payload["segment_id"] = segment_id
     current = live(pipeline, shop_id).version(segment_id)
@@ -212,46 +223,18 @@ def templates() -> dict[str, Any]:
     return {"templates": [t.to_json() for t in TEMPLATES.values()]}
 
 
-def _payload(body: bytes, shop_id: str) -> dict[str, Any]:
-    parsed = json_body(body, "a segment definition")
-    if not isinstance(parsed, dict):
-        raise BadRequestError("the body must be a JSON object (a segment definition)")
-    payload: dict[str, Any] = parsed
-    if "template" in payload:
-        payload = _from_template(payload, shop_id)
-    if payload.setdefault("shop_id", shop_id) != shop_id:
-        raise BadRequestError(
-            f"the definition is for shop {payload['shop_id']!r}, not {shop_id!r}"
-            " (its shop_id must be the path's)"
-        )
-    payload.setdefault("schema_version", 1)
-    return payload
-
-
-def _from_template(payload: dict[str, Any], shop_id: str) -> dict[str, Any]:
-    """A definition from ``{"template", "parameters"?, "segment_id"?, "name"?,
-    "description"?, "version"?}`` (the template's own id, name and description by
-    default)."""
-    template, parameters = payload.pop("template"), payload.pop("parameters", {})
-    if not isinstance(template, str) or not isinstance(parameters, dict):
-        raise BadRequestError("'template' is a template id and 'parameters' an object")
-    if "rule" in payload:
-        raise BadRequestError("a definition has a template or a rule, not both")
-    segment_id = payload.get("segment_id")
-    expanded = expand(
-        template, parameters, shop_id, segment_id if isinstance(segment_id, str) else None
-    )
-    return {**expanded, **payload}
-
-
 def _versioned(payload: dict[str, Any], version: int) -> Definition:
     """The valid definition with the version the server assigns; a body that names
     another version is out of date (409)."""
-    stated = payload.get("version")
-    if stated is not None and stated != version:
+    stated = payload.get("version", version)
+    if isinstance(stated, float) and stated.is_integer():  # 2.0 is the integer 2 in JSON
+        stated = payload["version"] = int(stated)
+    if isinstance(stated, int) and not isinstance(stated, bool) and stated != version:
         raise ConflictError(
-            f"the body says version {stated!r}, but the next version is {version}: "
+            f"the body says version {shown(stated)}, but the next version is {version}: "
             "read the current definition and retry (or leave version out)"
         )
-    payload["version"] = version
-    return validate_definition(payload)
+    payload.setdefault("version", version)  # a stated one of the wrong type is a 422
+    definition = validate_definition(payload)
+    check_segment_names(definition)
+    return definition

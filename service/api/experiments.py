@@ -11,10 +11,17 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from service.api import definitions
 from service.api.definitions import ConflictError, Send, applied, pending
-from service.api.queries import BadRequestError, NotFoundError, json_body
+from service.api.edge import BadRequestError, NotFoundError, json_body, shown
 from service.core.pipeline import Pipeline
-from service.experiments import KEY_PREFIX, Experiment, changed_fixed, validate_experiment
+from service.experiments import (
+    KEY_PREFIX,
+    Experiment,
+    changed_fixed,
+    check_target,
+    validate_experiment,
+)
 from service.experiments.live import MAX_EXPERIMENTS, ShopExperiments, experiments_key
 
 
@@ -43,7 +50,8 @@ def one(pipeline: Pipeline, shop_id: str, experiment_id: str) -> dict[str, Any]:
 async def create(
     pipeline: Pipeline, send: Send, shop_id: str, body: bytes
 ) -> tuple[int, dict[str, Any]]:
-    """Start a new experiment (409 if the shop runs it already, or runs as many as it may)."""
+    """Start a new experiment (409 if the shop runs it already, or runs as many as it may;
+    422 naming the model or segment when its segment cannot have members)."""
     payload = _payload(body, shop_id)
     experiment_id = str(payload.get("experiment_id", ""))
     experiments = live(pipeline, shop_id)
@@ -54,7 +62,10 @@ async def create(
             f"shop {shop_id!r} runs {MAX_EXPERIMENTS} experiments, the most it may: "
             "delete one first"
         )
-    return await _write(pipeline, send, payload, experiments.last_version(experiment_id), 201)
+    last = experiments.last_version(experiment_id)
+    payload["version"] = last + 1
+    check_target(validate_experiment(payload), definitions.live(pipeline, shop_id).rules)
+    return await _write(pipeline, send, payload, last, 201)
 
 
 async def replace(
@@ -65,7 +76,7 @@ async def replace(
     payload = _payload(body, shop_id)
     if payload.setdefault("experiment_id", experiment_id) != experiment_id:
         raise BadRequestError(
-            f"the body names {payload['experiment_id']!r}, the path {experiment_id!r}"
+            f"the body names {shown(payload['experiment_id'])}, the path {experiment_id!r}"
         )
     experiments = live(pipeline, shop_id)
     if experiment_id not in experiments.experiments:
@@ -74,8 +85,8 @@ async def replace(
         )
     payload["version"] = experiments.last_version(experiment_id) + 1
     refused = changed_fixed(experiments.experiments[experiment_id], validate_experiment(payload))
-    if refused is not None:
-        raise refused
+    if refused is not None:  # a valid body that conflicts with the running experiment
+        raise ConflictError(str(refused))
     return await _write(pipeline, send, payload, experiments.last_version(experiment_id), 200)
 
 
@@ -129,7 +140,7 @@ def _payload(body: bytes, shop_id: str) -> dict[str, Any]:
     payload: dict[str, Any] = parsed
     if payload.setdefault("shop_id", shop_id) != shop_id:
         raise BadRequestError(
-            f"the experiment is for shop {payload['shop_id']!r}, not {shop_id!r}"
+            f"the experiment is for shop {shown(payload['shop_id'])}, not {shop_id!r}"
             " (its shop_id must be the path's)"
         )
     if "version" in payload:

@@ -8,13 +8,18 @@ the shop's partition and returns JSON-ready data, or raises :class:`NotFoundErro
 
 from __future__ import annotations
 
-import json
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import asdict
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from service.api import edge
+from service.api.bodies import definition_payload
+from service.api.edge import BadRequestError as BadRequestError
+from service.api.edge import NotFoundError as NotFoundError
+from service.api.edge import json_body as json_body
 from service.core.customer import EPOCH_DAY, CustomerState
 from service.core.events import ACQUISITION_CHANNELS, format_time
 from service.core.features import CustomerSnapshot
@@ -23,21 +28,30 @@ from service.core.pipeline import Pipeline
 from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
 from service.metrics.journey import UNKNOWN_CHANNEL, Counts, journey_of, total
 from service.metrics.ledger import UnknownShopError
-from service.metrics.windows import BadWindowError
-from service.segments.defined import compile_definition, validate_definition
-from service.segments.defined.live import model_name
+from service.metrics.windows import GRAINS, BadWindowError
+from service.segments import available_models, is_segment_of, segment_names_hint
+from service.segments.defined import check_segment_names, compile_definition, validate_definition
+from service.segments.defined.live import (
+    ShopDefinitions,
+    definitions_key,
+    model_name,
+    segment_of,
+)
 
 MAX_PAGE = 500
 MAX_SAMPLE = 100
 """Most matching customer ids a definition preview lists."""
-
-
-class NotFoundError(LookupError):
-    """The shop, customer, model or segment is unknown (HTTP 404)."""
-
-
-class BadRequestError(ValueError):
-    """A parameter is malformed or out of range (HTTP 400)."""
+MAX_MONTHS = 36
+"""Most months a cohort table or journey shows."""
+_ANY = "[^\n\r\u2028\u2029]"
+"""ECMA-262's ``.`` (what the document's pattern means by it)."""
+DIMENSION = re.compile(
+    rf"all|segment:[a-z_]+(:[a-z0-9][a-z0-9_-]{{0,63}})?={_ANY}+"
+    r"|experiment:[a-z0-9][a-z0-9_-]{0,63}=[a-z][a-z0-9_-]{0,31}"
+    rf"|cohort:[0-9]{{4}}-(0[1-9]|1[0-2])|(channel|cancel_reason|plan|interval):{_ANY}+"
+)
+"""A metrics dimension, as ``deploy/openapi.json`` documents it (a dimension with no
+bookings is not refused: its counts are 0)."""
 
 
 def shop_now(pipeline: Pipeline, shop_id: str) -> datetime:
@@ -122,13 +136,15 @@ def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
 def segment_members(
     pipeline: Pipeline, shop_id: str, model: str, segment: str, query: Mapping[str, str]
 ) -> dict[str, Any]:
-    """One page of the customers in a segment, ordered by customer id."""
+    """One page of the customers in a segment, ordered by customer id; a model the shop
+    does not have, or a segment its model cannot name, is :class:`NotFoundError`."""
     shop_now(pipeline, shop_id)
     limit, offset = paging(query)
     book = pipeline.book(shop_id)
     known = [*book.models, *(model_name(segment) for segment in sorted(book.definitions.rules))]
     if model not in known:
-        raise NotFoundError(f"unknown model {model!r}; known: {', '.join(known)}")
+        raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
+    check_segment(model, segment)
     members = [
         state.customer_id
         for state in pipeline.shop_customers(shop_id)
@@ -145,26 +161,51 @@ def segment_members(
     }
 
 
+def check_segment(model: str, segment: str) -> None:
+    """:class:`NotFoundError` unless ``model`` (a known model of the shop) can have
+    ``segment``: a name from the model registry's ``segment_names``, or for a defined
+    segment its own id."""
+    defined = segment_of(model)
+    if defined is not None:
+        if segment != defined:
+            raise NotFoundError(
+                f"unknown segment {edge.shown(segment)} of model {model!r}; its one segment"
+                f" is {defined!r}"
+            )
+        return
+    kind = available_models()[model]
+    if not is_segment_of(kind, segment):
+        raise NotFoundError(
+            f"unknown segment {edge.shown(segment)} of model {model!r};"
+            f" known: {segment_names_hint(kind)}"
+        )
+
+
 def definition_preview(
     pipeline: Pipeline, shop_id: str, body: bytes, query: Mapping[str, str]
 ) -> dict[str, Any]:
-    """How many of the shop's customers a segment definition (``body``, its JSON) matches
-    now, and the first ``limit`` of them by customer id.
+    """How many of the shop's customers a segment definition (``body``) matches now, and
+    the first ``limit`` of them by customer id.
 
-    One pass over the shop's customers (each snapshotted at the shop's stream time, the
-    rule compiled once): the same scan as :func:`segment_members`, unbounded like it.
-    An unknown shop is :class:`NotFoundError`; a body that is not JSON, a bad ``limit`` or
-    a definition of another shop :class:`BadRequestError`; a definition that breaks its
-    contract :class:`~service.segments.defined.DefinitionError` (with its ``path``).
+    The body is what ``POST /definitions`` takes (a definition without ``version``, or a
+    template use; :func:`~service.api.bodies.definition_payload`); the answer's version is
+    the one stated, or the one a create would assign. One pass over the shop's customers
+    (each snapshotted at the shop's stream time, the rule compiled once): the same scan as
+    :func:`segment_members`, unbounded like it. An unknown shop is :class:`NotFoundError`;
+    a body that is not JSON, a bad ``limit`` or a definition of another shop
+    :class:`BadRequestError`; a definition that breaks its contract, or compares with a
+    segment its model never assigns,
+    :class:`~service.segments.defined.DefinitionError` (with its ``path``).
     """
     now = shop_now(pipeline, shop_id)
-    limit = _int(query, "limit", default=20, low=0, high=MAX_SAMPLE)
-    definition = validate_definition(json_body(body, "a segment definition"))
-    if definition.shop_id != shop_id:
-        raise BadRequestError(
-            f"the definition is for shop {definition.shop_id!r}, not {shop_id!r}"
-            " (its shop_id must be the path's)"
-        )
+    limit = edge.integer(query, "limit", default=20, low=0, high=MAX_SAMPLE)
+    payload = definition_payload(body, shop_id)
+    segment_id = payload.get("segment_id")
+    if isinstance(segment_id, str):
+        defined = ShopDefinitions.load(pipeline.shops.get(definitions_key(shop_id)))
+        payload.setdefault("version", defined.last_version(segment_id) + 1)
+    definition = validate_definition(payload)
+    check_segment_names(definition)
     rule = compile_definition(definition)
     customers = matching = 0
     sample: list[str] = []
@@ -185,52 +226,44 @@ def definition_preview(
     }
 
 
-def json_body(body: bytes, what: str) -> Any:
-    """The request body (``what`` it should be) as strict JSON (no NaN or Infinity), or
-    :class:`BadRequestError`."""
-    if not body.strip():
-        raise BadRequestError(f"the body must be {what} as JSON; it is empty")
-    try:
-        return json.loads(body, parse_constant=_no_constant)
-    except RecursionError:
-        raise BadRequestError("the body is not JSON: nested too deeply to read") from None
-    except ValueError as error:  # JSONDecodeError, UnicodeDecodeError
-        raise BadRequestError(f"the body is not JSON: {error}") from None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
 def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
-    """Churn, retention and MRR metrics of one window (``grain``, ``start``, ``dimension``)."""
+    """Churn, retention and MRR metrics of one window (``grain``, ``start``, ``dimension``);
+    a window after the shop's stream day or older than the kept history is
+    :class:`NotFoundError` (no such window is kept)."""
     now = shop_now(pipeline, shop_id)
-    grain = query.get("grain", "month")
-    start = _date(query.get("start"), default=now.date())
+    grain = edge.choice(query, "grain", "month", GRAINS)
+    start = edge.day(query, "start") or now.date()
     dimension = query.get("dimension", "all")
-    known = pipeline.ledger.dimensions(shop_id) if dimension != "all" else []
-    if dimension != "all" and dimension not in known:
-        raise NotFoundError(f"unknown dimension {dimension!r}; known: {', '.join(known)}")
+    if not DIMENSION.fullmatch(dimension):
+        raise BadRequestError(
+            f"dimension {edge.shown(dimension)} is not all, segment:<model>=<segment>,"
+            " experiment:<id>=<arm>, cohort:YYYY-MM, channel:, cancel_reason:, plan: or"
+            " interval:<value>"
+        )
     try:
         window = pipeline.ledger.window(shop_id, grain, start, dimension)
-    except BadWindowError as error:
-        raise BadRequestError(str(error)) from None
+    except (BadWindowError, OverflowError) as error:  # grain is checked: out of range
+        raise NotFoundError(f"no such window kept: {error}") from None
     except UnknownShopError as error:
         raise NotFoundError(str(error)) from None
     return {"shop_id": shop_id, "grain": grain, **window.to_json()}
 
 
 def cohorts(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
-    """Signup-month cohort retention table (customers and MRR by months since signup)."""
+    """Signup-month cohort retention table (customers and MRR by months since signup) of
+    the last ``months`` months, or of as many as the kept history holds (``months`` in the
+    answer is the number shown)."""
     shop_now(pipeline, shop_id)
-    months = _int(query, "months", default=12, low=1, high=36)
-    try:
-        rows = pipeline.ledger.cohort_table(shop_id, months)
-    except BadWindowError as error:
-        raise BadRequestError(str(error)) from None
-    except UnknownShopError as error:
-        raise NotFoundError(str(error)) from None
-    return {"shop_id": shop_id, "months": months, "cohorts": [row.to_json() for row in rows]}
+    asked = edge.integer(query, "months", default=12, low=1, high=MAX_MONTHS)
+    for months in range(asked, 0, -1):  # the ledger refuses a table older than it keeps
+        try:
+            rows = pipeline.ledger.cohort_table(shop_id, months)
+        except BadWindowError:
+            continue
+        except UnknownShopError as error:
+            raise NotFoundError(str(error)) from None
+        return {"shop_id": shop_id, "months": months, "cohorts": [r.to_json() for r in rows]}
+    raise NotFoundError(f"shop {shop_id!r} keeps no cohort month")
 
 
 def journey(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
@@ -238,11 +271,11 @@ def journey(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[
     months (the current one included): per month, per acquisition channel and in all;
     ``channel`` keeps one channel's customers only."""
     now = shop_now(pipeline, shop_id)
-    months = _int(query, "months", default=12, low=1, high=36)
+    months = edge.integer(query, "months", default=12, low=1, high=MAX_MONTHS)
     channel = query.get("channel")
     if channel is not None and channel not in (*ACQUISITION_CHANNELS, UNKNOWN_CHANNEL):
         known = ", ".join((*ACQUISITION_CHANNELS, UNKNOWN_CHANNEL))
-        raise BadRequestError(f"channel must be one of {known}, got {channel!r}")
+        raise BadRequestError(f"channel must be one of {known}, got {edge.shown(channel)}")
     shown = _months_back(now.date(), months)
     kept = pipeline.book(shop_id).funnel.months
     rows = [
@@ -307,34 +340,12 @@ def paging(query: Mapping[str, str]) -> tuple[int, int]:
     >>> paging({"limit": "0"})
     Traceback (most recent call last):
     ...
-    service.api.queries.BadRequestError: limit must be an integer from 1 to 500, got '0'
+    service.api.edge.BadRequestError: limit must be an integer from 1 to 500, got '0'
     """
     return (
-        _int(query, "limit", default=100, low=1, high=MAX_PAGE),
-        _int(query, "offset", default=0, low=0, high=10**9),
+        edge.integer(query, "limit", default=100, low=1, high=MAX_PAGE),
+        edge.integer(query, "offset", default=0, low=0, high=10**9),
     )
-
-
-def _int(query: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    raw = query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise BadRequestError(f"{name} must be an integer from {low} to {high}, got {raw!r}")
-    return value
-
-
-def _date(raw: str | None, default: date) -> date:
-    if raw is None:
-        return default
-    try:
-        return date.fromisoformat(raw)
-    except ValueError:
-        raise BadRequestError(f"start must be a date YYYY-MM-DD, got {raw!r}") from None
 
 
 def _features(view: CustomerSnapshot) -> dict[str, Any]:

@@ -5,22 +5,27 @@ answers any request: the partition is Kafka's default partitioner over the ``sho
 key (what producers use), its owner comes from Faust's assignment metadata. Faust's own
 ``topic_route`` is not used: it asks the producer's metadata for the topic, which is
 empty until the worker has produced to it. A POST is forwarded with its body. The
-contract is ``deploy/openapi.json``.
+contract is ``deploy/openapi.json``: path ids are checked against it before anything else
+(:mod:`service.api.edge`), a body must be sent as ``application/json``, and every answer
+is JSON, including the web server's own (unknown route 404, wrong method 405 with
+``Allow``, body over 1 MiB 413) and, should a view fail, a 500 without a traceback.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import faust
+from aiohttp import web as aiohttp_web
 from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-from service.api import definitions, experiments, queries
+from service.api import definitions, edge, experiments, queries
 from service.api.access import Access
 from service.api.definitions import DefinitionWriter
 from service.core.events import Order
@@ -28,12 +33,17 @@ from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.experiments import ExperimentError
 from service.observability import telemetry
+from service.observability.logs import get_logger
 from service.segments.defined import DefinitionError
 from service.settings import Settings
 from service.stream.wiring import Stall, Wiring
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 """Prometheus text format (aiohttp adds the charset itself)."""
+JSON_CONTENT_TYPE = "application/json"
+"""The only media type a request body may have (415 otherwise)."""
+
+log = get_logger(__name__)
 
 Answer = Callable[..., dict[str, Any]]
 
@@ -149,14 +159,74 @@ CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
 
 def failure(view: View, error: Exception) -> Response:
     """The client's error answer to ``error`` (re-raised when it is not the client's); an
-    invalid definition's answer also names the offending part (``path``)."""
+    invalid definition's answer also names the offending part (``path``). Detail and path
+    are cut to :data:`~service.api.edge.DETAIL_MAX_CHARS`: they quote the request."""
     for kind, status, code in CLIENT_ERRORS:
         if isinstance(error, kind):
-            body = {"error": code, "detail": str(error)}
+            body = {"error": code, "detail": edge.bounded(str(error))}
             if isinstance(error, DefinitionError):
-                body["path"] = error.path
+                body["path"] = edge.bounded(error.path)
             return view.json(body, status=status)
     raise error
+
+
+PREVIEW_PATH = re.compile(r"/shops/[^/]+/definitions/preview")
+"""The preview route, which ``/definitions/{segment_id}`` also matches: OpenAPI (and so
+this API) reads the concrete path first, so it serves POST only (the segment id
+``preview`` is reserved)."""
+SERVER_ERRORS: dict[int, str] = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+}
+"""Error codes of what the web server answers itself (another status: ``bad_request``
+below 500, ``internal_error`` from 500)."""
+
+
+@aiohttp_web.middleware
+async def json_errors(request: aiohttp_web.Request, handler: Any) -> aiohttp_web.StreamResponse:
+    """Every answer JSON: the web server's own errors (no route, a method the route does
+    not serve, a body over the size limit) keep their status and headers (``Allow``) with
+    an Error body; an exception no view handled is logged and answered 500 without a
+    traceback (a bug, never a client's fault)."""
+    try:
+        response: aiohttp_web.StreamResponse = await handler(request)
+    except aiohttp_web.HTTPException as error:
+        if error.status < 400:
+            raise
+        code = SERVER_ERRORS.get(error.status, "bad_request" if error.status < 500 else "")
+        headers = dict(error.headers)
+        if error.status == 405 and PREVIEW_PATH.fullmatch(request.path):
+            headers["Allow"] = "POST"  # not the methods of /definitions/{segment_id}
+        return _json_error(error.status, code or "internal_error", error.reason, headers)
+    except Exception:
+        log.exception("api_request_failed", method=request.method, path=request.path[:200])
+        detail = "the worker failed to answer; the failure is logged"
+        return _json_error(500, "internal_error", detail, {})
+    return response
+
+
+def _json_error(status: int, code: str, detail: str, headers: Any) -> aiohttp_web.Response:
+    kept = {name: value for name, value in headers.items() if name.lower() in ("allow",)}
+    body = {"error": code, "detail": edge.bounded(detail)}
+    return aiohttp_web.json_response(body, status=status, headers=kept)
+
+
+def json_answers(app: faust.App) -> None:
+    """Put :func:`json_errors` in front of every route of the app's web server."""
+    middlewares = app.web.web_app.middlewares  # type: ignore[attr-defined]
+    if json_errors not in middlewares:
+        middlewares.append(json_errors)
+
+
+def unsupported_body(web: View, request: Request) -> Response | None:
+    """415 unless the body is sent as JSON (``application/json``, any parameters)."""
+    kind = request.headers.get("Content-Type", "")
+    if kind.partition(";")[0].strip().lower() == JSON_CONTENT_TYPE:
+        return None
+    detail = f"send the body as {JSON_CONTENT_TYPE}, not {edge.shown(kind or 'no Content-Type')}"
+    return web.json({"error": "unsupported_media_type", "detail": detail}, status=415)
 
 
 def _refused(route: Route, web: View, request: Request, shop_id: str | None) -> Response | None:
@@ -201,6 +271,7 @@ async def proxy(
 def register_views(wiring: Wiring, settings: Settings) -> None:
     """Declare the HTTP views on the wired app."""
     app, pipeline = wiring.app, wiring.pipeline
+    json_answers(app)
     topic = settings.topic(Order.topic_role)
     own_url = str(app.conf.canonical_url)
     route = Route(topic, settings.topic_partitions, own_url, Access.from_settings(settings))
@@ -251,7 +322,7 @@ def _shop_view(
 ) -> None:
     @app.page(path)
     async def shop_view(web: View, request: Request, **params: str) -> Response:
-        elsewhere = await _elsewhere(app, route, web, request, params["shop_id"])
+        elsewhere = await _elsewhere(app, route, web, request, params)
         if elsewhere is not None:
             return elsewhere
         return answer(web, lambda: handler(pipeline, request.query, **params))
@@ -261,14 +332,14 @@ def _shop_post(
     app: faust.App, pipeline: Pipeline, path: str, handler: Answer, route: Route
 ) -> None:
     async def shop_post(web: View, request: Request, **params: str) -> Response:
-        body = await request.read()
-        elsewhere = await _elsewhere(app, route, web, request, params["shop_id"], body)
+        elsewhere = await _elsewhere(app, route, web, request, params, with_body=True)
         if elsewhere is not None:
             return elsewhere
+        body = await request.read()
         return answer(web, lambda: handler(pipeline, request.query, body, **params))
 
     # What View.from_handler does for a GET page: a view class whose ``post`` is the page.
-    view = type(shop_post.__name__, (View,), {"post": shop_post, "__module__": __name__})
+    view = type(shop_post.__name__, (ApiView,), {"post": shop_post, "__module__": __name__})
     app.page(path)(view)
 
 
@@ -282,17 +353,36 @@ def _definitions_view(
 ) -> None:
     def method(write: Write) -> Callable[..., Awaitable[Response]]:
         async def handle(web: View, request: Request, **params: str) -> Response:
-            body = await request.read()
-            elsewhere = await _elsewhere(app, route, web, request, params["shop_id"], body)
+            if params.get("segment_id") == definitions.PREVIEW:
+                detail = "the preview route takes POST only"
+                refusal = {"error": "method_not_allowed", "detail": detail}
+                return web.json(refusal, status=405, headers={"Allow": "POST"})
+            with_body = request.method.lower() in BODY_METHODS
+            elsewhere = await _elsewhere(app, route, web, request, params, with_body)
             if elsewhere is not None:
                 return elsewhere
+            body = await request.read() if with_body else b""
             return await answer_write(web, lambda: write(pipeline, writer, body, **params))
 
         return handle
 
     handlers = {name: method(write) for name, write in methods.items()}
-    view = type("definitions", (View,), {**handlers, "__module__": __name__})
+    view = type("definitions", (ApiView,), {**handlers, "__module__": __name__})
     app.page(path)(view)
+
+
+BODY_METHODS = frozenset({"post", "put"})
+"""The methods whose requests carry a body (a JSON document)."""
+
+
+class ApiView(View):
+    """A view class of the shop routes: it serves the methods it defines, and HEAD only
+    beside GET (Faust adds HEAD to every view; without GET it could only fail)."""
+
+    def get_methods(self) -> set[str]:
+        """The HTTP methods registered for the view's route."""
+        methods: set[str] = super().get_methods()
+        return methods if "GET" in methods else methods - {"HEAD"}
 
 
 async def _elsewhere(
@@ -300,21 +390,31 @@ async def _elsewhere(
     route: Route,
     web: View,
     request: Request,
-    shop_id: str,
-    body: bytes | None = None,
+    params: dict[str, str],
+    with_body: bool = False,
 ) -> Response | None:
     """The answer when this worker cannot answer for the shop itself: a refusal (no
-    token, another shop's token, too many requests), the owner's (the request forwarded),
-    or 503 when the partition has no owner or this worker is still restoring its tables;
-    None when this worker owns the shop, is ready and the token may ask."""
+    token, another shop's token, too many requests; then a path id that breaks its
+    pattern, 400, or a body not sent as JSON, 415), the owner's (the request forwarded,
+    with its body), or 503 when the partition has no owner or this worker is still
+    restoring its tables; None when this worker owns the shop, is ready and the token may
+    ask."""
+    shop_id = params["shop_id"]
     refused = _refused(route, web, request, shop_id)
     if refused is not None:
         return refused
+    try:
+        edge.check_path(params)
+    except edge.BadRequestError as error:
+        return failure(web, error)
+    if with_body and (unsupported := unsupported_body(web, request)) is not None:
+        return unsupported
     owner = owner_url(app, route.topic, shop_partition(shop_id, route.partitions))
     if owner is None:
         detail = "the shop's partition has no owner right now (rebalancing); retry shortly"
         return web.json({"error": "unavailable", "detail": detail}, status=503)
     if URL(owner) != URL(route.own_url):
+        body = await request.read() if with_body else None
         return await proxy(app, owner, web, request, body)
     if not serving(app):
         detail = "this worker is restoring the shop's tables; retry shortly"

@@ -3,21 +3,29 @@
 Input topics are keyed by ``shop_id``, so Kafka's default partitioner puts a shop's events
 in partition ``murmur2(shop_id) % partitions``. Every table key starts with the shop id it
 belongs to (``shop``, ``shop/customer``, ``shop|...``), so its partition is the shop's; a
-few per-partition keys (``__progress__/3``) name their partition instead.
+few per-partition keys (``__progress__/3``, ``__partition__/3``) name their partition
+instead. Only those exact forms are per-partition keys: a shop id never starts with ``_``
+(``envelope.json#/$defs/shop_id``, and the API checks path ids the same way), and a key
+that merely starts with ``__`` is routed as a shop's, never parsed as a partition.
 
 >>> partition_of("tea-1/c-7", 8) == shop_partition("tea-1", 8)
 True
 >>> partition_of(progress_key(3), 8)
 3
+>>> partition_of("__main__|definitions", 8) == shop_partition("__main__", 8)
+True
 """
 
 from __future__ import annotations
 
 import functools
+import re
 
 from aiokafka.partitioner import murmur2
 
 PARTITION_KEY_PREFIX = "__"
+PARTITION_KEY = re.compile(r"__(?:progress|partition)__/([0-9]{1,9})")
+"""The per-partition keys (:func:`progress_key`, :func:`prior_key`), matched whole."""
 
 
 @functools.lru_cache(maxsize=65_536)
@@ -60,6 +68,6 @@ def shop_of(key: str) -> str:
 
 def partition_of(key: str, partitions: int) -> int:
     """The partition a table key lives in."""
-    if key.startswith(PARTITION_KEY_PREFIX):
-        return int(key.rpartition("/")[2])
+    if key.startswith(PARTITION_KEY_PREFIX) and (found := PARTITION_KEY.fullmatch(key)):
+        return int(found.group(1))
     return shop_partition(shop_of(key), partitions)

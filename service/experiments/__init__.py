@@ -8,6 +8,7 @@ from service.experiments.splits import (
     ExperimentError,
     arm_of,
     changed_fixed,
+    check_target,
     validate_experiment,
 )
 
@@ -18,5 +19,6 @@ __all__ = [
     "ExperimentError",
     "arm_of",
     "changed_fixed",
+    "check_target",
     "validate_experiment",
 ]

@@ -128,29 +128,48 @@ def detectable_difference(
     return (_z(confidence) + float(stats.norm.ppf(power))) * spread * math.sqrt(1 / n_a + 1 / n_b)
 
 
+OK = "ok"
+INSUFFICIENT = "insufficient_data"
+"""A comparison's ``status``: every figure is there, or some cannot be estimated yet."""
+
+
 def compare(treatment: ArmFigures, control: ArmFigures) -> dict[str, Any]:
-    """Treatment minus control: churn and revenue per member with intervals (None while an
-    arm is too small), and the smallest differences these sizes could detect."""
+    """Treatment minus control: churn and revenue per member with intervals, and the
+    smallest differences these sizes could detect; ``status`` says whether all of them
+    can be estimated yet (:data:`INSUFFICIENT` otherwise).
+
+    A figure the data cannot support is None, never a zero-width stand-in: intervals and
+    detectable differences need a member in each arm; a detectable churn difference needs
+    churn to vary (a pooled rate of 0 or 1 says nothing about spread: it would read 0.0);
+    revenue needs two members per arm and revenue that varies (otherwise Welch's interval
+    is [d, d] and the detectable difference 0)."""
     n_t, n_c = treatment.members, control.members
     result: dict[str, Any] = {"members": {"treatment": n_t, "control": n_c}}
     if n_t == 0 or n_c == 0:
-        return {**result, "churn": None, "revenue_per_member": None, "detectable": None}
+        return {
+            **result,
+            "status": INSUFFICIENT,
+            "churn": None,
+            "revenue_per_member": None,
+            "detectable": None,
+        }
     churn = newcombe(treatment.churned, n_t, control.churned, n_c)
     pooled = (treatment.churned + control.churned) / (n_t + n_c)
-    detectable: dict[str, float | None] = {
-        "churn": detectable_difference(math.sqrt(pooled * (1 - pooled)), n_t, n_c),
-        "revenue_per_member": None,
-    }
+    detectable: dict[str, float | None] = {"churn": None, "revenue_per_member": None}
+    if 0.0 < pooled < 1.0:
+        detectable["churn"] = detectable_difference(math.sqrt(pooled * (1 - pooled)), n_t, n_c)
     revenue = None
     var_t, var_c = treatment.revenue_variance, control.revenue_variance
-    if var_t is not None and var_c is not None:
+    if var_t is not None and var_c is not None and var_t + var_c > 0:
         revenue = welch(
             treatment.revenue / n_t, var_t, n_t, control.revenue / n_c, var_c, n_c
         ).to_json()
         pooled_var = ((n_t - 1) * var_t + (n_c - 1) * var_c) / (n_t + n_c - 2)
         detectable["revenue_per_member"] = detectable_difference(math.sqrt(pooled_var), n_t, n_c)
+    complete = revenue is not None and None not in detectable.values()
     return {
         **result,
+        "status": OK if complete else INSUFFICIENT,
         "churn": churn.to_json(),
         "revenue_per_member": revenue,
         "detectable": detectable,

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from service.core.contracts import document_error
 from service.core.events import format_time, parse_time
+from service.segments import available_models, is_segment_of, segment_names_hint
+from service.segments.defined.live import segment_of
 from service.segments.defined.rules import DefinitionError
 
 SCHEMA = "experiment_definition"
@@ -98,6 +100,36 @@ def changed_fixed(current: Experiment, new: Experiment) -> ExperimentError | Non
                 "arms): start a new experiment instead",
             )
     return None
+
+
+def check_target(experiment: Experiment, defined: Collection[str]) -> None:
+    """:class:`ExperimentError` naming the model or segment unless the experiment's segment
+    can have members: a built-in model of the registry and one of its ``segment_names``,
+    or ``defined:<id>`` with segment ``<id>`` for a segment the shop defines (``defined``).
+    An experiment on a typo would be live and empty forever. Not part of
+    :func:`validate_experiment`: a stored experiment stays loadable when its defined
+    segment is deleted; the API checks new versions."""
+    model, segment = experiment.model, experiment.segment
+    own = segment_of(model)
+    if own is not None:
+        if own not in defined:
+            known = ", ".join(sorted(defined)) or "none"
+            raise ExperimentError(
+                "model", f"the shop defines no segment {own!r} (its defined segments: {known})"
+            )
+        if segment != own:
+            raise ExperimentError("segment", f"the segment of model {model!r} is {own!r}")
+        return
+    kind = available_models().get(model)
+    if kind is None:
+        known = ", ".join(available_models())
+        raise ExperimentError("model", f"no model {model!r}; models: {known}, defined:<id>")
+    if not is_segment_of(kind, segment):
+        shown = repr(segment) if len(segment) <= 80 else f"{segment[:80]!r}..."
+        raise ExperimentError(
+            "segment",
+            f"model {model!r} has no segment {shown}; known: {segment_names_hint(kind)}",
+        )
 
 
 def hash_point(shop_id: str, experiment_id: str, customer_id: str) -> float:

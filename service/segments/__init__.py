@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
+import re
 from functools import cache
 
 from service.segments.base import SegmentModel
@@ -25,4 +26,28 @@ def available_models() -> dict[str, type[SegmentModel]]:
     return found
 
 
-__all__ = ["SegmentModel", "available_models"]
+def is_segment_of(model: type[SegmentModel], segment: str) -> bool:
+    """Whether ``model`` can put a customer in ``segment`` (its ``segment_names``).
+
+    >>> models = available_models()
+    >>> is_segment_of(models["lifecycle"], "at_risk"), is_segment_of(models["lifecycle"], "at-risk")
+    (True, False)
+    >>> is_segment_of(models["cluster"], "c12"), is_segment_of(models["cluster"], "c12\\n")
+    (True, False)
+    """
+    names = model.segment_names
+    if "enum" in names:
+        return segment in names["enum"]
+    whole = str(names["pattern"]).removeprefix("^").removesuffix("$")
+    return re.fullmatch(whole, segment) is not None
+
+
+def segment_names_hint(model: type[SegmentModel]) -> str:
+    """The model's segment names for a message: the list, or the pattern."""
+    names = model.segment_names
+    if "enum" in names:
+        return ", ".join(names["enum"])
+    return f"names matching {names['pattern']}"
+
+
+__all__ = ["SegmentModel", "available_models", "is_segment_of", "segment_names_hint"]

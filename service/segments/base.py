@@ -33,6 +33,10 @@ class SegmentModel(Protocol):
     """A per-shop segmentation: ``learn`` from a snapshot, ``assign`` a segment name."""
 
     name: ClassVar[str]
+    segment_names: ClassVar[dict[str, Any]]
+    """The names ``assign`` can give, as a JSON Schema: ``{"enum": [...]}``, or for
+    open-ended names ``{"pattern": "^...$"}`` (the API refuses any other name for the
+    model, and ``deploy/openapi.json`` documents these)."""
     uses_partition_prior: ClassVar[bool]
     """True when the model blends in a model shared by the shops of one partition."""
 

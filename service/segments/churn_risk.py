@@ -48,6 +48,7 @@ class ChurnRiskModel(ModelHooks):
     """Per-shop online churn classifier with delayed, leak-free labels (see module docstring)."""
 
     name: ClassVar[str] = "churn_risk"
+    segment_names: ClassVar[dict[str, Any]] = {"enum": list(BANDS)}
     uses_partition_prior: ClassVar[bool] = True
 
     def __init__(

@@ -209,6 +209,8 @@ class ClusterModel(ModelHooks):
     size of each cluster."""
 
     name: ClassVar[str] = "cluster"
+    segment_names: ClassVar[dict[str, Any]] = {"pattern": "^c(0|[1-9][0-9]{0,8})$"}
+    """``c<stable id>``: ids are handed out as clusters form, so the set is open."""
 
     def __init__(
         self,

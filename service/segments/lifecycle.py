@@ -49,7 +49,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import ClassVar, Self
+from typing import Any, ClassVar, Self
 
 from service.core.customer import PAYING_STATUSES, Renewal, Silence, renewal_rule
 from service.core.features import CustomerSnapshot
@@ -148,6 +148,7 @@ class LifecycleModel(ModelHooks):
     """Rule-based lifecycle stages (see the module docstring for the rules)."""
 
     name: ClassVar[str] = "lifecycle"
+    segment_names: ClassVar[dict[str, Any]] = {"enum": list(STAGES)}
 
     def __init__(self, rules: LifecycleRules) -> None:
         self.rules = rules

@@ -185,6 +185,7 @@ class RfmModel(ModelHooks):
     """Per-shop RFM scoring over the shop's distribution of R, F and M values."""
 
     name: ClassVar[str] = "rfm"
+    segment_names: ClassVar[dict[str, Any]] = {"enum": list(SEGMENTS)}
 
     def __init__(
         self, min_customers: int = 1, score_margin: float = 0.05, min_dwell_days: float = 120.0

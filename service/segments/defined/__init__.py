@@ -16,6 +16,7 @@ from service.segments.defined.rules import (
     CompiledRule,
     Definition,
     DefinitionError,
+    check_segment_names,
     compile_definition,
     validate_definition,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "Definition",
     "DefinitionError",
     "Field",
+    "check_segment_names",
     "compile_definition",
     "validate_definition",
 ]

@@ -34,6 +34,7 @@ from jsonschema import ValidationError
 from service.core.contracts import document_error
 from service.core.customer import CustomerState, day_number
 from service.core.features import CustomerSnapshot
+from service.segments import available_models, is_segment_of, segment_names_hint
 from service.segments.defined.fields import (
     HISTORIES,
     OPEN_PREFIX,
@@ -48,6 +49,8 @@ MAX_DEPTH = 8
 """Most levels of a rule tree (the root is level 1; all, any and not add one)."""
 MAX_NODES = 64
 """Most nodes of a rule tree (every all, any, not, condition and aggregate)."""
+SEGMENT_FIELDS = "segments."
+"""Fields that read the customer's segment of a built-in model (``segments.lifecycle``)."""
 COMBINATORS = ("all", "any", "not")
 LEAVES = ("field", "count", "sum", "last")
 
@@ -253,6 +256,42 @@ def _check_filter(spec: dict[str, Any] | None, path: str) -> None:
             high = min((value[k] for k in ("lt", "lte") if k in value), default=math.inf)
             if low > high:
                 raise DefinitionError(f"{path}/{key}", f"an empty range: {low} > {high}")
+
+
+def check_segment_names(definition: Definition) -> None:
+    """:class:`DefinitionError` for a condition on ``segments.<model>`` that compares with
+    a segment the model never assigns (``"at-risk"`` for ``at_risk``): such a rule would
+    hold for nobody, or everybody, forever. The names are the model registry's
+    (``segment_names``). Not part of :func:`validate_definition`: a definition already
+    live on the topic stays valid when a model's names change; the API checks new ones."""
+    stack: list[tuple[Any, str]] = [(definition.rule, "rule")]
+    while stack:
+        node, path = stack.pop()
+        for key in ("all", "any"):
+            stack.extend((child, f"{path}/{key}/{i}") for i, child in enumerate(node.get(key, ())))
+        if "not" in node:
+            stack.append((node["not"], f"{path}/not"))
+        if str(node.get("field", "")).startswith(SEGMENT_FIELDS) and node["op"] in (
+            "eq",
+            "ne",
+            "in",
+        ):
+            _check_segment_values(node, path)
+
+
+def _check_segment_values(node: dict[str, Any], path: str) -> None:
+    name = node["field"].removeprefix(SEGMENT_FIELDS)
+    model = available_models().get(name)
+    if model is None:
+        return
+    many = node["op"] == "in"
+    for i, value in enumerate(node["value"] if many else [node["value"]]):
+        if isinstance(value, str) and not is_segment_of(model, value):
+            shown = repr(value) if len(value) <= 80 else f"{value[:80]!r}..."
+            raise DefinitionError(
+                f"{path}/value/{i}" if many else f"{path}/value",
+                f"model {name!r} has no segment {shown}; known: {segment_names_hint(model)}",
+            )
 
 
 # --- compilation -------------------------------------------------------------------------

@@ -32,11 +32,12 @@ from unittest.mock import patch
 
 import pytest
 from faust.web import View as FaustView
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
+from service.api import document, edge
 from service.api import routes as api
 from service.api.access import token_hash
 from service.core.changes import Source
@@ -382,13 +383,96 @@ def test_a_written_definition_may_leave_out_only_what_the_server_fills_in(
 
 
 def test_documents_exactly_the_segment_models_and_their_segments(spec: dict[str, Any]) -> None:
+    """Each model's segments as the registry states them (``segment_names``), which the
+    models' own lists agree with."""
     schemas = spec["components"]["schemas"]
     assert schemas["ModelName"]["enum"] == list(available_models())
     segments = schemas["Segments"]["properties"]
     assert set(segments) == set(available_models())
+    for name, model in available_models().items():
+        documented = {k: v for k, v in segments[name].items() if k in ("enum", "pattern")}
+        assert documented == model.segment_names, name
     assert segments["rfm"]["enum"] == list(SEGMENTS)
     assert segments["lifecycle"]["enum"] == list(STAGES)
     assert segments["churn_risk"]["enum"] == list(BANDS)
+
+
+def test_the_parts_the_code_owns_are_generated_from_it(spec: dict[str, Any]) -> None:
+    """The definition contract's rule grammar, the field catalogue, the templates and the
+    models' segments (``python -m service.api.document`` rewrites them)."""
+    generated = document.components()
+    assert {name: spec["components"]["schemas"].get(name) for name in generated} == generated
+
+
+ID_SAMPLES = [
+    "coffee-roaster-1",
+    "tea.house_7",
+    "__main__",
+    "_x",
+    "-x",
+    "Big",
+    "big",
+    "a" * 64,
+    "a" * 65,
+    "a" * 129,
+    "c-0001",
+    "cust 42/ü",
+    "c\n",
+    "c\x00",
+    "c\u200b",
+    "x\u2028",
+    "lifecycle",
+    "no-model",
+    "no_model",
+    "defined:green",
+    "defined:",
+    "defined:Big",
+    "Can't Lose Them",
+    "c12",
+    "",
+]
+PATH_PARAMETER_SCHEMAS = {
+    "shop_id": "ShopId",
+    "customer_id": "CustomerId",
+    "segment_id": "SegmentId",
+    "experiment_id": "ExperimentId",
+    "model": "Model",
+    "segment": "Segment",
+}
+
+
+def ecma_pattern(
+    checker: Any, pattern: str, instance: object, schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """``pattern`` as ECMA-262 (what clients and schemathesis read) means a final ``$``:
+    the end of the input, not also before a trailing newline as Python's ``$``."""
+    whole = pattern[:-1] + r"\Z" if pattern.endswith("$") else pattern
+    if isinstance(instance, str) and not re.search(whole, instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+EcmaValidator: Any = validators.extend(Draft202012Validator, {"pattern": ecma_pattern})
+
+
+@pytest.mark.parametrize(("name", "parameter"), sorted(PATH_PARAMETER_SCHEMAS.items()))
+def test_the_path_ids_the_code_accepts_are_the_documented_ones(
+    registry: Registry, name: str, parameter: str
+) -> None:
+    """Every path id the service checks at the edge (service/api/edge.py) against its
+    documented schema, on valid and tricky samples: both accept the same ones."""
+    pointer = f"{SPEC_URI}#/components/parameters/{parameter}/schema"
+    checker = EcmaValidator({"$ref": pointer}, registry=registry)
+    for sample in ID_SAMPLES:
+        documented = checker.is_valid(sample)
+        try:
+            edge.check_path({name: sample})
+            accepted = True
+        except edge.BadRequestError:
+            accepted = False
+        if name == "model" and documented != accepted:  # the document lists the models
+            assert accepted and not documented and "-" not in sample, sample
+            continue
+        assert accepted == documented, (name, sample)
 
 
 # ---------------------------------------------------------------- (c) real answers
@@ -473,6 +557,7 @@ class StandInApp:
         self.rebalancing = False
         self.in_recovery = recovering
         self.on_before_shutdown = SimpleNamespace(connect=lambda receiver: None)
+        self.web = SimpleNamespace(web_app=SimpleNamespace(middlewares=[]))
 
     def page(self, path: str) -> Callable[[Any], Any]:
         def register(view: View) -> View:
@@ -562,6 +647,8 @@ class Worker:
         """``method path`` (a documented template) with its path parameters, query, body
         and token (None: none)."""
         headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+        if method in WITH_BODY:
+            headers["Content-Type"] = "application/json"
         request = QueryRequest(query or {}, body, method=method.upper(), headers=headers)
         return self.runner.run(self.handler(path, method)(RecordingView(), request, **params))
 
@@ -747,7 +834,21 @@ def test_cohort_tables_match_their_schema(
     for query in ({}, {"months": "1"}, {"months": "6"}):
         reply = shop.get(COHORTS, query)
         assert reply.status == 200, reply.body
+        assert reply.body["months"] == len(reply.body["cohorts"]) == int(query.get("months", 12))
         assert_documented(spec, registry, COHORTS, reply)
+
+
+def test_a_cohort_table_longer_than_the_kept_history_shows_the_months_kept(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    """Every documented value of months is accepted: a table reaching back before the kept
+    history (400 days) shows as many months as are kept, the newest last, and says so."""
+    kept = shop.get(COHORTS, {"months": "36"})
+    assert kept.status == 200, kept
+    assert 13 <= kept.body["months"] == len(kept.body["cohorts"]) <= 14
+    assert shop.get(COHORTS, {"months": "35"}).body == kept.body
+    assert_documented(spec, registry, COHORTS, kept)
+    assert kept.body["cohorts"][-1] == shop.get(COHORTS, {"months": "1"}).body["cohorts"][0]
 
 
 def test_journey_funnels_match_their_schema_and_count_every_visitor(
@@ -813,17 +914,32 @@ def test_models_that_learned_nothing_yet_match_the_schema(
 
 ERROR_CASES: list[tuple[str, dict[str, str], dict[str, str], int, str]] = [
     (CUSTOMER, {}, {"customer_id": "nobody"}, 404, "nobody"),
-    (MEMBERS, {}, {"model": "no-model", "segment": "x"}, 404, "no-model"),
+    (MEMBERS, {}, {"model": "no_model", "segment": "x"}, 404, "no_model"),
+    (MEMBERS, {}, {"model": "no-model", "segment": "x"}, 400, "no-model"),
+    (MEMBERS, {}, {"model": "lifecycle", "segment": "nosuch"}, 404, "nosuch"),
+    (MEMBERS, {}, {"model": "lifecycle", "segment": "at-risk"}, 404, "at_risk"),
+    (MEMBERS, {}, {"model": "defined:nope", "segment": "nope"}, 404, "defined:nope"),
+    (MEMBERS, {"limit": "5_0"}, {"model": "rfm", "segment": "Champions"}, 400, "limit"),
+    (MEMBERS, {"limit": " 5"}, {"model": "rfm", "segment": "Champions"}, 400, "limit"),
+    (CUSTOMER, {}, {"customer_id": "c\n1"}, 400, "customer_id"),
+    (CUSTOMER, {}, {"shop_id": "__main__", "customer_id": "c-0001"}, 400, "__main__"),
+    (SIZES, {}, {"shop_id": "x" * 65}, 400, "shop_id"),
     (MEMBERS, {"limit": "0"}, {"model": "rfm", "segment": "Champions"}, 400, "limit"),
     (MEMBERS, {"limit": "501"}, {"model": "rfm", "segment": "Champions"}, 400, "limit"),
     (MEMBERS, {"offset": "-1"}, {"model": "lifecycle", "segment": "new"}, 400, "offset"),
     (METRICS, {"grain": "fortnight"}, {}, 400, "grain"),
     (METRICS, {"start": "yesterday"}, {}, 400, "start"),
-    (METRICS, {"start": "2030-01-01"}, {}, 400, "after"),
-    (METRICS, {"start": "2020-01-01"}, {}, 400, "oldest"),
+    (METRICS, {"start": "2030-01-01"}, {}, 404, "after"),
+    (METRICS, {"start": "2020-01-01"}, {}, 404, "oldest"),
+    (METRICS, {"start": "0066-02-04"}, {}, 404, "oldest"),
+    (METRICS, {"start": "0000-01-01"}, {}, 404, "oldest"),
+    (METRICS, {"start": "9999-12-31", "grain": "30d"}, {}, 404, "no such window kept"),
+    (METRICS, {"start": "20251001"}, {}, 400, "start"),
+    (METRICS, {"start": "2025-02-30"}, {}, 400, "start"),
+    (METRICS, {"dimension": "segment"}, {}, 400, "dimension"),
     (COHORTS, {"months": "many"}, {}, 400, "months"),
     (COHORTS, {"months": "0"}, {}, 400, "months"),
-    (COHORTS, {"months": "36"}, {}, 400, "oldest"),
+    (COHORTS, {"months": "37"}, {}, 400, "months"),
     (JOURNEY, {"months": "0"}, {}, 400, "months"),
     (JOURNEY, {"channel": "tv"}, {}, 400, "channel"),
 ]
@@ -840,7 +956,7 @@ def test_error_answers_match_the_documented_error_bodies(
     status: int,
     mentions: str,
 ) -> None:
-    reply = shop.get(path, query, **params)
+    reply = shop.worker.get(path, query, **{"shop_id": shop.shop_id, **params})
     assert reply.status == status and mentions in reply.body["detail"], reply
     assert_documented(spec, registry, path, reply)
 
@@ -958,13 +1074,15 @@ def test_a_definition_of_another_shop_gets_the_documented_400(
 
 @pytest.mark.parametrize("path", sorted(SHOP_ROUTES))
 def test_faust_serves_each_route_with_exactly_its_methods(shop: Shop, path: str) -> None:
-    """A page function becomes a GET view; a view class answers the methods it defines
-    (and HEAD, which Faust adds to every view); any other is 405."""
+    """A page function becomes a GET view; a view class answers the methods it defines,
+    and HEAD beside GET (Faust adds HEAD to every view; a route without GET drops it);
+    any other is the web server's 405."""
     page = shop.worker.app.pages[path]
     view = page if isinstance(page, type) else FaustView.from_handler(cast(Any, page))
     assert issubclass(view, FaustView)
     served = {method.upper() for method in methods_of(path)}
-    assert view(cast(Any, None), cast(Any, None)).get_methods() == {"HEAD"} | served
+    head = {"HEAD"} if "GET" in served else set()
+    assert view(cast(Any, None), cast(Any, None)).get_methods() == head | served
 
 
 OTHER_URL = "http://127.0.0.1:6067"
@@ -1015,7 +1133,7 @@ def test_every_route_is_forwarded_to_the_owner_with_its_method_body_and_query(
         {"limit": "5"},
         body,
         URL(OWN_URL + target),
-        {"Content-Type": "x/y", **bearer},
+        {"Content-Type": "application/json; charset=utf-8", **bearer},
         method.upper(),
     )
     reply = runner.run(worker.handler(path, method)(RecordingView(), request, **params))
@@ -1023,7 +1141,10 @@ def test_every_route_is_forwarded_to_the_owner_with_its_method_body_and_query(
     [(forwarded, url, data, headers)] = client.calls
     assert (forwarded, url) == (method.upper(), URL(OTHER_URL + target))
     if method in WITH_BODY:
-        assert (data, headers) == (body, {"Content-Type": "x/y", **bearer})
+        assert (data, headers) == (
+            body,
+            {"Content-Type": "application/json; charset=utf-8", **bearer},
+        )
     else:
         assert not data and headers["Authorization"] == bearer["Authorization"]
     assert worker.topic.records == [], "only the owner writes"
@@ -1152,8 +1273,187 @@ def test_an_experiment_and_its_read_out_match_their_schemas(
         shop_id=shop_id,
         experiment_id="winback-10",
     )
-    assert reshared.status == 422 and reshared.body["path"] == "arms", reshared
+    assert reshared.status == 409 and reshared.body["detail"].startswith("arms: "), reshared
     assert_documented(spec, registry, EXPERIMENT, reshared, "put")
     deleted = worker.call(EXPERIMENT, "delete", shop_id=shop_id, experiment_id="winback-10")
     assert deleted.status == 200, deleted
     assert_documented(spec, registry, EXPERIMENT, deleted, "delete")
+
+
+def experiment_on(model: str, segment: str, experiment_id: str = "typo") -> bytes:
+    """An experiment (as a client writes it) on ``model``'s ``segment``."""
+    return json.dumps(
+        {**json.loads(experiment_body(experiment_id)), "model": model, "segment": segment}
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    ("model", "segment", "path", "mentions"),
+    [
+        ("nosuch", "at_risk", "model", "'nosuch'"),
+        ("lifecycle", "at-risk", "segment", "'at-risk'"),
+        ("rfm", "at_risk", "segment", "'at_risk'"),
+        ("cluster", "cluster-1", "segment", "'cluster-1'"),
+        ("defined:does-not-exist", "does-not-exist", "model", "'does-not-exist'"),
+    ],
+)
+def test_an_experiment_on_a_segment_that_cannot_have_members_is_refused_naming_it(
+    spec: dict[str, Any],
+    registry: Registry,
+    runner: asyncio.Runner,
+    model: str,
+    segment: str,
+    path: str,
+    mentions: str,
+) -> None:
+    pipeline, shop_id = coffee_roaster()
+    worker = Worker.serving(pipeline, runner)
+    reply = worker.post(EXPERIMENTS, experiment_on(model, segment), None, shop_id=shop_id)
+    assert (reply.status, reply.body["error"], reply.body["path"]) == (
+        422,
+        "invalid_experiment",
+        path,
+    ), reply
+    assert mentions in reply.body["detail"], reply
+    assert_documented(spec, registry, EXPERIMENTS, reply, "post")
+    assert worker.topic.records == [], "nothing is written"
+
+
+def test_an_experiment_on_a_defined_segment_of_the_shop_is_accepted(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    pipeline, shop_id = coffee_roaster()
+    worker = Worker.serving(pipeline, runner)
+    defined = worker.post(DEFINED, written_body(segment_id="green"), None, shop_id=shop_id)
+    assert defined.status == 201, defined
+    wrong = worker.post(EXPERIMENTS, experiment_on("defined:green", "gren"), None, shop_id=shop_id)
+    assert (wrong.status, wrong.body["path"]) == (422, "segment"), wrong
+    reply = worker.post(EXPERIMENTS, experiment_on("defined:green", "green"), None, shop_id=shop_id)
+    assert reply.status == 201, reply
+    assert_documented(spec, registry, EXPERIMENTS, reply, "post")
+
+
+@pytest.mark.parametrize("method", ["preview", "post", "put"])
+def test_a_definition_comparing_with_a_segment_its_model_never_assigns_is_refused(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner, method: str
+) -> None:
+    pipeline, shop_id = coffee_roaster()
+    worker = Worker.serving(pipeline, runner)
+    assert (
+        worker.post(DEFINED, written_body(segment_id="risky"), None, shop_id=shop_id).status == 201
+    )
+    typo = {
+        "all": [
+            {"field": "behaviour.order_count", "op": "gte", "value": 1},
+            {"field": "segments.lifecycle", "op": "in", "value": ["loyal", "at-risk"]},
+        ]
+    }
+    body = written_body(segment_id="risky", rule=typo)
+    path, params = {"preview": (PREVIEW, {}), "post": (DEFINED, {}), "put": (DEFINED_ONE, {})}[
+        method
+    ]
+    if method == "put":
+        params = {"segment_id": "risky"}
+    verb = "put" if method == "put" else "post"
+    reply = worker.request(verb, path, body, None, shop_id=shop_id, **params)
+    if method == "post":
+        assert reply.status == 409, reply  # it exists: the conflict is found first
+        body = written_body(segment_id="risky-2", rule=typo)
+        reply = worker.request(verb, path, body, None, shop_id=shop_id)
+    assert (reply.status, reply.body["path"]) == (422, "rule/all/1/value/1"), reply
+    assert "'at-risk'" in reply.body["detail"] and "at_risk" in reply.body["detail"]
+    assert_documented(spec, registry, path, reply, verb)
+
+
+def test_a_preview_takes_what_a_create_takes(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    """A bare definition (no version, shop or schema version) and a template use, as
+    POST /definitions takes them; the version is the one a create would assign."""
+    bare = shop.post(PREVIEW, written_body())
+    assert bare.status == 200 and bare.body["version"] == 1, bare
+    assert bare.body == shop.post(PREVIEW, definition_body(shop.shop_id, version=1)).body
+    template = json.dumps({"template": "region", "parameters": {"region": "north"}}).encode()
+    used = shop.post(PREVIEW, template)
+    assert used.status == 200 and used.body["segment_id"] == "region", used
+    for reply in (bare, used):
+        assert_documented(spec, registry, PREVIEW, reply, "post")
+
+
+BODY_ROUTES = [(PREVIEW, "post"), (DEFINED, "post"), (DEFINED_ONE, "put")]
+BODY_ROUTES += [(EXPERIMENTS, "post"), (EXPERIMENT, "put")]
+
+
+@pytest.mark.parametrize(("path", "method"), BODY_ROUTES)
+def test_a_body_with_a_duplicate_key_is_refused_as_events_are(
+    spec: dict[str, Any], registry: Registry, shop: Shop, path: str, method: str
+) -> None:
+    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path) if name != "shop_id"}
+    body = request_body(path, method, {"shop_id": shop.shop_id, **params})
+    doubled = body.replace(b'"name": ', b'"name": "first", "name": ', 1)
+    assert doubled != body
+    reply = shop.worker.request(method, path, doubled, None, shop_id=shop.shop_id, **params)
+    assert reply.status == 400 and "duplicate key 'name'" in reply.body["detail"], reply
+    assert_documented(spec, registry, path, reply, method)
+
+
+@pytest.mark.parametrize(("path", "method"), BODY_ROUTES)
+def test_a_body_not_sent_as_json_is_415(
+    spec: dict[str, Any], registry: Registry, shop: Shop, path: str, method: str
+) -> None:
+    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path) if name != "shop_id"}
+    body = request_body(path, method, {"shop_id": shop.shop_id, **params})
+    headers = {"Authorization": f"Bearer {PLATFORM_TOKEN}", "Content-Type": "text/plain"}
+    request = QueryRequest({}, body, method=method.upper(), headers=headers)
+    handler = shop.worker.handler(path, method)
+    reply = shop.worker.runner.run(
+        handler(RecordingView(), request, shop_id=shop.shop_id, **params)
+    )
+    assert reply.status == 415 and "text/plain" in reply.body["detail"], reply
+    assert_documented(spec, registry, path, reply, method)
+
+
+def test_a_422_quotes_a_bounded_prefix_of_a_huge_field(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    """A 500 KB name (over its 120 characters) and a 500 KB property name: the answer
+    names the problem in at most 500 characters."""
+    huge = "x" * 500_000
+    for body in (
+        written_body(name=huge),
+        json.dumps({**json.loads(written_body()), huge: 1}).encode(),
+    ):
+        reply = shop.post(PREVIEW, body)
+        assert reply.status == 422, reply.status
+        assert len(reply.body["detail"]) <= 500 and len(reply.body["path"]) <= 500
+        assert len(json.dumps(reply.body)) < 1200
+        assert_documented(spec, registry, PREVIEW, reply, "post")
+
+
+@pytest.mark.parametrize("version", [None, "2", True, 1.5])
+def test_a_written_version_of_the_wrong_type_is_refused(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner, version: Any
+) -> None:
+    pipeline, shop_id = coffee_roaster()
+    worker = Worker.serving(pipeline, runner)
+    reply = worker.post(DEFINED, written_body(version=version), None, shop_id=shop_id)
+    assert (reply.status, reply.body.get("path")) == (422, "version"), reply
+    assert_documented(spec, registry, DEFINED, reply, "post")
+    assert worker.topic.records == []
+
+
+def test_the_preview_route_is_not_a_segment_id(
+    spec: dict[str, Any], registry: Registry, shop: Shop
+) -> None:
+    """``/definitions/preview`` is the preview route (OpenAPI reads a concrete path before
+    ``/definitions/{segment_id}``): no segment may be called preview, and the methods of
+    ``{segment_id}`` answer 405 there."""
+    created = shop.worker.post(
+        DEFINED, written_body(segment_id="preview"), None, shop_id=shop.shop_id
+    )
+    assert (created.status, created.body["path"]) == (422, "segment_id"), created
+    assert_documented(spec, registry, DEFINED, created, "post")
+    for method in ("get", "put", "delete"):
+        reply = shop.worker.call(DEFINED_ONE, method, shop_id=shop.shop_id, segment_id="preview")
+        assert (reply.status, reply.headers["Allow"]) == (405, "POST"), reply
+    assert shop.worker.topic.records == []

@@ -71,3 +71,24 @@ def test_compare_reads_arm_figures() -> None:
 def test_compare_waits_for_members() -> None:
     assert compare(ArmFigures(), ArmFigures(3, 1))["churn"] is None
     assert compare(ArmFigures(1, 0, 1, 5.0, 25.0), ArmFigures(3, 1))["revenue_per_member"] is None
+
+
+def test_a_read_out_without_enough_data_says_so_instead_of_zero_width_figures() -> None:
+    """No churn in either arm and the same revenue from every member: the churn interval
+    is still Wilson's (it is honest at 0), but nothing says how big a difference these
+    arms could detect, and revenue has no spread to build an interval on."""
+    flat = compare(ArmFigures(5, 0, 5, 50.0, 500.0), ArmFigures(4, 0, 4, 40.0, 400.0))
+    assert flat["status"] == "insufficient_data"
+    assert flat["revenue_per_member"] is None
+    assert flat["detectable"] == {"churn": None, "revenue_per_member": None}
+    assert flat["churn"]["low"] < 0 < flat["churn"]["high"]
+    empty = compare(ArmFigures(), ArmFigures())
+    assert empty["status"] == "insufficient_data" and empty["detectable"] is None
+    revenue = [10.0, 0.0, 30.0, 20.0]
+    varied = compare(
+        ArmFigures(4, 1, 3, sum(revenue), sum(x * x for x in revenue)),
+        ArmFigures(5, 3, 2, 25.0, 325.0),
+    )
+    assert varied["status"] == "ok"
+    assert varied["detectable"]["churn"] > 0 and varied["detectable"]["revenue_per_member"] > 0
+    assert varied["revenue_per_member"]["low"] < varied["revenue_per_member"]["high"]

@@ -11,7 +11,7 @@ import pytest
 
 from service.core.events import format_time
 from service.core.features import CustomerSnapshot, snapshot
-from service.segments import SegmentModel, available_models
+from service.segments import SegmentModel, available_models, is_segment_of
 from service.settings import Settings
 from tests.states import state
 
@@ -63,6 +63,8 @@ def test_satisfies_protocol_and_names_segments(name: str, model_class: type[Segm
     labels = run(model, customers(1))
     assert all(label is None or (isinstance(label, str) and label) for label in labels)
     assert len({label for label in labels if label}) >= 2
+    unnamed = {label for label in labels if label and not is_segment_of(model_class, label)}
+    assert not unnamed, f"{name} assigns segments its segment_names do not name: {unnamed}"
 
 
 @pytest.mark.parametrize(("name", "model_class"), MODELS)
