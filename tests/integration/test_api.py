@@ -264,7 +264,9 @@ def test_cohort_table_counts_each_paying_customer_once(
         ("/shops/{shop}/metrics?start=yesterday", 400, "start"),
         ("/shops/{shop}/segments/lifecycle/new?limit=0", 400, "limit"),
         ("/shops/{shop}/segments/lifecycle/new?offset=-1", 400, "offset"),
-        ("/shops/{shop}/segments/no-model/x", 404, "no-model"),
+        ("/shops/{shop}/segments/no-model/x", 400, "no-model"),  # not a model name
+        ("/shops/{shop}/segments/nomodel/x", 404, "nomodel"),  # a name, but no model's
+        ("/shops/{shop}/segments/lifecycle/nosuch", 404, "nosuch"),
         ("/shops/{shop}/cohorts?months=many", 400, "months"),
     ],
 )
@@ -338,7 +340,7 @@ def test_bad_previews_get_clear_errors_from_any_worker(
         )
         assert status == 404 and "no-such-shop" in body["detail"]
         status, kind, _ = worker.post(path, b" " * (1024**2 + 1))
-        assert (status, kind) == (413, "text/plain")
+        assert (status, kind) == (413, "application/json")  # every error answer is JSON
 
 
 @pytest.mark.asyncio(loop_scope="session")
