@@ -15,14 +15,13 @@ The patterns here and the document's are held together by ``tests/unit/api/test_
 
 from __future__ import annotations
 
-import json
-import math
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
+
+from service.core.contracts import strict_json
 
 SHOWN_CHARS = 80
 """Most characters of a client's value any message quotes."""
@@ -157,67 +156,6 @@ def choice(query: Mapping[str, str], name: str, default: str, allowed: tuple[str
     return raw
 
 
-_MAX_FLOAT_INT = int(sys.float_info.max)
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if not math.isfinite(value):
-        raise ValueError(f"number {bounded(text, SHOWN_CHARS)} is beyond the double range")
-    return value
-
-
-def _finite_int(text: str) -> int:
-    value = int(text)
-    if abs(value) > _MAX_FLOAT_INT:
-        raise ValueError(f"an integer of {len(text)} digits is beyond the double range")
-    return value
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
-
-
-def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        seen: set[str] = set()
-        for key, _ in pairs:
-            if key in seen:
-                raise ValueError(f"duplicate key {shown(key)}")
-            seen.add(key)
-    return obj
-
-
-_DECODER = json.JSONDecoder(
-    parse_float=_finite_float,
-    parse_int=_finite_int,
-    parse_constant=_no_constant,
-    object_pairs_hook=_unique_keys,
-)
-_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
-"""A ``\\uD800``-``\\uDFFF`` escape: only then can a decoded string hold a lone surrogate."""
-
-
-def _lone_surrogate(value: Any) -> bool:
-    """Whether a string (or key) in ``value`` holds an unpaired surrogate: no UTF-8 text
-    holds one, so it could be neither stored nor answered."""
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item)
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str) and not item.isascii():
-            try:
-                item.encode("utf-8")
-            except UnicodeEncodeError:
-                return True
-    return False
-
-
 def json_body(body: bytes, what: str) -> Any:
     """The request body (``what`` it should be) as strict JSON, or :class:`BadRequestError`.
 
@@ -229,14 +167,10 @@ def json_body(body: bytes, what: str) -> Any:
     if not body.strip():
         raise BadRequestError(f"the body must be {what} as JSON; it is empty")
     try:
-        text = body.decode("utf-8")
-        parsed = _DECODER.decode(text)
+        return strict_json(body.decode("utf-8"))
     except RecursionError:
         raise BadRequestError("the body is not JSON: nested too deeply to read") from None
     except UnicodeDecodeError as error:
         raise BadRequestError(f"the body is not JSON: not UTF-8 at byte {error.start}") from None
-    except ValueError as error:  # JSONDecodeError, or a hook's refusal
+    except ValueError as error:  # JSONDecodeError, or a refusal of strict_json's
         raise BadRequestError(bounded(f"the body is not JSON: {error}")) from None
-    if _SURROGATE_ESCAPE.search(text) and _lone_surrogate(parsed):
-        raise BadRequestError("the body is not JSON: a string holds an unpaired surrogate escape")
-    return parsed

@@ -318,13 +318,21 @@ def _contracts() -> _Contracts:
 
 
 _MAX_FLOAT_INT = int(sys.float_info.max)
+_QUOTED_CHARS = 80
+"""Most characters of a refused value a JSON error message quotes."""
+
+
+def _quoted(text: str) -> str:
+    """``text`` quoted as Python shows it, at most :data:`_QUOTED_CHARS` of it."""
+    shown = repr(text[: _QUOTED_CHARS + 1])
+    return shown if len(text) <= _QUOTED_CHARS else shown[:-1] + "...'"
 
 
 def _finite_float(text: str) -> float:
     """JSON has no NaN/Infinity, but Python's json turns 1e999 into inf: reject that."""
     value = float(text)
     if not math.isfinite(value):
-        raise ValueError(f"number {text} is not finite")
+        raise ValueError(f"number {text[:_QUOTED_CHARS]} is beyond the double range")
     return value
 
 
@@ -332,13 +340,13 @@ def _finite_int(text: str) -> int:
     """Reject integers beyond the double range (``float(amount)`` would overflow downstream)."""
     value = int(text)
     if abs(value) > _MAX_FLOAT_INT:
-        raise ValueError(f"integer of {len(text)} digits is out of range")
+        raise ValueError(f"an integer of {len(text)} digits is beyond the double range")
     return value
 
 
 def _reject_constant(name: str) -> float:
     """``NaN``, ``Infinity`` and ``-Infinity`` are Python extensions, not JSON."""
-    raise ValueError(f"{name} is not valid JSON")
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -349,7 +357,7 @@ def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
         seen: set[str] = set()
         for key, _ in pairs:
             if key in seen:
-                raise ValueError(f"duplicate key {key!r}")
+                raise ValueError(f"duplicate key {_quoted(key)}")
             seen.add(key)
     return obj
 
@@ -406,6 +414,25 @@ def _lone_surrogate(value: Any) -> str | None:
     return None
 
 
+def strict_json(text: str) -> Any:
+    """``text`` as JSON, refusing what parsers disagree on or what could not be stored:
+    duplicate keys, ``NaN``/``Infinity``, numbers beyond the double range, unpaired
+    surrogate escapes. ``ValueError`` names the problem (``RecursionError``: nested too
+    deeply). Events and the API's request bodies are read with it.
+
+    >>> strict_json('{"a": 1, "a": 2}')
+    Traceback (most recent call last):
+    ...
+    ValueError: duplicate key 'a'
+    """
+    value = _DECODER.decode(text)
+    if _SURROGATE_ESCAPE.search(text):
+        lone = _lone_surrogate(value)
+        if lone is not None:
+            raise ValueError(f"unpaired surrogate escape in string {_quoted(lone)}")
+    return value
+
+
 def _decode(raw: bytes) -> dict[str, Any] | Rejection:
     """UTF-8 JSON object, or why not (``undecodable`` or ``invalid_json``)."""
     try:
@@ -413,19 +440,12 @@ def _decode(raw: bytes) -> dict[str, Any] | Rejection:
     except UnicodeDecodeError as error:
         return Rejection("undecodable", f"value is not UTF-8: {error.reason} at byte {error.start}")
     try:
-        event = _DECODER.decode(text)
+        event = strict_json(text)
     except (ValueError, RecursionError) as error:
         return Rejection("invalid_json", _truncate(f"not valid JSON: {error}"))
     if not isinstance(event, dict):
         got = _JSON_TYPE_NAMES.get(type(event), type(event).__name__)
         return Rejection("invalid_json", f"expected a JSON object, got {got}")
-    if _SURROGATE_ESCAPE.search(text):
-        lone = _lone_surrogate(event)
-        if lone is not None:
-            return Rejection(
-                "invalid_json",
-                _truncate(f"not valid JSON: unpaired surrogate escape in string {lone!r}"),
-            )
     return cast(dict[str, Any], event)
 
 

@@ -401,7 +401,7 @@ def test_integer_and_boolean_are_not_confused() -> None:
         (b"[" * 50_000, "invalid_json", "recursion"),
         (b'{"type": "order", "amount": NaN}', "invalid_json", "NaN"),
         (b'{"type": "order", "amount": Infinity}', "invalid_json", "Infinity"),
-        (b'{"type": "order", "amount": 1e999}', "invalid_json", "finite"),
+        (b'{"type": "order", "amount": 1e999}', "invalid_json", "double range"),
         (b'{"type": "order", "amount": 1' + b"0" * 400 + b"}", "invalid_json", "range"),
         (b"{}", "schema_invalid", "'type' is a required property"),
         (b'{"type": "refund"}', "schema_invalid", "$.type: 'refund'"),
