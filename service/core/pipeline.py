@@ -268,14 +268,18 @@ class Pipeline:
     def _erasure(
         self, book: ShopBook, event: CustomerErased, state: CustomerState | None, outcome: Outcome
     ) -> Outcome:
-        """Leave the erasure marker, and forget the customer if segstream knows them."""
+        """An erasure request is administrative: it takes effect at the shop's stream time
+        and never moves it (a request dated today for a shop replayed up to last year
+        would otherwise age every customer a year at once). A shop's first event sets its
+        stream time, so a shop without one has nobody to forget: only the marker is left."""
         marker = erasure_key(event.shop_id, event.customer_id)
         known = self.shops.get(marker)
         at = event.occurred_at.timestamp()
         self.shops[marker] = {"at": at if known is None else max(at, known["at"])}
-        now = self._advance(book, event.occurred_at)
-        if state is not None:
-            outcome.changes = self._erase(book, event, state, now)
+        now = book.stream_time
+        if now is None or state is None:
+            return outcome
+        outcome.changes = self._erase(book, event, state, now)
         return self._after_event(book, outcome, now)
 
     def _erase(
@@ -298,7 +302,8 @@ class Pipeline:
         view = self.view(before, now)
         for model in book.models.values():
             model.forget(view)
-        self.ledger.record(event, before, _leaving(state, event, now), now)
+        request = replace(event, occurred_at=min(event.occurred_at, now))
+        self.ledger.record(request, before, _leaving(state, event, now), now)
         book.funnel_dirty |= book.funnel.move(journey_of(before), None, self._oldest_cohort(now))
         book.lifetime_dirty |= book.lifetime.forget(event.customer_id)
         book.schedule.set(event.customer_id, None)
