@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from service.core.changes import Source
-from service.core.contracts import EVENT_TYPES
+from service.core.contracts import EVENT_TYPES, validate_output
 from service.core.events import format_time
 from service.core.keys import customer_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline, referrals_key
@@ -124,6 +124,8 @@ def test_a_referral_moves_the_referrer_in_and_out_of_a_defined_segment() -> None
     assert ("c-0", "referrers", "event") in moves(joined)
     left = send(pipeline, erasure("c-1", 3))
     assert ("c-0", None, "event") in moves(left), "the referrer's move is no erasure of theirs"
+    for change in joined.changes + left.changes:
+        assert validate_output("segment_changed", change.to_json()) is None
 
 
 def send(pipeline: Pipeline, record: Any) -> Outcome:
