@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from service.settings import ConfigError, load_settings
+from service.settings import ConfigError, Settings, load_settings, unknown_variables
 
 MATH_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Thread pools of the numerical libraries, limited to one thread for the worker."""
@@ -27,23 +27,40 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
     parser.add_argument("command", choices=["worker", "check-config"])
     args = parser.parse_args(argv)
+    unknown = unknown_variables()
     try:
         settings = load_settings()
     except ConfigError as error:
-        print(error, file=sys.stderr)
+        print(error.plus(unknown), file=sys.stderr)  # a misspelling may be the cause
         return 2
     if args.command == "check-config":
+        if unknown:
+            print(ConfigError(unknown), file=sys.stderr)
+            return 2
         print(settings.model_dump_json(indent=2))
         return 0
     single_threaded_math()
     from service.stream.worker import StartupError, run_worker
 
+    warn_unknown(settings, unknown)
     try:
         run_worker(settings)
     except StartupError as error:
         print(f"segstream: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def warn_unknown(settings: Settings, unknown: dict[str, list[str]]) -> None:
+    """Log a warning per ``SEGSTREAM_*`` variable that names no setting: the worker still
+    starts (an orchestrator may set variables of other versions), but a misspelt
+    setting (``SEGSTREAM_WEB_PROT``) shows in its first log lines."""
+    from service.observability.logs import configure, get_logger
+
+    configure(settings)
+    log = get_logger("service")
+    for variable, problems in unknown.items():
+        log.warning("unknown_setting", variable=variable, problem="; ".join(problems))
 
 
 if __name__ == "__main__":

@@ -3,7 +3,9 @@
 Every setting is an environment variable with the ``SEGSTREAM_`` prefix
 (``SEGSTREAM_KAFKA_BOOTSTRAP=127.0.0.1:9092``); nothing else in the package reads
 the environment. The object is frozen: a worker's configuration does not change
-while it runs.
+while it runs. A bad value is one line naming its variable (:func:`load_settings`); a
+``SEGSTREAM_*`` variable that names no setting is reported too (:func:`unknown_variables`:
+a misspelt one would otherwise leave its setting at the default, silently).
 
 >>> Settings(kafka_bootstrap="127.0.0.1:19092").topic("orders")
 'segstream.orders'
@@ -11,12 +13,23 @@ while it runs.
 
 from __future__ import annotations
 
+import difflib
+import json
+import os
 import re
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import ErrorDetails
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OutputRole = Literal["segment_changes", "segment_membership", "dead_letters", "metrics"]
 """Roles of the topics segstream writes. The input topics' roles are the event types'
@@ -29,14 +42,29 @@ HTTP API writes it, the worker reads it beside the input events."""
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})
 """Bind addresses that mean "every interface": never an address to give peers."""
+PREFIX = "SEGSTREAM_"
+RESERVED_PREFIXES = (f"{PREFIX}TEST_",)
+"""Variables of the test harness (``SEGSTREAM_TEST_KAFKA_PORT``), no worker settings."""
+KAFKA_NAME = r"^[A-Za-z0-9._-]*$"
+"""Characters Kafka allows in topic names and segstream in names it derives them from."""
+HOST = r"^[A-Za-z0-9._:%\[\]-]*$"
+"""A host name, an IPv4 or IPv6 address (empty: every interface)."""
 
 
 class Settings(BaseSettings):
     """Typed, validated, immutable worker settings (see README, "Settings")."""
 
-    model_config = SettingsConfigDict(env_prefix="SEGSTREAM_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, frozen=True, extra="forbid", allow_inf_nan=False
+    )
 
-    app_id: str = Field("segstream", description="Faust app id: consumer group and table prefix.")
+    app_id: str = Field(
+        "segstream",
+        min_length=1,
+        max_length=200,
+        pattern=KAFKA_NAME,
+        description="Faust app id: consumer group and table prefix.",
+    )
     kafka_bootstrap: str = Field("127.0.0.1:9092", description="host:port[,host:port...]")
     kafka_wait_s: float = Field(
         60.0, ge=0, description="How long a starting worker waits for an unreachable broker."
@@ -52,11 +80,15 @@ class Settings(BaseSettings):
         description="PEM file of the CA the brokers' certificates are checked against (SSL "
         "and SASL_SSL; unset: the system's CAs).",
     )
-    kafka_username: str | None = Field(None, description="SASL user name (SASL only).")
-    kafka_password: SecretStr | None = Field(
-        None, description="SASL password (SASL only; never printed)."
+    kafka_username: str | None = Field(
+        None, min_length=1, description="SASL user name (SASL only)."
     )
-    topic_prefix: str = Field("segstream.", description="Prefix of every topic name.")
+    kafka_password: SecretStr | None = Field(
+        None, min_length=1, description="SASL password (SASL only; never printed)."
+    )
+    topic_prefix: str = Field(
+        "segstream.", max_length=200, pattern=KAFKA_NAME, description="Prefix of every topic name."
+    )
     topic_partitions: int = Field(8, ge=1, le=1024, description="Partitions of created topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="Replicas of created topics.")
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
@@ -113,14 +145,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("var/worker"), description="Per-worker data directory (tables under <dir>/<app id>)."
     )
-    web_host: str = Field("127.0.0.1", description="Address the HTTP API binds to.")
+    web_host: str = Field(
+        "127.0.0.1", max_length=253, pattern=HOST, description="Address the HTTP API binds to."
+    )
     web_port: int = Field(6066, ge=1, le=65535, description="Port of the HTTP API.")
     web_advertised_host: str | None = Field(
         None,
+        max_length=253,
+        pattern=HOST,
         description="Host the other workers reach this one's HTTP API at (forwarded requests); "
         "unset: SEGSTREAM_WEB_HOST, which must then not be a wildcard such as 0.0.0.0.",
     )
-    api_tokens: dict[str, str] = Field(
+    api_tokens: Annotated[dict[str, str], NoDecode] = Field(
         {},
         description="The query API's tokens, as JSON: SHA-256 (hex) of each token -> its scope, "
         "'platform' or 'shop:<shop_id>' (python -m service.tools.token makes one).",
@@ -290,8 +326,48 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _timeouts_ordered(self) -> Settings:
         if self.broker_session_timeout_s > self.broker_request_timeout_s:
-            raise ValueError("broker_session_timeout_s must not exceed broker_request_timeout_s")
+            raise ValueError(
+                "SEGSTREAM_BROKER_SESSION_TIMEOUT_S must not exceed "
+                "SEGSTREAM_BROKER_REQUEST_TIMEOUT_S"
+            )
         return self
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _tokens_from_json(cls, value: Any) -> Any:
+        """The environment gives a string: parsed here, so that a bad one is a validation
+        error like any other (pydantic-settings' own parsing raised a 44-line traceback)."""
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as error:
+            raise ValueError(f"not JSON ({error}); {TOKENS_FORMAT}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"not a JSON object; {TOKENS_FORMAT}")
+        return parsed
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _cafile_is_a_file(cls, value: Path | None) -> Path | None:
+        """Not pydantic's FilePath: its check raises OSError on a name too long for the file
+        system, a traceback instead of a line (as for NewPath: pydantic/pydantic#10207)."""
+        if value is None:
+            return None
+        try:
+            found = value.is_file()
+        except OSError as error:
+            raise ValueError(f"cannot be read ({error.strerror})") from None
+        if not found:
+            raise ValueError("no such file (the PEM file of the brokers' CA)")
+        return value
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_named(cls, value: Any) -> Any:
+        if value == "":
+            raise ValueError("empty: name a directory")
+        return value
 
     @field_validator("api_tokens")
     @classmethod
@@ -308,10 +384,10 @@ class Settings(BaseSettings):
     @field_validator("kafka_bootstrap")
     @classmethod
     def _bootstrap_has_ports(cls, value: str) -> str:
-        for server in value.split(","):
+        for number, server in enumerate(value.split(","), 1):
             host, _, port = server.strip().rpartition(":")
             if not host or not port.isdigit():
-                raise ValueError(f"expected host:port, got {server!r}")
+                raise ValueError(f"expected host:port[,host:port...]; entry {number} is not")
         return value
 
     @model_validator(mode="after")
@@ -344,7 +420,7 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _bands_ordered(self) -> Settings:
         if self.churn_band_medium >= self.churn_band_high:
-            raise ValueError("churn_band_medium must be below churn_band_high")
+            raise ValueError("SEGSTREAM_CHURN_BAND_MEDIUM must be below SEGSTREAM_CHURN_BAND_HIGH")
         return self
 
     def topic(self, role: str) -> str:
@@ -352,21 +428,75 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{role.replace('_', '-')}"
 
 
+TOKENS_FORMAT = 'expected {"<sha-256 hex of a token>": "platform" or "shop:<id>", ...}'
+
+
 class ConfigError(Exception):
-    """Raised with a readable message when the environment holds bad settings."""
+    """Raised with a readable message when the environment holds bad settings: a header,
+    then one line per variable with problems (``  SEGSTREAM_WEB_PORT: ...``)."""
+
+    def __init__(self, problems: Mapping[str, list[str]]) -> None:
+        self.problems = dict(problems)
+        lines = [f"  {name}: {'; '.join(found)}" for name, found in self.problems.items()]
+        super().__init__("invalid segstream settings:\n" + "\n".join(lines))
+
+    def plus(self, problems: Mapping[str, list[str]]) -> ConfigError:
+        """This error with more problems (other variables) added."""
+        return ConfigError({**self.problems, **problems})
 
 
 def load_settings() -> Settings:
-    """Read settings from the environment, turning validation errors into one clear message."""
+    """Read settings from the environment, turning validation errors into one clear
+    message: one line per variable, never the value (it may be a secret)."""
     try:
         return Settings()
     except ValidationError as error:
-        lines = [f"  {_variable(issue['loc'])}: {issue['msg']}" for issue in error.errors()]
-        raise ConfigError("invalid segstream settings:\n" + "\n".join(lines)) from None
+        problems: dict[str, list[str]] = {}
+        for issue in error.errors():
+            found = problems.setdefault(_variable(issue["loc"]), [])
+            message = _message(issue)
+            if message not in found:
+                found.append(message)
+        raise ConfigError(problems) from None
+
+
+PATTERNS = {
+    KAFKA_NAME: "only letters, digits, '.', '_' and '-' (it names Kafka topics and groups)",
+    HOST: "not a host name or IP address",
+}
+"""What a value that does not match one of the settings' patterns breaks, readably."""
+
+
+def _message(issue: ErrorDetails) -> str:
+    """One issue as one readable line (never the value: it may be a secret)."""
+    context = issue.get("ctx") or {}
+    if issue["type"] == "string_pattern_mismatch" and context.get("pattern") in PATTERNS:
+        return PATTERNS[context["pattern"]]
+    if issue["type"] in ("string_too_short", "too_short") and context.get("min_length") == 1:
+        return "empty (unset the variable for the default)"
+    return " ".join(str(issue["msg"]).removeprefix("Value error, ").split())
 
 
 def _variable(location: tuple[int | str, ...]) -> str:
-    """The environment variable a validation error points at (or the settings as a whole)."""
+    """The environment variable a validation error points at (or the settings as a whole):
+    its field, not a place inside its value (a token's key must not be printed)."""
     if not location:
         return "settings"
-    return "SEGSTREAM_" + "_".join(str(part) for part in location).upper()
+    return f"{PREFIX}{str(location[0]).upper()}"
+
+
+def unknown_variables(environ: Mapping[str, str] | None = None) -> dict[str, list[str]]:
+    """``SEGSTREAM_*`` variables (of ``environ``, by default the process environment)
+    that name no setting, each with the setting it may be a misspelling of: the worker
+    warns about them, ``check-config`` refuses them. ``SEGSTREAM_TEST_*`` belong to the
+    test harness."""
+    names = {f"{PREFIX}{name.upper()}" for name in Settings.model_fields}
+    found: dict[str, list[str]] = {}
+    for variable in sorted(os.environ if environ is None else environ):
+        upper = variable.upper()  # pydantic-settings reads names in any case
+        if not upper.startswith(PREFIX) or upper in names or upper.startswith(RESERVED_PREFIXES):
+            continue
+        close = difflib.get_close_matches(upper, names, n=1, cutoff=0.8)
+        hint = f" (did you mean {close[0]}?)" if close else ""
+        found[variable] = [f"not a segstream setting{hint}"]
+    return found

@@ -27,7 +27,8 @@ in-process run over the same records and an independent pandas computation:
 
 It ends with one line (``chaos: 12 kills, 3 rebalances, 1 broker restart; 24,000 events;
 lost 0, duplicated 0, facts 0 diff, ...``) and exits 1 when any figure is not zero. The
-seed decides the history and every fault's kind and moment.
+seed decides the history and every fault's kind and moment: ``--seed N`` with the same
+options runs the same history with the same faults again (the workers' timing varies).
 """
 
 from __future__ import annotations
@@ -98,6 +99,28 @@ class ChaosConfig:
     cluster: bool = False
     """Three brokers (replication 3, min.insync.replicas 2); a broker restart is then one
     node SIGKILLed mid-stream and started again."""
+
+    def command(self) -> str:
+        """The ``make chaos`` command that runs this configuration again (same history,
+        same faults at the same moments)."""
+        options = {name: getattr(self, name) for name in CLI_OPTIONS}
+        flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in options.items())
+        return f'make chaos CHAOS_ARGS="{flags}{" --cluster" if self.cluster else ""}"'
+
+
+CLI_OPTIONS = (
+    "seed",
+    "events",
+    "workers",
+    "kills",
+    "fresh_takeovers",
+    "rebalances",
+    "broker_restarts",
+    "rate",
+    "port",
+    "standby_replicas",
+)
+"""The configuration's fields the command line sets (``--cluster`` aside)."""
 
 
 @dataclass
@@ -630,20 +653,14 @@ def replace_settings(settings: Settings) -> Settings:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     defaults = ChaosConfig()
-    parser.add_argument("--seed", type=int, default=defaults.seed)
-    parser.add_argument("--events", type=int, default=defaults.events)
-    parser.add_argument("--workers", type=int, default=defaults.workers)
-    parser.add_argument("--kills", type=int, default=defaults.kills)
-    parser.add_argument("--fresh-takeovers", type=int, default=defaults.fresh_takeovers)
-    parser.add_argument("--rebalances", type=int, default=defaults.rebalances)
-    parser.add_argument("--broker-restarts", type=int, default=defaults.broker_restarts)
-    parser.add_argument("--rate", type=float, default=defaults.rate)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--standby-replicas", type=int, default=defaults.standby_replicas)
+    for name in CLI_OPTIONS:
+        default = getattr(defaults, name)
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--cluster", action="store_true", help="three brokers, one killed")
     args = parser.parse_args(argv)
     config = ChaosConfig(**{k: v for k, v in vars(args).items()})
     config = replace(config, work_dir=defaults.work_dir / f"seed-{config.seed}-{int(time.time())}")
+    print(f"chaos: seed {config.seed}; again: {config.command()}", file=sys.stderr, flush=True)
     if config.cluster:
         with fresh_cluster(config.port, "chaos-cluster") as cluster:
             report = asyncio.run(run(config, cluster))

@@ -12,7 +12,9 @@ marketing consent) is latest-wins in event time, not in arrival order: each valu
 with the event time of its statement, and a statement replaces it only if it is later (at
 the same time, a deterministic tie-break decides; an opt-out beats an opt-in). Keeping the
 maximum makes the result independent of the order (see :func:`_latest_wins`). An event
-that leaves a field out states nothing about it.
+that leaves a field out states nothing about it. Two statements at the same event time
+(two signups, two cancellations, two plans) are ranked by their values, never by which
+arrived last.
 
 De-duplication memory is bounded: the ids of a customer's last ``window`` events, and of
 none that occurred more than ``horizon_days`` before the newest of them (see
@@ -123,7 +125,9 @@ class CustomerState:
     """The latest :data:`FEEDBACK_MEMORY` feedback scores, ordered by (day, score). Never
     the feedback text (personal data)."""
     referral_count: int = 0
-    """Customers of the shop whose signup named this customer as their referrer."""
+    """Customers of the shop (known now, not erased) whose :attr:`referrer` this customer
+    is. It follows from their states alone, whatever order the events arrived in (the
+    pipeline keeps it; see ``Pipeline._credit``)."""
     enrolments: dict[str, list[Any]] = field(default_factory=dict)
     """Per experiment of the shop the customer was enrolled in: a row of
     :class:`service.experiments.live.Enrolment` (enrolled at, orders, revenue, churned,
@@ -139,6 +143,13 @@ class CustomerState:
         """Seen only through touchpoints: in the journey funnel, in no segment or customer
         metric until their first other event."""
         return self.first_seen_at is None
+
+    @property
+    def referrer(self) -> str | None:
+        """Who referred this customer: the ``referred_by`` of their latest signup (None:
+        nobody, or they named themselves, which counts for no one)."""
+        named = self.referred_by
+        return None if named == self.customer_id else named
 
     @property
     def plan(self) -> Plan | None:
@@ -351,9 +362,14 @@ def _note_first_seen(state: CustomerState, when: datetime) -> None:
 
 
 def _apply_signup(state: CustomerState, event: Signup) -> None:
-    insort(state.signups, event.occurred_at)
-    _note_plan(state, event.occurred_at, event.plan)
-    if state.signups[-1] == event.occurred_at:
+    at = event.occurred_at
+    insort(state.signups, at)
+    _note_plan(state, at, event.plan)
+    acquired = (event.acquisition_channel, event.referred_by or "")
+    if state.signups[-1] == at and (
+        state.signups.count(at) == 1  # the latest signup names how the customer came
+        or acquired > (state.acquisition_channel or "", state.referred_by or "")
+    ):  # several at the latest time: the greatest, whatever order they arrived in
         state.acquisition_channel = event.acquisition_channel
         state.referred_by = event.referred_by
     _note_contact(state, event.occurred_at, event.preferred_channel, event.marketing_opt_in)
@@ -425,8 +441,13 @@ def _apply_order(state: CustomerState, event: Order) -> None:
 
 
 def _apply_cancellation(state: CustomerState, event: Cancellation) -> None:
-    insort(state.cancellations, (event.occurred_at, event.effective_at), key=lambda p: p[0])
-    if state.cancellations[-1][0] == event.occurred_at:  # the latest, whatever the order
+    at = event.occurred_at
+    insort(state.cancellations, (at, event.effective_at))
+    latest = state.cancellations[-1][0] == at  # the latest, whatever the order
+    if latest and (
+        sum(1 for o, _ in state.cancellations if o == at) == 1
+        or event.reason > (state.cancel_reason or "")
+    ):  # several at the latest time: the greatest reason
         state.cancel_reason = event.reason
 
 
@@ -456,8 +477,18 @@ def _keep_latest(kept: list[Any], item: Any, limit: int) -> None:
 
 def _note_plan(state: CustomerState, when: datetime, plan: Plan) -> None:
     """Keep every plan with the time it took effect (signups, orders with a plan, plan
-    changes); the current plan is the latest one, whatever order they arrive in."""
-    insort(state.plan_history, (when, plan), key=lambda entry: entry[0])
+    changes); the current plan is the latest one, whatever order they arrive in (of
+    plans taken on at the same time, the greatest by :func:`_plan_rank`)."""
+    insort(state.plan_history, (when, plan), key=_plan_entry_rank)
+
+
+def _plan_rank(plan: Plan) -> tuple[str, float, str, str, str]:
+    """A total order of plans, for plans taken on at the same time."""
+    return (plan.plan_id, plan.price, plan.currency, plan.interval, plan.tier or "")
+
+
+def _plan_entry_rank(entry: tuple[datetime, Plan]) -> tuple[datetime, tuple[Any, ...]]:
+    return entry[0], _plan_rank(entry[1])
 
 
 PAYING_STATUSES = frozenset({"active", "cancelling"})

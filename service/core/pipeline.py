@@ -237,14 +237,13 @@ class Pipeline:
             return Outcome("dead_lettered", expected.type_name, dead_letter=misplaced)
         outcome = Outcome("processed", event_type(event), event.shop_id)
         book = self.book(event.shop_id, source.partition)
-        now = self._advance(book, event.occurred_at)
         stored = self.customers.get(customer_key(event.shop_id, event.customer_id))
         if isinstance(event, CustomerErased):
-            outcome.changes = self._erase(book, event, stored, now)
+            return self._erasure(book, event, stored, outcome)
+        now = self._advance(book, event.occurred_at)
+        if self._forgotten(event, stored):
             return self._after_event(book, outcome, now)
-        if stored is None and self._forgotten(event):
-            return self._after_event(book, outcome, now)
-        state: CustomerState = stored or CustomerState(event.shop_id, event.customer_id)
+        state = stored or self._new_customer(event.shop_id, event.customer_id)
         before = state.copy()
         if apply(state, event, self.dedup):
             book.funnel_dirty |= book.funnel.move(
@@ -259,25 +258,40 @@ class Pipeline:
         return self._after_event(book, outcome, now)
 
     def _after_event(self, book: ShopBook, outcome: Outcome, now: datetime) -> Outcome:
-        """Every event moves its shop's clock: review whoever is due, collect new groups."""
+        """After an event at the shop's stream time ``now``: review whoever is due by
+        then, collect new groups."""
         outcome.changes += self._review_due(book, now)
         outcome.formed = self._formed(book, now)
         book.dirty = True
         return outcome
 
-    def _erase(
-        self, book: ShopBook, event: CustomerErased, state: CustomerState | None, now: datetime
-    ) -> list[SegmentChange]:
-        """Forget a customer: out of every segment (cause ``erased``), a paying
-        subscriber's churn booked now (reason ``erased``), out of the funnel and the
-        lifetime sample, their state deleted (a tombstone on the changelog); a marker
-        (their id hashed) drops their events that occurred before and arrive later."""
+    def _erasure(
+        self, book: ShopBook, event: CustomerErased, state: CustomerState | None, outcome: Outcome
+    ) -> Outcome:
+        """An erasure request is administrative: it takes effect at the shop's stream time
+        and never moves it (a request dated today for a shop replayed up to last year
+        would otherwise age every customer a year at once). A shop's first event sets its
+        stream time, so a shop without one has nobody to forget: only the marker is left."""
         marker = erasure_key(event.shop_id, event.customer_id)
         known = self.shops.get(marker)
         at = event.occurred_at.timestamp()
         self.shops[marker] = {"at": at if known is None else max(at, known["at"])}
-        if state is None:
-            return []
+        now = book.stream_time
+        if now is None or state is None:
+            return outcome
+        outcome.changes = self._erase(book, event, state, now)
+        return self._after_event(book, outcome, now)
+
+    def _erase(
+        self, book: ShopBook, event: CustomerErased, state: CustomerState, now: datetime
+    ) -> list[SegmentChange]:
+        """Forget a customer at ``now``: out of every segment (cause ``erased``), a paying
+        subscriber's churn booked now (reason ``erased``), out of the funnel and the
+        lifetime sample, their state deleted (a tombstone on the changelog); the marker
+        :meth:`_erasure` leaves (their id hashed) drops their events that occurred before
+        and arrive later. Their referral is withdrawn from their referrer, and the
+        referrals credited to them wait for their id on the shop's pending record (they
+        are the referees' facts: see :meth:`_credit`)."""
         before = state.copy()
         cause = Cause("erased", event.event_id, event.type_name)
         changes = []
@@ -288,17 +302,38 @@ class Pipeline:
         view = self.view(before, now)
         for model in book.models.values():
             model.forget(view)
-        self.ledger.record(event, before, _leaving(state, event, now), now)
+        request = replace(event, occurred_at=min(event.occurred_at, now))
+        self.ledger.record(request, before, _leaving(state, event, now), now)
         book.funnel_dirty |= book.funnel.move(journey_of(before), None, self._oldest_cohort(now))
         book.lifetime_dirty |= book.lifetime.forget(event.customer_id)
         book.schedule.set(event.customer_id, None)
         del self.customers[customer_key(event.shop_id, event.customer_id)]
+        if before.referrer is not None:  # the referrer's change is no erasure of theirs
+            referee = Cause("event", event.event_id, event.type_name)
+            changes += self._credit(book, before.referrer, -1, now, referee)
+        self._pend(event.shop_id, event.customer_id, before.referral_count)
         return changes
 
-    def _forgotten(self, event: Event) -> bool:
-        """Whether an event of an unknown customer occurred before their erasure."""
+    def _forgotten(self, event: Event, state: CustomerState | None) -> bool:
+        """Whether the event occurred before an erasure of its customer (it belongs to
+        the customer forgotten, whether it arrives before or after events of a new one).
+        A state kept after an erasure holds only events after it, so an event no earlier
+        than everything the state knows needs no look at the marker."""
+        if state is not None and not _earlier_than_known(state, event.occurred_at):
+            return False
         marker = self.shops.get(erasure_key(event.shop_id, event.customer_id))
         return marker is not None and event.occurred_at.timestamp() <= marker["at"]
+
+    def _new_customer(self, shop_id: str, customer_id: str) -> CustomerState:
+        """A customer's first state: with the referrals credited to them before segstream
+        knew them (the pending record is picked up, and deleted)."""
+        state = CustomerState(shop_id, customer_id)
+        key = referrals_key(shop_id, customer_id)
+        pending = self.shops.get(key)
+        if pending is not None:
+            state.referral_count = int(pending["count"])
+            del self.shops[key]
+        return state
 
     def _fold(
         self,
@@ -320,8 +355,11 @@ class Pipeline:
         self._save(state)
         if isinstance(event, Order):
             self._count_order(book, event.customer_id, now)
-        if before.referred_by is None and state.referred_by is not None:
-            changes += self._credit_referrer(book, state.referred_by, now, cause)
+        if before.referrer != state.referrer:  # a signup named someone else (or nobody)
+            if before.referrer is not None:
+                changes += self._credit(book, before.referrer, -1, now, cause)
+            if state.referrer is not None:
+                changes += self._credit(book, state.referrer, 1, now, cause)
         return changes, self.ledger.record(event, before, state, now).too_late
 
     def _oldest_cohort(self, now: datetime) -> str:
@@ -547,8 +585,10 @@ class Pipeline:
             if book.experiments_dirty:
                 self.shops[experiments_key(book.shop_id)] = book.experiments.record()
                 book.experiments_dirty = False
-            if book.funnel_dirty and book.stream_time is not None:
-                book.funnel.expire(self._oldest_cohort(book.stream_time))
+            if book.dirty and book.stream_time is not None:  # the clock may have moved
+                oldest = self._oldest_cohort(book.stream_time)
+                book.funnel_dirty |= book.funnel.expire(oldest)
+            if book.funnel_dirty:  # cohorts older than the clock's are gone, whoever moved
                 self.shops[funnel_key(book.shop_id)] = book.funnel.record()
                 book.funnel_dirty = False
             if not book.dirty:
@@ -729,24 +769,45 @@ class Pipeline:
                 held[name] = ends
         return held
 
-    def _credit_referrer(
-        self, book: ShopBook, referrer_id: str, now: datetime, cause: Cause
+    def _credit(
+        self, book: ShopBook, referrer_id: str, delta: int, now: datetime, cause: Cause
     ) -> list[SegmentChange]:
-        """A new customer named ``referrer_id`` as their referrer: count it for the
-        referrer (a customer of the shop segstream knows), whose defined segments may
-        move. The models do not look: a referral is not the referrer's own behaviour,
-        and an extra look would feed the learned models a sample they never saw before."""
+        """Count one referral more (``delta`` 1) or less (-1) for ``referrer_id``.
+
+        A referral count is a fact of the referees: how many known customers name the
+        referrer (:attr:`CustomerState.referrer`). It lives on the referrer's state when
+        segstream knows them, else on a pending record of the shop's keyed by their id
+        hashed, which their first event picks up (and an erasure of theirs refills). So
+        it is the same whatever order the topics deliver signups in, also when the
+        referrer comes later than the referee, or is erased and comes back. The
+        referrer's defined segments may move; the models do not look: a referral is not
+        the referrer's own behaviour, and an extra look would feed the learned models a
+        sample they never saw before."""
         referrer = self.customers.get(customer_key(book.shop_id, referrer_id))
-        if referrer is None or referrer.is_prospect:
+        if referrer is None:
+            self._pend(book.shop_id, referrer_id, delta)
             return []
         before = referrer.copy()
-        referrer.referral_count += 1
-        view = self.view(referrer, now)
-        changes = self._evaluate_defined(book, referrer, view, now, cause)
+        referrer.referral_count = max(0, referrer.referral_count + delta)
+        changes = []
+        if not referrer.is_prospect:  # a prospect is in no segment yet
+            view = self.view(referrer, now)
+            changes = self._evaluate_defined(book, referrer, view, now, cause)
         self._save(referrer)
         if changes:
             self.ledger.record(None, before, referrer, now)
         return changes
+
+    def _pend(self, shop_id: str, referrer_id: str, delta: int) -> None:
+        """Add ``delta`` to the referrals pending for a customer segstream does not know
+        (a record exists only while some are: at most one per referrer named)."""
+        key = referrals_key(shop_id, referrer_id)
+        known = self.shops.get(key)
+        count = (0 if known is None else int(known["count"])) + delta
+        if count > 0:
+            self.shops[key] = {"count": count}
+        elif known is not None:
+            del self.shops[key]
 
     def _review_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
         """Review the customers whose time came: silence moves them (active -> at risk)
@@ -835,8 +896,25 @@ def funnel_key(shop_id: str) -> str:
 def erasure_key(shop_id: str, customer_id: str) -> str:
     """Key of the marker an erased customer leaves in the ``shops`` table: their id hashed
     (the id itself must not stay in a compacted changelog)."""
-    digest = hashlib.blake2b(customer_id.encode(), digest_size=16).hexdigest()
-    return shop_record_key(shop_id, f"erased|{digest}")
+    return shop_record_key(shop_id, f"erased|{_id_digest(customer_id)}")
+
+
+def referrals_key(shop_id: str, customer_id: str) -> str:
+    """Key of the referrals pending in the ``shops`` table for a customer segstream does
+    not know (yet, or any more after an erasure): their id hashed, as for the marker."""
+    return shop_record_key(shop_id, f"referrals|{_id_digest(customer_id)}")
+
+
+def _id_digest(customer_id: str) -> str:
+    return hashlib.blake2b(customer_id.encode(), digest_size=16).hexdigest()
+
+
+def _earlier_than_known(state: CustomerState, when: datetime) -> bool:
+    """Whether ``when`` is earlier than every event the state holds (its first event,
+    touchpoints included)."""
+    known = [] if state.first_touch is None else [state.first_touch[0]]
+    known += [] if state.first_seen_at is None else [state.first_seen_at]
+    return not known or when < min(known)
 
 
 def _leaving(state: CustomerState, erasure: CustomerErased, now: datetime) -> CustomerState:

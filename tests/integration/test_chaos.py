@@ -1,11 +1,15 @@
 """A short chaos run inside the test suite (``make chaos`` runs the long one): SIGKILLed
 workers (one replaced on an empty store), a join and a leave, a broker restart, and
 then nothing lost, nothing twice, every fact and metric as an uninterrupted run has
-them. See tests/chaos.py."""
+them. See tests/chaos.py.
+
+Each run draws a new seed (another history, other faults at other moments) and prints it
+with the command that runs it again; ``SEGSTREAM_TEST_CHAOS_SEED`` fixes it."""
 
 from __future__ import annotations
 
 import os
+import random
 from pathlib import Path
 
 import pytest
@@ -18,9 +22,17 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 CHAOS_PORT = int(os.environ.get("SEGSTREAM_TEST_CHAOS_PORT", "19192"))
 
 
-async def test_a_short_chaos_run_loses_and_doubles_nothing(tmp_path: Path) -> None:
+def chaos_seed() -> int:
+    """The seed of this run: ``SEGSTREAM_TEST_CHAOS_SEED``, else a new one."""
+    chosen = os.environ.get("SEGSTREAM_TEST_CHAOS_SEED")
+    return int(chosen) if chosen else random.SystemRandom().randrange(1, 1_000_000)
+
+
+async def test_a_short_chaos_run_loses_and_doubles_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     config = ChaosConfig(
-        seed=3,
+        seed=chaos_seed(),
         events=3000,
         workers=2,
         kills=3,
@@ -31,8 +43,11 @@ async def test_a_short_chaos_run_loses_and_doubles_nothing(tmp_path: Path) -> No
         port=CHAOS_PORT,
         work_dir=tmp_path,
     )
+    named = f"chaos seed {config.seed}; again: {config.command()}"
+    with capsys.disabled():  # shown whatever happens next, a hang included
+        print(f"\n{named}", flush=True)
     with fresh_broker(CHAOS_PORT, "chaos-test-broker") as broker:
         report = await run(config, broker)
     print(report.line())
-    assert report.clean, "\n".join([report.line(), *report.details])
+    assert report.clean, "\n".join([named, report.line(), *report.details])
     assert report.faults.kills == 3 and report.faults.broker_restarts == 1

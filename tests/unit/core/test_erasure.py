@@ -46,6 +46,10 @@ def erase(customer_id: str, at: str, number: int = 1) -> dict[str, Any]:
 
 @pytest.fixture
 def shop() -> tuple[Pipeline, dict[str, Any], dict[str, Any]]:
+    return simulated_shop()
+
+
+def simulated_shop() -> tuple[Pipeline, dict[str, Any], dict[str, Any]]:
     """A coffee roaster's 200 days with touchpoints; the pipeline and its two tables."""
     simulation = generate(
         SimulationConfig(
@@ -145,6 +149,36 @@ def test_late_events_from_before_the_erasure_are_dropped_and_later_ones_start_af
     assert customers[customer_key(SHOP, state.customer_id)].order_count == 1
     marker = erasure_key(SHOP, state.customer_id)
     assert state.customer_id not in marker and marker in shops
+
+
+def test_an_event_from_before_the_erasure_is_dropped_also_after_the_customer_came_back(
+    shop: tuple[Pipeline, dict[str, Any], dict[str, Any]],
+) -> None:
+    """The marker is read for a known customer too: their state after an erasure holds only
+    events after it, so an earlier event is the forgotten customer's, whenever it comes."""
+    pipeline, customers, _ = shop
+    state = paying_member(pipeline, customers)
+    now = pipeline.stream_time(SHOP)
+    assert now is not None
+    send(pipeline, "erasure_requests", erase(state.customer_id, format_time(now)))
+    back = {
+        "schema_version": 1,
+        "type": "order",
+        "event_id": "back",
+        "shop_id": SHOP,
+        "customer_id": state.customer_id,
+        "occurred_at": format_time(now + timedelta(days=1)),
+        "order_id": "o-back",
+        "amount": 12.0,
+        "currency": "EUR",
+        "is_renewal": False,
+    }
+    send(pipeline, "orders", back)
+    late = {**back, "event_id": "late", "occurred_at": format_time(now - timedelta(days=2))}
+    send(pipeline, "orders", late)
+    came_back = customers[customer_key(SHOP, state.customer_id)]
+    assert came_back.order_count == 1
+    assert list(came_back.purchase_days) == [(now + timedelta(days=1)).date()]
 
 
 def test_erasing_twice_or_a_stranger_changes_nothing_more(
