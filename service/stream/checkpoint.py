@@ -29,7 +29,12 @@ from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import InvalidProducerEpoch, KafkaError, ProducerFenced
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+)
 from aiokafka.structs import RecordMetadata
 
 from service.observability.logs import get_logger
@@ -121,7 +126,23 @@ class Checkpoint:
         for partition in sorted(self._producers):
             await self._stop(partition)
         for partition in sorted(partitions):
-            await self._start(partition)
+            await self._start_when_reachable(partition)
+
+    async def _start_when_reachable(self, partition: int) -> None:
+        """Start the partition's producer at its assignment (it fences the previous owner
+        before recovery), waiting up to ``kafka_wait_s`` for a broker that cannot be
+        reached: a rebalance during a broker restart crashed the worker (aiokafka's
+        bootstrap fails at once), seen in the short chaos run with seed 969525."""
+        deadline = asyncio.get_running_loop().time() + self.settings.kafka_wait_s
+        while True:
+            try:
+                await self._start(partition)
+                return
+            except KafkaConnectionError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                log.warning("producer_start_retry", partition=partition, retry_in_s=1.0)
+                await asyncio.sleep(1.0)
 
     async def close(self) -> None:
         """Own nothing any more and stop every producer (an open transaction is aborted by
@@ -172,7 +193,11 @@ class Checkpoint:
             linger_ms=self.settings.producer_linger_ms,
             max_request_size=self.settings.max_record_bytes,
         )
-        await producer.start()
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # closes the client a failed start leaves open
+            raise
         self._producers[partition] = producer
 
     async def _stop(self, partition: int) -> None:
