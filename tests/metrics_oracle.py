@@ -8,11 +8,13 @@ and windows are plain filters and sums over the resulting tables:
 - MRR of a plan: weekly x 52 / 12, monthly, quarterly / 3, yearly / 12; a customer pays
   from a signup until a cancellation requested after it takes effect at
   ``max(requested, effective)``; a later signup starts over;
-- movements: 0 -> x is new (reactivation if a subscription had ended before), x -> 0
-  churn, up / down expansion / contraction;
+- movements: 0 -> x is new the first time, reactivation after that (a cancelled or a
+  paused subscription paying again), x -> 0 churn (a pause at price 0 too), up / down
+  expansion / contraction;
 - subscribers and MRR at the start of ``[first, end)``: the sum of movements before
   ``first``; at the end: before ``end``;
-- logo churn counts churns whose subscription began before ``first``;
+- logo churn counts churns of customers who paid at the start (the latest 0 -> x
+  before the churn lies before ``first``);
 - a customer's cohort is their first signup month (first purchase month without one).
 """
 
@@ -54,35 +56,33 @@ def _customer_movements(events: pd.DataFrame) -> list[dict[str, Any]]:
     )
     moments = sorted({*signups, *(end for _, end in cancels), *(at for at, _ in plans)})
     rows: list[dict[str, Any]] = []
-    previous, ended, on_before, spell = 0.0, False, False, None
+    previous, spell = 0.0, None
     for moment in moments:
-        started = [s for s in signups if s <= moment]
-        latest = started[-1] if started else None
-        on = latest is not None and not any(
-            requested >= latest and end <= moment for requested, end in cancels
-        )
-        if on and not on_before:
-            spell = moment
+        on = _subscribed(signups, cancels, moment)
         price = [mrr for at, mrr in plans if at <= moment][-1] if on else 0.0
-        if price != previous:
-            if previous == 0:
-                kind = "reactivation" if ended else "new"
-            elif price == 0:
-                kind = "churn"
-            else:
-                kind = "expansion" if price > previous else "contraction"
-            rows.append(
-                {
-                    "at": moment,
-                    "kind": kind,
-                    "before": previous,
-                    "after": price,
-                    "spell_start": spell,
-                }
-            )
-        ended = ended or (latest is not None and not on)
-        previous, on_before = price, on
+        if price == previous:
+            continue
+        if previous == 0:
+            kind = "reactivation" if rows else "new"
+            spell = moment
+        elif price == 0:
+            kind = "churn"
+        else:
+            kind = "expansion" if price > previous else "contraction"
+        rows.append(
+            {"at": moment, "kind": kind, "before": previous, "after": price, "spell_start": spell}
+        )
+        previous = price
     return rows
+
+
+def _subscribed(signups: list[Any], cancels: list[tuple[Any, Any]], moment: Any) -> bool:
+    """Whether a subscription runs at ``moment``: the latest signup before it was not
+    followed by a cancellation that took effect by then."""
+    started = [s for s in signups if s <= moment]
+    return bool(started) and not any(
+        requested >= started[-1] and end <= moment for requested, end in cancels
+    )
 
 
 class MetricsOracle:
