@@ -733,7 +733,7 @@ class MetricsLedger:
             grain=grain,
             start=first,
             end=cut,
-            complete=cut == end,
+            complete=end <= today,  # the stream day is past the window: it no longer runs
             period_months=period_months(grain, first, end),
             subscribers_start=subscribers - scan.net_from_first[0],
             subscribers_end=subscribers - scan.net_from_end[0],

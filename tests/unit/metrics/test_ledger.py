@@ -152,6 +152,24 @@ def test_cancellation_effective_in_a_later_window(ledger: MetricsLedger, shop: S
     assert (effective_day.churned_subscribers, effective_day.subscribers_start) == (1, 2)
 
 
+def test_only_windows_the_stream_day_has_passed_are_complete(
+    ledger: MetricsLedger, shop: Shop
+) -> None:
+    shop.send(signup("c1", at("2025-03-03")), order("c1", at("2025-03-12")))  # a Wednesday
+
+    def complete(grain: str, day: int) -> tuple[bool, date]:
+        window = ledger.window(SHOP, grain, date(2025, 3, day))
+        return window.complete, window.end
+
+    assert complete("day", 12) == (False, date(2025, 3, 13))  # the running day
+    assert complete("week", 12) == (False, date(2025, 3, 13))
+    assert complete("month", 12) == (False, date(2025, 3, 13))
+    assert complete("30d", 1) == (False, date(2025, 3, 13))
+    assert complete("day", 11) == (True, date(2025, 3, 12))
+    assert complete("week", 5) == (True, date(2025, 3, 10))
+    assert ledger.window(SHOP, "day", date(2025, 3, 11), as_of=date(2025, 3, 11)).complete is False
+
+
 def test_late_event_updates_the_older_window_and_every_later_start(
     ledger: MetricsLedger, shop: Shop
 ) -> None:
