@@ -85,6 +85,67 @@ def _subscribed(signups: list[Any], cancels: list[tuple[Any, Any]], moment: Any)
     )
 
 
+def as_delivered(arrivals: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The customers' events as the metrics count them, from every payload in arrival
+    order: what an erasure (``customer_erased``) does is written out as plain events.
+
+    An erasure of a customer segstream knows ends a running subscription when it arrives,
+    at the shop's stream time then (the latest ``occurred_at`` arrived so far): a
+    cancellation with reason ``erased``, effective at once. From then on the customer's
+    events that occurred by the erasure are dropped while segstream knows nothing of them;
+    a later one starts a new person under the same id, written ``<id>~<n>`` here."""
+    stream: dict[str, pd.Timestamp] = {}
+    people: dict[tuple[str, str], int] = {}
+    known: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    erased: dict[tuple[str, str], pd.Timestamp] = {}
+    delivered = []
+    for payload in arrivals:
+        key = (payload["shop_id"], payload["customer_id"])
+        at = _timestamp(payload["occurred_at"])
+        stream[key[0]] = max(stream.get(key[0], at), at)
+        if payload["type"] == "customer_erased":
+            erased[key] = max(erased.get(key, at), at)
+            if key in known:
+                rows = known.pop(key)
+                if _running(rows, stream[key[0]]):
+                    delivered.append(_ending(rows[0], stream[key[0]]))
+                people[key] = people.get(key, 0) + 1
+            continue
+        if key not in known and key in erased and at <= erased[key]:
+            continue
+        person = people.get(key, 0)
+        row = dict(payload, customer_id=f"{key[1]}~{person}" if person else key[1])
+        known.setdefault(key, []).append(row)
+        delivered.append(row)
+    return delivered
+
+
+def _running(rows: list[dict[str, Any]], moment: pd.Timestamp) -> bool:
+    """Whether the subscription of a customer with these events runs at ``moment``."""
+    signups = sorted(_timestamp(r["occurred_at"]) for r in rows if r["type"] == "signup")
+    cancels = []
+    for row in rows:
+        if row["type"] == "cancellation":
+            requested = _timestamp(row["occurred_at"])
+            effective = _timestamp(row.get("effective_at", row["occurred_at"]))
+            cancels.append((requested, max(requested, effective)))
+    return _subscribed(signups, cancels, moment)
+
+
+def _ending(row: dict[str, Any], moment: pd.Timestamp) -> dict[str, Any]:
+    """The cancellation an erasure at ``moment`` amounts to."""
+    return {
+        "schema_version": 1,
+        "type": "cancellation",
+        "event_id": f"erased-{row['customer_id']}-{moment.isoformat()}",
+        "shop_id": row["shop_id"],
+        "customer_id": row["customer_id"],
+        "occurred_at": moment.isoformat(),
+        "effective_at": moment.isoformat(),
+        "reason": "erased",
+    }
+
+
 class MetricsOracle:
     """Window metrics of every shop, computed from the complete list of event payloads."""
 
@@ -96,8 +157,9 @@ class MetricsOracle:
             _timestamp(value) if isinstance(value, str) else at
             for value, at in zip(effective, events["at"], strict=True)
         ]
-        if "plan" not in events:
-            events["plan"] = None
+        for column in ("plan", "amount", "is_renewal"):  # a history without such events
+            if column not in events:
+                events[column] = None
         events["day"] = events["at"].dt.date
         cohorts = self._cohorts(events)
         moves = []

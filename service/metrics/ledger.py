@@ -502,8 +502,10 @@ class MetricsLedger:
         self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
         now = stream_time
         since = (now if event is None else event.occurred_at).astimezone(UTC).date()
-        old = Contribution(before, since)
-        new = old if event is None else Contribution(after, since)  # a timer changes no facts
+        oldest_open = (now - self.allowed_lateness).astimezone(UTC).date()
+        kept = min(since, oldest_open - timedelta(days=1))  # all that is asked for below
+        old = Contribution(before, kept)
+        new = old if event is None else Contribution(after, kept)  # a timer changes no facts
         late = event is not None and event.occurred_at < now - self.allowed_lateness
         changes: list[tuple[Booking, int]] = []
         if event is not None:
@@ -563,21 +565,22 @@ class MetricsLedger:
     ) -> None:
         """Book the change in event time in ``all`` and the cohort, each on its own day;
         a too-late event's changes before the oldest open day are settled on that day
-        (see :func:`_settle`)."""
+        (see :func:`_settle`). A customer whose cohort changes (a first signup; a late
+        signup in an earlier month) takes every booking of theirs on an open day along;
+        those on closed days stay, their MRR moves as a settled correction."""
         oldest_open = (now - self.allowed_lateness).astimezone(UTC).date()
         opens = midnight(oldest_open)
         closed = opens - timedelta(microseconds=1)  # the last moment of the closed days
         old_dims, new_dims = _event_dimensions(old), _event_dimensions(new)
         for dimension in sorted(old_dims | new_dims):
-            before = old.since(since) if dimension in old_dims else []
-            after = new.since(since) + local if dimension in new_dims else []
-            changes = _diff(before, after)
-            if since >= oldest_open:  # on time: every change on its own day
-                _Placed([(b, sign, b.day) for b, sign in changes]).book(batch, dimension)
-                continue
+            was, is_in = dimension in old_dims, dimension in new_dims
+            first = since if was and is_in else min(since, oldest_open)
+            changes = _diff(
+                old.since(first) if was else [], new.since(first) + local if is_in else []
+            )
             standings = (
-                old.standing(closed) if dimension in old_dims else NOWHERE,
-                new.standing(closed) if dimension in new_dims else NOWHERE,
+                old.standing(closed) if was else NOWHERE,
+                new.standing(closed) if is_in else NOWHERE,
             )
             placed = _settle(changes, *standings, lambda b: b.day < oldest_open, opens)
             placed.book(batch, dimension)
