@@ -40,13 +40,13 @@ agree with the customers' states.
 Segments are processing-time: a segment change happens when segstream re-evaluates a
 customer, so a segment dimension books an event's changes on the shop's current day
 (settled like a too-late event's; future ones, like a pending churn, on their own day),
-under the segment the customer had
-*before* the event (or got with it, if it had none). When the segment changes, the
-customer's standing moves with it: ``moved_out`` of the old segment, ``moved_in`` to the
-new one, bookings still ahead follow. Attributes are the same with one difference: the
-event itself sets the attribute, so the standing moves first and the event's changes book
-under the new value (a new subscription counts under its plan, an upgrade's expansion
-under the plan upgraded to, a cancellation and its churn under its reason).
+under the segment the customer had *before* the event (or got with it, if it had none).
+When the segment changes, the customer's standing moves with it: ``moved_out`` of the old
+segment, ``moved_in`` to the new one, bookings still ahead follow. Attributes are the
+same with one difference: the event itself sets the attribute, so the standing moves
+first and the event's changes book under the new value (a new subscription counts under
+its plan, an upgrade's expansion under the plan upgraded to, a cancellation and its
+churn under its reason).
 
 Bookings are merged in memory until :meth:`MetricsLedger.flush` (the worker flushes once
 per batch, queries flush first), so each bucket is written at most once per batch, however
@@ -510,7 +510,7 @@ class MetricsLedger:
         changes: list[tuple[Booking, int]] = []
         if event is not None:
             local = _local_bookings(event)
-            self._book_event_time(batch, old, new, since, local, now)
+            self._book_event_time(batch, old, new, since, local, oldest_open)
             changes = _diff(old.since(since), new.since(since) + local)
         # processing time: what happened by now is booked today, what is ahead on its day
         placed = _settle(changes, old.standing(now), new.standing(now), lambda b: b.at <= now, now)
@@ -561,14 +561,13 @@ class MetricsLedger:
         new: Contribution,
         since: date,
         local: list[Booking],
-        now: datetime,
+        oldest_open: date,
     ) -> None:
         """Book the change in event time in ``all`` and the cohort, each on its own day;
         a too-late event's changes before the oldest open day are settled on that day
         (see :func:`_settle`). A customer whose cohort changes (a first signup; a late
         signup in an earlier month) takes every booking of theirs on an open day along;
         those on closed days stay, their MRR moves as a settled correction."""
-        oldest_open = (now - self.allowed_lateness).astimezone(UTC).date()
         opens = midnight(oldest_open)
         closed = opens - timedelta(microseconds=1)  # the last moment of the closed days
         old_dims, new_dims = _event_dimensions(old), _event_dimensions(new)
