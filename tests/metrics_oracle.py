@@ -8,11 +8,13 @@ and windows are plain filters and sums over the resulting tables:
 - MRR of a plan: weekly x 52 / 12, monthly, quarterly / 3, yearly / 12; a customer pays
   from a signup until a cancellation requested after it takes effect at
   ``max(requested, effective)``; a later signup starts over;
-- movements: 0 -> x is new (reactivation if a subscription had ended before), x -> 0
-  churn, up / down expansion / contraction;
+- movements: 0 -> x is new the first time, reactivation after that (a cancelled or a
+  paused subscription paying again), x -> 0 churn (a pause at price 0 too), up / down
+  expansion / contraction;
 - subscribers and MRR at the start of ``[first, end)``: the sum of movements before
   ``first``; at the end: before ``end``;
-- logo churn counts churns whose subscription began before ``first``;
+- logo churn counts churns of customers who paid at the start (the latest 0 -> x
+  before the churn lies before ``first``);
 - a customer's cohort is their first signup month (first purchase month without one).
 """
 
@@ -54,35 +56,94 @@ def _customer_movements(events: pd.DataFrame) -> list[dict[str, Any]]:
     )
     moments = sorted({*signups, *(end for _, end in cancels), *(at for at, _ in plans)})
     rows: list[dict[str, Any]] = []
-    previous, ended, on_before, spell = 0.0, False, False, None
+    previous, spell = 0.0, None
     for moment in moments:
-        started = [s for s in signups if s <= moment]
-        latest = started[-1] if started else None
-        on = latest is not None and not any(
-            requested >= latest and end <= moment for requested, end in cancels
-        )
-        if on and not on_before:
-            spell = moment
+        on = _subscribed(signups, cancels, moment)
         price = [mrr for at, mrr in plans if at <= moment][-1] if on else 0.0
-        if price != previous:
-            if previous == 0:
-                kind = "reactivation" if ended else "new"
-            elif price == 0:
-                kind = "churn"
-            else:
-                kind = "expansion" if price > previous else "contraction"
-            rows.append(
-                {
-                    "at": moment,
-                    "kind": kind,
-                    "before": previous,
-                    "after": price,
-                    "spell_start": spell,
-                }
-            )
-        ended = ended or (latest is not None and not on)
-        previous, on_before = price, on
+        if price == previous:
+            continue
+        if previous == 0:
+            kind = "reactivation" if rows else "new"
+            spell = moment
+        elif price == 0:
+            kind = "churn"
+        else:
+            kind = "expansion" if price > previous else "contraction"
+        rows.append(
+            {"at": moment, "kind": kind, "before": previous, "after": price, "spell_start": spell}
+        )
+        previous = price
     return rows
+
+
+def _subscribed(signups: list[Any], cancels: list[tuple[Any, Any]], moment: Any) -> bool:
+    """Whether a subscription runs at ``moment``: the latest signup before it was not
+    followed by a cancellation that took effect by then."""
+    started = [s for s in signups if s <= moment]
+    return bool(started) and not any(
+        requested >= started[-1] and end <= moment for requested, end in cancels
+    )
+
+
+def as_delivered(arrivals: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The customers' events as the metrics count them, from every payload in arrival
+    order: what an erasure (``customer_erased``) does is written out as plain events.
+
+    An erasure of a customer segstream knows ends a running subscription when it arrives,
+    at the shop's stream time then (the latest ``occurred_at`` arrived so far): a
+    cancellation with reason ``erased``, effective at once. From then on the customer's
+    events that occurred by the erasure are dropped while segstream knows nothing of them;
+    a later one starts a new person under the same id, written ``<id>~<n>`` here."""
+    stream: dict[str, pd.Timestamp] = {}
+    people: dict[tuple[str, str], int] = {}
+    known: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    erased: dict[tuple[str, str], pd.Timestamp] = {}
+    delivered = []
+    for payload in arrivals:
+        key = (payload["shop_id"], payload["customer_id"])
+        at = _timestamp(payload["occurred_at"])
+        stream[key[0]] = max(stream.get(key[0], at), at)
+        if payload["type"] == "customer_erased":
+            erased[key] = max(erased.get(key, at), at)
+            if key in known:
+                rows = known.pop(key)
+                if _running(rows, stream[key[0]]):
+                    delivered.append(_ending(rows[0], stream[key[0]]))
+                people[key] = people.get(key, 0) + 1
+            continue
+        if key not in known and key in erased and at <= erased[key]:
+            continue
+        person = people.get(key, 0)
+        row = dict(payload, customer_id=f"{key[1]}~{person}" if person else key[1])
+        known.setdefault(key, []).append(row)
+        delivered.append(row)
+    return delivered
+
+
+def _running(rows: list[dict[str, Any]], moment: pd.Timestamp) -> bool:
+    """Whether the subscription of a customer with these events runs at ``moment``."""
+    signups = sorted(_timestamp(r["occurred_at"]) for r in rows if r["type"] == "signup")
+    cancels = []
+    for row in rows:
+        if row["type"] == "cancellation":
+            requested = _timestamp(row["occurred_at"])
+            effective = _timestamp(row.get("effective_at", row["occurred_at"]))
+            cancels.append((requested, max(requested, effective)))
+    return _subscribed(signups, cancels, moment)
+
+
+def _ending(row: dict[str, Any], moment: pd.Timestamp) -> dict[str, Any]:
+    """The cancellation an erasure at ``moment`` amounts to."""
+    return {
+        "schema_version": 1,
+        "type": "cancellation",
+        "event_id": f"erased-{row['customer_id']}-{moment.isoformat()}",
+        "shop_id": row["shop_id"],
+        "customer_id": row["customer_id"],
+        "occurred_at": moment.isoformat(),
+        "effective_at": moment.isoformat(),
+        "reason": "erased",
+    }
 
 
 class MetricsOracle:
@@ -96,8 +157,9 @@ class MetricsOracle:
             _timestamp(value) if isinstance(value, str) else at
             for value, at in zip(effective, events["at"], strict=True)
         ]
-        if "plan" not in events:
-            events["plan"] = None
+        for column in ("plan", "amount", "is_renewal"):  # a history without such events
+            if column not in events:
+                events[column] = None
         events["day"] = events["at"].dt.date
         cohorts = self._cohorts(events)
         moves = []

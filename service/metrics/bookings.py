@@ -34,15 +34,24 @@ from __future__ import annotations
 from bisect import bisect_left
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
-from typing import Literal
+from typing import Literal, get_args
 
 from service.core.customer import CustomerState
-from service.metrics.movements import MovementKind, movements, mrr_at, mrr_steps
+from service.metrics.movements import (
+    Movement,
+    MovementKind,
+    movement_kind,
+    movements,
+    mrr_at,
+    mrr_steps,
+)
 
 BookingKind = (
     MovementKind
     | Literal["signup", "cancellation", "orderer", "order", "renewal", "moved_in", "moved_out"]
 )
+MOVEMENT_KINDS: frozenset[str] = frozenset(get_args(MovementKind))
+"""Booking kinds that are MRR movements."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +89,46 @@ def cohort(state: CustomerState) -> str | None:
 
 @dataclass(frozen=True, slots=True)
 class Standing:
-    """Where a customer stands at a moment: paying subscribers (0/1), MRR, and the
-    bookings still ahead (a cancellation that has not taken effect yet)."""
+    """Where a customer stands at a moment: paying subscribers (0/1), MRR, the bookings
+    still ahead (a cancellation that has not taken effect yet), whether they had started
+    paying by then and the day their paying spell began."""
 
     subscribers: int
     mrr: float
-    ahead: tuple[Booking, ...]
+    ahead: tuple[Booking, ...] = ()
+    paid: bool = False
+    spell_start: date | None = None
+
+
+NOWHERE = Standing(0, 0.0)
+"""The standing of a customer in a dimension they are not in."""
+
+
+def correction(before: Standing, after: Standing, at: datetime) -> tuple[list[Booking], int]:
+    """The one movement at ``at`` that takes a customer's MRR as booked (``before``) to
+    what it should be (``after``), and the change in the customers who ever paid that no
+    ``new`` booking carries (a spell begun and ended in the past counts, but moves no MRR).
+
+    A correction of the past is booked as such a movement, never as the take-back of
+    movements booked earlier on other days, so no window shows a negative movement.
+
+    >>> moment = midnight(date(2025, 12, 10))
+    >>> correction(Standing(1, 28.9, paid=True), Standing(1, 15.9, paid=True), moment)[0]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [Booking(at=datetime.datetime(2025, 12, 10, 0, 0, tzinfo=datetime.timezone.utc),
+             kind='contraction', amount=13.0, anchor=None)]
+    >>> correction(Standing(0, 0.0, paid=True), Standing(0, 0.0, paid=True), moment)
+    ([], 0)
+    >>> correction(NOWHERE, Standing(0, 0.0, paid=True), moment)
+    ([], 1)
+    """
+    customers = int(after.paid) - int(before.paid)
+    if before.mrr == after.mrr:
+        return [], customers
+    kind = movement_kind(before.mrr, after.mrr, before.paid)
+    anchor = before.spell_start if kind == "churn" else None
+    amount = round(abs(after.mrr - before.mrr), 6)
+    return [Booking(at, kind, amount, anchor)], customers - int(kind == "new")
 
 
 class Contribution:
@@ -97,9 +140,10 @@ class Contribution:
         self.from_day = from_day
         self.cohort = cohort(state)
         self._steps = mrr_steps(state)
+        self._movements = movements(state)
         found = [
             Booking(m.at, m.kind, m.mrr, m.spell_start.date() if m.kind == "churn" else None)
-            for m in movements(state)
+            for m in self._movements
         ]
         if state.signups:
             found.append(Booking(state.signups[0], "signup"))
@@ -116,11 +160,24 @@ class Contribution:
         return [b for b in self.bookings if b.day >= day]
 
     def standing(self, moment: datetime) -> Standing:
-        """Subscribers, MRR and bookings still ahead at ``moment``."""
+        """Subscribers, MRR, bookings still ahead, whether they had paid and when their
+        paying spell began, at ``moment``."""
         assert self.from_day is None or moment >= midnight(self.from_day)
         mrr = mrr_at(self._steps, moment)
         ahead = tuple(b for b in self.bookings if b.at > moment)
-        return Standing(int(mrr > 0), mrr, ahead)
+        latest = _latest(self._movements, moment)
+        spell = None if latest is None or mrr == 0 else latest.spell_start.date()
+        return Standing(int(mrr > 0), mrr, ahead, latest is not None, spell)
+
+
+def _latest(found: list[Movement], moment: datetime) -> Movement | None:
+    """The latest of ``found`` (oldest first) at or before ``moment``."""
+    latest = None
+    for movement in found:
+        if movement.at > moment:
+            break
+        latest = movement
+    return latest
 
 
 def _purchase_days(state: CustomerState, from_day: date | None) -> list[Booking]:

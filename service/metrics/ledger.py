@@ -30,19 +30,23 @@ Event time and lateness. The ledger books the *difference* a customer's
 :class:`~service.metrics.bookings.Contribution` makes before and after an event, on the
 days the bookings take effect (a cancellation's churn on its effective day, possibly in a
 later window). An event older than ``stream time - allowed_lateness_days`` is *too late*:
-it is counted (``too_late``) and its bookings on closed days are booked on the oldest open
-day instead, so closed windows never change and the running totals still agree with the
-customers' states.
+it is counted (``too_late``) and its changes on closed days are *settled* on the oldest
+open day instead (:func:`_settle`): counts as they are, MRR movements as the one movement
+from the customer's MRR as booked to their MRR as it is (a late downgrade of a customer
+who has churned since books nothing; of one who still pays, one contraction). So closed
+windows never change, no window shows a negative movement, and the running totals still
+agree with the customers' states.
 
 Segments are processing-time: a segment change happens when segstream re-evaluates a
 customer, so a segment dimension books an event's changes on the shop's current day
-(future ones, like a pending churn, on their own day), under the segment the customer had
-*before* the event (or got with it, if it had none). When the segment changes, the
-customer's standing moves with it: ``moved_out`` of the old segment, ``moved_in`` to the
-new one, bookings still ahead follow. Attributes are the same with one difference: the
-event itself sets the attribute, so the standing moves first and the event's changes book
-under the new value (a new subscription counts under its plan, an upgrade's expansion
-under the plan upgraded to, a cancellation and its churn under its reason).
+(settled like a too-late event's; future ones, like a pending churn, on their own day),
+under the segment the customer had *before* the event (or got with it, if it had none).
+When the segment changes, the customer's standing moves with it: ``moved_out`` of the old
+segment, ``moved_in`` to the new one, bookings still ahead follow. Attributes are the
+same with one difference: the event itself sets the attribute, so the standing moves
+first and the event's changes book under the new value (a new subscription counts under
+its plan, an upgrade's expansion under the plan upgraded to, a cancellation and its
+churn under its reason).
 
 Bookings are merged in memory until :meth:`MetricsLedger.flush` (the worker flushes once
 per batch, queries flush first), so each bucket is written at most once per batch, however
@@ -70,7 +74,16 @@ from typing import Any
 
 from service.core.customer import CustomerState
 from service.core.events import Event, Order
-from service.metrics.bookings import Booking, BookingKind, Contribution, Standing
+from service.metrics.bookings import (
+    MOVEMENT_KINDS,
+    NOWHERE,
+    Booking,
+    BookingKind,
+    Contribution,
+    Standing,
+    correction,
+    midnight,
+)
 from service.metrics.cohorts import CohortCell, CohortRow, cohort_months, month_start
 from service.metrics.definitions import share
 from service.metrics.windows import (
@@ -291,6 +304,13 @@ class _Batch:
                 total["customers"] = sign
             _accumulate(self.totals.setdefault(total_key(self.shop_id, dimension), {}), total)
 
+    def count_customers(self, change: int, dimension: str) -> None:
+        """Change the customers who ever paid in ``dimension`` without a ``new`` booking
+        (see :func:`~service.metrics.bookings.correction`)."""
+        if change:
+            totals = self.totals.setdefault(total_key(self.shop_id, dimension), {})
+            _accumulate(totals, {"customers": change})
+
     def flush(self, buckets: MutableMapping[str, dict[str, Any]]) -> int:
         """Write the merged changes; returns the number of keys written or deleted."""
         writes = 0
@@ -333,14 +353,48 @@ def _local_bookings(event: Event) -> list[Booking]:
     )
 
 
-def _book_changes(
-    batch: _Batch, dimension: str, changes: list[tuple[Booking, int]], now: datetime
-) -> None:
-    """Book an event's changes in a processing-time dimension: on the shop's current day,
-    those still ahead (a pending churn) on their own day."""
-    today = now.astimezone(UTC).date()
-    for booking, sign in changes:
-        batch.book(booking, sign, today if booking.at <= now else booking.day, dimension)
+@dataclass(slots=True)
+class _Placed:
+    """An event's changes in one dimension, each with the day it is booked on, and the
+    change in the customers who ever paid that no ``new`` booking carries."""
+
+    entries: list[tuple[Booking, int, date]] = field(default_factory=list)
+    customers: int = 0
+
+    def book(self, batch: _Batch, dimension: str) -> None:
+        """Book every change in ``dimension``."""
+        for booking, sign, day in self.entries:
+            batch.book(booking, sign, day, dimension)
+        batch.count_customers(self.customers, dimension)
+
+
+def _settle(
+    changes: list[tuple[Booking, int]],
+    before: Standing,
+    after: Standing,
+    past: Callable[[Booking], bool],
+    at: datetime,
+) -> _Placed:
+    """Place an event's ``changes`` in one dimension: those not ``past`` on their own day;
+    the ``past`` ones, which can no longer go on their own day, on the day of ``at``.
+
+    The past MRR movements are not booked as such: taking back a movement booked on
+    another day would make the day of ``at`` show a negative one (a late downgrade
+    re-valuing a churn already booked: churn -13, contraction +13). Instead the one
+    :func:`~service.metrics.bookings.correction` from the customer's standing as booked
+    (``before``) to what it should be (``after``) is booked. Past counts (signups,
+    cancellations, purchase days, orders) are booked as they are, but not a kind whose
+    count would go down: a customer leaving the dimension leaves them in closed days."""
+    day = at.astimezone(UTC).date()
+    placed = _Placed([(b, sign, b.day) for b, sign in changes if not past(b)])
+    counts = [(b, sign) for b, sign in changes if past(b) and b.kind not in MOVEMENT_KINDS]
+    net = Counter[str]()
+    for booking, sign in counts:
+        net[booking.kind] += sign
+    placed.entries += [(b, sign, day) for b, sign in counts if net[b.kind] >= 0]
+    fixes, placed.customers = correction(before, after, at)
+    placed.entries += [(booking, 1, day) for booking in fixes]
+    return placed
 
 
 def _move(
@@ -448,26 +502,30 @@ class MetricsLedger:
         self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
         now = stream_time
         since = (now if event is None else event.occurred_at).astimezone(UTC).date()
-        old = Contribution(before, since)
-        new = old if event is None else Contribution(after, since)  # a timer changes no facts
+        oldest_open = (now - self.allowed_lateness).astimezone(UTC).date()
+        kept = min(since, oldest_open - timedelta(days=1))  # all that is asked for below
+        old = Contribution(before, kept)
+        new = old if event is None else Contribution(after, kept)  # a timer changes no facts
         late = event is not None and event.occurred_at < now - self.allowed_lateness
         changes: list[tuple[Booking, int]] = []
         if event is not None:
             local = _local_bookings(event)
-            self._book_event_time(batch, old, new, since, local, now)
+            self._book_event_time(batch, old, new, since, local, oldest_open)
             changes = _diff(old.since(since), new.since(since) + local)
+        # processing time: what happened by now is booked today, what is ahead on its day
+        placed = _settle(changes, old.standing(now), new.standing(now), lambda b: b.at <= now, now)
         for model in sorted(set(before.segments) | set(after.segments)):
             previous, current = before.segments.get(model), after.segments.get(model)
             self._book_segment(
-                batch, segment_prefix(model), previous, current, old, new, changes, now
+                batch, segment_prefix(model), previous, current, old, new, placed, now
             )
         for name, value in ATTRIBUTES.items():
             previous, current = value(before), value(after)
-            self._book_attribute(batch, f"{name}:", previous, current, old, changes, now)
+            self._book_attribute(batch, f"{name}:", previous, current, old, placed, now)
         for experiment in sorted(set(before.enrolments) | set(after.enrolments)):
             previous, current = _arm(before, experiment), _arm(after, experiment)
             prefix = experiment_prefix(experiment)
-            self._book_arm(batch, prefix, previous, current, new, changes, now)
+            self._book_arm(batch, prefix, previous, current, new, placed, now)
         index.too_late += int(late)
         return Recorded(late)
 
@@ -503,17 +561,28 @@ class MetricsLedger:
         new: Contribution,
         since: date,
         local: list[Booking],
-        now: datetime,
+        oldest_open: date,
     ) -> None:
-        """Book the change in event time in ``all`` and the cohort; days before the oldest
-        open day go to the oldest open day."""
-        oldest_open = (now - self.allowed_lateness).astimezone(UTC).date()
+        """Book the change in event time in ``all`` and the cohort, each on its own day;
+        a too-late event's changes before the oldest open day are settled on that day
+        (see :func:`_settle`). A customer whose cohort changes (a first signup; a late
+        signup in an earlier month) takes every booking of theirs on an open day along;
+        those on closed days stay, their MRR moves as a settled correction."""
+        opens = midnight(oldest_open)
+        closed = opens - timedelta(microseconds=1)  # the last moment of the closed days
         old_dims, new_dims = _event_dimensions(old), _event_dimensions(new)
         for dimension in sorted(old_dims | new_dims):
-            before = old.since(since) if dimension in old_dims else []
-            after = new.since(since) + local if dimension in new_dims else []
-            for booking, sign in _diff(before, after):
-                batch.book(booking, sign, max(booking.day, oldest_open), dimension)
+            was, is_in = dimension in old_dims, dimension in new_dims
+            first = since if was and is_in else min(since, oldest_open)
+            changes = _diff(
+                old.since(first) if was else [], new.since(first) + local if is_in else []
+            )
+            standings = (
+                old.standing(closed) if was else NOWHERE,
+                new.standing(closed) if is_in else NOWHERE,
+            )
+            placed = _settle(changes, *standings, lambda b: b.day < oldest_open, opens)
+            placed.book(batch, dimension)
 
     def _book_segment(
         self,
@@ -523,7 +592,7 @@ class MetricsLedger:
         current: str | None,
         old: Contribution,
         new: Contribution,
-        changes: list[tuple[Booking, int]],
+        placed: _Placed,
         now: datetime,
     ) -> None:
         """Book the event's changes under the customer's segment (dimension ``prefix`` +
@@ -531,7 +600,7 @@ class MetricsLedger:
         changed (see the module docstring)."""
         home = previous if previous is not None else current
         if home is not None:
-            _book_changes(batch, prefix + home, changes, now)
+            placed.book(batch, prefix + home)
         if previous != current:
             standing = (new if previous is not None else old).standing(now)
             _move(batch, prefix, previous, current, standing, now)
@@ -543,14 +612,14 @@ class MetricsLedger:
         previous: str | None,
         current: str | None,
         new: Contribution,
-        changes: list[tuple[Booking, int]],
+        placed: _Placed,
         now: datetime,
     ) -> None:
         """Book the event's changes under the arm the customer had before it; an enrolment
         moves in their standing after the event, whose own changes happened before the
         experiment reached them (as the per-arm figures count)."""
         if previous is not None:
-            _book_changes(batch, prefix + previous, changes, now)
+            placed.book(batch, prefix + previous)
         if previous != current:
             _move(batch, prefix, previous, current, new.standing(now), now)
 
@@ -561,7 +630,7 @@ class MetricsLedger:
         previous: str | None,
         current: str | None,
         old: Contribution,
-        changes: list[tuple[Booking, int]],
+        placed: _Placed,
         now: datetime,
     ) -> None:
         """Move the customer's standing before the event to the value the event gave the
@@ -571,7 +640,7 @@ class MetricsLedger:
         if previous != current:
             _move(batch, prefix, previous, current, old.standing(now), now)
         if current is not None:
-            _book_changes(batch, prefix + current, changes, now)
+            placed.book(batch, prefix + current)
 
     def _advance(self, batch: _Batch, today: date) -> int:
         """Move the shop's stream day forward to ``today``, deleting expired buckets."""
@@ -666,7 +735,7 @@ class MetricsLedger:
             grain=grain,
             start=first,
             end=cut,
-            complete=cut == end,
+            complete=end <= today,  # the stream day is past the window: it no longer runs
             period_months=period_months(grain, first, end),
             subscribers_start=subscribers - scan.net_from_first[0],
             subscribers_end=subscribers - scan.net_from_end[0],

@@ -3,19 +3,22 @@
 The five movement kinds are ChartMogul's (help.chartmogul.com, "MRR movements"):
 
 - ``new``: a customer starts paying for the first time (0 -> x);
-- ``reactivation``: a customer whose subscription had ended pays again (0 -> x);
+- ``reactivation``: a customer who paid before pays again (0 -> x): after their
+  subscription ended, or after a pause (a plan of price 0);
 - ``expansion`` / ``contraction``: a paying customer's MRR goes up / down (x -> y);
-- ``churn``: a paying customer's MRR drops to 0. A cancellation churns when it takes
-  effect (``effective_at``, the end of the paid period), which may be weeks after the
-  cancellation was requested and so in a later window.
+- ``churn``: a paying customer's MRR drops to 0 (a pause too). A cancellation churns
+  when it takes effect (``effective_at``, the end of the paid period), which may be
+  weeks after the cancellation was requested and so in a later window.
 
 A customer's movements are recomputed from the facts in :class:`CustomerState`
 (signups, cancellations, and the plan history: which plan was in force when), so the
 result does not depend on the order events arrived in.
-Whether a 0 -> x is ``new`` or ``reactivation`` depends only on whether the subscription
-had ended (status ``cancelled``) before; a churn remembers when its subscription spell
-began (the signup that started it), which the ledger needs for "churned, but joined in
-the same period" (ChartMogul's customer churn rate excludes those).
+A customer has at most one ``new`` movement, their first: it is what makes them count
+among the customers who ever paid (a cohort's size). A churn remembers when its paying
+spell began (the latest 0 -> x), which the ledger needs for "churned, but was not a
+subscriber at the start of the period" (ChartMogul's customer churn rate counts only
+subscribers at the start: a customer who paused before the period and resumed in it
+was none).
 
 >>> from service.core.events import Plan, parse_time
 >>> state = CustomerState("shop", "c-1", signups=[parse_time("2026-01-05T10:00:00Z")],
@@ -49,7 +52,7 @@ class Movement:
     mrr_before: float
     mrr_after: float
     spell_start: datetime
-    """When the subscription spell this movement belongs to began (its signup)."""
+    """When the paying spell this movement belongs to began (its latest 0 -> x)."""
 
     @property
     def mrr(self) -> float:
@@ -104,24 +107,27 @@ def movements(state: CustomerState) -> list[Movement]:
     """Every MRR movement of the customer, oldest first (see the module docstring)."""
     found: list[Movement] = []
     previous = 0.0
-    paying_before = False
     spell_start: datetime | None = None
-    ended_before = False
     for step in mrr_steps(state):
-        paying = step.status in PAYING_STATUSES
-        if paying and not paying_before:
+        if step.mrr == previous:
+            continue
+        if previous == 0.0:
             spell_start = step.at
-        if step.mrr != previous:
-            kind = _kind(previous, step.mrr, ended_before)
-            found.append(Movement(step.at, kind, previous, step.mrr, spell_start or step.at))
-        ended_before = ended_before or step.status == "cancelled"
-        previous, paying_before = step.mrr, paying
+        kind = movement_kind(previous, step.mrr, paid_before=bool(found))
+        found.append(Movement(step.at, kind, previous, step.mrr, spell_start or step.at))
+        previous = step.mrr
     return found
 
 
-def _kind(before: float, after: float, ended_before: bool) -> MovementKind:
+def movement_kind(before: float, after: float, paid_before: bool) -> MovementKind:
+    """The kind of a change of MRR from ``before`` to ``after`` (they differ), for a
+    customer who did (``paid_before``) or did not pay at some earlier moment.
+
+    >>> movement_kind(0.0, 9.0, False), movement_kind(0.0, 9.0, True), movement_kind(9.0, 0.0, True)
+    ('new', 'reactivation', 'churn')
+    """
     if before == 0.0:
-        return "reactivation" if ended_before else "new"
+        return "reactivation" if paid_before else "new"
     if after == 0.0:
         return "churn"
     return "expansion" if after > before else "contraction"

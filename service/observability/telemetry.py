@@ -66,6 +66,25 @@ RECORDS_REFETCHED = Counter(
     "(read again from the committed offsets once recovery has ended).",
     registry=REGISTRY,
 )
+OUTPUT_SCHEMA_FAILURES = Counter(
+    "segstream_output_schema_failures_total",
+    "Outputs segstream made that break their own schema in schemas/ (a bug, never the "
+    "input's fault), by output kind: not sent; the log line output_schema_failure names "
+    "the shop. Other shops' outputs still go out.",
+    ["output"],
+    registry=REGISTRY,
+)
+OUTPUTS = (
+    "segment_changed",
+    "segment_membership",
+    "segment_formed",
+    "dead_letter",
+    "metrics_snapshot",
+)
+"""Output kinds (``service.core.contracts.OutputSchema``): their failure series start at 0,
+so an alert on ``increase`` sees the first failure."""
+for _output in OUTPUTS:
+    OUTPUT_SCHEMA_FAILURES.labels(output=_output)
 WORKER_READY = Gauge(
     "segstream_worker_ready",
     "1 when the worker is not rebalancing and its tables are recovered from their "
@@ -164,6 +183,11 @@ class WindowRates:
     subscribers_at_start: int
     churn_rate: float | None
     retention_rate: float | None
+
+
+def count_output_schema_failure(output: str) -> None:
+    """Count one output of kind ``output`` that failed its own schema."""
+    OUTPUT_SCHEMA_FAILURES.labels(output=output).inc()
 
 
 def set_ready(ready: bool) -> None:

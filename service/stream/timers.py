@@ -13,6 +13,8 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
 
+from jsonschema import ValidationError
+
 from service.api.queries import model_reports
 from service.core.contracts import validate_output
 from service.core.keys import PARTITION_KEY_PREFIX, shop_partition
@@ -55,20 +57,42 @@ async def publish_snapshots(wiring: Wiring) -> int:
         return 0
 
     def records(shop_ids: list[str]) -> list[Record]:
-        made = []
-        for shop_id in shop_ids:
-            now = pipeline.stream_time(shop_id)
-            if now is None:
-                continue
-            payload = snapshot_payload(shop_id, now, pipeline.ledger)
-            validate_output("metrics_snapshot", payload)
-            made.append(Record(topic, shop_id.encode(), to_bytes(payload)))
-        return made
+        made = (snapshot_record(pipeline, topic, shop_id) for shop_id in shop_ids)
+        return [record for record in made if record is not None]
 
     sent = 0
     for partition, shop_ids in owned_by_partition(wiring):
         sent += await wiring.runner.publish(partition, functools.partial(records, shop_ids))
     return sent
+
+
+def snapshot_record(pipeline: Pipeline, topic: str, shop_id: str) -> Record | None:
+    """The shop's metrics snapshot as a record of ``topic``; None for a shop without events
+    and for a snapshot that cannot be made or breaks its own schema. Either is a bug: it
+    is logged with the shop (a schema failure also counted), and the partition's other
+    shops still get theirs."""
+    now = pipeline.stream_time(shop_id)
+    if now is None:
+        return None
+    try:
+        payload = snapshot_payload(shop_id, now, pipeline.ledger)
+    except Exception:
+        log.exception("metric_snapshot_failed", shop_id=shop_id)
+        return None
+    try:
+        validate_output("metrics_snapshot", payload)
+    except ValidationError as error:
+        telemetry.count_output_schema_failure("metrics_snapshot")
+        where = "/".join(str(part) for part in error.absolute_path)
+        log.error(
+            "output_schema_failure",
+            output="metrics_snapshot",
+            shop_id=shop_id,
+            path=where,
+            error=error.message[:200],
+        )
+        return None
+    return Record(topic, shop_id.encode(), to_bytes(payload))
 
 
 async def advance_clocks(wiring: Wiring, now: datetime) -> int:

@@ -12,8 +12,14 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from service.core.customer import CustomerState, DedupPolicy, apply, subscription_status
-from service.core.events import Event, format_time, from_payload
+from service.core.customer import (
+    PAYING_STATUSES,
+    CustomerState,
+    DedupPolicy,
+    apply,
+    subscription_status,
+)
+from service.core.events import Cancellation, CustomerErased, Event, format_time, from_payload
 from service.metrics.ledger import MetricsLedger, Recorded
 
 SHOP = "tea-1"
@@ -79,6 +85,20 @@ def cancel(customer: str, when: datetime, effective: datetime | None = None) -> 
     return from_payload(payload)
 
 
+def change_plan(
+    customer: str, when: datetime, price: float, change: str, tier: str = "basic"
+) -> Event:
+    """A plan change to a monthly plan of ``price`` (a pause: price 0)."""
+    payload = _envelope("plan_changed", customer, when)
+    payload.update(plan=plan(price, tier="paused" if price == 0 else tier), change=change)
+    return from_payload(payload)
+
+
+def erase(customer: str, when: datetime) -> Event:
+    """An erasure request."""
+    return from_payload(_envelope("customer_erased", customer, when))
+
+
 def tier_and_status(state: CustomerState, now: datetime) -> dict[str, str]:
     """Two stand-in segment models: the plan tier and the subscription status."""
     segments = {"status": subscription_status(state, now)}
@@ -100,26 +120,60 @@ class Shop:
         self.segmenter = segmenter
         self.states: dict[str, CustomerState] = {}
         self.stream_time: datetime | None = None
+        self.erased: dict[str, datetime] = {}
 
-    def send(self, *events: Event) -> list[Recorded]:
-        """Process ``events`` in the given order, as one batch (flushed at its end)."""
+    def send(self, *events: Event) -> list[Recorded | None]:
+        """Process ``events`` in the given order, as one batch (flushed at its end); None
+        for an event the pipeline drops (of an erased customer) or books nothing for."""
         recorded = [self._one(event) for event in events]
         self.ledger.flush()
         return recorded
 
-    def _one(self, event: Event) -> Recorded:
+    def _one(self, event: Event) -> Recorded | None:
+        now = event.occurred_at
+        if self.stream_time is not None:
+            now = max(now, self.stream_time)
+        self.stream_time = now
+        if isinstance(event, CustomerErased):
+            return self._erase(event, now)
+        if event.customer_id not in self.states and self._forgotten(event):
+            return None
         state = self.states.setdefault(
             event.customer_id, CustomerState(event.shop_id, event.customer_id)
         )
         before = copy_state(state)
         assert apply(state, event, DedupPolicy(window=1000))
-        now = event.occurred_at
-        if self.stream_time is not None:
-            now = max(now, self.stream_time)
-        self.stream_time = now
         if self.segmenter is not None:
             state.segments = self.segmenter(state, now)
         return self.ledger.record(event, before, copy_state(state), now)
+
+    def _forgotten(self, event: Event) -> bool:
+        """An event of an erased customer that occurred before their erasure."""
+        erased_at = self.erased.get(event.customer_id)
+        return erased_at is not None and event.occurred_at <= erased_at
+
+    def _erase(self, event: Event, now: datetime) -> Recorded | None:
+        """What the pipeline does: a paying subscription ends now (a cancellation with
+        reason ``erased``), the customer leaves every segment, their state is deleted and
+        their events that occurred before the erasure are dropped from then on."""
+        erased_at = self.erased.get(event.customer_id, event.occurred_at)
+        self.erased[event.customer_id] = max(erased_at, event.occurred_at)
+        state = self.states.pop(event.customer_id, None)
+        if state is None:
+            return None
+        leaving = copy_state(state)
+        if subscription_status(state, now) in PAYING_STATUSES:
+            ending = Cancellation(
+                event_id=event.event_id,
+                shop_id=event.shop_id,
+                customer_id=event.customer_id,
+                occurred_at=now,
+                reason="erased",
+                effective_at=now,
+            )
+            apply(leaving, ending, DedupPolicy(window=1000))
+        leaving.segments = {}
+        return self.ledger.record(event, state, leaving, now)
 
     def rescore(self) -> None:
         """Re-assign every customer's segments at the stream time (the pipeline's timer)."""

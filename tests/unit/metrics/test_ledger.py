@@ -21,6 +21,7 @@ from tests.unit.metrics.builders import (
     Shop,
     at,
     cancel,
+    change_plan,
     order,
     plan,
     signup,
@@ -151,6 +152,24 @@ def test_cancellation_effective_in_a_later_window(ledger: MetricsLedger, shop: S
     assert (effective_day.churned_subscribers, effective_day.subscribers_start) == (1, 2)
 
 
+def test_only_windows_the_stream_day_has_passed_are_complete(
+    ledger: MetricsLedger, shop: Shop
+) -> None:
+    shop.send(signup("c1", at("2025-03-03")), order("c1", at("2025-03-12")))  # a Wednesday
+
+    def complete(grain: str, day: int) -> tuple[bool, date]:
+        window = ledger.window(SHOP, grain, date(2025, 3, day))
+        return window.complete, window.end
+
+    assert complete("day", 12) == (False, date(2025, 3, 13))  # the running day
+    assert complete("week", 12) == (False, date(2025, 3, 13))
+    assert complete("month", 12) == (False, date(2025, 3, 13))
+    assert complete("30d", 1) == (False, date(2025, 3, 13))
+    assert complete("day", 11) == (True, date(2025, 3, 12))
+    assert complete("week", 5) == (True, date(2025, 3, 10))
+    assert ledger.window(SHOP, "day", date(2025, 3, 11), as_of=date(2025, 3, 11)).complete is False
+
+
 def test_late_event_updates_the_older_window_and_every_later_start(
     ledger: MetricsLedger, shop: Shop
 ) -> None:
@@ -186,6 +205,124 @@ def test_too_late_event_leaves_closed_windows_alone(ledger: MetricsLedger, shop:
     assert (april.subscribers_start, april.churned_subscribers, april.subscribers_end) == (2, 1, 1)
     oldest_open = ledger.window(SHOP, "day", date(2025, 4, 13))
     assert (oldest_open.churned_subscribers, oldest_open.cancellations) == (1, 1)
+
+
+def movements_of(window: WindowMetrics) -> dict[str, float]:
+    """Every movement of a window, in subscribers and MRR."""
+    return {
+        name: getattr(window, name)
+        for name in (
+            "new_subscribers",
+            "reactivations",
+            "churned_subscribers",
+            "moved_in",
+            "moved_out",
+            "new_mrr",
+            "expansion_mrr",
+            "contraction_mrr",
+            "churn_mrr",
+            "reactivation_mrr",
+            "moved_in_mrr",
+            "moved_out_mrr",
+        )
+    }
+
+
+def test_issue_24_too_late_downgrade_before_a_booked_churn_books_no_negative_churn(
+    ledger: MetricsLedger,
+) -> None:
+    # book-club-1/c-0006 of the issue's replay: 28.9 a month from 5 July, cancelled at once
+    # on 3 November; the order of 18 September that downgraded them to 15.9 arrived on
+    # 17 December, when the oldest open day was 10 December. It used to take back the
+    # closed churn of 28.9 and book a churn of 15.9 and a contraction of 13 on 10 December:
+    # December showed churn -13 and its snapshot failed its schema. The customer's MRR
+    # before 10 December is 0 either way: nothing to book.
+    shop = Shop(ledger, tier_and_status)
+    shop.send(
+        signup("c-0006", at("2025-07-05"), price=28.9),
+        signup("c-0007", at("2025-07-06"), price=15.0),
+        cancel("c-0006", at("2025-11-03")),
+        order("c-0007", at("2025-12-17")),
+    )
+    (recorded,) = shop.send(order("c-0006", at("2025-09-18"), new_plan=plan(15.9)))
+    assert recorded.too_late
+    for dimension in ledger.dimensions(SHOP):
+        december = month(ledger, "2025-12-01", dimension)
+        assert set(movements_of(december).values()) == {0}, dimension
+    assert month(ledger, "2025-11-01").churn_mrr == 28.9  # closed: unchanged
+    assert month(ledger, "2025-09-01").contraction_mrr == 0.0
+    assert (month(ledger, "2025-12-01").mrr_end, month(ledger, "2025-12-01").mrr_start) == (
+        15.0,
+        15.0,
+    )
+
+
+def test_too_late_downgrade_of_a_paying_customer_is_one_contraction_on_the_oldest_open_day(
+    ledger: MetricsLedger, shop: Shop
+) -> None:
+    shop.send(
+        signup("c1", at("2025-07-05"), price=28.9),
+        cancel("c1", at("2025-11-20"), effective=at("2026-01-05")),
+        order("c1", at("2025-12-17")),  # oldest open day: 10 December
+    )
+    (recorded,) = shop.send(order("c1", at("2025-09-18"), new_plan=plan(15.9)))
+    assert recorded.too_late
+    oldest_open = ledger.window(SHOP, "day", date(2025, 12, 10))
+    assert {k: v for k, v in movements_of(oldest_open).items() if v} == {"contraction_mrr": 13.0}
+    assert month(ledger, "2025-09-01").contraction_mrr == 0.0  # closed: unchanged
+    shop.send(order("c1", at("2026-01-10")))
+    january = month(ledger, "2026-01-01")  # the pending churn is 15.9 now, on its own day
+    assert (january.churn_mrr, january.churned_start_subscribers) == (15.9, 1)
+
+
+def test_late_downgrade_before_a_churn_books_nothing_in_processing_time_dimensions(
+    ledger: MetricsLedger,
+) -> None:
+    # Within the lateness the all dimension books the contraction and the smaller churn on
+    # their own days; a segment or attribute dimension books on the processing day, where
+    # the customer's MRR is 0 before and after: it used to book churn -10 there.
+    shop = Shop(ledger, tier_and_status)
+    shop.send(
+        signup("c1", at("2025-03-01"), price=30.0),
+        cancel("c1", at("2025-03-10")),
+        order("c2", at("2025-03-12")),
+    )
+    shop.send(order("c1", at("2025-03-08"), new_plan=plan(20.0)))
+    march = month(ledger, "2025-03-01")
+    assert (march.contraction_mrr, march.churn_mrr, march.mrr_end) == (10.0, 20.0, 0.0)
+    for dimension in ledger.dimensions(SHOP):
+        today = ledger.window(SHOP, "day", date(2025, 3, 12), dimension)
+        assert min(movements_of(today).values()) >= 0, dimension
+        assert today.churn_mrr == 0.0, dimension
+
+
+def test_pause_and_resume_count_the_customer_once_and_not_as_a_starting_subscriber(
+    ledger: MetricsLedger, shop: Shop
+) -> None:
+    # c1 pays 30 from January, pauses (price 0) on 20 February, resumes on 3 March and
+    # cancels on 20 March: in March they are reactivated and churned, but they were no
+    # subscriber on 1 March, so March's logo churn is not theirs.
+    shop.send(
+        signup("c1", at("2025-01-10")),
+        signup("c2", at("2025-01-12"), price=20.0),
+        change_plan("c1", at("2025-02-20"), 0.0, "pause"),
+        change_plan("c1", at("2025-03-03"), 30.0, "resume"),
+        cancel("c1", at("2025-03-20")),
+        order("c2", at("2025-04-02")),
+    )
+    february = month(ledger, "2025-02-01")
+    assert (february.churned_subscribers, february.churn_mrr, february.subscribers_end) == (
+        1,
+        30.0,
+        1,
+    )
+    march = month(ledger, "2025-03-01")
+    assert (march.subscribers_start, march.reactivations, march.new_subscribers) == (1, 1, 0)
+    assert (march.churned_subscribers, march.churned_start_subscribers) == (1, 0)
+    assert march.churn_rate == 0.0
+    (january,) = [row for row in ledger.cohort_table(SHOP, months=4) if row.cohort == "2025-01"]
+    assert january.customers == 2  # c1 is new once
+    assert [cell.subscribers for cell in january.cells] == [2, 1, 1, 1]
 
 
 def test_rates_are_undefined_without_subscribers(ledger: MetricsLedger, shop: Shop) -> None:

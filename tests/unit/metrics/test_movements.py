@@ -5,7 +5,15 @@ from __future__ import annotations
 from service.core.customer import CustomerState, apply
 from service.core.events import Event
 from service.metrics.movements import EventEffect, Movement, classify
-from tests.unit.metrics.builders import at, cancel, copy_state, order, plan, signup
+from tests.unit.metrics.builders import (
+    at,
+    cancel,
+    change_plan,
+    copy_state,
+    order,
+    plan,
+    signup,
+)
 
 
 def fold(*events: Event) -> CustomerState:
@@ -135,3 +143,36 @@ def test_late_upgrade_revalues_the_pending_churn() -> None:
         [("expansion", "2025-03-10", 20.0), ("churn", "2025-04-05", 50.0)],
         [("churn", "2025-04-05", 30.0)],
     )
+
+
+def test_pause_at_price_zero_churns_and_resume_reactivates_not_new() -> None:
+    # A customer is new once: a resume is not a second first payment (it would count
+    # them twice among their cohort's customers).
+    start = signup("c-1", at("2025-03-05"), price=30.0)
+    pause = change_plan("c-1", at("2025-03-12"), 0.0, "pause")
+    resume = change_plan("c-1", at("2025-04-02"), 30.0, "resume")
+    assert summary(effect_of(pause, start)) == ([("churn", "2025-03-12", 30.0)], [])
+    effect = effect_of(resume, start, pause)
+    assert summary(effect) == ([("reactivation", "2025-04-02", 30.0)], [])
+
+
+def test_a_churn_after_a_resume_belongs_to_the_spell_the_resume_began() -> None:
+    effect = effect_of(
+        cancel("c-1", at("2025-04-20")),
+        signup("c-1", at("2025-03-05")),
+        change_plan("c-1", at("2025-03-12"), 0.0, "pause"),
+        change_plan("c-1", at("2025-04-02"), 30.0, "resume"),
+    )
+    (churn,) = effect.added
+    assert (churn.kind, churn.spell_start) == ("churn", at("2025-04-02"))
+
+
+def test_first_payment_after_a_free_plan_is_new_and_begins_the_spell() -> None:
+    effect = effect_of(
+        order("c-1", at("2025-03-20"), new_plan=plan(30.0)),
+        signup("c-1", at("2025-03-05"), price=0.0),
+        cancel("c-1", at("2025-03-08")),
+        signup("c-1", at("2025-03-10"), price=0.0),
+    )
+    (new,) = effect.added
+    assert (new.kind, new.spell_start) == ("new", at("2025-03-20"))

@@ -58,7 +58,7 @@ def test_snapshot_has_the_running_day_week_and_month_and_segment_churn(
     validate_output("metrics_snapshot", payload)
     assert payload["snapshot_id"] == "tea-1@2025-03-12T12:00:00Z"
     assert [(w["grain"], w["start"], w["end"], w["complete"]) for w in payload["windows"]] == [
-        ("day", "2025-03-12", "2025-03-13", True),
+        ("day", "2025-03-12", "2025-03-13", False),  # the running day
         ("week", "2025-03-10", "2025-03-13", False),
         ("month", "2025-03-01", "2025-03-13", False),
     ]
