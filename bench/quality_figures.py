@@ -141,7 +141,9 @@ def signals(
         Signal(RECENCY, {k: -o.quiet_days for k, o in observed.items()}),
         Signal(RFM, _present({k: _rfm_score(j.rfm) for k, j in judged.items()})),
         Signal(
-            CHURN, _present({k: _complement(j.churn_probability) for k, j in judged.items()}), True
+            CHURN,
+            _present({k: _complement(j.churn_probability) for k, j in judged.items()}),
+            probability=True,
         ),
         _expected_orders_signal(judged, holdout),
         Signal(CLV, _present({k: j.clv_365d for k, j in judged.items()})),
@@ -173,6 +175,8 @@ def _complement(probability: float | None) -> float | None:
 
 
 def _stage(stage: str | None) -> float | None:
+    if stage is not None and stage not in STAGE_ORDER:
+        raise ValueError(f"lifecycle stage {stage!r} has no rank: add it to STAGE_ORDER")
     return None if stage is None else float(STAGE_ORDER[stage])
 
 
