@@ -98,7 +98,7 @@ bench: setup kafka-fetch quix-venv ## throughput: segstream beside bare Faust, a
 bench-changes: setup ## segment changes per customer per 30 days, per model (in-process, ~1 min)
 	$(BIN)/python -m bench.change_rates $(BENCH_ARGS)
 
-bench-quality: setup ## churn risk, expected orders, clusters against CDNOW's holdout and the simulator (~2 min; BENCH_ARGS=--quick: ~20 s)
+bench-quality: setup ## churn risk, expected orders, clusters against CDNOW's holdout and the simulator (~1-2 min; BENCH_ARGS=--quick: ~20 s)
 	$(BIN)/python -m bench.quality $(BENCH_ARGS)
 
 # quix-streams pins older pydantic versions than segstream: its baseline gets a venv of its own.
