@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench bench-changes quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz
+	lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -97,6 +97,9 @@ bench: setup kafka-fetch quix-venv ## throughput: segstream beside bare Faust, a
 
 bench-changes: setup ## segment changes per customer per 30 days, per model (in-process, ~1 min)
 	$(BIN)/python -m bench.change_rates $(BENCH_ARGS)
+
+bench-quality: setup ## churn risk, expected orders, clusters against CDNOW's holdout and the simulator (~1-2 min; BENCH_ARGS=--quick: ~20 s)
+	$(BIN)/python -m bench.quality $(BENCH_ARGS)
 
 # quix-streams pins older pydantic versions than segstream: its baseline gets a venv of its own.
 quix-venv:
