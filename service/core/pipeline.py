@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import heapq
-import json
 import zlib
 from collections.abc import Iterator, MutableMapping
 from dataclasses import dataclass, field, replace
@@ -31,7 +30,13 @@ from typing import Any, Literal
 
 from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
-from service.core.contracts import DeadLetterReason, EventType, Rejection, parse_event
+from service.core.contracts import (
+    DeadLetterReason,
+    EventType,
+    Rejection,
+    parse_event,
+    strict_json,
+)
 from service.core.customer import (
     PAYING_STATUSES,
     CustomerState,
@@ -949,8 +954,8 @@ def _json_record(raw: bytes, error: type[DefinitionError], what: str) -> Any:
     if len(raw) > MAX_DEFINITION_BYTES:
         raise error(what, f"larger than {MAX_DEFINITION_BYTES} bytes")
     try:
-        return json.loads(raw, parse_constant=_no_constant)
-    except (ValueError, RecursionError) as problem:
+        return strict_json(raw.decode("utf-8"))  # as events and the API read JSON
+    except (ValueError, RecursionError) as problem:  # UnicodeDecodeError is a ValueError
         raise error(what, f"not JSON: {problem}") from None
 
 
@@ -992,10 +997,6 @@ def _refused_experiment(
             f"last version {last}"
         )
     return None
-
-
-def _no_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not a JSON number")
 
 
 def _shop_seed(shop_id: str) -> int:

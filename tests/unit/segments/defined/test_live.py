@@ -150,6 +150,9 @@ def test_a_version_not_above_the_last_one_is_dead_lettered(pipeline: Pipeline) -
         (None, definition(1, 5), "key"),
         (b"tea-1|other", definition(1, 5), "segment_id"),
         (key(), b"{not json", "definition"),
+        (key(), b'{"version": 1, ' + definition(1, 5)[1:], "definition"),  # a duplicate key
+        (key(), definition(1, 5).replace(b"5", b"1e999", 1), "definition"),
+        (key(), b"\xff" + definition(1, 5), "definition"),
         (key(), definition(1, 5).replace(b'"gte"', b'"matches"'), "rule"),
     ],
 )
