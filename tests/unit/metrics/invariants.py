@@ -15,11 +15,10 @@ from datetime import date, timedelta
 from service.metrics.ledger import MetricsLedger
 from service.metrics.windows import GRAINS, WindowMetrics
 
-NON_NEGATIVE = (
+MOVEMENTS = (
     "new_subscribers",
     "reactivations",
     "churned_subscribers",
-    "churned_start_subscribers",
     "moved_in",
     "moved_out",
     "new_mrr",
@@ -29,6 +28,11 @@ NON_NEGATIVE = (
     "reactivation_mrr",
     "moved_in_mrr",
     "moved_out_mrr",
+)
+"""A window's movements, in subscribers and MRR."""
+NON_NEGATIVE = (
+    *MOVEMENTS,
+    "churned_start_subscribers",
     "signups",
     "cancellations",
     "orders",

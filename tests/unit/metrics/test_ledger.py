@@ -27,6 +27,7 @@ from tests.unit.metrics.builders import (
     signup,
     tier_and_status,
 )
+from tests.unit.metrics.invariants import MOVEMENTS
 
 
 @pytest.fixture
@@ -209,23 +210,7 @@ def test_too_late_event_leaves_closed_windows_alone(ledger: MetricsLedger, shop:
 
 def movements_of(window: WindowMetrics) -> dict[str, float]:
     """Every movement of a window, in subscribers and MRR."""
-    return {
-        name: getattr(window, name)
-        for name in (
-            "new_subscribers",
-            "reactivations",
-            "churned_subscribers",
-            "moved_in",
-            "moved_out",
-            "new_mrr",
-            "expansion_mrr",
-            "contraction_mrr",
-            "churn_mrr",
-            "reactivation_mrr",
-            "moved_in_mrr",
-            "moved_out_mrr",
-        )
-    }
+    return {name: getattr(window, name) for name in MOVEMENTS}
 
 
 def test_issue_24_too_late_downgrade_before_a_booked_churn_books_no_negative_churn(

@@ -2,13 +2,37 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from harness.stores import DictStore
+from service.core.events import format_time
 from service.settings import Settings
 from service.stream.checkpoint import FencedError, RetryError, Work, Written
 from service.stream.tables import CODECS, TableState
+
+T0 = datetime(2025, 3, 1, tzinfo=UTC)
+
+
+def order_value(shop_id: str, n: int, customer: str = "c-1") -> bytes:
+    """The record value of an order of 10 EUR by ``customer`` at ``shop_id``, ``n`` days
+    after :data:`T0` (event id ``<shop>-e<n>``)."""
+    return json.dumps(
+        {
+            "schema_version": 1,
+            "type": "order",
+            "event_id": f"{shop_id}-e{n}",
+            "shop_id": shop_id,
+            "customer_id": customer,
+            "occurred_at": format_time(T0 + timedelta(days=n)),
+            "order_id": f"o{n}",
+            "amount": 10.0,
+            "currency": "EUR",
+            "is_renewal": False,
+        }
+    ).encode()
 
 
 def table_state(name: str, store: DictStore, owned: set[int], partitions: int = 4) -> TableState:

@@ -15,7 +15,7 @@ from aiokafka import TopicPartition
 
 from service.core.changes import Cause, SegmentChange
 from service.core.contracts import validate_output
-from service.core.events import Cancellation, Order, format_time
+from service.core.events import Cancellation, Order
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
 from service.settings import Settings
@@ -24,30 +24,24 @@ from service.stream.checkpoint import FencedError
 from service.stream.gaps import GapGuard
 from service.stream.topics import TABLES
 from service.stream.wiring import BatchRunner, output_records
-from tests.unit.stream.fakes import DictStore, Event, FakeCheckpoint, Message, table_state
+from tests.unit.stream.fakes import (
+    T0,
+    DictStore,
+    Event,
+    FakeCheckpoint,
+    Message,
+    order_value,
+    table_state,
+)
 
 SETTINGS = Settings(topic_partitions=4, rfm_min_customers=1)
 ORDERS = SETTINGS.topic("orders")
 SHOP = "tea-1"
 PARTITION = shop_partition(SHOP, 4)
-T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
 
 def order(n: int, customer: str = "c-1") -> bytes:
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "type": "order",
-            "event_id": f"e{n}",
-            "shop_id": SHOP,
-            "customer_id": customer,
-            "occurred_at": format_time(T0 + timedelta(days=n)),
-            "order_id": f"o{n}",
-            "amount": 10.0,
-            "currency": "EUR",
-            "is_renewal": False,
-        }
-    ).encode()
+    return order_value(SHOP, n, customer)
 
 
 def events(*offsets: int) -> list[Any]:

@@ -5,13 +5,13 @@ id, and never keeps the partition's other shops from theirs."""
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any, get_args
 
 import pytest
 
 from service.core.contracts import OutputSchema, validate_output
-from service.core.events import Order, format_time
+from service.core.events import Order
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
 from service.metrics import snapshot
@@ -20,31 +20,24 @@ from service.settings import Settings
 from service.stream import timers
 from service.stream.topics import TABLES
 from service.stream.wiring import BatchRunner, Wiring
-from tests.unit.stream.fakes import DictStore, Event, FakeCheckpoint, Message, table_state
+from tests.unit.stream.fakes import (
+    DictStore,
+    Event,
+    FakeCheckpoint,
+    Message,
+    order_value,
+    table_state,
+)
 
 SETTINGS = Settings(topic_partitions=4)
 ORDERS = SETTINGS.topic("orders")
 METRICS = SETTINGS.topic("metrics")
-T0 = datetime(2025, 3, 1, tzinfo=UTC)
 PARTITION = shop_partition("tea-1", 4)
 SHOPS = [f"tea-{n}" for n in range(1, 40) if shop_partition(f"tea-{n}", 4) == PARTITION][:3]
 
 
 def order(shop_id: str, n: int) -> bytes:
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "type": "order",
-            "event_id": f"{shop_id}-e{n}",
-            "shop_id": shop_id,
-            "customer_id": "c-1",
-            "occurred_at": format_time(T0 + timedelta(days=n)),
-            "order_id": f"o{n}",
-            "amount": 10.0,
-            "currency": "EUR",
-            "is_renewal": False,
-        }
-    ).encode()
+    return order_value(shop_id, n)
 
 
 class Recorder:
