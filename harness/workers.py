@@ -21,7 +21,7 @@ from typing import Any
 
 from service.api.access import token_hash
 from service.core.contracts import INPUT_ROLES
-from service.settings import Settings
+from service.settings import REPARTITION_ROLE, Settings
 from service.stream.lag import consumer_lag
 from service.stream.topics import ensure_topics
 
@@ -264,7 +264,7 @@ class WorkerProcess:
 async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: float = 120) -> None:
     """Until the group committed every input record (Faust commits only what it processed,
     after flushing the changelog writes), so the tables' changelogs are complete."""
-    topics = [settings.topic(role) for role in INPUT_ROLES]
+    topics = [settings.topic(role) for role in (*INPUT_ROLES, REPARTITION_ROLE)]
     deadline = time.monotonic() + timeout_s
     while True:
         worker.assert_running()

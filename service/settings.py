@@ -38,6 +38,10 @@ OUTPUT_ROLES: tuple[OutputRole, ...] = get_args(OutputRole)
 DEFINITIONS_ROLE = "segment_definitions"
 """Role of the compacted topic of shop-defined segments (key ``<shop>|<segment>``): the
 HTTP API writes it, the worker reads it beside the input events."""
+REPARTITION_ROLE = "repartition"
+"""Role of the internal topic that takes a record found outside its shop's partition (its
+producer's partitioner is not Kafka's murmur2 over the shop id) on to that partition: the
+worker writes and reads it, nobody else."""
 
 
 WILDCARD_HOSTS = frozenset({"0.0.0.0", "::", "[::]", ""})

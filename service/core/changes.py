@@ -167,6 +167,28 @@ class Source:
     offset: int
 
 
+ORIGIN_HEADER = "segstream-origin"
+"""The header a detoured record carries on the repartition topic: where it was found,
+``<topic>/<partition>/<offset>``."""
+
+
+@dataclass(frozen=True, slots=True)
+class Detour:
+    """A valid record found outside its shop's partition (its producer's partitioner is
+    not Kafka's murmur2 over the shop id, or it was not keyed by the shop): it goes on,
+    unchanged, to ``partition`` of the repartition topic, and is processed there. ``source``
+    is where it was found."""
+
+    partition: int
+    source: Source
+    key: bytes | None
+    value: bytes | None
+
+    def origin(self) -> bytes:
+        """The value of :data:`ORIGIN_HEADER`."""
+        return f"{self.source.topic}/{self.source.partition}/{self.source.offset}".encode()
+
+
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
     """A record the worker could not use, with the reason and (up to 64 KiB of) its bytes."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from service.core.changes import Cause, DeadLetter, SegmentChange, SegmentFormed, Source
+from service.core.changes import Cause, DeadLetter, Detour, SegmentChange, SegmentFormed, Source
 from service.core.checkpoints import Checkpoints
 from service.core.contracts import (
     DeadLetterReason,
@@ -92,7 +92,7 @@ from service.segments.defined.live import (
 )
 from service.settings import Settings
 
-Status = Literal["processed", "duplicate", "dead_lettered"]
+Status = Literal["processed", "duplicate", "dead_lettered", "rerouted"]
 DEFINITION = "segment_definition"
 """The ``event_type`` of an :class:`Outcome` of a segment-definitions record."""
 MAX_DEFINITIONS = 100
@@ -111,6 +111,7 @@ class Outcome:
     changes: list[SegmentChange] = field(default_factory=list)
     formed: list[SegmentFormed] = field(default_factory=list)
     dead_letter: DeadLetter | None = None
+    detour: Detour | None = None
     too_late: bool = False
 
 
@@ -237,9 +238,9 @@ class Pipeline:
             letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
             return Outcome("dead_lettered", expected.type_name, dead_letter=letter)
         event = from_payload(parsed)
-        misplaced = self._misplaced(event.shop_id, source, key, raw, "shop_id")
+        misplaced = self._misplaced(event.shop_id, source, key, raw)
         if misplaced is not None:
-            return Outcome("dead_lettered", expected.type_name, dead_letter=misplaced)
+            return Outcome("rerouted", expected.type_name, event.shop_id, detour=misplaced)
         outcome = Outcome("processed", event_type(event), event.shop_id)
         book = self.book(event.shop_id, source.partition)
         stored = self.customers.get(customer_key(event.shop_id, event.customer_id))
@@ -406,9 +407,9 @@ class Pipeline:
         except DefinitionError as error:
             letter = DeadLetter("invalid_definition", str(error), source, key, raw)
             return Outcome("dead_lettered", DEFINITION, dead_letter=letter)
-        misplaced = self._misplaced(shop_id, source, key, raw, "<shop_id>|<segment_id>")
+        misplaced = self._misplaced(shop_id, source, key, raw)
         if misplaced is not None:
-            return Outcome("dead_lettered", DEFINITION, dead_letter=misplaced)
+            return Outcome("rerouted", DEFINITION, shop_id, detour=misplaced)
         book = self.book(shop_id, source.partition)
         refused = self._refused(book, segment_id, definition)
         if refused is not None:
@@ -432,9 +433,9 @@ class Pipeline:
         invalid record raises :class:`ExperimentError`, which :meth:`define` dead-letters."""
         experiment_id = name.removeprefix(KEY_PREFIX)
         experiment = None if raw is None else _experiment(raw, shop_id, experiment_id)
-        misplaced = self._misplaced(shop_id, source, key, raw, "<shop_id>|experiment:<id>")
+        misplaced = self._misplaced(shop_id, source, key, raw)
         if misplaced is not None:
-            return Outcome("dead_lettered", DEFINITION, dead_letter=misplaced)
+            return Outcome("rerouted", DEFINITION, shop_id, detour=misplaced)
         book = self.book(shop_id, source.partition)
         refused = _refused_experiment(book.experiments, experiment_id, experiment)
         if refused is not None:
@@ -560,20 +561,17 @@ class Pipeline:
         return changes, done
 
     def _misplaced(
-        self, shop_id: str, source: Source, key: bytes | None, raw: bytes | None, keyed_by: str
-    ) -> DeadLetter | None:
-        """A record in a partition its shop does not hash to would split the shop's state
-        (``keyed_by``: what its producer should key it by)."""
+        self, shop_id: str, source: Source, key: bytes | None, raw: bytes | None
+    ) -> Detour | None:
+        """A record in a partition its shop does not hash to (the producer's partitioner is
+        not murmur2 over the shop id) would split the shop's state: it takes a detour to
+        the shop's partition of the repartition topic instead."""
         if source.partition < 0:
             return None
         home = shop_partition(shop_id, self.settings.topic_partitions)
         if home == source.partition:
             return None
-        detail = (
-            f"shop {shop_id!r} belongs in partition {home}, found in {source.partition}: "
-            f"key input records by {keyed_by}"
-        )
-        return DeadLetter("wrong_partition", detail, source, key, raw)
+        return Detour(home, source, key, raw)
 
     def flush(self) -> None:
         """Write every changed book's shop record and models (and the partition priors),

@@ -62,6 +62,7 @@ class Record:
     key: bytes | None
     value: bytes | None
     partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
@@ -343,7 +344,11 @@ async def _send_all(
     futures: list[asyncio.Future[RecordMetadata]] = []
     for record in records:
         future = await producer.send(
-            record.topic, record.value, key=record.key, partition=record.partition
+            record.topic,
+            record.value,
+            key=record.key,
+            partition=record.partition,
+            headers=list(record.headers) or None,
         )
         future.add_done_callback(_retrieve)
         futures.append(future)

@@ -32,6 +32,21 @@ REWIND_PATIENCE_S = 30.0
 """How long to wait for a sought offset to arrive before checking the log again."""
 
 
+async def first_visible(probe: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+    """Offset of the first record ``probe`` (a read_committed consumer of no group, used by
+    one caller at a time: it is assigned ``tp``) sees at or after ``offset`` (None: none up
+    to the partition's end: what lies there are transaction markers or aborted records)."""
+    probe.assign([tp])
+    probe.seek(tp, offset)
+    end = (await probe.end_offsets([tp]))[tp]
+    while await probe.position(tp) < end:
+        batches = await probe.getmany(tp, timeout_ms=1000, max_records=1)
+        for records in batches.values():
+            if records:
+                return int(records[0].offset)
+    return None
+
+
 class GapGuard:
     """Admits a partition's records in offset order, without holes that the log has not."""
 
@@ -117,16 +132,7 @@ class GapGuard:
         """Offset of the first record a read_committed reader sees at or after ``offset``
         (None: none up to the partition's end)."""
         async with self._probing:
-            probe = await self._consumer()
-            probe.assign([tp])
-            probe.seek(tp, offset)
-            end = (await probe.end_offsets([tp]))[tp]
-            while await probe.position(tp) < end:
-                batches = await probe.getmany(tp, timeout_ms=1000, max_records=1)
-                for records in batches.values():
-                    if records:
-                        return int(records[0].offset)
-            return None
+            return await first_visible(await self._consumer(), tp, offset)
 
     async def _consumer(self) -> AIOKafkaConsumer:
         if self._probe is None:

@@ -1,10 +1,13 @@
 """Consumer lag of the app's consumer group, measured from Kafka itself.
 
 Lag per partition = records the group has not committed yet: the partition's end offset
-minus the group's committed offset. A partition the group never committed is read from
-its earliest retained offset (the worker's ``auto_offset_reset``), so its lag is all of
-its retained records; a committed offset below the earliest retained one counts from
-there too.
+(the last stable one) minus the group's committed offset. A partition the group never
+committed is read from its earliest retained offset (the worker's ``auto_offset_reset``),
+so its lag is all of its retained records; a committed offset below the earliest retained
+one counts from there too. A topic written in transactions (the repartition topic, or a
+platform's transactional producer) ends each transaction with a marker no consumer ever
+sees, so a small lag is checked against the log: with no visible record from the committed
+offset on, it is 0.
 """
 
 from __future__ import annotations
@@ -19,9 +22,14 @@ from aiokafka.errors import KafkaError, for_code
 from service.observability import telemetry
 from service.observability.logs import get_logger
 from service.settings import Settings
+from service.stream.gaps import first_visible
 from service.stream.kafka import connection_options
 
 log = get_logger(__name__)
+
+MARKER_SLACK = 64
+"""Lags up to this many offsets are checked for visible records (transaction markers and
+aborted records occupy offsets but are never read)."""
 
 Partition = tuple[str, int]
 """``(topic, partition)``."""
@@ -71,7 +79,12 @@ class LagProbe:
         if self._clients is not None:
             return self._clients
         admin = AIOKafkaAdminClient(**self._connection)
-        offsets = AIOKafkaConsumer(group_id=None, enable_auto_commit=False, **self._connection)
+        offsets = AIOKafkaConsumer(
+            group_id=None,
+            enable_auto_commit=False,
+            isolation_level="read_committed",
+            **self._connection,
+        )
         await admin.start()
         try:
             await offsets.start()
@@ -101,11 +114,15 @@ class LagProbe:
         end = await offsets.end_offsets(partitions)
         beginning = await offsets.beginning_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
-        return lag_by_partition(
-            _by_pair(end),
-            _by_pair(beginning),
-            {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()},
-        )
+        positions = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
+        lag = lag_by_partition(_by_pair(end), _by_pair(beginning), positions)
+        for (topic, partition), behind in lag.items():
+            start = positions.get((topic, partition), -1)
+            if 0 < behind <= MARKER_SLACK and start >= 0:
+                tp = TopicPartition(topic, partition)
+                if await first_visible(offsets, tp, start) is None:
+                    lag[(topic, partition)] = 0
+        return lag
 
     async def update(self) -> None:
         """Measure and publish the result as ``segstream_consumer_lag_records``.

@@ -16,10 +16,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from service.core.contracts import EVENT_TYPES, INPUT_ROLES, EventType
-from service.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, Settings
+from service.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, REPARTITION_ROLE, Settings
 from service.stream.kafka import connection_options
 
-CREATED_ROLES: tuple[str, ...] = (*INPUT_ROLES, *OUTPUT_ROLES)
+CREATED_ROLES: tuple[str, ...] = (*INPUT_ROLES, *OUTPUT_ROLES, REPARTITION_ROLE)
 
 
 def input_event_types(settings: Settings) -> dict[str, EventType]:
@@ -30,7 +30,8 @@ def input_event_types(settings: Settings) -> dict[str, EventType]:
 
 def input_topics(settings: Settings) -> list[str]:
     """The names of the topics the worker reads: the input events' (see
-    :func:`input_event_types`) and the segment definitions'.
+    :func:`input_event_types`), the segment definitions' and the repartition topic (records
+    found outside their shop's partition, taken on to it).
 
     >>> print(*input_topics(Settings()), sep="\\n")
     segstream.signups
@@ -43,8 +44,10 @@ def input_topics(settings: Settings) -> list[str]:
     segstream.touchpoints
     segstream.erasure-requests
     segstream.segment-definitions
+    segstream.repartition
     """
-    return [*input_event_types(settings), settings.topic(DEFINITIONS_ROLE)]
+    roles = (DEFINITIONS_ROLE, REPARTITION_ROLE)
+    return [*input_event_types(settings), *(settings.topic(role) for role in roles)]
 
 
 TABLES = ("customers", "shops", "models", "metrics")

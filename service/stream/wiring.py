@@ -26,13 +26,13 @@ from aiokafka import TopicPartition
 from aiokafka.errors import IllegalStateError
 from faust.types import TP
 
-from service.core.changes import DeadLetter, SegmentChange, Source
-from service.core.contracts import EventType
+from service.core.changes import ORIGIN_HEADER, DeadLetter, SegmentChange, Source
+from service.core.contracts import DeadLetterReason, EventType
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import DEFINITION, Outcome, Pipeline
 from service.observability import telemetry
 from service.observability.logs import get_logger
-from service.settings import DEFINITIONS_ROLE, Settings
+from service.settings import DEFINITIONS_ROLE, REPARTITION_ROLE, Settings
 from service.stream.batching import batches
 from service.stream.checkpoint import Checkpoint, FencedError, Record, RetryError, Work, Written
 from service.stream.gaps import GapGuard
@@ -258,7 +258,8 @@ class BatchRunner:
         self.checkpoint = checkpoint
         self.expected = expected
         self.definitions = settings.topic(DEFINITIONS_ROLE)
-        self.topics = sorted([*expected, self.definitions])
+        self.repartition = settings.topic(REPARTITION_ROLE)
+        self.topics = sorted([*expected, self.definitions, self.repartition])
         """Every topic the worker reads: the input events' and the segment definitions'."""
         self.locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._poison: dict[int, dict[tuple[str, int], str]] = defaultdict(dict)
@@ -478,23 +479,34 @@ class BatchRunner:
         """The pipeline's outcome and its output records; a record the pipeline fails on
         (a bug, or a value it cannot represent) is dead-lettered, and the batch re-runs
         without it, so none of its half-made writes commit."""
+        topic = self._carried(event, source)
         poisoned = self._poison[source.partition].get((source.topic, source.offset))
-        if poisoned is not None:
-            letter = DeadLetter("processing_error", poisoned, source, event.key, event.value)
-            kind = self.expected.get(source.topic)
+        if poisoned is not None or topic is None:
+            reason: DeadLetterReason = "processing_error" if topic is not None else "wrong_topic"
+            detail = poisoned or f"{self.repartition} carries only records segstream took there"
+            letter = DeadLetter(reason, detail, source, event.key, event.value)
+            kind = self.expected.get(topic or "")
             name = DEFINITION if kind is None else kind.type_name
             outcome = Outcome("dead_lettered", event_type=name, dead_letter=letter)
             return outcome, output_records(self.settings, outcome)
         try:
-            if source.topic == self.definitions:
+            if topic == self.definitions:
                 outcome = self.pipeline.define(event.key, event.value, source)
             else:
-                kind = self.expected[source.topic]
-                outcome = self.pipeline.handle(event.value, kind, source, event.key)
+                outcome = self.pipeline.handle(event.value, self.expected[topic], source, event.key)
             return outcome, output_records(self.settings, outcome)
         except Exception as error:
             self._poisoned(source, error)
             raise _RerunError from error
+
+    def _carried(self, event: faust.types.EventT[Any], source: Source) -> str | None:
+        """The topic whose kind of record ``event`` is: its own, or for a record on the
+        repartition topic the one it was found on (its origin header); None when a record
+        there has no origin segstream reads."""
+        if source.topic != self.repartition:
+            return source.topic
+        topic = _origin_topic(event.message.headers)
+        return topic if topic in self.expected or topic == self.definitions else None
 
     def _poisoned(self, source: Source, error: Exception) -> None:
         """Remember that the record at ``source`` fails, so its re-run dead-letters it."""
@@ -617,6 +629,15 @@ class BatchRunner:
         self.pipeline.forget_shops()
 
 
+def _origin_topic(headers: Any) -> str | None:
+    """The topic in a detoured record's origin header (``<topic>/<partition>/<offset>``)."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == ORIGIN_HEADER and isinstance(value, bytes):
+            return value.decode(errors="replace").rsplit("/", 2)[0]
+    return None
+
+
 def _describe(error: BaseException) -> str:
     """An exception in one bounded line, for a dead letter or a stall."""
     return f"{type(error).__name__}: {error}"[:500]
@@ -653,6 +674,11 @@ def output_records(settings: Settings, outcome: Outcome) -> list[Record]:
         Record(changes, formed.shop_id.encode(), to_bytes(formed.to_json()))
         for formed in outcome.formed
     ]
+    if outcome.detour is not None:
+        detour = outcome.detour
+        headers = ((ORIGIN_HEADER, detour.origin()),)
+        repartition = settings.topic(REPARTITION_ROLE)
+        records.append(Record(repartition, detour.key, detour.value, detour.partition, headers))
     if outcome.dead_letter is not None:
         letter = outcome.dead_letter
         payload = to_bytes(letter.to_json(datetime.now(UTC)))

@@ -23,7 +23,7 @@ from service.core.contracts import (
 )
 from service.core.customer import CustomerState, apply
 from service.core.events import EVENT_CLASSES, Event, event_type, from_payload
-from service.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, Settings
+from service.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, REPARTITION_ROLE, Settings
 from service.stream.topics import CREATED_ROLES, input_event_types, input_topics
 
 # The valid examples are dated up to 2026-12-24 (see test_contracts).
@@ -82,9 +82,10 @@ def test_the_worker_subscribes_to_exactly_the_registrys_topics() -> None:
     settings = Settings()
     registry = {settings.topic(cls.topic_role): cls for cls in EVENT_CLASSES}
     assert input_event_types(settings) == registry
-    # ... and to the segment definitions, which are not events
-    assert input_topics(settings) == [*registry, settings.topic(DEFINITIONS_ROLE)]
-    assert list(CREATED_ROLES) == [*INPUT_ROLES, *OUTPUT_ROLES]
+    # ... and to the segment definitions, which are not events, and the repartition topic
+    internal = [settings.topic(DEFINITIONS_ROLE), settings.topic(REPARTITION_ROLE)]
+    assert input_topics(settings) == [*registry, *internal]
+    assert list(CREATED_ROLES) == [*INPUT_ROLES, *OUTPUT_ROLES, REPARTITION_ROLE]
     # The topics that existed before the registry keep their names.
     assert {"segstream.signups", "segstream.orders", "segstream.cancellations"} <= set(registry)
 

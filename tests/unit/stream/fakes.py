@@ -44,6 +44,7 @@ class Message:
     topic: str
     partition: int
     offset: int
+    headers: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 @dataclass

@@ -13,12 +13,12 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from service.core.changes import Cause, SegmentChange
+from service.core.changes import ORIGIN_HEADER, Cause, SegmentChange
 from service.core.contracts import validate_output
 from service.core.events import Cancellation, Order
 from service.core.keys import progress_key, shop_partition
 from service.core.pipeline import Outcome, Pipeline
-from service.settings import Settings
+from service.settings import REPARTITION_ROLE, Settings
 from service.stream import wiring
 from service.stream.checkpoint import FencedError
 from service.stream.gaps import GapGuard
@@ -36,6 +36,7 @@ from tests.unit.stream.fakes import (
 
 SETTINGS = Settings(topic_partitions=4, rfm_min_customers=1)
 ORDERS = SETTINGS.topic("orders")
+REPARTITION = SETTINGS.topic(REPARTITION_ROLE)
 SHOP = "tea-1"
 PARTITION = shop_partition(SHOP, 4)
 
@@ -490,3 +491,34 @@ async def test_a_poisoned_offset_is_only_its_own_partitions() -> None:
     await batches.run([bad, good])
     assert [letter["source"]["partition"] for letter in letters_of(checkpoint)] == [PARTITION]
     assert tables["customers"][f"{other_shop}/c-1"].order_count == 1
+
+
+async def test_a_record_outside_its_shops_partition_takes_a_detour_there() -> None:
+    """A producer whose partitioner is not murmur2 over the shop id (librdkafka's default,
+    kcat's) put the shop's order in another partition: it goes on to the shop's partition of
+    the repartition topic, in the same commit as its input offset, and is processed there."""
+    elsewhere = (PARTITION + 1) % 4
+    checkpoint = FakeCheckpoint(SETTINGS, assigned={PARTITION, elsewhere})
+    batches, tables = runner(checkpoint)
+    await batches.run([Event(Message(ORDERS, elsewhere, 0), order(0), None)])
+    (work,) = checkpoint.committed
+    (detour,) = work.outputs
+    assert (detour.topic, detour.partition, detour.key) == (REPARTITION, PARTITION, None)
+    assert detour.value == order(0) and dict(detour.headers) == {
+        ORIGIN_HEADER: f"{ORDERS}/{elsewhere}/0".encode()
+    }
+    assert work.offsets == {ORDERS: 1} and f"{SHOP}/c-1" not in tables["customers"]
+    carried = Message(REPARTITION, PARTITION, 0, list(detour.headers))
+    await batches.run([Event(carried, detour.value, detour.key)])
+    assert order_count(tables) == 1
+    counts = [tables["shops"][progress_key(p)]["counts"] for p in (elsewhere, PARTITION)]
+    assert counts == [{"order": {"rerouted": 1}}, {"order": {"processed": 1}}]
+
+
+async def test_a_record_on_the_repartition_topic_that_segstream_did_not_put_there() -> None:
+    checkpoint = FakeCheckpoint(SETTINGS, assigned={PARTITION})
+    batches, tables = runner(checkpoint)
+    await batches.run([Event(Message(REPARTITION, PARTITION, 0), order(0), SHOP.encode())])
+    (letter,) = letters_of(checkpoint)
+    assert letter["reason"] == "wrong_topic" and "repartition" in letter["detail"]
+    assert f"{SHOP}/c-1" not in tables["customers"]
