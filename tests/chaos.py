@@ -47,6 +47,8 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
+from aiokafka.partitioner import DefaultPartitioner
+
 from harness.broker import Broker, BrokerCluster, fresh_broker, fresh_cluster
 from harness.kafka_io import consume_all, produce_json, read_table
 from harness.workers import WorkerProcess, isolated_settings
@@ -61,7 +63,7 @@ from service.segments.defined.live import definitions_key
 from service.settings import DEFINITIONS_ROLE, Settings
 from service.stream.lag import LagProbe
 from service.stream.topics import ensure_topics, input_topics
-from service.tools.publish import Record, publish
+from service.tools.publish import Partitioner, Record, librdkafka_partitioner, publish
 from service.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.feed import feed
 from tests.metrics_oracle import MetricsOracle
@@ -99,6 +101,10 @@ class ChaosConfig:
     cluster: bool = False
     """Three brokers (replication 3, min.insync.replicas 2); a broker restart is then one
     node SIGKILLed mid-stream and started again."""
+    librdkafka_share: float = 0.5
+    """Share of the shops whose events are published with librdkafka's default partitioner
+    (CRC32, as kcat and confluent-kafka do): those outside their shop's partition take the
+    repartition topic's detour, under the same faults."""
 
     def command(self) -> str:
         """The ``make chaos`` command that runs this configuration again (same history,
@@ -119,6 +125,7 @@ CLI_OPTIONS = (
     "rate",
     "port",
     "standby_replicas",
+    "librdkafka_share",
 )
 """The configuration's fields the command line sets (``--cluster`` aside)."""
 
@@ -154,6 +161,8 @@ class Report:
     defined_diff: int = 0
     experiments_diff: int = 0
     journey_diff: int = 0
+    rerouted: int = 0
+    """Records that landed outside their shop's partition and took the detour (not a fault)."""
     seconds: float = 0.0
     details: list[str] = field(default_factory=list)
 
@@ -176,7 +185,8 @@ class Report:
         return (
             f"chaos: {f.kills} kills ({f.fresh_takeovers} on an empty store), "
             f"{f.rebalances} rebalances, {f.broker_restarts} broker restart"
-            f"{'' if f.broker_restarts == 1 else 's'}; {self.events:,} events; "
+            f"{'' if f.broker_restarts == 1 else 's'}; {self.events:,} events "
+            f"({self.rerouted:,} rerouted); "
             f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
             f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
             f"diff, metrics {self.metrics_diff} diff, defined segments {self.defined_diff} "
@@ -547,6 +557,7 @@ def check_accounting(report: Report, shops: dict[str, Any], sim: Simulation) -> 
     expected = expected_counts(sim)
     shops = {event["shop_id"] for event in sim.events}
     expected[DEFINITION]["processed"] = 3 * len(shops)  # two definitions, one experiment
+    report.rerouted = sum(outcomes["rerouted"] for outcomes in got.values())
     for kind in set(got) | set(expected):
         for outcome in ("processed", "duplicate", "dead_lettered"):
             difference = abs(got[kind][outcome] - expected[kind][outcome])
@@ -605,6 +616,19 @@ async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
     check_journey(report, shops, states)
 
 
+def mixed(crc32_shops: set[str]) -> Partitioner:
+    """Two platforms' producers: librdkafka's partitioner for the events of ``crc32_shops``
+    (and for unkeyed records), Kafka's murmur2 for the others."""
+    murmur2 = DefaultPartitioner()
+
+    def partition(key: bytes | None, partitions: list[int], available: list[int]) -> int:
+        if key is None or key.decode(errors="replace") in crc32_shops:
+            return librdkafka_partitioner(key, partitions, available)
+        return int(murmur2(key, partitions, available))
+
+    return partition
+
+
 async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
     """One chaos run on ``broker`` (which it stops and starts; of a cluster, one node)."""
     started = time.monotonic()
@@ -631,7 +655,8 @@ async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
         shops = sorted({event["shop_id"] for event in sim.events})
         await start_experiments(settings, shops)
         defining = asyncio.create_task(define_during(settings, shops, span))
-        await publish(outbox, settings, rate=config.rate)
+        crc32_shops = set(shops[: round(config.librdkafka_share * len(shops))])
+        await publish(outbox, settings, rate=config.rate, partitioner=mixed(crc32_shops))
         await faults
         await defining
         await drained(settings, cluster, config.timeout_s)

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
+import zlib
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -23,6 +25,21 @@ Record = tuple[str, bytes | Mapping[str, Any]]
 
 LINGER_MS = 20
 MAX_IN_FLIGHT = 2000
+
+Partitioner = Callable[[bytes | None, list[int], list[int]], int]
+"""aiokafka's partitioner signature: key bytes, all partitions, available ones -> one."""
+
+
+def librdkafka_partitioner(key: bytes | None, partitions: list[int], available: list[int]) -> int:
+    """librdkafka's default (``consistent_random``, what kcat and confluent-kafka use): CRC32
+    of the key modulo the partition count; an unkeyed record goes to a random partition.
+
+    >>> librdkafka_partitioner(b"roastery-42", list(range(8)), list(range(8)))
+    3
+    """
+    if key is None:
+        return random.choice(available or partitions)
+    return partitions[zlib.crc32(key) % len(partitions)]
 
 
 def encode(event: Mapping[str, Any]) -> bytes:
@@ -50,17 +67,25 @@ async def publish(
     *,
     rate: float | None = None,
     progress: Callable[[int], None] | None = None,
+    partitioner: Partitioner | None = None,
 ) -> int:
     """Send ``(role, event)`` records in order; return how many were sent and acknowledged.
 
     Dicts are keyed by ``shop_id`` and JSON-encoded; bytes are sent as they are,
     unkeyed. ``rate`` caps records per second (None: as fast as the broker takes
-    them); ``progress`` is called with the running count after each record.
+    them); ``progress`` is called with the running count after each record;
+    ``partitioner`` replaces Kafka's default (murmur2), e.g. with
+    :func:`librdkafka_partitioner`: segstream takes such records to their shop's partition.
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
+    chosen = {} if partitioner is None else {"partitioner": partitioner}
     producer = AIOKafkaProducer(
-        **connection_options(settings), acks="all", linger_ms=LINGER_MS, enable_idempotence=True
+        **connection_options(settings),
+        acks="all",
+        linger_ms=LINGER_MS,
+        enable_idempotence=True,
+        **chosen,
     )
     await producer.start()
     try:
