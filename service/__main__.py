@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     unknown = unknown_variables()
     try:
         settings = load_settings()
+        check_event_types(settings)
     except ConfigError as error:
         print(error.plus(unknown), file=sys.stderr)  # a misspelling may be the cause
         return 2
@@ -49,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"segstream: {error}", file=sys.stderr)
         return 2
     return 0
+
+
+def check_event_types(settings: Settings) -> None:
+    """Settings that name input event types name ones the registry has (the settings do
+    not import the registry, which lives above them)."""
+    from service.core.contracts import TYPE_NAMES
+
+    wrong = sorted(set(settings.schema_registry_ids) - set(TYPE_NAMES))
+    if wrong:
+        named = ", ".join(wrong)
+        problem = f"not input event types: {named} (known: {', '.join(TYPE_NAMES)})"
+        raise ConfigError({"SEGSTREAM_SCHEMA_REGISTRY_IDS": [problem]})
 
 
 def warn_unknown(settings: Settings, unknown: dict[str, list[str]]) -> None:

@@ -165,6 +165,14 @@ class Settings(BaseSettings):
         description="The query API's tokens, as JSON: SHA-256 (hex) of each token -> its scope, "
         "'platform' or 'shop:<shop_id>' (python -m service.tools.token makes one).",
     )
+    schema_registry_ids: Annotated[dict[str, list[int]], NoDecode] = Field(
+        {},
+        description="For records framed for a schema registry (magic byte 0, a 4-byte schema "
+        "id, then the JSON): the registry ids of each input type's schema, as JSON, e.g. "
+        '{"order": [3, 8]} (python -m service.tools.registry prints them); a framed record '
+        "of a listed type with another id is dead-lettered as unknown_schema_id. Unset: any "
+        "id, the JSON is validated against schemas/ all the same.",
+    )
     api_open: bool = Field(
         False, description="Serve the query API without tokens (development only)."
     )
@@ -351,6 +359,20 @@ class Settings(BaseSettings):
             raise ValueError(f"not a JSON object; {TOKENS_FORMAT}")
         return parsed
 
+    @field_validator("schema_registry_ids", mode="before")
+    @classmethod
+    def _schema_ids_from_json(cls, value: Any) -> Any:
+        """Parsed here from the environment's string, so that a bad one is one line."""
+        if not isinstance(value, str):
+            return value
+        try:
+            parsed = json.loads(value)
+        except ValueError as error:
+            raise ValueError(f"not JSON ({error}); {SCHEMA_IDS_FORMAT}") from None
+        if not isinstance(parsed, dict):
+            raise ValueError(f"not a JSON object; {SCHEMA_IDS_FORMAT}")
+        return parsed
+
     @field_validator("kafka_ssl_cafile")
     @classmethod
     def _cafile_is_a_file(cls, value: Path | None) -> Path | None:
@@ -432,6 +454,7 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{role.replace('_', '-')}"
 
 
+SCHEMA_IDS_FORMAT = 'expected {"<input event type>": [<schema id>, ...], ...}'
 TOKENS_FORMAT = 'expected {"<sha-256 hex of a token>": "platform" or "shop:<id>", ...}'
 
 

@@ -39,7 +39,7 @@ import json
 import math
 import re
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cache
@@ -116,7 +116,13 @@ def role_for(event: Mapping[str, Any]) -> str:
 
 
 RejectReason = Literal[
-    "undecodable", "too_large", "invalid_json", "schema_invalid", "wrong_topic", "implausible_time"
+    "undecodable",
+    "too_large",
+    "invalid_json",
+    "schema_invalid",
+    "wrong_topic",
+    "implausible_time",
+    "unknown_schema_id",
 ]
 """Why :func:`parse_event` rejects a record (the first failing check, in this order)."""
 DeadLetterReason = Literal[
@@ -509,14 +515,19 @@ def _implausible_time(event: dict[str, Any], now: datetime) -> Rejection | None:
 
 
 def parse_event(
-    raw: bytes | None, expected: EventType | None = None, now: datetime | None = None
+    raw: bytes | None,
+    expected: EventType | None = None,
+    now: datetime | None = None,
+    schema_ids: Mapping[str, Collection[int]] | None = None,
 ) -> dict[str, Any] | Rejection:
     """Decode and validate one input record value.
 
     Returns the event as parsed (no defaults filled in: a missing ``items`` means ``[]``),
     or a :class:`Rejection`. ``expected`` is the type the topic carries; a valid event of
     another type is rejected as ``wrong_topic``. ``now`` (aware; default: the wall clock)
-    bounds ``occurred_at``. Never raises for any input bytes.
+    bounds ``occurred_at``. A value framed for a schema registry (:func:`unframe`) is read
+    as its JSON; with ``schema_ids`` (type name -> the registry ids of its schema), one
+    framed with another id is ``unknown_schema_id``. Never raises for any input bytes.
     """
     if raw is None:
         return Rejection("undecodable", "record value is null (tombstone); expected a JSON object")
@@ -525,6 +536,10 @@ def parse_event(
             "too_large",
             f"value is {len(raw)} bytes; an input event may have at most {MAX_EVENT_BYTES} bytes",
         )
+    framed = unframe(raw)
+    if isinstance(framed, Rejection):
+        return framed
+    raw, schema_id = framed
     event = _decode(raw)
     if isinstance(event, Rejection):
         return event
@@ -539,7 +554,50 @@ def parse_event(
     rejection = _schema_error(event_type, event)
     if rejection is None:
         rejection = _implausible_time(event, datetime.now(UTC) if now is None else now)
+    if rejection is None and schema_id is not None and schema_ids:
+        rejection = _unknown_schema_id(event_type, schema_id, schema_ids)
     return event if rejection is None else rejection
+
+
+REGISTRY_MAGIC = 0
+"""First byte of a record framed for a schema registry (Confluent's wire format: the magic
+byte, a 4-byte big-endian schema id, then the serialized value)."""
+
+
+def unframe(raw: bytes) -> tuple[bytes, int | None] | Rejection:
+    """The JSON of a record value and the schema-registry id it was framed with (None: not
+    framed). JSON text never starts with a NUL byte, so a framed value is told apart
+    unambiguously.
+
+    >>> unframe(b"\\x00\\x00\\x00\\x00\\x07{}")
+    (b'{}', 7)
+    >>> unframe(b"{}")
+    (b'{}', None)
+    """
+    if not raw or raw[0] != REGISTRY_MAGIC:
+        return raw, None
+    if len(raw) < 5:
+        return Rejection(
+            "undecodable",
+            "value starts with a schema-registry magic byte (0) but has no 4-byte schema id",
+        )
+    return raw[5:], int.from_bytes(raw[1:5], "big")
+
+
+def _unknown_schema_id(
+    event_type: EventType, schema_id: int, schema_ids: Mapping[str, Collection[int]]
+) -> Rejection | None:
+    """A framed record whose schema id is not registered for its type (when ids are
+    configured: ``SEGSTREAM_SCHEMA_REGISTRY_IDS``)."""
+    known = schema_ids.get(event_type.type_name, ())
+    if schema_id in known:
+        return None
+    shown = ", ".join(map(str, sorted(known))) or "none"
+    return Rejection(
+        "unknown_schema_id",
+        f"framed with schema id {schema_id}, which is not a registered version of "
+        f"{event_type.type_name}.json (known: {shown}; SEGSTREAM_SCHEMA_REGISTRY_IDS)",
+    )
 
 
 def bundled_schema(name: str) -> dict[str, Any]:

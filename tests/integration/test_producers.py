@@ -1,9 +1,12 @@
 """Platforms' producers as they are: events keyed by ``shop_id`` with librdkafka's default
 partitioner (kcat's, confluent-kafka's: CRC32, not Java's murmur2) land in other partitions
-than the shop's, and are processed all the same.
+than the shop's, and records framed for a schema registry carry 5 bytes before their JSON;
+both are processed all the same.
 
-One worker on four partitions. Three shops' histories are published three ways: kcat with
-its defaults, confluent-kafka's ``Producer`` with its defaults, and segstream's own
+One worker on four partitions. Three shops' histories are published four ways: kcat with
+its defaults, confluent-kafka's ``Producer`` with its defaults, the same with every value
+framed by Confluent's ``JSONSerializer`` (against the schemas as ``service.tools.registry``
+registers them; the registry is the library's in-memory one), and segstream's own
 publisher (murmur2, as a control). Every customer's facts must equal the in-process
 pipeline's over the same events, nothing is dead-lettered, and the records that landed
 outside their shop's partition are the ones counted ``rerouted``.
@@ -24,10 +27,11 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings, wait_consumed, worker_group
-from service.core.contracts import role_for
+from service.core.contracts import role_for, schema_path
 from service.core.keys import shop_partition
 from service.settings import Settings
 from service.tools.publish import publish
+from service.tools.registry import ENVELOPE_SUBJECT, register
 from service.tools.simulation.generator import SimulationConfig, generate
 from service.tools.simulation.shops import shops_per_kind
 from tests.chaos import facts, reference
@@ -94,18 +98,45 @@ def with_confluent_kafka(settings: Settings, events: list[Event]) -> None:
     assert producer.flush(30) == 0
 
 
+def with_registry_framing(settings: Settings, events: list[Event]) -> None:
+    """Each event framed by Confluent's ``JSONSerializer`` (magic byte, schema id, JSON)
+    against the schemas as ``service.tools.registry`` registers them, sent by
+    confluent-kafka's ``Producer`` with its defaults."""
+    from confluent_kafka import Producer
+    from confluent_kafka.schema_registry import Schema, SchemaReference
+    from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
+        MockSchemaRegistryClient,
+    )
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+
+    client = MockSchemaRegistryClient({"url": "mock://platform"})
+    register(client, settings)
+    reference = SchemaReference("envelope.json", ENVELOPE_SUBJECT, 1)
+    producer = Producer({"bootstrap.servers": settings.kafka_bootstrap})
+    for event in events:
+        text = schema_path(event["type"]).read_text(encoding="utf-8")
+        serializer = JSONSerializer(Schema(text, "JSON", [reference]), client)
+        topic = settings.topic(role_for(event))
+        value = serializer(event, SerializationContext(topic, MessageField.VALUE))
+        producer.produce(topic, value, key=event["shop_id"])
+        producer.poll(0)
+    assert producer.flush(30) == 0
+
+
 def test_librdkafka_producers_default_partitioners_are_processed(
     settings: Settings, worker: WorkerProcess
 ) -> None:
     base = history(seed=21)
     by_kcat, by_librdkafka = with_prefix(base, "kcat"), with_prefix(base, "ck")
-    by_murmur2 = with_prefix(base, "java")
+    by_murmur2, framed = with_prefix(base, "java"), with_prefix(base, "sr")
     with_kcat(settings, by_kcat)
     with_confluent_kafka(settings, by_librdkafka)
+    with_registry_framing(settings, framed)
     asyncio.run(publish([(role_for(event), event) for event in by_murmur2], settings))
     asyncio.run(wait_consumed(settings, worker))
 
-    everything = by_kcat + by_librdkafka + by_murmur2
+    everything = by_kcat + by_librdkafka + by_murmur2 + framed
     expected = reference(settings, [(role_for(event), event) for event in everything])
     customers = asyncio.run(read_table(settings, "customers"))
     assert set(customers) == set(expected), "every customer, of every producer"
@@ -116,7 +147,7 @@ def test_librdkafka_producers_default_partitioners_are_processed(
     partitions = settings.topic_partitions
     misplaced = sum(
         1
-        for event in by_kcat + by_librdkafka
+        for event in by_kcat + by_librdkafka + framed
         if crc32_partition(event["shop_id"], partitions)
         != shop_partition(event["shop_id"], partitions)
     )
