@@ -21,6 +21,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
 
 from service.core.contracts import role_for
@@ -100,6 +101,27 @@ async def create_topics(
         await admin.close()
 
 
+BOOTSTRAP_WAIT_S = 90.0
+"""How long a test's client keeps trying to reach a broker that is down (the chaos run
+restarts it at random moments): as a platform's client would, not failing at once."""
+
+
+async def started(make: Callable[[], AIOKafkaProducer]) -> AIOKafkaProducer:
+    """A started producer from ``make``, retrying for :data:`BOOTSTRAP_WAIT_S` while no
+    broker can be reached (aiokafka's bootstrap fails at once; a failed one is closed)."""
+    deadline = time.monotonic() + BOOTSTRAP_WAIT_S
+    while True:
+        producer = make()
+        try:
+            await producer.start()
+            return producer
+        except KafkaConnectionError:
+            await producer.stop()
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(1.0)
+
+
 async def produce_json(
     bootstrap: str,
     topic: str,
@@ -118,8 +140,7 @@ async def produce_json(
     """
     options: dict[str, Any] = {"acks": "all", "enable_idempotence": True, "linger_ms": 5}
     options.update(producer_kwargs)
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, **options)
-    await producer.start()
+    producer = await started(lambda: AIOKafkaProducer(bootstrap_servers=bootstrap, **options))
     try:
         futures = [
             await producer.send(
