@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         "of a listed type with another id is dead-lettered as unknown_schema_id. Unset: any "
         "id, the JSON is validated against schemas/ all the same.",
     )
+    api_tokens_file: Path | None = Field(
+        None,
+        description="A JSON file of more tokens, in the form of SEGSTREAM_API_TOKENS, read "
+        "again within a second of a change: tokens are added or revoked without restarting "
+        "workers (a mounted Kubernetes Secret, say). A change that cannot be read is logged "
+        "and the tokens read before stay.",
+    )
     api_open: bool = Field(
         False, description="Serve the query API without tokens (development only)."
     )
@@ -398,13 +405,14 @@ class Settings(BaseSettings):
     @field_validator("api_tokens")
     @classmethod
     def _tokens_hashed_and_scoped(cls, value: dict[str, str]) -> dict[str, str]:
-        for digest, scope in value.items():
-            if not re.fullmatch(r"[0-9a-f]{64}", digest):
-                raise ValueError(
-                    "keys must be SHA-256 hashes of the tokens (64 hex digits), never tokens"
-                )
-            if not re.fullmatch(r"platform|shop:[^\s/|]{1,128}", scope):
-                raise ValueError(f"scope must be 'platform' or 'shop:<shop_id>', got {scope!r}")
+        return checked_grants(value)
+
+    @field_validator("api_tokens_file")
+    @classmethod
+    def _tokens_file_readable(cls, value: Path | None) -> Path | None:
+        """Read once at start, so that a worker never starts on a file it cannot use."""
+        if value is not None:
+            read_grants(value)
         return value
 
     @field_validator("kafka_bootstrap")
@@ -452,6 +460,35 @@ class Settings(BaseSettings):
     def topic(self, role: str) -> str:
         """Full name of the topic that plays ``role`` (an input role or an OutputRole)."""
         return f"{self.topic_prefix}{role.replace('_', '-')}"
+
+
+def checked_grants(grants: Any) -> dict[str, str]:
+    """``grants`` if it maps token hashes to scopes (ValueError naming what is wrong)."""
+    if not isinstance(grants, dict):
+        raise ValueError(f"not a JSON object; {TOKENS_FORMAT}")
+    for digest, scope in grants.items():
+        if not re.fullmatch(r"[0-9a-f]{64}", digest):
+            raise ValueError(
+                "keys must be SHA-256 hashes of the tokens (64 hex digits), never tokens"
+            )
+        if not isinstance(scope, str) or not re.fullmatch(r"platform|shop:[^\s/|]{1,128}", scope):
+            raise ValueError(
+                f"scope must be 'platform' or 'shop:<shop_id>', got {str(scope)[:80]!r}"
+            )
+    return grants
+
+
+def read_grants(path: Path) -> dict[str, str]:
+    """The tokens a tokens file grants (ValueError naming what is wrong, in one line)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ValueError(f"cannot be read ({getattr(error, 'strerror', None) or error})") from None
+    try:
+        parsed = json.loads(text)
+    except ValueError as error:
+        raise ValueError(f"not JSON ({error}); {TOKENS_FORMAT}") from None
+    return checked_grants(parsed)
 
 
 SCHEMA_IDS_FORMAT = 'expected {"<input event type>": [<schema id>, ...], ...}'

@@ -2,12 +2,14 @@
 rate per token.
 
 Tokens are random strings the platform hands out (``python -m service.tools.token``); the
-settings hold only their SHA-256 (``SEGSTREAM_API_TOKENS``), so a leaked configuration
-gives no token. A shop route answers a token of that shop or of the platform; any other
-token is 403 with no data, whether the shop exists or not. A missing or unknown token is
-401. Each worker lets each token make ``api_rate_per_s`` requests per second on average,
-``api_burst`` at once (a token bucket); beyond that 429 with ``Retry-After``. Operations
-routes (``/metrics``, ``/healthz``, ``/ready``) carry no customer data and stay open.
+settings hold only their SHA-256 (``SEGSTREAM_API_TOKENS``, and a file read again when it
+changes, ``SEGSTREAM_API_TOKENS_FILE``: tokens added or revoked without a restart), so a
+leaked configuration gives no token. A shop route answers a token of that shop or of the
+platform; any other token is 403 with no data, whether the shop exists or not. A missing
+or unknown token is 401. Each worker lets each token make ``api_rate_per_s`` requests per
+second on average, ``api_burst`` at once (a token bucket); beyond that 429 with
+``Retry-After``. Operations routes (``/metrics``, ``/healthz``, ``/ready``,
+``/openapi.json``) carry no customer data and stay open.
 
 >>> access = Access({token_hash("t-1"): "shop:tea-1"}, rate_per_s=1.0, burst=10)
 >>> access.check("Bearer t-1", "tea-1") is None
@@ -27,8 +29,12 @@ import secrets
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
-from service.settings import Settings
+from service.observability.logs import get_logger
+from service.settings import Settings, read_grants
+
+log = get_logger(__name__)
 
 PLATFORM = "platform"
 """The scope of a token that may read every shop."""
@@ -66,6 +72,47 @@ class Denial:
         return {}
 
 
+class TokenFile:
+    """A file of tokens (``SEGSTREAM_API_TOKENS_FILE``) read again when it changes: its
+    modification time or size is looked at no more than once per ``every_s``. A change
+    that cannot be read (half written, broken JSON) is logged and the tokens read before
+    stay, so a bad edit never locks every client out."""
+
+    def __init__(self, path: Path, clock: Callable[[], float], every_s: float = 1.0) -> None:
+        self.path = path
+        self.clock = clock
+        self.every_s = every_s
+        self._grants: dict[str, str] = read_grants(path)
+        self._seen = self._stamp()
+        self._looked = clock()
+
+    def grants(self) -> dict[str, str]:
+        """The tokens the file grants now."""
+        now = self.clock()
+        if now - self._looked >= self.every_s:
+            self._looked = now
+            stamp = self._stamp()
+            if stamp != self._seen:
+                self._seen = stamp
+                self._reload()
+        return self._grants
+
+    def _stamp(self) -> tuple[int, int] | None:
+        try:
+            found = self.path.stat()
+        except OSError:
+            return None
+        return found.st_mtime_ns, found.st_size
+
+    def _reload(self) -> None:
+        try:
+            self._grants = read_grants(self.path)
+        except ValueError as error:
+            log.warning("api_tokens_file_unreadable", path=str(self.path), problem=str(error))
+            return
+        log.info("api_tokens_file_read", path=str(self.path), tokens=len(self._grants))
+
+
 class Access:
     """The tokens a worker accepts (by hash) with their scopes, and their rate buckets."""
 
@@ -76,14 +123,16 @@ class Access:
         burst: int,
         clock: Callable[[], float] = time.monotonic,
         open_api: bool = False,
+        token_file: Path | None = None,
     ) -> None:
         self.grants = dict(grants)
         self.rate_per_s = rate_per_s
         self.burst = burst
         self.clock = clock
         self.open_api = open_api
+        self.token_file = None if token_file is None else TokenFile(token_file, clock)
         self._buckets: dict[str, tuple[float, float]] = {}
-        """Per token hash: (tokens left, when counted); one entry per configured token."""
+        """Per token hash: (tokens left, when counted); one entry per token used."""
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Access:
@@ -93,7 +142,15 @@ class Access:
             settings.api_rate_per_s,
             settings.api_burst,
             open_api=settings.api_open,
+            token_file=settings.api_tokens_file,
         )
+
+    def scope(self, digest: str) -> str | None:
+        """The scope of the token with hash ``digest``: from the settings, else the file."""
+        scope = self.grants.get(digest)
+        if scope is None and self.token_file is not None:
+            scope = self.token_file.grants().get(digest)
+        return scope
 
     def check(self, authorization: str | None, shop_id: str | None) -> Denial | None:
         """None when the request may be answered; else why not. ``shop_id`` is None for
@@ -104,7 +161,7 @@ class Access:
         if token is None:
             return Denial(401, "unauthorized", "send the header Authorization: Bearer <token>")
         digest = token_hash(token)
-        scope = self.grants.get(digest)
+        scope = self.scope(digest)
         if scope is None:
             return Denial(401, "unauthorized", "unknown or revoked token")
         wait = self._take(digest)

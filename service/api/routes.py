@@ -28,6 +28,7 @@ from yarl import URL
 from service.api import definitions, edge, experiments, queries
 from service.api.access import Access
 from service.api.definitions import DefinitionWriter
+from service.api.document import SPEC_PATH
 from service.core.events import Order
 from service.core.keys import shop_partition
 from service.core.pipeline import Pipeline
@@ -296,6 +297,12 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     @app.page("/templates")
     async def segment_templates(web: View, request: Request) -> Response:
         return _refused(route, web, request, None) or web.json(definitions.templates())
+
+    contract = SPEC_PATH.read_bytes()  # the document the contract tests check
+
+    @app.page("/openapi.json")
+    async def openapi(web: View, request: Request) -> Response:
+        return web.bytes(contract, content_type=JSON_CONTENT_TYPE)
 
     @app.page("/healthz")
     async def healthz(web: View, request: Request) -> Response:

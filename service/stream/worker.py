@@ -62,10 +62,11 @@ async def _prepare(settings: Settings) -> list[str]:
 def run_worker(settings: Settings) -> None:
     """Run one worker until SIGTERM/SIGINT; state is recovered from changelogs at start."""
     configure(settings)
-    if not settings.api_tokens and not settings.api_open:
+    if not (settings.api_tokens or settings.api_tokens_file or settings.api_open):
         raise StartupError(
-            "the query API needs tokens: set SEGSTREAM_API_TOKENS (python -m service.tools.token "
-            "makes one) or, for development only, SEGSTREAM_API_OPEN=true"
+            "the query API needs tokens: set SEGSTREAM_API_TOKENS or SEGSTREAM_API_TOKENS_FILE "
+            "(python -m service.tools.token makes one) or, for development only, "
+            "SEGSTREAM_API_OPEN=true"
         )
     prepare_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)

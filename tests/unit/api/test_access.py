@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
@@ -93,3 +94,31 @@ def test_the_token_tool_prints_a_token_and_its_settings_entry(
     assert made["api_tokens_entry"] == {token_hash(made["token"]): "shop:tea-1"}
     assert token_tool.main(["everything"]) == 2
     assert "scope must be" in capsys.readouterr().err
+
+
+def test_tokens_in_a_file_are_added_and_revoked_without_a_restart(tmp_path: Path) -> None:
+    """A mounted secret changes under a running worker: within a second of the change the
+    new token works and the removed one does not; a broken edit keeps what was read."""
+    clock = Clock()
+    tokens = tmp_path / "tokens.json"
+    tokens.write_text(json.dumps({token_hash("old"): "platform"}))
+    guard = Access({}, rate_per_s=100.0, burst=100, clock=clock, token_file=tokens)
+    assert guard.check("Bearer old", "tea-1") is None
+    tokens.write_text(json.dumps({token_hash("new"): "shop:tea-1"}))
+    assert guard.check("Bearer old", "tea-1") is None, "not looked at again within a second"
+    clock.now += 1.5
+    assert guard.check("Bearer new", "tea-1") is None
+    revoked = guard.check("Bearer old", "tea-1")
+    assert revoked is not None and revoked.status == 401
+    tokens.write_text('{"half written')
+    clock.now += 1.5
+    assert guard.check("Bearer new", "tea-1") is None, "a broken edit keeps the tokens read"
+
+
+def test_a_tokens_file_that_cannot_be_used_stops_the_worker_at_start(tmp_path: Path) -> None:
+    broken = tmp_path / "tokens.json"
+    broken.write_text(json.dumps({"not-a-hash": "platform"}))
+    with pytest.raises(ValidationError, match="SHA-256"):
+        Settings(api_tokens_file=broken)
+    with pytest.raises(ValidationError, match="cannot be read"):
+        Settings(api_tokens_file=tmp_path / "missing.json")

@@ -58,7 +58,7 @@ from tests.feed import feed
 SPEC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "openapi.json"
 SPEC_URI = "urn:segstream:openapi"
 """Base URI the document is registered under, so its ``#/components/...`` refs resolve."""
-OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates"}
+OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates", "/openapi.json"}
 """Routes of no shop (GET only): operations, and the built-in segment templates."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 SERVED: list[tuple[str, str]] = sorted(
@@ -1457,3 +1457,11 @@ def test_the_preview_route_is_not_a_segment_id(
         reply = shop.worker.call(DEFINED_ONE, method, shop_id=shop.shop_id, segment_id="preview")
         assert (reply.status, reply.headers["Allow"]) == (405, "POST"), reply
     assert shop.worker.topic.records == []
+
+
+def test_the_worker_serves_the_document_the_contract_tests_check(
+    spec: dict[str, Any], shop: Shop
+) -> None:
+    reply = shop.worker.get("/openapi.json", None, token=None)
+    assert reply.status == 200 and reply.content_type == "application/json"
+    assert json.loads(reply.body) == spec
