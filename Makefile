@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
 .PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz
+	lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz worker demo-stop
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -106,8 +106,15 @@ quix-venv:
 	@[[ -x .venv-quix/bin/python ]] || { $(PYTHON) -m venv .venv-quix && \
 		.venv-quix/bin/python -m pip install --disable-pip-version-check -q quixstreams==3.28.1; }
 
-demo: setup kafka-up ## THE demo: broker, worker, simulated shops, segment changes printed live
+demo: setup kafka-up ## THE demo: broker, worker, simulated shops, changes live; both keep running to explore
 	deploy/demo.sh
+
+worker: setup kafka-up ## a worker in the foreground on the dev broker (the demo's settings and token; Ctrl-C stops it)
+	@source deploy/dev-env.sh; echo "worker on $$dev_url; token: $$dev_token"; exec .venv/bin/segstream worker
+
+demo-stop: ## stop the demo's worker and the dev broker
+	-@[[ -f var/demo/worker.pid ]] && kill "$$(cat var/demo/worker.pid)" 2>/dev/null; rm -f var/demo/worker.pid
+	-$(KAFKA) stop
 
 # ---------------------------------------------------------------- cleanup
 

@@ -1,12 +1,15 @@
-"""``python -m service worker``: run one segstream worker (settings from SEGSTREAM_* env)."""
+"""``segstream worker``: run one segstream worker (settings from SEGSTREAM_* variables);
+``segstream check-config``: print the settings in effect, or one line per problem.
+
+``python -m service <command>`` runs any ``segstream`` command (:mod:`service.cli`)."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from service.settings import ConfigError, Settings, load_settings, unknown_variables
+from service.tools.command import PROGRAM, parser_for
 
 MATH_THREADS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 """Thread pools of the numerical libraries, limited to one thread for the worker."""
@@ -24,7 +27,8 @@ def single_threaded_math() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line, validate settings, run the worker until stopped."""
-    parser = argparse.ArgumentParser(prog="python -m service", description=__doc__)
+    parser = parser_for("", __doc__)
+    parser.prog = PROGRAM
     parser.add_argument("command", choices=["worker", "check-config"])
     args = parser.parse_args(argv)
     unknown = unknown_variables()
@@ -77,4 +81,6 @@ def warn_unknown(settings: Settings, unknown: dict[str, list[str]]) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from service.cli import main as segstream
+
+    sys.exit(segstream())

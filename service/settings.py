@@ -163,13 +163,13 @@ class Settings(BaseSettings):
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(
         {},
         description="The query API's tokens, as JSON: SHA-256 (hex) of each token -> its scope, "
-        "'platform' or 'shop:<shop_id>' (python -m service.tools.token makes one).",
+        "'platform' or 'shop:<shop_id>' (segstream token makes one).",
     )
     schema_registry_ids: Annotated[dict[str, list[int]], NoDecode] = Field(
         {},
         description="For records framed for a schema registry (magic byte 0, a 4-byte schema "
         "id, then the JSON): the registry ids of each input type's schema, as JSON, e.g. "
-        '{"order": [3, 8]} (python -m service.tools.registry prints them); a framed record '
+        '{"order": [3, 8]} (segstream registry prints them); a framed record '
         "of a listed type with another id is dead-lettered as unknown_schema_id. Unset: any "
         "id, the JSON is validated against schemas/ all the same.",
     )

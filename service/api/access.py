@@ -1,7 +1,7 @@
 """Who may ask what: bearer tokens scoped to one shop or to the platform, and a request
 rate per token.
 
-Tokens are random strings the platform hands out (``python -m service.tools.token``); the
+Tokens are random strings the platform hands out (``segstream token``); the
 settings hold only their SHA-256 (``SEGSTREAM_API_TOKENS``, and a file read again when it
 changes, ``SEGSTREAM_API_TOKENS_FILE``: tokens added or revoked without a restart), so a
 leaked configuration gives no token. A shop route answers a token of that shop or of the

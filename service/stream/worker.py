@@ -65,7 +65,7 @@ def run_worker(settings: Settings) -> None:
     if not (settings.api_tokens or settings.api_tokens_file or settings.api_open):
         raise StartupError(
             "the query API needs tokens: set SEGSTREAM_API_TOKENS or SEGSTREAM_API_TOKENS_FILE "
-            "(python -m service.tools.token makes one) or, for development only, "
+            "(segstream token makes one) or, for development only, "
             "SEGSTREAM_API_OPEN=true"
         )
     prepare_topics(settings)

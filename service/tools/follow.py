@@ -1,4 +1,4 @@
-"""``python -m service.tools.follow``: the reference downstream consumer (copy it).
+"""``segstream follow``: the reference downstream consumer (copy it).
 
 What an e-mail or offer tool does with segstream's output:
 
@@ -18,7 +18,6 @@ What an e-mail or offer tool does with segstream's output:
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -33,6 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from service.core.events import parse_time
 from service.settings import ConfigError, Settings, load_settings
 from service.stream.kafka import connection_options
+from service.tools.command import parser_for
 
 SEEN_IDS = 100_000
 """Change ids remembered for de-duplication (oldest forgotten first)."""
@@ -196,7 +196,7 @@ async def run(settings: Settings, seconds: float) -> Follower:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m service.tools.follow", description=__doc__)
+    parser = parser_for("follow", __doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to follow")
     args = parser.parse_args(argv)
     try:

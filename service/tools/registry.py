@@ -1,4 +1,4 @@
-"""``python -m service.tools.registry --url URL``: register segstream's input schemas in a
+"""``segstream registry --url URL``: register segstream's input schemas in a
 schema registry (Confluent's REST API: Confluent Schema Registry, Karapace, Apicurio's
 compatible API, Redpanda) and print the ``SEGSTREAM_SCHEMA_REGISTRY_IDS`` to give workers.
 
@@ -13,7 +13,6 @@ returns its id, so the command can run on every deployment. Needs
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from typing import Any
 
 from service.core.contracts import EVENT_TYPES, schema_path
 from service.settings import ConfigError, Settings, load_settings
+from service.tools.command import parser_for
 
 ENVELOPE_SUBJECT = "segstream-envelope"
 """The subject of the envelope schema every input schema refers to."""
@@ -45,7 +45,7 @@ def register(client: Any, settings: Settings) -> dict[str, list[int]]:
 
 def main(argv: list[str] | None = None, connect: Callable[[str], Any] | None = None) -> int:
     """Command-line entry point (``connect``: how to reach the registry, for tests)."""
-    parser = argparse.ArgumentParser(prog="python -m service.tools.registry", description=__doc__)
+    parser = parser_for("registry", __doc__)
     parser.add_argument("--url", required=True, help="the registry's URL")
     args = parser.parse_args(argv)
     try:

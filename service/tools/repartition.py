@@ -1,4 +1,4 @@
-"""``python -m service.tools.repartition --to-prefix P --partitions N``: copy the input and
+"""``segstream repartition --to-prefix P --partitions N``: copy the input and
 segment-definition topics to new topics with another partition count (step 1 of the
 re-partitioning procedure in ``deploy/README.md``).
 
@@ -16,7 +16,6 @@ arrived meanwhile.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 
@@ -27,6 +26,7 @@ from service.core.keys import shop_of, shop_partition
 from service.settings import DEFINITIONS_ROLE, ConfigError, Settings, load_settings
 from service.stream.kafka import connection_options
 from service.stream.topics import ensure_topics
+from service.tools.command import parser_for
 
 ROLES = (*INPUT_ROLES, DEFINITIONS_ROLE)
 
@@ -95,9 +95,7 @@ async def _copy(
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m service.tools.repartition", description=__doc__
-    )
+    parser = parser_for("repartition", __doc__)
     parser.add_argument("--to-prefix", required=True, help="topic prefix of the new topics")
     parser.add_argument("--partitions", type=int, required=True, help="their partition count")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""``python -m service.tools.replay FILE.csv --shop-id SHOP``: publish a shop's transaction log.
+"""``segstream replay FILE.csv --shop-id SHOP``: publish a shop's transaction log.
 
 Each CSV row (customer, date, amount; the ``lifetimes`` transaction-log shape)
 becomes a one-off ``order`` event of the shop, sent in date order. Dates are
@@ -24,9 +24,9 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from service.core.events import Order
+from service.tools.command import OneLineParser, parser_for
 from service.tools.publish import Record
 from service.tools.simulate import (
-    OneLineParser,
     UsageError,
     positive_float,
     positive_int,
@@ -172,8 +172,8 @@ def _matching(pattern: re.Pattern[str], what: str) -> Callable[[str], str]:
 
 
 def _parser() -> OneLineParser:
-    """The command line of ``python -m service.tools.replay``."""
-    parser = OneLineParser(prog="replay", description=__doc__.split("\n\n")[0])
+    """The command line of ``segstream replay``."""
+    parser = parser_for("replay", __doc__)
     add = parser.add_argument
     add("file", metavar="FILE.csv", help="transaction CSV with a header row")
     add("--shop-id", required=True, type=_matching(SHOP_ID, "shop id"), help="the shop's id")

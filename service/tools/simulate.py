@@ -1,4 +1,4 @@
-"""``python -m service.tools.simulate``: publish a simulated stream of tiny-shop events to Kafka.
+"""``segstream simulate``: publish a simulated stream of tiny-shop events to Kafka.
 
 Generates the events of ``--shops-per-kind`` shops of every kind, with
 ``--customers`` customers each, over ``--days`` days (by default ending on
@@ -23,12 +23,13 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, timedelta
-from typing import IO, Any, NoReturn
+from typing import IO, Any
 
 from aiokafka.errors import KafkaError
 
 from service.settings import ConfigError, Settings, load_settings
 from service.stream.topics import ensure_topics
+from service.tools.command import OneLineParser, parser_for
 from service.tools.publish import Record, publish
 from service.tools.simulation import CustomerTruth, SimulationConfig, generate
 
@@ -46,14 +47,6 @@ TRUTH_COLUMNS = (
 
 class UsageError(Exception):
     """Bad input found before anything was sent; the message is one line."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser that reports errors as one line, without the usage block."""
-
-    def error(self, message: str) -> NoReturn:
-        """Print ``prog: error: message`` and exit with status 2."""
-        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def positive_int(text: str) -> int:
@@ -160,8 +153,8 @@ def iso_date(text: str) -> date:
 
 
 def _parser() -> OneLineParser:
-    """The command line of ``python -m service.tools.simulate``."""
-    parser = OneLineParser(prog="simulate", description=__doc__.split("\n\n")[0])
+    """The command line of ``segstream simulate``."""
+    parser = parser_for("simulate", __doc__)
     add = parser.add_argument
     add("--seed", type=int, default=0, help="random seed (default 0)")
     add("--shops-per-kind", type=positive_int, default=1, help="shops of each of the 6 kinds")

@@ -1,4 +1,4 @@
-"""``python -m service.tools.token SCOPE``: a new query-API token and what to configure.
+"""``segstream token SCOPE``: a new query-API token and what to configure.
 
 SCOPE is ``platform`` (every shop) or ``shop:<shop_id>`` (one shop). Prints the token
 (hand it to the caller once; segstream never stores it) and the entry to merge into
@@ -7,16 +7,16 @@ SCOPE is ``platform`` (every shop) or ``shop:<shop_id>`` (one shop). Prints the 
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
 from service.api.access import SCOPE, new_token, token_hash
+from service.tools.command import parser_for
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m service.tools.token", description=__doc__)
+    parser = parser_for("token", __doc__)
     parser.add_argument("scope", help="platform, or shop:<shop_id>")
     parser.add_argument("--json", action="store_true", help="one JSON object")
     args = parser.parse_args(argv)

@@ -1,4 +1,4 @@
-"""``python -m service.tools.watch``: print segment changes as they happen (what the demo shows).
+"""``segstream watch``: print segment changes as they happen (what the demo shows).
 
 Reads the segment-change topic with a real Kafka consumer and prints one line per
 change, e.g. ``shop coffee-roaster-1 · customer c-0042 · rfm: Promising → Loyal``.
@@ -6,7 +6,6 @@ change, e.g. ``shop coffee-roaster-1 · customer c-0042 · rfm: Promising → Lo
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import sys
@@ -18,6 +17,7 @@ from aiokafka import AIOKafkaConsumer
 
 from service.settings import ConfigError, Settings, load_settings
 from service.stream.kafka import connection_options
+from service.tools.command import parser_for
 
 
 def describe(change: dict[str, Any]) -> str:
@@ -73,7 +73,7 @@ async def watch(
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(prog="python -m service.tools.watch", description=__doc__)
+    parser = parser_for("watch", __doc__)
     parser.add_argument("--seconds", type=float, default=60.0, help="how long to watch")
     parser.add_argument("--every", type=int, default=1, help="print every Nth change")
     parser.add_argument("--from-start", action="store_true", help="replay the topic from start")
