@@ -33,8 +33,13 @@ KAFKA_VERSION_ENV = "SEGSTREAM_TEST_KAFKA_VERSION"
 
 def kafka_version() -> str:
     """The Apache Kafka release test brokers run: ``SEGSTREAM_TEST_KAFKA_VERSION``, else
-    3.9.1 (the one deploy/kafka/kafka.sh defaults to)."""
-    return os.environ.get(KAFKA_VERSION_ENV) or DEFAULT_KAFKA_VERSION
+    kafka.sh's own ``KAFKA_VERSION`` (so ``KAFKA_VERSION=4.4.0 make chaos`` or ``cluster-up``
+    runs 4.4.0), else 3.9.1 (kafka.sh's default)."""
+    return (
+        os.environ.get(KAFKA_VERSION_ENV)
+        or os.environ.get("KAFKA_VERSION")
+        or DEFAULT_KAFKA_VERSION
+    )
 
 
 class BrokerError(RuntimeError):
