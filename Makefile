@@ -1,6 +1,7 @@
 # segstream developer entry points. `make test` is the test command (CI runs it via .ci/run).
 # Everything runs from the project virtualenv in .venv; the Kafka broker is a real Apache Kafka
-# 3.9 fetched by Maven and run by deploy/kafka/kafka.sh (settings: KAFKA_PORT, KAFKA_DATA_DIR, ...).
+# (3.9.1 by default, 4.x with KAFKA_VERSION) fetched by Maven and run by deploy/kafka/kafka.sh
+# (settings: KAFKA_VERSION, KAFKA_PORT, KAFKA_DATA_DIR, ...).
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -16,12 +17,17 @@ KAFKA := deploy/kafka/kafka.sh
 LINT_PATHS := $(wildcard service tests bench harness)
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
+# The Kafka 4.x release the suite is also run on (the broker_compat subset in `make test`, the
+# whole suite in `make test-kafka4`), and the port of that run's broker (controller: the next).
+KAFKA4_VERSION ?= 4.4.0
+KAFKA4_TEST_PORT ?= 19492
+KAFKA4_TEST_ENV := SEGSTREAM_TEST_KAFKA_VERSION=$(KAFKA4_VERSION) SEGSTREAM_TEST_KAFKA_PORT=$(KAFKA4_TEST_PORT)
 
-.PHONY: help setup kafka-fetch kafka-up kafka-down kafka-status kafka-logs \
+.PHONY: help setup kafka-fetch kafka4-fetch test-kafka4 kafka-up kafka-down kafka-status kafka-logs \
 	lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz worker demo-stop
 
 help: ## list the targets
-	@grep -E '^[a-z][a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) \
+	@grep -E '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
 		| awk 'BEGIN {FS = ":.*## "} {printf "  make %-18s %s\n", $$1, $$2}'
 
 # ---------------------------------------------------------------- environment
@@ -46,6 +52,9 @@ setup: ## create .venv (python3.11) and install the project with dev extras
 
 kafka-fetch: ## fetch the Apache Kafka broker jars with Maven (no-op when present)
 	$(KAFKA) fetch
+
+kafka4-fetch: ## fetch the Kafka 4.x jars the suite also runs on (KAFKA4_VERSION)
+	KAFKA_VERSION=$(KAFKA4_VERSION) $(KAFKA) fetch
 
 kafka-up: ## start the dev broker on 127.0.0.1:$KAFKA_PORT (default 9092); idempotent
 	$(KAFKA) start
@@ -86,8 +95,14 @@ test-unit: setup ## unit tests and doctests (no broker)
 test-integration: setup kafka-fetch ## integration tests against a real Kafka broker
 	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
-test: setup lint typecheck kafka-fetch ## THE test command: setup, lint, typecheck, whole pytest suite
+# After the whole suite on Kafka 3.9.1, the broker_compat subset (tests/integration/conftest.py)
+# on Kafka 4.x, on a broker of its own.
+test: setup lint typecheck kafka-fetch kafka4-fetch ## THE test command: setup, lint, typecheck, whole pytest suite, then its broker_compat subset on Kafka 4.x
 	$(BIN)/pytest $(PYTEST_ARGS)
+	$(KAFKA4_TEST_ENV) $(BIN)/pytest tests/integration -m broker_compat
+
+test-kafka4: setup kafka4-fetch ## the whole integration suite on Kafka 4.x (KAFKA4_VERSION; ~25 min)
+	$(KAFKA4_TEST_ENV) $(BIN)/pytest tests/integration $(PYTEST_ARGS)
 
 # ---------------------------------------------------------------- demo
 # Benchmarks: in-process pipeline micro-benchmark, then real workers on a dedicated broker

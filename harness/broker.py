@@ -2,7 +2,8 @@
 
 Tests, benchmarks and the chaos run each start their own broker (KRaft, one node, the
 controller on the next port) with a data directory under ``deploy/kafka/.cache``; the
-chaos run also kills and restarts it while workers run.
+chaos run also kills and restarts it while workers run. The Kafka release is
+``SEGSTREAM_TEST_KAFKA_VERSION`` (default 3.9.1; ``make test-kafka4`` runs the suite on 4.x).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -26,6 +27,19 @@ KAFKA_SCRIPT = REPO_ROOT / "deploy" / "kafka" / "kafka.sh"
 KAFKA_CACHE = REPO_ROOT / "deploy" / "kafka" / ".cache"
 SCRIPT_TIMEOUT_S = 300
 """A first start may run Maven (fetch) and format storage; kafka.sh waits up to 60 s."""
+DEFAULT_KAFKA_VERSION = "3.9.1"
+KAFKA_VERSION_ENV = "SEGSTREAM_TEST_KAFKA_VERSION"
+
+
+def kafka_version() -> str:
+    """The Apache Kafka release test brokers run: ``SEGSTREAM_TEST_KAFKA_VERSION``, else
+    kafka.sh's own ``KAFKA_VERSION`` (so ``KAFKA_VERSION=4.4.0 make chaos`` or ``cluster-up``
+    runs 4.4.0), else 3.9.1 (kafka.sh's default)."""
+    return (
+        os.environ.get(KAFKA_VERSION_ENV)
+        or os.environ.get("KAFKA_VERSION")
+        or DEFAULT_KAFKA_VERSION
+    )
 
 
 class BrokerError(RuntimeError):
@@ -40,6 +54,8 @@ class Broker:
     stem: str = "test-broker"
     extra_env: tuple[tuple[str, str], ...] = ()
     """More ``kafka.sh`` settings (``KAFKA_EXTRA_CONFIG``, ``KAFKA_SCRAM_USERS``)."""
+    version: str = field(default_factory=kafka_version)
+    """The Apache Kafka release (``KAFKA_VERSION`` of ``kafka.sh``)."""
 
     @property
     def data_dir(self) -> Path:
@@ -57,6 +73,7 @@ class Broker:
         env = dict(os.environ)
         env["KAFKA_PORT"] = str(self.port)
         env["KAFKA_DATA_DIR"] = str(self.data_dir)
+        env["KAFKA_VERSION"] = self.version
         env.pop("KAFKA_CONTROLLER_PORT", None)  # follows KAFKA_PORT (+1)
         env.update(self.extra_env)
         return env
@@ -84,8 +101,8 @@ class Broker:
         result = self.run("start")
         if result.returncode != 0:
             raise BrokerError(
-                f"could not start the Kafka broker on {self.bootstrap} (kafka.sh start exited "
-                f"{result.returncode}):\n--- stdout ---\n{result.stdout}"
+                f"could not start the Kafka {self.version} broker on {self.bootstrap} "
+                f"(kafka.sh start exited {result.returncode}):\n--- stdout ---\n{result.stdout}"
                 f"--- stderr ---\n{result.stderr}"
             )
 

@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Fetch and run a real single-node Apache Kafka broker (KRaft combined mode) for local
 # development and tests. No Docker, no system-wide install: the broker jars are resolved by
-# Maven (deploy/kafka/pom.xml) into deploy/kafka/.cache/libs and run with the local Java 17.
+# Maven (deploy/kafka/pom.xml) into deploy/kafka/.cache/libs-<version> and run with the local
+# Java 17.
 #
 # Usage: deploy/kafka/kafka.sh fetch|start|stop|status|logs [-f]
 #
 # Settings (environment):
+#   KAFKA_VERSION          Apache Kafka release, 3.x or 4.x   (default 3.9.1; 4.4.0 is tested too)
 #   KAFKA_PORT             PLAINTEXT listener port            (default 9092)
 #   KAFKA_CONTROLLER_PORT  KRaft controller listener port     (default KAFKA_PORT+1)
 #   KAFKA_DATA_DIR         data dir: config, logs, pid, data  (default deploy/kafka/.cache/broker-PORT)
@@ -26,15 +28,26 @@
 #
 # Several brokers can run at once as long as each has its own KAFKA_PORT (the data dir and
 # the controller port follow it by default). Every subcommand must be given the same
-# settings as the `start` it refers to.
+# settings as the `start` it refers to. A data dir formatted by one Kafka version is not
+# started by another (move it with KAFKA_DATA_DIR, or `make clean`).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 CACHE_DIR="$HERE/.cache"
-LIBS_DIR="$CACHE_DIR/libs"
 POM="$HERE/pom.xml"
 TEMPLATE="$HERE/server.properties.template"
-LOG4J_CONFIG="$HERE/log4j.properties"
+
+KAFKA_VERSION="${KAFKA_VERSION:-3.9.1}"
+# Each version's jars in a folder of their own, so 3.x and 4.x brokers can run side by side.
+LIBS_DIR="$CACHE_DIR/libs-$KAFKA_VERSION"
+# The major version picks the pom profile (logging backend) and how logging is configured:
+# Kafka 4.0 moved from log4j 1 (reload4j) to log4j2 (KIP-653).
+KAFKA_MAJOR="${KAFKA_VERSION%%.*}"
+if [[ "$KAFKA_MAJOR" == 4 ]]; then
+    LOGGING_FLAG="-Dlog4j2.configurationFile=$HERE/log4j2.properties"
+else
+    LOGGING_FLAG="-Dlog4j.configuration=file:$HERE/log4j.properties"
+fi
 
 PORT="${KAFKA_PORT:-9092}"
 if [[ -n "${KAFKA_CONTROLLER_PORT:-}" ]]; then
@@ -63,6 +76,7 @@ esac
 PID_FILE="$DATA_DIR/kafka.pid"
 CONFIG_FILE="$DATA_DIR/server.properties"
 CLUSTER_ID_FILE="$DATA_DIR/cluster.id"
+VERSION_FILE="$DATA_DIR/kafka.version"
 LOG_DIRS="$DATA_DIR/kraft-data"
 KAFKA_LOGS_DIR="$DATA_DIR/logs"
 SERVER_LOG="$KAFKA_LOGS_DIR/server.log"
@@ -75,7 +89,15 @@ err() { printf 'kafka.sh: ERROR: %s\n' "$*" >&2; }
 
 is_port_number() { [[ "$1" =~ ^[0-9]+$ ]] && ((1 <= $1 && $1 <= 65535)); }
 
+check_version() {
+    if [[ ! "$KAFKA_VERSION" =~ ^[34]\.[0-9]+\.[0-9]+$ ]]; then
+        err "KAFKA_VERSION must be an Apache Kafka 3.x or 4.x release such as 3.9.1 or 4.4.0, got '$KAFKA_VERSION'"
+        exit 2
+    fi
+}
+
 check_settings() {
+    check_version
     if ! is_port_number "$PORT"; then
         err "KAFKA_PORT must be a port number, got '$PORT'"
         exit 2
@@ -91,7 +113,7 @@ check_settings() {
 pom_hash() { sha256sum "$POM" | cut -c1-16; }
 
 libs_ready() {
-    [[ -f "$LIBS_DIR/.fetched-$(pom_hash)" ]] && compgen -G "$LIBS_DIR/kafka_2.13-*.jar" >/dev/null
+    [[ -f "$LIBS_DIR/.fetched-$(pom_hash)" ]] && [[ -f "$LIBS_DIR/kafka_2.13-$KAFKA_VERSION.jar" ]]
 }
 
 # Serialize with other kafka.sh processes: fd 8 (opened on .cache/.fetch.lock) guards the jar
@@ -106,6 +128,7 @@ lock_wait() {
 }
 
 cmd_fetch() {
+    check_version
     mkdir -p "$CACHE_DIR"
     exec 8>"$CACHE_DIR/.fetch.lock"
     lock_wait 8 "the jar cache"
@@ -126,16 +149,17 @@ fetch_locked() {
         err "Java (17 or newer) is needed to run the Kafka broker; install it (e.g. apt-get install openjdk-17-jre-headless)"
         exit 1
     fi
-    say "fetching Apache Kafka broker jars with Maven into ${LIBS_DIR#"$PWD"/} ..."
+    say "fetching Apache Kafka $KAFKA_VERSION broker jars with Maven into ${LIBS_DIR#"$PWD"/} ..."
     local started=$SECONDS
-    local tmp="$CACHE_DIR/libs.tmp.$$"
+    local tmp="$LIBS_DIR.tmp.$$"
     rm -rf "$tmp"
     mkdir -p "$CACHE_DIR"
     # Maven 3.8 prints ANSI reset codes even in batch mode; strip them (pipefail keeps its status).
-    if ! (cd "$HERE" && mvn -q -B -Dstyle.color=never dependency:copy-dependencies \
+    if ! (cd "$HERE" && mvn -q -B -Dstyle.color=never "-Pkafka$KAFKA_MAJOR" \
+        "-Dkafka.version=$KAFKA_VERSION" dependency:copy-dependencies \
         -DincludeScope=runtime -DoutputDirectory="$tmp" 2>&1 | sed 's/\x1b\[[0-9;]*m//g'); then
         rm -rf "$tmp"
-        err "Maven could not resolve the broker jars (see the output above)"
+        err "Maven could not resolve the Kafka $KAFKA_VERSION broker jars (see the output above)"
         exit 1
     fi
     # Swap in the new set as a whole so jars of an older pom never linger on the classpath.
@@ -227,7 +251,7 @@ render_config() {
 java_cmd() {
     JAVA_CMD=(java "-Xmx$HEAP" -Xss1m -XX:+UseG1GC -XX:MaxGCPauseMillis=20
         -Djava.awt.headless=true
-        "-Dlog4j.configuration=file:$LOG4J_CONFIG"
+        "$LOGGING_FLAG"
         "-Dkafka.logs.dir=$KAFKA_LOGS_DIR"
         -cp "$LIBS_DIR/*")
 }
@@ -264,6 +288,19 @@ format_storage() {
         printf '%s\n' "$out" >&2
         exit 1
     fi
+    printf '%s\n' "$KAFKA_VERSION" >"$VERSION_FILE"
+}
+
+# A data dir is run by the Kafka version that formatted it: 4.x rewrites 3.x metadata beyond
+# what 3.x reads back, and an upgrade in place is not what a dev/test broker is for.
+check_data_version() {
+    [[ -f "$LOG_DIRS/meta.properties" && -s "$VERSION_FILE" ]] || return 0
+    local formatted
+    formatted="$(tr -d '[:space:]' <"$VERSION_FILE")"
+    if [[ "$formatted" != "$KAFKA_VERSION" ]]; then
+        err "the data dir ${DATA_DIR#"$PWD"/} was formatted by Kafka $formatted, not KAFKA_VERSION=$KAFKA_VERSION: start it with KAFKA_VERSION=$formatted, or choose another KAFKA_DATA_DIR (or remove this one: make clean)"
+        exit 1
+    fi
 }
 
 cmd_start() {
@@ -271,6 +308,7 @@ cmd_start() {
     mkdir -p "$DATA_DIR"
     exec 9>"$DATA_DIR/.kafka.sh.lock"
     lock_wait 9 "this broker"
+    check_data_version
     local pid
     if pid="$(running_pid)"; then
         say "already running on $ADDR (pid $pid, data dir ${DATA_DIR#"$PWD"/})"
@@ -305,7 +343,7 @@ cmd_start() {
         if [[ -f "$f" ]]; then mv -f "$f" "$f.prev"; fi
     done
 
-    say "starting Kafka broker on $ADDR (controller 127.0.0.1:$CONTROLLER_PORT, heap $HEAP, data ${DATA_DIR#"$PWD"/})"
+    say "starting Kafka $KAFKA_VERSION broker on $ADDR (controller 127.0.0.1:$CONTROLLER_PORT, heap $HEAP, data ${DATA_DIR#"$PWD"/})"
     java_cmd
     # setsid + nohup: the broker lives in its own session and survives the calling shell.
     # The inner bash writes its own pid and then execs java, so the pid file names the JVM.
@@ -352,7 +390,7 @@ cmd_start() {
         rm -f "$PID_FILE"
         exit 1
     fi
-    say "Kafka broker ready on $ADDR (pid $pid) after $((SECONDS - started)) s"
+    say "Kafka $KAFKA_VERSION broker ready on $ADDR (pid $pid) after $((SECONDS - started)) s"
 }
 
 # ---------------------------------------------------------------------------- stop / status / logs
@@ -403,7 +441,7 @@ cmd_logs() {
 }
 
 usage() {
-    sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
+    sed -n '2,/^set -euo pipefail$/{/^set /d;p}' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
 }
 
 case "${1:-}" in

@@ -7,6 +7,10 @@ begins from an empty cluster, and the broker is stopped at session end. If it ca
 every test that needs it fails with the script's output: integration tests never skip for a
 missing broker.
 
+The broker runs Apache Kafka ``SEGSTREAM_TEST_KAFKA_VERSION`` (default 3.9.1). ``make test``
+runs the whole suite on 3.9.1, then the ``broker_compat`` subset (:data:`COMPAT_MODULES`) on
+4.x; ``make test-kafka4`` runs the whole suite on 4.x.
+
 Every test collected under ``tests/integration`` gets the ``integration`` marker, so
 ``pytest -m "not integration"`` runs without a broker.
 """
@@ -22,6 +26,29 @@ from harness.broker import Broker, BrokerError, fresh_broker
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_TEST_PORT = 19092
+COMPAT_MODULES = frozenset(
+    {
+        "test_broker.py",
+        "test_checkpoint.py",
+        "test_pipeline.py",
+        "test_recovery.py",
+    }
+)
+"""The ``broker_compat`` subset, what ``make test`` also runs on Kafka 4.x (under two minutes
+with the broker's start): raw client round trips and transactions, the transactional
+checkpoint and the fencing of a previous owner, the whole pipeline with its read_committed
+outputs and dead letters, and a SIGKILLed worker replaced and its tables recovered from the
+changelogs (a rebalance). ``make test-kafka4`` runs everything."""
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "broker_compat: the integration subset make test also runs on Kafka 4.x"
+    )
+    # A renamed module would shrink the 4.x run silently.
+    missing = sorted(name for name in COMPAT_MODULES if not os.path.isfile(f"{HERE}/{name}"))
+    if missing:
+        raise pytest.UsageError(f"COMPAT_MODULES names test files that do not exist: {missing}")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -29,6 +56,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if str(item.path).startswith(HERE):
             item.add_marker(pytest.mark.integration)
+            if item.path.name in COMPAT_MODULES:
+                item.add_marker(pytest.mark.broker_compat)
 
 
 @pytest.fixture(scope="session")
