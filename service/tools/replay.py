@@ -74,6 +74,22 @@ from service.tools.simulate import (
 
 __all__ = ["Columns", "RowError", "main", "parse_amount", "parse_when", "read_orders"]
 
+EPILOG = """\
+shapes (told apart by the header; columns and examples: schemas/examples/replay/README.md):
+  orders         customer_id, date, amount [, order_id, is_renewal, currency]
+  events         type, customer_id, date [, plan_id, price, interval, amount, ...]
+                 types: signup, order, renewal, plan_change, upgrade, downgrade,
+                 switch, pause, resume, cancellation
+  subscriptions  customer_id, started_at, plan_id, price, interval
+                 [, cancelled_at, ended_at, reason, ...]
+
+settings: the worker's SEGSTREAM_* variables (broker, topic prefix, app id,
+SEGSTREAM_EARLIEST_EVENT_TIME for a history before 2000).
+
+exit codes: 0 done; 1 Kafka failure, or the worker dead-lettered events or did not
+handle them in time; 2 bad arguments, settings or rows (nothing sent); 130 interrupted.
+"""
+
 SHOP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 CURRENCY = re.compile(r"[A-Za-z]{3}")
 PROG = "replay"
@@ -231,7 +247,7 @@ def summary_lines(history: History, settings: Settings, shop_id: str, now: datet
     lines = [
         f"{PROG}: {history.rows:,} rows of {shapes}: {len(events):,} events of shop {shop_id} "
         f"(partition {partition} of {settings.topic_partitions})",
-        "  " + ", ".join(f"{kind} {count:,}" for kind, count in kinds.most_common()),
+        "  " + (", ".join(f"{k} {n:,}" for k, n in kinds.most_common()) or "nothing to send"),
     ]
     if events:
         first, last = parse_time(events[0]["occurred_at"]), parse_time(events[-1]["occurred_at"])
@@ -252,9 +268,9 @@ def _notes(
     last: datetime,
     now: datetime,
 ) -> list[str]:
-    """Settings the worker needs for this history: its earliest event time, the metrics'
-    allowed lateness (the input topics are read independently, so a fast replay delivers
-    them out of step), and whether the shop turns live."""
+    """Settings the worker needs for this history: its earliest event time, its
+    de-duplication, the metrics' allowed lateness (the input topics are read independently,
+    so a fast replay delivers them out of step), and whether the shop turns live."""
     notes = []
     old = sum(_oldest(event) < EARLIEST_EVENT_TIME for event in events)
     earliest = settings.earliest_event_time
@@ -336,7 +352,7 @@ async def replay(
     await ensure_topics(settings)
     async with Reader(settings) as reader:
         count = len(await reader.partitions(settings.topic(role_for(events[0]))))
-        before = await reader.before([shop_partition(args.shop_id, count)])
+        before = await reader.before([shop_partition(args.shop_id, count or 1)])
         receipts: list[RecordMetadata] = []
         ticker = Ticker(len(events), args.progress_s, args.progress_every, say)
         records = [(role_for(event), event) for event in events]
@@ -402,7 +418,15 @@ def _mapping(text: str) -> tuple[str, str]:
 
 def _parser() -> OneLineParser:
     """The command line of ``python -m service.tools.replay``."""
-    parser = OneLineParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    parser = OneLineParser(
+        prog=PROG,
+        description="Import a shop's history from CSV files (an order log, a subscriptions\n"
+        "export, a billing system's event export), checked row by row as the worker checks\n"
+        "events: nothing is sent if a row would be refused. Then wait for the worker and\n"
+        "report what it processed, de-duplicated and dead-lettered.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add = parser.add_argument
     add("files", nargs="+", metavar="FILE.csv", help="CSV files with a header row")
     add("--shop-id", required=True, type=_matching(SHOP_ID, "shop id"), help="the shop's id")
@@ -418,11 +442,11 @@ def _parser() -> OneLineParser:
     add("--customer-col", help="header of the customer column (as --column customer_id=...)")
     add("--date-col", help="header of the date column (as --column date=...)")
     add("--amount-col", help="header of the amount column (as --column amount=...)")
-    add("--currency", default="EUR", type=_matching(CURRENCY, "currency code"))
+    add("--currency", default="EUR", type=_matching(CURRENCY, "currency code"), help="(EUR)")
     add("--delimiter", default=",", help="field separator (default ',')")
     add("--assume-utc", action="store_true", help="read times without an offset as UTC")
     add("--rate", type=positive_float, help="max events per second (default: unlimited)")
-    add("--progress-s", type=positive_float, default=5.0, help="seconds between progress lines")
+    add("--progress-s", type=positive_float, default=5.0, help="seconds between progress lines (5)")
     add("--progress-every", type=positive_int, help="also a progress line every N events")
     add("--dry-run", action="store_true", help="check and summarise, send nothing")
     add("--json-lines", action="store_true", help="with --dry-run: print the events too")
@@ -435,7 +459,9 @@ def _parser() -> OneLineParser:
         metavar="S",
         help="wait for the worker until it handles none of the events for S seconds (120)",
     )
-    waiting.add_argument("--no-wait", dest="wait", action="store_const", const=None)
+    waiting.add_argument(
+        "--no-wait", dest="wait", action="store_const", const=None, help="send, then exit"
+    )
     return parser
 
 
