@@ -18,10 +18,12 @@ import json
 import os
 import re
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
+    AwareDatetime,
     Field,
     SecretStr,
     ValidationError,
@@ -53,6 +55,11 @@ KAFKA_NAME = r"^[A-Za-z0-9._-]*$"
 """Characters Kafka allows in topic names and segstream in names it derives them from."""
 HOST = r"^[A-Za-z0-9._:%\[\]-]*$"
 """A host name, an IPv4 or IPv6 address (empty: every interface)."""
+RFC3339 = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})", re.I)
+"""A time setting's form: RFC 3339 with an offset (not a bare number, which pydantic
+would read as seconds since 1970)."""
+EARLIEST_YEAR = 1900
+"""The event schemas' timestamps start at year 1900."""
 
 
 class Settings(BaseSettings):
@@ -210,6 +217,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Event ids older than this (in event time, behind the customer's newest "
         "event) are forgotten.",
+    )
+    earliest_event_time: AwareDatetime = Field(
+        datetime(2000, 1, 1, tzinfo=UTC),
+        description="Events dated before this are dead-lettered as implausible_time (a "
+        "producer's unset clock says 1970). To import an older history, set it earlier for "
+        "the workers and for the replay tool alike (RFC 3339, e.g. 1995-01-01T00:00:00Z).",
     )
     metrics_allowed_lateness_days: int = Field(
         7,
@@ -379,6 +392,25 @@ class Settings(BaseSettings):
         if not isinstance(parsed, dict):
             raise ValueError(f"not a JSON object; {SCHEMA_IDS_FORMAT}")
         return parsed
+
+    @field_validator("earliest_event_time", mode="before")
+    @classmethod
+    def _time_written_out(cls, value: Any) -> Any:
+        """A string must be an RFC 3339 time with its offset: ``0`` would be 1970."""
+        if isinstance(value, str) and not RFC3339.fullmatch(value.strip()):
+            raise ValueError("expected an RFC 3339 time with an offset, e.g. 1995-01-01T00:00:00Z")
+        return value
+
+    @field_validator("earliest_event_time")
+    @classmethod
+    def _time_plausible(cls, value: datetime) -> datetime:
+        """Between the schemas' first year and now (later would refuse every event)."""
+        if value.year < EARLIEST_YEAR or value.astimezone(UTC).year < EARLIEST_YEAR:
+            raise ValueError(f"must not be before {EARLIEST_YEAR}-01-01T00:00:00Z")
+        value = value.astimezone(UTC)
+        if value > datetime.now(UTC):
+            raise ValueError("must not lie in the future (every event would be refused)")
+        return value
 
     @field_validator("kafka_ssl_cafile")
     @classmethod

@@ -20,8 +20,9 @@ invalid JSON. So are duplicate object keys (parsers disagree on which one wins) 
 surrogate escapes (``"\\ud800"`` has no UTF-8 form, so it could not be stored or re-published).
 
 Two checks need no schema: a record longer than :data:`MAX_EVENT_BYTES` is rejected before it
-is decoded, and a valid event whose time is implausible (:data:`MAX_FUTURE_SKEW`,
-:data:`EARLIEST_EVENT_TIME`) is rejected, because it would move its shop's stream time.
+is decoded, and a valid event whose time is implausible (:data:`MAX_FUTURE_SKEW`, the
+earliest event time: ``Settings.earliest_event_time``, by default :data:`EARLIEST_EVENT_TIME`)
+is rejected, because it would move its shop's stream time.
 
 >>> parse_event(b"\\xff")
 Rejection(reason='undecodable', detail='value is not UTF-8: invalid start byte at byte 0')
@@ -80,9 +81,9 @@ zones get mixed up); later is ``implausible_time``: it would move the shop's str
 into the future and fire every timer of its customers at once."""
 
 EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
-"""Event times before this are ``implausible_time`` (an unset clock or a zero timestamp:
-1970-01-01 would make every customer look long gone)."""
-_EARLIEST = format_time(EARLIEST_EVENT_TIME)
+"""The default earliest event time (``SEGSTREAM_EARLIEST_EVENT_TIME`` sets it): event times
+before it are ``implausible_time`` (an unset clock or a zero timestamp: 1970-01-01 would make
+every customer look long gone). An older history is imported with an earlier setting."""
 
 MAX_EFFECTIVE_DELAY = timedelta(days=400)
 """How far a cancellation's ``effective_at`` may lie after its ``occurred_at``. It is the end
@@ -486,12 +487,12 @@ def _schema_error(event_type: EventType, event: dict[str, Any]) -> Rejection | N
         return Rejection("schema_invalid", "$: a value is nested too deeply to validate")
 
 
-def _implausible_time(event: dict[str, Any], now: datetime) -> Rejection | None:
+def _implausible_time(event: dict[str, Any], now: datetime, earliest: datetime) -> Rejection | None:
     """``implausible_time`` if ``occurred_at`` or ``effective_at`` is out of bounds.
 
-    ``occurred_at`` drives the shop's stream time: it must lie between EARLIEST_EVENT_TIME
-    and MAX_FUTURE_SKEW after ``now``. ``effective_at`` (the end of the paid period) must
-    lie after EARLIEST_EVENT_TIME and at most MAX_EFFECTIVE_DELAY after ``occurred_at``.
+    ``occurred_at`` drives the shop's stream time: it must lie between ``earliest`` and
+    MAX_FUTURE_SKEW after ``now``. ``effective_at`` (the end of the paid period) must lie
+    after ``earliest`` and at most MAX_EFFECTIVE_DELAY after ``occurred_at``.
     """
     stamp: str = event["occurred_at"]
     effective: str | None = event.get("effective_at")
@@ -504,10 +505,10 @@ def _implausible_time(event: dict[str, Any], now: datetime) -> Rejection | None:
     if occurred > now + MAX_FUTURE_SKEW:
         ahead = f"{MAX_FUTURE_SKEW.days} days after the current time {format_time(now)}"
         problem = f"$.occurred_at: {stamp!r} is more than {ahead}"
-    elif occurred < EARLIEST_EVENT_TIME:
-        problem = f"$.occurred_at: {stamp!r} is before {_EARLIEST}"
-    elif ends is not None and ends < EARLIEST_EVENT_TIME:
-        problem = f"$.effective_at: {effective!r} is before {_EARLIEST}"
+    elif occurred < earliest:
+        problem = f"$.occurred_at: {stamp!r} is before {format_time(earliest)}"
+    elif ends is not None and ends < earliest:
+        problem = f"$.effective_at: {effective!r} is before {format_time(earliest)}"
     elif ends is not None and ends > occurred + MAX_EFFECTIVE_DELAY:
         after = f"{MAX_EFFECTIVE_DELAY.days} days after occurred_at {stamp!r}"
         problem = f"$.effective_at: {effective!r} is more than {after}"
@@ -519,13 +520,15 @@ def parse_event(
     expected: EventType | None = None,
     now: datetime | None = None,
     schema_ids: Mapping[str, Collection[int]] | None = None,
+    earliest: datetime = EARLIEST_EVENT_TIME,
 ) -> dict[str, Any] | Rejection:
     """Decode and validate one input record value.
 
     Returns the event as parsed (no defaults filled in: a missing ``items`` means ``[]``),
     or a :class:`Rejection`. ``expected`` is the type the topic carries; a valid event of
     another type is rejected as ``wrong_topic``. ``now`` (aware; default: the wall clock)
-    bounds ``occurred_at``. A value framed for a schema registry (:func:`unframe`) is read
+    and ``earliest`` (aware; the worker passes ``Settings.earliest_event_time``) bound
+    ``occurred_at``. A value framed for a schema registry (:func:`unframe`) is read
     as its JSON; with ``schema_ids`` (type name -> the registry ids of its schema), one
     framed with another id is ``unknown_schema_id``. Never raises for any input bytes.
     """
@@ -553,7 +556,7 @@ def parse_event(
         )
     rejection = _schema_error(event_type, event)
     if rejection is None:
-        rejection = _implausible_time(event, datetime.now(UTC) if now is None else now)
+        rejection = _implausible_time(event, datetime.now(UTC) if now is None else now, earliest)
     if rejection is None and schema_id is not None and schema_ids:
         rejection = _unknown_schema_id(event_type, schema_id, schema_ids)
     return event if rejection is None else rejection

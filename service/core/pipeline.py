@@ -233,7 +233,12 @@ class Pipeline:
         self, raw: bytes | None, expected: EventType, source: Source, key: bytes | None
     ) -> Outcome:
         """Process one record from an input topic."""
-        parsed = parse_event(raw, expected, schema_ids=self.settings.schema_registry_ids)
+        parsed = parse_event(
+            raw,
+            expected,
+            schema_ids=self.settings.schema_registry_ids,
+            earliest=self.settings.earliest_event_time,
+        )
         if isinstance(parsed, Rejection):
             letter = DeadLetter(parsed.reason, parsed.detail, source, key, raw)
             return Outcome("dead_lettered", expected.type_name, dead_letter=letter)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.structs import RecordMetadata
 
 from service.settings import Settings
 from service.stream.kafka import connection_options
@@ -68,6 +69,7 @@ async def publish(
     rate: float | None = None,
     progress: Callable[[int], None] | None = None,
     partitioner: Partitioner | None = None,
+    receipts: list[RecordMetadata] | None = None,
 ) -> int:
     """Send ``(role, event)`` records in order; return how many were sent and acknowledged.
 
@@ -76,6 +78,7 @@ async def publish(
     them); ``progress`` is called with the running count after each record;
     ``partitioner`` replaces Kafka's default (murmur2), e.g. with
     :func:`librdkafka_partitioner`: segstream takes such records to their shop's partition.
+    ``receipts`` (if given) gets each record's metadata (topic, partition, offset) in order.
     """
     if rate is not None and rate <= 0:
         raise ValueError(f"rate must be positive, got {rate}")
@@ -89,7 +92,7 @@ async def publish(
     )
     await producer.start()
     try:
-        return await _send_all(producer, events, settings, rate, progress)
+        return await _send_all(producer, events, settings, rate, progress, receipts)
     finally:
         await producer.stop()
 
@@ -100,6 +103,7 @@ async def _send_all(
     settings: Settings,
     rate: float | None,
     progress: Callable[[int], None] | None,
+    receipts: list[RecordMetadata] | None = None,
 ) -> int:
     """The send loop: paced, with a bounded number of unacknowledged records."""
     pacer, sent = _Pacer(rate), 0
@@ -109,13 +113,18 @@ async def _send_all(
         pending.append(await producer.send(settings.topic(role), payload, key=key))
         sent += 1
         if len(pending) >= MAX_IN_FLIGHT:
-            await asyncio.gather(*pending)
+            _receive(await asyncio.gather(*pending), receipts)
             pending.clear()
         if progress is not None:
             progress(sent)
         await pacer.wait(sent)
-    await asyncio.gather(*pending)
+    _receive(await asyncio.gather(*pending), receipts)
     return sent
+
+
+def _receive(acknowledged: list[Any], receipts: list[RecordMetadata] | None) -> None:
+    if receipts is not None:
+        receipts.extend(acknowledged)
 
 
 def _record(value: bytes | Mapping[str, Any]) -> tuple[bytes | None, bytes]:

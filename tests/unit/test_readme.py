@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pydantic_core import to_jsonable_python
+
 from service.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS
 from service.settings import Settings
 
@@ -15,7 +17,7 @@ def test_every_setting_is_documented_with_its_default() -> None:
         variable = f"`SEGSTREAM_{name.upper()}`"
         assert variable in README, variable
         row = next(line for line in README.splitlines() if line.startswith(f"| {variable}"))
-        default = "unset" if field.default is None else str(field.default)
+        default = "unset" if field.default is None else str(to_jsonable_python(field.default))
         assert f"`{default}`" in row, row
 
 

@@ -7,11 +7,13 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from service.__main__ import main
+from service.core.contracts import EARLIEST_EVENT_TIME
 from service.settings import ConfigError, Settings, load_settings, unknown_variables
 
 SUSPECT = ("", " ", "not a value", "{not json", "[]", "-1", "0", "nan", "inf", "1e999")
@@ -80,6 +82,27 @@ def test_tokens_are_read_from_json(clean_environment: pytest.MonkeyPatch) -> Non
     tokens = {"a" * 64: "platform", "b" * 64: "shop:tea-1"}
     clean_environment.setenv("SEGSTREAM_API_TOKENS", json.dumps(tokens))
     assert load_settings().api_tokens == tokens
+
+
+def test_the_earliest_event_time_defaults_to_the_contracts_and_reads_rfc3339(
+    clean_environment: pytest.MonkeyPatch,
+) -> None:
+    """The worker and the replay tool share one bound; a bare number (which pydantic would
+    read as seconds since 1970) or a time without an offset is refused."""
+    assert Settings().earliest_event_time == EARLIEST_EVENT_TIME
+    clean_environment.setenv("SEGSTREAM_EARLIEST_EVENT_TIME", "1995-01-01T01:00:00+01:00")
+    assert load_settings().earliest_event_time == datetime(1995, 1, 1, tzinfo=UTC)
+    for value in (
+        "0",
+        "1995-01-01",
+        "1995-01-01T00:00:00",
+        "1899-12-31T23:59:59Z",
+        "2999-01-01T00:00:00Z",
+    ):
+        clean_environment.setenv("SEGSTREAM_EARLIEST_EVENT_TIME", value)
+        with pytest.raises(ConfigError) as refused:
+            load_settings()
+        assert refused.value.problems.keys() == {"SEGSTREAM_EARLIEST_EVENT_TIME"}, value
 
 
 def test_unknown_variables_are_named_with_the_setting_they_may_misspell() -> None:

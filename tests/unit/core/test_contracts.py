@@ -657,6 +657,25 @@ def test_implausible_occurred_at_is_rejected_with_field_and_why(stamp: str, why:
     assert why in result.detail
 
 
+def test_the_earliest_event_time_is_a_parameter() -> None:
+    """An older history passes with an earlier bound (the worker passes its setting,
+    SEGSTREAM_EARLIEST_EVENT_TIME); the message names the bound in force."""
+    old = _order(occurred_at="1997-01-01T00:00:00Z")
+    earlier = datetime(1995, 1, 1, tzinfo=UTC)
+    assert isinstance(parse_event(old, Order, NOW, earliest=earlier), dict)
+    later = datetime(1997, 1, 2, tzinfo=UTC)
+    result = parse_event(old, Order, NOW, earliest=later)
+    assert result == Rejection(
+        "implausible_time", "$.occurred_at: '1997-01-01T00:00:00Z' is before 1997-01-02T00:00:00Z"
+    )
+    effective = _cancellation(
+        occurred_at="1997-03-01T00:00:00Z", effective_at="1996-12-31T00:00:00Z"
+    )
+    assert isinstance(parse_event(effective, Cancellation, NOW, earliest=earlier), dict)
+    result = parse_event(effective, Cancellation, NOW, earliest=later)
+    assert isinstance(result, Rejection) and result.detail.startswith("$.effective_at: ")
+
+
 def _cancellation(**changes: Any) -> bytes:
     event = _load(EXAMPLES / "cancellation" / "valid" / "with_effective_at_and_comment.json")
     event.update(changes)

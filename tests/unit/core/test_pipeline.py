@@ -60,6 +60,15 @@ def test_invalid_record_becomes_a_dead_letter_with_reason(pipeline: Pipeline) ->
     }
 
 
+def test_the_earliest_event_time_is_the_settings(tables: tuple[dict[str, Any], ...]) -> None:
+    """A 1997 order is implausible by default; a worker set to an earlier bound takes it."""
+    old = order("c-1", datetime(1997, 1, 1, tzinfo=UTC), "e-old")
+    refused = Pipeline(Settings(), *tables).handle(old, Order, SOURCE, None)
+    assert refused.dead_letter is not None and refused.dead_letter.reason == "implausible_time"
+    earlier = Settings(earliest_event_time=datetime(1995, 1, 1, tzinfo=UTC))
+    assert Pipeline(earlier, *tables).handle(old, Order, SOURCE, None).status == "processed"
+
+
 def test_first_order_assigns_segments_and_duplicate_is_counted_once(pipeline: Pipeline) -> None:
     first = pipeline.handle(order("c-1", T0, "e1"), Order, SOURCE, None)
     assert first.status == "processed"

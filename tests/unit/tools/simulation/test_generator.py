@@ -292,8 +292,14 @@ def test_simulate_cli_dry_run_prints_events_and_writes_truth(
 @pytest.mark.parametrize(
     ("argv", "message"),
     [
-        (["--days", "0"], "simulate: error: argument --days: must be at least 1, got 0\n"),
-        (["--rate", "-5"], "simulate: error: argument --rate: must be a positive number, got -5\n"),
+        (
+            ["--days", "0"],
+            "segstream simulate: error: argument --days: must be at least 1, got 0\n",
+        ),
+        (
+            ["--rate", "-5"],
+            "segstream simulate: error: argument --rate: must be a positive number, got -5\n",
+        ),
     ],
 )
 def test_simulate_cli_bad_arguments_exit_2_with_one_line(
