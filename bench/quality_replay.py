@@ -132,6 +132,10 @@ class Observed:
     def buys_again(self) -> bool:
         return bool(self.later)
 
+    def buys_within(self, cut: date, days: int) -> bool:
+        """At least one purchase day in the ``days`` days after the cut."""
+        return self.orders(cut, days) > 0
+
     def orders(self, cut: date, days: int) -> int:
         """Purchase days in the ``days`` days after the cut."""
         return sum(1 for day in self.later if (day - cut).days <= days)
@@ -300,6 +304,8 @@ class Judgment:
     """One customer's answer of the query API (``GET /shops/{shop}/customers/{id}``)."""
 
     churn_probability: float | None
+    churn_horizon: float | None
+    """Days the churn probability is of (no order within them), from ``scores.churn_risk``."""
     lifecycle: str | None
     p_alive: float | None
     clv_365d: float | None
@@ -321,6 +327,7 @@ def judgment(answer: Mapping[str, Any]) -> Judgment:
     features = answer["features"]
     return Judgment(
         churn_probability=(found.get("churn_risk") or {}).get("probability"),
+        churn_horizon=(found.get("churn_risk") or {}).get("horizon_days"),
         lifecycle=answer["segments"].get("lifecycle"),
         p_alive=lifetime.get("p_alive"),
         clv_365d=lifetime.get("clv_365d"),

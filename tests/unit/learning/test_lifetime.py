@@ -246,7 +246,7 @@ def test_the_sample_is_the_same_bounded_set_whatever_the_arrival_order() -> None
 END = datetime(2025, 9, 1, tzinfo=UTC)
 
 
-def test_a_fit_is_due_when_the_samples_orders_grew_by_half_or_a_year_passed() -> None:
+def test_a_fit_is_due_when_the_samples_orders_grew_by_half_or_a_month_passed() -> None:
     kept = ShopLifetime({})
     kept.offer("c-1")
     assert not kept.note_order("c-9")  # not sampled: not counted
