@@ -124,7 +124,7 @@ def anchor_figures(
 ) -> tuple[dict[Key, Anchor], dict[str, dict[str, float]]]:
     """BG/NBD fitted offline per shop on the calibration period: every customer's figures,
     and per shop the parameters, the penalizer the fit needed and how many customers it
-    left unanswered (NaN: they are left out of the BG/NBD rows)."""
+    left unanswered (NaN, or no fit at all: they are left out of the BG/NBD rows)."""
     horizons = horizon_days(history)
     by_shop: defaultdict[str, list[Key]] = defaultdict(list)
     for key in observed:
@@ -133,9 +133,12 @@ def anchor_figures(
     fits: dict[str, dict[str, float]] = {}
     for shop_id, keys in sorted(by_shop.items()):
         seen = [observed[k] for k in keys]
-        model = BgNbdAnchor.fit(
-            [o.frequency for o in seen], [o.recency for o in seen], [o.T for o in seen], horizons
-        )
+        arrays = ([o.frequency for o in seen], [o.recency for o in seen], [o.T for o in seen])
+        try:
+            model = BgNbdAnchor.fit(*arrays, horizons)
+        except RuntimeError:  # a tiny shop lifetimes cannot fit: its customers go unanswered
+            fits[shop_id] = {"unanswered": len(keys), "failed": 1}
+            continue
         expected = {h: model.expected_purchases(h) for h in horizons}
         p_buys = model.p_buys(history.holdout_days)
         p_within = {days: model.p_buys(days) for days in within}

@@ -297,7 +297,10 @@ class Settings(BaseSettings):
         "the bound the share of customers sampled halves.",
     )
     churn_prior_weight_examples: int = Field(
-        200, ge=1, description="Labelled examples after which a shop stops leaning on the prior."
+        1000,
+        ge=1,
+        description="Labelled examples after which a shop stops leaning on the prior "
+        "(its own model counts labelled / this much until then).",
     )
     rfm_min_dwell_days: float = Field(
         120.0, ge=0, description="Days in an RFM segment before time alone may move a customer."

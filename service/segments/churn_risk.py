@@ -77,7 +77,7 @@ class ChurnRiskModel(ModelHooks):
         bands: tuple[float, float] = (0.2, 0.5),
         band_margin: float = 0.02,
         min_dwell_days: float = 30.0,
-        prior_weight_examples: int = 200,
+        prior_weight_examples: int = 1000,
     ) -> None:
         self.horizon_days = horizon_days
         self.lapse = LapseRule(lapse_multiple, lapse_days)
