@@ -143,13 +143,13 @@ def fit(
     penalizer: float = 0.0,
     start: BgNbd | None = None,
 ) -> BgNbd:
-    """Maximum-likelihood parameters (L-BFGS-B over log-parameters from all ones, or from
-    ``start``, a previous fit, an optional L2 ``penalizer`` on the parameters, as
-    lifetimes' ``penalizer_coef``). Nelder-Mead, which this used before, finds the same
-    optimum (log-likelihoods equal to 5 digits on simulated shops of 100 to 1,000
-    customers) in 2-5 times the time; a refit from the previous fit takes a quarter of the
-    evaluations or less (a month's orders move the optimum little). A search from
-    ``start`` that does not converge is done again from all ones."""
+    """Maximum-likelihood parameters (L-BFGS-B over log-parameters from all ones, an
+    optional L2 ``penalizer`` on the parameters, as lifetimes' ``penalizer_coef``).
+    Nelder-Mead, which this used before, finds the same optimum (log-likelihoods equal to
+    5 digits on simulated shops of 100 to 1,000 customers) in 2-5 times the time. Given
+    ``start`` (a previous fit), the search runs from there too and the better optimum
+    wins: either search alone can stop short (from all ones, one simulated shop's search
+    never left its start; from the last fit, another's stuck at a = 0)."""
     x, t_x, big_t = (np.asarray(v, dtype=float) for v in (frequency, recency, T))
     if len(x) == 0:
         raise ValueError("fitting BG/NBD needs at least one customer")
@@ -159,14 +159,15 @@ def fit(
         mean = float(np.mean(log_likelihood(BgNbd(*params), x, t_x, big_t)))
         return -mean + penalizer * float(np.sum(params**2))
 
-    origin = np.zeros(4)
-    first = origin if start is None else np.log([start.r, start.alpha, start.a, start.b])
+    starts = [np.zeros(4)]
+    if start is not None:
+        starts.append(np.log([start.r, start.alpha, start.a, start.b]))
+    bounded = _finite(objective)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # the search tries extreme parameters; their non-finite likelihoods lose anyway
-        result = optimize.minimize(_finite(objective), first, method="L-BFGS-B")
-        if start is not None and not result.success:
-            result = optimize.minimize(_finite(objective), origin, method="L-BFGS-B")
-    return BgNbd(*(float(v) for v in np.exp(result.x)))
+        found = [optimize.minimize(bounded, first, method="L-BFGS-B").x for first in starts]
+        best = min(found, key=bounded)
+    return BgNbd(*(float(v) for v in np.exp(best)))
 
 
 def _finite(objective: Callable[[Array], float]) -> Callable[[Array], float]:

@@ -148,9 +148,9 @@ def test_fit_recovers_the_parameters_of_simulated_customers() -> None:
     assert fitted.a / (fitted.a + fitted.b) == pytest.approx(PAPER.a / (PAPER.a + PAPER.b), rel=0.3)
 
 
-def test_a_refit_from_the_previous_fit_reaches_the_same_optimum() -> None:
-    """A month later the shop has more orders: starting from last month's parameters the
-    search ends where a search from scratch does (the refit is just faster)."""
+def test_a_refit_given_the_previous_fit_ends_at_the_optimum() -> None:
+    """A month later the shop has more orders: a refit that also searches from last
+    month's parameters ends where a search from scratch does, or better."""
     before = _simulate(PAPER, customers=1000, horizon=40.0, seed=5)
     after = _simulate(PAPER, customers=1000, horizon=44.0, seed=5)
     previous = fit(before[:, 0], before[:, 1], before[:, 2])
@@ -158,7 +158,7 @@ def test_a_refit_from_the_previous_fit_reaches_the_same_optimum() -> None:
     warm = fit(after[:, 0], after[:, 1], after[:, 2], start=previous)
     cold_ll = log_likelihood(cold, after[:, 0], after[:, 1], after[:, 2]).sum()
     warm_ll = log_likelihood(warm, after[:, 0], after[:, 1], after[:, 2]).sum()
-    assert warm_ll == pytest.approx(cold_ll, abs=0.05)
+    assert warm_ll >= cold_ll - 1e-6
     assert warm.p_alive(2, 20.0, 44.0) == pytest.approx(cold.p_alive(2, 20.0, 44.0), abs=0.01)
 
 
