@@ -59,6 +59,9 @@ class SegmentChange:
     """(experiment id, arm) of the experiments on the segment the customer joins."""
     arms_left: tuple[tuple[str, str], ...] = ()
     """(experiment id, arm) of the experiments on the segment the customer leaves."""
+    predictions: tuple[tuple[str, float | None], ...] = ()
+    """What the model's new segment rests on (the churn model: its probability and the
+    expected orders), published as ``predictions``; empty for the other models."""
 
     @property
     def event_id(self) -> str:
@@ -97,7 +100,7 @@ class SegmentChange:
 
     def to_json(self) -> dict[str, Any]:
         """The ``segment_changed`` payload."""
-        return self._versioned(
+        payload = self._versioned(
             {
                 "schema_version": SCHEMA_VERSION,
                 "kind": "segment_changed",
@@ -113,6 +116,9 @@ class SegmentChange:
             },
             self.arms_left + self.arms,
         )
+        if self.predictions:
+            payload["predictions"] = dict(self.predictions)
+        return payload
 
     def _versioned(
         self, payload: dict[str, Any], arms: tuple[tuple[str, str], ...]

@@ -80,6 +80,10 @@ class CustomerSnapshot:
     lifetime: Any = None
     """The shop's fitted lifetime model (``service.learning.lifetime.LifetimeFit``), if it
     has one: what the ``predictions.*`` fields of shop-defined segments read."""
+    forecast: Any = None
+    """What gives the customer's expected orders (``service.learning.retention.
+    OrdersForecast``: the shop's churn model), if known: the ``predictions.expected_orders_*``
+    fields read it."""
 
     @property
     def has_purchased(self) -> bool:
@@ -88,7 +92,11 @@ class CustomerSnapshot:
 
 
 def snapshot(
-    state: CustomerState, now: datetime, silence: Silence = DEFAULT_SILENCE, lifetime: Any = None
+    state: CustomerState,
+    now: datetime,
+    silence: Silence = DEFAULT_SILENCE,
+    lifetime: Any = None,
+    forecast: Any = None,
 ) -> CustomerSnapshot:
     """Features of ``state`` observed at ``now`` (a returned customer is one back after a
     gap longer than their churn gap under ``silence``, or re-subscribed after cancelling)."""
@@ -127,6 +135,7 @@ def snapshot(
         segments=state.segments,
         memory=state.memory,
         lifetime=lifetime,
+        forecast=forecast,
     )
 
 

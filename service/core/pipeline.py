@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import zlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -79,6 +79,7 @@ from service.experiments.live import (
     follow,
 )
 from service.learning.lifetime import ShopLifetime, spend_trend
+from service.learning.retention import OrdersForecast
 from service.metrics.journey import ShopFunnel, journey_of
 from service.metrics.ledger import MetricsLedger
 from service.segments import SegmentModel, available_models
@@ -648,11 +649,14 @@ class Pipeline:
                 yield self.customers[key]
 
     def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
-        """The snapshot segment models read, with this deployment's silence rule and the
-        shop's lifetime model."""
+        """The snapshot segment models read, with this deployment's silence rule, the
+        shop's lifetime model and what forecasts its customers' orders (a model that is an
+        ``OrdersForecast``: the churn model)."""
         book = self._books.get(state.shop_id)
-        fit = None if book is None else book.lifetime.fit
-        return snapshot(state, now, self.silence, fit)
+        if book is None:
+            return snapshot(state, now, self.silence)
+        forecast = next((m for m in book.models.values() if isinstance(m, OrdersForecast)), None)
+        return snapshot(state, now, self.silence, book.lifetime.fit, forecast)
 
     def _count_order(self, book: ShopBook, customer_id: str, now: datetime) -> None:
         """An order of a sampled customer counts towards the next refit of the shop's
@@ -702,7 +706,10 @@ class Pipeline:
             current = model.assign(view)
             if name in held and current is not None:
                 continue
-            changes += self._move(book, state, name, current, now, cause)
+            details = None
+            if current is not None and current != state.segments.get(name):
+                details = model.change_details(view)
+            changes += self._move(book, state, name, current, now, cause, details=details)
         changes += self._evaluate_defined(book, state, view, now, cause)
         reviews = [model.next_review(view) for model in book.models.values()]
         reviews += held.values()  # look again when the dwell is over
@@ -735,9 +742,10 @@ class Pipeline:
         now: datetime,
         cause: Cause,
         version: int | None = None,
+        details: Mapping[str, float | None] | None = None,
     ) -> list[SegmentChange]:
         """Put the customer in ``current`` of model ``name`` (None: in none): the change,
-        if it is one."""
+        if it is one (with the model's ``details`` of the new segment)."""
         previous = state.segments.get(name)
         if current == previous:
             return []
@@ -758,6 +766,7 @@ class Pipeline:
             cause,
             state.marketing_opt_in,
             version,
+            predictions=tuple(sorted(details.items())) if details else (),
         )
         change, counted = follow(book.experiments, state, change, now)
         book.experiments_dirty |= counted
