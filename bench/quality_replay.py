@@ -241,6 +241,7 @@ class Replay:
             self._handle(event, at)
             if n % BATCH == 0:
                 self.worker.commit()
+                self._pass_step()
             progress.update(n)
         for moment in due:
             self._take_snapshot(moment)
@@ -255,15 +256,31 @@ class Replay:
         kind = BY_TYPE_NAME[event["type"]]
         self._tally(self.worker.handle(kind, kind.topic_role, encode(event), key[0]))
 
+    def _pass_step(self) -> bool:
+        """One step of every unfinished pass over a shop's customers (a re-evaluation, the
+        moves out of retired clusters), committed, as the worker's timer runs them between
+        batches; whether any ran."""
+        shops = self.pipeline.reevaluating()
+        for shop_id in shops:
+            outcome = self.pipeline.reevaluate(shop_id, self.settings.reevaluation_customers)
+            if outcome is not None:
+                self._tally(outcome)
+        if shops:
+            self.worker.commit(*{shop_partition(s, self.settings.topic_partitions) for s in shops})
+        return bool(shops)
+
     def _take_snapshot(self, moment: datetime) -> None:
-        """Move every shop's clock to ``moment`` (its reviews happen), commit, and compare
-        the clusters customers carry with those of the previous snapshot."""
+        """Move every shop's clock to ``moment`` (its reviews happen), finish the passes
+        under way, commit, and compare the clusters customers carry with those of the
+        previous snapshot."""
         for shop_id in self.shops:
             outcome = self.pipeline.advance_clock(shop_id, moment, LIVE_S)
             if outcome is not None:
                 self._tally(outcome)
         partitions = [shop_partition(s, self.settings.topic_partitions) for s in self.shops]
         self.worker.commit(*partitions)
+        while self._pass_step():
+            pass
         clusters = {
             (shop_id, state.customer_id): state.segments["cluster"]
             for shop_id in self.shops

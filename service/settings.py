@@ -249,7 +249,11 @@ class Settings(BaseSettings):
         "0.1-0.6 s; batches run in between).",
     )
     cluster_max_clusters: int = Field(
-        12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
+        8,
+        ge=2,
+        le=64,
+        description="Most live clusters a shop has at any time (the centres of its online "
+        "k-means; bounds the model's size).",
     )
     cluster_min_dwell_days: float = Field(
         60.0, ge=0, description="Days in a cluster before time alone may move a customer."
