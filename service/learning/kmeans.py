@@ -1,10 +1,11 @@
-"""k-means pieces for a clustering learned online: seeding on a small buffer, then
-sequential updates with a rate that falls as a centre gathers points.
+"""k-means pieces for a clustering learned online: seeding on a small buffer of rows, and
+exact means of rows that come and go.
 
-Points and centres are rows (tuples of floats in a fixed feature order). A centre moves a
-share ``max(1 / (weight + 1), floor)`` of the way to each point it wins (MacQueen's
-running mean, then an exponentially fading one), so a young centre finds its group fast
-and an established one barely moves: the group it names keeps its meaning.
+Points and centres are rows (tuples of floats in a fixed feature order). :func:`groups`
+seeds (k-means++ then Lloyd rounds) on the first rows a shop sends; :class:`Tally` keeps
+count, sums and sums of squares of a population whose members replace their rows as they
+change, so a cluster's centre is always its members' mean and a shop's scaling its
+customers' spread, without keeping the rows.
 
 >>> rows = [(0.0, 0.0), (0.2, 0.0), (5.0, 5.0), (5.2, 5.0)]
 >>> centres, counts = seed(rows, 2, random.Random(1))
@@ -63,10 +64,27 @@ def seed(rows: Sequence[Row], k: int, rng: random.Random) -> tuple[list[Row], li
     return centres, counts
 
 
-def moved_towards(centre: Row, point: Row, weight: float, floor: float) -> Row:
-    """``centre`` after winning ``point``, having won ``weight`` points before."""
-    rate = max(1.0 / (weight + 1.0), floor)
-    return tuple(c + rate * (p - c) for c, p in zip(centre, point, strict=True))
+def groups(
+    rows: Sequence[Row], k: int, least: int, rng: random.Random
+) -> tuple[list[Row], list[int]]:
+    """Centres of groups of at least ``least`` rows: :func:`seed` with ``k`` centres, then
+    with fewer, keeping the try that finds the most such groups (the first on a tie) and
+    dropping its smaller ones (a handful of odd rows is no group). One centre of every
+    row when no try finds a group.
+
+    >>> rows = [(0.0,), (0.5,), (1.0,), (5.0,), (5.5,), (6.0,), (9.0,)]
+    >>> groups(rows, 4, 3, random.Random(1))
+    ([(0.5,), (5.5,)], [3, 3])
+    """
+    best: list[tuple[Row, int]] = []
+    for wanted in range(min(k, len(rows)), 0, -1):
+        centres, counts = seed(rows, wanted, rng)
+        found = [(c, n) for c, n in zip(centres, counts, strict=True) if n >= least]
+        if len(found) > len(best):
+            best = found
+    if not best:
+        return [_mean(rows)], [len(rows)]
+    return [c for c, _ in best], [n for _, n in best]
 
 
 def _mean(rows: Sequence[Row]) -> Row:

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any, ClassVar, NamedTuple, Self
 
 from service.core.features import CustomerSnapshot
-from service.learning.kmeans import Row, Tally, seed, squared_distance
+from service.learning.kmeans import Row, Tally, groups, squared_distance
 from service.learning.quality import ClusterQuality, FadingMean
 from service.segments.base import ModelHooks
 from service.settings import Settings
@@ -59,6 +59,11 @@ NUMBERED = re.compile(r" [0-9]+$")
 SMALL_SHOP = timedelta(days=30)
 """How long a shop that has not reached ``warmup`` rows waits before it is clustered
 with what it has (see :meth:`ClusterModel._seed_if_due`)."""
+FAR_ON_ONE_FEATURE = 4.0
+"""Standard deviations of the shop on one feature by which a customer differs from even
+the nearest cluster's centre to count as far from it (a new flag, such as a gift plan,
+sets a new group apart on one feature, and the more of them come the smaller their
+deviation in the shop's units gets)."""
 REVIEW_UNPLACED = timedelta(days=7)
 """How soon a customer the model could not place yet (it warms up) is looked at again."""
 GONE_NAMES = 64
@@ -73,10 +78,17 @@ EPSILON = 1e-9
 
 
 class Kept(NamedTuple):
-    """What a customer's memory says: the cluster their row counts in, and the row."""
+    """What a customer's memory says: their cluster, the row, and whether the row counts in
+    the cluster's mean (not for an outlier: a customer far from every cluster)."""
 
     cluster_id: int | None
     row: Row
+    counted: bool = True
+
+    def packed(self) -> bytes:
+        """The memory this is read from (see :data:`MEMORY`)."""
+        code = -1 if self.cluster_id is None else self.cluster_id
+        return MEMORY.pack(code if self.counted else -2 - code, *self.row)
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +178,7 @@ class ClusterModel(ModelHooks):
         warmup: int = 100,
         fading: float = 0.002,
         maintain_every: int = 50,
-        respawn_factor: float = 3.0,
+        respawn_factor: float = 4.0,
         evidence: int = 5,
         merge_factor: float = 0.5,
         patience: int = 1000,
@@ -188,7 +200,9 @@ class ClusterModel(ModelHooks):
         self.shop = Tally(WIDTH)
         """Every placed or waiting customer's row: the shop's averages and spreads."""
         self.members: dict[int, Tally] = {}
-        """Live cluster id -> its members' rows."""
+        """Live cluster id -> its members' rows (outliers left out)."""
+        self.outliers: dict[int, int] = {}
+        """Live cluster id -> its outliers: customers far from every cluster, carried here."""
         self.anchors: dict[int, Row] = {}
         """Live cluster id -> where it was born (see :data:`PRIOR_WEIGHT`)."""
         self.names: dict[int, str] = {}
@@ -258,11 +272,14 @@ class ClusterModel(ModelHooks):
         if not self.ready or self.provisional:
             self._warm_up(row)
         if not self.ready:
-            customer.memory[self.name] = MEMORY.pack(-1, *row)
+            customer.memory[self.name] = Kept(None, row).packed()
             return
-        chosen = self._place(customer, row)
-        self.members[chosen].add(row)
-        customer.memory[self.name] = MEMORY.pack(chosen, *row)
+        chosen, counted = self._place(customer, row)
+        if counted:
+            self.members[chosen].add(row)
+        else:
+            self.outliers[chosen] += 1
+        customer.memory[self.name] = Kept(chosen, row, counted).packed()
         self._latest = (customer.customer_id, customer.as_of, chosen)
         if self.learned % self.maintain_every == 0:
             self._maintain()
@@ -364,8 +381,8 @@ class ClusterModel(ModelHooks):
 
     @property
     def assigned(self) -> int:
-        """Customers placed in one of the live clusters."""
-        return sum(tally.count for tally in self.members.values())
+        """Customers placed in one of the live clusters (outliers included)."""
+        return sum(tally.count for tally in self.members.values()) + sum(self.outliers.values())
 
     def describe(self, cluster_id: int) -> str:
         """A live cluster's name and its centre against the shop's averages, in the shop's
@@ -387,7 +404,7 @@ class ClusterModel(ModelHooks):
                 "cluster_id": cluster_id,
                 "segment": f"c{cluster_id}",
                 "name": self.names[cluster_id],
-                "size": tally.count,
+                "size": tally.count + self.outliers[cluster_id],
                 "description": self.describe(cluster_id),
             }
             for cluster_id, tally in sorted(self.members.items())
@@ -397,38 +414,52 @@ class ClusterModel(ModelHooks):
 
     def _misplaced(self, customer: CustomerSnapshot, kept: Kept) -> bool:
         """Whether a review must place the customer: the model is ready and they carry
-        no live cluster, or not the one their row counts in."""
+        no live cluster, or not the one their memory names, or they are an outlier (a new
+        cluster near them may have started since)."""
         if not self.ready:
             return False
         carried = _cluster_id(customer.segments.get(self.name))
-        return carried not in self.members or carried != kept.cluster_id
+        return carried not in self.members or carried != kept.cluster_id or not kept.counted
 
     def _take_out(self, kept: Kept) -> None:
         self.shop.add(kept.row, -1)
-        if kept.cluster_id in self.members:
+        if kept.cluster_id not in self.members:
+            return
+        if kept.counted:
             self.members[kept.cluster_id].add(kept.row, -1)
+        else:
+            self.outliers[kept.cluster_id] -= 1
 
-    def _place(self, customer: CustomerSnapshot, row: Row) -> int:
+    def _place(self, customer: CustomerSnapshot, row: Row) -> tuple[int, bool]:
         """The customer's cluster: their own while it is not clearly farther than the
-        nearest; a customer far from every cluster may start a new one (:meth:`_novel`)."""
+        nearest. A customer far from every cluster is an outlier of the nearest (carried,
+        not counted in its mean, so a few of them do not drag it away) until their own
+        events bring them near one, or a new group forms with them (:meth:`_novel`).
+        Returns the cluster and whether the row counts in its mean."""
         z = self._z(row)
         distances = self._distances(z)
         nearest = min(distances, key=distances.__getitem__)
         gap = math.sqrt(distances[nearest])
-        far = self.typical.count > 0 and gap > self.respawn_factor * self.typical.value
-        self.typical.update(gap)
-        if far and (born := self._novel(row)) is not None:
-            distances = self._distances(z)
-            chosen = born
-        else:
-            chosen = self._choice(customer, distances)
-        self.quality_meter.update(chosen, distances)
+        limit = self.respawn_factor * self.typical.value
+        centre = self._z(self._centre(nearest))
+        apart = max(abs(a - b) for a, b in zip(z, centre, strict=True))
+        far = self._settled() and (gap > limit or apart > FAR_ON_ONE_FEATURE)
+        if not customer.review:  # a review sees a row already seen
+            self.typical.update(min(gap, limit) if self._settled() else gap)
+            if far and (born := self._novel(row)) is not None:
+                distances = self._distances(z)
+                nearest, far = born, False
         carried = _cluster_id(customer.segments.get(self.name))
+        if far and customer.review and carried in self.members:
+            chosen = carried  # still far from every cluster: an outlier stays where it is
+        else:
+            chosen = nearest if far else self._choice(customer, distances)
+        self.quality_meter.update(chosen, distances)
         if customer.review and carried is not None:
             self.quality_meter.reassigned(carried == chosen)  # off a retired cluster, mostly
         elif not customer.review and carried in self.members:
             self.kept_at_events.update(float(carried == chosen))
-        return chosen
+        return chosen, not far
 
     def _warm_up(self, row: Row) -> None:
         """Keep the first ``warmup`` rows: the clusters are seeded from them
@@ -454,13 +485,12 @@ class ClusterModel(ModelHooks):
             self._retire(cluster_id, last=True)
         scale = self._scale()
         scaled = [self._z(row, scale) for row in self.buffer]
-        wanted = self.max_clusters if rows >= self.warmup else rows // self.min_group_customers
-        centres, counts = seed(scaled, min(wanted, self.max_clusters), random.Random(self.seed))
-        for centre, count in zip(centres, counts, strict=True):
-            if count >= self.evidence:  # a handful of odd customers is no group yet
-                self._birth(self._unscaled(centre))
-        if not self.ready:  # no group of ``evidence`` rows: one cluster of everyone
-            self._birth(self.shop.mean())
+        per_cluster = self.evidence if rows >= self.warmup else self.min_group_customers
+        wanted = max(1, rows // per_cluster)
+        wanted = min(wanted, self.max_clusters)
+        centres, _ = groups(scaled, wanted, self.evidence, random.Random(self.seed))
+        for centre in centres:
+            self._birth(self._unscaled(centre))
         self.provisional = rows < self.warmup
         if not self.provisional:
             self.buffer = []
@@ -475,16 +505,11 @@ class ClusterModel(ModelHooks):
         return waited >= 1.0 and rows < self.warmup / 2 * waited
 
     def _novel(self, row: Row) -> int | None:
-        """A customer far from every cluster may be the first of a new group: while a
-        place is free they start a cluster of their own at once, on probation (see
-        :meth:`_end_probation`). With every place taken, far customers wait in a pool;
-        once ``evidence`` of them lie close together, the closest two clusters are merged
-        if they came too close, and the group starts in the place freed. Returns the new
-        cluster's id."""
-        if len(self.members) < self.max_clusters:
-            born = self._birth(row)
-            self.probation.add(born)
-            return born
+        """Customers far from every cluster wait in a pool (their rows, the latest
+        ``4 x evidence``); once ``evidence`` of them lie close together they are a new
+        group: it starts on probation (see :meth:`_end_probation`) in a free place, or one
+        freed by merging the closest two clusters if they came too close, and a pass moves
+        the outliers near it. Returns the new cluster's id."""
         self.pool = [*self.pool[-(4 * self.evidence - 1) :], row]
         scale = self._scale()
         z = self._z(row, scale)
@@ -495,17 +520,25 @@ class ClusterModel(ModelHooks):
         self.pool = [p for p in self.pool if p not in close]
         born = self._birth(tuple(sum(column) / len(close) for column in zip(*close, strict=True)))
         self.probation.add(born)
+        self._pass_wanted = True
         return born
 
     def _room(self) -> bool:
-        """Whether a new cluster fits: a free place, or one freed by merging the closest two
-        clusters if they came too close."""
+        """Whether a new group fits: a free place, or one freed by merging the closest two
+        clusters if they came too close, or by retiring the smallest cluster not on
+        probation if it has fewer than ``min_group_customers`` members (no group the shop
+        would be told of)."""
         if len(self.members) < self.max_clusters:
             return True
-        pair = self._closest_pair()
-        if pair is not None:
-            self._retire(pair)
-        return pair is not None
+        retired = self._closest_pair()
+        settled = [c for c in self.members if c not in self.probation]  # give new ones time
+        if retired is None and settled:
+            smallest = min(settled, key=lambda c: (self.members[c].count, c))
+            if self.members[smallest].count < self.min_group_customers:
+                retired = smallest
+        if retired is not None:
+            self._retire(retired)
+        return retired is not None
 
     def _maintain(self) -> None:
         """Every ``maintain_every`` learned rows: retire formed clusters that shrank below
@@ -537,7 +570,7 @@ class ClusterModel(ModelHooks):
         """The smaller of the two closest live clusters, if they are closer than
         ``merge_factor`` x the typical distance of a customer to their centre."""
         ids = sorted(self.members)
-        if len(ids) < 2 or self.typical.count == 0:
+        if len(ids) < 2 or not self._settled():
             return None
         scale = self._scale()
         scaled = {c: self._z(self._centre(c), scale) for c in ids}
@@ -553,6 +586,7 @@ class ClusterModel(ModelHooks):
     def _birth(self, anchor: Row) -> int:
         cluster_id, self.next_id = self.next_id, self.next_id + 1
         self.members[cluster_id] = Tally(WIDTH)
+        self.outliers[cluster_id] = 0
         self.anchors[cluster_id] = anchor
         self.born[cluster_id] = self.learned
         self.names[cluster_id] = self._unique_name(cluster_id)
@@ -566,7 +600,9 @@ class ClusterModel(ModelHooks):
         self.gone[cluster_id] = self.names.pop(cluster_id)
         while len(self.gone) > GONE_NAMES:
             del self.gone[next(iter(self.gone))]
-        self._pass_wanted |= self.members.pop(cluster_id).count > 0
+        self._pass_wanted |= (
+            self.members.pop(cluster_id).count + self.outliers.pop(cluster_id, 0) > 0
+        )
         del self.anchors[cluster_id], self.born[cluster_id]
         self.formed.discard(cluster_id)
         self.probation.discard(cluster_id)
@@ -622,9 +658,14 @@ class ClusterModel(ModelHooks):
         nearest = min(distances, key=distances.__getitem__)
         own = _cluster_id(customer.segments.get(self.name))
         margin = (1 + self.switch_margin) ** 2
-        if own in distances and distances[own] <= margin * distances[nearest]:
+        if own is not None and own in distances and distances[own] <= margin * distances[nearest]:
             return own
         return nearest
+
+    def _settled(self) -> bool:
+        """Whether the typical distance of a customer to their cluster rests on ``warmup``
+        placements: what "far" and "too close" are judged by."""
+        return self.typical.count >= self.warmup
 
     def _live(self, segment: str | None) -> bool:
         return _cluster_id(segment) in self.members
@@ -686,8 +727,10 @@ def _kept(memory: Any) -> Kept | None:
     """What a customer's memory holds (None: nothing, or not this version's layout)."""
     if not isinstance(memory, bytes) or len(memory) != MEMORY.size:
         return None
-    cluster_id, *row = MEMORY.unpack(memory)
-    return Kept(None if cluster_id < 0 else cluster_id, tuple(row))
+    code, *row = MEMORY.unpack(memory)
+    if code >= -1:
+        return Kept(None if code < 0 else code, tuple(row))
+    return Kept(-2 - code, tuple(row), counted=False)
 
 
 def _base(word: str) -> str:
