@@ -1,6 +1,72 @@
-"""Learned segments: online clustering of the shop's customers by how they buy.
+"""Learned segments: at most ``max_clusters`` groups of a shop's customers who buy alike,
+each with a stable id and a name an owner can read.
 
-(Design notes and measurements: rewritten at the end of the work.)
+**What a cluster is made of** (:func:`buying_row`): repeat days, basket, total spend, span
+from first to last order, repeats per month, discount and renewal shares, subscribed /
+cancelled / gift plan. All change only with the customer's own events: time passing never
+moves a customer (lifecycle and churn risk tell who is quiet). The model before issue 25
+also clustered on tenure and per-month rates, which grow or fall with every quiet day, so
+its reviews moved quiet customers: on CDNOW 72-77 % of quiet customers kept their cluster
+over 30 days, 56 % on the full log.
+
+**State.** Each customer's memory holds their row and their cluster (44 bytes); the model
+keeps count, sums and sums of squares per cluster and for the shop
+(:class:`~service.learning.kmeans.Tally`), taking a row out when it changes. A centre is
+its members' mean, the scaling the shop's customers' spread: a cluster moves only as its
+members change, so its name stays true. (An online k-means whose centres follow every
+event drifts with the flow of events: on CDNOW, after the first quarter only repeat buyers
+send events, and the one-off buyers ended 6 standard deviations from such a fading
+"average", with six of eight clusters carved out of them.)
+
+**Placing.** At their own event a customer goes to the nearest cluster, but leaves their
+own only for one ``switch_margin`` nearer. A review (no event of theirs) keeps a placed
+customer where they are. The first clusters are seeded from the first ``warmup`` rows
+(k-means++ and Lloyd rounds, the try with the most groups of ``evidence`` rows); a shop
+gathering under half that per 30 days gets provisional ones from what it has, seeded again
+at ``warmup``. Seeding asks the pipeline for a pass that places everyone (see
+:meth:`ClusterModel.drain_pass_request`).
+
+**New groups.** A customer far from every cluster (``respawn_factor`` typical distances, or
+:data:`FAR_ON_ONE_FEATURE` shop standard deviations on one feature) is an outlier of the
+nearest: carried there, not counted in its mean. Once ``evidence`` such customers lie close
+together they start a cluster, on probation until it has ``min_group_customers`` members
+(retired if it has not after ``patience`` rows), in a free place or one freed by merging
+the two closest clusters or retiring the smallest with too few members to be announced;
+the pass moves the outliers near it (the simulator's holiday gifters in November).
+
+**Retiring.** A formed cluster that shrank below half the size a group needs, a failed
+probation, the smaller of two clusters closer than ``merge_factor`` typical distances,
+provisional clusters at the second seeding. Its id is never used again; the pipeline's pass
+moves its members (cause ``model``); its name stays known for those changes.
+
+**Names** (:func:`traits`): up to three words for the features where the centre lies
+furthest from the shop's average (0.5 standard deviations; "very" from 1.5), the same
+words in another order counting as the same name (then a fourth word, then a number). A
+name is kept while its words still hold (0.3 and 1.0 standard deviations): over CDNOW's
+nine months 5-6 renames, nearly all in the first weeks.
+
+Measured with ``python -m bench.quality`` (figures and the before/after table in
+``bench/README.md``, Quality); the variants tried on the same histories, in order:
+
+=======================================================  ============  ===========  =========
+variant                                                  CDNOW ids     CDNOW        simulator
+                                                         ever (paper)  stability    ARI
+=======================================================  ============  ===========  =========
+before (online k-means, 12 centres, time-drifting)       19            0.77         0.74
+the same, 8 centres, these features, reviews keep        8             1.00         0.71
+centres with MacQueen rates, fading scaler               9-20          0.99         0.82-0.88
+exact member means (this), a far customer alone starts   10-11         0.96-0.98    0.86
+  a cluster in a free place
+outliers, groups of five start a cluster (this)          8-9           0.98-0.99    0.76-0.83
+=======================================================  ============  ===========  =========
+
+Known limit: nothing splits a cluster. A group that only sets itself apart after seeding
+stays with the cluster it was seeded in (the coffee shop's loyal and occasional subscribers
+look alike at their first order): in-process replays of the learning test's coffee shop,
+topics interleaved within weeks, scored ARI 0.56-0.88.
+
+A checkpoint of the model before issue 25 loads as a fresh model whose ids continue after
+the old ones (:meth:`ClusterModel.__setstate__`).
 """
 
 from __future__ import annotations
