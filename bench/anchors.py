@@ -29,6 +29,9 @@ SHIFT = timedelta(days=10_227)
 days, exactly 1,461 weeks, so weekdays stay what they were (1997-01-01, a Wednesday,
 becomes 2025-01-01, a Wednesday)."""
 CDNOW_SHOP = "cdnow"
+SAMPLE = "CDNOW_sample.txt"
+MASTER = "CDNOW_master.txt"
+"""The full log: 23,570 customers (the sample holds every tenth)."""
 PENALIZERS = (0.0, 0.001, 0.01, 0.1)
 INSTALL_HINT = "bench.quality needs the lifetimes package: .venv/bin/pip install -e '.[dev]'"
 
@@ -46,19 +49,24 @@ def _lifetimes() -> Any:
         raise MissingDependencyError(INSTALL_HINT) from None
 
 
-def cdnow_csv() -> str:
-    """CDNOW_sample as a transaction CSV (``customer_id,date,amount``), dates shifted by
-    :data:`SHIFT`: what a platform's export would hand ``service.tools.replay``.
+def cdnow_csv(name: str = SAMPLE) -> str:
+    """CDNOW_sample (or, with :data:`MASTER`, the full log) as a transaction CSV
+    (``customer_id,date,amount``), dates shifted by :data:`SHIFT`: what a platform's
+    export would hand ``service.tools.replay``.
 
-    The file's columns are the customer id, the customer's number in the sample, the date
-    (YYYYMMDD), the number of CDs and the dollars spent; the last two are one purchase.
+    The sample's columns are the customer id, the customer's number in the sample, the
+    date (YYYYMMDD), the number of CDs and the dollars spent; the master's (after a header
+    line) the same without the number in the sample. One line is one purchase.
     """
-    path = resources.files(_lifetimes()) / "datasets" / "CDNOW_sample.txt"
+    path = resources.files(_lifetimes()) / "datasets" / name
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
     writer.writerow(["customer_id", "date", "amount"])
     for line in path.read_text().splitlines():
-        customer_id, _, day, _, dollars = line.split()
+        fields = line.split()
+        if not fields[0].isdigit():
+            continue  # the master's header
+        customer_id, day, dollars = fields[0], fields[-3], fields[-1]
         when = date(int(day[:4]), int(day[4:6]), int(day[6:])) + SHIFT
         writer.writerow([customer_id, when.isoformat(), dollars])
     return out.getvalue()

@@ -18,6 +18,11 @@ Histories (each a shop's log replayed from its start):
   1997-07-01 … 1998-06-30 (365 days).
 - ``simulator``: every shop kind of ``service.tools.simulation`` with the default persona
   mix (signups, orders, renewals, cancellations), the last 273 days the holdout.
+- ``CDNOW master 1997-09-30`` (``--master``): the full log, 23,570 customers, paper split.
+
+Variants of every history: ``--shop-customers N`` deals its customers (in id order) into
+shops of N (how small shops fare, each on its own); ``--interleave SEED`` interleaves the
+input topics at random within each week (the order a worker's fetches may give).
 
 Definitions (all as of the cut: midnight UTC starting the calibration's last day, lifetimes'
 ``observation_period_end``; the pipeline's clock is moved there with
@@ -36,7 +41,8 @@ Definitions (all as of the cut: midnight UTC starting the calibration's last day
 - stability: customers who carry a cluster at day d and at d + 30, and had no event of their
   own in between (for CDNOW: no order), who carry the same one at d + 30, pooled over every
   such pair of snapshots d = cut - 30 k (k >= 1) of the replay; ``last`` the pair ending at
-  the cut; ARI: clusters at the cut against the simulator's planted personas (per shop).
+  the cut; ARI: clusters at the cut against the simulator's planted personas (per shop);
+  ``most at once``: the most cluster ids a shop's customers carried at a snapshot.
 
 Results: tables on stdout, progress on stderr, one JSON line per run appended to
 ``bench/results/quality.jsonl``. Figures are deterministic for a given code revision and
@@ -51,7 +57,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,7 +73,14 @@ from bench.quality_figures import (
     measure,
     reliability,
 )
-from bench.quality_replay import History, cdnow_histories, simulator_history
+from bench.quality_replay import (
+    History,
+    cdnow_histories,
+    cdnow_master_history,
+    in_shops_of,
+    interleaved,
+    simulator_history,
+)
 from service.settings import ConfigError, Settings, load_settings
 from service.tools.simulate import one_line
 
@@ -187,6 +200,7 @@ def cluster_table(results: Sequence[Result]) -> str:
                 result.history.name,
                 f"{found['clustered']:,}",
                 _span([s["carried"] for s in shops]),
+                _span([s["most_carried"] for s in shops]),
                 _span([s["models_clusters"] for s in shops]),
                 _span([s["carried_ever"] for s in shops]),
                 _span([s["formed"] for s in shops]),
@@ -198,10 +212,23 @@ def cluster_table(results: Sequence[Result]) -> str:
                 _number(found["ari"], 2),
             ]
         )
-    headers = ["history", "clustered", "ids carried", "/models clusters", "ids ever carried"]
+    headers = ["history", "clustered", "ids carried", "most at once", "/models clusters"]
+    headers += ["ids ever carried"]
     headers += ["formed", "largest share", "stability", "last 30 d", "/models stability"]
     headers += ["segment ≠ scores", "ARI personas"]
     return table(headers, body)
+
+
+def names_table(results: Sequence[Result]) -> str:
+    """The clusters of each one-shop history at the cut, with the names an owner sees."""
+    parts = []
+    for result in results:
+        named = clusters(result)["named"]
+        if named:
+            body = [[row["segment"], row["name"] or "", f"{row['customers']:,}"] for row in named]
+            title = f"{result.history.name}:"
+            parts.append(f"{title}\n\n" + table(["cluster", "name", "customers"], body))
+    return "\n\n".join(parts)
 
 
 def history_report(result: Result) -> str:
@@ -236,6 +263,9 @@ def history_report(result: Result) -> str:
 def report(results: Sequence[Result]) -> str:
     parts = [history_report(result) for result in results]
     parts.append("## Clusters at the cut\n\n" + cluster_table(results))
+    named = names_table(results)
+    if named:
+        parts.append("Names at the cut (GET /shops/{shop}/segments):\n\n" + named)
     return "\n\n".join(parts)
 
 
@@ -304,18 +334,30 @@ class Plan:
     simulator_days: int = 730
     simulator_holdout_days: int = 273
     seed: int = 1
+    master: bool = False
+    """Also the full CDNOW log with the paper's split (23,570 customers; ~3 min more)."""
+    shop_customers: int | None = None
+    """Deal every history's customers into shops of this many (small shops)."""
+    interleave: int | None = None
+    """Interleave the input topics at random within each week, with this seed."""
 
 
 QUICK = Plan(quick=True, simulator_customers=40, simulator_days=365, simulator_holdout_days=91)
 
 
 def histories(plan: Plan) -> list[History]:
-    return [
+    found = [
         *cdnow_histories(plan.quick),
+        *([cdnow_master_history()] if plan.master else []),
         simulator_history(
             plan.simulator_customers, plan.simulator_days, plan.simulator_holdout_days, plan.seed
         ),
     ]
+    if plan.shop_customers is not None:
+        found = [in_shops_of(history, plan.shop_customers) for history in found]
+    if plan.interleave is not None:
+        found = [interleaved(history, plan.interleave) for history in found]
+    return found
 
 
 def run(plan: Plan, settings: Settings) -> list[Result]:
@@ -337,16 +379,24 @@ def _parser() -> argparse.ArgumentParser:
     add("--simulator-days", type=int, default=Plan.simulator_days)
     add("--simulator-holdout-days", type=int, default=Plan.simulator_holdout_days)
     add("--seed", type=int, default=Plan.seed, help="of the simulator")
+    add("--master", action="store_true", help="also the full CDNOW log (~3 min more)")
+    add("--shop-customers", type=int, help="deal each history into shops of this many")
+    add("--interleave", type=int, metavar="SEED", help="topics interleaved within weeks")
     add("--no-record", action="store_true", help="do not append to results/quality.jsonl")
     return parser
 
 
 def plan_of(args: argparse.Namespace) -> Plan:
     """The plan the command line asks for (``--quick`` replaces the simulator's size)."""
+    variants = {
+        "master": args.master,
+        "shop_customers": args.shop_customers,
+        "interleave": args.interleave,
+    }
     if args.quick:
-        return QUICK
+        return replace(QUICK, **variants)
     sizes = (args.simulator_customers, args.simulator_days, args.simulator_holdout_days)
-    return Plan(False, *sizes, seed=args.seed)
+    return Plan(False, *sizes, seed=args.seed, **variants)
 
 
 def headline(plan: Plan, settings: Settings, seconds: float) -> str:
@@ -354,6 +404,8 @@ def headline(plan: Plan, settings: Settings, seconds: float) -> str:
     when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     changed = settings_env(settings) or "defaults"
     kind = "quick, " if plan.quick else ""
+    kind += "" if plan.shop_customers is None else f"shops of {plan.shop_customers}, "
+    kind += "" if plan.interleave is None else f"interleaved (seed {plan.interleave}), "
     return f"quality {when}: code {code_version()}, {kind}{seconds:,.0f} s, settings {changed}"
 
 

@@ -412,6 +412,7 @@ def clusters(result: Result) -> dict[str, Any]:
                 "carried": len(sizes),
                 "largest_share": max(sizes.values()) / sum(sizes.values()) if sizes else None,
                 "carried_ever": len(replay.carried[shop_id]),
+                "most_carried": replay.most_carried[shop_id],
                 "formed": replay.formed[shop_id],
                 "models_clusters": quality.get("clusters"),
                 "models_stability": quality.get("stability"),
@@ -427,7 +428,20 @@ def clusters(result: Result) -> dict[str, Any]:
         "stability_pairs": replay.stability.pairs,
         "stability_customers": replay.stability.eligible,
         "ari": _ari(result) if result.history.personas else None,
+        "named": _named(result) if len(replay.shops) == 1 else [],
     }
+
+
+def _named(result: Result) -> list[dict[str, Any]]:
+    """A one-shop history's clusters at the cut, largest first: id, name, members."""
+    shop_id = result.replay.shops[0]
+    sizes = queries.segment_sizes(result.replay.pipeline, shop_id)
+    names = sizes["names"].get("cluster", {})
+    found = sizes["models"].get("cluster", {})
+    return [
+        {"segment": segment, "name": names.get(segment), "customers": count}
+        for segment, count in sorted(found.items(), key=lambda item: (-item[1], item[0]))
+    ]
 
 
 def _ari(result: Result) -> float:

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import io
 import math
+import random
 import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from bench.anchors import CDNOW_SHOP, SHIFT, cdnow_csv
+from bench.anchors import CDNOW_SHOP, MASTER, SHIFT, cdnow_csv
 from bench.common import Progress
 from harness.stores import InProcessPipeline
 from service.api import queries
@@ -92,6 +93,63 @@ def cdnow_histories(quick: bool) -> list[History]:
         )
         for cut in cuts
     ]
+
+
+def cdnow_master_history() -> History:
+    """The full CDNOW log (23,570 customers, 69,659 purchases; the sample is every tenth
+    customer of it) with the paper's split: the history issue 25 first measured."""
+    events = read_orders(io.StringIO(cdnow_csv(MASTER)), shop_id=CDNOW_SHOP)
+    cut, end = date(1997, 9, 30), date(1998, 6, 30)
+    return History(
+        "CDNOW master 1997-09-30",
+        events,
+        cut + SHIFT,
+        end + SHIFT,
+        f"the full CDNOW log, calibration 1997-01-01 … {cut.isoformat()}, holdout "
+        f"{(cut + timedelta(days=1)).isoformat()} … {end.isoformat()} ({(end - cut).days} "
+        "days), the paper split",
+    )
+
+
+def in_shops_of(history: History, customers: int) -> History:
+    """The history with its customers dealt, in id order, into shops of ``customers``
+    (``<shop>-<n>``; the last may be smaller): small shops of the same behaviour."""
+    ids = sorted({(e["shop_id"], e["customer_id"]) for e in history.events})
+    shop_of = {key: f"{key[0]}-{n // customers}" for n, key in enumerate(ids)}
+    events = [{**e, "shop_id": shop_of[e["shop_id"], e["customer_id"]]} for e in history.events]
+    personas = {(shop_of[key], key[1]): p for key, p in history.personas.items()}
+    return replace(
+        history,
+        events=events,
+        personas=personas,
+        description=f"{history.description}; in shops of {customers} customers",
+    )
+
+
+def interleaved(history: History, seed: int) -> History:
+    """The history with its input topics interleaved at random within each week (a
+    worker reads signups, orders and cancellations from three topics, in whatever order
+    its fetches return): each topic's own order is kept."""
+    rng = random.Random(seed)
+    weeks: defaultdict[int, defaultdict[str, list[dict[str, Any]]]] = defaultdict(
+        lambda: defaultdict(list)
+    )
+    for event in history.events:
+        week = parse_time(event["occurred_at"]).toordinal() // 7
+        weeks[week][BY_TYPE_NAME[event["type"]].topic_role].append(event)
+    events = []
+    for week in sorted(weeks):
+        queues = [list(reversed(queue)) for _, queue in sorted(weeks[week].items())]
+        while queues:
+            queue = rng.choice(queues)
+            events.append(queue.pop())
+            if not queue:
+                queues.remove(queue)
+    return replace(
+        history,
+        events=events,
+        description=f"{history.description}; topics interleaved at random (seed {seed})",
+    )
 
 
 def simulator_history(customers: int, days: int, holdout_days: int, seed: int) -> History:
@@ -213,6 +271,8 @@ class Replay:
         self.formed: Counter[str] = Counter()
         self.first_seen: dict[Key, datetime] = {}
         self.stability = Stability()
+        self.most_carried: Counter[str] = Counter()
+        """Per shop, the most cluster ids its customers carried at once (at a snapshot)."""
         self.seconds = 0.0
         self._moved: set[Key] = set()
         self._snapshot: dict[Key, str] | None = None
@@ -243,6 +303,7 @@ class Replay:
             self._handle(event, at)
             if n % BATCH == 0:
                 self.worker.commit()
+                self._pass_step()
             progress.update(n)
         for moment in due:
             self._take_snapshot(moment)
@@ -257,21 +318,40 @@ class Replay:
         kind = BY_TYPE_NAME[event["type"]]
         self._tally(self.worker.handle(kind, kind.topic_role, encode(event), key[0]))
 
+    def _pass_step(self) -> bool:
+        """One step of every unfinished pass over a shop's customers (a re-evaluation, the
+        moves out of retired clusters), committed, as the worker's timer runs them between
+        batches; whether any ran."""
+        shops = self.pipeline.reevaluating()
+        for shop_id in shops:
+            outcome = self.pipeline.reevaluate(shop_id, self.settings.reevaluation_customers)
+            if outcome is not None:
+                self._tally(outcome)
+        if shops:
+            self.worker.commit(*{shop_partition(s, self.settings.topic_partitions) for s in shops})
+        return bool(shops)
+
     def _take_snapshot(self, moment: datetime) -> None:
-        """Move every shop's clock to ``moment`` (its reviews happen), commit, and compare
-        the clusters customers carry with those of the previous snapshot."""
+        """Move every shop's clock to ``moment`` (its reviews happen), finish the passes
+        under way, commit, and compare the clusters customers carry with those of the
+        previous snapshot."""
         for shop_id in self.shops:
             outcome = self.pipeline.advance_clock(shop_id, moment, self._live_s(shop_id, moment))
             if outcome is not None:
                 self._tally(outcome)
         partitions = [shop_partition(s, self.settings.topic_partitions) for s in self.shops]
         self.worker.commit(*partitions)
+        while self._pass_step():
+            pass
         clusters = {
             (shop_id, state.customer_id): state.segments["cluster"]
             for shop_id in self.shops
             for state in self.pipeline.shop_customers(shop_id)
             if "cluster" in state.segments
         }
+        for shop_id in self.shops:
+            carried = len(self.pipeline.book(shop_id).sizes.get("cluster", {}))
+            self.most_carried[shop_id] = max(self.most_carried[shop_id], carried)
         if self._snapshot is not None:
             self.stability.add(self._snapshot, clusters, self._moved)
         self._snapshot, self._moved = clusters, set()

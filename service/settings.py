@@ -281,22 +281,37 @@ class Settings(BaseSettings):
         "0.1-0.6 s; batches run in between).",
     )
     cluster_max_clusters: int = Field(
-        12, ge=2, le=64, description="Centres of each shop's online KMeans (bounds its size)."
+        8,
+        ge=2,
+        le=64,
+        description="Most live clusters a shop has at any time (the centres of its online "
+        "k-means; bounds the model's size).",
     )
     cluster_min_dwell_days: float = Field(
-        60.0, ge=0, description="Days in a cluster before time alone may move a customer."
+        60.0,
+        ge=0,
+        description="No longer used: time alone never moves a customer's cluster (only "
+        "their own events, or the retirement of their cluster); accepted so configurations "
+        "that set it still load.",
     )
     cluster_switch_margin: float = Field(
         0.25,
         ge=0,
-        description="A customer moves to a nearer cluster only once their own cluster's "
-        "centre is this much farther (0.25: 25 %) than the nearest.",
+        description="At their own event a customer moves to a nearer cluster only once their "
+        "own cluster's centre is this much farther (0.25: 25 %) than the nearest.",
     )
     cluster_warmup: int = Field(
-        100, ge=1, description="Evaluations before a shop's customers get a cluster."
+        100,
+        ge=1,
+        description="Customer events a shop's first clusters are seeded from; a shop that "
+        "gathers fewer than half as many per 30 days gets provisional clusters from what it "
+        "has (at least twice the minimum group), seeded again when it reaches this.",
     )
     cluster_min_group_customers: int = Field(
-        10, ge=1, description="Members a cluster needs before it is announced as formed."
+        10,
+        ge=1,
+        description="Members a cluster needs before it is announced as formed (and a "
+        "cluster started by customers far from every other needs to stay).",
     )
     churn_horizon_days: float = Field(
         90.0,

@@ -131,14 +131,23 @@ def _expected_orders(view: CustomerSnapshot, days: int) -> float | None:
 
 
 def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
-    """Customers per segment, per model."""
+    """Customers per segment, per model, and the human names of segments that are ids
+    (clusters: ``{"cluster": {"c3": "frequent · big baskets"}}``)."""
     now = shop_now(pipeline, shop_id)
-    sizes = pipeline.book(shop_id).sizes
-    return {
-        "shop_id": shop_id,
-        "as_of": format_time(now),
-        "models": {model: dict(sorted(c.items())) for model, c in sorted(sizes.items()) if c},
-    }
+    book = pipeline.book(shop_id)
+    models = {model: dict(sorted(c.items())) for model, c in sorted(book.sizes.items()) if c}
+    names = {}
+    for model, counts in models.items():
+        labelled = {s: label for s in counts if (label := _label(pipeline, shop_id, model, s))}
+        if labelled:
+            names[model] = labelled
+    return {"shop_id": shop_id, "as_of": format_time(now), "models": models, "names": names}
+
+
+def _label(pipeline: Pipeline, shop_id: str, model: str, segment: str) -> str | None:
+    """The human name a model gives one of its segments (None: the segment names itself)."""
+    found = pipeline.book(shop_id).models.get(model)
+    return None if found is None else found.label(segment)
 
 
 def segment_members(
@@ -162,6 +171,7 @@ def segment_members(
         "shop_id": shop_id,
         "model": model,
         "segment": segment,
+        "name": _label(pipeline, shop_id, model, segment),
         "total": len(members),
         "limit": limit,
         "offset": offset,
@@ -357,7 +367,17 @@ def paging(query: Mapping[str, str]) -> tuple[int, int]:
 
 
 NOT_FEATURES = frozenset(
-    ("shop_id", "customer_id", "attributes", "segments", "memory", "held", "lifetime", "forecast")
+    (
+        "shop_id",
+        "customer_id",
+        "attributes",
+        "segments",
+        "memory",
+        "held",
+        "review",
+        "lifetime",
+        "forecast",
+    )
 )
 """Fields of a snapshot that are not the customer's features (or are shown elsewhere)."""
 

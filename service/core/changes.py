@@ -23,9 +23,10 @@ _CHANGE_NAMESPACE = uuid.UUID("6f1c3a52-5d0e-4d0c-9a43-3f3b1f2c8e11")
 @dataclass(frozen=True, slots=True)
 class Cause:
     """Why a segment was re-evaluated: an input event, stream time passing (timer), a
-    shop's new, replaced or deleted segment definition, or the customer's erasure."""
+    shop's new, replaced or deleted segment definition, the customer's erasure, or a
+    learned model that retired the customer's segment (model)."""
 
-    kind: Literal["event", "timer", "definition", "erased"]
+    kind: Literal["event", "timer", "definition", "erased", "model"]
     event_id: str | None = None
     event_type: str | None = None
 
@@ -62,6 +63,10 @@ class SegmentChange:
     predictions: tuple[tuple[str, float | None], ...] = ()
     """What the model's new segment rests on (the churn model: its probability and the
     expected orders), published as ``predictions``; empty for the other models."""
+    previous_name: str | None = None
+    """The human name of ``previous``, for a model whose segments are ids (clusters)."""
+    current_name: str | None = None
+    """The human name of ``current``, likewise."""
 
     @property
     def event_id(self) -> str:
@@ -70,6 +75,8 @@ class SegmentChange:
         trigger = self.cause.event_id or f"timer@{format_time(self.changed_at)}"
         if self.cause.kind == "definition":
             trigger = f"definition@v{self.definition_version}"
+        elif self.cause.kind == "model":  # a retired segment is left once, at any time
+            trigger = f"retired@{self.previous}"
         name = f"{self.shop_id}|{self.customer_id}|{self.model}|{self.current}|{trigger}"
         return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
 
@@ -94,6 +101,7 @@ class SegmentChange:
                 "since": format_time(self.changed_at),
                 "change_id": self.event_id,
                 "marketing_opt_in": self.marketing_opt_in,
+                **({} if self.current_name is None else {"name": self.current_name}),
             },
             self.arms,
         )
@@ -113,12 +121,19 @@ class SegmentChange:
                 "changed_at": format_time(self.changed_at),
                 "cause": self.cause.to_json(),
                 "marketing_opt_in": self.marketing_opt_in,
+                **self._names(),
             },
             self.arms_left + self.arms,
         )
         if self.predictions:
             payload["predictions"] = dict(self.predictions)
         return payload
+
+    def _names(self) -> dict[str, str | None]:
+        """``previous_name`` and ``current_name`` for a model that names its segments."""
+        if self.previous_name is None and self.current_name is None:
+            return {}
+        return {"previous_name": self.previous_name, "current_name": self.current_name}
 
     def _versioned(
         self, payload: dict[str, Any], arms: tuple[tuple[str, str], ...]
@@ -141,6 +156,8 @@ class SegmentFormed:
     description: str
     size: int
     formed_at: datetime
+    name: str | None = None
+    """The group's human name (what sizes and changes show beside ``segment``)."""
 
     @property
     def event_id(self) -> str:
@@ -158,6 +175,7 @@ class SegmentFormed:
             "shop_id": self.shop_id,
             "model": self.model,
             "segment": self.segment,
+            **({} if self.name is None else {"name": self.name}),
             "description": self.description,
             "size": self.size,
             "formed_at": format_time(self.formed_at),

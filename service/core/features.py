@@ -77,6 +77,10 @@ class CustomerSnapshot:
     held: frozenset[str] = frozenset()
     """Models whose segment this evaluation must not change: a review (time passing, no
     event of the customer's) before the model's minimum dwell in the segment is over."""
+    review: bool = False
+    """True when no event of the customer's caused this evaluation (time passed, or a pass
+    over the shop's customers): a model whose features only the customer's own events
+    change has nothing new to learn."""
     lifetime: Any = None
     """The shop's fitted lifetime model (``service.learning.lifetime.LifetimeFit``), if it
     has one: what the ``predictions.*`` fields of shop-defined segments read."""

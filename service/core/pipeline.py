@@ -100,6 +100,9 @@ MAX_DEFINITIONS = 100
 """Most segments one shop defines (each is evaluated on every event of the shop's)."""
 MAX_DEFINITION_BYTES = 64 * 1024
 """Largest definition record read (a rule of 64 nodes needs a few KB)."""
+REHOMING_PREFIX = "model:"
+"""Name of a pass that moves the customers of segments a learned model retired
+(``model:<model name>``), queued with the shop's definition re-evaluations."""
 
 
 @dataclass(slots=True)
@@ -274,6 +277,7 @@ class Pipeline:
         then, collect new groups."""
         outcome.changes += self._review_due(book, now)
         outcome.formed = self._formed(book, now)
+        self._queue_rehoming(book)
         book.dirty = True
         return outcome
 
@@ -395,6 +399,7 @@ class Pipeline:
         book.dirty = True
         outcome = Outcome("processed", None, shop_id, self._review_due(book, now))
         outcome.formed = self._formed(book, now)
+        self._queue_rehoming(book)
         return outcome
 
     # ------------------------------------------------------------ definitions
@@ -494,6 +499,8 @@ class Pipeline:
         item = book.definitions.pending[0]
         if item.segment_id.startswith(KEY_PREFIX):
             return self._enrolment_pass(book, item, limit)
+        if item.segment_id.startswith(REHOMING_PREFIX):
+            return self._rehoming_pass(book, item, limit)
         book.definitions_dirty = True
         outcome = Outcome("processed", None, shop_id)
         if book.stream_time is not None:
@@ -506,6 +513,57 @@ class Pipeline:
         if not book.definitions.pending and self._reevaluating is not None:
             self._reevaluating.discard(shop_id)
         return outcome
+
+    def _queue_rehoming(self, book: ShopBook) -> None:
+        """A pass over the shop's customers for each model that retired segments (see
+        :meth:`_rehoming_pass`); one under way starts over, which covers both."""
+        for name, model in book.models.items():
+            if model.drain_pass_request():
+                book.definitions.queue(Reevaluation(f"{REHOMING_PREFIX}{name}", 0))
+                book.definitions_dirty = True
+                if self._reevaluating is not None:
+                    self._reevaluating.add(book.shop_id)
+
+    def _rehoming_pass(self, book: ShopBook, item: Reevaluation, limit: int) -> Outcome:
+        """Review up to ``limit`` more of the shop's customers with one model (learn and
+        assign, as a review): whoever carries a segment it retired, or none though it can
+        place them now, moves, with cause ``model``; the others stay as they are."""
+        name = item.segment_id.removeprefix(REHOMING_PREFIX)
+        model, now = book.models.get(name), book.stream_time
+        outcome = Outcome("processed", None, book.shop_id)
+        done = 0
+        for state in self.shop_customers(book.shop_id, after=item.after):
+            if done == limit or model is None or now is None:
+                break
+            if not state.is_prospect:
+                outcome.changes += self._review_with(book, model, state, now)
+            item.after, done = state.customer_id, done + 1
+        if done < limit:
+            book.definitions.pending.pop(0)
+        if now is not None:
+            outcome.formed = self._formed(book, now)
+        self._queue_rehoming(book)
+        book.definitions_dirty = book.dirty = True
+        if not book.definitions.pending and self._reevaluating is not None:
+            self._reevaluating.discard(book.shop_id)
+        return outcome
+
+    def _review_with(
+        self, book: ShopBook, model: SegmentModel, state: CustomerState, now: datetime
+    ) -> list[SegmentChange]:
+        """One model's look at a customer in a pass: their segment moves only if the
+        model retired it or can now place them (the state is saved when learning changed
+        its memory or the segment moved)."""
+        view = replace(self.view(state, now), review=True)
+        memory = state.memory.get(model.name)
+        model.learn(view)
+        segments, enrolments = dict(state.segments), dict(state.enrolments)
+        moved = self._move(book, state, model.name, model.assign(view), now, Cause("model"))
+        if moved:
+            self._book_moves(segments, enrolments, state, now)
+        if moved or state.memory.get(model.name) is not memory:
+            self._save(state)
+        return moved
 
     def _enrolment_pass(self, book: ShopBook, item: Reevaluation, limit: int) -> Outcome | None:
         """Enrol up to ``limit`` more of the members an experiment's segment had when it
@@ -697,8 +755,8 @@ class Pipeline:
         customer in their segment until the model's minimum dwell there is over."""
         view = self.view(state, now)
         held = self._held(book, state, now) if cause.kind == "timer" else {}
-        if held:
-            view = replace(view, held=frozenset(held))
+        if cause.kind == "timer":
+            view = replace(view, held=frozenset(held), review=True)
         for model in book.models.values():
             model.learn(view)
         changes = []
@@ -709,7 +767,8 @@ class Pipeline:
             details = None
             if current is not None and current != state.segments.get(name):
                 details = model.change_details(view)
-            changes += self._move(book, state, name, current, now, cause, details=details)
+            why = cause if cause.kind != "timer" or model.time_moves else Cause("model")
+            changes += self._move(book, state, name, current, now, why, details=details)
         changes += self._evaluate_defined(book, state, view, now, cause)
         reviews = [model.next_review(view) for model in book.models.values()]
         reviews += held.values()  # look again when the dwell is over
@@ -749,6 +808,7 @@ class Pipeline:
         previous = state.segments.get(name)
         if current == previous:
             return []
+        model = book.models.get(name)
         if current is None:
             del state.segments[name]
             state.segment_since.pop(name, None)
@@ -767,6 +827,8 @@ class Pipeline:
             state.marketing_opt_in,
             version,
             predictions=tuple(sorted(details.items())) if details else (),
+            previous_name=None if model is None or previous is None else model.label(previous),
+            current_name=None if model is None or current is None else model.label(current),
         )
         change, counted = follow(book.experiments, state, change, now)
         book.experiments_dirty |= counted
@@ -857,7 +919,9 @@ class Pipeline:
     def _formed(self, book: ShopBook, now: datetime) -> list[SegmentFormed]:
         """New groups that learned models noticed."""
         return [
-            SegmentFormed(book.shop_id, name, item.segment, item.description, item.size, now)
+            SegmentFormed(
+                book.shop_id, name, item.segment, item.description, item.size, now, item.name
+            )
             for name, model in book.models.items()
             for item in model.drain_announcements()
         ]

@@ -39,6 +39,9 @@ class SegmentModel(Protocol):
     model, and ``deploy/openapi.json`` documents these)."""
     uses_partition_prior: ClassVar[bool]
     """True when the model blends in a model shared by the shops of one partition."""
+    time_moves: ClassVar[bool]
+    """Whether time alone (a review) may move a customer; if not, a review that moves one
+    does so because the model changed (retired their segment), and says so (cause model)."""
 
     @classmethod
     def create(cls, settings: Settings, seed: int) -> Self:
@@ -89,12 +92,26 @@ class SegmentModel(Protocol):
         their memory held (their memory itself goes with their state)."""
         ...
 
+    def label(self, segment: str) -> str | None:
+        """The human name of one of the model's segments (None: the segment names itself)."""
+        ...
+
+    def drain_pass_request(self) -> bool:
+        """Whether the model wants every customer of the shop looked at since the last
+        call (it retired a segment some carry, or can place customers it could not): the
+        pipeline then evaluates this model alone for each of them, as a review, in steps
+        (:meth:`service.core.pipeline.Pipeline.reevaluate`)."""
+        ...
+
 
 class Announcement(Protocol):
-    """A newly formed group: the segment its members carry and how it looks."""
+    """A newly formed group: the segment its members carry, its name, how it looks."""
 
     @property
     def segment(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
 
     @property
     def description(self) -> str: ...
@@ -105,9 +122,11 @@ class Announcement(Protocol):
 
 class ModelHooks:
     """Defaults of the optional hooks: no reviews, nothing to explain or publish with a
-    change, no quality figures, no announcements, no prior, nothing to forget."""
+    change, no quality figures, no announcements, no prior, nothing to forget, no labels,
+    no passes."""
 
     uses_partition_prior: ClassVar[bool] = False
+    time_moves: ClassVar[bool] = True
 
     def next_review(self, customer: CustomerSnapshot) -> datetime | None:
         """Rules and distributions that only the customer's events change: never."""
@@ -138,6 +157,14 @@ class ModelHooks:
 
     def forget(self, customer: CustomerSnapshot) -> None:
         """Nothing is kept about any one customer outside their memory."""
+
+    def label(self, segment: str) -> str | None:
+        """Segment names say what they are."""
+        return None
+
+    def drain_pass_request(self) -> bool:
+        """No pass is ever needed."""
+        return False
 
 
 def next_on_ladder(customer: CustomerSnapshot) -> datetime | None:

@@ -157,6 +157,7 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("segment_changed", "cause_kind_unknown"): "kind",
     ("segment_changed", "changed_at_without_offset"): "changed_at",
     ("segment_changed", "current_empty_string"): "current",
+    ("segment_changed", "current_name_empty_string"): "current_name",
     ("segment_changed", "event_cause_without_event_id"): "event_id",
     ("segment_changed", "extra_top_level_property"): "score",
     ("segment_changed", "missing_changed_at"): "changed_at",

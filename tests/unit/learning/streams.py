@@ -10,6 +10,7 @@ the review schedule). The snapshots share their customer's segments and memory, 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import date, timedelta
 
 from service.core.customer import CustomerState, apply
@@ -32,8 +33,11 @@ def one_shop(
     )
 
 
-def evaluations(simulation: Simulation, rescore_days: float = 1.0) -> Iterator[CustomerSnapshot]:
-    """Snapshots of one shop's customers, as the pipeline would evaluate them."""
+def evaluations(
+    simulation: Simulation, rescore_days: float = 1.0, mark_reviews: bool = False
+) -> Iterator[CustomerSnapshot]:
+    """Snapshots of one shop's customers, as the pipeline would evaluate them (with
+    ``mark_reviews`` the rescores are flagged as the pipeline flags reviews)."""
     states: dict[str, CustomerState] = {}
     now = None
     rescored = None
@@ -49,7 +53,8 @@ def evaluations(simulation: Simulation, rescore_days: float = 1.0) -> Iterator[C
         if now - rescored >= timedelta(days=rescore_days):
             rescored = now
             for customer_id in sorted(states):
-                yield snapshot(states[customer_id], now)
+                found = snapshot(states[customer_id], now)
+                yield replace(found, review=True) if mark_reviews else found
 
 
 def evaluate(model: SegmentModel, view: CustomerSnapshot) -> str | None:

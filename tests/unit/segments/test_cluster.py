@@ -1,27 +1,40 @@
-"""Learned segments: stable ids, descriptions, new groups, recovery of planted groups."""
+"""Learned segments: features time cannot move, stable ids, readable names, retirement and
+re-placing, small shops, recovery of planted groups, checkpoints of the model before."""
 
 from __future__ import annotations
 
+import base64
 import os
 import pickle
 import random
 import subprocess
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from service.core.events import format_time
 from service.core.features import CustomerSnapshot, snapshot
 from service.learning.quality import adjusted_rand_index
-from service.segments.cluster import ClusterModel, GroupFormed, StableIds, traits
+from service.segments.cluster import (
+    FEATURES,
+    MEMORY,
+    SMALL_SHOP,
+    ClusterModel,
+    GroupFormed,
+    buying_row,
+    traits,
+)
 from service.settings import Settings
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, final_snapshots, one_shop
 
 NOW = datetime(2025, 12, 1, tzinfo=UTC)
+BEFORE_ISSUE_25 = Path(__file__).with_name("cluster_model_before_issue_25.b64")
+"""A checkpoint of the model before issue 25 (next id 4), written by that code."""
 
 
 @dataclass
@@ -31,127 +44,206 @@ class Replayed:
     truth: dict[str, str]
     final: dict[str, CustomerSnapshot]
     clusters: dict[str, str | None]
+    live_at_most: int
 
 
 @pytest.fixture(scope="module")
 def replayed() -> Replayed:
-    """A coffee roaster's 2025 (120 customers, holiday gifters appear in November)."""
+    """A coffee roaster's 2025 (120 customers, holiday gifters appear in November), its
+    customers re-evaluated every 2 days as reviews."""
     simulation = one_shop(seed=1, customers=120)
     model = ClusterModel.create(Settings(), seed=1)
     formed: list[GroupFormed] = []
     clusters: dict[str, str | None] = {}
-    for view in evaluations(simulation, rescore_days=2.0):
+    live_at_most = 0
+    for view in evaluations(simulation, rescore_days=2.0, mark_reviews=True):
         clusters[view.customer_id] = evaluate(model, view)
         formed += model.drain_announcements()
+        live_at_most = max(live_at_most, len(model.members))
     truth = {t.customer_id: t.persona for t in simulation.truth}
-    return Replayed(model, formed, truth, final_snapshots(simulation), clusters)
+    return Replayed(model, formed, truth, final_snapshots(simulation), clusters, live_at_most)
+
+
+def customer(n: int, days: dict[str, float], now: datetime = NOW) -> CustomerSnapshot:
+    first = min(days)
+    view = state(
+        "shop",
+        f"c-{n}",
+        first_seen_at=f"{first}T00:00:00Z",
+        purchase_days=days,
+        order_count=len(days),
+        total_spend=sum(days.values()),
+    )
+    return snapshot(view, now)
 
 
 def planted(count: int, seed: int) -> list[CustomerSnapshot]:
-    """Two behaviours: frequent recent big spenders and one-off customers gone quiet."""
+    """Two behaviours: frequent big spenders and one-off small baskets."""
     rng = random.Random(seed)
     views = []
     for n in range(count):
         if n % 2:
-            days = {f"2025-11-{d:02d}": rng.uniform(60, 90) for d in range(1, 29, 3)}
+            days = {
+                f"2025-{m:02d}-{rng.randint(1, 28):02d}": rng.uniform(60, 90) for m in range(1, 12)
+            }
         else:
             days = {f"2025-0{rng.randint(1, 3)}-15": rng.uniform(5, 10)}
-        customer = state(
-            "shop",
-            f"c-{n}",
-            first_seen_at=format_time(datetime(2025, 1, 1, tzinfo=UTC)),
-            purchase_days=days,
-            order_count=len(days),
-            total_spend=sum(days.values()),
-        )
-        views.append(snapshot(customer, NOW))
+        views.append(customer(n, days))
     return views
 
 
-def trained(views: list[CustomerSnapshot], rounds: int = 5) -> ClusterModel:
-    model = ClusterModel(seed=3, warmup=50, refresh_every=25)
-    for _ in range(rounds):
-        for view in views:
-            evaluate(model, view)
+def trained(views: list[CustomerSnapshot], warmup: int = 40) -> ClusterModel:
+    model = ClusterModel(seed=3, warmup=warmup, maintain_every=25)
+    for view in views:
+        evaluate(model, view)
+    for view in views:  # the pass the seeding asks for
+        evaluate(model, replace(view, review=True))
     return model
 
 
-def test_stable_ids_follow_renumbered_and_drifting_centres() -> None:
-    ids = StableIds(radius=1.0)
-    assert ids.match({0: {"x": 0.0}, 1: {"x": 4.0}, 2: {"x": 8.0}}) == [0, 1, 2]
-    assert ids.match({0: {"x": 8.3}, 1: {"x": 0.2}, 2: {"x": 3.6}}) == []
-    assert ids.by_key == {1: 0, 2: 1, 0: 2}
+def test_features_do_not_move_with_time_alone() -> None:
+    days = {"2025-01-03": 30.0, "2025-02-10": 45.0}
+    early, late = customer(1, days, NOW), customer(1, days, NOW + timedelta(days=400))
+    assert buying_row(early) == buying_row(late)
+    assert len(buying_row(early)) == len(FEATURES)
 
 
-def test_stable_ids_give_a_centre_that_jumped_a_new_id() -> None:
-    ids = StableIds(radius=1.0)
-    ids.match({0: {"x": 0.0}, 1: {"x": 4.0}})
-    assert ids.match({0: {"x": 0.1}, 1: {"x": 20.0}}) == [2]
-    assert ids.by_key == {0: 0, 1: 2}
-    assert ids.match({0: {"x": 0.1}, 1: {"x": 4.2}}) == []  # the old place: the old id
-    assert ids.by_key == {0: 0, 1: 1}
+def test_traits_name_the_largest_deviations_and_say_very_when_strong() -> None:
+    centre = {"repeat_days": 2.0, "total_spend": 0.9, "span_days": -1.5, "cancelled": -3.0}
+    assert traits(centre) == ["very frequent", "high spend"]
+    assert traits({"repeat_days": -0.8, "repeats_per_month": -0.9}) == ["one-off"]
+    assert traits({"span_days": 0.1}) == []
 
 
-def test_stable_ids_forget_the_longest_unmatched() -> None:
-    ids = StableIds(radius=0.5, max_ids=3)
-    for place in range(6):
-        ids.match({0: {"x": 10.0 * place}})
-    assert sorted(ids.positions) == [3, 4, 5]
-
-
-def test_customers_keep_their_cluster_when_the_algorithm_renumbers() -> None:
-    views = planted(80, seed=1)
-    model = trained(views)
-    before = [model.assign(view) for view in views]
-    centers = model.kmeans.centers
-    keys = sorted(centers)
-    model.kmeans.centers = {
-        new: centers[old] for new, old in zip(keys, reversed(keys), strict=True)
-    }
-    model.refresh_ids()
-    assert [model.assign(view) for view in views] == before
-    assert len(set(before)) == 2
-
-
-def test_planted_groups_are_separated_and_described() -> None:
+def test_planted_groups_are_separated_and_named() -> None:
     views = planted(80, seed=2)
     model = trained(views)
-    labels = [model.assign(view) for view in views]
-    # separated: no cluster holds customers of both groups (with more centres than
-    # groups, a group may span two clusters)
+    labels = [model.assign(replace(view, review=True)) for view in views]
     groups_in = {label: {n % 2 for n, got in enumerate(labels) if got == label} for label in labels}
     assert all(len(groups) == 1 for groups in groups_in.values())
-    spender = int(str(labels[1])[1:])
-    description = model.describe(spender)
-    assert "high spend" in description and "frequent" in description
-    assert "spend per month" in description and " vs " in description
+    spender = str(labels[1])
+    name = str(model.label(spender))
+    assert "high spend" in name and ("frequent" in name or "fast cadence" in name)
+    assert model.describe(int(spender[1:])).startswith(str(model.label(spender)))
+    names = [model.label(f"c{c}") for c in model.members]
+    assert len(set(names)) == len(names)
 
 
-def test_no_segment_while_warming_up() -> None:
+def test_a_review_never_moves_a_placed_customer_nor_teaches_the_model() -> None:
+    views = planted(80, seed=4)
+    model = trained(views)
+
+    def learned() -> bytes:
+        return pickle.dumps((model.shop, model.members, model.names, model.learned))
+
+    before = learned()
+    for view in views:
+        carried = view.segments["cluster"]
+        later = replace(view, as_of=view.as_of + timedelta(days=200), review=True)
+        model.learn(later)
+        assert model.assign(later) == carried
+    assert learned() == before
+    assert model.quality()["stability"] == 1.0
+
+
+def test_rows_are_counted_once_per_customer() -> None:
+    views = planted(60, seed=5)
+    model = trained(views)
+    for view in views:  # their own events again: each row replaces the customer's last one
+        evaluate(model, view)
+    assert model.shop.count == 60 == model.assigned
+    assert sum(t.count for t in model.members.values()) + sum(model.outliers.values()) == 60
+    kept = MEMORY.unpack(views[0].memory["cluster"])
+    assert f"c{kept[0]}" == views[0].segments["cluster"]
+
+
+def test_no_segment_while_warming_up_then_a_pass_places_everyone() -> None:
     model = ClusterModel(warmup=10)
     views = planted(9, seed=3)
     for view in views:
         model.learn(view)
-    assert model.assign(views[0]) is None
-    model.learn(views[0])
-    assert model.assign(views[0]) is not None
+        assert model.assign(view) is None
+        assert model.next_review(view) == view.as_of + timedelta(days=7)
+    assert not model.drain_pass_request()
+    evaluate(model, planted(10, seed=3)[9])
+    assert model.drain_pass_request()
+    assert all(evaluate(model, replace(view, review=True)) for view in views)
+    assert model.next_review(views[0]) is None
 
 
-def test_traits_name_the_largest_deviations() -> None:
-    centre = {
-        "quiet_days": -1.5,
-        "repeat_days": 2.0,
-        "spend_per_month": 0.9,
-        "cancelled": -3.0,
-        "tenure_days": 0.2,
-    }
-    assert traits(centre) == ["frequent", "recent", "high spend"]
-    assert traits({"tenure_days": 0.1}) == []
+def test_a_small_shop_gets_provisional_clusters_and_seeds_again_at_warmup() -> None:
+    model = ClusterModel(warmup=100, min_group_customers=10)
+    views = planted(24, seed=6)
+    for view in views:
+        evaluate(model, view)
+    assert not model.ready  # 24 rows in no time: it may still reach 100
+    later = replace(views[0], as_of=views[0].as_of + SMALL_SHOP, review=True)
+    model.learn(later)
+    assert model.ready and model.provisional and len(model.members) <= 2
+    assert model.drain_pass_request()
+    provisional = set(model.members)
+    for view in planted(100, seed=7)[24:]:
+        evaluate(model, view)
+    assert not model.provisional and not provisional & set(model.members)
+    assert model.drain_pass_request()
+    assert all(model.label(f"c{c}") for c in provisional)  # the moves still name them
+
+
+def test_a_retired_cluster_is_left_by_its_members_with_its_name_known() -> None:
+    views = planted(80, seed=8)
+    model = trained(views)
+    model.drain_pass_request()
+    spender = views[1].segments["cluster"]
+    cluster_id = int(spender[1:])
+    name = model.label(spender)
+    model._retire(cluster_id)
+    assert model.drain_pass_request()
+    assert model.label(spender) == name and spender not in [f"c{c}" for c in model.members]
+    for view in views:
+        moved = evaluate(model, replace(view, review=True))
+        assert moved is not None and int(moved[1:]) in model.members
+    assert spender not in {view.segments["cluster"] for view in views}
+
+
+def test_a_new_group_far_from_every_cluster_gets_its_own_on_probation() -> None:
+    views = planted(80, seed=9)
+    model = trained(views)
+    gifts = []
+    for n in range(80, 100):
+        view = customer(n, {"2025-11-20": 40.0})
+        gifts.append(replace(view, plan_tier="gift"))
+    found = Counter(evaluate(model, view) for view in gifts)
+    gift = [f"c{c}" for c in model.members if "gift plan" in str(model.label(f"c{c}"))]
+    assert len(gift) == 1 and int(gift[0][1:]) in model.probation
+    assert found[gift[0]] >= len(gifts) / 2
+    assert len(model.members) <= model.max_clusters
+
+
+def test_explain_gives_the_carried_cluster_its_name_and_the_nearest() -> None:
+    views = planted(40, seed=10)
+    model = trained(views, warmup=20)
+    view = views[1]
+    explained = model.explain(view)
+    assert explained is not None
+    assert explained["cluster"] == view.segments["cluster"]
+    assert explained["name"] == model.label(view.segments["cluster"])
+    assert "nearest" not in explained
+    other = next(f"c{c}" for c in model.members if f"c{c}" != view.segments["cluster"])
+    moved = replace(view, segments={"cluster": other})
+    assert model.explain(moved)["nearest"] == view.segments["cluster"]  # type: ignore[index]
+
+
+def test_forget_takes_the_customers_row_out() -> None:
+    views = planted(40, seed=11)
+    model = trained(views, warmup=20)
+    count = model.shop.count
+    model.forget(views[0])
+    assert model.shop.count == count - 1 and "cluster" not in views[0].memory
 
 
 def test_late_holiday_group_is_announced_once_in_season(replayed: Replayed) -> None:
     late = [group for group in replayed.formed if group.at >= datetime(2025, 11, 1, tzinfo=UTC)]
-    gifts = [group for group in late if "gift plan" in group.description]
+    gifts = [group for group in late if "gift plan" in group.name]
     assert len(gifts) == 1
     members = Counter(
         replayed.truth[customer]
@@ -163,34 +255,17 @@ def test_late_holiday_group_is_announced_once_in_season(replayed: Replayed) -> N
     assert len({group.cluster_id for group in replayed.formed}) == len(replayed.formed)
 
 
-def test_a_dissolved_cluster_is_announced_again_when_it_forms_anew() -> None:
-    """Formed at 10 members (40 of 80 assigned); it dissolves below 5, not at 5, and
-    reaching 10 again announces it a second time."""
-    views = planted(80, seed=2)
-    model = trained(views)
-    model.drain_announcements()
-    group = [view for view in views if model.assign(view) == model.assign(views[1])]
-    own, other = int(str(model.assign(views[1]))[1:]), int(str(model.assign(views[0]))[1:])
-
-    def move(view: CustomerSnapshot, source: int, target: int) -> None:
-        model._record(replace(view, segments={"cluster": f"c{source}"}), target)
-
-    for view in group[5:]:
-        move(view, own, other)
-    assert model.sizes[own] == 5 and own in model.formed
-    move(group[4], own, other)
-    assert own not in model.formed
-    for view in group[4:10]:
-        move(view, other, own)
-    again = model.drain_announcements()
-    assert [(formed.cluster_id, formed.size) for formed in again] == [(own, 10)]
+def test_never_more_live_clusters_than_the_maximum(replayed: Replayed) -> None:
+    assert replayed.live_at_most <= Settings().cluster_max_clusters
+    assert replayed.model.next_id <= 2 * Settings().cluster_max_clusters
 
 
 def test_clusters_recover_the_planted_personas(replayed: Replayed) -> None:
-    # Measured ARI 0.84-0.91 on such shops (see the module docstring); 0.6 leaves margin
-    # for seeds while still far above what mixing two personas per cluster gives.
+    # Measured 0.65 on this shop (loyal and occasional subscribers share a cluster); on the
+    # simulator's six shops 0.76-0.83 (bench.quality, seeds 1-3); the old model's bound was
+    # 0.6 too. Mixing three of the six personas into one cluster scores about 0.5.
     final = replayed.final
-    labels = [replayed.model.assign(view) for view in final.values()]
+    labels = [replayed.clusters[c] for c in final]
     score = adjusted_rand_index([replayed.truth[c] for c in final], labels)
     assert score > 0.6
 
@@ -198,17 +273,17 @@ def test_clusters_recover_the_planted_personas(replayed: Replayed) -> None:
 def test_quality_and_size_are_reported(replayed: Replayed) -> None:
     quality = replayed.model.quality()
     assert quality["silhouette"] > 0.3
-    assert quality["stability"] > 0.9
+    assert quality["stability"] > 0.99  # only retired clusters move quiet customers
+    assert 0.5 < quality["kept_at_events"] < 1.0  # their own events move some
     assert quality["customers"] == 120.0
     assert 2 <= quality["clusters"] <= Settings().cluster_max_clusters
-    assert len(pickle.dumps(replayed.model, protocol=5)) < 32 * 1024
-    summary = replayed.model.clusters()
-    assert sum(row["size"] for row in summary) <= 120
+    assert len(pickle.dumps(replayed.model, protocol=5)) < 16 * 1024
+    assert sum(row["size"] for row in replayed.model.clusters()) == 120
 
 
 def test_model_size_does_not_grow_with_the_stream() -> None:
     views = planted(60, seed=4)
-    model = trained(views, rounds=3)
+    model = trained(views)
     early = len(pickle.dumps(model, protocol=5))
     for _ in range(30):
         for view in views:
@@ -216,12 +291,28 @@ def test_model_size_does_not_grow_with_the_stream() -> None:
     assert len(pickle.dumps(model, protocol=5)) <= early * 1.1
 
 
+def test_a_checkpoint_of_the_model_before_loads_as_a_fresh_one_with_later_ids() -> None:
+    old = pickle.loads(zlib.decompress(base64.b64decode(BEFORE_ISSUE_25.read_text())))
+    assert isinstance(old, ClusterModel) and not old.ready and old.next_id == 4
+    views = planted(30, seed=12)
+    for view in views:
+        view.segments["cluster"] = "c1"  # what the customers carry from the old model
+        waiting = not old.ready
+        old.learn(view)
+        if waiting and not old.ready:
+            assert old.assign(view) == "c1"  # kept while the new one warms up
+    assert old.ready and old.drain_pass_request()
+    assert min(old.members) >= 4
+    for view in views:
+        assert int(str(evaluate(old, replace(view, review=True)))[1:]) >= 4
+
+
 def test_same_seed_same_clusters_in_another_process() -> None:
     script = (
         "from tests.unit.segments.test_cluster import planted, trained\n"
         "views = planted(60, seed=5)\n"
         "model = trained(views)\n"
-        "print([model.assign(view) for view in views])\n"
+        "print([view.segments['cluster'] for view in views], model.names)\n"
     )
     runs = {
         subprocess.run(
