@@ -25,7 +25,14 @@ from service.core.events import ACQUISITION_CHANNELS, format_time
 from service.core.features import CustomerSnapshot
 from service.core.keys import customer_key
 from service.core.pipeline import Pipeline
-from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
+from service.learning.lifetime import (
+    MAX_WAIT_DAYS,
+    LifetimeFit,
+    cant_lose,
+    clv,
+    spend_trend,
+    trend_of,
+)
 from service.learning.retention import HORIZONS
 from service.metrics.journey import UNKNOWN_CHANNEL, Counts, journey_of, total
 from service.metrics.ledger import UnknownShopError
@@ -110,7 +117,7 @@ def lifetime(
     now, model = view.as_of, fit.model
     trend = spend_trend(state.purchase_days, now.date())
     days_to_next = model.expected_days_to_next_order(view.frequency, view.T)
-    next_order = now + timedelta(days=days_to_next) if math.isfinite(days_to_next) else None
+    next_order = now + timedelta(days=days_to_next) if days_to_next <= MAX_WAIT_DAYS else None
     return {
         "p_alive": model.p_alive(view.frequency, view.recency, view.T),
         **{f"expected_orders_{days}d": _expected_orders(view, days) for days in HORIZONS},

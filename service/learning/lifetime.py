@@ -47,6 +47,14 @@ special: Any = importlib.import_module("scipy.special")
 Array = Any
 
 
+MAX_WAIT_DAYS = 36_525.0
+"""Longest expected wait for a next order shown (a century); beyond it (or infinite:
+:meth:`BgNbd.expected_days_to_next_order`) the answers say null."""
+
+MAX_EXPONENT = 1000.0
+"""Largest power of two taken (2 ** 1024 overflows a float)."""
+
+
 @dataclass(frozen=True, slots=True)
 class BgNbd:
     """Fitted BG/NBD parameters (purchase rate ``Gamma(r, alpha)``, dropout ``Beta(a, b)``)."""
@@ -94,11 +102,18 @@ class BgNbd:
 
     def expected_days_to_next_order(self, frequency: int, T: float) -> float:  # noqa: N803
         """If alive: posterior mean wait for the next purchase, ``(alpha + T) / (r + x - 1)``
-        (the posterior median when ``r + x <= 1``, where the mean is infinite)."""
+        (the posterior median when ``r + x <= 1``, where the mean is infinite); infinite
+        when even the median is beyond a float (a fit with a tiny ``r``).
+
+        >>> BgNbd(r=0.0005, alpha=4.41, a=0.79, b=2.43).expected_days_to_next_order(0, 30.0)
+        inf
+        """
         shape = self.r + frequency
         scale = self.alpha + T
         if shape > 1.0:
             return scale / (shape - 1.0)
+        if shape <= 0.0 or 1.0 / shape > MAX_EXPONENT:
+            return math.inf
         return scale * (math.pow(2.0, 1.0 / shape) - 1.0)
 
     def unconditional_expected_purchases(self, t: float) -> float:

@@ -23,7 +23,6 @@ an attribute they never stated): every comparison on it is then false.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -31,7 +30,14 @@ from typing import Any, Literal
 
 from service.core.customer import EPOCH_DAY, CustomerState
 from service.core.features import CustomerSnapshot
-from service.learning.lifetime import LifetimeFit, cant_lose, clv, spend_trend, trend_of
+from service.learning.lifetime import (
+    MAX_WAIT_DAYS,
+    LifetimeFit,
+    cant_lose,
+    clv,
+    spend_trend,
+    trend_of,
+)
 from service.learning.retention import HORIZONS
 from service.metrics.journey import journey_of
 
@@ -227,7 +233,7 @@ def _days_to_next(state: CustomerState, view: CustomerSnapshot) -> float | None:
     if fit is None:
         return None
     days = fit.model.expected_days_to_next_order(view.frequency, view.T)
-    return days if math.isfinite(days) else None
+    return days if days <= MAX_WAIT_DAYS else None
 
 
 def _clv(state: CustomerState, view: CustomerSnapshot) -> float | None:

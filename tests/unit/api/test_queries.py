@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 from functools import cache
 from pathlib import Path
@@ -210,3 +211,16 @@ def test_a_preview_of_an_unknown_shop_is_not_found_whatever_the_body() -> None:
     pipeline, _ = fed()
     with pytest.raises(queries.NotFoundError, match="no-shop"):
         queries.definition_preview(pipeline, "no-shop", b"not json", {})
+
+
+def test_a_fit_whose_next_order_is_out_of_reach_answers_null_not_an_error() -> None:
+    # the quality variants' small shops fitted r = 0.0005: 2 ** (1 / r) overflowed a float
+    pipeline, personas = fed()
+    state = pipeline.load(SHOP, next(iter(personas)))
+    view = pipeline.view(state, queries.shop_now(pipeline, SHOP))
+    tiny = lifetime_module.BgNbd(r=0.0005, alpha=4.41, a=0.79, b=2.43)
+    view = replace(view, frequency=0, lifetime=lifetime_module.LifetimeFit(tiny, 20.0, 0))
+    answer = queries.lifetime(pipeline, state, view)
+    assert answer is not None
+    assert answer["expected_days_to_next_order"] is None
+    assert answer["expected_next_order_at"] is None

@@ -408,3 +408,12 @@ def test_a_customer_spending_as_ever_is_steady_and_not_cant_lose() -> None:
     steady = customer(purchase_days={ago(300): 30.0, ago(200): 30.0, ago(100): 30.0, ago(5): 30.0})
     assert holds(cond("predictions.clv_trend", "eq", "steady"), steady)
     assert holds(cond("predictions.cant_lose", "eq", False), with_fit(steady))
+
+
+def test_a_fit_whose_next_order_is_out_of_reach_gives_no_wait_and_no_error() -> None:
+    # the quality variants' small shops fitted r = 0.0005: 2 ** (1 / r) overflowed a float
+    # (OverflowError in the customer API, tests/unit/api/test_queries.py); beyond a
+    # century the answer is missing
+    tiny = LifetimeFit(BgNbd(r=0.0005, alpha=4.41, a=0.79, b=2.43), high_value_rate=20.0, day=0)
+    state, view = BUYER[0], replace(BUYER[1], frequency=0, lifetime=tiny)  # one-time buyer
+    assert PREDICTIONS["predictions.expected_days_to_next_order"].get(state, view) is None
