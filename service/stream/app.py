@@ -15,7 +15,7 @@ from service.stream.kafka import connection_options, ssl_context
 def create_app(settings: Settings) -> faust.App:
     """A Faust app whose every knob comes from ``settings`` (no Faust defaults by surprise:
     web on loopback, quick failure detection, no standby unless asked)."""
-    faust_patches.apply(connection_options(settings))
+    faust_patches.apply(connection_options(settings), settings.kafka_wait_s)
     return faust.App(
         settings.app_id,
         broker=[f"kafka://{server.strip()}" for server in settings.kafka_bootstrap.split(",")],

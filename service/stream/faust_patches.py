@@ -8,7 +8,8 @@ faust-streaming #323, #517: duplicates and lost updates around rebalances), and 
 transactional sends fail for output topics that no agent consumes (the producer is
 chosen by the destination topic's assignor group). What Faust still does for segstream:
 the consumer group, partition assignment, recovery of tables from their changelogs,
-standby replicas, the web server and timers. Four patches make those fit transactions:
+standby replicas, the web server and timers. Four patches make those fit transactions,
+and a fifth makes a starting worker wait for a broker that is restarting:
 
 1. **No commits of Faust's own.** Faust commits the offsets of processed ("acked")
    messages every ``broker_commit_interval`` and after rebalances. Those offsets would
@@ -33,6 +34,12 @@ standby replicas, the web server and timers. Four patches make those fit transac
    stream delivers whatever the consumer fetched; :class:`~service.stream.wiring.BatchRunner`
    decides per record from the partition's committed progress (below it: already in the
    tables; above it: a gap, fetched again by :mod:`service.stream.gaps`).
+5. **A broker that is down at start is waited for.** aiokafka's clients try the
+   bootstrap servers once: a worker whose Faust consumer or producer started while the
+   broker was restarting exited with "Unable to bootstrap" (the chaos run, seed 471760,
+   a worker joining during the broker restart), though the topics had just been prepared.
+   The bootstrap is retried every second for ``kafka_wait_s``, as Java clients and
+   kafka-python do (dpkp/kafka-python#1736).
 
 Every patch is checked against the versions it was written for: another faust-streaming
 or aiokafka version refuses to start until this module has been reviewed for it.
@@ -40,12 +47,15 @@ or aiokafka version refuses to start until this module has been reviewed for it.
 
 from __future__ import annotations
 
+import asyncio
 import importlib.metadata
 from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
 from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -60,7 +70,10 @@ class UnsupportedVersionError(RuntimeError):
     """An installed library is not the version these patches were written for."""
 
 
-_state: dict[str, Any] = {"options": None}
+_state: dict[str, Any] = {"options": None, "wait_s": 0.0}
+_bootstrap = AIOKafkaClient.bootstrap
+BOOTSTRAP_RETRY_S = 1.0
+"""Seconds between bootstrap attempts while a broker is unreachable (patch 5)."""
 
 
 def check_versions() -> None:
@@ -185,10 +198,26 @@ async def _behind(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
     return False
 
 
-def apply(connection_options: Mapping[str, Any]) -> None:
-    """Install the patches (idempotent); ``connection_options`` reach the brokers."""
+async def _patient_bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Patch 5: aiokafka's bootstrap, retried while no broker answers, for ``wait_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _state["wait_s"]
+    while True:
+        try:
+            return await _bootstrap(self, *args, **kwargs)
+        except KafkaConnectionError:
+            if loop.time() + BOOTSTRAP_RETRY_S > deadline:
+                raise
+            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+
+
+def apply(connection_options: Mapping[str, Any], wait_s: float = 0.0) -> None:
+    """Install the patches (idempotent); ``connection_options`` reach the brokers, and
+    a client waits up to ``wait_s`` for a broker that does not answer."""
     check_versions()
     _state["options"] = dict(connection_options)
+    _state["wait_s"] = wait_s
+    AIOKafkaClient.bootstrap = _patient_bootstrap
     faust_consumer.Consumer.commit = _no_commit  # type: ignore[method-assign]
     faust_consumer.Consumer.force_commit = _never_force  # type: ignore[method-assign]
     faust_consumer.Consumer.__init__ = _init_without_read_offsets  # type: ignore[method-assign]

@@ -8,6 +8,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
+from aiokafka.errors import KafkaConnectionError
 
 from service.stream import faust_patches
 
@@ -35,3 +36,25 @@ def test_faust_drops_no_record_as_already_read() -> None:
     read[("t", 0)] = 300  # what Faust's fetch loop records after delivering offset 300
     read.update({("t", 0): 300})  # what its seek to committed offsets records
     assert read[("t", 0)] is None  # so a record at offset 0, fetched again, is delivered
+
+
+def test_a_client_waits_for_a_broker_that_comes_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a worker starting while the broker restarts (chaos seed 471760) exited "Unable to
+    # bootstrap"; the bootstrap is retried each second until the wait is over
+    attempts: list[float] = []
+
+    async def flaky(self: object) -> None:
+        attempts.append(asyncio.get_running_loop().time())
+        if len(attempts) < 3:
+            raise KafkaConnectionError("Unable to bootstrap")
+
+    monkeypatch.setattr(faust_patches, "_bootstrap", flaky)
+    monkeypatch.setattr(faust_patches, "BOOTSTRAP_RETRY_S", 0.01)
+    monkeypatch.setitem(faust_patches._state, "wait_s", 5.0)
+    asyncio.run(faust_patches._patient_bootstrap(object()))
+    assert len(attempts) == 3
+    attempts.clear()
+    monkeypatch.setitem(faust_patches._state, "wait_s", 0.0)  # no wait: the first failure
+    with pytest.raises(KafkaConnectionError):
+        asyncio.run(faust_patches._patient_bootstrap(object()))
+    assert len(attempts) == 1
