@@ -245,7 +245,8 @@ class ChurnRiskModel(ModelHooks):
 
     def expected_orders(self, customer: CustomerSnapshot, days: int) -> float | None:
         """A buyer's expected orders (purchase days) in the next ``days`` days: BG/NBD's
-        orders per ordering customer times this model's chance of ordering
+        scaled to this model's chance of ordering within its horizon, one comeback at most
+        for a subscriber whose renewals stopped
         (:func:`service.learning.retention.expected_orders`); None before a first purchase
         or a lifetime fit."""
         risk = self.risk(customer)
