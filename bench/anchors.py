@@ -52,7 +52,7 @@ def _lifetimes() -> Any:
 def cdnow_csv(name: str = SAMPLE) -> str:
     """CDNOW_sample (or, with :data:`MASTER`, the full log) as a transaction CSV
     (``customer_id,date,amount``), dates shifted by :data:`SHIFT`: what a platform's
-    export would hand ``service.tools.replay``.
+    export would hand ``segstream.tools.replay``.
 
     The sample's columns are the customer id, the customer's number in the sample, the
     date (YYYYMMDD), the number of CDs and the dollars spent; the master's (after a header

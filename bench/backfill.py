@@ -1,10 +1,10 @@
 """Backfill: one large shop's transaction history replayed end to end through Kafka.
 
 ``python -m bench.backfill [--customers 25000] [--days 730]`` writes a transaction CSV
-(``customer_id,date,amount``, the shape ``service.tools.replay`` reads) from the
+(``customer_id,date,amount``, the shape ``segstream.tools.replay`` reads) from the
 simulator: one soap shop whose customers are mostly occasional buyers and gifters, as in
 a retailer's order log. It then starts a broker and one worker (every model on, exactly
-once), replays the CSV with ``python -m service.tools.replay`` as a user would, and
+once), replays the CSV with ``python -m segstream.tools.replay`` as a user would, and
 reports the wall time from the replay's start until the worker's committed offsets reach
 the end of the orders topic, the events/s over that span, the worker's CPU share and
 peak RSS, and the bytes of customer state it committed (the customers changelog).
@@ -29,11 +29,11 @@ from bench.common import code_version, say, table
 from bench.throughput import RESULTS, cpu_seconds, peak_rss_mib
 from harness.broker import Broker, fresh_broker
 from harness.workers import REPO_ROOT, WorkerProcess, isolated_settings
-from service.settings import Settings
-from service.stream.kafka import connection_options
-from service.stream.lag import LagProbe
-from service.stream.topics import changelog_topic, ensure_topics
-from service.tools.simulation import (
+from segstream.settings import Settings
+from segstream.stream.kafka import connection_options
+from segstream.stream.lag import LagProbe
+from segstream.stream.topics import changelog_topic, ensure_topics
+from segstream.tools.simulation import (
     KINDS_BY_NAME,
     PersonaName,
     SimulationConfig,
@@ -114,7 +114,7 @@ async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> d
     try:
         worker.wait_ready(timeout_s=180)
         assert worker.process is not None
-        replay = [sys.executable, "-m", "service.tools.replay", str(csv_path)]
+        replay = [sys.executable, "-m", "segstream.tools.replay", str(csv_path)]
         replay += ["--shop-id", args.shop_id, "--progress-every", "25000"]
         say(f"replaying {args.rows:,} orders of {args.customers:,} customers")
         sent = time.monotonic()

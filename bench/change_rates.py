@@ -34,12 +34,12 @@ from typing import Any
 from bench.backfill import write_csv
 from bench.common import code_version, say, table
 from harness.stores import InProcessPipeline
-from service.core.events import BY_TYPE_NAME, parse_time
-from service.learning.quality import adjusted_rand_index
-from service.settings import Settings
-from service.tools.publish import encode
-from service.tools.replay import read_orders
-from service.tools.simulation import Simulation, SimulationConfig, generate
+from segstream.core.events import BY_TYPE_NAME, parse_time
+from segstream.learning.quality import adjusted_rand_index
+from segstream.settings import Settings
+from segstream.tools.publish import encode
+from segstream.tools.replay import read_orders
+from segstream.tools.simulation import Simulation, SimulationConfig, generate
 
 BATCH = 500
 BURST_MIN_CUSTOMERS = 50

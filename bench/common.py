@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from service.settings import Settings
-from service.tools.publish import Record
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.settings import Settings
+from segstream.tools.publish import Record
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 
 T = TypeVar("T")
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -269,7 +269,7 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 @dataclass
 class Worker:
-    """One ``python -m service worker`` process; output goes to ``log_path``."""
+    """One ``python -m segstream worker`` process; output goes to ``log_path``."""
 
     settings: Settings
     log_path: Path
@@ -283,7 +283,7 @@ class Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "service", "worker"],
+                [sys.executable, "-m", "segstream", "worker"],
                 cwd=REPO_ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,

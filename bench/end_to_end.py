@@ -67,11 +67,11 @@ from bench.common import (
     table,
     times,
 )
-from service.settings import Settings
-from service.stream.kafka import connection_options
-from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics, input_topics
-from service.tools.publish import Record, publish
+from segstream.settings import Settings
+from segstream.stream.kafka import connection_options
+from segstream.stream.lag import LagProbe
+from segstream.stream.topics import ensure_topics, input_topics
+from segstream.tools.publish import Record, publish
 
 DEFAULT_PORT = 29192
 PARTITIONS = 8

@@ -21,11 +21,11 @@ from pathlib import Path
 
 from harness.broker import fresh_broker
 from harness.workers import WorkerProcess, isolated_settings
-from service.settings import Settings
-from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics, input_topics
-from service.tools.publish import publish
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.settings import Settings
+from segstream.stream.lag import LagProbe
+from segstream.stream.topics import ensure_topics, input_topics
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import SimulationConfig, generate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

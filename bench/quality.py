@@ -3,7 +3,7 @@
 ``python -m bench.quality [--quick]`` (``make bench-quality``) replays order histories in
 time order through the worker's own pipeline, tables and codecs in-process
 (:class:`harness.stores.InProcessPipeline`, no broker), up to a cut; reads every customer's
-answer from the query API's functions (:mod:`service.api.queries`) as of the cut; and
+answer from the query API's functions (:mod:`segstream.api.queries`) as of the cut; and
 compares those answers with what the customers did after it (the holdout), side by side
 with what a data scientist would compute instead.
 
@@ -12,11 +12,11 @@ Histories (each a shop's log replayed from its start):
 - ``CDNOW 1997-09-30``: the CDNOW sample (``bench.anchors``: 2,357 customers, 6,919
   purchases) with the paper's split, calibration 1997-01-01 … 1997-09-30 and holdout
   1997-10-01 … 1998-06-30 (273 days). One shop; every purchase is an ``order`` event of the
-  transaction CSV ``python -m service.tools.replay`` reads (no signups: CDNOW's customers
+  transaction CSV ``python -m segstream.tools.replay`` reads (no signups: CDNOW's customers
   are retail buyers, not subscribers; dates 28 years later, see ``bench.anchors.SHIFT``).
 - ``CDNOW 1997-06-30``: the same customers cut three months earlier; holdout
   1997-07-01 … 1998-06-30 (365 days).
-- ``simulator``: every shop kind of ``service.tools.simulation`` with the default persona
+- ``simulator``: every shop kind of ``segstream.tools.simulation`` with the default persona
   mix (signups, orders, renewals, cancellations), the last 273 days the holdout.
 - ``CDNOW master 1997-09-30`` (``--master``): the full log, 23,570 customers, paper split.
 
@@ -81,8 +81,8 @@ from bench.quality_replay import (
     interleaved,
     simulator_history,
 )
-from service.settings import ConfigError, Settings, load_settings
-from service.tools.simulate import one_line
+from segstream.settings import ConfigError, Settings, load_settings
+from segstream.tools.simulate import one_line
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -22,9 +22,9 @@ from bench.quality_replay import (
     judge,
     observe,
 )
-from service.api import queries
-from service.learning.quality import adjusted_rand_index
-from service.settings import Settings
+from segstream.api import queries
+from segstream.learning.quality import adjusted_rand_index
+from segstream.settings import Settings
 
 HORIZONS = (30, 90, 365)
 """Days ahead of the expected-orders figures issue 25 asks for."""

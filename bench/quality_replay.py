@@ -18,14 +18,14 @@ from typing import Any
 from bench.anchors import CDNOW_SHOP, MASTER, SHIFT, cdnow_csv
 from bench.common import Progress
 from harness.stores import InProcessPipeline
-from service.api import queries
-from service.core.events import BY_TYPE_NAME, parse_time
-from service.core.keys import shop_partition
-from service.core.pipeline import Outcome, Pipeline
-from service.settings import Settings
-from service.tools.publish import encode
-from service.tools.replay import read_orders
-from service.tools.simulation import SimulationConfig, generate
+from segstream.api import queries
+from segstream.core.events import BY_TYPE_NAME, parse_time
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Outcome, Pipeline
+from segstream.settings import Settings
+from segstream.tools.publish import encode
+from segstream.tools.replay import read_orders
+from segstream.tools.simulation import SimulationConfig, generate
 
 Key = tuple[str, str]
 """(shop id, customer id)."""

@@ -41,10 +41,10 @@ from bench.quality_figures import (
     reliability,
 )
 from bench.quality_replay import History, cdnow_histories, simulator_history
-from service.core.events import BY_TYPE_NAME, parse_time
-from service.core.keys import shop_partition
-from service.settings import ConfigError, Settings, load_settings
-from service.tools.simulate import one_line
+from segstream.core.events import BY_TYPE_NAME, parse_time
+from segstream.core.keys import shop_partition
+from segstream.settings import ConfigError, Settings, load_settings
+from segstream.tools.simulate import one_line
 
 SMALL_SHOP = 50
 """Customers per shop of the small-shop variant."""

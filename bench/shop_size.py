@@ -3,8 +3,8 @@
 ``python -m bench.shop_size [--sizes 1000 100000] [--days 60]`` simulates one coffee shop
 of each size over the same ``--days`` (signups spread over the window, then orders and
 cancellations as the personas make them) and feeds its records, in send order, through
-:class:`~service.core.pipeline.Pipeline` over the worker's own tables
-(:class:`~service.stream.tables.TableState` with the worker's codecs) on an in-memory
+:class:`~segstream.core.pipeline.Pipeline` over the worker's own tables
+(:class:`~segstream.stream.tables.TableState` with the worker's codecs) on an in-memory
 store. Every ``--batch`` records it flushes and commits the batch's writes as the worker
 does (encoded, then applied to the store), so encoding and the batch-coalesced metric
 writes are in the figures; Kafka and Faust are not.
@@ -38,13 +38,13 @@ from datetime import date
 
 from bench.common import code_version, percentile, say, table
 from harness.stores import InProcessPipeline
-from service.core.changes import Source
-from service.core.contracts import EVENT_TYPES
-from service.core.keys import shop_partition
-from service.segments.defined.live import definitions_key
-from service.settings import DEFINITIONS_ROLE, Settings
-from service.tools.publish import encode
-from service.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
+from segstream.core.changes import Source
+from segstream.core.contracts import EVENT_TYPES
+from segstream.core.keys import shop_partition
+from segstream.segments.defined.live import definitions_key
+from segstream.settings import DEFINITIONS_ROLE, Settings
+from segstream.tools.publish import encode
+from segstream.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
 
 
 @dataclass

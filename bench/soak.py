@@ -20,9 +20,9 @@ from pathlib import Path
 
 from harness.broker import fresh_broker
 from harness.workers import WorkerProcess, isolated_settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import SimulationConfig, generate
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

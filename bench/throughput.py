@@ -48,11 +48,11 @@ from bench.common import code_version, say, simulated_records, summary, table
 from harness.broker import fresh_broker
 from harness.kafka_io import consume_all
 from harness.workers import REPO_ROOT, WorkerProcess, free_port, isolated_settings
-from service.core.contracts import INPUT_ROLES
-from service.settings import Settings
-from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics
-from service.tools.publish import Record, publish
+from segstream.core.contracts import INPUT_ROLES
+from segstream.settings import Settings
+from segstream.stream.lag import LagProbe
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import Record, publish
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUIX_PYTHON = REPO_ROOT / ".venv-quix" / "bin" / "python"
@@ -156,7 +156,7 @@ async def progress(settings: Settings, group: str, pid: int, total: int) -> Meas
 
 
 def _connection(settings: Settings) -> dict[str, object]:
-    from service.stream.kafka import connection_options
+    from segstream.stream.kafka import connection_options
 
     return connection_options(settings)
 

@@ -24,11 +24,11 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
 
-from service.core.contracts import role_for
-from service.settings import Settings
-from service.stream.tables import CODECS
-from service.stream.topics import changelog_topic
-from service.tools.publish import publish
+from segstream.core.contracts import role_for
+from segstream.settings import Settings
+from segstream.stream.tables import CODECS
+from segstream.stream.topics import changelog_topic
+from segstream.tools.publish import publish
 
 JsonValue = Mapping[str, Any] | bytes
 

@@ -8,16 +8,16 @@ from collections.abc import Iterator
 
 from faust.types import TP
 
-from service.core.changes import Source
-from service.core.contracts import EventType
-from service.core.keys import shop_partition
-from service.core.pipeline import Outcome, Pipeline
-from service.settings import Settings
-from service.stream.tables import CODECS, Pending, TableState
+from segstream.core.changes import Source
+from segstream.core.contracts import EventType
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Outcome, Pipeline
+from segstream.settings import Settings
+from segstream.stream.tables import CODECS, Pending, TableState
 
 
 class DictStore:
-    """A :class:`~service.stream.tables.LocalStore` of plain dicts, one per partition."""
+    """A :class:`~segstream.stream.tables.LocalStore` of plain dicts, one per partition."""
 
     def __init__(self) -> None:
         self.data: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)

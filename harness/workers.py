@@ -1,4 +1,4 @@
-"""Real segstream worker processes for integration tests (``python -m service worker``)."""
+"""Real segstream worker processes for integration tests (``python -m segstream worker``)."""
 
 from __future__ import annotations
 
@@ -19,11 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from service.api.access import token_hash
-from service.core.contracts import INPUT_ROLES
-from service.settings import REPARTITION_ROLE, Settings
-from service.stream.lag import consumer_lag
-from service.stream.topics import ensure_topics
+from segstream.api.access import token_hash
+from segstream.core.contracts import INPUT_ROLES
+from segstream.settings import REPARTITION_ROLE, Settings
+from segstream.stream.lag import consumer_lag
+from segstream.stream.topics import ensure_topics
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PLATFORM_TOKEN = "sst_test-platform-token"
@@ -135,7 +135,7 @@ class WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service", "worker"],
+            [sys.executable, "-m", "segstream", "worker"],
             cwd=REPO_ROOT,
             env=self.env(),
             stdin=subprocess.DEVNULL,

@@ -36,10 +36,10 @@ from pathlib import Path
 
 from harness.broker import fresh_broker
 from harness.workers import PLATFORM_TOKEN, WorkerProcess, isolated_settings
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import SimulationConfig, generate
 
 ROOT = Path(__file__).resolve().parents[1]
 REPORT_DIR = ROOT / "var" / "api-fuzz"

@@ -22,7 +22,7 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, HookContext
 
-from service.core.events import format_time, parse_time
+from segstream.core.events import format_time, parse_time
 
 BUILT_IN_TARGET = ("lifecycle", "at_risk")
 """What an experiment generated on a ``defined:<id>`` model runs on instead: whether a

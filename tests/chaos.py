@@ -52,19 +52,19 @@ from aiokafka.partitioner import DefaultPartitioner
 from harness.broker import Broker, BrokerCluster, fresh_broker, fresh_cluster
 from harness.kafka_io import consume_all, produce_json, read_table
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import EVENT_TYPES
-from service.core.keys import progress_key, shop_partition
-from service.core.pipeline import DEFINITION, Pipeline, funnel_key
-from service.experiments import Arm, arm_of
-from service.experiments.live import experiments_key
-from service.metrics.journey import ShopFunnel, recount
-from service.metrics.ledger import MetricsLedger
-from service.segments.defined.live import definitions_key
-from service.settings import DEFINITIONS_ROLE, Settings
-from service.stream.lag import LagProbe
-from service.stream.topics import ensure_topics, input_topics
-from service.tools.publish import Partitioner, Record, librdkafka_partitioner, publish
-from service.tools.simulation.generator import Simulation, SimulationConfig, generate
+from segstream.core.contracts import EVENT_TYPES
+from segstream.core.keys import progress_key, shop_partition
+from segstream.core.pipeline import DEFINITION, Pipeline, funnel_key
+from segstream.experiments import Arm, arm_of
+from segstream.experiments.live import experiments_key
+from segstream.metrics.journey import ShopFunnel, recount
+from segstream.metrics.ledger import MetricsLedger
+from segstream.segments.defined.live import definitions_key
+from segstream.settings import DEFINITIONS_ROLE, Settings
+from segstream.stream.lag import LagProbe
+from segstream.stream.topics import ensure_topics, input_topics
+from segstream.tools.publish import Partitioner, Record, librdkafka_partitioner, publish
+from segstream.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.feed import feed
 from tests.metrics_oracle import MetricsOracle
 

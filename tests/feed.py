@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from service.core.changes import Source
-from service.core.contracts import EVENT_TYPES
-from service.core.keys import shop_partition
-from service.core.pipeline import Pipeline
-from service.tools.publish import encode
+from segstream.core.changes import Source
+from segstream.core.contracts import EVENT_TYPES
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Pipeline
+from segstream.tools.publish import encode
 
 
 def feed(pipeline: Pipeline, records: Iterable[tuple[str, bytes | Mapping[str, Any]]]) -> None:

@@ -14,15 +14,15 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from service.core.changes import Source
-from service.core.keys import shop_partition
-from service.core.pipeline import Pipeline
-from service.experiments import Arm
-from service.experiments.live import ShopExperiments, experiments_key
-from service.settings import Settings
-from service.tools.simulation import Simulation, SimulationConfig, Treatment, generate
-from service.tools.simulation.personas import TREATMENT_KEEPS, DecliningBigSpender
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core.changes import Source
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Pipeline
+from segstream.experiments import Arm
+from segstream.experiments.live import ShopExperiments, experiments_key
+from segstream.settings import Settings
+from segstream.tools.simulation import Simulation, SimulationConfig, Treatment, generate
+from segstream.tools.simulation.personas import TREATMENT_KEEPS, DecliningBigSpender
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 SHOP = shops_per_kind(1)[0]

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
-from service.core.customer import CustomerState
-from service.core.events import Plan, parse_time
+from segstream.core.customer import CustomerState
+from segstream.core.events import Plan, parse_time
 
 
 def plan(price: float, interval: str = "month", tier: str | None = None) -> Plan:

@@ -17,7 +17,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from service.core import codec, pipeline
+from segstream.core import codec, pipeline
 
 _FAULT_DIR = Path(os.environ.get("FAULT_DIR", "/nonexistent"))
 _encode_state = codec.encode_state
@@ -38,5 +38,5 @@ def _failing_handle(self: Any, raw: bytes | None, expected: Any, *args: Any) -> 
     return _handle(self, raw, expected, *args)
 
 
-codec.encode_state = _failing_encode  # before service.stream.tables imports it
+codec.encode_state = _failing_encode  # before segstream.stream.tables imports it
 pipeline.Pipeline.handle = _failing_handle  # type: ignore[method-assign,assignment]

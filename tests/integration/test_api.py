@@ -20,13 +20,13 @@ import pytest
 
 from harness.kafka_io import consume_all
 from harness.workers import SHOP_TOKENS, WorkerProcess, isolated_settings
-from service.core.contracts import validate_output
-from service.core.keys import shop_partition
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.follow import Follower, bootstrap, ends, follow
-from service.tools.publish import publish
-from service.tools.simulation.generator import Simulation, SimulationConfig, generate
+from segstream.core.contracts import validate_output
+from segstream.core.keys import shop_partition
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.tools.follow import Follower, bootstrap, ends, follow
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.metrics_oracle import MetricsOracle
 
 REPLAY_ENV = {

@@ -21,11 +21,11 @@ import pytest
 
 from harness.kafka_io import consume_all
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import role_for, validate_output
-from service.stream.topics import ensure_topics
-from service.tools.badinput import bad_records, bound_events
-from service.tools.publish import Record, publish
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.core.contracts import role_for, validate_output
+from segstream.stream.topics import ensure_topics
+from segstream.tools.badinput import bad_records, bound_events
+from segstream.tools.publish import Record, publish
+from segstream.tools.simulation.generator import SimulationConfig, generate
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

@@ -30,7 +30,7 @@ from bench.quality_figures import (
     reliability,
 )
 from bench.quality_replay import cdnow_histories, observe
-from service.settings import Settings
+from segstream.settings import Settings
 
 SIGNALS = [BG_EXPECTED, BG_PROBABILITY, BG_WITHIN, RECENCY, RFM, CHURN, "expected", CLV]
 SIGNALS += [LIFECYCLE, P_ALIVE, BASE_RATE, BASE_RATE_WITHIN]

@@ -12,9 +12,9 @@ from faust.types import TP
 
 from harness.kafka_io import consume_all, create_topics
 from harness.workers import isolated_settings
-from service.stream import faust_patches
-from service.stream.checkpoint import Checkpoint, FencedError, Record, Work
-from service.stream.kafka import connection_options
+from segstream.stream import faust_patches
+from segstream.stream.checkpoint import Checkpoint, FencedError, Record, Work
+from segstream.stream.kafka import connection_options
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

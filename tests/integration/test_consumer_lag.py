@@ -8,8 +8,8 @@ from aiokafka.structs import OffsetAndMetadata
 
 from harness.kafka_io import create_topics, produce_json
 from harness.workers import unique_name
-from service.observability import telemetry
-from service.stream.lag import LagProbe, consumer_lag
+from segstream.observability import telemetry
+from segstream.stream.lag import LagProbe, consumer_lag
 
 
 async def commit(bootstrap: str, group_id: str, offsets: dict[TopicPartition, int]) -> None:

@@ -15,11 +15,11 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.events import BY_TYPE_NAME
-from service.core.keys import customer_key
-from service.settings import Settings
-from service.stream.topics import changelog_topic, ensure_topics
-from service.tools.publish import publish
+from segstream.core.events import BY_TYPE_NAME
+from segstream.core.keys import customer_key
+from segstream.settings import Settings
+from segstream.stream.topics import changelog_topic, ensure_topics
+from segstream.tools.publish import publish
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 SHOP = "events-shop"

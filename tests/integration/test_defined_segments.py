@@ -24,10 +24,10 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import WorkerProcess, isolated_settings, until, worker_group
-from service.core.contracts import validate_output
-from service.settings import Settings
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core.contracts import validate_output
+from segstream.settings import Settings
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 
 SEGMENT = "urban-regulars"
 MODEL = f"defined:{SEGMENT}"

@@ -26,11 +26,11 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed, worker_group
-from service.core.events import format_time, parse_time
-from service.settings import Settings
-from service.stream.topics import TABLES, changelog_topic
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core.events import format_time, parse_time
+from segstream.settings import Settings
+from segstream.stream.topics import TABLES, changelog_topic
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 
 MARKERS = ("PII-ZIP-40123", "PII-REGION-Vorderwald", "1987-04-09", "PII-TEXT-crushed box")
 Event = dict[str, Any]

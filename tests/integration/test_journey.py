@@ -25,9 +25,9 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed, worker_group
-from service.settings import Settings
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.settings import Settings
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 
 STAGES = ("awareness", "consideration", "purchase", "retention")
 Event = dict[str, Any]

@@ -36,14 +36,19 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings, wait_consumed
-from service.core.contracts import validate_output
-from service.core.events import parse_time
-from service.learning.quality import adjusted_rand_index
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import Record, publish
-from service.tools.simulation.generator import CustomerTruth, Simulation, SimulationConfig, generate
-from service.tools.simulation.shops import KINDS, Shop
+from segstream.core.contracts import validate_output
+from segstream.core.events import parse_time
+from segstream.learning.quality import adjusted_rand_index
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import Record, publish
+from segstream.tools.simulation.generator import (
+    CustomerTruth,
+    Simulation,
+    SimulationConfig,
+    generate,
+)
+from segstream.tools.simulation.shops import KINDS, Shop
 from tests.integration.ticks import tick_orders
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

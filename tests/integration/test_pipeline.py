@@ -22,14 +22,14 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.contracts import validate_output
-from service.core.customer import CustomerState
-from service.core.events import parse_time
-from service.core.features import snapshot
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
-from service.tools.simulation.generator import Simulation, SimulationConfig, generate
+from segstream.core.contracts import validate_output
+from segstream.core.customer import CustomerState
+from segstream.core.events import parse_time
+from segstream.core.features import snapshot
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import Simulation, SimulationConfig, generate
 from tests.oracle import lifetimes_summary
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

@@ -20,7 +20,7 @@ import pytest
 
 from harness.kafka_io import send_events
 from harness.workers import WorkerProcess, isolated_settings, wait_consumed, worker_group
-from service.settings import Settings
+from segstream.settings import Settings
 from tests.planted import (
     ARMS,
     EXPERIMENT,

@@ -29,12 +29,12 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import WorkerProcess, faulty_env, isolated_settings, until, wait_consumed
-from service.core.keys import shop_partition
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.stream.wiring import MAX_ERROR_STREAK
-from service.stream.worker import SHUTDOWN_TIMEOUT_S
-from service.tools.publish import publish
+from segstream.core.keys import shop_partition
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.stream.wiring import MAX_ERROR_STREAK
+from segstream.stream.worker import SHUTDOWN_TIMEOUT_S
+from segstream.tools.publish import publish
 
 SHOP = "roastery-1"
 T = "2026-03-0{}T10:00:00Z"

@@ -5,7 +5,7 @@ both are processed all the same.
 
 One worker on four partitions. Three shops' histories are published four ways: kcat with
 its defaults, confluent-kafka's ``Producer`` with its defaults, the same with every value
-framed by Confluent's ``JSONSerializer`` (against the schemas as ``service.tools.registry``
+framed by Confluent's ``JSONSerializer`` (against the schemas as ``segstream.tools.registry``
 registers them; the registry is the library's in-memory one), and segstream's own
 publisher (murmur2, as a control). Every customer's facts must equal the in-process
 pipeline's over the same events, nothing is dead-lettered, and the records that landed
@@ -27,13 +27,13 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings, wait_consumed, worker_group
-from service.core.contracts import role_for, schema_path
-from service.core.keys import shop_partition
-from service.settings import Settings
-from service.tools.publish import publish
-from service.tools.registry import ENVELOPE_SUBJECT, register
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core.contracts import role_for, schema_path
+from segstream.core.keys import shop_partition
+from segstream.settings import Settings
+from segstream.tools.publish import publish
+from segstream.tools.registry import ENVELOPE_SUBJECT, register
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.chaos import facts, reference
 
 Event = dict[str, Any]
@@ -100,7 +100,7 @@ def with_confluent_kafka(settings: Settings, events: list[Event]) -> None:
 
 def with_registry_framing(settings: Settings, events: list[Event]) -> None:
     """Each event framed by Confluent's ``JSONSerializer`` (magic byte, schema id, JSON)
-    against the schemas as ``service.tools.registry`` registers them, sent by
+    against the schemas as ``segstream.tools.registry`` registers them, sent by
     confluent-kafka's ``Producer`` with its defaults."""
     from confluent_kafka import Producer
     from confluent_kafka.schema_registry import Schema, SchemaReference

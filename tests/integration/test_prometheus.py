@@ -24,8 +24,8 @@ from typing import Any, TypeVar
 import pytest
 
 from harness.workers import WorkerProcess, free_port, isolated_settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import Record, publish
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import Record, publish
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERT_RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"

@@ -13,14 +13,14 @@ import random
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from service.core.changes import Source
-from service.core.codec import encode
-from service.core.events import Order, format_time
-from service.core.keys import shop_partition
-from service.core.pipeline import Pipeline
-from service.segments.rfm import RfmModel, values
-from service.settings import Settings
-from service.stream.tables import CODECS
+from segstream.core.changes import Source
+from segstream.core.codec import encode
+from segstream.core.events import Order, format_time
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Pipeline
+from segstream.segments.rfm import RfmModel, values
+from segstream.settings import Settings
+from segstream.stream.tables import CODECS
 from tests.states import state
 
 CUSTOMERS = 100_000

@@ -14,11 +14,11 @@ import pytest
 
 from harness.kafka_io import read_table
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.pipeline import Pipeline
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.core.pipeline import Pipeline
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import SimulationConfig, generate
 from tests.feed import feed
 from tests.integration.ticks import tick_orders
 

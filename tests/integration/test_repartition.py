@@ -2,7 +2,7 @@
 
 An app on 4 partitions processes six shops' three months and a shop-defined segment; the
 input and definition topics are copied to new topics of 8 partitions
-(``service.tools.repartition``), and a new app rebuilds its tables from them. Expected:
+(``segstream.tools.repartition``), and a new app rebuilds its tables from them. Expected:
 every customer's facts and the defined segment's members equal the old app's, and every
 shop's records landed in the partition its id hashes to under 8.
 """
@@ -18,10 +18,10 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import isolated_settings, unique_name, until, wait_consumed, worker_group
-from service.core.keys import shop_partition
-from service.settings import Settings
-from service.tools.repartition import copy_topics
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.core.keys import shop_partition
+from segstream.settings import Settings
+from segstream.tools.repartition import copy_topics
+from segstream.tools.simulation.generator import SimulationConfig, generate
 
 RULE = {"field": "behaviour.order_count", "op": "gte", "value": 3}
 

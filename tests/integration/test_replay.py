@@ -1,4 +1,4 @@
-"""A subscription history imported with ``python -m service.tools.replay`` as a user runs
+"""A subscription history imported with ``python -m segstream.tools.replay`` as a user runs
 it, into a real worker: MRR and subscribers equal the pandas oracle over the same history,
 the replay's report counts what the worker did (a second replay: every event a duplicate),
 a history with refused rows sends nothing, and rows the worker refuses after all (its
@@ -28,9 +28,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from harness.workers import REPO_ROOT, WorkerProcess, isolated_settings, worker_group
-from service.core.contracts import INPUT_ROLES
-from service.core.events import format_time
-from service.settings import Settings
+from segstream.core.contracts import INPUT_ROLES
+from segstream.core.events import format_time
+from segstream.settings import Settings
 from tests.metrics_oracle import MetricsOracle
 
 SHOP = "tea-backfill"
@@ -165,7 +165,7 @@ def replay(
     worker: WorkerProcess, path: Path, shop: str, *extra: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """The replay command as a user runs it, with the worker's settings."""
-    command = [sys.executable, "-m", "service.tools.replay", str(path), "--shop-id", shop]
+    command = [sys.executable, "-m", "segstream.tools.replay", str(path), "--shop-id", shop]
     return subprocess.run(
         [*command, "--wait", "60", "--progress-s", "1", *extra],
         cwd=REPO_ROOT,

@@ -23,9 +23,9 @@ from harness.broker import Broker, fresh_broker
 from harness.kafka_io import send_events
 from harness.secure import MECHANISM, SecureListener, secure_listener
 from harness.workers import REPO_ROOT, WorkerProcess, isolated_settings, wait_consumed, worker_group
-from service.settings import Settings
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.settings import Settings
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 
 PORT_OFFSET = 300
 """The secure broker's port: the session broker's plus this (controller on the next, the
@@ -93,7 +93,7 @@ def test_a_wrong_password_stops_the_worker_at_once_with_a_clear_message(
     worker = WorkerProcess.for_settings(settings, tmp_path / "w", security_env(listener, "wrong"))
     started = time.monotonic()
     result = subprocess.run(
-        [sys.executable, "-m", "service", "worker"],
+        [sys.executable, "-m", "segstream", "worker"],
         cwd=REPO_ROOT,
         env=worker.env(),
         capture_output=True,

@@ -18,10 +18,10 @@ import pytest
 
 from harness.kafka_io import consume_all
 from harness.workers import WorkerProcess, isolated_settings
-from service.core.events import format_time, parse_time
-from service.settings import Settings
-from service.stream.topics import ensure_topics
-from service.tools.publish import publish
+from segstream.core.events import format_time, parse_time
+from segstream.settings import Settings
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import publish
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TICK_S = 1.0

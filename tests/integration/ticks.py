@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from service.core.events import format_time, parse_time
+from segstream.core.events import format_time, parse_time
 
 
 def tick_orders(outbox: Sequence[tuple[Any, Any]], after: timedelta, label: str) -> list[Any]:

@@ -1,5 +1,5 @@
 """The one command: every subcommand answers --help in plain words, errors are one line,
-exit codes are 0/1/2/130 everywhere, and ``python -m service`` is the same command."""
+exit codes are 0/1/2/130 everywhere, and ``python -m segstream`` is the same command."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from harness.workers import REPO_ROOT
-from service import cli
-from service.tools import erase
+from segstream import cli
+from segstream.tools import erase
 
 
 @pytest.mark.parametrize("name", list(cli.COMMANDS))
@@ -43,13 +43,13 @@ def test_ctrl_c_is_130(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFi
     def interrupted(argv: Any) -> int:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr("service.tools.watch.main", interrupted)
+    monkeypatch.setattr("segstream.tools.watch.main", interrupted)
     assert cli.main(["watch"]) == 130
 
 
 def test_python_dash_m_service_is_the_same_command() -> None:
     found = subprocess.run(
-        [sys.executable, "-m", "service", "token", "platform", "--json"],
+        [sys.executable, "-m", "segstream", "token", "platform", "--json"],
         capture_output=True,
         text=True,
         cwd=REPO_ROOT,
@@ -62,9 +62,9 @@ def test_python_dash_m_service_is_the_same_command() -> None:
 def test_an_erasure_request_is_a_valid_event_of_the_contract() -> None:
     from datetime import UTC, datetime
 
-    from service.core.contracts import parse_event
-    from service.core.events import CustomerErased
-    from service.tools.publish import encode
+    from segstream.core.contracts import parse_event
+    from segstream.core.events import CustomerErased
+    from segstream.tools.publish import encode
 
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)
     event = erase.erasure("tea-1", "c-7", now)

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from service.observability import telemetry
+from segstream.observability import telemetry
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"

@@ -22,8 +22,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from service.api.access import token_hash
-from service.settings import Settings
+from segstream.api.access import token_hash
+from segstream.settings import Settings
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 KUBERNETES = DEPLOY / "kubernetes"

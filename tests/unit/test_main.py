@@ -11,7 +11,7 @@ def test_math_threads_are_limited_before_numpy_is_imported() -> None:
         "import os, sys\n"
         "for name in ('OPENBLAS_NUM_THREADS', 'OMP_NUM_THREADS', 'MKL_NUM_THREADS'):\n"
         "    os.environ.pop(name, None)\n"
-        "import service.__main__ as entry\n"
+        "import segstream.__main__ as entry\n"
         "assert 'numpy' not in sys.modules, 'numpy loaded before the limit'\n"
         "entry.single_threaded_math()\n"
         "import numpy\n"
@@ -26,7 +26,7 @@ def test_a_thread_count_the_environment_sets_is_kept() -> None:
     code = (
         "import os\n"
         "os.environ['OPENBLAS_NUM_THREADS'] = '2'\n"
-        "import service.__main__ as entry\n"
+        "import segstream.__main__ as entry\n"
         "entry.single_threaded_math()\n"
         "print(os.environ['OPENBLAS_NUM_THREADS'])\n"
     )

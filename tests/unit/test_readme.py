@@ -6,8 +6,8 @@ from pathlib import Path
 
 from pydantic_core import to_jsonable_python
 
-from service.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS
-from service.settings import Settings
+from segstream.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS
+from segstream.settings import Settings
 
 README = (Path(__file__).resolve().parents[2] / "README.md").read_text()
 

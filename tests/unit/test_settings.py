@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from service.__main__ import main
-from service.core.contracts import EARLIEST_EVENT_TIME
-from service.settings import ConfigError, Settings, load_settings, unknown_variables
+from segstream.__main__ import main
+from segstream.core.contracts import EARLIEST_EVENT_TIME
+from segstream.settings import ConfigError, Settings, load_settings, unknown_variables
 
 SUSPECT = ("", " ", "not a value", "{not json", "[]", "-1", "0", "nan", "inf", "1e999")
 SUSPECT += ("9" * 30, "x" * 300, "a b|c/d")
@@ -138,7 +138,7 @@ def test_a_worker_warns_about_an_unknown_variable_in_a_structured_line(tmp_path:
     env = {k: v for k, v in os.environ.items() if not k.upper().startswith("SEGSTREAM_")}
     env |= {"SEGSTREAM_WEB_PROT": "7000", "SEGSTREAM_DATA_DIR": str(tmp_path)}
     found = subprocess.run(
-        [sys.executable, "-m", "service", "worker"], capture_output=True, text=True, env=env
+        [sys.executable, "-m", "segstream", "worker"], capture_output=True, text=True, env=env
     )
     assert found.returncode == 2
     lines = found.stderr.splitlines()

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from service.api.access import Access, new_token, token_hash
-from service.settings import Settings
-from service.stream.worker import StartupError, run_worker
-from service.tools import token as token_tool
+from segstream.api.access import Access, new_token, token_hash
+from segstream.settings import Settings
+from segstream.stream.worker import StartupError, run_worker
+from segstream.tools import token as token_tool
 
 
 class Clock:

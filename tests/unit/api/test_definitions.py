@@ -21,10 +21,10 @@ import pytest
 from jsonschema import Draft202012Validator
 from referencing import Registry
 
-from service.api import definitions
-from service.core.pipeline import MAX_DEFINITIONS, Pipeline
-from service.segments.defined.live import model_name
-from service.segments.defined.templates import TEMPLATES
+from segstream.api import definitions
+from segstream.core.pipeline import MAX_DEFINITIONS, Pipeline
+from segstream.segments.defined.live import model_name
+from segstream.segments.defined.templates import TEMPLATES
 from tests.unit.api.test_openapi import (
     CUSTOMER,
     DEFINED,

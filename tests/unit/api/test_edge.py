@@ -1,5 +1,5 @@
-"""What a request must be before it reaches a table (service/api/edge.py), and the JSON
-every error answer has (service/api/routes.py's middleware)."""
+"""What a request must be before it reaches a table (service/segstream/api/edge.py), and the JSON
+every error answer has (service/segstream/api/routes.py's middleware)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import make_mocked_request
 
-from service.api import edge
-from service.api.routes import json_errors
+from segstream.api import edge
+from segstream.api.routes import json_errors
 
 
 @pytest.mark.parametrize(

@@ -6,7 +6,7 @@ accept what the service really answers, per method and status.
 No OpenAPI validator is a dependency, so the structure is checked here: the keys OpenAPI
 requires, every ``$ref`` resolving, every schema a valid JSON Schema 2020-12 (the document's
 ``jsonSchemaDialect``), path templates and path parameters agreeing, every example valid.
-Real answers come from the views ``service.api.routes.register_views`` declares, registered on a
+Real answers come from the views ``segstream.api.routes.register_views`` declares, registered on a
 stand-in for the Faust app (it owns every partition, or none: the 503 of a rebalance) and
 run over a pipeline fed a small simulation in-process; the definitions topic is a stand-in
 that applies each record to that pipeline as the owning worker would. Bodies travel as
@@ -37,22 +37,22 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
-from service.api import document, edge
-from service.api import routes as api
-from service.api.access import token_hash
-from service.core.changes import Source
-from service.core.contracts import role_for
-from service.core.keys import shop_partition
-from service.core.pipeline import Outcome, Pipeline
-from service.segments import available_models
-from service.segments.churn_risk import BANDS
-from service.segments.defined.templates import TEMPLATES
-from service.segments.lifecycle import STAGES
-from service.segments.rfm import SEGMENTS
-from service.settings import DEFINITIONS_ROLE, Settings
-from service.stream.wiring import Stall, Wiring
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.api import document, edge
+from segstream.api import routes as api
+from segstream.api.access import token_hash
+from segstream.core.changes import Source
+from segstream.core.contracts import role_for
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Outcome, Pipeline
+from segstream.segments import available_models
+from segstream.segments.churn_risk import BANDS
+from segstream.segments.defined.templates import TEMPLATES
+from segstream.segments.lifecycle import STAGES
+from segstream.segments.rfm import SEGMENTS
+from segstream.settings import DEFINITIONS_ROLE, Settings
+from segstream.stream.wiring import Stall, Wiring
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "openapi.json"
@@ -399,7 +399,7 @@ def test_documents_exactly_the_segment_models_and_their_segments(spec: dict[str,
 
 def test_the_parts_the_code_owns_are_generated_from_it(spec: dict[str, Any]) -> None:
     """The definition contract's rule grammar, the field catalogue, the templates and the
-    models' segments (``python -m service.api.document`` rewrites them)."""
+    models' segments (``python -m segstream.api.document`` rewrites them)."""
     generated = document.components()
     assert {name: spec["components"]["schemas"].get(name) for name in generated} == generated
 
@@ -458,7 +458,7 @@ EcmaValidator: Any = validators.extend(Draft202012Validator, {"pattern": ecma_pa
 def test_the_path_ids_the_code_accepts_are_the_documented_ones(
     registry: Registry, name: str, parameter: str
 ) -> None:
-    """Every path id the service checks at the edge (service/api/edge.py) against its
+    """Every path id the service checks at the edge (service/segstream/api/edge.py) against its
     documented schema, on valid and tricky samples: both accept the same ones."""
     pointer = f"{SPEC_URI}#/components/parameters/{parameter}/schema"
     checker = EcmaValidator({"$ref": pointer}, registry=registry)

@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from service.api import queries
-from service.core.customer import CustomerState
-from service.core.events import format_time
-from service.core.pipeline import Pipeline
-from service.learning import lifetime as lifetime_module
-from service.segments.defined import DefinitionError
-from service.settings import Settings
-from service.tools.simulation.generator import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.api import queries
+from segstream.core.customer import CustomerState
+from segstream.core.events import format_time
+from segstream.core.pipeline import Pipeline
+from segstream.learning import lifetime as lifetime_module
+from segstream.segments.defined import DefinitionError
+from segstream.settings import Settings
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 SHOP = "coffee-roaster-1"

@@ -23,12 +23,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.core.customer import CustomerState
-from service.core.events import format_time
-from service.core.keys import customer_key
-from service.core.pipeline import Pipeline, funnel_key, referrals_key
-from service.metrics.journey import ShopFunnel
-from service.settings import Settings
+from segstream.core.customer import CustomerState
+from segstream.core.events import format_time
+from segstream.core.keys import customer_key
+from segstream.core.pipeline import Pipeline, funnel_key, referrals_key
+from segstream.metrics.journey import ShopFunnel
+from segstream.settings import Settings
 from tests.feed import feed
 
 SHOP = "tea-1"

@@ -9,14 +9,14 @@ from typing import Any
 
 import pytest
 
-from service.core import checkpoints
-from service.core.checkpoints import FORMAT, Checkpoints, running_versions
-from service.core.codec import decode, encode
-from service.core.pipeline import Pipeline
-from service.segments import available_models
-from service.settings import Settings
-from service.tools.simulation import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core import checkpoints
+from segstream.core.checkpoints import FORMAT, Checkpoints, running_versions
+from segstream.core.codec import decode, encode
+from segstream.core.pipeline import Pipeline
+from segstream.segments import available_models
+from segstream.settings import Settings
+from segstream.tools.simulation import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 MISSING_CLASS = b"\x80\x05cno_such_module\nModel\n)\x81."

@@ -1,4 +1,4 @@
-"""The v1 schema files, their examples, and service.core.contracts' parsing and validation."""
+"""The v1 schema files, their examples, and segstream.core.contracts' parsing and validation."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator, FormatChecker, ValidationError
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from service.core import contracts
-from service.core.contracts import (
+from segstream.core import contracts
+from segstream.core.contracts import (
     EVENT_TYPES,
     SCHEMA_DIR,
     TYPE_NAMES,
@@ -24,8 +24,8 @@ from service.core.contracts import (
     schema_path,
     validate_output,
 )
-from service.core.events import BY_TYPE_NAME, EVENT_CLASSES, Cancellation, Order, Signup
-from service.tools.badinput import bad_records
+from segstream.core.events import BY_TYPE_NAME, EVENT_CLASSES, Cancellation, Order, Signup
+from segstream.tools.badinput import bad_records
 from tests.schema_docs import undocumented
 
 EXAMPLES = SCHEMA_DIR.parent / "examples" / "v1"
@@ -710,7 +710,7 @@ def test_implausible_effective_at_is_rejected(effective: str, why: str) -> None:
 def test_the_future_bound_follows_the_wall_clock_by_default() -> None:
     from datetime import timedelta
 
-    from service.core.events import format_time
+    from segstream.core.events import format_time
 
     soon = format_time(datetime.now(UTC) + timedelta(days=1))
     later = format_time(datetime.now(UTC) + timedelta(days=3))

@@ -15,9 +15,9 @@ import fastjsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.core import contracts
-from service.core.changes import DeadLetter, Source
-from service.core.contracts import (
+from segstream.core import contracts
+from segstream.core.changes import DeadLetter, Source
+from segstream.core.contracts import (
     DETAIL_MAX_CHARS,
     EARLIEST_EVENT_TIME,
     MAX_EVENT_BYTES,
@@ -30,7 +30,7 @@ from service.core.contracts import (
     parse_event,
     validate_output,
 )
-from service.core.events import EVENT_CLASSES, Cancellation, Order, event_type, from_payload
+from segstream.core.events import EVENT_CLASSES, Cancellation, Order, event_type, from_payload
 
 NOW = datetime(2027, 1, 1, tzinfo=UTC)  # after every example's occurred_at
 KNOWN_REASONS = frozenset(get_args(RejectReason))

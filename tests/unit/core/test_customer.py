@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.codec import decode, decode_state, encode, encode_state
-from service.core.customer import CustomerState, DedupPolicy, apply, id_hash, subscription_status
-from service.core.events import Cancellation, Event, Order, Plan, Signup, from_payload
+from segstream.core.codec import decode, decode_state, encode, encode_state
+from segstream.core.customer import CustomerState, DedupPolicy, apply, id_hash, subscription_status
+from segstream.core.events import Cancellation, Event, Order, Plan, Signup, from_payload
 
 T0 = datetime(2025, 2, 1, 8, tzinfo=UTC)
 PLAN = Plan("beans-monthly", 24.0, "EUR", "month", "basic")

@@ -10,9 +10,9 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from itertools import permutations
 
-from service.core.codec import decode, decode_state, encode, encode_state
-from service.core.contracts import schema_path
-from service.core.customer import (
+from segstream.core.codec import decode, decode_state, encode, encode_state
+from segstream.core.contracts import schema_path
+from segstream.core.customer import (
     CAMPAIGN_MEMORY,
     FEEDBACK_MEMORY,
     CustomerState,
@@ -21,7 +21,7 @@ from service.core.customer import (
     id_hash,
     renewal_of,
 )
-from service.core.events import (
+from segstream.core.events import (
     CAMPAIGN_ACTIONS,
     CONTACT_CHANNELS,
     CampaignResponse,

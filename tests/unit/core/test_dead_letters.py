@@ -1,4 +1,4 @@
-"""service.core.changes.DeadLetter: the payload keeps small originals whole, big ones bounded."""
+"""segstream.core.changes.DeadLetter: the payload keeps small originals whole, big ones bounded."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.core.changes import DEAD_LETTER_KEEP_BYTES, DeadLetter, Source
-from service.core.contracts import DETAIL_MAX_CHARS, schema_path, validate_output
+from segstream.core.changes import DEAD_LETTER_KEEP_BYTES, DeadLetter, Source
+from segstream.core.contracts import DETAIL_MAX_CHARS, schema_path, validate_output
 
 NOW = datetime(2026, 12, 1, 9, 30, tzinfo=UTC)
 SOURCE = Source("segstream.orders", 3, 18231)

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from service.core.changes import Source
-from service.core.contracts import EVENT_TYPES, validate_output
-from service.core.customer import CustomerState, apply
-from service.core.events import CustomerErased, format_time, from_payload
-from service.core.keys import customer_key, shop_partition
-from service.core.pipeline import Outcome, Pipeline, erasure_key, funnel_key
-from service.metrics.bookings import Contribution
-from service.metrics.journey import ShopFunnel, recount
-from service.settings import Settings
-from service.tools.publish import encode
-from service.tools.simulation import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core.changes import Source
+from segstream.core.contracts import EVENT_TYPES, validate_output
+from segstream.core.customer import CustomerState, apply
+from segstream.core.events import CustomerErased, format_time, from_payload
+from segstream.core.keys import customer_key, shop_partition
+from segstream.core.pipeline import Outcome, Pipeline, erasure_key, funnel_key
+from segstream.metrics.bookings import Contribution
+from segstream.metrics.journey import ShopFunnel, recount
+from segstream.settings import Settings
+from segstream.tools.publish import encode
+from segstream.tools.simulation import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 SHOP = shops_per_kind(1)[0].shop_id

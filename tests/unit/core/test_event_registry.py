@@ -1,4 +1,4 @@
-"""The event registry (service.core.events.EVENT_CLASSES) is the one place an input event
+"""The event registry (segstream.core.events.EVENT_CLASSES) is the one place an input event
 type is declared: its schema, examples, topic and subscriptions all follow from it."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from service.core.contracts import (
+from segstream.core.contracts import (
     EVENT_TYPES,
     EXAMPLE_DIR,
     INPUT_ROLES,
@@ -21,10 +21,10 @@ from service.core.contracts import (
     role_for,
     schema_path,
 )
-from service.core.customer import CustomerState, apply
-from service.core.events import EVENT_CLASSES, Event, event_type, from_payload
-from service.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, REPARTITION_ROLE, Settings
-from service.stream.topics import CREATED_ROLES, input_event_types, input_topics
+from segstream.core.customer import CustomerState, apply
+from segstream.core.events import EVENT_CLASSES, Event, event_type, from_payload
+from segstream.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, REPARTITION_ROLE, Settings
+from segstream.stream.topics import CREATED_ROLES, input_event_types, input_topics
 
 # The valid examples are dated up to 2026-12-24 (see test_contracts).
 EXAMPLES_NOW = datetime(2027, 1, 1, tzinfo=UTC)
@@ -91,10 +91,10 @@ def test_the_worker_subscribes_to_exactly_the_registrys_topics() -> None:
 
 
 def test_settings_import_nothing_from_the_core() -> None:
-    # service.core imports service.settings; the reverse would be an import cycle.
+    # segstream.core imports segstream.settings; the reverse would be an import cycle.
     code = (
-        "import sys, service.settings; "
-        "print([m for m in sys.modules if m.startswith('service.') and m != 'service.settings'])"
+        "import sys, segstream.settings; "
+        "print([m for m in sys.modules if m.startswith('service.') and m != 'segstream.settings'])"
     )
     root = Path(__file__).resolve().parents[3]
     out = subprocess.run(

@@ -8,9 +8,9 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 import pytest
 
-from service.core.customer import CustomerState, Silence, apply
-from service.core.events import Order
-from service.core.features import snapshot
+from segstream.core.customer import CustomerState, Silence, apply
+from segstream.core.events import Order
+from segstream.core.features import snapshot
 from tests.oracle import lifetimes_summary
 from tests.states import state
 

@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
-from service.api import queries
-from service.core.contracts import validate_output
-from service.core.events import Order
-from service.core.pipeline import REHOMING_PREFIX, Outcome, Pipeline
-from service.segments.cluster import ClusterModel
-from service.settings import Settings
+from segstream.api import queries
+from segstream.core.contracts import validate_output
+from segstream.core.events import Order
+from segstream.core.pipeline import REHOMING_PREFIX, Outcome, Pipeline
+from segstream.segments.cluster import ClusterModel
+from segstream.settings import Settings
 from tests.unit.core.test_pipeline import SOURCE, T0, order
 
 SHOP = "tea-1"

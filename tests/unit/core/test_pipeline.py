@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from service.core.changes import Source
-from service.core.contracts import validate_output
-from service.core.events import Order, Signup, format_time
-from service.core.keys import customer_key, shop_partition
-from service.core.pipeline import Pipeline
-from service.settings import Settings
+from segstream.core.changes import Source
+from segstream.core.contracts import validate_output
+from segstream.core.events import Order, Signup, format_time
+from segstream.core.keys import customer_key, shop_partition
+from segstream.core.pipeline import Pipeline
+from segstream.settings import Settings
 
 T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
 RULES = {"lifecycle", "rfm"}

@@ -8,12 +8,12 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from service.core.changes import Source
-from service.core.contracts import EVENT_TYPES, validate_output
-from service.core.events import format_time
-from service.core.keys import customer_key, shop_partition
-from service.core.pipeline import Outcome, Pipeline, referrals_key
-from service.settings import Settings
+from segstream.core.changes import Source
+from segstream.core.contracts import EVENT_TYPES, validate_output
+from segstream.core.events import format_time
+from segstream.core.keys import customer_key, shop_partition
+from segstream.core.pipeline import Outcome, Pipeline, referrals_key
+from segstream.settings import Settings
 from tests.feed import feed
 
 SHOP = "snack-box-2"

@@ -9,11 +9,11 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from service.core.changes import Source
-from service.core.events import format_time
-from service.core.keys import customer_key, shop_partition
-from service.core.pipeline import Pipeline, erasure_key
-from service.settings import Settings
+from segstream.core.changes import Source
+from segstream.core.events import format_time
+from segstream.core.keys import customer_key, shop_partition
+from segstream.core.pipeline import Pipeline, erasure_key
+from segstream.settings import Settings
 from tests.unit.core.test_erasure import SHOP, erase, paying_member, send, simulated_shop
 
 A_YEAR = timedelta(days=365)

@@ -10,16 +10,16 @@ from typing import Any
 
 import pytest
 
-from service.core.changes import SegmentChange
-from service.core.codec import decode_state, encode_state
-from service.core.contracts import validate_output
-from service.core.customer import CustomerState
-from service.core.events import Order, format_time
-from service.core.pipeline import Pipeline
-from service.experiments import Arm, arm_of
-from service.experiments.live import ShopExperiments, experiments_key
-from service.metrics.snapshot import snapshot_payload
-from service.settings import Settings
+from segstream.core.changes import SegmentChange
+from segstream.core.codec import decode_state, encode_state
+from segstream.core.contracts import validate_output
+from segstream.core.customer import CustomerState
+from segstream.core.events import Order, format_time
+from segstream.core.pipeline import Pipeline
+from segstream.experiments import Arm, arm_of
+from segstream.experiments.live import ShopExperiments, experiments_key
+from segstream.metrics.snapshot import snapshot_payload
+from segstream.settings import Settings
 from tests.unit.core.test_pipeline import order
 from tests.unit.segments.defined.test_live import (
     BIG,

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.experiments import Arm
-from service.experiments.live import ShopExperiments
+from segstream.experiments import Arm
+from segstream.experiments.live import ShopExperiments
 from tests.planted import ARMS, EXPERIMENT, planted_difference, replay
 
 AA = [f"aa-{n}" for n in range(19)]

@@ -8,7 +8,7 @@ import random
 import pytest
 from scipy.stats import binomtest, ttest_ind
 
-from service.experiments.readout import (
+from segstream.experiments.readout import (
     ArmFigures,
     compare,
     detectable_difference,

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from service.experiments import Arm, Experiment, ExperimentError, arm_of, validate_experiment
-from service.experiments.splits import hash_point
+from segstream.experiments import Arm, Experiment, ExperimentError, arm_of, validate_experiment
+from segstream.experiments.splits import hash_point
 
 ARMS = (Arm("holdout", 0.2), Arm("treatment", 0.8))
 

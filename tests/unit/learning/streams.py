@@ -1,6 +1,6 @@
 """Simulated shops folded into customer snapshots in the order the pipeline evaluates them.
 
-Like :class:`service.core.pipeline.Pipeline` without Kafka: every event is applied to its
+Like :class:`segstream.core.pipeline.Pipeline` without Kafka: every event is applied to its
 customer's state and the customer is evaluated at the shop's stream time; every
 ``rescore_days`` of stream time every known customer is evaluated again (a stand-in for
 the review schedule). The snapshots share their customer's segments and memory, so
@@ -13,12 +13,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 
-from service.core.customer import CustomerState, apply
-from service.core.events import from_payload
-from service.core.features import CustomerSnapshot, snapshot
-from service.segments import SegmentModel
-from service.tools.simulation import Simulation, SimulationConfig, generate
-from service.tools.simulation.shops import KINDS, Shop
+from segstream.core.customer import CustomerState, apply
+from segstream.core.events import from_payload
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.segments import SegmentModel
+from segstream.tools.simulation import Simulation, SimulationConfig, generate
+from segstream.tools.simulation.shops import KINDS, Shop
 
 
 def one_shop(

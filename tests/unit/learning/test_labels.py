@@ -10,11 +10,11 @@ from typing import Any
 
 import pytest
 
-from service.core.customer import CustomerState
-from service.core.events import format_time
-from service.core.features import CustomerSnapshot, snapshot
-from service.learning.labels import Example, Labeller, Pending
-from service.segments.churn_risk import ChurnRiskModel
+from segstream.core.customer import CustomerState
+from segstream.core.events import format_time
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.learning.labels import Example, Labeller, Pending
+from segstream.segments.churn_risk import ChurnRiskModel
 from tests.states import state
 
 START = datetime(2025, 1, 1, tzinfo=UTC)

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from service.core.contracts import role_for
-from service.core.customer import EPOCH_DAY, CustomerState, apply
-from service.core.events import from_payload
-from service.core.features import snapshot
-from service.core.pipeline import Pipeline
-from service.learning.lifetime import (
+from segstream.core.contracts import role_for
+from segstream.core.customer import EPOCH_DAY, CustomerState, apply
+from segstream.core.events import from_payload
+from segstream.core.features import snapshot
+from segstream.core.pipeline import Pipeline
+from segstream.learning.lifetime import (
     REFIT_MAX_DAYS,
     REFIT_MIN_ORDERS,
     SAMPLE_SIZE,
@@ -33,7 +33,7 @@ from service.learning.lifetime import (
     sample_hash,
     spend_trend,
 )
-from service.settings import Settings
+from segstream.settings import Settings
 from tests.feed import feed
 from tests.states import state
 from tests.unit.learning.streams import final_snapshots, one_shop

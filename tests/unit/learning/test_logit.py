@@ -10,7 +10,7 @@ import random
 import numpy as np
 import pytest
 
-from service.learning.logit import MAX_STEP, OnlineLogit, sigmoid
+from segstream.learning.logit import MAX_STEP, OnlineLogit, sigmoid
 
 TRUE = (-1.0, 2.0, -0.5)
 

@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from service.learning.quality import BinnedAUC, ChurnQuality, ClusterQuality, adjusted_rand_index
+from segstream.learning.quality import BinnedAUC, ChurnQuality, ClusterQuality, adjusted_rand_index
 
 
 @pytest.mark.parametrize(

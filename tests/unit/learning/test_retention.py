@@ -8,11 +8,11 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.events import format_time
-from service.core.features import CustomerSnapshot, snapshot
-from service.learning.labels import LapseRule
-from service.learning.lifetime import BgNbd, LifetimeFit
-from service.learning.retention import (
+from segstream.core.events import format_time
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.learning.labels import LapseRule
+from segstream.learning.lifetime import BgNbd, LifetimeFit
+from segstream.learning.retention import (
     FEATURES,
     HORIZONS,
     PRIOR_MEAN,

@@ -9,9 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from service.core.customer import CustomerState
-from service.core.features import snapshot
-from service.learning.vectors import (
+from segstream.core.customer import CustomerState
+from segstream.core.features import snapshot
+from segstream.learning.vectors import (
     FEATURES,
     FadingScaler,
     as_row,

@@ -12,15 +12,15 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from service.core.customer import (
+from segstream.core.customer import (
     PAYING_STATUSES,
     CustomerState,
     DedupPolicy,
     apply,
     subscription_status,
 )
-from service.core.events import Cancellation, CustomerErased, Event, format_time, from_payload
-from service.metrics.ledger import MetricsLedger, Recorded
+from segstream.core.events import Cancellation, CustomerErased, Event, format_time, from_payload
+from segstream.metrics.ledger import MetricsLedger, Recorded
 
 SHOP = "tea-1"
 Segmenter = Callable[[CustomerState, datetime], dict[str, str]]

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import date, timedelta
 
-from service.metrics.ledger import MetricsLedger
-from service.metrics.windows import GRAINS, WindowMetrics
+from segstream.metrics.ledger import MetricsLedger
+from segstream.metrics.windows import GRAINS, WindowMetrics
 
 MOVEMENTS = (
     "new_subscribers",

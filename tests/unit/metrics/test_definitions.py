@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from service.metrics import definitions as d
+from segstream.metrics import definitions as d
 
 
 def test_churn_rate_counts_only_subscribers_at_the_start() -> None:

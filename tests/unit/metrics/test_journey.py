@@ -10,16 +10,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from service.core.codec import decode_state, encode_state
-from service.core.contracts import SCHEMA_DIR
-from service.core.customer import CustomerState, apply
-from service.core.events import ACQUISITION_CHANNELS, TOUCHPOINTS, from_payload, parse_time
-from service.core.keys import customer_key
-from service.core.pipeline import Pipeline, funnel_key
-from service.metrics.journey import STAGES, Funnel, ShopFunnel, journey_of, recount
-from service.settings import Settings
-from service.tools.simulation import SimulationConfig, generate
-from service.tools.simulation.shops import shops_per_kind
+from segstream.core.codec import decode_state, encode_state
+from segstream.core.contracts import SCHEMA_DIR
+from segstream.core.customer import CustomerState, apply
+from segstream.core.events import ACQUISITION_CHANNELS, TOUCHPOINTS, from_payload, parse_time
+from segstream.core.keys import customer_key
+from segstream.core.pipeline import Pipeline, funnel_key
+from segstream.metrics.journey import STAGES, Funnel, ShopFunnel, journey_of, recount
+from segstream.settings import Settings
+from segstream.tools.simulation import SimulationConfig, generate
+from segstream.tools.simulation.shops import shops_per_kind
 from tests.feed import feed
 
 SHOP = "tea-1"

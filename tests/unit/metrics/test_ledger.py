@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from service.metrics.ledger import MetricsLedger, UnknownShopError
-from service.metrics.windows import BadWindowError, WindowMetrics
+from segstream.metrics.ledger import MetricsLedger, UnknownShopError
+from segstream.metrics.windows import BadWindowError, WindowMetrics
 from tests.unit.metrics.builders import (
     SHOP,
     CountingBuckets,

@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
-from service.core.events import from_payload, parse_time
-from service.metrics.ledger import MetricsLedger
-from service.metrics.mrr import customer_mrr
-from service.metrics.windows import WindowMetrics
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.core.events import from_payload, parse_time
+from segstream.metrics.ledger import MetricsLedger
+from segstream.metrics.mrr import customer_mrr
+from segstream.metrics.windows import WindowMetrics
+from segstream.tools.simulation.generator import SimulationConfig, generate
 from tests.metrics_oracle import (
     AMOUNTS,
     ATTRIBUTE_AMOUNTS,

@@ -26,12 +26,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from service.core.customer import CustomerState
-from service.core.events import format_time, from_payload, parse_time
-from service.metrics.bookings import Contribution, cohort
-from service.metrics.ledger import MetricsLedger, UnknownShopError
-from service.metrics.mrr import customer_mrr
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.core.customer import CustomerState
+from segstream.core.events import format_time, from_payload, parse_time
+from segstream.metrics.bookings import Contribution, cohort
+from segstream.metrics.ledger import MetricsLedger, UnknownShopError
+from segstream.metrics.mrr import customer_mrr
+from segstream.tools.simulation.generator import SimulationConfig, generate
 from tests.metrics_oracle import AMOUNTS, COUNTS, MetricsOracle, as_delivered
 from tests.unit.metrics.builders import SHOP, Shop, tier_and_status
 from tests.unit.metrics.invariants import violations, windows

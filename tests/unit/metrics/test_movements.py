@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from service.core.customer import CustomerState, apply
-from service.core.events import Event
-from service.metrics.movements import EventEffect, Movement, classify
+from segstream.core.customer import CustomerState, apply
+from segstream.core.events import Event
+from segstream.metrics.movements import EventEffect, Movement, classify
 from tests.unit.metrics.builders import (
     at,
     cancel,

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from service.core.customer import CustomerState
-from service.core.events import Plan
-from service.metrics.mrr import customer_mrr, monthly_price, plan_mrr
+from segstream.core.customer import CustomerState
+from segstream.core.events import Plan
+from segstream.metrics.mrr import customer_mrr, monthly_price, plan_mrr
 from tests import states
 from tests.unit.metrics.builders import at
 

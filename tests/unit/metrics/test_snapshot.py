@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
-from service.core import contracts
-from service.core.contracts import SCHEMA_DIR, schema_path, validate_output
-from service.metrics.ledger import MetricsLedger, UnknownShopError
-from service.metrics.snapshot import snapshot_payload
+from segstream.core import contracts
+from segstream.core.contracts import SCHEMA_DIR, schema_path, validate_output
+from segstream.metrics.ledger import MetricsLedger, UnknownShopError
+from segstream.metrics.snapshot import snapshot_payload
 from tests.schema_docs import undocumented
 from tests.unit.metrics.builders import SHOP, Shop, at, cancel, order, signup, tier_and_status
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from service.observability.logs import QuietRepeats, logging_config
-from service.settings import Settings
+from segstream.observability.logs import QuietRepeats, logging_config
+from segstream.settings import Settings
 
 
 def record(name: str, msg: str, at: float, *args: object) -> logging.LogRecord:
@@ -34,7 +34,7 @@ def test_a_chatty_librarys_repeats_pass_once_per_window_and_are_counted() -> Non
 def test_our_own_and_other_loggers_are_never_held_back() -> None:
     quiet = QuietRepeats(window_s=10.0)
     assert all(
-        quiet.filter(record("service.stream.wiring", "partition_fenced", 0.0)) for _ in range(5)
+        quiet.filter(record("segstream.stream.wiring", "partition_fenced", 0.0)) for _ in range(5)
     )
     assert all(quiet.filter(record("faust.transport", "Heartbeat failed", 0.0)) for _ in range(5))
 

@@ -7,8 +7,8 @@ import math
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from service.observability import telemetry
-from service.observability.telemetry import WindowRates
+from segstream.observability import telemetry
+from segstream.observability.telemetry import WindowRates
 
 
 def value(name: str, **labels: str) -> float | None:

@@ -9,14 +9,14 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from service.core.events import format_time
-from service.core.features import CustomerSnapshot, snapshot
-from service.learning.labels import Example
-from service.learning.lifetime import BgNbd, LifetimeFit
-from service.learning.logit import OnlineLogit
-from service.learning.retention import FEATURES, HORIZONS, PRIOR_MEAN, p_no_order
-from service.segments.churn_risk import PRIOR_PRECISION, ChurnRiskModel
-from service.settings import Settings
+from segstream.core.events import format_time
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.learning.labels import Example
+from segstream.learning.lifetime import BgNbd, LifetimeFit
+from segstream.learning.logit import OnlineLogit
+from segstream.learning.retention import FEATURES, HORIZONS, PRIOR_MEAN, p_no_order
+from segstream.segments.churn_risk import PRIOR_PRECISION, ChurnRiskModel
+from segstream.settings import Settings
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, one_shop
 

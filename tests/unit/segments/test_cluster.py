@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from service.core.features import CustomerSnapshot, snapshot
-from service.learning.quality import adjusted_rand_index
-from service.segments.cluster import (
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.learning.quality import adjusted_rand_index
+from segstream.segments.cluster import (
     FEATURES,
     MEMORY,
     SMALL_SHOP,
@@ -28,7 +28,7 @@ from service.segments.cluster import (
     buying_row,
     traits,
 )
-from service.settings import Settings
+from segstream.settings import Settings
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, final_snapshots, one_shop
 

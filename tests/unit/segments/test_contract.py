@@ -1,4 +1,4 @@
-"""The contract every segment model keeps (runs over all models in service.segments,
+"""The contract every segment model keeps (runs over all models in segstream.segments,
 through every hook of the protocol)."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.events import format_time
-from service.core.features import CustomerSnapshot, snapshot
-from service.segments import SegmentModel, available_models, is_segment_of
-from service.settings import Settings
+from segstream.core.events import format_time
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.segments import SegmentModel, available_models, is_segment_of
+from segstream.settings import Settings
 from tests.states import state
 
 MODELS = sorted(available_models().items())

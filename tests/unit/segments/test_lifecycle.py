@@ -6,12 +6,12 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.customer import RENEWALS, CustomerState, apply
-from service.core.events import format_time, from_payload
-from service.core.features import snapshot
-from service.metrics.mrr import customer_mrr
-from service.segments.lifecycle import LifecycleRules
-from service.tools.simulation.generator import SimulationConfig, generate
+from segstream.core.customer import RENEWALS, CustomerState, apply
+from segstream.core.events import format_time, from_payload
+from segstream.core.features import snapshot
+from segstream.metrics.mrr import customer_mrr
+from segstream.segments.lifecycle import LifecycleRules
+from segstream.tools.simulation.generator import SimulationConfig, generate
 from tests.states import plan, state
 
 DAY0 = datetime(2025, 1, 1, tzinfo=UTC)

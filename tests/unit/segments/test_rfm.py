@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from service.core.features import snapshot
-from service.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score, values
+from segstream.core.features import snapshot
+from segstream.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score, values
 from tests.states import state
 
 BRIEF_SEGMENTS = {

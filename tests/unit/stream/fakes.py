@@ -8,10 +8,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from harness.stores import DictStore
-from service.core.events import format_time
-from service.settings import Settings
-from service.stream.checkpoint import FencedError, RetryError, Work, Written
-from service.stream.tables import CODECS, TableState
+from segstream.core.events import format_time
+from segstream.settings import Settings
+from segstream.stream.checkpoint import FencedError, RetryError, Work, Written
+from segstream.stream.tables import CODECS, TableState
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 

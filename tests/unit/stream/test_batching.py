@@ -11,7 +11,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
-from service.stream.batching import batches
+from segstream.stream.batching import batches
 
 _apps = itertools.count()
 

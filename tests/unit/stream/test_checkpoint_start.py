@@ -9,9 +9,9 @@ from typing import Any, ClassVar
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from service.settings import Settings
-from service.stream import checkpoint as module
-from service.stream.checkpoint import Checkpoint
+from segstream.settings import Settings
+from segstream.stream import checkpoint as module
+from segstream.stream.checkpoint import Checkpoint
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 

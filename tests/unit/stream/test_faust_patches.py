@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka.errors import KafkaConnectionError
 
-from service.stream import faust_patches
+from segstream.stream import faust_patches
 
 
 def test_other_library_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:

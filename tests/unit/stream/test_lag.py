@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import socket
 
-from service.observability import telemetry
-from service.stream.lag import LagProbe, lag_by_partition
+from segstream.observability import telemetry
+from segstream.stream.lag import LagProbe, lag_by_partition
 
 T0, T1, T2 = ("orders", 0), ("orders", 1), ("orders", 2)
 

@@ -13,17 +13,17 @@ from typing import Any
 import pytest
 from aiokafka import TopicPartition
 
-from service.core.changes import ORIGIN_HEADER, Cause, SegmentChange
-from service.core.contracts import validate_output
-from service.core.events import Cancellation, Order
-from service.core.keys import progress_key, shop_partition
-from service.core.pipeline import Outcome, Pipeline
-from service.settings import REPARTITION_ROLE, Settings
-from service.stream import wiring
-from service.stream.checkpoint import FencedError
-from service.stream.gaps import GapGuard
-from service.stream.topics import TABLES
-from service.stream.wiring import BatchRunner, output_records
+from segstream.core.changes import ORIGIN_HEADER, Cause, SegmentChange
+from segstream.core.contracts import validate_output
+from segstream.core.events import Cancellation, Order
+from segstream.core.keys import progress_key, shop_partition
+from segstream.core.pipeline import Outcome, Pipeline
+from segstream.settings import REPARTITION_ROLE, Settings
+from segstream.stream import wiring
+from segstream.stream.checkpoint import FencedError
+from segstream.stream.gaps import GapGuard
+from segstream.stream.topics import TABLES
+from segstream.stream.wiring import BatchRunner, output_records
 from tests.unit.stream.fakes import (
     T0,
     DictStore,
@@ -335,7 +335,7 @@ async def test_a_rebalance_waits_for_work_in_flight_before_it_replaces_the_produ
     await batches.assign({PARTITION})
     await working
     assert order == ["commit ended", "producers replaced"]
-    monkeypatch.setattr("service.stream.wiring.QUIESCE_S", 0.01)
+    monkeypatch.setattr("segstream.stream.wiring.QUIESCE_S", 0.01)
     stuck = asyncio.Event()
 
     async def never_ends() -> None:
@@ -372,7 +372,7 @@ async def test_a_record_whose_state_cannot_be_stored_is_found_and_dead_lettered(
 ) -> None:
     """The failure comes after every record was handled (encoding the batch's writes), so
     no record raised: the runner bisects the batch to the one that made it fail."""
-    from service.stream import tables as table_module
+    from segstream.stream import tables as table_module
 
     original = table_module.encode_state
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from service.core.codec import decode, encode
-from service.core.keys import partition_of, progress_key
+from segstream.core.codec import decode, encode
+from segstream.core.keys import partition_of, progress_key
 from tests.unit.stream.fakes import DictStore, table_state
 
 

@@ -10,16 +10,16 @@ from typing import Any, get_args
 
 import pytest
 
-from service.core.contracts import OutputSchema, validate_output
-from service.core.events import Order
-from service.core.keys import shop_partition
-from service.core.pipeline import Pipeline
-from service.metrics import snapshot
-from service.observability import telemetry
-from service.settings import Settings
-from service.stream import timers
-from service.stream.topics import TABLES
-from service.stream.wiring import BatchRunner, Wiring
+from segstream.core.contracts import OutputSchema, validate_output
+from segstream.core.events import Order
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import Pipeline
+from segstream.metrics import snapshot
+from segstream.observability import telemetry
+from segstream.settings import Settings
+from segstream.stream import timers
+from segstream.stream.topics import TABLES
+from segstream.stream.wiring import BatchRunner, Wiring
 from tests.unit.stream.fakes import (
     DictStore,
     Event,

@@ -11,9 +11,9 @@ import pytest
 from pydantic import ValidationError
 
 from harness.workers import REPO_ROOT, free_port
-from service.settings import Settings
-from service.stream.app import create_app
-from service.stream.worker import SHUTDOWN_TIMEOUT_EXIT, StartupError, prepare_topics
+from segstream.settings import Settings
+from segstream.stream.app import create_app
+from segstream.stream.worker import SHUTDOWN_TIMEOUT_EXIT, StartupError, prepare_topics
 
 
 def test_an_unreachable_broker_is_waited_for_then_reported() -> None:
@@ -47,7 +47,7 @@ def test_a_stop_that_hangs_is_cut_short_at_the_shutdown_bound() -> None:
     status saying so and the reason logged."""
     program = (
         "import time\n"
-        "from service.stream import worker\n"
+        "from segstream.stream import worker\n"
         "worker._exit_after(0.3)\n"
         "time.sleep(3600)\n"  # a stop that hangs (the run's timeout would end it first)
     )

@@ -1,4 +1,4 @@
-"""service.tools.badinput: varied, deterministic bad records whose reasons are exact."""
+"""segstream.tools.badinput: varied, deterministic bad records whose reasons are exact."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from service.core.contracts import (
+from segstream.core.contracts import (
     EVENT_TYPES,
     INPUT_ROLES,
     MAX_EVENT_BYTES,
     Rejection,
     parse_event,
 )
-from service.tools.badinput import (
+from segstream.tools.badinput import (
     KINDS,
     LARGEST_RECORD,
     bad_record,

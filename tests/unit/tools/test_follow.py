@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from service.tools.follow import Follower
+from segstream.tools.follow import Follower
 
 
 def member(customer: str, segment: str, since: str, change_id: str) -> bytes:

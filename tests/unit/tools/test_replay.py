@@ -12,14 +12,14 @@ from typing import Any
 
 import pytest
 
-from service.core.contracts import Rejection, parse_event
-from service.core.events import Order
-from service.core.keys import shop_partition
-from service.settings import Settings
-from service.tools import replay
-from service.tools.publish import encode
-from service.tools.replay import Columns, RowError, check, main, read_orders, row_to_event
-from service.tools.replay_rows import History, Options, read_history
+from segstream.core.contracts import Rejection, parse_event
+from segstream.core.events import Order
+from segstream.core.keys import shop_partition
+from segstream.settings import Settings
+from segstream.tools import replay
+from segstream.tools.publish import encode
+from segstream.tools.replay import Columns, RowError, check, main, read_orders, row_to_event
+from segstream.tools.replay_rows import History, Options, read_history
 
 EXAMPLES = Path(__file__).resolve().parents[3] / "schemas" / "examples" / "replay"
 NOW = datetime(2026, 1, 1, tzinfo=UTC)

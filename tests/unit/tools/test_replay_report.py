@@ -8,7 +8,7 @@ import json
 
 from aiokafka.structs import RecordMetadata
 
-from service.tools.replay_report import (
+from segstream.tools.replay_report import (
     Outcome,
     Progress,
     _letter,

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from service.core.contracts import Rejection, parse_event
-from service.core.events import BY_TYPE_NAME
-from service.tools.publish import encode
-from service.tools.replay_rows import (
+from segstream.core.contracts import Rejection, parse_event
+from segstream.core.events import BY_TYPE_NAME
+from segstream.tools.publish import encode
+from segstream.tools.replay_rows import (
     History,
     Options,
     RowError,

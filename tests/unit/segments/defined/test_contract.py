@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from service.core.contracts import EXAMPLE_DIR, document_error, schema_path
-from service.segments.defined import DefinitionError, validate_definition
-from service.segments.defined.fields import FIELDS, HISTORIES
+from segstream.core.contracts import EXAMPLE_DIR, document_error, schema_path
+from segstream.segments.defined import DefinitionError, validate_definition
+from segstream.segments.defined.fields import FIELDS, HISTORIES
 from tests.schema_docs import undocumented
 
 EXAMPLES = EXAMPLE_DIR / "segment_definition"

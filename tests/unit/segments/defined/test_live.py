@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from service.core.changes import SegmentChange, Source
-from service.core.contracts import validate_output
-from service.core.events import Order, Signup
-from service.core.keys import shop_partition
-from service.core.pipeline import MAX_DEFINITIONS, Pipeline
-from service.segments.defined.live import ShopDefinitions, definitions_key
-from service.settings import Settings
+from segstream.core.changes import SegmentChange, Source
+from segstream.core.contracts import validate_output
+from segstream.core.events import Order, Signup
+from segstream.core.keys import shop_partition
+from segstream.core.pipeline import MAX_DEFINITIONS, Pipeline
+from segstream.segments.defined.live import ShopDefinitions, definitions_key
+from segstream.settings import Settings
 from tests.unit.core.test_pipeline import order
 
 T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)

@@ -10,10 +10,10 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from service.core.customer import CustomerState
-from service.core.events import Plan
-from service.core.features import CustomerSnapshot, snapshot
-from service.segments.defined import (
+from segstream.core.customer import CustomerState
+from segstream.core.events import Plan
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.segments.defined import (
     FIELDS,
     MAX_DEPTH,
     MAX_NODES,

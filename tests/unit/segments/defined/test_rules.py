@@ -9,15 +9,15 @@ from typing import Any
 
 import pytest
 
-from service.core.contracts import EXAMPLE_DIR
-from service.core.customer import CustomerState, day_number, id_hash
-from service.core.events import Plan
-from service.core.features import CustomerSnapshot, snapshot
-from service.learning.lifetime import BgNbd, LifetimeFit
-from service.learning.retention import HORIZONS
-from service.segments import available_models
-from service.segments.churn_risk import ChurnRiskModel
-from service.segments.defined import (
+from segstream.core.contracts import EXAMPLE_DIR
+from segstream.core.customer import CustomerState, day_number, id_hash
+from segstream.core.events import Plan
+from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.learning.lifetime import BgNbd, LifetimeFit
+from segstream.learning.retention import HORIZONS
+from segstream.segments import available_models
+from segstream.segments.churn_risk import ChurnRiskModel
+from segstream.segments.defined import (
     FIELDS,
     PREDICTIONS,
     CompiledRule,
@@ -25,7 +25,7 @@ from service.segments.defined import (
     compile_definition,
     validate_definition,
 )
-from service.segments.defined.fields import resolve
+from segstream.segments.defined.fields import resolve
 from tests.states import plan, state
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)

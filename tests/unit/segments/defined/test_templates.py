@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from service.core.customer import day_number
-from service.segments.defined import DefinitionError, compile_definition, validate_definition
-from service.segments.defined.templates import TEMPLATES, expand
+from segstream.core.customer import day_number
+from segstream.segments.defined import DefinitionError, compile_definition, validate_definition
+from segstream.segments.defined.templates import TEMPLATES, expand
 from tests.unit.segments.defined.test_rules import NOBODY, NOW, ago, customer, touch
 
 PARAMETERS: dict[str, dict[str, Any]] = {

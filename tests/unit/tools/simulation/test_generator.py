@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from service.core.contracts import EVENT_TYPES, Rejection, parse_event, role_for
-from service.core.events import BY_TYPE_NAME
-from service.tools import simulate
-from service.tools.publish import encode
-from service.tools.simulation import Simulation, SimulationConfig, generate
+from segstream.core.contracts import EVENT_TYPES, Rejection, parse_event, role_for
+from segstream.core.events import BY_TYPE_NAME
+from segstream.tools import simulate
+from segstream.tools.publish import encode
+from segstream.tools.simulation import Simulation, SimulationConfig, generate
 
 Events = list[dict[str, Any]]
 

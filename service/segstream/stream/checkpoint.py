@@ -1,0 +1,376 @@
+"""Committing a partition's batch: table writes, outputs and input offsets together.
+
+The rule every trusted stream processor follows (Kafka Streams, quix-streams): input
+offsets are committed only with, or after, every state and output record they cover.
+
+- ``exactly_once`` (default): one transactional producer per input partition
+  (``transactional.id = <app id>-p<partition>``). A batch's changelog records, segment
+  changes, dead letters and the consumed offsets go into one transaction: they become
+  visible to ``read_committed`` consumers together, or not at all. A worker that takes
+  over a partition starts its producer before it recovers the partition's tables; that
+  fences the previous owner and settles its open transaction, so recovery and the new
+  owner's offsets see exactly what was committed.
+- ``at_least_once``: one idempotent producer; outputs are sent and acknowledged first,
+  then the table writes (the partition's progress record last), then the offsets are
+  committed. A crash re-runs at most one batch: its outputs may appear twice (same
+  deterministic ids), its state is never half-applied.
+
+A failed commit raises :class:`RetryError` (nothing of the batch is visible; re-run it) or
+:class:`FencedError` (another worker owns the partition now; drop it). A commit whose outcome
+is unknown (the broker went away during ``EndTxn``) is settled by restarting the
+producer and reading the group's committed offsets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from aiokafka import AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import (
+    InvalidProducerEpoch,
+    KafkaConnectionError,
+    KafkaError,
+    ProducerFenced,
+)
+from aiokafka.structs import RecordMetadata
+
+from segstream.observability.logs import get_logger
+from segstream.settings import Settings
+from segstream.stream.kafka import connection_options
+
+log = get_logger(__name__)
+
+FENCED = (ProducerFenced, InvalidProducerEpoch)
+
+TRANSACTION_RETRY_BACKOFF_MS = 20
+"""Retry pause of the transactional producers. A transaction begun right after the last
+one's commit often gets CONCURRENT_TRANSACTIONS while the broker still writes the commit
+markers; aiokafka retries AddOffsetsToTxn and EndTxn after ``retry_backoff_ms`` (100 ms by
+default): the slowest tenth of the commits. Kafka's own client uses 20 ms there
+(KAFKA-5477, apache/kafka #3377; confluent-kafka-python #967)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """One record to produce: ``partition`` None lets the key decide (Kafka's default
+    partitioner, the same murmur2 as the input topics)."""
+
+    topic: str
+    key: bytes | None
+    value: bytes | None
+    partition: int | None = None
+    headers: tuple[tuple[str, bytes], ...] = ()
+
+
+@dataclass(slots=True)
+class Work:
+    """What one batch of one partition commits: outputs, table writes (changelog records,
+    the partition's progress record last) and the input offsets."""
+
+    partition: int
+    outputs: list[Record] = field(default_factory=list)
+    writes: list[Record] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)
+    """Input topic -> the next offset to consume (the last processed + 1)."""
+
+    @property
+    def records(self) -> list[Record]:
+        """Everything the batch produces, outputs first."""
+        return [*self.outputs, *self.writes]
+
+
+Written = dict[TopicPartition, int]
+"""Changelog partition -> offset of the last record a commit wrote to it."""
+
+
+class RetryError(Exception):
+    """Nothing of the batch was committed; process it again."""
+
+
+class FencedError(Exception):
+    """Another worker owns the partition now; its batch must be dropped."""
+
+
+CommitOffsets = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
+
+
+class Checkpoint:
+    """Commits :class:`Work` per partition with the configured processing guarantee."""
+
+    def __init__(self, settings: Settings, commit_offsets: CommitOffsets) -> None:
+        self.settings = settings
+        self.exactly_once = settings.processing_guarantee == "exactly_once"
+        self._commit_offsets = commit_offsets
+        self._producers: dict[int, AIOKafkaProducer] = {}
+        self._shared: AIOKafkaProducer | None = None
+        self.fenced: set[int] = set()
+        self._assigned: set[int] = set()
+
+    @property
+    def partitions(self) -> set[int]:
+        """Partitions this worker owns and may commit for (a producer that failed is
+        started again on the next commit; a fenced partition waits for the next
+        assignment)."""
+        return self._assigned - self.fenced
+
+    async def assign(self, partitions: set[int]) -> None:
+        """Own exactly ``partitions`` from now on: stop the other producers, (re)start one
+        per partition (fencing any previous owner and settling its transaction)."""
+        self.fenced.clear()
+        self._assigned = set(partitions)
+        if not self.exactly_once:
+            await self._shared_producer()
+            return
+        for partition in sorted(self._producers):
+            await self._stop(partition)
+        for partition in sorted(partitions):
+            await self._start_when_reachable(partition)
+
+    async def _start_when_reachable(self, partition: int) -> None:
+        """Start the partition's producer at its assignment (it fences the previous owner
+        before recovery), waiting up to ``kafka_wait_s`` for a broker that cannot be
+        reached: a rebalance during a broker restart crashed the worker (aiokafka's
+        bootstrap fails at once), seen in the short chaos run with seed 969525."""
+        deadline = asyncio.get_running_loop().time() + self.settings.kafka_wait_s
+        while True:
+            try:
+                await self._start(partition)
+                return
+            except KafkaConnectionError:
+                if asyncio.get_running_loop().time() >= deadline:
+                    raise
+                log.warning("producer_start_retry", partition=partition, retry_in_s=1.0)
+                await asyncio.sleep(1.0)
+
+    async def close(self) -> None:
+        """Own nothing any more and stop every producer (an open transaction is aborted by
+        the next owner)."""
+        self._assigned = set()
+        for partition in sorted(self._producers):
+            await self._stop(partition)
+        if self._shared is not None:
+            await self._shared.stop()
+            self._shared = None
+
+    async def commit(self, work: Work) -> Written:
+        """Commit ``work``; where its table writes landed."""
+        if work.partition in self.fenced:
+            raise FencedError(f"partition {work.partition} is owned elsewhere")
+        if self.exactly_once:
+            return await self._commit_transaction(work)
+        return await self._commit_in_order(work)
+
+    async def publish(self, partition: int, outputs: list[Record]) -> None:
+        """Send outputs that no input record caused (a transaction of their own with
+        exactly_once); failures are logged, the next period sends them again."""
+        try:
+            if self.exactly_once:
+                producer = await self._producer(partition)
+                await producer.begin_transaction()
+                await asyncio.gather(*await _send_all(producer, outputs))
+                await producer.commit_transaction()
+            else:
+                producer = await self._shared_producer()
+                await asyncio.gather(*await _send_all(producer, outputs))
+        except FENCED as error:
+            await self._fence(partition, error)
+        except Exception as error:
+            if self.exactly_once:
+                await self._abandon(partition, error)
+            log.warning("publish_failed", partition=partition, error=repr(error))
+
+    # ------------------------------------------------------------ exactly once
+
+    async def _start(self, partition: int) -> None:
+        producer = AIOKafkaProducer(
+            **connection_options(self.settings),
+            transactional_id=f"{self.settings.app_id}-p{partition}",
+            enable_idempotence=True,
+            retry_backoff_ms=TRANSACTION_RETRY_BACKOFF_MS,
+            acks="all",
+            linger_ms=self.settings.producer_linger_ms,
+            max_request_size=self.settings.max_record_bytes,
+        )
+        try:
+            await producer.start()
+        except BaseException:
+            await producer.stop()  # closes the client a failed start leaves open
+            raise
+        self._producers[partition] = producer
+
+    async def _stop(self, partition: int) -> None:
+        producer = self._producers.pop(partition, None)
+        if producer is not None:
+            try:
+                await producer.stop()
+            except Exception:  # a broken producer still has to go
+                log.warning("producer_stop_failed", partition=partition, exc_info=True)
+
+    async def _restart(self, partition: int) -> None:
+        await self._stop(partition)
+        await self._start(partition)
+
+    async def _producer(self, partition: int) -> AIOKafkaProducer:
+        producer = self._producers.get(partition)
+        if producer is None:
+            if partition not in self._assigned:
+                raise FencedError(f"partition {partition} is not assigned here")
+            await self._start(partition)
+            producer = self._producers[partition]
+        return producer
+
+    async def _commit_transaction(self, work: Work) -> Written:
+        bound = self.settings.broker_request_timeout_s
+        try:
+            producer = await self._producer(work.partition)
+            futures = await asyncio.wait_for(self._send_in_transaction(producer, work), bound)
+        except FENCED as error:
+            await self._fence(work.partition, error)
+            raise FencedError(str(error)) from error
+        except Exception as error:
+            await self._abandon(work.partition, error)
+            raise RetryError(str(error)) from error
+        try:
+            # bounded: a producer stopped under an open commit (a rebalance) never answers
+            await asyncio.wait_for(producer.commit_transaction(), bound)
+        except FENCED as error:
+            await self._fence(work.partition, error)
+            raise FencedError(str(error)) from error
+        except Exception as error:
+            return await self._settle(work, futures, error)
+        return _written(work, futures)
+
+    async def _send_in_transaction(
+        self, producer: AIOKafkaProducer, work: Work
+    ) -> list[asyncio.Future[RecordMetadata]]:
+        """Begin a transaction and send the work's records and offsets into it."""
+        await producer.begin_transaction()
+        futures = await _send_all(producer, work.records)
+        if work.offsets:
+            await producer.send_offsets_to_transaction(_offsets(work), self.settings.app_id)
+        return futures
+
+    async def _fence(self, partition: int, error: BaseException) -> None:
+        log.warning("partition_fenced", partition=partition, error=str(error))
+        self.fenced.add(partition)
+        await self._stop(partition)
+
+    async def _abandon(self, partition: int, error: BaseException) -> None:
+        """Drop the open transaction: a new producer aborts it when it starts."""
+        log.warning("transaction_aborted", partition=partition, error=repr(error))
+        await self._stop(partition)
+        await asyncio.sleep(self.settings.retry_backoff_s)
+
+    async def _settle(
+        self, work: Work, futures: Sequence[asyncio.Future[RecordMetadata]], error: Exception
+    ) -> Written:
+        """The commit's outcome is unknown: a new producer settles the transaction (commits
+        a prepared one, aborts an open one); the committed offsets tell which it was."""
+        log.warning("commit_outcome_unknown", partition=work.partition, error=repr(error))
+        while True:
+            try:
+                await self._restart(work.partition)
+                committed = await self._committed(work)
+                break
+            except FENCED as fenced:
+                await self._fence(work.partition, fenced)
+                raise FencedError(str(fenced)) from fenced
+            except Exception:
+                log.warning("settle_failed", partition=work.partition, exc_info=True)
+                await self._stop(work.partition)
+                await asyncio.sleep(self.settings.retry_backoff_s)
+        done = all(f.done() and not f.cancelled() and f.exception() is None for f in futures)
+        if committed and done:
+            return _written(work, futures)
+        raise RetryError(f"transaction of partition {work.partition} was not committed") from error
+
+    async def _committed(self, work: Work) -> bool:
+        """Whether the group's committed offsets already include ``work``."""
+        if not work.offsets:
+            return False
+        admin = AIOKafkaAdminClient(**connection_options(self.settings))
+        await admin.start()
+        try:
+            wanted = _offsets(work)
+            found = await admin.list_consumer_group_offsets(
+                self.settings.app_id, partitions=list(wanted)
+            )
+        finally:
+            await admin.close()
+        return all(tp in found and found[tp].offset >= offset for tp, offset in wanted.items())
+
+    # ------------------------------------------------------------ at least once
+
+    async def _shared_producer(self) -> AIOKafkaProducer:
+        if self._shared is None:
+            self._shared = AIOKafkaProducer(
+                **connection_options(self.settings),
+                enable_idempotence=True,
+                acks="all",
+                linger_ms=self.settings.producer_linger_ms,
+                max_request_size=self.settings.max_record_bytes,
+            )
+            await self._shared.start()
+        return self._shared
+
+    async def _commit_in_order(self, work: Work) -> Written:
+        """Outputs, then table writes, then the progress record, then offsets: each step
+        acknowledged before the next starts."""
+        if work.partition not in self._assigned:
+            raise FencedError(f"partition {work.partition} is not assigned here")
+        try:
+            producer = await self._shared_producer()
+            await asyncio.gather(*await _send_all(producer, work.outputs))
+            *tables, progress = work.writes
+            futures = await _send_all(producer, tables)
+            await asyncio.gather(*futures)
+            futures += await _send_all(producer, [progress])
+            await asyncio.gather(*futures)
+            if work.offsets:
+                await self._commit_offsets(_offsets(work))
+        except KafkaError as error:
+            log.warning("commit_failed", partition=work.partition, error=repr(error))
+            await asyncio.sleep(self.settings.retry_backoff_s)
+            raise RetryError(str(error)) from error
+        return _written(Work(work.partition, writes=work.writes), futures)
+
+
+async def _send_all(
+    producer: AIOKafkaProducer, records: Sequence[Record]
+) -> list[asyncio.Future[RecordMetadata]]:
+    futures: list[asyncio.Future[RecordMetadata]] = []
+    for record in records:
+        future = await producer.send(
+            record.topic,
+            record.value,
+            key=record.key,
+            partition=record.partition,
+            headers=list(record.headers) or None,
+        )
+        future.add_done_callback(_retrieve)
+        futures.append(future)
+    return futures
+
+
+def _retrieve(future: asyncio.Future[RecordMetadata]) -> None:
+    """A failed send fails its whole batch, which reports it: mark the error as seen."""
+    if not future.cancelled():
+        future.exception()
+
+
+def _offsets(work: Work) -> dict[TopicPartition, int]:
+    return {TopicPartition(topic, work.partition): offset for topic, offset in work.offsets.items()}
+
+
+def _written(work: Work, futures: Sequence[asyncio.Future[RecordMetadata]]) -> Written:
+    """The last offset per changelog partition, from the futures of ``work.records``."""
+    written: Written = {}
+    for record, future in zip(work.records[-len(futures) :], futures, strict=True):
+        if record.partition is not None:
+            metadata = future.result()
+            tp = TopicPartition(metadata.topic, metadata.partition)
+            written[tp] = max(written.get(tp, -1), metadata.offset)
+    return written

@@ -1,0 +1,226 @@
+"""Changes to faust-streaming's behaviour that segstream's transactional checkpoint needs.
+
+segstream commits every batch itself (:mod:`segstream.stream.checkpoint`): changelog
+records, outputs and input offsets in one Kafka transaction per partition. Faust's own
+``processing_guarantee="exactly_once"`` is not used: it commits on a timer while agents
+keep processing, so a transaction can hold part of an event's writes (upstream
+faust-streaming #323, #517: duplicates and lost updates around rebalances), and its
+transactional sends fail for output topics that no agent consumes (the producer is
+chosen by the destination topic's assignor group). What Faust still does for segstream:
+the consumer group, partition assignment, recovery of tables from their changelogs,
+standby replicas, the web server and timers. Four patches make those fit transactions,
+and a fifth makes a starting worker wait for a broker that is restarting:
+
+1. **No commits of Faust's own.** Faust commits the offsets of processed ("acked")
+   messages every ``broker_commit_interval`` and after rebalances. Those offsets would
+   run ahead of the transactions that hold the messages' state; ``Consumer.commit`` only
+   drops Faust's bookkeeping of acknowledged offsets (which would otherwise grow forever).
+2. **read_committed everywhere.** The worker's consumer reads input topics and changelogs
+   (recovery, standbys) with ``isolation_level="read_committed"``, so no record of an
+   aborted transaction ever reaches a table, and its end offsets (what recovery reads up
+   to) are the last stable offsets. Faust does this only in its own exactly-once mode.
+3. **Recovery ends at the last visible record.** Faust recovers a changelog partition
+   until it has seen the record at ``highwater - 1``. In a transactional changelog that
+   offset holds a commit marker, which consumers never see, so recovery would wait
+   forever (upstream #47, #74, #597; in exactly-once mode Faust instead waits for two
+   idle 5 s polls, "detect_aborted_tx"). The highwater is replaced by the offset of the
+   partition's last visible record, found by reading its tail once.
+4. **No records dropped as "already read".** Faust's fetch loop drops every record whose
+   offset is below the highest offset it delivered for the partition, and a seek resets
+   that mark only while the records fetched before the seek are still being delivered:
+   they raise it again, and the records the seek asked for are then dropped as
+   already read (upstream #216, #221: records skipped after a rebalance; robinhood/faust
+   #115: "DROPPED MESSAGE ROFF" after a rebalance). The worker's
+   stream delivers whatever the consumer fetched; :class:`~segstream.stream.wiring.BatchRunner`
+   decides per record from the partition's committed progress (below it: already in the
+   tables; above it: a gap, fetched again by :mod:`segstream.stream.gaps`).
+5. **A broker that is down at start is waited for.** aiokafka's clients try the
+   bootstrap servers once: a worker whose Faust consumer or producer started while the
+   broker was restarting exited with "Unable to bootstrap" (the chaos run, seed 471760,
+   a worker joining during the broker restart), though the topics had just been prepared.
+   The bootstrap is retried every second for ``kafka_wait_s``, as Java clients and
+   kafka-python do (dpkp/kafka-python#1736).
+
+Every patch is checked against the versions it was written for: another faust-streaming
+or aiokafka version refuses to start until this module has been reviewed for it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.metadata
+from collections import Counter
+from collections.abc import Mapping
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.client import AIOKafkaClient
+from aiokafka.errors import KafkaConnectionError
+from faust.tables import recovery as faust_recovery
+from faust.transport import consumer as faust_consumer
+from faust.transport.drivers import aiokafka as faust_aiokafka
+from faust.types import TP
+
+TESTED_VERSIONS = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
+TAIL_WINDOW = 64
+"""Records read back from a changelog partition's end to find its last visible record."""
+
+
+class UnsupportedVersionError(RuntimeError):
+    """An installed library is not the version these patches were written for."""
+
+
+_state: dict[str, Any] = {"options": None, "wait_s": 0.0}
+_bootstrap = AIOKafkaClient.bootstrap
+BOOTSTRAP_RETRY_S = 1.0
+"""Seconds between bootstrap attempts while a broker is unreachable (patch 5)."""
+
+
+def check_versions() -> None:
+    """Raise :class:`UnsupportedVersionError` unless the tested versions are installed."""
+    for package, tested in TESTED_VERSIONS.items():
+        found = importlib.metadata.version(package)
+        if found != tested:
+            raise UnsupportedVersionError(
+                f"{package} {found} is installed; service/segstream/stream/faust_patches.py was "
+                f"written and tested for {tested}: review the patches, then update "
+                "TESTED_VERSIONS"
+            )
+
+
+async def _no_commit(self: Any, *args: Any, **kwargs: Any) -> bool:
+    """Faust's offset commits are off: segstream's checkpoint commits offsets. What Faust
+    keeps to compute them (acked offsets, gaps) is dropped instead, or it would grow by
+    an entry per record for the life of the process."""
+    for acked in self._acked.values():
+        acked.clear()
+    for index in self._acked_index.values():
+        index.clear()
+    self._gap.clear()
+    return False
+
+
+async def _never_force(self: Any, *args: Any, **kwargs: Any) -> bool:
+    return False
+
+
+_create_worker_consumer = faust_aiokafka.AIOKafkaConsumerThread._create_worker_consumer
+
+
+def _read_committed_consumer(self: Any, transport: Any) -> Any:
+    consumer = _create_worker_consumer(self, transport)
+    consumer._isolation_level = "read_committed"
+    return consumer
+
+
+class NoReadOffsets(dict[Any, Any]):
+    """Faust's per-partition "highest offset delivered": always unknown, so its fetch loop
+    drops nothing and records no gaps."""
+
+    def __getitem__(self, key: Any) -> None:
+        return None
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        return None
+
+
+_consumer_init = faust_consumer.Consumer.__init__
+
+
+def _init_without_read_offsets(self: Any, *args: Any, **kwargs: Any) -> None:
+    _consumer_init(self, *args, **kwargs)
+    self._read_offset = NoReadOffsets()
+
+
+_build_highwaters = faust_recovery.Recovery._build_highwaters
+
+
+async def _visible_highwaters(
+    self: Any, consumer: Any, tps: set[TP], destination: Counter[TP], title: str
+) -> None:
+    """Faust's highwaters (last stable offset - 1), lowered to the last visible record."""
+    await _build_highwaters(self, consumer, tps, destination, title)
+    ends = {tp: destination[tp] + 1 for tp in tps if destination[tp] >= 0}
+    if ends:
+        for tp, offset in (await last_visible_offsets(ends)).items():
+            destination[tp] = offset  # (Counter.update would add)
+
+
+async def last_visible_offsets(ends: Mapping[TP, int]) -> dict[TP, int]:
+    """Offset of the last record a read_committed consumer sees below each ``end``
+    (-1 when there is none): what recovery has to reach."""
+    consumer = AIOKafkaConsumer(
+        **_state["options"], isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        return await _scan_tails(consumer, ends)
+    finally:
+        await consumer.stop()
+
+
+async def _scan_tails(consumer: AIOKafkaConsumer, ends: Mapping[TP, int]) -> dict[TP, int]:
+    found: dict[TP, int] = {}
+    pending = {TopicPartition(tp.topic, tp.partition): end for tp, end in ends.items()}
+    window = TAIL_WINDOW
+    while pending:
+        consumer.assign(list(pending))
+        beginnings = await consumer.beginning_offsets(list(pending))
+        for tp, end in pending.items():
+            consumer.seek(tp, max(beginnings[tp], end - window))
+        last = await _read_to(consumer, pending)
+        for tp in list(pending):
+            if tp in last or max(beginnings[tp], pending[tp] - window) == beginnings[tp]:
+                found[TP(tp.topic, tp.partition)] = last.get(tp, -1)
+                del pending[tp]
+        window *= 8
+    return found
+
+
+async def _read_to(
+    consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
+) -> dict[TopicPartition, int]:
+    """Read every partition up to its end; the offset of the last record seen in each."""
+    last: dict[TopicPartition, int] = {}
+    while await _behind(consumer, ends):
+        batches = await consumer.getmany(*ends, timeout_ms=200)
+        for tp, records in batches.items():
+            below = [r.offset for r in records if r.offset < ends[tp]]
+            if below:
+                last[tp] = max(below[-1], last.get(tp, -1))
+    return last
+
+
+async def _behind(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]) -> bool:
+    for tp, end in ends.items():
+        if await consumer.position(tp) < end:
+            return True
+    return False
+
+
+async def _patient_bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Patch 5: aiokafka's bootstrap, retried while no broker answers, for ``wait_s``."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _state["wait_s"]
+    while True:
+        try:
+            return await _bootstrap(self, *args, **kwargs)
+        except KafkaConnectionError:
+            if loop.time() + BOOTSTRAP_RETRY_S > deadline:
+                raise
+            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+
+
+def apply(connection_options: Mapping[str, Any], wait_s: float = 0.0) -> None:
+    """Install the patches (idempotent); ``connection_options`` reach the brokers, and
+    a client waits up to ``wait_s`` for a broker that does not answer."""
+    check_versions()
+    _state["options"] = dict(connection_options)
+    _state["wait_s"] = wait_s
+    AIOKafkaClient.bootstrap = _patient_bootstrap
+    faust_consumer.Consumer.commit = _no_commit  # type: ignore[method-assign]
+    faust_consumer.Consumer.force_commit = _never_force  # type: ignore[method-assign]
+    faust_consumer.Consumer.__init__ = _init_without_read_offsets  # type: ignore[method-assign]
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    thread._create_worker_consumer = _read_committed_consumer  # type: ignore[method-assign]
+    faust_recovery.Recovery._build_highwaters = _visible_highwaters  # type: ignore[method-assign]

@@ -1,0 +1,298 @@
+"""The worker's tables: committed values in Faust's local store, a batch's writes in memory.
+
+Faust keeps each table in a local store (RocksDB or memory), fills it from the table's
+changelog topic on assignment (recovery) and keeps standby copies warm. segstream does
+not write through Faust's table API: a batch's writes stay in :class:`TableState`'s
+pending map until the checkpoint (:mod:`segstream.stream.checkpoint`) has committed them
+to the changelog together with the batch's outputs and input offsets; only then are they
+applied to the local store. So the local store never holds an uncommitted value, and an
+aborted batch is undone by dropping its pending writes.
+
+Keys are UTF-8 strings routed to their partition by :func:`segstream.core.keys.partition_of`;
+values are stored in the table's codec (:data:`CODECS`).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable, Iterator, MutableMapping
+from typing import Any, Protocol
+
+import faust
+from faust.stores import memory as memory_store
+from faust.types import TP
+
+from segstream.core.codec import decode, decode_state, encode, encode_state
+from segstream.core.keys import partition_of
+
+Pending = dict[bytes, bytes | None]
+"""A partition's uncommitted writes: key -> value, None deletes."""
+
+
+class LocalStore(Protocol):
+    """Per-partition access to the bytes Faust keeps for one table."""
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        """The committed value of ``key``."""
+        ...
+
+    def write(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+        """Apply committed writes, remembering the changelog ``offset`` they reach."""
+        ...
+
+    def keys(self, partition: int) -> Iterator[bytes]:
+        """Every key of the partition."""
+        ...
+
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        """Every key and value of the partition whose key starts with ``prefix``, in key
+        order, from ``start`` on (``start`` not below ``prefix``)."""
+        ...
+
+
+class RocksStore:
+    """A Faust RocksDB store: one database per partition."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        value: bytes | None = self.store._db_for_partition(partition).get(key)
+        return value
+
+    def write(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+        import rocksdict
+
+        batch = rocksdict.WriteBatch(raw_mode=True)
+        for key, value in items.items():
+            if value is None:
+                batch.delete(key)
+            else:
+                batch.put(key, value)
+        batch.put(self.store.offset_key, str(offset).encode())
+        self.store._db_for_partition(partition).write(batch)
+
+    def keys(self, partition: int) -> Iterator[bytes]:
+        db = self.store._db_for_partition(partition)
+        for key in db.keys():  # noqa: SIM118 (rocksdict iterates items)
+            if key != self.store.offset_key:
+                yield key
+
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        db = self.store._db_for_partition(partition)
+        for key, value in db.items(from_key=start or prefix):
+            if not key.startswith(prefix):
+                return
+            yield key, value
+
+
+class MemoryStore:
+    """A Faust memory store: one dict, with each key's partition remembered beside it."""
+
+    def __init__(self, store: Any) -> None:
+        self.store = store
+
+    def get(self, partition: int, key: bytes) -> bytes | None:
+        value: bytes | None = self.store.data.get(key)
+        return value
+
+    def write(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+        for key, value in items.items():
+            if value is None:
+                self.store.data.pop(key, None)
+                self.store._key_partition.pop(key, None)
+            else:
+                self.store.data[key] = value
+                self.store._key_partition[key] = partition
+
+    def keys(self, partition: int) -> Iterator[bytes]:
+        for key, owner in list(self.store._key_partition.items()):
+            if owner == partition:
+                yield key
+
+    def scan(
+        self, partition: int, prefix: bytes, start: bytes | None = None
+    ) -> Iterator[tuple[bytes, bytes]]:
+        first = start or prefix
+        for key in sorted(k for k in self.keys(partition) if k.startswith(prefix)):
+            if key >= first:
+                yield key, self.store.data[key]
+
+
+def local_store(table: faust.types.TableT[Any, Any]) -> LocalStore:
+    """The adapter for the table's Faust store."""
+    store = table.data
+    if isinstance(store, memory_store.Store):
+        return MemoryStore(store)
+    return RocksStore(store)
+
+
+class Codec(Protocol):
+    """How one table's values become bytes and back (the key may carry part of a value)."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        """The stored bytes of ``value``."""
+        ...
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        """The value stored as ``raw``."""
+        ...
+
+
+_DELETED = object()
+
+
+class TableState(MutableMapping[str, Any]):
+    """One table as the pipeline reads and writes it.
+
+    Reads see this batch's pending writes first, then a cache of decoded committed values,
+    then the local store. Values read may be changed in place by their reader, who writes
+    them back; dropping a batch (:meth:`discard`) therefore also drops the cache.
+    ``owned`` lists the partitions this worker processes (iteration covers only those).
+    """
+
+    def __init__(
+        self,
+        name: str,
+        store: Callable[[], LocalStore],
+        partitions: int,
+        owned: Callable[[], set[int]],
+        codec: Codec,
+        cache_size: int = 10_000,
+    ) -> None:
+        self.name = name
+        self.codec = codec
+        self._store = store
+        self._partitions = partitions
+        self._owned = owned
+        self._pending: dict[int, dict[str, Any]] = {}
+        self._cache: dict[str, Any] = {}
+        self._cache_size = cache_size
+
+    # ------------------------------------------------------------ mapping
+
+    def __getitem__(self, key: str) -> Any:
+        partition = partition_of(key, self._partitions)
+        pending = self._pending.get(partition)
+        if pending is not None and key in pending:
+            value = pending[key]
+            if value is _DELETED:
+                raise KeyError(key)
+            return value
+        cached = self._cache.get(key, _DELETED)
+        if cached is not _DELETED:
+            return cached
+        raw = self._store().get(partition, key.encode())
+        if raw is None:
+            raise KeyError(key)
+        value = self.codec.decode(key, raw)
+        self._remember(key, value)
+        return value
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self._pending.setdefault(partition_of(key, self._partitions), {})[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self._pending.setdefault(partition_of(key, self._partitions), {})[key] = _DELETED
+
+    def __iter__(self) -> Iterator[str]:
+        for partition in sorted(self._owned()):
+            yield from self.keys_of(partition)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+    def keys_of(self, partition: int, prefix: str = "", start: str | None = None) -> Iterator[str]:
+        """The keys of one partition (this batch's writes included) starting with
+        ``prefix``, in order, from ``start`` on (the whole prefix when None)."""
+        pending = self._pending.get(partition, {})
+        first = prefix if start is None or start < prefix else start
+        stored = (
+            key.decode()
+            for key, _ in self._store().scan(partition, prefix.encode(), first.encode())
+        )
+        written = sorted(k for k in pending if k.startswith(prefix) and k >= first)
+        previous = None
+        for key in heapq.merge(stored, written):  # a key in both comes twice, side by side
+            if key != previous and pending.get(key) is not _DELETED:
+                yield key
+            previous = key
+
+    # ------------------------------------------------------------ batches
+
+    def writes(self, partition: int) -> Pending:
+        """The partition's pending writes, encoded (None deletes)."""
+        return {
+            key.encode(): None if value is _DELETED else self.codec.encode(key, value)
+            for key, value in self._pending.get(partition, {}).items()
+        }
+
+    def discard(self, partition: int) -> None:
+        """Forget the partition's pending writes (its batch was aborted), and every cached
+        value (a reader may have changed one in place)."""
+        self._pending.pop(partition, None)
+        self._cache.clear()
+
+    def apply(self, partition: int, writes: Pending, tp: TP, offset: int) -> None:
+        """The partition's batch committed: write it to the local store."""
+        pending = self._pending.pop(partition, {})
+        if writes:
+            self._store().write(partition, writes, tp, offset)
+        for key, value in pending.items():
+            if value is _DELETED:
+                self._cache.pop(key, None)
+            else:
+                self._remember(key, value)
+
+    def _remember(self, key: str, value: Any) -> None:
+        cache = self._cache
+        if len(cache) >= self._cache_size:
+            for old in list(cache)[: self._cache_size // 2]:
+                del cache[old]
+        cache[key] = value
+
+
+class PlainCodec:
+    """Dicts, lists, strings and numbers as MessagePack."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return encode(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        return decode(raw)
+
+
+class StateCodec:
+    """Customer states (keys ``shop/customer``) in :func:`segstream.core.codec.encode_state`."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return encode_state(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        shop_id, _, customer_id = key.partition("/")
+        return decode_state(shop_id, customer_id, raw)
+
+
+class BytesCodec:
+    """Values that are bytes already (model checkpoints)."""
+
+    def encode(self, key: str, value: Any) -> bytes:
+        return bytes(value)
+
+    def decode(self, key: str, raw: bytes) -> Any:
+        return raw
+
+
+CODECS: dict[str, Codec] = {
+    "customers": StateCodec(),
+    "shops": PlainCodec(),
+    "models": BytesCodec(),
+    "metrics": PlainCodec(),
+}
+"""Each table's value codec."""
