@@ -16,6 +16,7 @@ KAFKA := deploy/kafka/kafka.sh
 # Only paths that exist (empty folders are not in a fresh clone).
 LINT_PATHS := $(wildcard service tests bench harness)
 PYTEST_ARGS ?=
+comma := ,
 BENCH_ARGS ?=
 # The Kafka 4.x release the suite is also run on (the broker_compat subset in `make test`, the
 # whole suite in `make test-kafka4`), and the port of that run's broker (controller: the next).
@@ -24,7 +25,7 @@ KAFKA4_TEST_PORT ?= 19492
 KAFKA4_TEST_ENV := SEGSTREAM_TEST_KAFKA_VERSION=$(KAFKA4_VERSION) SEGSTREAM_TEST_KAFKA_PORT=$(KAFKA4_TEST_PORT)
 
 .PHONY: help setup kafka-fetch kafka4-fetch test-kafka4 kafka-up kafka-down kafka-status kafka-logs \
-	lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz worker demo-stop
+	constraints wheel test-pythons lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster cluster-up cluster-down clean distclean api-fuzz worker demo-stop
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -33,8 +34,8 @@ help: ## list the targets
 # ---------------------------------------------------------------- environment
 
 # Quick no-op when .venv exists and was installed from the current pyproject.toml.
-setup: ## create .venv (python3.11) and install the project with dev extras
-	@stamp="$(VENV)/.segstream-setup-$$(sha256sum pyproject.toml | cut -c1-16)"; \
+setup: ## create .venv (python3.11) and install the project with dev extras, versions pinned by constraints.txt
+	@stamp="$(VENV)/.segstream-setup-$$(cat pyproject.toml constraints.txt | sha256sum | cut -c1-16)"; \
 	if [[ -x "$(BIN)/python" && -f "$$stamp" ]]; then \
 		echo "setup: $(VENV) up to date with pyproject.toml"; \
 	else \
@@ -42,8 +43,8 @@ setup: ## create .venv (python3.11) and install the project with dev extras
 			echo "setup: creating $(VENV) with $(PYTHON)"; \
 			$(PYTHON) -m venv $(VENV); \
 		fi; \
-		echo "setup: installing the project into $(VENV) (pip install -e '.[dev]')"; \
-		$(BIN)/python -m pip install --disable-pip-version-check -q -e '.[dev]'; \
+		echo "setup: installing the project into $(VENV) (pip install -c constraints.txt -e '.[dev]')"; \
+		$(BIN)/python -m pip install --disable-pip-version-check -q -c constraints.txt -e '.[dev]'; \
 		rm -f $(VENV)/.segstream-setup-*; \
 		touch "$$stamp"; \
 	fi
@@ -83,6 +84,17 @@ lint: setup ## ruff check + ruff format --check
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix $(LINT_PATHS)
 	$(BIN)/ruff format $(LINT_PATHS)
+
+constraints: setup ## pin what .venv has installed for segstream[dev] into constraints.txt (after changing a dependency)
+	$(BIN)/python deploy/constraints.py constraints.txt
+
+wheel: setup ## build the sdist and the wheel into dist/ (uv build: the wheel is built from the sdist)
+	$(BIN)/uv build -o dist .
+
+# The wheel test (tests/integration/test_wheel.py) with every other interpreter found here.
+TEST_PYTHONS ?= $(wildcard /root/.pyenv/versions/3.12*/bin/python3.12 /root/.pyenv/versions/3.13*/bin/python3.13 /usr/bin/python3.12 /usr/bin/python3.13)
+test-pythons: setup kafka-fetch ## the installed-wheel test on Python 3.12 and 3.13 too (TEST_PYTHONS)
+	SEGSTREAM_TEST_PYTHONS="$(BIN)/python,$(subst $(eval) ,$(comma),$(strip $(TEST_PYTHONS)))" $(BIN)/pytest tests/integration/test_wheel.py $(PYTEST_ARGS)
 
 typecheck: setup ## mypy (strict, settings in pyproject.toml)
 	$(BIN)/mypy

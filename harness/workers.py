@@ -83,6 +83,9 @@ class WorkerProcess:
     partitions: int = 4
     extra_env: dict[str, str] = field(default_factory=dict)
     replication: int = 1
+    command: tuple[str, ...] = (sys.executable, "-m", "segstream", "worker")
+    """How the worker is run (the checkout's package; a test may run an installed one)."""
+    cwd: Path = REPO_ROOT
     process: subprocess.Popen[bytes] | None = None
 
     @classmethod
@@ -135,8 +138,8 @@ class WorkerProcess:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "segstream", "worker"],
-            cwd=REPO_ROOT,
+            list(self.command),
+            cwd=self.cwd,
             env=self.env(),
             stdin=subprocess.DEVNULL,
             stdout=log,

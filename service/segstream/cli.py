@@ -19,6 +19,7 @@ Kafka or a peer, 2 bad arguments, settings or input (nothing done), 130 interrup
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 from collections.abc import Callable, Sequence
 
@@ -42,8 +43,17 @@ RUNTIME = ("worker", "check-config")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``segstream <command> [arguments]``; its exit status."""
-    args = list(sys.argv[1:] if argv is None else argv)
+    """Run ``segstream <command> [arguments]``; its exit status. A reader that stops
+    early (``segstream --help | head``) ends the command quietly, status 1."""
+    try:
+        return _run(list(sys.argv[1:] if argv is None else argv))
+    except BrokenPipeError:  # the Python documentation's recipe (signal: SIGPIPE)
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _run(args: list[str]) -> int:
+    """One command."""
     if not args or args[0] in ("-h", "--help", "help"):
         print(plain(__doc__))
         return 0 if args else 2

@@ -31,10 +31,11 @@ from segstream.segments.defined.fields import FIELDS, OPEN_PREFIX, PREDICTIONS, 
 from segstream.segments.defined.rules import OPS_BY_TYPE, SEGMENT_FIELDS
 from segstream.segments.defined.templates import TEMPLATES
 
-ROOT = Path(__file__).resolve().parents[2]
-SPEC_PATH = ROOT / "deploy" / "openapi.json"
-CONTRACT_PATH = ROOT / "schemas" / "v1" / "segment_definition.json"
-ENVELOPE_PATH = ROOT / "schemas" / "v1" / "envelope.json"
+PACKAGE = Path(__file__).resolve().parents[1]
+SPEC_PATH = PACKAGE / "api" / "openapi.json"
+"""The OpenAPI document, in the package (in a checkout: a link to deploy/openapi.json)."""
+CONTRACT_PATH = PACKAGE / "schemas" / "v1" / "segment_definition.json"
+ENVELOPE_PATH = PACKAGE / "schemas" / "v1" / "envelope.json"
 RULE = "SegmentRule."
 """Prefix of the component names of the definition contract's ``$defs``."""
 SCALAR_MAX_CHARS = 256
@@ -171,7 +172,8 @@ def template_use_schema() -> dict[str, Any]:
         "title": "A segment defined from a template",
         "description": (
             "Defines a segment with a built-in template's rule (GET /templates), its"
-            " parameters filled in (generated from service/segstream/segments/defined/templates.py)."
+            " parameters filled in (generated from"
+            " service/segstream/segments/defined/templates.py)."
             " segment_id, name and description default to the template's; version, shop_id"
             " and schema_version are as for SegmentDefinitionInput."
         ),
@@ -239,7 +241,7 @@ def main() -> int:
     """Rewrite the generated components of ``deploy/openapi.json`` in place."""
     spec = json.loads(SPEC_PATH.read_text())
     SPEC_PATH.write_text(json.dumps(rewritten(spec), indent=2, ensure_ascii=False) + "\n")
-    print(f"document: wrote {len(components())} generated components to {SPEC_PATH}")
+    print(f"document: wrote {len(components())} generated components to {SPEC_PATH.resolve()}")
     return 0
 
 

@@ -58,7 +58,7 @@ from segstream.core.events import BY_TOPIC_ROLE, BY_TYPE_NAME, Event, format_tim
 if TYPE_CHECKING:
     from referencing._core import Resolver
 
-SCHEMA_DIR = Path(__file__).resolve().parents[2] / "schemas" / "v1"
+SCHEMA_DIR = Path(__file__).resolve().parents[1] / "schemas" / "v1"
 """Folder of the v1 schema files (the language-neutral contract)."""
 
 EXAMPLE_DIR = SCHEMA_DIR.parent / "examples" / "v1"
