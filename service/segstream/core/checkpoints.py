@@ -25,6 +25,7 @@ upgrade to keep learned models (``deploy/README.md``, "Upgrades").
 
 from __future__ import annotations
 
+import io
 import pickle
 import platform
 from collections.abc import Mapping, MutableMapping
@@ -73,7 +74,7 @@ class Checkpoints:
         loaded = {}
         for name, blob in blobs.items():
             try:
-                loaded[name] = pickle.loads(blob)
+                loaded[name] = loads(blob)
             except Exception as error:  # a class or module a library upgrade changed
                 get_logger(__name__).warning(
                     "checkpoint_unreadable",
@@ -89,6 +90,21 @@ class Checkpoints:
         """Bytes of each of the owner's checkpointed objects."""
         stored = self.table.get(owner)
         return {} if stored is None else {n: len(b) for n, b in _unpack(decode(stored))[1].items()}
+
+
+class _Unpickler(pickle.Unpickler):
+    """Finds the classes of pickles written before the package was renamed: the module
+    ``service.x`` is now ``segstream.x`` (releases before 0.1.0's wheel)."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        if module == "service" or module.startswith("service."):
+            module = "segstream" + module.removeprefix("service")
+        return super().find_class(module, name)
+
+
+def loads(blob: bytes) -> Any:
+    """A checkpointed object, also one pickled under the package's former name."""
+    return _Unpickler(io.BytesIO(blob)).load()
 
 
 def _unpack(record: dict[str, Any]) -> tuple[dict[str, str] | None, dict[str, bytes]]:

@@ -98,3 +98,14 @@ def test_an_unreadable_model_is_relearned_and_the_others_kept(
     assert set(book.models) == set(available_models())
     assert book.models["cluster"].learned == 0  # fresh: it learns again from the stream
     assert pickle.dumps(book.models["rfm"]) == pickle.dumps(loaded["rfm"])
+
+
+def test_a_checkpoint_pickled_under_the_former_package_name_is_read() -> None:
+    # releases before the wheel named the package ``service``: their model checkpoints
+    # name classes ``service.x.Y``, which an upgraded worker must still find
+    blob = pickle.dumps(Checkpoints, protocol=0)  # the class, by module and name
+    assert blob.startswith(b"csegstream.core.checkpoints\n")
+    former = blob.replace(b"csegstream.", b"cservice.", 1)
+    with pytest.raises(ModuleNotFoundError):
+        pickle.loads(former)
+    assert checkpoints.loads(former) is Checkpoints

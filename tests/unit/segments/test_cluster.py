@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from segstream.core import checkpoints
 from segstream.core.features import CustomerSnapshot, snapshot
 from segstream.learning.quality import adjusted_rand_index
 from segstream.segments.cluster import (
@@ -292,7 +293,7 @@ def test_model_size_does_not_grow_with_the_stream() -> None:
 
 
 def test_a_checkpoint_of_the_model_before_loads_as_a_fresh_one_with_later_ids() -> None:
-    old = pickle.loads(zlib.decompress(base64.b64decode(BEFORE_ISSUE_25.read_text())))
+    old = checkpoints.loads(zlib.decompress(base64.b64decode(BEFORE_ISSUE_25.read_text())))
     assert isinstance(old, ClusterModel) and not old.ready and old.next_id == 4
     views = planted(30, seed=12)
     for view in views:
