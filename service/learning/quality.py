@@ -84,15 +84,6 @@ class BinnedAUC:
         self.positives = [v * factor for v in self.positives]
         self.negatives = [v * factor for v in self.negatives]
 
-    def against(self, label: bool, score: float) -> tuple[float, float]:
-        """The pairs one more outcome would form with those counted so far, and how many of
-        them it wins (it is on the right side of the other; ties half)."""
-        bins = len(self.positives)
-        index = min(bins - 1, max(0, int(score * bins)))
-        if label:
-            return sum(self.negatives[:index]) + 0.5 * self.negatives[index], sum(self.negatives)
-        return sum(self.positives[index + 1 :]) + 0.5 * self.positives[index], sum(self.positives)
-
     def get(self) -> float:
         """P(a positive scores above a negative), ties half; NaN without both outcomes."""
         pairs = sum(self.positives) * sum(self.negatives)
@@ -154,9 +145,10 @@ class MomentAUC(DayFading):
     shop of 200 buyers settles two or three predictions a day, and its figure rested on a
     handful of pairs.
 
-    State: one :class:`BinnedAUC` for each of the latest ``keep_days`` prediction days
-    and the faded sums of pairs won and formed. An outcome of a day older than that
-    (settled late) forms no pairs, and is counted in ``late``.
+    State: for each of the latest ``keep_days`` prediction days, the churned and stayed
+    counts of the score bins its outcomes fell in (sparse: a day's predictions are a small
+    share of the shop's buyers), and the faded sums of pairs won and formed. An outcome of a
+    day older than that (settled late) forms no pairs, and is counted in ``late``.
 
     >>> auc = MomentAUC()
     >>> outcomes = [(1, True, 0.9), (1, False, 0.1), (30, True, 0.2), (30, False, 0.8)]
@@ -171,13 +163,14 @@ class MomentAUC(DayFading):
         tau_days: float | None = None,
         bins: int = 200,
         width_days: int = 7,
-        keep_days: int = 14,
+        keep_days: int = 8,
     ) -> None:
         super().__init__(2, tau_days)  # pairs won, pairs formed
         self.bins = bins
         self.width_days = width_days
         self.keep_days = max(keep_days, width_days)
-        self.days: dict[int, BinnedAUC] = {}
+        self.days: dict[int, dict[int, list[float]]] = {}
+        """Prediction day -> score bin -> [churned, stayed] outcomes."""
         self.late = 0
 
     def update(self, label: bool, score: float, day: float = 0.0) -> None:
@@ -188,16 +181,17 @@ class MomentAUC(DayFading):
         if counts is None:
             self.late += 1
             return
+        index = min(self.bins - 1, max(0, int(score * self.bins)))
         won = formed = 0.0
         for other, kept in self.days.items():
             if abs(other - key) < self.width_days:
-                pair_won, pairs = kept.against(label, score)
+                pair_won, pairs = _against(kept, label, index)
                 won, formed = won + pair_won, formed + pairs
-        counts.update(label, score)
+        counts.setdefault(index, [0.0, 0.0])[0 if label else 1] += 1.0
         if formed:
             self.add(day, (won, formed))
 
-    def _day(self, key: int) -> BinnedAUC | None:
+    def _day(self, key: int) -> dict[int, list[float]] | None:
         """The counts of prediction day ``key`` (a new one retires days out of reach);
         None if the day is already out of reach."""
         if key in self.days:
@@ -205,7 +199,7 @@ class MomentAUC(DayFading):
         newest = max(self.days, default=key)
         if key <= newest - self.keep_days:
             return None
-        self.days[key] = BinnedAUC(self.bins)
+        self.days[key] = {}
         newest = max(newest, key)
         for old in [k for k in self.days if k <= newest - self.keep_days]:
             del self.days[old]
@@ -215,6 +209,20 @@ class MomentAUC(DayFading):
         """Pairs won over pairs formed (faded); NaN before a first pair."""
         won, formed = self.sums
         return won / formed if formed > 0.0 else math.nan
+
+
+def _against(counts: Mapping[int, list[float]], label: bool, index: int) -> tuple[float, float]:
+    """The pairs an outcome in score bin ``index`` forms with the outcomes of ``counts`` (bin
+    -> [churned, stayed]), and how many it wins (ranks on the right side; ties half)."""
+    other = 1 if label else 0
+    won = formed = 0.0
+    for at, both in counts.items():
+        formed += both[other]
+        if at == index:
+            won += 0.5 * both[other]
+        elif (at < index) == label:
+            won += both[other]
+    return won, formed
 
 
 class ChurnQuality(DayFading):
