@@ -362,7 +362,12 @@ class Settings(BaseSettings):
     rfm_min_customers: int = Field(
         10, ge=1, description="Buying customers a shop needs before RFM quintiles mean anything."
     )
-    lifecycle_new_days: int = Field(30, ge=1, description="Days a customer counts as new.")
+    lifecycle_new_days: int = Field(
+        30,
+        ge=1,
+        description="Days a customer counts as new (one who has bought once stays new until "
+        "they buy again or turn at risk).",
+    )
     lifecycle_at_risk_days: int = Field(
         45, ge=1, description="Quiet days after which a one-off buyer without a cadence is at risk."
     )

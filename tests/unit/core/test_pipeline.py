@@ -97,7 +97,7 @@ def test_stream_time_of_other_customers_moves_a_quiet_customer_to_at_risk(
             for c in outcome.changes
             if c.customer_id == "quiet" and c.model == "lifecycle"
         ]
-    assert seen == [(30, "new", "active", "timer"), (46, "active", "at_risk", "timer")]
+    assert seen == [(46, "new", "at_risk", "timer")]  # a one-off buyer is never active
     assert pipeline.load("tea-1", "quiet").segments["lifecycle"] == "at_risk"
 
 
@@ -171,17 +171,17 @@ def test_only_live_shops_follow_the_wall_clock(pipeline: Pipeline) -> None:
     assert pipeline.stream_time("tea-1") == T0
     quiet = pipeline.advance_clock("tea-1", T0 + timedelta(days=3), live_s=30 * day)
     assert quiet is None  # nobody due yet, well inside the live window: nothing written
-    moved = pipeline.advance_clock("tea-1", T0 + timedelta(days=31), live_s=40 * day)
+    moved = pipeline.advance_clock("tea-1", T0 + timedelta(days=47), live_s=60 * day)
     assert moved is not None
     assert [(c.current, c.cause.kind) for c in moved.changes if c.model == "lifecycle"] == [
-        ("active", "timer")
+        ("at_risk", "timer")
     ]
-    assert pipeline.stream_time("tea-1") == T0 + timedelta(days=31)
-    assert pipeline.advance_clock("tea-1", T0 + timedelta(days=30), live_s=40 * day) is None
+    assert pipeline.stream_time("tea-1") == T0 + timedelta(days=47)
+    assert pipeline.advance_clock("tea-1", T0 + timedelta(days=46), live_s=60 * day) is None
     # nobody due for days, but half the live window behind: moved, so the shop stays live
-    kept_live = pipeline.advance_clock("tea-1", T0 + timedelta(days=32), live_s=1.5 * day)
+    kept_live = pipeline.advance_clock("tea-1", T0 + timedelta(days=48), live_s=1.5 * day)
     assert kept_live is not None and kept_live.changes == []
-    assert pipeline.stream_time("tea-1") == T0 + timedelta(days=32)
+    assert pipeline.stream_time("tea-1") == T0 + timedelta(days=48)
 
 
 def test_time_alone_moves_a_customer_only_after_the_models_minimum_dwell(

@@ -33,6 +33,36 @@ def test_new_until_new_days_then_active() -> None:
     assert stage_at(state, 30) == "active"
 
 
+def test_a_one_off_buyer_stays_new_until_at_risk_and_is_never_active() -> None:
+    """One purchase, then silence: new until the at-risk day (46), churned after 90;
+    three stages where a fixed 30-day new period made four (new, active for two weeks,
+    at risk, churned)."""
+    state = state_with([0])
+    stages = [stage_at(state, day) for day in range(0, 120)]
+    assert stages == ["new"] * 46 + ["at_risk"] * 45 + ["churned"] * 29
+
+
+def test_a_one_off_buyers_reviews_are_the_days_their_stage_moves() -> None:
+    state = state_with([0])
+    moves = [DAY0 + timedelta(days=day) for day in (46, 91)]
+    for day, due in ((10, moves[0]), (45, moves[0]), (46, moves[1]), (90, moves[1])):
+        assert RULES.next_change(snapshot(state, DAY0 + timedelta(days=day))) == due
+
+
+def test_a_second_purchase_day_after_the_new_period_makes_an_active_customer() -> None:
+    assert stage_at(state_with([0]), 39) == "new"
+    assert stage_at(state_with([0, 40]), 40) == "active"
+
+
+def test_a_comeback_without_a_purchase_is_not_new_again() -> None:
+    """Signed up, cancelled, signed up again (no plan, no purchase): won back, then active."""
+    cancelled = (format_time(DAY0 + timedelta(days=5)), format_time(DAY0 + timedelta(days=5)))
+    back = [format_time(DAY0), format_time(DAY0 + timedelta(days=20))]
+    state = state_with([], signups=back, cancellations=[cancelled])
+    assert stage_at(state, 49) == "won_back"
+    assert stage_at(state, 50) == "active"
+
+
 def test_loyal_needs_enough_repeat_days() -> None:
     assert stage_at(state_with([0, 10, 20, 30, 40]), 41) == "loyal"
     assert stage_at(state_with([0, 10, 20, 30]), 41) == "active"
