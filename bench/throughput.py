@@ -11,16 +11,21 @@ those same topics and partitions with a consumer group of its own:
 - ``aiokafka relay``: the Kafka client alone, consume and produce;
 - ``quix alos`` / ``quix eos``: a quix-streams 3 app with one per-customer state update
   (in ``.venv-quix``, which ``make bench`` creates; left out without it, and said so);
-- ``segstream``: the full worker, exactly once, every model on.
+- ``segstream``: the full worker, exactly once, every model on;
+- ``segstream librdkafka``: the same worker on the same records published again, before
+  each of its runs (not timed), to topics of their own with librdkafka's default
+  partitioner (CRC32: kcat's, confluent-kafka's), so most records (about 7/8 on 8
+  partitions) are outside their shop's partition and take the worker's repartition hop;
+  ``÷ segstream`` is the hop's cost.
 
-Throughput = records consumed / time, from the group's first committed progress until
-its committed offsets reach the end of the input (startup and the first rebalance are
-not counted; Faust's and quix's periodic commits blur the ends by up to their commit
-interval). CPU = the process's user + system seconds over the same span; peak RSS from
-``/proc``. Then the segstream worker, warm and caught up, gets ``--latency-events`` fresh
-records at half the throughput it just showed, and the time from each input record's
-produce timestamp to its first segment change's arrival at a ``read_committed`` consumer
-gives p50/p95/p99 latency.
+Throughput = input records consumed / time, from the group's first committed progress
+until its committed offsets reach the end of the input (and of segstream's repartition
+topic; startup and the first rebalance are not counted; Faust's and quix's periodic
+commits blur the ends by up to their commit interval). CPU = the process's user + system
+seconds over the same span; peak RSS from ``/proc``. Then the segstream worker, warm and
+caught up, gets ``--latency-events`` fresh records at half the throughput it just showed,
+and the time from each input record's produce timestamp to its first segment change's
+arrival at a ``read_committed`` consumer gives p50/p95/p99 latency.
 
 Results go to stdout as a table and to ``bench/results/throughput.jsonl`` (one line per
 variant, with the git revision).
@@ -49,14 +54,24 @@ from harness.broker import fresh_broker
 from harness.kafka_io import consume_all
 from harness.workers import REPO_ROOT, WorkerProcess, free_port, isolated_settings
 from segstream.core.contracts import INPUT_ROLES
-from segstream.settings import Settings
+from segstream.core.keys import shop_partition
+from segstream.settings import REPARTITION_ROLE, Settings
 from segstream.stream.lag import LagProbe
 from segstream.stream.topics import ensure_topics
-from segstream.tools.publish import Record, publish
+from segstream.tools.publish import Record, librdkafka_partitioner, publish
 
 RESULTS = Path(__file__).resolve().parent / "results"
 QUIX_PYTHON = REPO_ROOT / ".venv-quix" / "bin" / "python"
-VARIANTS = ("faust forward", "faust table", "aiokafka relay", "quix alos", "quix eos", "segstream")
+SEGSTREAM, HOP = "segstream", "segstream librdkafka"
+VARIANTS = (
+    "faust forward",
+    "faust table",
+    "aiokafka relay",
+    "quix alos",
+    "quix eos",
+    HOP,
+    SEGSTREAM,
+)
 BASELINE = "faust table"
 
 
@@ -70,6 +85,8 @@ class Measured:
     seconds: float = 0.0
     cpu_seconds: float = 0.0
     peak_rss_mib: float = 0.0
+    rerouted: int = 0
+    """Records the worker took through its repartition topic."""
     latencies_ms: list[float] = field(default_factory=list)
 
     @property
@@ -126,24 +143,28 @@ def command(variant: str, settings: Settings, group: str, work: Path) -> list[st
     ]
 
 
-async def progress(settings: Settings, group: str, pid: int, total: int) -> Measured:
-    """Watch the group's committed offsets from its first progress to the end."""
+async def progress(
+    settings: Settings, group: str, pid: int, total: int, detour: Sequence[str] = ()
+) -> Measured:
+    """Watch the group's committed offsets from its first progress on the input until
+    they reach the end of the input and of the ``detour`` topics."""
     topics = [settings.topic(role) for role in INPUT_ROLES]
-    probe = LagProbe(dict(_connection(settings)), group, topics)
+    probe = LagProbe(dict(_connection(settings)), group, [*topics, *detour])
     measured = Measured("")
     started = cpu = None
     deadline = time.monotonic() + 3600
     try:
         while time.monotonic() < deadline:
             try:
-                lag = sum((await probe.measure()).values())
+                behind = await probe.measure()
             except KafkaError:  # the group's coordinator is not there yet
                 await asyncio.sleep(0.25)
                 continue
             now = time.monotonic()
+            lag = sum(n for (topic, _), n in behind.items() if topic in topics)
             if started is None and lag < total:
                 started, first, cpu = now, total - lag, cpu_seconds(pid)
-            if started is not None and lag == 0:
+            if started is not None and not any(behind.values()):
                 measured.records = total - first
                 measured.seconds = now - started
                 measured.cpu_seconds = cpu_seconds(pid) - (cpu or 0.0)
@@ -189,16 +210,20 @@ async def run_segstream(
     env: dict[str, str],
     fresh: list[Record],
     share: float = 0.5,
+    variant: str = SEGSTREAM,
 ) -> Measured:
-    """The worker drains the preloaded input; then, warm, it gets ``fresh`` records at
-    ``share`` of the throughput it just showed, for the latency figures."""
+    """The worker drains the preloaded input (and its repartition topic); then, warm, it
+    gets ``fresh`` records at ``share`` of the throughput it just showed, for the latency
+    figures."""
     app = settings.model_copy(update={"app_id": f"bench-segstream-{uuid.uuid4().hex[:6]}"})
     worker = WorkerProcess.for_settings(app, work / app.app_id, env)
     worker.start()
+    detour = app.topic(REPARTITION_ROLE)
     try:
         assert worker.process is not None
-        found = await progress(app, app.app_id, worker.process.pid, total)
-        found.variant = "segstream"
+        found = await progress(app, app.app_id, worker.process.pid, total, [detour])
+        found.variant = variant
+        found.rerouted = len(await consume_all(app.kafka_bootstrap, detour, timeout_s=120))
         if fresh:
             rate = max(1.0, found.per_second * share)
             say(f"segstream: {found.per_second:,.0f} records/s; latency at {rate:.0f} records/s")
@@ -206,6 +231,31 @@ async def run_segstream(
     finally:
         worker.kill()
     return found
+
+
+async def republished(bootstrap: str, records: list[Record]) -> Settings:
+    """``records`` again, on 8 partitions of topics of their own, partitioned as
+    librdkafka's default partitioner does."""
+    hop = isolated_settings(bootstrap, "bench-librdkafka", topic_partitions=8)
+    await ensure_topics(hop, changelogs=False)
+    await publish(records, hop, partitioner=librdkafka_partitioner)
+    return hop
+
+
+def outside_home(records: Sequence[Record], partitions: int) -> float:
+    """Share of ``records`` librdkafka's default partitioner puts outside their shop's
+    partition.
+
+    >>> outside_home([("orders", {"shop_id": "roastery-42"})], 8)
+    1.0
+    """
+    every = list(range(partitions))
+    shops = [str(event["shop_id"]) for _, event in records if not isinstance(event, bytes)]
+    moved = sum(
+        librdkafka_partitioner(shop.encode(), every, every) != shop_partition(shop, partitions)
+        for shop in shops
+    )
+    return moved / len(shops) if shops else 0.0
 
 
 async def latency(settings: Settings, records: list[Record], rate: float) -> list[float]:
@@ -272,6 +322,7 @@ def report(results: Sequence[Measured]) -> str:
                 _median_share([r.cpu_seconds / r.seconds for r in runs if r.seconds]),
                 f"{max(r.peak_rss_mib for r in runs):.0f}",
                 _ratio(results, runs, lambda r: r.variant == BASELINE),
+                _ratio(results, runs, lambda r: r.variant == SEGSTREAM),
                 _ratio(results, runs, lambda r: r.variant.startswith("quix")),
                 *(f"{lat[k]:.0f}" if lat else "" for k in ("p50", "p95", "p99")),
             ]
@@ -283,6 +334,7 @@ def report(results: Sequence[Measured]) -> str:
         "CPU",
         "peak RSS MiB",
         f"÷ {BASELINE}",
+        f"÷ {SEGSTREAM}",
         "÷ best quix",
         "p50 ms",
         "p95 ms",
@@ -320,16 +372,22 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
     variants = [v for v in args.variants if not v.startswith("quix") or QUIX_PYTHON.exists()]
     for left_out in sorted(set(args.variants) - set(variants)):
         say(f"{left_out}: left out, {QUIX_PYTHON} does not exist (make bench creates it)")
+    if HOP in variants:
+        share = outside_home(preload, settings.topic_partitions)
+        say(f"{HOP}: {share:.1%} of the records outside their shop's partition")
     # segstream last: its latency phase (last round) adds records to the input topics
-    variants.sort(key=lambda v: v == "segstream")
+    variants.sort(key=lambda v: v == SEGSTREAM)
     for round_ in range(args.rounds):
         for variant in variants:
             say(f"round {round_ + 1}/{args.rounds}: {variant} ...")
-            if variant == "segstream":
+            if variant == SEGSTREAM:
                 latest = fresh if round_ == args.rounds - 1 else []
                 runner = run_segstream(
                     settings, len(preload), work, args.worker_env, latest, args.latency_share
                 )
+            elif variant == HOP:  # topics of its own each run: a worker reads its repartition
+                hop = await republished(bootstrap, preload)  # topic from the start
+                runner = run_segstream(hop, len(preload), work, args.worker_env, [], variant=HOP)
             else:
                 runner = run_baseline(variant, settings, len(preload), work)
             found = await runner
@@ -387,7 +445,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                         "records_per_s": round(r.per_second, 1),
                         "cpu_share": round(r.cpu_seconds / r.seconds, 3) if r.seconds else None,
                         "peak_rss_mib": round(r.peak_rss_mib, 1),
-                        "worker_env": args.worker_env if r.variant == "segstream" else {},
+                        "rerouted": r.rerouted,
+                        "worker_env": args.worker_env if r.variant.startswith(SEGSTREAM) else {},
                         **lat,
                     }
                 )
