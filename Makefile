@@ -119,7 +119,7 @@ test-kafka4: setup kafka4-fetch ## the whole integration suite on Kafka 4.x (KAF
 # ---------------------------------------------------------------- demo
 # Benchmarks: in-process pipeline micro-benchmark, then real workers on a dedicated broker
 # (127.0.0.1:29192, started and stopped by the bench). Side-by-side tables; see bench/README.md.
-bench: setup kafka-fetch quix-venv ## throughput: segstream beside bare Faust, aiokafka and quix-streams (~25 min)
+bench: setup kafka-fetch quix-venv ## throughput: segstream beside bare Faust, aiokafka and quix-streams (~30 min)
 	$(BIN)/python -m bench.throughput $(BENCH_ARGS)
 
 bench-changes: setup ## segment changes per customer per 30 days, per model (in-process, ~1 min)
@@ -165,7 +165,7 @@ distclean: clean ## clean, and also remove .venv and the fetched broker jars
 
 # ---------------------------------------------------------------- API property run
 API_FUZZ_ARGS ?=
-api-fuzz: setup kafka-fetch ## requests generated from deploy/openapi.json against a real worker, every check (~25 min)
+api-fuzz: setup kafka-fetch ## requests generated from deploy/openapi.json against a real worker, every check (~30 min)
 	$(BIN)/python -m tests.api_fuzz $(API_FUZZ_ARGS)
 
 # ---------------------------------------------------------------- chaos
