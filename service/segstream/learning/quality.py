@@ -2,11 +2,10 @@
 
 - :class:`ChurnQuality`: every settled churn prediction is scored with the
   probability published *when it was made*, before the model learns from it:
-  ROC AUC (:class:`MomentAUC`: over pairs of predictions made within a week of each
-  other, as a holdout compares customers at one moment), log loss and Brier score (mean squared
-  error of the probability). Given a time scale ``tau_days``, all three fade (a
-  prediction made ``d`` days before the latest one counts ``exp(-d / tau_days)`` as
-  much), so they describe the model as it is now rather than as it was while it started.
+  ROC AUC (:class:`BinnedAUC`), log loss and Brier score (mean squared error of the
+  probability). Given a time scale ``tau_days``, all three fade (a prediction made
+  ``d`` days before the latest one counts ``exp(-d / tau_days)`` as much), so they
+  describe the model as it is now rather than as it was while it started.
 - :class:`ClusterQuality`: the simplified (centroid) silhouette of each assignment,
   ``(b - a) / max(a, b)`` with ``a`` the distance to the own centre and ``b`` to the
   nearest other one (-1..1, higher is better), and stability: the share of
@@ -131,106 +130,12 @@ class DayFading:
         self.sums = [v * factor for v in self.sums]
 
 
-class MomentAUC(DayFading):
-    """ROC AUC over pairs of predictions made within ``width_days`` of each other only,
-    fading over ``tau_days``.
-
-    A holdout ranks a shop's customers against each other at one moment. Pooling
-    predictions of all days into one AUC also ranks a customer of May against one of
-    June, whose probabilities were made by another model of another population: on CDNOW
-    such far pairs pulled the pooled figure below every single week's. So each pair is
-    formed within a week of prediction days (the customers due for a snapshot then: a
-    random share of the shop's buyers by id, see :mod:`segstream.learning.labels`) and
-    weighs as the prediction day of the one settled later. A week rather than a day: a
-    shop of 200 buyers settles two or three predictions a day, and its figure rested on a
-    handful of pairs.
-
-    State: for each of the latest ``keep_days`` prediction days, the churned and stayed
-    counts of the score bins its outcomes fell in (sparse: a day's predictions are a small
-    share of the shop's buyers), and the faded sums of pairs won and formed. An outcome of a
-    day older than that (settled late) forms no pairs, and is counted in ``late``.
-
-    >>> auc = MomentAUC()
-    >>> outcomes = [(1, True, 0.9), (1, False, 0.1), (30, True, 0.2), (30, False, 0.8)]
-    >>> for day, label, score in outcomes:
-    ...     auc.update(label, score, day)
-    >>> auc.get()  # right on day 1, wrong on day 30; day 1 and day 30 not compared
-    0.5
-    """
-
-    def __init__(
-        self,
-        tau_days: float | None = None,
-        bins: int = 200,
-        width_days: int = 7,
-        keep_days: int = 8,
-    ) -> None:
-        super().__init__(2, tau_days)  # pairs won, pairs formed
-        self.bins = bins
-        self.width_days = width_days
-        self.keep_days = max(keep_days, width_days)
-        self.days: dict[int, dict[int, list[float]]] = {}
-        """Prediction day -> score bin -> [churned, stayed] outcomes."""
-        self.late = 0
-
-    def update(self, label: bool, score: float, day: float = 0.0) -> None:
-        """Pair one outcome of a prediction made on ``day`` (days since the epoch) with the
-        outcomes settled before it of predictions made within ``width_days`` of it."""
-        key = math.floor(day)
-        counts = self._day(key)
-        if counts is None:
-            self.late += 1
-            return
-        index = min(self.bins - 1, max(0, int(score * self.bins)))
-        won = formed = 0.0
-        for other, kept in self.days.items():
-            if abs(other - key) < self.width_days:
-                pair_won, pairs = _against(kept, label, index)
-                won, formed = won + pair_won, formed + pairs
-        counts.setdefault(index, [0.0, 0.0])[0 if label else 1] += 1.0
-        if formed:
-            self.add(day, (won, formed))
-
-    def _day(self, key: int) -> dict[int, list[float]] | None:
-        """The counts of prediction day ``key`` (a new one retires days out of reach);
-        None if the day is already out of reach."""
-        if key in self.days:
-            return self.days[key]
-        newest = max(self.days, default=key)
-        if key <= newest - self.keep_days:
-            return None
-        self.days[key] = {}
-        newest = max(newest, key)
-        for old in [k for k in self.days if k <= newest - self.keep_days]:
-            del self.days[old]
-        return self.days[key]
-
-    def get(self) -> float:
-        """Pairs won over pairs formed (faded); NaN before a first pair."""
-        won, formed = self.sums
-        return won / formed if formed > 0.0 else math.nan
-
-
-def _against(counts: Mapping[int, list[float]], label: bool, index: int) -> tuple[float, float]:
-    """The pairs an outcome in score bin ``index`` forms with the outcomes of ``counts`` (bin
-    -> [churned, stayed]), and how many it wins (ranks on the right side; ties half)."""
-    other = 1 if label else 0
-    won = formed = 0.0
-    for at, both in counts.items():
-        formed += both[other]
-        if at == index:
-            won += 0.5 * both[other]
-        elif (at < index) == label:
-            won += both[other]
-    return won, formed
-
-
 class ChurnQuality(DayFading):
     """Progressive-validation metrics of a churn probability (fading over ``tau_days`` of
     prediction time; None: every prediction counts alike)."""
 
     def __init__(self, tau_days: float | None = None) -> None:
-        self.roc_auc = MomentAUC(tau_days)
+        self.roc_auc = BinnedAUC()
         super().__init__(3, tau_days)  # weights, log losses, squared errors
         self.labelled = 0
         self.positives = 0
@@ -240,33 +145,26 @@ class ChurnQuality(DayFading):
         was known."""
         clipped = min(max(probability, EPSILON), 1.0 - EPSILON)
         loss = -math.log(clipped if churned else 1.0 - clipped)
-        self.add(day, (1.0, loss, (float(churned) - probability) ** 2))
-        self.roc_auc.update(churned, clipped, day)
+        weight = self.add(day, (1.0, loss, (float(churned) - probability) ** 2))
+        self.roc_auc.update(churned, clipped, weight)
         self.labelled += 1
         self.positives += int(churned)
 
-    def retime(self, tau_days: float | None) -> None:
-        """Fade over ``tau_days`` from now on (the sums so far are kept)."""
-        self.tau_days = self.roc_auc.tau_days = tau_days
+    def faded(self, factor: float) -> None:
+        super().faded(factor)
+        self.roc_auc.fade(factor)
 
     def as_dict(self) -> dict[str, float]:
-        """``roc_auc``, ``log_loss``, ``brier`` (NaN before both outcomes were seen within a
-        week of prediction days for AUC, before any outcome for the others), ``labelled``
-        and ``positives``."""
+        """``roc_auc``, ``log_loss``, ``brier`` (NaN before both outcomes were seen for AUC,
+        before any for the others), ``labelled`` and ``positives``."""
+        both_seen = 0 < self.positives < self.labelled
         return {
-            "roc_auc": float(self.roc_auc.get()),
+            "roc_auc": float(self.roc_auc.get()) if both_seen else math.nan,
             "log_loss": self.sums[1] / self.sums[0] if self.labelled else math.nan,
             "brier": self.sums[2] / self.sums[0] if self.labelled else math.nan,
             "labelled": float(self.labelled),
             "positives": float(self.positives),
         }
-
-    def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint; one from before :class:`MomentAUC` (a pooled
-        :class:`BinnedAUC`) keeps its losses and counts, and its AUC starts afresh."""
-        if isinstance(state.get("roc_auc"), BinnedAUC):
-            state["roc_auc"] = MomentAUC(state.get("tau_days"))
-        self.__dict__.update(state)
 
 
 class ClusterQuality:

@@ -17,8 +17,7 @@ snapshot is labelled churned or not by whether an order came (the next snapshot 
 then: one review per buyer per horizon). Each settled snapshot is first scored with the
 probability published when it was taken (progressive validation,
 :class:`~segstream.learning.quality.ChurnQuality`: what ``GET /shops/{shop}/models``
-shows; its AUC ranks customers only against others predicted within a week of them, as
-a holdout does at one moment, and it fades over QUALITY_TAU_DAYS), then learned.
+shows), then learned.
 
 Small shops borrow strength: the published probability is
 ``w * shop + (1 - w) * prior`` with ``w = min(1, labelled / prior_weight_examples)``,
@@ -66,17 +65,10 @@ MIN_EXPECTED = 20.0
 PER_CUSTOMER = 3
 """Snapshots that may wait per customer (one normally: the next is due as one settles;
 more only when the review that settles it comes late)."""
-QUALITY_TAU_DAYS = 15.0
-"""Days over which the progressive validation fades (a prediction made 15 days before the
+QUALITY_TAU_DAYS = 30.0
+"""Days over which the progressive validation fades (a prediction made 30 days before the
 latest settled one counts 1/e as much): the figures describe the model as it is now, not
-as it started. Short, because the freshest graded prediction is already a horizon old and
-a shop's ranking quality drifts meanwhile: on CDNOW's single cohort the holdout AUC rose
-from 0.683 (cut 1997-04-01) to 0.752 (06-30) and 0.794 (09-30). At 30 days (and pairs
-of any days) ``/models`` read 0.099 and 0.083 below the holdouts of the 09-30 and 06-30
-cuts; at 15 days (pairs within a week) 0.071 and 0.079, and 0.029 and 0.010 below the
-holdouts of the moments it grades (07-02 and 04-01). Simulator shops: within 0.021."""
-ORDERS_TAU_DAYS = 30.0
-"""Days over which the check of the expected orders (``orders_came``) fades."""
+as it started."""
 
 
 class ChurnRiskModel(ModelHooks):
@@ -108,7 +100,7 @@ class ChurnRiskModel(ModelHooks):
         self.classifier = OnlineLogit(PRIOR_MEAN, PRECISIONS, MEMORY_EXAMPLES)
         self.labelled = 0
         self.quality_meter = ChurnQuality(QUALITY_TAU_DAYS)
-        self.orders = DayFading(2, ORDERS_TAU_DAYS)
+        self.orders = DayFading(2, QUALITY_TAU_DAYS)
         """Orders expected and orders that came in the settled windows (fading)."""
         self._prior: ChurnRiskModel | None = None
 
@@ -324,7 +316,6 @@ class ChurnRiskModel(ModelHooks):
         if not isinstance(state.get("classifier"), OnlineLogit):
             raise TypeError("a churn_risk checkpoint from before issue 25: relearning")
         self.__dict__.update(state)
-        self.quality_meter.retime(QUALITY_TAU_DAYS)
 
 
 def _current(row: list[Any]) -> bool:

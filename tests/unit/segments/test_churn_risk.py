@@ -15,7 +15,7 @@ from segstream.learning.labels import Example
 from segstream.learning.lifetime import BgNbd, LifetimeFit
 from segstream.learning.logit import OnlineLogit
 from segstream.learning.retention import FEATURES, HORIZONS, PRIOR_MEAN, p_no_order
-from segstream.segments.churn_risk import PRIOR_PRECISION, QUALITY_TAU_DAYS, ChurnRiskModel
+from segstream.segments.churn_risk import PRIOR_PRECISION, ChurnRiskModel
 from segstream.settings import Settings
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, one_shop
@@ -129,16 +129,6 @@ def test_checkpoint_leaves_the_prior_out_and_continues_after_reattaching() -> No
     assert restored.risk(customer) == shop.risk(customer)
     assert restored.quality() == shop.quality()
     assert twin_prior.quality() == prior.quality()
-
-
-def test_a_checkpoint_fading_its_quality_otherwise_fades_as_the_code_says_after_restore() -> None:
-    shop = ChurnRiskModel()
-    shop.learn_example(example(True, (0.5,)))
-    shop.quality_meter.retime(30.0)  # as checkpointed before QUALITY_TAU_DAYS was 15
-    restored = pickle.loads(pickle.dumps(shop))
-    assert restored.quality_meter.tau_days == QUALITY_TAU_DAYS
-    assert restored.quality_meter.roc_auc.tau_days == QUALITY_TAU_DAYS
-    assert restored.quality()["labelled"] == 1.0
 
 
 def test_a_checkpoint_of_the_model_before_issue_25_is_refused_for_a_relearn() -> None:
