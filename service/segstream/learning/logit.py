@@ -14,7 +14,7 @@ recursive form of iteratively re-weighted least squares (an extended Kalman filt
 weights): scale-free, no learning rate, and from the first examples on its probabilities
 are those of a penalised maximum-likelihood fit. ``gamma = 1 - 1 / memory`` lets a shop's
 model follow its customers as they change; ``A`` never drops below
-``diag(prior_precision)``, so a feature that is always 0 cannot wind the steps up.
+``prior_precision * I``, so a feature that is always 0 cannot wind the steps up.
 
 State: ``d`` weights and a ``d x d`` matrix (a few hundred bytes for ten features).
 
@@ -54,20 +54,13 @@ class OnlineLogit:
     """Online penalised logistic regression by recursive Newton steps (module docstring)."""
 
     def __init__(
-        self,
-        prior_mean: Sequence[float],
-        prior_precision: float | Sequence[float] = 1.0,
-        memory: float = 20_000,
+        self, prior_mean: Sequence[float], prior_precision: float = 1.0, memory: float = 20_000
     ) -> None:
-        """``prior_precision``: one for every weight, or one per weight (a weight the shop's
-        labels should move sooner than the others gets less)."""
         size = len(prior_mean)
         self.prior_mean = np.asarray(prior_mean, dtype=float)
-        self.prior_precision: Array = np.broadcast_to(
-            np.asarray(prior_precision, dtype=float), (size,)
-        ).copy()
+        self.prior_precision = prior_precision
         self.gamma = 1.0 - 1.0 / memory
-        self.curvature: Array = np.diag(self.prior_precision)
+        self.curvature: Array = prior_precision * np.eye(size)
         self.weights: tuple[float, ...] = tuple(float(v) for v in prior_mean)
         self.learned = 0
 

@@ -17,14 +17,11 @@ features (:data:`FEATURES`, all of one :class:`~segstream.core.features.Customer
 A model whose weights are all 0 but ``base``'s 1 answers BG/NBD's probability: the
 prior the churn model starts from (:data:`PRIOR_MEAN`).
 
-Expected orders (:func:`expected_orders`) are BG/NBD's, scaled by the churn model's
-calibrated chance of an order within its horizon over BG/NBD's chance of the same: ``E_h =
-E_BG(h) * P(order within H) / P_BG(order within H)`` for every horizon ``h`` (BG/NBD
-keeps the shape over time, the shop's labels set the level). So the count agrees with
-the probability the shop sees, and learns what the probability learns. A paying
-subscriber whose renewals stopped coming on schedule (:func:`off_schedule`) is expected
-at most one order: their chance of coming back (:func:`p_buys_within`), not the pace of
-their past renewals.
+Expected orders (:func:`expected_orders`) are BG/NBD's orders per ordering customer times
+the churn model's calibrated chance of ordering: ``E_h = E_BG(h) * P(order within h) /
+P_BG(order within h)``, where ``P(order within h)`` shifts BG/NBD's odds for ``h`` days by
+as much as the churn model shifts them for its own horizon (exact there). So the count
+agrees with the probability the shop sees, and learns what the probability learns.
 """
 
 from __future__ import annotations
@@ -119,42 +116,14 @@ def expected_orders(
         return None
     model, x, t_x, big_t = fit.model, customer.frequency, customer.recency, customer.T
     counted = model.expected_purchases(days, x, t_x, big_t)
-    buys_bg = model.p_buys_within(horizon_days, x, t_x, big_t)
-    if not (math.isfinite(counted) and counted >= 0.0 and math.isfinite(buys_bg)):
+    buys_bg = model.p_buys_within(days, x, t_x, big_t)
+    shift = logit(p_no_order_model) - logit(1.0 - model.p_buys_within(horizon_days, x, t_x, big_t))
+    if not (math.isfinite(counted) and counted >= 0.0 and math.isfinite(shift)):
         return None
-    found = counted if buys_bg <= CLIP else counted * (1.0 - p_no_order_model) / buys_bg
-    if off_schedule(customer):
-        return min(found, p_buys_within(customer, days, p_no_order_model, horizon_days))
-    return found
-
-
-def p_buys_within(
-    customer: CustomerSnapshot, days: float, p_no_order_model: float, horizon_days: float
-) -> float:
-    """P(an order within ``days``): BG/NBD's odds for ``days`` shifted by as much as the
-    churn model shifts them for its own horizon (``p_no_order_model``: exact there). The
-    customer has a purchase and the shop a fit."""
-    model = customer.lifetime.model
-    x, t_x, big_t = customer.frequency, customer.recency, customer.T
-    bg_days = model.p_buys_within(days, x, t_x, big_t)
-    bg_horizon = model.p_buys_within(horizon_days, x, t_x, big_t)
-    shift = logit(p_no_order_model) - logit(1.0 - bg_horizon)
-    return 1.0 - sigmoid(logit(1.0 - bg_days) + shift)
-
-
-def off_schedule(customer: CustomerSnapshot) -> bool:
-    """A paying subscriber whose renewals stopped coming on schedule: quiet longer than a
-    billing period and its grace. Their past pace (BG/NBD's rate) no longer holds: what is
-    left to expect of them is a comeback, at most one order, with the churn model's
-    chance."""
-    renewal = renewal_rule(customer.plan_price, customer.plan_interval)
-    quiet = customer.days_since_last_purchase
-    return (
-        customer.subscription == "active"
-        and renewal is not None
-        and quiet is not None
-        and quiet > renewal.period + renewal.late
-    )
+    if buys_bg <= CLIP:
+        return counted
+    buys = 1.0 - sigmoid(logit(1.0 - buys_bg) + shift)
+    return counted * buys / buys_bg
 
 
 @runtime_checkable

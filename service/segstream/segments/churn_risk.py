@@ -39,7 +39,7 @@ from segstream.learning import retention
 from segstream.learning.labels import DAY_SECONDS, Example, Labeller, LapseRule, Pending
 from segstream.learning.logit import OnlineLogit
 from segstream.learning.quality import ChurnQuality, DayFading
-from segstream.learning.retention import FEATURES, HORIZONS, PRIOR_MEAN, features
+from segstream.learning.retention import HORIZONS, PRIOR_MEAN, features
 from segstream.segments.base import ModelHooks, next_on_ladder
 from segstream.settings import Settings
 
@@ -50,16 +50,6 @@ PRIOR_PRECISION = 0.1
 """Pull of the weights towards BG/NBD's probability (less than one example: the shop's
 labels decide; at 1.0 the simulator's cancelled subscribers, who never come back, kept a
 10 % chance of ordering)."""
-PLAN_FEATURES = ("subscribed", "cancelled", "renewal_due")
-PLAN_PRIOR_PRECISION = 0.01
-"""... and of the plan's weights, which BG/NBD knows nothing of: weaker, so that the few
-windows of subscribers a small shop has settled move them (at 0.1, the simulator's
-subscribers whose renewals stretched out were given 0.90 of ordering within 90 days where
-0.98 did; at 0.03 for every weight, CDNOW's forecasts drifted 9-11 % high). Always 0 for a
-shop without plans: its figures do not depend on it."""
-PRECISIONS = tuple(
-    PLAN_PRIOR_PRECISION if name in PLAN_FEATURES else PRIOR_PRECISION for name in FEATURES
-)
 MIN_EXPECTED = 20.0
 """Expected orders the settled windows must add up to before ``orders_came`` says anything."""
 PER_CUSTOMER = 3
@@ -97,7 +87,7 @@ class ChurnRiskModel(ModelHooks):
         self.band_margin = band_margin
         self.min_dwell_days = min_dwell_days
         self.prior_weight_examples = prior_weight_examples
-        self.classifier = OnlineLogit(PRIOR_MEAN, PRECISIONS, MEMORY_EXAMPLES)
+        self.classifier = OnlineLogit(PRIOR_MEAN, PRIOR_PRECISION, MEMORY_EXAMPLES)
         self.labelled = 0
         self.quality_meter = ChurnQuality(QUALITY_TAU_DAYS)
         self.orders = DayFading(2, QUALITY_TAU_DAYS)
@@ -245,8 +235,7 @@ class ChurnRiskModel(ModelHooks):
 
     def expected_orders(self, customer: CustomerSnapshot, days: int) -> float | None:
         """A buyer's expected orders (purchase days) in the next ``days`` days: BG/NBD's
-        scaled to this model's chance of ordering within its horizon, one comeback at most
-        for a subscriber whose renewals stopped
+        orders per ordering customer times this model's chance of ordering
         (:func:`segstream.learning.retention.expected_orders`); None before a first purchase
         or a lifetime fit."""
         risk = self.risk(customer)

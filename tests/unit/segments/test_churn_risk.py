@@ -13,9 +13,8 @@ from segstream.core.events import format_time
 from segstream.core.features import CustomerSnapshot, snapshot
 from segstream.learning.labels import Example
 from segstream.learning.lifetime import BgNbd, LifetimeFit
-from segstream.learning.logit import OnlineLogit
-from segstream.learning.retention import FEATURES, HORIZONS, PRIOR_MEAN, p_no_order
-from segstream.segments.churn_risk import PRIOR_PRECISION, ChurnRiskModel
+from segstream.learning.retention import HORIZONS, p_no_order
+from segstream.segments.churn_risk import ChurnRiskModel
 from segstream.settings import Settings
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, one_shop
@@ -184,18 +183,3 @@ def test_learns_churn_on_a_simulated_shop(kind: int) -> None:
     assert 0 < quality["positives"] < quality["labelled"]
     assert quality["roc_auc"] > 0.8
     assert quality["brier"] < 0.15
-
-
-def test_a_shops_few_subscriber_windows_move_the_plan_weights() -> None:
-    """BG/NBD knows nothing of plans, and says 0.5 here: 40 windows in which overdue paying
-    subscribers all ordered bring the churn probability of the next one near 0, further
-    than the same windows could with the plan weights pulled as hard as the others."""
-    row = dict.fromkeys(FEATURES, 0.0) | {"bias": 1.0, "subscribed": 1.0, "renewal_due": 1.2}
-    x = tuple(row[name] for name in FEATURES)
-    model = ChurnRiskModel()
-    even = OnlineLogit(PRIOR_MEAN, PRIOR_PRECISION, 20_000)
-    at = datetime(2025, 1, 1, tzinfo=UTC)
-    for _ in range(40):
-        model.learn_example(Example(x, (0.5,), False, at))
-        even.learn(x, False)
-    assert model.probability(x) < even.probability(x) < 0.5
