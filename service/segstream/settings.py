@@ -314,16 +314,10 @@ class Settings(BaseSettings):
         "cluster started by customers far from every other needs to stay).",
     )
     churn_horizon_days: float = Field(
-        90.0,
-        gt=0,
-        description="Churn risk is the probability of no order (renewals included) within "
-        "this many days; each buyer is snapshotted for a label once per this many days.",
+        60.0, gt=0, description="Churn risk predicts a cancel or lapse within this many days."
     )
     churn_lapse_multiple: float = Field(
-        3.0,
-        gt=1,
-        description="Before a shop has a lifetime fit, churn risk guesses from silence: "
-        "lapsed after this many times the customer's cadence.",
+        3.0, gt=1, description="A customer lapses after this many times their own cadence."
     )
     churn_band_medium: float = Field(0.2, gt=0, lt=1, description="Risk from which it is medium.")
     churn_band_high: float = Field(0.5, gt=0, lt=1, description="Risk from which it is high.")
@@ -338,16 +332,10 @@ class Settings(BaseSettings):
         "the band's edge (no low -> medium -> low flapping).",
     )
     churn_max_pending: int = Field(
-        50_000,
-        ge=1,
-        description="Snapshots waiting for their label per shop (kept with the customers); at "
-        "the bound the share of customers sampled halves.",
+        5000, ge=1, description="Pending feature snapshots kept per shop (bounds model size)."
     )
     churn_prior_weight_examples: int = Field(
-        1000,
-        ge=1,
-        description="Labelled examples after which a shop stops leaning on the prior "
-        "(its own model counts labelled / this much until then).",
+        200, ge=1, description="Labelled examples after which a shop stops leaning on the prior."
     )
     rfm_min_dwell_days: float = Field(
         120.0, ge=0, description="Days in an RFM segment before time alone may move a customer."

@@ -60,9 +60,6 @@ class SegmentChange:
     """(experiment id, arm) of the experiments on the segment the customer joins."""
     arms_left: tuple[tuple[str, str], ...] = ()
     """(experiment id, arm) of the experiments on the segment the customer leaves."""
-    predictions: tuple[tuple[str, float | None], ...] = ()
-    """What the model's new segment rests on (the churn model: its probability and the
-    expected orders), published as ``predictions``; empty for the other models."""
     previous_name: str | None = None
     """The human name of ``previous``, for a model whose segments are ids (clusters)."""
     current_name: str | None = None
@@ -108,7 +105,7 @@ class SegmentChange:
 
     def to_json(self) -> dict[str, Any]:
         """The ``segment_changed`` payload."""
-        payload = self._versioned(
+        return self._versioned(
             {
                 "schema_version": SCHEMA_VERSION,
                 "kind": "segment_changed",
@@ -125,9 +122,6 @@ class SegmentChange:
             },
             self.arms_left + self.arms,
         )
-        if self.predictions:
-            payload["predictions"] = dict(self.predictions)
-        return payload
 
     def _names(self) -> dict[str, str | None]:
         """``previous_name`` and ``current_name`` for a model that names its segments."""

@@ -84,10 +84,6 @@ class CustomerSnapshot:
     lifetime: Any = None
     """The shop's fitted lifetime model (``segstream.learning.lifetime.LifetimeFit``), if it
     has one: what the ``predictions.*`` fields of shop-defined segments read."""
-    forecast: Any = None
-    """What gives the customer's expected orders (``segstream.learning.retention.
-    OrdersForecast``: the shop's churn model), if known: the ``predictions.expected_orders_*``
-    fields read it."""
 
     @property
     def has_purchased(self) -> bool:
@@ -96,11 +92,7 @@ class CustomerSnapshot:
 
 
 def snapshot(
-    state: CustomerState,
-    now: datetime,
-    silence: Silence = DEFAULT_SILENCE,
-    lifetime: Any = None,
-    forecast: Any = None,
+    state: CustomerState, now: datetime, silence: Silence = DEFAULT_SILENCE, lifetime: Any = None
 ) -> CustomerSnapshot:
     """Features of ``state`` observed at ``now`` (a returned customer is one back after a
     gap longer than their churn gap under ``silence``, or re-subscribed after cancelling)."""
@@ -139,7 +131,6 @@ def snapshot(
         segments=state.segments,
         memory=state.memory,
         lifetime=lifetime,
-        forecast=forecast,
     )
 
 

@@ -3,9 +3,7 @@
 - :class:`ChurnQuality`: every settled churn prediction is scored with the
   probability published *when it was made*, before the model learns from it:
   ROC AUC (:class:`BinnedAUC`), log loss and Brier score (mean squared error of the
-  probability). Given a time scale ``tau_days``, all three fade (a prediction made
-  ``d`` days before the latest one counts ``exp(-d / tau_days)`` as much), so they
-  describe the model as it is now rather than as it was while it started.
+  probability).
 - :class:`ClusterQuality`: the simplified (centroid) silhouette of each assignment,
   ``(b - a) / max(a, b)`` with ``a`` the distance to the own centre and ``b`` to the
   nearest other one (-1..1, higher is better), and stability: the share of
@@ -58,8 +56,7 @@ class FadingMean:
 
 class BinnedAUC:
     """ROC AUC from per-bin counts of positive and negative scores: O(1) per update and
-    ``2 x bins`` numbers of state, exact up to ties inside a bin (counted as half).
-    Scores can be weighted, and the counts so far scaled down (:meth:`fade`).
+    ``2 x bins`` integers of state, exact up to ties inside a bin (counted as half).
 
     >>> auc = BinnedAUC()
     >>> for label, score in [(True, 0.9), (False, 0.1), (True, 0.4), (False, 0.6)]:
@@ -69,26 +66,21 @@ class BinnedAUC:
     """
 
     def __init__(self, bins: int = 200) -> None:
-        self.positives = [0.0] * bins
-        self.negatives = [0.0] * bins
+        self.positives = [0] * bins
+        self.negatives = [0] * bins
 
-    def update(self, label: bool, score: float, weight: float = 1.0) -> None:
+    def update(self, label: bool, score: float) -> None:
         """Count one scored outcome (scores are clipped to 0..1)."""
         bins = len(self.positives)
         index = min(bins - 1, max(0, int(score * bins)))
-        (self.positives if label else self.negatives)[index] += weight
-
-    def fade(self, factor: float) -> None:
-        """Scale every count so far by ``factor``."""
-        self.positives = [v * factor for v in self.positives]
-        self.negatives = [v * factor for v in self.negatives]
+        (self.positives if label else self.negatives)[index] += 1
 
     def get(self) -> float:
         """P(a positive scores above a negative), ties half; NaN without both outcomes."""
         pairs = sum(self.positives) * sum(self.negatives)
         if pairs == 0:
             return math.nan
-        below = 0.0
+        below = 0
         wins = 0.0
         for positive, negative in zip(self.positives, self.negatives, strict=True):
             wins += positive * (below + 0.5 * negative)
@@ -96,63 +88,24 @@ class BinnedAUC:
         return wins / pairs
 
 
-class DayFading:
-    """Sums that fade with time: a value added ``d`` days before the latest day seen counts
-    ``exp(-d / tau_days)`` as much (None: nothing fades)."""
+class ChurnQuality:
+    """Progressive-validation metrics of a churn probability."""
 
-    def __init__(self, size: int, tau_days: float | None = None) -> None:
-        self.tau_days = tau_days
-        self.sums = [0.0] * size
-        self.latest: float | None = None
-
-    def add(self, day: float, values: Sequence[float]) -> float:
-        """Add ``values`` (one per sum) of ``day``; the weight they were added with (a later
-        day first fades the sums so far, see :meth:`advance`)."""
-        weight = self.advance(day)
-        for n, value in enumerate(values):
-            self.sums[n] += weight * value
-        return weight
-
-    def advance(self, day: float) -> float:
-        """The weight of a value of ``day``; a day later than any before fades the sums
-        (and whatever :meth:`faded` is told) to it."""
-        if self.tau_days is None:
-            return 1.0
-        if self.latest is not None and day <= self.latest:
-            return math.exp((day - self.latest) / self.tau_days)
-        if self.latest is not None:
-            self.faded(math.exp((self.latest - day) / self.tau_days))
-        self.latest = day
-        return 1.0
-
-    def faded(self, factor: float) -> None:
-        """Scale the sums by ``factor`` (a subclass scales what it keeps besides)."""
-        self.sums = [v * factor for v in self.sums]
-
-
-class ChurnQuality(DayFading):
-    """Progressive-validation metrics of a churn probability (fading over ``tau_days`` of
-    prediction time; None: every prediction counts alike)."""
-
-    def __init__(self, tau_days: float | None = None) -> None:
+    def __init__(self) -> None:
         self.roc_auc = BinnedAUC()
-        super().__init__(3, tau_days)  # weights, log losses, squared errors
+        self.log_loss = metrics.LogLoss()
+        self.brier = metrics.MSE()
         self.labelled = 0
         self.positives = 0
 
-    def update(self, churned: bool, probability: float, day: float = 0.0) -> None:
-        """Score one prediction, made on ``day`` (days since the epoch), before its outcome
-        was known."""
+    def update(self, churned: bool, probability: float) -> None:
+        """Score one prediction made before its outcome was known."""
         clipped = min(max(probability, EPSILON), 1.0 - EPSILON)
-        loss = -math.log(clipped if churned else 1.0 - clipped)
-        weight = self.add(day, (1.0, loss, (float(churned) - probability) ** 2))
-        self.roc_auc.update(churned, clipped, weight)
+        self.roc_auc.update(churned, clipped)
+        self.log_loss.update(churned, clipped)
+        self.brier.update(float(churned), probability)
         self.labelled += 1
         self.positives += int(churned)
-
-    def faded(self, factor: float) -> None:
-        super().faded(factor)
-        self.roc_auc.fade(factor)
 
     def as_dict(self) -> dict[str, float]:
         """``roc_auc``, ``log_loss``, ``brier`` (NaN before both outcomes were seen for AUC,
@@ -160,8 +113,8 @@ class ChurnQuality(DayFading):
         both_seen = 0 < self.positives < self.labelled
         return {
             "roc_auc": float(self.roc_auc.get()) if both_seen else math.nan,
-            "log_loss": self.sums[1] / self.sums[0] if self.labelled else math.nan,
-            "brier": self.sums[2] / self.sums[0] if self.labelled else math.nan,
+            "log_loss": float(self.log_loss.get()) if self.labelled else math.nan,
+            "brier": float(self.brier.get()) if self.labelled else math.nan,
             "labelled": float(self.labelled),
             "positives": float(self.positives),
         }

@@ -1,68 +1,51 @@
-"""Churn risk: the probability that a buyer places no order (renewals included) within
-``horizon_days``, learned online from the shop's own stream.
+"""Churn risk: the probability that a customer cancels or lapses within a horizon, learned online.
 
-Every customer who has bought has one, also those the lifecycle model calls churned: for
-them it is the chance they stay gone (the win-back list). It is a calibrated logistic
-layer (:class:`~segstream.learning.logit.OnlineLogit`: a Newton step per example, no
-learning rate to tune) over a few features (:mod:`segstream.learning.retention`), the first
-of which is the shop's BG/NBD probability of the same event, so a model that has learned
-nothing answers BG/NBD's probability and learning corrects it: towards recency where
-BG/NBD's one-time buyers all look alike, towards the plan where renewals are not a Poisson
-process.
-
-Labels come from the stream (:mod:`segstream.learning.labels`): every ``horizon_days``
-each buyer's features and the probability published then are kept (on a grid of days of
-their own, whether they are active or quiet), and once ``horizon_days`` have passed the
-snapshot is labelled churned or not by whether an order came (the next snapshot is taken
-then: one review per buyer per horizon). Each settled snapshot is first scored with the
-probability published when it was taken (progressive validation,
-:class:`~segstream.learning.quality.ChurnQuality`: what ``GET /shops/{shop}/models``
-shows), then learned.
+Per shop, an online logistic regression (river: ``StandardScaler | LogisticRegression``)
+over the :func:`~segstream.learning.vectors.behaviour_vector`. Labels come from the
+stream itself (:mod:`segstream.learning.labels`): a snapshot of the customer's
+features and of the probability published then is kept at most every
+``snapshot_every_days``; a cancellation or lapse within ``horizon_days`` labels it
+churned, surviving the horizon labels it not churned. Each settled snapshot is
+first scored with the probability published when it was taken (progressive
+validation, :class:`~segstream.learning.quality.ChurnQuality`), then learned.
 
 Small shops borrow strength: the published probability is
-``w * shop + (1 - w) * prior`` with ``w = min(1, labelled / prior_weight_examples)``,
-the prior being the model shared by the shops of a Kafka partition
-(:meth:`ChurnRiskModel.attach_prior`; it learns every shop's settled examples).
+``w * shop + (1 - w) * fallback`` with ``w = min(1, labelled / prior_weight_examples)``.
+The fallback is the prior shared by all shops of a Kafka partition
+(:meth:`ChurnRiskModel.attach_prior`, itself a ChurnRiskModel that learns every
+shop's settled examples), or, without one, a cold-start rule: the share of the way
+to a lapse the customer's silence has gone.
 
 Segments are risk bands: ``low`` below 0.2, ``medium`` below 0.5, ``high`` above
-(configurable; a band is left only ``band_margin`` past its edge).
+(configurable). A customer who already cancelled or lapsed is out of scope (None):
+they are no longer at risk of leaving, they have left (see the lifecycle model).
 """
 
 from __future__ import annotations
 
-import math
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
+from river import linear_model as river_linear_model
+from river import optim as river_optim
+from river import preprocessing as river_preprocessing
+
 from segstream.core.features import CustomerSnapshot
-from segstream.learning import retention
-from segstream.learning.labels import DAY_SECONDS, Example, Labeller, LapseRule, Pending
-from segstream.learning.logit import OnlineLogit
-from segstream.learning.quality import ChurnQuality, DayFading
-from segstream.learning.retention import HORIZONS, PRIOR_MEAN, features
+from segstream.learning.labels import Example, Labeller, LapseRule, Pending
+from segstream.learning.quality import ChurnQuality
+from segstream.learning.vectors import Vector, behaviour_vector
 from segstream.segments.base import ModelHooks, next_on_ladder
 from segstream.settings import Settings
 
+linear_model: Any = river_linear_model  # river has no type hints
+optim: Any = river_optim
+preprocessing: Any = river_preprocessing
+
 BANDS = ("low", "medium", "high")
-MEMORY_EXAMPLES = 20_000
-"""Settled examples the shop's model remembers (older ones fade)."""
-PRIOR_PRECISION = 0.1
-"""Pull of the weights towards BG/NBD's probability (less than one example: the shop's
-labels decide; at 1.0 the simulator's cancelled subscribers, who never come back, kept a
-10 % chance of ordering)."""
-MIN_EXPECTED = 20.0
-"""Expected orders the settled windows must add up to before ``orders_came`` says anything."""
-PER_CUSTOMER = 3
-"""Snapshots that may wait per customer (one normally: the next is due as one settles;
-more only when the review that settles it comes late)."""
-QUALITY_TAU_DAYS = 30.0
-"""Days over which the progressive validation fades (a prediction made 30 days before the
-latest settled one counts 1/e as much): the figures describe the model as it is now, not
-as it started."""
 
 
 class ChurnRiskModel(ModelHooks):
-    """Per-shop online churn probability with delayed, leak-free labels (module docstring)."""
+    """Per-shop online churn classifier with delayed, leak-free labels (see module docstring)."""
 
     name: ClassVar[str] = "churn_risk"
     segment_names: ClassVar[dict[str, Any]] = {"enum": list(BANDS)}
@@ -70,28 +53,30 @@ class ChurnRiskModel(ModelHooks):
 
     def __init__(
         self,
-        horizon_days: float = 90.0,
+        horizon_days: float = 60.0,
         lapse_multiple: float = 3.0,
         lapse_days: float = 90.0,
+        snapshot_every_days: float = 7.0,
+        per_customer: int = 8,
         max_pending: int = 20_000,
         bands: tuple[float, float] = (0.2, 0.5),
         band_margin: float = 0.02,
         min_dwell_days: float = 30.0,
-        prior_weight_examples: int = 1000,
+        prior_weight_examples: int = 200,
+        learning_rate: float = 0.05,
+        l2: float = 0.001,
     ) -> None:
-        self.horizon_days = horizon_days
         self.lapse = LapseRule(lapse_multiple, lapse_days)
-        every = max(1, round(horizon_days))  # a snapshot settles as the next one is due
-        self.labels = Labeller(horizon_days, every, PER_CUSTOMER, max_pending)
+        self.labels = Labeller(horizon_days, snapshot_every_days, per_customer, max_pending)
         self.bands = bands
         self.band_margin = band_margin
         self.min_dwell_days = min_dwell_days
         self.prior_weight_examples = prior_weight_examples
-        self.classifier = OnlineLogit(PRIOR_MEAN, PRIOR_PRECISION, MEMORY_EXAMPLES)
+        self.classifier = preprocessing.StandardScaler() | linear_model.LogisticRegression(
+            optimizer=optim.SGD(learning_rate), l2=l2
+        )
         self.labelled = 0
-        self.quality_meter = ChurnQuality(QUALITY_TAU_DAYS)
-        self.orders = DayFading(2, QUALITY_TAU_DAYS)
-        """Orders expected and orders that came in the settled windows (fading)."""
+        self.quality_meter = ChurnQuality()
         self._prior: ChurnRiskModel | None = None
 
     @classmethod
@@ -125,72 +110,51 @@ class ChurnRiskModel(ModelHooks):
         """The attached prior, if any."""
         return self._prior
 
-    # ------------------------------------------------------------ learning
-
     def learn(self, customer: CustomerSnapshot) -> None:
-        """Settle the customer's snapshots whose horizon has passed, then keep one if a grid
-        day of theirs has come (the snapshots are kept in the customer's memory)."""
-        waiting = self.pending(customer)
-        settled, waiting = self.labels.settle(waiting, customer)
+        """Settle the customer's pending snapshots the stream now answers, then maybe keep one
+        (the snapshots are kept in the customer's memory)."""
+        churned_at = self.lapse.churned_at(customer)
+        settled, waiting = self.labels.settle(self.pending(customer), customer.as_of, churned_at)
         for example in settled:
             self.learn_example(example)
-        if self.labels.due(waiting, customer):
-            x = self.features(customer)
-            predictions: tuple[float, ...] = (self.probability(x),)
+        if churned_at is None and self.labels.due(waiting, customer.as_of):
+            x = behaviour_vector(customer)
+            cold = self.cold_start(customer)
+            predictions: tuple[float, ...] = (self.probability(x, cold),)
             if self._prior is not None:
-                predictions += (self._prior.probability(x),)
-            expected = retention.expected_orders(
-                customer, self.horizon_days, predictions[0], self.horizon_days
-            )
-            held = self.labels.hold(
-                customer, x, predictions, math.nan if expected is None else expected
-            )
-            waiting.append(held)
+                predictions += (self._prior.probability(x, cold),)
+            waiting.append(self.labels.hold(customer.as_of, x, predictions))
         if waiting:
             customer.memory[self.name] = [pending.to_memory() for pending in waiting]
         else:
             customer.memory.pop(self.name, None)
 
     def pending(self, customer: CustomerSnapshot) -> list[Pending]:
-        """The customer's snapshots still waiting for their label, oldest first (a customer
-        memory of the model before issue 25, a different row, is dropped: see
-        :meth:`forget`)."""
-        kept = customer.memory.get(self.name, [])
-        return [Pending.from_memory(row) for row in kept if _current(row)]
+        """The customer's snapshots still waiting for their label, oldest first."""
+        return [Pending.from_memory(kept) for kept in customer.memory.get(self.name, [])]
 
     def next_review(self, customer: CustomerSnapshot) -> datetime | None:
-        """The quiet-days ladder (the risk rises with silence), the customer's next grid
-        day (a snapshot), and the day the oldest waiting snapshot's horizon passes."""
+        """The quiet-days ladder (the risk rises with silence), the day a silence becomes
+        a lapse, and the day the oldest waiting snapshot's horizon passes."""
         moments = [
             next_on_ladder(customer),
-            self.labels.next_grid(customer),
+            self.lapse.lapses_at(customer),
             self.labels.next_settlement(customer.memory.get(self.name)),
         ]
         return min((m for m in moments if m is not None), default=None)
 
     def learn_example(self, example: Example) -> None:
         """Score the prediction made at the time (progressive validation), then learn."""
-        day = example.as_of.timestamp() / DAY_SECONDS
-        self.quality_meter.update(example.churned, example.predictions[0], day)
-        if math.isfinite(example.expected) and example.expected > 0.0:
-            self.orders.add(day, (example.expected, float(example.orders)))
-        self.classifier.learn(example.features, example.churned)
+        self.quality_meter.update(example.churned, example.predictions[0])
+        self.classifier.learn_one(example.features, example.churned)
         self.labelled += 1
         if self._prior is not None and len(example.predictions) > 1:
-            forwarded = Example(
-                example.features,
-                example.predictions[1:],
-                example.churned,
-                example.as_of,
-                example.orders,
-                example.expected,
+            self._prior.learn_example(
+                Example(example.features, example.predictions[1:], example.churned, example.as_of)
             )
-            self._prior.learn_example(forwarded)
-
-    # ------------------------------------------------------------ answering
 
     def assign(self, customer: CustomerSnapshot) -> str | None:
-        """Risk band of a buyer; None before a first purchase."""
+        """Risk band of the customer; None once they cancelled or lapsed."""
         probability = self.risk(customer)
         if probability is None:
             return None
@@ -222,73 +186,41 @@ class ChurnRiskModel(ModelHooks):
         return timedelta(days=self.min_dwell_days)
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
-        """The probability behind the band and what it is of (for the query API)."""
-        return {"probability": self.risk(customer), "horizon_days": self.horizon_days}
-
-    def change_details(self, customer: CustomerSnapshot) -> dict[str, float | None]:
-        """The churn probability and the expected orders per horizon when a band changes
-        (published on the change, see ``schemas/v1/segment_changed.json``)."""
-        found: dict[str, float | None] = {"churn_probability": self.risk(customer)}
-        for days in HORIZONS:
-            found[f"expected_orders_{days}d"] = self.expected_orders(customer, days)
-        return found
-
-    def expected_orders(self, customer: CustomerSnapshot, days: int) -> float | None:
-        """A buyer's expected orders (purchase days) in the next ``days`` days: BG/NBD's
-        orders per ordering customer times this model's chance of ordering
-        (:func:`segstream.learning.retention.expected_orders`); None before a first purchase
-        or a lifetime fit."""
-        risk = self.risk(customer)
-        if risk is None:
-            return None
-        return retention.expected_orders(customer, days, risk, self.horizon_days)
-
-    def orders_came(self) -> float:
-        """Orders that came / orders expected over the settled windows (fading), a check
-        of the expected orders; NaN until MIN_EXPECTED orders were expected."""
-        expected, came = self.orders.sums
-        return came / expected if expected >= MIN_EXPECTED else math.nan
+        """The probability behind the band (for the query API)."""
+        return {"probability": self.risk(customer)}
 
     def risk(self, customer: CustomerSnapshot) -> float | None:
-        """P(no order within the horizon) of a buyer; None before a first purchase."""
-        if not customer.has_purchased:
+        """P(cancel or lapse within the horizon); None once they cancelled or lapsed."""
+        if self.lapse.churned_at(customer) is not None:
             return None
-        return self.probability(self.features(customer))
+        return self.probability(behaviour_vector(customer), self.cold_start(customer))
 
-    def features(self, customer: CustomerSnapshot) -> tuple[float, ...]:
-        """The customer's features (:mod:`segstream.learning.retention`)."""
-        return features(customer, self.horizon_days, self.lapse)
-
-    def probability(self, x: tuple[float, ...]) -> float:
-        """The shop's learned probability blended with the prior's by experience."""
-        own = self.classifier.probability(x)
-        if self._prior is None:
-            return own
+    def probability(self, x: Vector, cold: float) -> float:
+        """The shop's learned probability blended with the prior (or ``cold``) by experience."""
         weight = min(1.0, self.labelled / self.prior_weight_examples)
-        if weight >= 1.0:
-            return own
-        return weight * own + (1.0 - weight) * self._prior.probability(x)
+        fallback = cold if self._prior is None else self._prior.probability(x, cold)
+        if weight <= 0.0:
+            return fallback
+        learned = float(self.classifier.predict_proba_one(x).get(True, 0.0))
+        return weight * learned + (1.0 - weight) * fallback
+
+    def cold_start(self, customer: CustomerSnapshot) -> float:
+        """Share of the way to a lapse the customer's silence has gone (0..1)."""
+        return min(1.0, customer.last_activity_days / self.lapse.gap_days(customer))
 
     def quality(self) -> dict[str, float]:
-        """Progressive-validation ``roc_auc``, ``log_loss``, ``brier`` (positive: churned);
-        ``labelled``, ``positives``, ``pending`` and ``skipped`` snapshot counts, the
-        ``sampled`` share of customers, the shop's ``weight`` against the prior,
-        ``horizon_days``, and ``orders_came``: the orders that came in the settled windows
-        over those expected then (fading like the rest)."""
+        """Progressive-validation ``roc_auc``, ``log_loss``, ``brier``; ``labelled``,
+        ``positives``, ``pending`` and ``skipped`` snapshot counts, shop ``weight``."""
         return {
             **self.quality_meter.as_dict(),
             "pending": float(self.labels.pending_count),
             "skipped": float(self.labels.skipped),
-            "sampled": self.labels.share,
             "weight": min(1.0, self.labelled / self.prior_weight_examples),
-            "horizon_days": float(self.horizon_days),
-            "orders_came": self.orders_came(),
         }
 
     def forget(self, customer: CustomerSnapshot) -> None:
         """The erased customer's waiting snapshots no longer count against the cap."""
-        kept = customer.memory.get(self.name, [])
-        self.labels.pending_count -= sum(1 for row in kept if _current(row))
+        self.labels.pending_count -= len(customer.memory.get(self.name, []))
 
     def __getstate__(self) -> dict[str, Any]:
         """Everything but the prior, which is checkpointed apart and attached again."""
@@ -297,20 +229,8 @@ class ChurnRiskModel(ModelHooks):
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint (no prior attached). A checkpoint of the model before issue
-        25 (river's SGD logistic regression on another label) cannot be continued: it is
-        refused, and the pipeline starts the model afresh (``Checkpoints.load`` logs
-        ``checkpoint_unreadable``); it relearns from the stream, BG/NBD's probability
-        standing in meanwhile."""
-        if not isinstance(state.get("classifier"), OnlineLogit):
-            raise TypeError("a churn_risk checkpoint from before issue 25: relearning")
+        """Restore a checkpoint (no prior attached)."""
         self.__dict__.update(state)
-
-
-def _current(row: list[Any]) -> bool:
-    """Whether a kept row is of this model's format (rows of the model before issue 25
-    have another size, and are dropped)."""
-    return Pending.fits(row, len(PRIOR_MEAN))
 
 
 MODEL = ChurnRiskModel
