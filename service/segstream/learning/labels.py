@@ -56,6 +56,23 @@ class LapseRule:
         return self.lapse_multiple * max(customer.cadence_days, 1.0)
 
 
+F32_MAX = 3.4028234663852886e38
+"""The largest finite 32-bit float: larger finite values are kept as it."""
+
+
+def float32(value: float) -> float:
+    """``value`` as a 32-bit float can hold it: a finite value beyond its range saturates
+    (struct raised OverflowError: an extreme BG/NBD count dead-lettered an event as
+    ``processing_error`` in the chaos run, seed 657927); NaN and infinities stay.
+
+    >>> float32(1e300), float32(-1e300), float32(2.5)
+    (3.4028234663852886e+38, -3.4028234663852886e+38, 2.5)
+    """
+    if math.isfinite(value) and abs(value) > F32_MAX:
+        return math.copysign(F32_MAX, value)
+    return value
+
+
 HEAD = struct.Struct("<IIf")
 """Epoch seconds of the snapshot, the customer's distinct purchase days then, the orders
 expected in the window then (NaN: none were)."""
@@ -76,8 +93,9 @@ class Pending:
 
     def to_memory(self) -> list[Any]:
         """The compact form kept in the customer's memory."""
-        head = HEAD.pack(self.as_of, self.purchase_days, self.expected)
-        return [head + struct.pack(f"<{len(self.row)}f", *self.row), *self.predictions]
+        head = HEAD.pack(self.as_of, self.purchase_days, float32(self.expected))
+        row = struct.pack(f"<{len(self.row)}f", *(float32(v) for v in self.row))
+        return [head + row, *self.predictions]
 
     @staticmethod
     def fits(kept: list[Any], features: int) -> bool:
@@ -227,8 +245,9 @@ class Labeller:
         """A snapshot to keep (call after :meth:`due` said so), counted as pending; what it
         holds to 32-bit precision, as it is kept."""
         self.pending_count += 1
-        row = struct.unpack(f"<{len(features)}f", struct.pack(f"<{len(features)}f", *features))
-        (expected,) = struct.unpack("<f", struct.pack("<f", expected))
+        kept = (float32(v) for v in features)
+        row = struct.unpack(f"<{len(features)}f", struct.pack(f"<{len(features)}f", *kept))
+        (expected,) = struct.unpack("<f", struct.pack("<f", float32(expected)))
         return Pending(
             _seconds(customer.as_of), _purchase_days(customer), expected, row, predictions
         )

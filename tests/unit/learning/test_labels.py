@@ -13,6 +13,7 @@ import pytest
 from segstream.core.customer import CustomerState
 from segstream.core.events import format_time
 from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.learning import labels
 from segstream.learning.labels import Example, Labeller, Pending
 from segstream.segments.churn_risk import ChurnRiskModel
 from tests.states import state
@@ -157,3 +158,12 @@ def test_settling_counts_down_the_pending_snapshots() -> None:
     waiting = [labeller.hold(view([0], n), FEATURES, (0.5,)) for n in (1, 20)]
     settled, waiting = labeller.settle(waiting, view([0], 35))
     assert len(settled) == 1 and len(waiting) == 1 and labeller.pending_count == 1
+
+
+def test_an_extreme_expected_count_is_kept_saturated_not_raised() -> None:
+    # the chaos run (seed 657927) dead-lettered a cancellation: a BG/NBD count beyond the
+    # 32-bit range made struct raise OverflowError while its snapshot was kept
+    pending = labels.Pending(0, 1, 1e300, (1e300, -1e300, 1.0), (0.5,))
+    back = labels.Pending.from_memory(pending.to_memory())
+    assert back.expected == labels.F32_MAX
+    assert back.row == (labels.F32_MAX, -labels.F32_MAX, 1.0)
