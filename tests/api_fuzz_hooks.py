@@ -11,7 +11,10 @@ invalid request the generator makes still reaches the service as it was made:
   ``starts_at``; it runs on a built-in model (:data:`BUILT_IN_TARGET`), not on a
   ``defined:<id>`` one;
 - ``between`` takes ``[low, high]`` with low <= high, a range's lower bound is at most
-  its upper bound.
+  its upper bound;
+- a rule tree has at most ``MAX_DEPTH`` levels and ``MAX_NODES`` nodes (the schema's
+  ``$ref`` recursion cannot bound either): deeper nodes become a leaf, children past the
+  node budget are dropped.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import schemathesis
 from schemathesis import Case, HookContext
 
 from segstream.core.events import format_time, parse_time
+from segstream.segments.defined import MAX_DEPTH, MAX_NODES
 
 BUILT_IN_TARGET = ("lifecycle", "at_risk")
 """What an experiment generated on a ``defined:<id>`` model runs on instead: whether a
@@ -30,6 +34,8 @@ defined segment exists depends on the run's own earlier requests (schemathesis r
 ids it saw in answers, and deletes them too), and an experiment on one that does not is
 refused (422, unit-tested)."""
 RANGE_LOW, RANGE_HIGH = ("gt", "gte"), ("lt", "lte")
+LEAF = {"field": "behaviour.order_count", "op": "exists"}
+"""What a combinator past the depth limit becomes: a leaf valid on every shop."""
 
 
 def _positive(case: Case) -> bool:
@@ -56,6 +62,33 @@ def _ordered(node: Any) -> Any:
         if "lt" in fixed and "gt" in fixed:
             fixed["lt"] = fixed["gt"] + 1
     return fixed
+
+
+def _bounded(rule: Any) -> Any:
+    """``rule`` cut to at most MAX_DEPTH levels and MAX_NODES nodes, depth first."""
+    budget = [MAX_NODES]
+
+    def cut(node: Any, level: int) -> Any:
+        if not isinstance(node, dict):
+            return node
+        budget[0] -= 1
+        combinators = [key for key in ("all", "any", "not") if key in node]
+        if not combinators:
+            return node
+        if level >= MAX_DEPTH or budget[0] < 1:
+            return dict(LEAF)
+        key = combinators[0]
+        if key == "not":
+            return {**node, "not": cut(node["not"], level + 1)}
+        children = node[key] if isinstance(node[key], list) else []
+        kept = []
+        for child in children:
+            if budget[0] < 1 and kept:
+                break
+            kept.append(cut(child, level + 1))
+        return {**node, key: kept} if kept else node
+
+    return cut(rule, 1)
 
 
 def _arms(arms: Any) -> Any:
@@ -98,6 +131,8 @@ def _constrained(case: Case) -> Case:
     if not _positive(case) or not isinstance(case.body, dict):
         return case
     body = _ordered(case.body)
+    if "rule" in body:
+        body["rule"] = _bounded(body["rule"])
     path = case.path_parameters or {}
     for name in ("shop_id", "segment_id", "experiment_id"):
         if name in body and name in path:

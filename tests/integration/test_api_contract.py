@@ -4,7 +4,10 @@ A short property run (``tests/api_fuzz.py``: schemathesis over every operation, 
 document's examples and random generation, every check) against one worker fed a
 simulated history: no 5xx, every answer as documented (schema, status, content type,
 headers), every documented-valid request accepted and every invalid one refused with a
-JSON 4xx. A new seed each run (printed); ``make api-fuzz`` adds the coverage phase and
+JSON 4xx. One fixed seed, so the suite gives the same verdict on the same code (a new
+seed each run once failed CI on a gap of the generator, not of the service, found by one
+seed in many: hypothesis' own advice for CI is a derandomized run); ``SEGSTREAM_FUZZ_SEED``
+sets another, and ``make api-fuzz`` explores: a new seed each run, the coverage phase and
 many more examples.
 """
 
@@ -23,6 +26,8 @@ EXAMPLES = 40
 """Cases per operation: the examples and fuzzing phases (the coverage phase's boundary
 cases alone are some 9,000 requests: ``make api-fuzz`` runs them)."""
 PHASES = "examples,fuzzing"
+SEED = 4188282702
+"""The seed of the CI run that found the unbounded rule trees (tests/api_fuzz_hooks.py)."""
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +42,7 @@ def worker(
 def test_the_api_keeps_its_contract_under_generated_requests(
     worker: WorkerProcess, tmp_path: Path
 ) -> None:
-    seed = int.from_bytes(os.urandom(4), "big")
+    seed = int(os.environ.get("SEGSTREAM_FUZZ_SEED", SEED))
     outcome = fuzz(worker.url(""), EXAMPLES, seed, tmp_path, PHASES)
     print(outcome.line(seed))
     assert outcome.requests > 500, outcome.output[-5000:]
