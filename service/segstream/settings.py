@@ -316,8 +316,8 @@ class Settings(BaseSettings):
     churn_horizon_days: float = Field(
         90.0,
         gt=0,
-        description="Churn risk is the probability of no order (renewals included) within "
-        "this many days; each buyer is snapshotted for a label once per this many days.",
+        description="Churn risk is the probability of leaving within this many days: no "
+        "order (renewals included), or a cancellation asked for.",
     )
     churn_lapse_multiple: float = Field(
         3.0,

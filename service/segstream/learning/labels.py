@@ -1,13 +1,16 @@
 """Churn labels from the stream, without peeking at the future.
 
-The churn model predicts at ``as_of`` whether a customer who has bought places **no order
-(renewals included) within the next ``horizon_days``**, and how many orders (purchase
-days) they place in that time. The answer is only known later, so the prediction's inputs
+The churn model predicts at ``as_of`` whether a customer who has bought **leaves within the
+next ``horizon_days``: places no order (renewals included) in that time, or asks to cancel
+their subscription in it** (a subscriber who cancels has left even if a last paid box
+still ships), and how many orders (purchase days) they place in that time. A shop without
+subscriptions labels by orders alone. The answer is only known later, so the prediction's inputs
 are kept as a :class:`Pending` snapshot (the features *as they were* at ``as_of``, the
 customer's purchase days then, what was predicted then) until the window has passed: at
 the customer's first evaluation at or after ``as_of + horizon`` (the model asks for a
 review then) the snapshot is labelled with the purchase days that came inside the window
-(``churned`` when none did), and never earlier.
+(``churned`` when none did, or a cancellation was asked for inside it), and never
+earlier.
 
 When to keep a snapshot: on a grid of stream days every ``snapshot_every_days``, each
 customer at their own phase (a hash of their id), from the day after their first
@@ -120,7 +123,7 @@ class Example:
     features: tuple[float, ...]
     predictions: tuple[float, ...]
     churned: bool
-    """No order within the horizon after ``as_of``."""
+    """Left within the horizon after ``as_of``: no order, or a cancellation asked for."""
     as_of: datetime
     orders: int = 0
     """Purchase days within the horizon after ``as_of``."""
@@ -163,18 +166,24 @@ class Labeller:
         return settled, kept
 
     def _label(self, pending: Pending, customer: CustomerSnapshot) -> Example:
-        """Churned unless the customer's purchase days grew inside the window. The customer is
-        evaluated at each of their events, so at most their latest purchase day can lie past
-        the window's end (a review settles the snapshot at the end itself)."""
+        """Churned unless the customer's purchase days grew inside the window, or when a
+        cancellation was asked for inside it. The customer is evaluated at each of their
+        events, so at most their latest purchase day (or cancellation) can lie past the
+        window's end (a review settles the snapshot at the end itself)."""
         ends = datetime.fromtimestamp(pending.as_of + self.horizon, UTC).date()
         grown = _purchase_days(customer) - pending.purchase_days
         last = customer.last_purchase
         if last is not None and last >= ends:
             grown -= 1  # that one came after the window
+        cancelled = customer.cancelled_at
+        asked = (
+            cancelled is not None
+            and pending.as_of < _seconds(cancelled) <= pending.as_of + self.horizon
+        )
         return Example(
             features=pending.row,
             predictions=pending.predictions,
-            churned=grown <= 0,
+            churned=grown <= 0 or asked,
             as_of=datetime.fromtimestamp(pending.as_of, UTC),
             orders=max(grown, 0),
             expected=pending.expected,
@@ -216,18 +225,19 @@ class Labeller:
     def latest_grid_day(self, customer: CustomerSnapshot) -> int | None:
         """The customer's latest grid day (epoch day number) up to ``customer.as_of`` that
         is after their first purchase day; None if there is none yet."""
-        if customer.first_purchase is None:
+        start = _start(customer)
+        if start is None:
             return None
         today = _day_number(customer.as_of.date())
         grid = today - (today - self.phase(customer.customer_id)) % self.every
-        return grid if grid > _day_number(customer.first_purchase) else None
+        return grid if grid > _day_number(start) else None
 
     def next_grid(self, customer: CustomerSnapshot) -> datetime | None:
         """The midnight of the customer's next grid day after ``customer.as_of`` (None:
         never bought, or not sampled)."""
-        if customer.first_purchase is None or not self.sampled(customer.customer_id):
+        if _start(customer) is None or not self.sampled(customer.customer_id):
             return None
-        today = _day_number(customer.as_of.date())  # on or after the first purchase day
+        today = _day_number(customer.as_of.date())  # on or after the start
         day = today + self.every - (today - self.phase(customer.customer_id)) % self.every
         return datetime.combine(EPOCH_DAY + timedelta(days=day), time(), UTC)
 
@@ -251,6 +261,14 @@ class Labeller:
         return Pending(
             _seconds(customer.as_of), _purchase_days(customer), expected, row, predictions
         )
+
+
+def _start(customer: CustomerSnapshot) -> date | None:
+    """The day the customer's snapshots may start after: their first purchase, or for a
+    paying subscriber who has not bought yet, the day they were first seen."""
+    if customer.first_purchase is not None:
+        return customer.first_purchase
+    return customer.first_seen if customer.is_customer else None
 
 
 def _purchase_days(customer: CustomerSnapshot) -> int:

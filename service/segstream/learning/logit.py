@@ -79,11 +79,12 @@ class OnlineLogit:
         """P(label True | x)."""
         return sigmoid(self.logit(x))
 
-    def learn(self, x: Sequence[float], label: bool) -> None:
-        """One Newton step on the example ``(x, label)``."""
+    def learn(self, x: Sequence[float], label: bool, weight: float = 1.0) -> None:
+        """One Newton step on the example ``(x, label)``, counted ``weight`` times (an
+        example that overlaps others says less than an independent one)."""
         row = np.asarray(x, dtype=float)
         p = sigmoid(float(np.asarray(self.weights) @ row))
-        self._step(row, p - float(label), p * (1.0 - p))
+        self._step(row, weight * (p - float(label)), weight * p * (1.0 - p))
 
     def _step(self, row: Array, residual: float, curvature: float) -> None:
         """A Newton step for an example with loss gradient ``residual * row`` and curvature

@@ -1,6 +1,7 @@
 """What the churn model reads: a few features that say whether a buyer orders again.
 
-The churn probability is P(no order, renewals included, within ``horizon`` days). Its
+The churn probability is P(leaving within ``horizon`` days: no order, renewals included,
+or a cancellation asked for). Its
 features (:data:`FEATURES`, all of one :class:`~segstream.core.features.CustomerSnapshot`):
 
 - ``base``: the logit of the shop's BG/NBD P(no purchase within the horizon), from its
@@ -12,7 +13,20 @@ features (:data:`FEATURES`, all of one :class:`~segstream.core.features.Customer
 - ``overdue``: log(1 + quiet days / the customer's own cadence), 0 before a repeat purchase;
 - ``subscribed``, ``cancelled``: a paying subscription (active, priced plan), a
   cancellation (pending or done);
-- ``renewal_due``: for a paying subscriber, log(1 + quiet days / (billing period + grace)).
+- ``renewal_due``: for a paying subscriber, log(1 + quiet days / (billing period + grace));
+- ``discount_share``, ``renewal_share``: the shares of orders placed with a discount code
+  and of renewals (bargain hunters leave when offers stop);
+- ``plan_age``: for a paying subscriber, log(1 + days since first seen) (young
+  subscriptions are cancelled most);
+- ``spend_trend``: log(latest purchase day's spend / the mean purchase day's), within
+  +-3, 0 before a repeat purchase (big spenders who fade spend less before they go);
+- ``gap_trend``: log(1 + the latest gap between purchase days / the usual one), 0 before
+  two repeat purchases (gaps widen before a customer goes);
+- ``plan_price``: for a paying subscriber, log(1 + the plan's price) (cheap trial plans
+  are left most).
+
+A paying subscriber who has not bought yet is scored too (a box not shipped yet): no
+purchase, so ``base`` is the cold-start guess.
 
 A model whose weights are all 0 but ``base``'s 1 answers BG/NBD's probability: the
 prior the churn model starts from (:data:`PRIOR_MEAN`).
@@ -49,6 +63,12 @@ FEATURES = (
     "subscribed",
     "cancelled",
     "renewal_due",
+    "discount_share",
+    "renewal_share",
+    "plan_age",
+    "spend_trend",
+    "gap_trend",
+    "plan_price",
 )
 HORIZONS = (30, 90, 365)
 """Days ahead of the expected orders the API, the rule fields and churn-risk changes give."""
@@ -84,12 +104,14 @@ def p_no_order(customer: CustomerSnapshot, horizon_days: float) -> float | None:
 def features(
     customer: CustomerSnapshot, horizon_days: float, lapse: LapseRule
 ) -> tuple[float, ...]:
-    """The customer's :data:`FEATURES` (a buyer: ``customer.has_purchased``)."""
+    """The customer's :data:`FEATURES` (a buyer or a paying subscriber:
+    ``customer.is_customer``)."""
     bg = p_no_order(customer, horizon_days)
     base = logit(min(max(cold_start(customer, lapse), COLD_CLIP), 1.0 - COLD_CLIP))
     if bg is not None and math.isfinite(bg):
         base = logit(bg)
-    quiet = customer.days_since_last_purchase or 0.0
+    quiet = customer.days_since_last_purchase
+    quiet = customer.last_activity_days if quiet is None else quiet
     cadence = customer.cadence_days
     renewal = renewal_rule(customer.plan_price, customer.plan_interval)
     paying = customer.subscription == "active" and renewal is not None
@@ -104,7 +126,36 @@ def features(
         float(paying),
         float(customer.subscription in ("cancelling", "cancelled")),
         math.log1p(quiet / (renewal.period + renewal.late)) if paying and renewal else 0.0,
+        customer.discount_order_count / max(customer.order_count, 1),
+        customer.renewal_count / max(customer.order_count, 1),
+        math.log1p(customer.tenure_days) if paying else 0.0,
+        _spend_trend(customer),
+        _gap_trend(customer),
+        math.log1p(customer.plan_price or 0.0) if paying else 0.0,
     )
+
+
+def _gap_trend(customer: CustomerSnapshot) -> float:
+    """log(1 + latest gap / usual gap); 0 before two repeat purchases."""
+    gap, cadence = customer.last_gap_days, customer.cadence_days
+    if gap is None or cadence is None or customer.frequency < 2:
+        return 0.0
+    return math.log1p(gap / max(cadence, 1.0))
+
+
+SPEND_TREND_LIMIT = 3.0
+
+
+def _spend_trend(customer: CustomerSnapshot) -> float:
+    """log(latest purchase day's spend / the mean purchase day's), within
+    +-SPEND_TREND_LIMIT; 0 before a repeat purchase or without spend."""
+    if customer.frequency < 1 or customer.total_spend <= 0.0:
+        return 0.0
+    mean = customer.total_spend / (customer.frequency + 1)
+    if customer.last_purchase_amount <= 0.0:
+        return -SPEND_TREND_LIMIT
+    trend = math.log(customer.last_purchase_amount / mean)
+    return min(max(trend, -SPEND_TREND_LIMIT), SPEND_TREND_LIMIT)
 
 
 def expected_orders(

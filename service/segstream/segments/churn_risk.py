@@ -1,5 +1,6 @@
-"""Churn risk: the probability that a buyer places no order (renewals included) within
-``horizon_days``, learned online from the shop's own stream.
+"""Churn risk: the probability that a buyer (or a paying subscriber) leaves within
+``horizon_days``: places no order (renewals included), or asks to cancel, learned online
+from the shop's own stream.
 
 Every customer who has bought has one, also those the lifecycle model calls churned: for
 them it is the chance they stay gone (the win-back list). It is a calibrated logistic
@@ -10,11 +11,12 @@ nothing answers BG/NBD's probability and learning corrects it: towards recency w
 BG/NBD's one-time buyers all look alike, towards the plan where renewals are not a Poisson
 process.
 
-Labels come from the stream (:mod:`segstream.learning.labels`): every ``horizon_days``
-each buyer's features and the probability published then are kept (on a grid of days of
-their own, whether they are active or quiet), and once ``horizon_days`` have passed the
-snapshot is labelled churned or not by whether an order came (the next snapshot is taken
-then: one review per buyer per horizon). Each settled snapshot is first scored with the
+Labels come from the stream (:mod:`segstream.learning.labels`): every
+SNAPSHOT_EVERY_DAYS each customer's features and the probability published then are kept
+(on a grid of days of their own, whether they are active or quiet), and once
+``horizon_days`` have passed the snapshot is labelled left or not by whether an order came
+and whether a cancellation was asked for (the windows overlap: each example counts
+``SNAPSHOT_EVERY_DAYS / horizon_days`` in the fit). Each settled snapshot is first scored with the
 probability published when it was taken (progressive validation,
 :class:`~segstream.learning.quality.ChurnQuality`: what ``GET /shops/{shop}/models``
 shows; its AUC ranks customers only against others predicted within a week of them, as
@@ -46,12 +48,20 @@ from segstream.settings import Settings
 
 BANDS = ("low", "medium", "high")
 MEMORY_EXAMPLES = 20_000
-"""Settled examples the shop's model remembers (older ones fade)."""
+"""Settled windows the shop's model remembers, counted in whole horizons (older ones
+fade): with overlapping windows, horizon / SNAPSHOT_EVERY_DAYS examples make one."""
 PRIOR_PRECISION = 0.1
 """Pull of the weights towards BG/NBD's probability (less than one example: the shop's
 labels decide; at 1.0 the simulator's cancelled subscribers, who never come back, kept a
 10 % chance of ordering)."""
-PLAN_FEATURES = ("subscribed", "cancelled", "renewal_due")
+PLAN_FEATURES = (
+    "subscribed",
+    "cancelled",
+    "renewal_due",
+    "renewal_share",
+    "plan_age",
+    "plan_price",
+)
 PLAN_PRIOR_PRECISION = 0.01
 """... and of the plan's weights, which BG/NBD knows nothing of: weaker, so that the few
 windows of subscribers a small shop has settled move them (at 0.1, the simulator's
@@ -63,9 +73,14 @@ PRECISIONS = tuple(
 )
 MIN_EXPECTED = 20.0
 """Expected orders the settled windows must add up to before ``orders_came`` says anything."""
-PER_CUSTOMER = 3
-"""Snapshots that may wait per customer (one normally: the next is due as one settles;
-more only when the review that settles it comes late)."""
+SNAPSHOT_EVERY_DAYS = 10
+"""Days between a customer's snapshots: windows overlap (nine wait at once at a 90-day
+horizon), so a shop has labels nine times as soon as with one per horizon (at one per
+horizon, the simulator's 150-customer shops had some 70 labels by September; a large
+shop reaches ``max_pending`` and samples customers instead)."""
+PER_CUSTOMER = 10
+"""Snapshots that may wait per customer (horizon / SNAPSHOT_EVERY_DAYS normally; one more
+when the review that settles the oldest comes late)."""
 QUALITY_TAU_DAYS = 15.0
 """Days over which the progressive validation fades (a prediction made 15 days before the
 latest settled one counts 1/e as much): the figures describe the model as it is now, not
@@ -99,13 +114,15 @@ class ChurnRiskModel(ModelHooks):
     ) -> None:
         self.horizon_days = horizon_days
         self.lapse = LapseRule(lapse_multiple, lapse_days)
-        every = max(1, round(horizon_days))  # a snapshot settles as the next one is due
+        every = max(1, min(SNAPSHOT_EVERY_DAYS, round(horizon_days)))
         self.labels = Labeller(horizon_days, every, PER_CUSTOMER, max_pending)
         self.bands = bands
         self.band_margin = band_margin
         self.min_dwell_days = min_dwell_days
         self.prior_weight_examples = prior_weight_examples
-        self.classifier = OnlineLogit(PRIOR_MEAN, PRECISIONS, MEMORY_EXAMPLES)
+        self.overlap = horizon_days / every
+        """Windows that overlap any one (each example counts 1 / overlap)."""
+        self.classifier = OnlineLogit(PRIOR_MEAN, PRECISIONS, MEMORY_EXAMPLES * self.overlap)
         self.labelled = 0
         self.quality_meter = ChurnQuality(QUALITY_TAU_DAYS)
         self.orders = DayFading(2, ORDERS_TAU_DAYS)
@@ -192,7 +209,7 @@ class ChurnRiskModel(ModelHooks):
         self.quality_meter.update(example.churned, example.predictions[0], day)
         if math.isfinite(example.expected) and example.expected > 0.0:
             self.orders.add(day, (example.expected, float(example.orders)))
-        self.classifier.learn(example.features, example.churned)
+        self.classifier.learn(example.features, example.churned, 1.0 / self.overlap)
         self.labelled += 1
         if self._prior is not None and len(example.predictions) > 1:
             forwarded = Example(
@@ -269,8 +286,8 @@ class ChurnRiskModel(ModelHooks):
         return came / expected if expected >= MIN_EXPECTED else math.nan
 
     def risk(self, customer: CustomerSnapshot) -> float | None:
-        """P(no order within the horizon) of a buyer; None before a first purchase."""
-        if not customer.has_purchased:
+        """P(leaving within the horizon) of a buyer or paying subscriber; None for others."""
+        if not customer.is_customer:
             return None
         return self.probability(self.features(customer))
 

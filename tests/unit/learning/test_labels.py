@@ -15,6 +15,7 @@ from segstream.core.events import format_time
 from segstream.core.features import CustomerSnapshot, snapshot
 from segstream.learning import labels
 from segstream.learning.labels import Example, Labeller, Pending
+from segstream.learning.retention import FEATURES as FEATURES_OF_MODEL
 from segstream.segments.churn_risk import ChurnRiskModel
 from tests.states import state
 
@@ -117,7 +118,8 @@ def test_stored_features_are_those_at_snapshot_time() -> None:
     at = (grid_days(model.labels, "c-1", day(0).date(), 1)[0] - day(0).date()).days
     then = view([0], at)
     model.learn(then)
-    expected = struct.unpack("<10f", struct.pack("<10f", *model.features(then)))
+    row = f"<{len(FEATURES_OF_MODEL)}f"
+    expected = struct.unpack(row, struct.pack(row, *model.features(then)))
     model.learn(view([0, at + 5], at + 5))
     model.learn(view([0, at + 5], at + 31))
     assert model.examples[0].features == pytest.approx(expected, rel=1e-6)

@@ -9,6 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
+from segstream.core.customer import Plan
 from segstream.core.events import format_time
 from segstream.core.features import CustomerSnapshot, snapshot
 from segstream.learning.labels import Example
@@ -20,6 +21,7 @@ from segstream.settings import Settings
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, one_shop
 
+PLAN = Plan("beans-monthly", 24.0, "EUR", "month", "basic")
 NOW = datetime(2025, 6, 1, tzinfo=UTC)
 FIT = LifetimeFit(BgNbd(r=0.24, alpha=4.41, a=0.79, b=2.43), high_value_rate=20.0, day=0)
 
@@ -71,8 +73,11 @@ def test_every_buyer_has_a_probability_also_one_who_left() -> None:
     )
     assert model.assign(gone) == "high"
     assert model.risk(snapshot(cancelled, NOW, lifetime=FIT)) is not None
-    never_bought = state("shop", "c-3", signups=[format_time(NOW - timedelta(5))])
-    assert model.risk(snapshot(never_bought, NOW)) is None
+    prospect = state("shop", "c-3", first_seen_at=format_time(NOW - timedelta(5)))
+    assert model.risk(snapshot(prospect, NOW)) is None
+    signed_up = format_time(NOW - timedelta(5))
+    waiting_for_a_box = state("shop", "c-4", signups=[signed_up], plans=[(signed_up, PLAN)])
+    assert model.risk(snapshot(waiting_for_a_box, NOW)) is not None  # a subscriber may leave
     assert model.explain(gone) == {"probability": model.risk(gone), "horizon_days": 90.0}
 
 
@@ -156,7 +161,9 @@ def test_snapshots_of_the_model_before_issue_25_are_dropped_from_memory() -> Non
     model.forget(customer)
     assert model.labels.pending_count == 0
     model.learn(customer)
-    assert all(len(row[0]) == 8 + 4 + 4 * 10 for row in customer.memory.get("churn_risk", []))
+    assert all(
+        len(row[0]) == 8 + 4 + 4 * len(FEATURES) for row in customer.memory.get("churn_risk", [])
+    )
 
 
 def test_pending_snapshots_are_bounded() -> None:
@@ -203,9 +210,9 @@ def test_a_shops_few_subscriber_windows_move_the_plan_weights() -> None:
     row = dict.fromkeys(FEATURES, 0.0) | {"bias": 1.0, "subscribed": 1.0, "renewal_due": 1.2}
     x = tuple(row[name] for name in FEATURES)
     model = ChurnRiskModel()
-    even = OnlineLogit(PRIOR_MEAN, PRIOR_PRECISION, 20_000)
+    even = OnlineLogit(PRIOR_MEAN, PRIOR_PRECISION, 20_000 * model.overlap)
     at = datetime(2025, 1, 1, tzinfo=UTC)
-    for _ in range(40):
+    for _ in range(round(40 * model.overlap)):  # overlapping snapshots: 40 windows' worth
         model.learn_example(Example(x, (0.5,), False, at))
-        even.learn(x, False)
+        even.learn(x, False, 1.0 / model.overlap)
     assert model.probability(x) < even.probability(x) < 0.5
