@@ -101,18 +101,24 @@ def _percent(value: float | None) -> str:
 def signal_table(result: Result) -> str:
     """The signals of one history: coverage, AUC, losses, forecast of orders."""
     headers = ["signal", "customers", "AUC", "± 95 %", "AUC BG/NBD same customers"]
-    headers += ["log loss", "Brier", "orders predicted", "orders actual", "error"]
+    headers += ["log loss", "Brier", "losses of", "orders predicted", "orders actual", "error"]
     body = []
     for row in result.rows:
         if row.covered == 0:
-            body.append([row.signal, "0", "n/a", *[""] * 7])
+            body.append([row.signal, "0", "n/a", *[""] * 8])
             continue
         predicted = "" if row.predicted is None else f"{row.predicted:,.0f} ({row.horizon} d)"
         actual = "" if row.actual is None else f"{row.actual:,}"
         cells = [f"{row.covered:,}", _number(row.auc), _number(row.auc_margin)]
         cells += [_number(row.auc_same_customers), _number(row.log_loss), _number(row.brier)]
+        cells.append("" if row.log_loss is None else _label(row.label_days))
         body.append([row.signal, *cells, predicted, actual, _percent(row.error)])
     return table(headers, body)
+
+
+def _label(days: int | None) -> str:
+    """What a probability's log loss and Brier are against."""
+    return "holdout" if days is None else f"next {days} d"
 
 
 def horizon_table(result: Result) -> str:
@@ -156,7 +162,8 @@ def churn_quality_table(result: Result) -> str:
     for shop in churn_quality(result):
         q = shop["models"]
         auc = q.get("roc_auc")
-        gap = None if auc is None or math.isnan(shop["holdout_auc"]) else auc - shop["holdout_auc"]
+        within = shop["within_auc"]
+        gap = None if auc is None or math.isnan(within) else auc - within
         body.append(
             [
                 shop["shop_id"],
@@ -164,11 +171,13 @@ def churn_quality_table(result: Result) -> str:
                 _number(auc),
                 _number(q.get("log_loss")),
                 _number(q.get("brier")),
-                _number(shop["holdout_auc"]),
+                _number(within),
                 "" if gap is None else f"{gap:+.3f}",
+                _number(shop["holdout_auc"]),
             ]
         )
-    headers = ["shop", "labelled", "/models AUC", "log loss", "Brier", "holdout AUC", "gap"]
+    headers = ["shop", "labelled", "/models AUC", "log loss", "Brier"]
+    headers += ["holdout AUC, same label", "gap", "holdout AUC, buys again"]
     return table(headers, body)
 
 
@@ -236,12 +245,13 @@ def history_report(result: Result) -> str:
         "",
         horizon_table(result),
         "",
-        "Reliability of P(buys again) by decile (equal-count bins; ! = more than 0.05 off):",
+        "Reliability of P(buys within the churn horizon) by decile, against an order within "
+        "it (equal-count bins; ! = more than 0.05 off):",
         "",
         reliability_table(result),
         "",
         "churn_risk's own progressive validation (GET /shops/{shop}/models; positive = churned) "
-        "beside the holdout:",
+        "beside the holdout (same label: no order within the horizon):",
         "",
         churn_quality_table(result),
         "",

@@ -32,6 +32,7 @@ STAGE_ORDER = {"churned": 0, "at_risk": 1, "new": 2, "active": 2, "won_back": 2,
 """Lifecycle stages as a ranking of "buys again": churned < at risk < active < loyal."""
 BG_EXPECTED = "lifetimes BG/NBD expected orders (offline)"
 BG_PROBABILITY = "lifetimes BG/NBD P(buys again) (offline)"
+BG_WITHIN = "lifetimes BG/NBD P(buys within the churn horizon) (offline)"
 RECENCY = "naive recency (-days since last order)"
 RFM = "segstream RFM cell (100 R + 10 F + M)"
 CHURN = "segstream 1 - churn_risk probability"
@@ -40,6 +41,7 @@ CLV = "segstream lifetime.clv_365d"
 LIFECYCLE = "segstream lifecycle stage"
 P_ALIVE = "segstream lifetime.p_alive"
 BASE_RATE = "base rate (constant)"
+BASE_RATE_WITHIN = "base rate (constant), within the churn horizon"
 
 
 # ---------------------------------------------------------------- signals and their scores
@@ -55,6 +57,10 @@ class Signal:
     """The values are P(buys again in the holdout): log loss and Brier apply."""
     horizon: int | None = None
     """The values are expected orders in the next ``horizon`` days: their sum is a forecast."""
+    label_days: int | None = None
+    """The probability is of an order within this many days of the cut (the churn
+    probability's own horizon), and log loss and Brier are against that (None: the
+    holdout); the AUC is always against buying again in the holdout."""
 
 
 @dataclass(frozen=True)
@@ -72,6 +78,8 @@ class Row:
     horizon: int | None
     predicted: float | None
     actual: int | None
+    label_days: int | None = None
+    """Days after the cut an order counts for the log loss and Brier (None: the holdout)."""
 
     @property
     def error(self) -> float | None:
@@ -86,11 +94,14 @@ class Anchor:
 
     expected: dict[int, float]
     p_buys: float
+    p_within: dict[int, float]
+    """P(buys within N days), by N."""
 
     @property
     def finite(self) -> bool:
         """Whether lifetimes answered with numbers (see ``BgNbdAnchor.fit``)."""
-        return all(math.isfinite(v) for v in (*self.expected.values(), self.p_buys))
+        values = (*self.expected.values(), *self.p_within.values(), self.p_buys)
+        return all(math.isfinite(v) for v in values)
 
 
 def horizon_days(history: History) -> list[int]:
@@ -98,12 +109,22 @@ def horizon_days(history: History) -> list[int]:
     return sorted({*(h for h in HORIZONS if h <= history.holdout_days), history.holdout_days})
 
 
+def churn_horizon(judged: Mapping[Key, Judgment], history: History) -> int | None:
+    """The days segstream's churn probability is of (None: no customer has one, or it
+    reaches past the holdout)."""
+    found = {j.churn_horizon for j in judged.values() if j.churn_horizon is not None}
+    if not found:
+        return None
+    days = round(max(found))
+    return days if days <= history.holdout_days else None
+
+
 def anchor_figures(
-    history: History, observed: Mapping[Key, Observed]
+    history: History, observed: Mapping[Key, Observed], within: Sequence[int] = ()
 ) -> tuple[dict[Key, Anchor], dict[str, dict[str, float]]]:
     """BG/NBD fitted offline per shop on the calibration period: every customer's figures,
     and per shop the parameters, the penalizer the fit needed and how many customers it
-    left unanswered (NaN: they are left out of the BG/NBD rows)."""
+    left unanswered (NaN, or no fit at all: they are left out of the BG/NBD rows)."""
     horizons = horizon_days(history)
     by_shop: defaultdict[str, list[Key]] = defaultdict(list)
     for key in observed:
@@ -112,13 +133,22 @@ def anchor_figures(
     fits: dict[str, dict[str, float]] = {}
     for shop_id, keys in sorted(by_shop.items()):
         seen = [observed[k] for k in keys]
-        model = BgNbdAnchor.fit(
-            [o.frequency for o in seen], [o.recency for o in seen], [o.T for o in seen], horizons
-        )
+        arrays = ([o.frequency for o in seen], [o.recency for o in seen], [o.T for o in seen])
+        try:
+            model = BgNbdAnchor.fit(*arrays, horizons)
+        except RuntimeError:  # a tiny shop lifetimes cannot fit: its customers go unanswered
+            fits[shop_id] = {"unanswered": len(keys), "failed": 1}
+            continue
         expected = {h: model.expected_purchases(h) for h in horizons}
         p_buys = model.p_buys(history.holdout_days)
+        p_within = {days: model.p_buys(days) for days in within}
         figures = [
-            Anchor({h: v[i] for h, v in expected.items()}, p_buys[i]) for i in range(len(keys))
+            Anchor(
+                {h: v[i] for h, v in expected.items()},
+                p_buys[i],
+                {days: v[i] for days, v in p_within.items()},
+            )
+            for i in range(len(keys))
         ]
         found |= {key: f for key, f in zip(keys, figures, strict=True) if f.finite}
         unanswered = sum(1 for f in figures if not f.finite)
@@ -135,15 +165,22 @@ def signals(
     """Every signal of the table, in its order."""
     holdout = history.holdout_days
     base = sum(o.buys_again for o in observed.values()) / len(observed)
-    return [
+    within = churn_horizon(judged, history)
+    found = [
         Signal(BG_EXPECTED, {k: a.expected[holdout] for k, a in anchors.items()}, horizon=holdout),
         Signal(BG_PROBABILITY, {k: a.p_buys for k, a in anchors.items()}, probability=True),
+    ]
+    if within is not None:
+        bg_within = {k: a.p_within[within] for k, a in anchors.items()}
+        found.append(Signal(BG_WITHIN, bg_within, probability=True, label_days=within))
+    found += [
         Signal(RECENCY, {k: -o.quiet_days for k, o in observed.items()}),
         Signal(RFM, _present({k: _rfm_score(j.rfm) for k, j in judged.items()})),
         Signal(
             CHURN,
             _present({k: _complement(j.churn_probability) for k, j in judged.items()}),
             probability=True,
+            label_days=within,
         ),
         _expected_orders_signal(judged, holdout),
         Signal(CLV, _present({k: j.clv_365d for k, j in judged.items()})),
@@ -151,6 +188,14 @@ def signals(
         Signal(P_ALIVE, _present({k: j.p_alive for k, j in judged.items()}), probability=True),
         Signal(BASE_RATE, dict.fromkeys(observed, base), probability=True),
     ]
+    if within is not None:
+        rate = sum(o.buys_within(history.cut, within) for o in observed.values()) / len(observed)
+        found.append(
+            Signal(
+                BASE_RATE_WITHIN, dict.fromkeys(observed, rate), probability=True, label_days=within
+            )
+        )
+    return found
 
 
 def _expected_orders_signal(judged: Mapping[Key, Judgment], holdout: int) -> Signal:
@@ -199,6 +244,9 @@ def score(
     keys = sorted(signal.values)
     labels = [observed[k].buys_again for k in keys]
     values = [signal.values[k] for k in keys]
+    judged = labels
+    if signal.label_days is not None:
+        judged = [observed[k].buys_within(history.cut, signal.label_days) for k in keys]
     horizon = signal.horizon
     partial = 0 < len(keys) < len(observed) and not signal.name.startswith("lifetimes")
     area = scores.auc(values, labels) if keys else math.nan
@@ -209,13 +257,14 @@ def score(
         auc=area,
         auc_margin=scores.auc_margin(area, positives, len(labels) - positives),
         auc_same_customers=_anchor_auc(keys, observed, anchors, history) if partial else None,
-        log_loss=scores.log_loss(values, labels) if signal.probability and keys else None,
-        brier=scores.brier(values, labels) if signal.probability and keys else None,
+        log_loss=scores.log_loss(values, judged) if signal.probability and keys else None,
+        brier=scores.brier(values, judged) if signal.probability and keys else None,
         horizon=horizon,
         predicted=sum(values) if horizon is not None and keys else None,
         actual=sum(observed[k].orders(history.cut, horizon) for k in keys)
         if horizon is not None and keys
         else None,
+        label_days=signal.label_days,
     )
 
 
@@ -286,7 +335,8 @@ def measure(history: History, settings: Settings) -> Result:
     replay = Replay(history, settings).run()
     observed = observe(history)
     judged = judge(replay, observed)
-    anchors, fits = anchor_figures(history, observed)
+    within = churn_horizon(judged, history)
+    anchors, fits = anchor_figures(history, observed, () if within is None else (within,))
     found = signals(history, observed, judged, anchors)
     rows = [score(signal, observed, anchors, history) for signal in found]
     ahead = forecasts(history, judged, anchors)
@@ -296,16 +346,30 @@ def measure(history: History, settings: Settings) -> Result:
 
 
 def reliability(result: Result) -> dict[str, list[scores.Bin]]:
-    """Decile bins of segstream's P(buys again) (1 - churn probability, on the customers
-    who have one) and of BG/NBD's (on everyone)."""
+    """Decile bins of segstream's P(buys within the churn horizon) (1 - churn probability,
+    on the customers who have one) and of BG/NBD's P(buys within the same days) (on
+    everyone), against an order within those days of the cut; without a churn horizon
+    within the holdout, of BG/NBD's P(buys again) against the holdout."""
+    within = churn_horizon(result.judged, result.history)
     ours = _present({k: _complement(j.churn_probability) for k, j in result.judged.items()})
-    theirs = {k: a.p_buys for k, a in result.anchors.items()}
+    if within is None:
+        theirs = {k: a.p_buys for k, a in result.anchors.items()}
+    else:
+        theirs = {k: a.p_within[within] for k, a in result.anchors.items()}
     found = {}
     for name, values in ((CHURN, ours), (BG_PROBABILITY, theirs)):
         keys = sorted(values)
-        labels = [result.observed[k].buys_again for k in keys]
+        labels = [_bought(result, k, within) for k in keys]
         found[name] = scores.reliability([values[k] for k in keys], labels)
     return found
+
+
+def _bought(result: Result, key: Key, within: int | None) -> bool:
+    """Bought in the holdout (``within`` None) or within ``within`` days of the cut."""
+    observed = result.observed[key]
+    return (
+        observed.buys_again if within is None else observed.buys_within(result.history.cut, within)
+    )
 
 
 def churn_quality(result: Result) -> list[dict[str, Any]]:
@@ -320,11 +384,18 @@ def churn_quality(result: Result) -> list[dict[str, Any]]:
             for k in sorted(result.observed)
             if k[0] == shop_id and result.judged[k].churn_probability is not None
         ]
-        holdout_auc = scores.auc(
-            [1.0 - float(result.judged[k].churn_probability or 0.0) for k in keys],
-            [result.observed[k].buys_again for k in keys],
+        within = churn_horizon(result.judged, result.history)
+        values = [1.0 - float(result.judged[k].churn_probability or 0.0) for k in keys]
+        holdout_auc = scores.auc(values, [result.observed[k].buys_again for k in keys])
+        within_auc = scores.auc(values, [_bought(result, k, within) for k in keys])
+        found.append(
+            {
+                "shop_id": shop_id,
+                "models": quality,
+                "holdout_auc": holdout_auc,
+                "within_auc": within_auc,
+            }
         )
-        found.append({"shop_id": shop_id, "models": quality, "holdout_auc": holdout_auc})
     return found
 
 

@@ -39,8 +39,6 @@ SIM_START = date(2024, 1, 1)
 QUICK_EVERY = 3
 """``--quick`` replays every third CDNOW customer (the sample is itself every tenth of the
 full log: a smaller sample of the same shop)."""
-LIVE_S = 1e12
-"""``advance_clock``'s live window: any shop counts as live (its clock is moved)."""
 
 
 # ---------------------------------------------------------------- histories
@@ -190,6 +188,10 @@ class Observed:
     def buys_again(self) -> bool:
         return bool(self.later)
 
+    def buys_within(self, cut: date, days: int) -> bool:
+        """At least one purchase day in the ``days`` days after the cut."""
+        return self.orders(cut, days) > 0
+
     def orders(self, cut: date, days: int) -> int:
         """Purchase days in the ``days`` days after the cut."""
         return sum(1 for day in self.later if (day - cut).days <= days)
@@ -334,7 +336,7 @@ class Replay:
         under way, commit, and compare the clusters customers carry with those of the
         previous snapshot."""
         for shop_id in self.shops:
-            outcome = self.pipeline.advance_clock(shop_id, moment, LIVE_S)
+            outcome = self.pipeline.advance_clock(shop_id, moment, self._live_s(shop_id, moment))
             if outcome is not None:
                 self._tally(outcome)
         partitions = [shop_partition(s, self.settings.topic_partitions) for s in self.shops]
@@ -353,6 +355,15 @@ class Replay:
         if self._snapshot is not None:
             self.stability.add(self._snapshot, clusters, self._moved)
         self._snapshot, self._moved = clusters, set()
+
+    def _live_s(self, shop_id: str, moment: datetime) -> float:
+        """``advance_clock``'s live window for moving the shop's clock to ``moment``: the
+        shop counts as live and half a window behind, so its clock moves even when nobody
+        is due (a worker moves a live shop's clock so; with nobody due at the cut, a shop's
+        answers were a day early)."""
+        now = self.pipeline.stream_time(shop_id)
+        behind = 0.0 if now is None else (moment - now).total_seconds()
+        return max(2.0 * behind - 1.0, behind, 1.0)
 
     def _tally(self, outcome: Outcome) -> None:
         for change in outcome.changes:
@@ -380,6 +391,8 @@ class Judgment:
     """One customer's answer of the query API (``GET /shops/{shop}/customers/{id}``)."""
 
     churn_probability: float | None
+    churn_horizon: float | None
+    """Days the churn probability is of (no order within them), from ``scores.churn_risk``."""
     lifecycle: str | None
     p_alive: float | None
     clv_365d: float | None
@@ -401,6 +414,7 @@ def judgment(answer: Mapping[str, Any]) -> Judgment:
     features = answer["features"]
     return Judgment(
         churn_probability=(found.get("churn_risk") or {}).get("probability"),
+        churn_horizon=(found.get("churn_risk") or {}).get("horizon_days"),
         lifecycle=answer["segments"].get("lifecycle"),
         p_alive=lifetime.get("p_alive"),
         clv_365d=lifetime.get("clv_365d"),

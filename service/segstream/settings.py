@@ -314,10 +314,16 @@ class Settings(BaseSettings):
         "cluster started by customers far from every other needs to stay).",
     )
     churn_horizon_days: float = Field(
-        60.0, gt=0, description="Churn risk predicts a cancel or lapse within this many days."
+        90.0,
+        gt=0,
+        description="Churn risk is the probability of leaving within this many days: no "
+        "order (renewals included), or a cancellation asked for.",
     )
     churn_lapse_multiple: float = Field(
-        3.0, gt=1, description="A customer lapses after this many times their own cadence."
+        3.0,
+        gt=1,
+        description="Before a shop has a lifetime fit, churn risk guesses from silence: "
+        "lapsed after this many times the customer's cadence.",
     )
     churn_band_medium: float = Field(0.2, gt=0, lt=1, description="Risk from which it is medium.")
     churn_band_high: float = Field(0.5, gt=0, lt=1, description="Risk from which it is high.")
@@ -332,10 +338,16 @@ class Settings(BaseSettings):
         "the band's edge (no low -> medium -> low flapping).",
     )
     churn_max_pending: int = Field(
-        5000, ge=1, description="Pending feature snapshots kept per shop (bounds model size)."
+        50_000,
+        ge=1,
+        description="Snapshots waiting for their label per shop (kept with the customers); at "
+        "the bound the share of customers sampled halves.",
     )
     churn_prior_weight_examples: int = Field(
-        200, ge=1, description="Labelled examples after which a shop stops leaning on the prior."
+        1000,
+        ge=1,
+        description="Labelled examples after which a shop stops leaning on the prior "
+        "(its own model counts labelled / this much until then).",
     )
     rfm_min_dwell_days: float = Field(
         120.0, ge=0, description="Days in an RFM segment before time alone may move a customer."

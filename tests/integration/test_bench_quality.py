@@ -14,8 +14,10 @@ from bench import scores
 from bench.quality import QUICK, record, report, run
 from bench.quality_figures import (
     BASE_RATE,
+    BASE_RATE_WITHIN,
     BG_EXPECTED,
     BG_PROBABILITY,
+    BG_WITHIN,
     CHURN,
     CLV,
     LIFECYCLE,
@@ -30,8 +32,8 @@ from bench.quality_figures import (
 from bench.quality_replay import cdnow_histories, observe
 from segstream.settings import Settings
 
-SIGNALS = [BG_EXPECTED, BG_PROBABILITY, RECENCY, RFM, CHURN, "expected", CLV, LIFECYCLE]
-SIGNALS += [P_ALIVE, BASE_RATE]
+SIGNALS = [BG_EXPECTED, BG_PROBABILITY, BG_WITHIN, RECENCY, RFM, CHURN, "expected", CLV]
+SIGNALS += [LIFECYCLE, P_ALIVE, BASE_RATE, BASE_RATE_WITHIN]
 
 
 @pytest.fixture(scope="module")

@@ -314,11 +314,20 @@ async def test_churn_risk_separates_planted_churners(run: LearningRun) -> None:
 
 async def test_planted_churners_carry_a_risk_band_before_they_churn(run: LearningRun) -> None:
     """A day before they cancel or lapse, planted churners are in the medium or high band
-    at least twice as often as the survivors signed up by then, on the same days (in-process:
-    with the topics interleaved at random within each week, 3 orderings: coffee 0.58-0.64
-    of churners, 0.24-0.29 of survivors; tea 0.60-0.64, 0.10-0.12), and more than 40 % of
-    them are. A band margin of 0.05 held coffee survivors at 0.27-0.32, and this test
-    failed about one broker run in nine; the margin is 0.02 since."""
+    at least four times as often as the survivors signed up by then, on the same days, and
+    more than 15 % of them are.
+
+    The band is a calibrated P(leaving within 90 days) learned from the shop's own labels,
+    which come 90 days late: churners of the first months (before any label) and the
+    declining big spenders, who all leave in September before any of them was seen
+    leaving, are mostly low. In-process, six orderings of the topics within each week:
+    coffee 0.26-0.40 of churners against 0.01-0.04 of survivors, tea 0.38-0.43 against
+    0.01-0.03; on the broker 0.43 against 0.05 and 0.40 against 0.01. The model before
+    issue 25 (a likelihood of cancelling or lapsing, not
+    calibrated: log loss 2.02 on a real shop) flagged 0.58-0.64 of churners but 0.24-0.29
+    of survivors: a shop acting on its bands would have contacted a quarter of the
+    customers who stay. This test asked for more than 40 % of churners and twice the
+    survivors' rate before; the rate is now asked four times over and the share lower."""
     history = churn_risk_history(run.outputs)
     for shop in SHOPS:
         truth = shop_truth(run, shop.shop_id)
@@ -337,7 +346,7 @@ async def test_planted_churners_carry_a_risk_band_before_they_churn(run: Learnin
         churner_share = churners[True] / churners.total()
         survivor_share = matched_survivors[True] / matched_survivors.total()
         print(f"{shop.shop_id}: at risk {churner_share:.2f} of churners, {survivor_share:.2f}")
-        assert churner_share > 0.4 and churner_share >= 2 * survivor_share
+        assert churner_share > 0.15 and churner_share >= 4 * survivor_share
 
 
 async def test_models_continue_after_a_crash_instead_of_starting_over(run: LearningRun) -> None:

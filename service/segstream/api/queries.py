@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from dataclasses import asdict
+from dataclasses import fields
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -33,6 +33,7 @@ from segstream.learning.lifetime import (
     spend_trend,
     trend_of,
 )
+from segstream.learning.retention import HORIZONS
 from segstream.metrics.journey import UNKNOWN_CHANNEL, Counts, journey_of, total
 from segstream.metrics.ledger import UnknownShopError
 from segstream.metrics.windows import GRAINS, BadWindowError
@@ -105,7 +106,8 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
 def lifetime(
     pipeline: Pipeline, state: CustomerState, view: CustomerSnapshot
 ) -> dict[str, Any] | None:
-    """P(alive), expected next order and CLV from the shop's lifetime model (fitted by the
+    """Expected orders per horizon (the churn model's, see ``segstream.learning.retention``),
+    P(alive), expected next order and CLV from the shop's lifetime model (fitted by the
     stream on a sample of the shop's customers, see ``ShopLifetime``), and the "Can't
     lose them" spend-trend flag; None before the shop has a fit or the customer a
     purchase. ``view`` is ``state`` at the shop's stream time."""
@@ -118,6 +120,7 @@ def lifetime(
     next_order = now + timedelta(days=days_to_next) if days_to_next <= MAX_WAIT_DAYS else None
     return {
         "p_alive": model.p_alive(view.frequency, view.recency, view.T),
+        **{f"expected_orders_{days}d": _expected_orders(view, days) for days in HORIZONS},
         "expected_days_to_next_order": days_to_next if next_order else None,
         "expected_next_order_at": format_time(next_order) if next_order else None,
         "clv_365d": clv(model, view, 365.0),
@@ -127,6 +130,11 @@ def lifetime(
         "cant_lose": cant_lose(trend, fit.high_value_rate),
         "fitted_on": EPOCH_DAY.fromordinal(EPOCH_DAY.toordinal() + fit.day).isoformat(),
     }
+
+
+def _expected_orders(view: CustomerSnapshot, days: int) -> float | None:
+    forecast = view.forecast
+    return None if forecast is None else forecast.expected_orders(view, days)
 
 
 def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
@@ -365,14 +373,28 @@ def paging(query: Mapping[str, str]) -> tuple[int, int]:
     )
 
 
+NOT_FEATURES = frozenset(
+    (
+        "shop_id",
+        "customer_id",
+        "attributes",
+        "segments",
+        "memory",
+        "held",
+        "review",
+        "lifetime",
+        "forecast",
+    )
+)
+"""Fields of a snapshot that are not the customer's features (or are shown elsewhere)."""
+
+
 def _features(view: CustomerSnapshot) -> dict[str, Any]:
-    payload = asdict(view)
-    for key in ("shop_id", "customer_id", "attributes", "segments", "memory", "held", "review"):
-        payload.pop(key)
-    payload.pop("lifetime")
     return {
-        key: value.isoformat() if isinstance(value, date | datetime) else value
-        for key, value in payload.items()
+        item.name: value.isoformat() if isinstance(value, date | datetime) else value
+        for item in fields(view)
+        if item.name not in NOT_FEATURES
+        for value in (getattr(view, item.name),)
     }
 
 

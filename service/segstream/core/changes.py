@@ -60,6 +60,9 @@ class SegmentChange:
     """(experiment id, arm) of the experiments on the segment the customer joins."""
     arms_left: tuple[tuple[str, str], ...] = ()
     """(experiment id, arm) of the experiments on the segment the customer leaves."""
+    predictions: tuple[tuple[str, float | None], ...] = ()
+    """What the model's new segment rests on (the churn model: its probability and the
+    expected orders), published as ``predictions``; empty for the other models."""
     previous_name: str | None = None
     """The human name of ``previous``, for a model whose segments are ids (clusters)."""
     current_name: str | None = None
@@ -105,7 +108,7 @@ class SegmentChange:
 
     def to_json(self) -> dict[str, Any]:
         """The ``segment_changed`` payload."""
-        return self._versioned(
+        payload = self._versioned(
             {
                 "schema_version": SCHEMA_VERSION,
                 "kind": "segment_changed",
@@ -122,6 +125,9 @@ class SegmentChange:
             },
             self.arms_left + self.arms,
         )
+        if self.predictions:
+            payload["predictions"] = dict(self.predictions)
+        return payload
 
     def _names(self) -> dict[str, str | None]:
         """``previous_name`` and ``current_name`` for a model that names its segments."""

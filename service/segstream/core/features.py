@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from segstream.core.customer import (
@@ -84,15 +84,40 @@ class CustomerSnapshot:
     lifetime: Any = None
     """The shop's fitted lifetime model (``segstream.learning.lifetime.LifetimeFit``), if it
     has one: what the ``predictions.*`` fields of shop-defined segments read."""
+    forecast: Any = None
+    """What gives the customer's expected orders (``segstream.learning.retention.
+    OrdersForecast``: the shop's churn model), if known: the ``predictions.expected_orders_*``
+    fields read it."""
+    cancelled_at: datetime | None = None
+    """When the customer's latest cancellation up to ``as_of`` was requested (None: never):
+    the churn model labels a window in which one came as left."""
+    last_purchase_amount: float = 0.0
+    """What the customer spent on their latest purchase day (0: no purchase)."""
+    last_gap_days: float | None = None
+    """Days between the customer's two latest purchase days (None: fewer than two)."""
 
     @property
     def has_purchased(self) -> bool:
         """Whether the customer has at least one purchase day."""
         return self.first_purchase is not None
 
+    @property
+    def is_customer(self) -> bool:
+        """Whether the customer has bought or holds a paying subscription (may leave)."""
+        return self.has_purchased or self.subscription in ("active", "cancelling")
+
+    @property
+    def first_seen(self) -> date:
+        """The day the customer was first seen."""
+        return self.as_of.date() - timedelta(days=int(self.tenure_days))
+
 
 def snapshot(
-    state: CustomerState, now: datetime, silence: Silence = DEFAULT_SILENCE, lifetime: Any = None
+    state: CustomerState,
+    now: datetime,
+    silence: Silence = DEFAULT_SILENCE,
+    lifetime: Any = None,
+    forecast: Any = None,
 ) -> CustomerSnapshot:
     """Features of ``state`` observed at ``now`` (a returned customer is one back after a
     gap longer than their churn gap under ``silence``, or re-subscribed after cancelling)."""
@@ -131,6 +156,10 @@ def snapshot(
         segments=state.segments,
         memory=state.memory,
         lifetime=lifetime,
+        forecast=forecast,
+        cancelled_at=max((o for o, _ in state.cancellations if o <= now), default=None),
+        last_purchase_amount=state.purchase_days[days[-1]] if days else 0.0,
+        last_gap_days=float((days[-1] - days[-2]).days) if len(days) > 1 else None,
     )
 
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import heapq
 import zlib
-from collections.abc import Iterator, MutableMapping
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
@@ -79,6 +79,7 @@ from segstream.experiments.live import (
     follow,
 )
 from segstream.learning.lifetime import ShopLifetime, spend_trend
+from segstream.learning.retention import OrdersForecast
 from segstream.metrics.journey import ShopFunnel, journey_of
 from segstream.metrics.ledger import MetricsLedger
 from segstream.segments import SegmentModel, available_models
@@ -706,11 +707,14 @@ class Pipeline:
                 yield self.customers[key]
 
     def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
-        """The snapshot segment models read, with this deployment's silence rule and the
-        shop's lifetime model."""
+        """The snapshot segment models read, with this deployment's silence rule, the
+        shop's lifetime model and what forecasts its customers' orders (a model that is an
+        ``OrdersForecast``: the churn model)."""
         book = self._books.get(state.shop_id)
-        fit = None if book is None else book.lifetime.fit
-        return snapshot(state, now, self.silence, fit)
+        if book is None:
+            return snapshot(state, now, self.silence)
+        forecast = next((m for m in book.models.values() if isinstance(m, OrdersForecast)), None)
+        return snapshot(state, now, self.silence, book.lifetime.fit, forecast)
 
     def _count_order(self, book: ShopBook, customer_id: str, now: datetime) -> None:
         """An order of a sampled customer counts towards the next refit of the shop's
@@ -760,7 +764,11 @@ class Pipeline:
             current = model.assign(view)
             if name in held and current is not None:
                 continue
-            changes += self._move(book, state, name, current, now, cause)
+            details = None
+            if current is not None and current != state.segments.get(name):
+                details = model.change_details(view)
+            why = cause if cause.kind != "timer" or model.time_moves else Cause("model")
+            changes += self._move(book, state, name, current, now, why, details=details)
         changes += self._evaluate_defined(book, state, view, now, cause)
         reviews = [model.next_review(view) for model in book.models.values()]
         reviews += held.values()  # look again when the dwell is over
@@ -793,9 +801,10 @@ class Pipeline:
         now: datetime,
         cause: Cause,
         version: int | None = None,
+        details: Mapping[str, float | None] | None = None,
     ) -> list[SegmentChange]:
         """Put the customer in ``current`` of model ``name`` (None: in none): the change,
-        if it is one."""
+        if it is one (with the model's ``details`` of the new segment)."""
         previous = state.segments.get(name)
         if current == previous:
             return []
@@ -817,6 +826,7 @@ class Pipeline:
             cause,
             state.marketing_opt_in,
             version,
+            predictions=tuple(sorted(details.items())) if details else (),
             previous_name=None if model is None or previous is None else model.label(previous),
             current_name=None if model is None or current is None else model.label(current),
         )

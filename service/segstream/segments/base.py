@@ -65,6 +65,11 @@ class SegmentModel(Protocol):
         """What the assignment rests on, for the query API (None: nothing to add)."""
         ...
 
+    def change_details(self, customer: CustomerSnapshot) -> dict[str, float | None] | None:
+        """Figures published with a change of the customer's segment (the ``predictions``
+        of ``schemas/v1/segment_changed.json``; None: none)."""
+        ...
+
     def min_dwell(self) -> timedelta:
         """How long a customer stays in a segment before time alone may move them out
         (their own events move them at once); the pipeline holds earlier moves."""
@@ -116,8 +121,9 @@ class Announcement(Protocol):
 
 
 class ModelHooks:
-    """Defaults of the optional hooks: no reviews, nothing to explain, no quality figures,
-    no announcements, no prior, nothing to forget."""
+    """Defaults of the optional hooks: no reviews, nothing to explain or publish with a
+    change, no quality figures, no announcements, no prior, nothing to forget, no labels,
+    no passes."""
 
     uses_partition_prior: ClassVar[bool] = False
     time_moves: ClassVar[bool] = True
@@ -128,6 +134,10 @@ class ModelHooks:
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """Nothing beyond the segment name."""
+        return None
+
+    def change_details(self, customer: CustomerSnapshot) -> dict[str, float | None] | None:
+        """Nothing published beyond the segment name."""
         return None
 
     def min_dwell(self) -> timedelta:

@@ -494,6 +494,7 @@ SETTINGS = Settings(
     },
     api_rate_per_s=1e6,  # these tests ask a lot at once; the rate test lowers it
     api_burst=1_000_000,
+    churn_horizon_days=30.0,  # five months settle churn labels of both outcomes
 )
 
 

@@ -163,6 +163,7 @@ BROKEN_FIELD: dict[tuple[str, str], str] = {
     ("segment_changed", "missing_changed_at"): "changed_at",
     ("segment_changed", "previous_number"): "previous",
     ("segment_changed", "marketing_opt_in_string"): "marketing_opt_in",
+    ("segment_changed", "churn_probability_above_one"): "churn_probability",
     ("segment_membership", "kind_segment_changed"): "kind",
     ("segment_membership", "missing_change_id"): "change_id",
     ("segment_membership", "segment_null"): "segment",

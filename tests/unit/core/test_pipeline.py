@@ -210,3 +210,28 @@ def test_time_alone_moves_a_customer_only_after_the_models_minimum_dwell(
     assert set(since) >= {"rfm", "lifecycle"}
     back = run.handle(order("quiet", T0 + timedelta(days=90), "q2"), Order, SOURCE, None)
     assert any(c.model == "lifecycle" and c.cause.kind == "event" for c in back.changes)
+
+
+def test_a_churn_risk_change_carries_the_probability_and_expected_orders(
+    pipeline: Pipeline,
+) -> None:
+    for week in range(6):  # eight weekly buyers: enough repeat buyers for a lifetime fit
+        for n in range(8):
+            pipeline.handle(
+                order(f"c-{n}", T0 + timedelta(weeks=week), f"w{week}-{n}"), Order, SOURCE, None
+            )
+    assert pipeline.book("tea-1").lifetime.fit is not None
+    outcome = pipeline.handle(order("new", T0 + timedelta(weeks=6), "n1"), Order, SOURCE, None)
+    (change,) = [c for c in outcome.changes if c.model == "churn_risk"]
+    payload = change.to_json()
+    validate_output("segment_changed", payload)
+    model = pipeline.book("tea-1").models["churn_risk"]
+    view = pipeline.view(pipeline.load("tea-1", "new"), T0 + timedelta(weeks=6))
+    assert payload["predictions"] == model.change_details(view)
+    assert (
+        0
+        < payload["predictions"]["expected_orders_30d"]
+        < payload["predictions"]["expected_orders_365d"]
+    )
+    others = [c.to_json() for c in outcome.changes if c.model != "churn_risk"]
+    assert others and all("predictions" not in c for c in others)

@@ -148,6 +148,20 @@ def test_fit_recovers_the_parameters_of_simulated_customers() -> None:
     assert fitted.a / (fitted.a + fitted.b) == pytest.approx(PAPER.a / (PAPER.a + PAPER.b), rel=0.3)
 
 
+def test_a_refit_given_the_previous_fit_ends_at_the_optimum() -> None:
+    """A month later the shop has more orders: a refit that also searches from last
+    month's parameters ends where a search from scratch does, or better."""
+    before = _simulate(PAPER, customers=1000, horizon=40.0, seed=5)
+    after = _simulate(PAPER, customers=1000, horizon=44.0, seed=5)
+    previous = fit(before[:, 0], before[:, 1], before[:, 2])
+    cold = fit(after[:, 0], after[:, 1], after[:, 2])
+    warm = fit(after[:, 0], after[:, 1], after[:, 2], start=previous)
+    cold_ll = log_likelihood(cold, after[:, 0], after[:, 1], after[:, 2]).sum()
+    warm_ll = log_likelihood(warm, after[:, 0], after[:, 1], after[:, 2]).sum()
+    assert warm_ll >= cold_ll - 1e-6
+    assert warm.p_alive(2, 20.0, 44.0) == pytest.approx(cold.p_alive(2, 20.0, 44.0), abs=0.01)
+
+
 def test_fit_rejects_an_empty_shop() -> None:
     with pytest.raises(ValueError, match="at least one customer"):
         fit([], [], [])
@@ -246,7 +260,7 @@ def test_the_sample_is_the_same_bounded_set_whatever_the_arrival_order() -> None
 END = datetime(2025, 9, 1, tzinfo=UTC)
 
 
-def test_a_fit_is_due_when_the_samples_orders_grew_by_half_or_a_year_passed() -> None:
+def test_a_fit_is_due_when_the_samples_orders_grew_by_half_or_a_month_passed() -> None:
     kept = ShopLifetime({})
     kept.offer("c-1")
     assert not kept.note_order("c-9")  # not sampled: not counted

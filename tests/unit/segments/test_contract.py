@@ -99,6 +99,10 @@ def test_every_hook_answers_in_its_own_terms(name: str, model_class: type[Segmen
         assert review is None or review > view.as_of
         explained = model.explain(view)
         assert explained is None or isinstance(explained, dict)
+        details = model.change_details(view)
+        assert details is None or all(
+            isinstance(k, str) and (v is None or isinstance(v, float)) for k, v in details.items()
+        )
     assert all(isinstance(value, float) for value in model.quality().values())
     assert timedelta(0) <= model.min_dwell() <= timedelta(days=365)
     for announcement in model.drain_announcements():

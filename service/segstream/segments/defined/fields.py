@@ -13,7 +13,8 @@ dotted, ``<group>.<name>``:
 - ``categories``: the product categories they have bought (a set);
 - ``attributes.<key>``: the shop's own attributes; the well-known keys are typed below,
   any other key is open (type ``any``: its value is compared as it is);
-- ``predictions.*``: P(alive), next order, CLV and its trend, see :data:`PREDICTIONS`.
+- ``predictions.*``: expected orders, P(alive), next order, CLV and its trend, see
+  :data:`PREDICTIONS`.
 
 Each field has a type: ``number``, ``string``, ``boolean``, ``set`` (a set of strings) or
 ``any``. A getter returns None when the customer has no value (no plan, no purchase yet,
@@ -37,6 +38,7 @@ from segstream.learning.lifetime import (
     spend_trend,
     trend_of,
 )
+from segstream.learning.retention import HORIZONS
 from segstream.metrics.journey import journey_of
 
 FieldType = Literal["number", "string", "boolean", "set", "any"]
@@ -215,6 +217,17 @@ def _p_alive(state: CustomerState, view: CustomerSnapshot) -> float | None:
     return None if fit is None else fit.model.p_alive(view.frequency, view.recency, view.T)
 
 
+def _expected_orders(days: int) -> Getter:
+    def get(state: CustomerState, view: CustomerSnapshot) -> float | None:
+        forecast = view.forecast
+        if forecast is None or _fit(view) is None:
+            return None
+        found: float | None = forecast.expected_orders(view, days)
+        return found
+
+    return get
+
+
 def _days_to_next(state: CustomerState, view: CustomerSnapshot) -> float | None:
     fit = _fit(view)
     if fit is None:
@@ -240,8 +253,21 @@ def _cant_lose(state: CustomerState, view: CustomerSnapshot) -> bool | None:
 
 
 PREDICTIONS: dict[str, Field] = {
+    **{
+        f"predictions.expected_orders_{days}d": Field(
+            "number",
+            _expected_orders(days),
+            f"expected orders (purchase days) in the next {days} days: BG/NBD's orders per "
+            "ordering customer times the churn model's chance of ordering",
+        )
+        for days in HORIZONS
+    },
     "predictions.p_alive": Field(
-        "number", _p_alive, "probability the customer still buys (BG/NBD), 0-1"
+        "number",
+        _p_alive,
+        "BG/NBD's probability the customer has not dropped out, 0-1; 1 for every one-time "
+        "buyer (no repeat purchase yet), so not a chance of buying again: rank by "
+        "expected orders for that",
     ),
     "predictions.expected_days_to_next_order": Field(
         "number", _days_to_next, "if still buying: expected days until the next order"

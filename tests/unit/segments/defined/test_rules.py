@@ -14,7 +14,9 @@ from segstream.core.customer import CustomerState, day_number, id_hash
 from segstream.core.events import Plan
 from segstream.core.features import CustomerSnapshot, snapshot
 from segstream.learning.lifetime import BgNbd, LifetimeFit
+from segstream.learning.retention import HORIZONS
 from segstream.segments import available_models
+from segstream.segments.churn_risk import ChurnRiskModel
 from segstream.segments.defined import (
     FIELDS,
     PREDICTIONS,
@@ -309,6 +311,9 @@ def test_every_field_reads_its_type_or_none() -> None:
 def test_the_catalogue_covers_every_built_in_model_and_the_predictions() -> None:
     assert {f"segments.{name}" for name in available_models()} <= set(FIELDS)
     assert set(PREDICTIONS) == {
+        "predictions.expected_orders_30d",
+        "predictions.expected_orders_90d",
+        "predictions.expected_orders_365d",
         "predictions.p_alive",
         "predictions.expected_days_to_next_order",
         "predictions.clv_365d",
@@ -376,10 +381,27 @@ def test_predictions_read_the_shops_lifetime_model_and_the_customers_own_feature
 
 
 def test_without_a_fit_or_a_purchase_predictions_are_missing() -> None:
-    for who in (BUYER, with_fit(NOBODY)):
-        for name in ("predictions.p_alive", "predictions.clv_365d", "predictions.cant_lose"):
+    churn = ChurnRiskModel()
+    for who in (BUYER, with_fit(NOBODY), (BUYER[0], replace(BUYER[1], forecast=churn))):
+        for name in (
+            "predictions.p_alive",
+            "predictions.clv_365d",
+            "predictions.cant_lose",
+            "predictions.expected_orders_90d",
+        ):
             assert not holds(cond(name, "exists"), who), name
     assert not holds(cond("predictions.clv_trend", "exists"), NOBODY)
+    assert not holds(cond("predictions.expected_orders_30d", "exists"), with_fit(BUYER))
+
+
+def test_expected_orders_are_the_churn_models_at_every_horizon() -> None:
+    churn = ChurnRiskModel()
+    state, view = with_fit(BUYER)
+    view = replace(view, forecast=churn)
+    found = [PREDICTIONS[f"predictions.expected_orders_{d}d"].get(state, view) for d in HORIZONS]
+    assert found == [churn.expected_orders(view, days) for days in HORIZONS]
+    assert 0 < found[0] < found[1] < found[2]
+    assert holds(cond("predictions.expected_orders_365d", "gt", found[2] - 1e-9), (state, view))
 
 
 def test_a_customer_spending_as_ever_is_steady_and_not_cant_lose() -> None:

@@ -3,6 +3,7 @@ describes and for nobody without the facts it needs; parameters are checked."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -109,3 +110,11 @@ def test_the_listing_shows_each_templates_rule_and_parameters() -> None:
         "value",
         "satisfaction",
     }
+
+
+def test_no_template_reads_p_alive_as_will_stay() -> None:
+    """P(alive) is 1 for every one-time buyer (BG/NBD's convention): a template that read
+    it as "likely to stay" would target exactly the customers least likely to order again
+    (issue 25). Templates rank by orders and silence instead."""
+    for template in TEMPLATES.values():
+        assert "predictions.p_alive" not in json.dumps(template.rule), template.template_id
