@@ -346,8 +346,9 @@ class Settings(BaseSettings):
     churn_prior_weight_examples: int = Field(
         1000,
         ge=1,
-        description="Labelled examples after which a shop stops leaning on the prior "
-        "(its own model counts labelled / this much until then).",
+        description="Settled windows after which a shop stops leaning on the prior (its "
+        "own model counts windows / this much until then; overlapping snapshots count as "
+        "the windows they are worth).",
     )
     rfm_min_dwell_days: float = Field(
         120.0, ge=0, description="Days in an RFM segment before time alone may move a customer."

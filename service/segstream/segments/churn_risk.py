@@ -23,7 +23,8 @@ shows; its AUC ranks customers only against others predicted within a week of th
 a holdout does at one moment, and it fades over QUALITY_TAU_DAYS), then learned.
 
 Small shops borrow strength: the published probability is
-``w * shop + (1 - w) * prior`` with ``w = min(1, labelled / prior_weight_examples)``,
+``w * shop + (1 - w) * prior`` with ``w = min(1, windows / prior_weight_examples)`` (windows:
+the labelled snapshots / the overlap, as many independent windows as they are worth),
 the prior being the model shared by the shops of a Kafka partition
 (:meth:`ChurnRiskModel.attach_prior`; it learns every shop's settled examples).
 
@@ -300,10 +301,15 @@ class ChurnRiskModel(ModelHooks):
         own = self.classifier.probability(x)
         if self._prior is None:
             return own
-        weight = min(1.0, self.labelled / self.prior_weight_examples)
+        weight = self.weight()
         if weight >= 1.0:
             return own
         return weight * own + (1.0 - weight) * self._prior.probability(x)
+
+    def weight(self) -> float:
+        """The shop's own model's share against the prior: its settled windows (labelled
+        snapshots over the overlap) over ``prior_weight_examples``, at most 1."""
+        return min(1.0, self.labelled / self.overlap / self.prior_weight_examples)
 
     def quality(self) -> dict[str, float]:
         """Progressive-validation ``roc_auc``, ``log_loss``, ``brier`` (positive: churned);
@@ -316,7 +322,7 @@ class ChurnRiskModel(ModelHooks):
             "pending": float(self.labels.pending_count),
             "skipped": float(self.labels.skipped),
             "sampled": self.labels.share,
-            "weight": min(1.0, self.labelled / self.prior_weight_examples),
+            "weight": self.weight(),
             "horizon_days": float(self.horizon_days),
             "orders_came": self.orders_came(),
         }

@@ -93,7 +93,8 @@ def test_a_small_shop_leans_on_the_prior_until_it_has_learned_enough() -> None:
     customer = quiet_for(5)
     x = shop.features(customer)
     assert shop.risk(customer) == pytest.approx(prior.probability(x))
-    shop.learn_example(example(True, (0.5, 0.5)))
+    for _ in range(round(shop.overlap)):  # the overlapping snapshots of one window
+        shop.learn_example(example(True, (0.5, 0.5)))
     own = shop.classifier.probability(x)
     assert shop.risk(customer) == pytest.approx(0.25 * own + 0.75 * prior.probability(x))
     assert shop.quality()["weight"] == 0.25
