@@ -1,8 +1,9 @@
 """The docs document every setting and every API route the code has, and hold together.
 
 README.md is the front door (at most 12 KB); the rest lives in ``docs/``. Settings are
-documented in docs/configuration.md, routes in docs/api.md; every relative link in README.md
-and docs/*.md reaches an existing file and, for ``#anchor`` links into Markdown, a heading.
+documented in docs/configuration.md (its table rendered from the code), routes in
+docs/api.md; every relative link in README.md and docs/*.md reaches an existing file and, for
+``#anchor`` links into Markdown, a heading.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pydantic_core import to_jsonable_python
 
 from segstream.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS
 from segstream.settings import Settings
+from segstream.settings_doc import main, settings_table, table_of
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
@@ -29,11 +31,36 @@ FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
 def test_every_setting_is_documented_with_its_default() -> None:
     for name, field in Settings.model_fields.items():
         variable = f"`SEGSTREAM_{name.upper()}`"
+        assert field.description, f"{variable} has no description to document"
         assert variable in CONFIGURATION, variable
         rows = CONFIGURATION.splitlines()
         row = next(line for line in rows if line.startswith(f"| {variable}"))
         default = "unset" if field.default is None else str(to_jsonable_python(field.default))
         assert f"`{default}`" in row, row
+
+
+def test_configuration_table_is_the_one_rendered_from_settings() -> None:
+    assert table_of(CONFIGURATION) == settings_table(), "run python -m segstream.settings_doc"
+
+
+def test_settings_doc_refuses_a_page_without_a_table_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    page = tmp_path / "notes.md"
+    page.write_text("# Notes\n")
+    assert main([str(page)]) == 2
+    assert main([str(tmp_path / "missing.md")]) == 2
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2 and "no settings table" in lines[0] and "missing.md" in lines[1]
+    assert page.read_text() == "# Notes\n"
+
+
+def test_settings_doc_rewrites_a_stale_table_and_keeps_the_rest(tmp_path: Path) -> None:
+    stale = "| variable | default | meaning |\n|---|---|---|\n| `SEGSTREAM_GONE` | `1` | old |\n"
+    page = tmp_path / "configuration.md"
+    page.write_text(f"# Settings\n\nintro\n\n{stale}\nafter\n")
+    assert main([str(page)]) == 0
+    assert page.read_text() == f"# Settings\n\nintro\n\n{settings_table()}\nafter\n"
 
 
 def test_every_shop_route_is_documented() -> None:
