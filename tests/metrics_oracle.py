@@ -1,6 +1,6 @@
 """Independent reference computation of the window metrics, from a whole event list (pandas).
 
-Written from the definitions (README "Metrics"), not from ``segstream.metrics``: every
+Written from the definitions (docs/metrics.md), not from ``segstream.metrics``: every
 customer's MRR is replayed over the complete, time-ordered history (including the plan
 in force at every moment, which the streaming ledger only knows as "the latest plan"),
 and windows are plain filters and sums over the resulting tables:

@@ -63,7 +63,7 @@ EARLIEST_YEAR = 1900
 
 
 class Settings(BaseSettings):
-    """Typed, validated, immutable worker settings (see README, "Settings")."""
+    """Typed, validated, immutable worker settings (see docs/configuration.md)."""
 
     model_config = SettingsConfigDict(
         env_prefix=PREFIX, frozen=True, extra="forbid", allow_inf_nan=False
@@ -165,27 +165,31 @@ class Settings(BaseSettings):
         max_length=253,
         pattern=HOST,
         description="Host the other workers reach this one's HTTP API at (forwarded requests); "
-        "unset: SEGSTREAM_WEB_HOST, which must then not be a wildcard such as 0.0.0.0.",
+        "unset: `SEGSTREAM_WEB_HOST`, which must then not be a wildcard such as `0.0.0.0` (in "
+        "Kubernetes: the pod IP).",
     )
     api_tokens: Annotated[dict[str, str], NoDecode] = Field(
         {},
         description="The query API's tokens, as JSON: SHA-256 (hex) of each token -> its scope, "
-        "'platform' or 'shop:<shop_id>' (segstream token makes one).",
+        "`platform` or `shop:<shop_id>` (`segstream token` makes one). A worker with none "
+        "refuses to start unless `SEGSTREAM_API_OPEN` is set.",
     )
     schema_registry_ids: Annotated[dict[str, list[int]], NoDecode] = Field(
         {},
-        description="For records framed for a schema registry (magic byte 0, a 4-byte schema "
+        description="For records framed for a schema registry (magic byte 0, 4-byte schema "
         "id, then the JSON): the registry ids of each input type's schema, as JSON, e.g. "
-        '{"order": [3, 8]} (segstream registry prints them); a framed record '
-        "of a listed type with another id is dead-lettered as unknown_schema_id. Unset: any "
-        "id, the JSON is validated against schemas/ all the same.",
+        '`{"order": [3, 8]}` (`segstream registry --url URL` registers the schemas and prints '
+        "it); a framed record of a listed type with another id is dead-lettered "
+        "`unknown_schema_id`. Unset: any id; the JSON is validated against `schemas/` all the "
+        "same.",
     )
     api_tokens_file: Path | None = Field(
         None,
-        description="A JSON file of more tokens, in the form of SEGSTREAM_API_TOKENS, read "
+        description="A JSON file of more tokens, in the form of `SEGSTREAM_API_TOKENS`, read "
         "again within a second of a change: tokens are added or revoked without restarting "
         "workers (a mounted Kubernetes Secret, say). A change that cannot be read is logged "
-        "and the tokens read before stay.",
+        "and the tokens read before stay; a file that cannot be read at start stops the "
+        "worker with one line.",
     )
     api_open: bool = Field(
         False, description="Serve the query API without tokens (development only)."
@@ -220,9 +224,10 @@ class Settings(BaseSettings):
     )
     earliest_event_time: AwareDatetime = Field(
         datetime(2000, 1, 1, tzinfo=UTC),
-        description="Events dated before this are dead-lettered as implausible_time (a "
-        "producer's unset clock says 1970). To import an older history, set it earlier for "
-        "the workers and for the replay tool alike (RFC 3339, e.g. 1995-01-01T00:00:00Z).",
+        description="Events dated before this are dead-lettered `implausible_time` (a "
+        "producer's unset clock says 1970). To import an older history, set it earlier (RFC "
+        "3339, e.g. `1995-01-01T00:00:00Z`) for the workers and for `segstream.tools.replay` "
+        "alike.",
     )
     metrics_allowed_lateness_days: int = Field(
         7,
@@ -241,7 +246,8 @@ class Settings(BaseSettings):
         ge=1,
         le=3650,
         description="Days the dead-letter topic keeps rejected records (they hold the raw "
-        "payload, personal data included); set when segstream creates the topic.",
+        "payload, personal data included); set when segstream creates the topic (change an "
+        "existing one with `kafka-configs.sh --alter --add-config retention.ms=...`).",
     )
     metrics_per_shop_labels: bool = Field(
         False,

@@ -1,6 +1,6 @@
 """No record grows with a shop: a shop of 100,000 customers, run through the pipeline and
 encoded exactly as the worker writes its tables, keeps every record far below the broker's
-1 MB limit (the bound README documents: 64 KiB for anything per shop or per partition).
+1 MB limit (the bound docs/guarantees.md documents: 64 KiB for anything per shop or per partition).
 
 In-process (no broker needed), but slow (about a minute), so it runs with the integration
 suite."""
@@ -25,7 +25,7 @@ from tests.states import state
 
 CUSTOMERS = 100_000
 PER_SHOP_BOUND = 64 * 1024
-"""Documented bound of every per-shop and per-partition record (README, "Sizes")."""
+"""Documented bound of every per-shop and per-partition record (docs/guarantees.md)."""
 
 
 def order(n: int, at: datetime, amount: float) -> bytes:

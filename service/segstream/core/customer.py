@@ -513,7 +513,7 @@ RENEWALS: dict[str, Renewal] = {
     "year": Renewal(period=366, late=30),
 }
 """Per billing interval: a subscriber is at risk ``period + late`` days after their last
-payment (the README's lifecycle table shows the same numbers)."""
+payment (docs/segments.md's lifecycle table shows the same numbers)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,7 +39,7 @@ T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
 NOT_FACTS = frozenset({"segments", "segment_since", "memory", "due_at", "enrolments"})
 """What the models decide (segments, since when, what they keep, the next review) and what
 follows segments (experiment enrolments): learned and ranked segments depend a little on
-the order events arrive in (README, "Guarantees and known limits")."""
+the order events arrive in (docs/guarantees.md)."""
 PLANS = (
     {"plan_id": "basic", "price": 12.5, "currency": "EUR", "interval": "month"},
     {"plan_id": "premium", "price": 30, "currency": "EUR", "interval": "quarter", "tier": "top"},

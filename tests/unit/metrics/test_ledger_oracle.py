@@ -136,7 +136,7 @@ def test_segment_dimensions_add_up_to_the_paying_customers_in_them(seed: int) ->
 def random_status_histories(seed: int, customers: int = 60) -> list[Payload]:
     """Messier lives than the simulator's: several signups, cancellations effective now or
     weeks later, re-signups while cancelling, orders. One plan per customer (the state keeps
-    only the latest plan, see README "Late events")."""
+    only the latest plan, see docs/metrics.md, "Late events")."""
     rng = random.Random(seed)
     start = datetime(2025, 9, 1, tzinfo=UTC)
     events: list[Payload] = []
