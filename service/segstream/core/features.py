@@ -29,6 +29,7 @@ from typing import Any
 
 from segstream.core.customer import (
     DEFAULT_SILENCE,
+    PAYING_STATUSES,
     CustomerState,
     Silence,
     purchase_dates,
@@ -104,7 +105,7 @@ class CustomerSnapshot:
     @property
     def is_customer(self) -> bool:
         """Whether the customer has bought or holds a paying subscription (may leave)."""
-        return self.has_purchased or self.subscription in ("active", "cancelling")
+        return self.has_purchased or self.subscription in PAYING_STATUSES
 
     @property
     def first_seen(self) -> date:

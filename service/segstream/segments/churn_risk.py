@@ -79,9 +79,6 @@ SNAPSHOT_EVERY_DAYS = 10
 horizon), so a shop has labels nine times as soon as with one per horizon (at one per
 horizon, the simulator's 150-customer shops had some 70 labels by September; a large
 shop reaches ``max_pending`` and samples customers instead)."""
-PER_CUSTOMER = 10
-"""Snapshots that may wait per customer (horizon / SNAPSHOT_EVERY_DAYS normally; one more
-when the review that settles the oldest comes late)."""
 QUALITY_TAU_DAYS = 15.0
 """Days over which the progressive validation fades (a prediction made 15 days before the
 latest settled one counts 1/e as much): the figures describe the model as it is now, not
@@ -116,7 +113,10 @@ class ChurnRiskModel(ModelHooks):
         self.horizon_days = horizon_days
         self.lapse = LapseRule(lapse_multiple, lapse_days)
         every = max(1, min(SNAPSHOT_EVERY_DAYS, round(horizon_days)))
-        self.labels = Labeller(horizon_days, every, PER_CUSTOMER, max_pending)
+        # snapshots that may wait per customer: the windows that overlap, and one more
+        # for when the review that settles the oldest comes late
+        per_customer = math.ceil(horizon_days / every) + 1
+        self.labels = Labeller(horizon_days, every, per_customer, max_pending)
         self.bands = bands
         self.band_margin = band_margin
         self.min_dwell_days = min_dwell_days

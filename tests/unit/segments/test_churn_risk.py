@@ -217,3 +217,11 @@ def test_a_shops_few_subscriber_windows_move_the_plan_weights() -> None:
         model.learn_example(Example(x, (0.5,), False, at))
         even.learn(x, False, 1.0 / model.overlap)
     assert model.probability(x) < even.probability(x) < 0.5
+
+
+@pytest.mark.parametrize("horizon", [30.0, 90.0, 365.0])
+def test_every_overlapping_window_of_a_customer_may_wait(horizon: float) -> None:
+    """A customer's snapshots of every window that overlaps one fit under the cap, so the
+    weight ``1 / overlap`` each example gets is what they are worth at any horizon."""
+    model = ChurnRiskModel(horizon_days=horizon)
+    assert model.labels.per_customer >= model.overlap + 1
