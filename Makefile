@@ -100,7 +100,7 @@ typecheck: setup ## mypy (strict, settings in pyproject.toml)
 	$(BIN)/mypy
 
 test-unit: setup ## unit tests and doctests (no broker)
-	$(BIN)/pytest tests/unit service $(PYTEST_ARGS)
+	$(BIN)/pytest tests/unit service harness $(PYTEST_ARGS)
 
 # The integration conftest starts its own dedicated broker (127.0.0.1:19092 by default,
 # SEGSTREAM_TEST_KAFKA_PORT) with a fresh data dir, and stops it at the end.

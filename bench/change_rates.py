@@ -34,7 +34,7 @@ from typing import Any
 from bench.backfill import write_csv
 from bench.common import code_version, say, table
 from harness.stores import InProcessPipeline
-from segstream.core.events import BY_TYPE_NAME, parse_time
+from segstream.domain.events import BY_TYPE_NAME, parse_time
 from segstream.learning.quality import adjusted_rand_index
 from segstream.settings import Settings
 from segstream.tools.publish import encode

@@ -45,28 +45,25 @@ from pathlib import Path
 from types import FrameType
 from typing import Literal
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka import ConsumerRecord
 from aiokafka.admin import AIOKafkaAdminClient
 
 from bench.common import (
     RUNS_DIR,
     Progress,
-    Worker,
-    WorkerError,
-    bench_broker,
     code_version,
-    free_port,
     median_of,
-    metric_sum,
     paired,
     rotated,
     say,
     simulated_records,
-    stop_all,
     summary,
     table,
     times,
 )
+from harness.broker import fresh_broker
+from harness.kafka_io import consume_all
+from harness.workers import WorkerProcess, metric_sum, stop_all
 from segstream.settings import Settings
 from segstream.stream.kafka import connection_options
 from segstream.stream.lag import LagProbe
@@ -78,6 +75,12 @@ PARTITIONS = 8
 POLL_S = 0.25
 READY_TIMEOUT_S = 120.0
 READ_TIMEOUT_S = 60.0
+SCRAPE_TIMEOUT_S = 10.0
+
+
+class BenchError(RuntimeError):
+    """Workers did not get ready or did not drain the input; the message carries their
+    log tails."""
 
 
 @dataclass(frozen=True)
@@ -148,11 +151,9 @@ async def run_variant(
     )
     await ensure_topics(settings)
     folder = run_dir / f"{variant.slug}-{tag}"
+    store: dict[str, str] = {"SEGSTREAM_STORE": variant.store}
     workers = [
-        Worker(
-            settings.model_copy(update={"web_port": free_port(), "data_dir": folder / f"w{n}"}),
-            folder / f"w{n}.log",
-        )
+        WorkerProcess.for_settings(settings, folder / f"w{n}", store, SCRAPE_TIMEOUT_S)
         for n in range(variant.workers)
     ]
     try:
@@ -160,7 +161,7 @@ async def run_variant(
             worker.start()
         await wait_ready(workers, settings)
         publish_s, drain_s = await publish_and_drain(records, settings, load, workers)
-        metrics = [worker.metrics() for worker in workers]
+        metrics = [worker.get_text("/metrics") for worker in workers]
     finally:
         stop_all(workers)
     latencies, timer_changes = await change_latencies(settings)
@@ -178,7 +179,7 @@ async def run_variant(
     )
 
 
-async def wait_ready(workers: Sequence[Worker], settings: Settings) -> None:
+async def wait_ready(workers: Sequence[WorkerProcess], settings: Settings) -> None:
     """Until every worker says ``/ready`` and the group is stable with all of them in it."""
     progress = Progress(f"waiting for {len(workers)} worker(s)")
     deadline = time.monotonic() + READY_TIMEOUT_S
@@ -189,7 +190,7 @@ async def wait_ready(workers: Sequence[Worker], settings: Settings) -> None:
         progress.update(sum(ready), "ready")
         await asyncio.sleep(0.5)
     tails = "\n".join(worker.log_tail() for worker in workers)
-    raise WorkerError(f"workers not ready after {READY_TIMEOUT_S:.0f} s\n{tails}")
+    raise BenchError(f"workers not ready after {READY_TIMEOUT_S:.0f} s\n{tails}")
 
 
 async def group_is_stable(settings: Settings, members: int) -> bool:
@@ -208,7 +209,7 @@ async def publish_and_drain(
     records: Sequence[Record],
     settings: Settings,
     load: Load,
-    workers: Sequence[Worker],
+    workers: Sequence[WorkerProcess],
 ) -> tuple[float, float]:
     """Publish ``records``; seconds from the first send until published, and until the
     group has committed everything."""
@@ -228,7 +229,7 @@ async def publish_and_drain(
 
 
 async def wait_until_committed(
-    settings: Settings, workers: Sequence[Worker], timeout_s: float
+    settings: Settings, workers: Sequence[WorkerProcess], timeout_s: float
 ) -> None:
     """Poll the group's lag on the input topics until it is zero everywhere."""
     probe = LagProbe.from_settings(settings, input_topics(settings))
@@ -246,36 +247,17 @@ async def wait_until_committed(
     finally:
         await probe.stop()
     tails = "\n".join(worker.log_tail() for worker in workers)
-    raise WorkerError(f"input not committed after {timeout_s:.0f} s\n{tails}")
+    raise BenchError(f"input not committed after {timeout_s:.0f} s\n{tails}")
 
 
 async def read_topics(settings: Settings, topics: Sequence[str]) -> list[ConsumerRecord]:
     """Every record of ``topics`` from the beginning to the end offsets at call time."""
-    consumer = AIOKafkaConsumer(
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        **connection_options(settings),
-    )
-    await consumer.start()
-    try:
-        partitions = [TopicPartition(t, p) for t in topics for p in range(PARTITIONS)]
-        consumer.assign(partitions)
-        end = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord] = []
-        remaining = {tp for tp in partitions if end[tp] > 0}
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while remaining:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"read {len(records)} records; no end yet on {remaining}")
-            batches = await consumer.getmany(*remaining, timeout_ms=1000, max_records=10_000)
-            for partition, batch in batches.items():
-                records += batch
-                if batch[-1].offset + 1 >= end[partition]:
-                    remaining.discard(partition)
-        return records
-    finally:
-        await consumer.stop()
+    bootstrap = settings.kafka_bootstrap
+    return [
+        record
+        for topic in topics
+        for record in await consume_all(bootstrap, topic, timeout_s=READ_TIMEOUT_S, complete=True)
+    ]
 
 
 async def change_latencies(settings: Settings) -> tuple[list[float], int]:
@@ -409,7 +391,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         bootstrap = args.bootstrap
         results = asyncio.run(run_all(load, bootstrap))
     else:
-        with bench_broker(args.port) as bootstrap:
+        with fresh_broker(args.port, "bench-broker") as broker:
+            bootstrap = broker.bootstrap
             results = asyncio.run(run_all(load, bootstrap))
     print(describe_run(load, bootstrap))
     print()

@@ -2,8 +2,8 @@
 
 Every variant handles the same records of a simulated stream, with fresh state each round:
 
-- ``parse``: :func:`segstream.core.contracts.parse_event` alone (JSON decode + schema validation);
-- ``parse+apply``: plus :func:`segstream.core.customer.apply` on in-memory customer states;
+- ``parse``: :func:`segstream.domain.contracts.parse_event` alone (JSON decode + schema validation);
+- ``parse+apply``: plus :func:`segstream.domain.customer.apply` on in-memory customer states;
 - ``handle, no models``: :meth:`Pipeline.handle` with every segment model taken out
   (stream time, state load/save, snapshots, the reviews of quiet customers);
 - ``handle, <model> only``: the same with just that one segment model;
@@ -31,11 +31,11 @@ from dataclasses import dataclass
 from aiokafka.partitioner import murmur2
 
 from bench.common import Progress, code_version, median_of, paired, rotated, say, summary, table
-from segstream.core.changes import Source
-from segstream.core.contracts import EventType, Rejection, parse_event, role_for
-from segstream.core.customer import CustomerState, DedupPolicy, apply
-from segstream.core.events import BY_TYPE_NAME, from_payload
-from segstream.core.pipeline import Pipeline, ShopBook
+from segstream.domain.changes import Source
+from segstream.domain.contracts import EventType, Rejection, parse_event, role_for
+from segstream.domain.customer import CustomerState, DedupPolicy, apply
+from segstream.domain.events import BY_TYPE_NAME, from_payload
+from segstream.engine.pipeline import Pipeline, ShopBook
 from segstream.segments import available_models
 from segstream.settings import Settings
 from segstream.tools.publish import encode

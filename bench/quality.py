@@ -63,7 +63,7 @@ from typing import Any
 
 from bench import scores
 from bench.anchors import MissingDependencyError
-from bench.common import code_version, settings_env, table
+from bench.common import code_version, table
 from bench.quality_figures import (
     BG_PROBABILITY,
     CHURN,
@@ -81,6 +81,7 @@ from bench.quality_replay import (
     interleaved,
     simulator_history,
 )
+from harness.workers import settings_env
 from segstream.settings import ConfigError, Settings, load_settings
 from segstream.tools.simulate import one_line
 

@@ -377,7 +377,7 @@ def churn_quality(result: Result) -> list[dict[str, Any]]:
     holdout's AUC of 1 - its probability on the shop's customers."""
     found = []
     for shop_id in result.replay.shops:
-        reported = queries.model_quality(result.replay.pipeline, shop_id)["models"]
+        reported = queries.model_quality(result.replay.pipeline.reader, shop_id)["models"]
         quality = reported.get("churn_risk", {}).get("quality", {})
         keys = [
             k
@@ -403,8 +403,10 @@ def clusters(result: Result) -> dict[str, Any]:
     """Cluster counts, formations, stability and (for the simulator) ARI at the cut."""
     replay, per_shop = result.replay, []
     for shop_id in replay.shops:
-        sizes = queries.segment_sizes(replay.pipeline, shop_id)["models"].get("cluster", {})
-        reported = queries.model_quality(replay.pipeline, shop_id)["models"].get("cluster", {})
+        sizes = queries.segment_sizes(replay.pipeline.reader, shop_id)["models"].get("cluster", {})
+        reported = queries.model_quality(replay.pipeline.reader, shop_id)["models"].get(
+            "cluster", {}
+        )
         quality = reported.get("quality", {})
         per_shop.append(
             {
@@ -435,7 +437,7 @@ def clusters(result: Result) -> dict[str, Any]:
 def _named(result: Result) -> list[dict[str, Any]]:
     """A one-shop history's clusters at the cut, largest first: id, name, members."""
     shop_id = result.replay.shops[0]
-    sizes = queries.segment_sizes(result.replay.pipeline, shop_id)
+    sizes = queries.segment_sizes(result.replay.pipeline.reader, shop_id)
     names = sizes["names"].get("cluster", {})
     found = sizes["models"].get("cluster", {})
     return [

@@ -19,10 +19,10 @@ from bench.anchors import CDNOW_SHOP, MASTER, SHIFT, cdnow_csv
 from bench.common import Progress
 from harness.stores import InProcessPipeline
 from segstream.api import queries
-from segstream.core.events import BY_TYPE_NAME, parse_time
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Outcome, Pipeline
+from segstream.domain.events import BY_TYPE_NAME, parse_time
+from segstream.engine.pipeline import Outcome, Pipeline
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.tools.publish import encode
 from segstream.tools.replay import read_orders
 from segstream.tools.simulation import SimulationConfig, generate
@@ -443,5 +443,6 @@ def expected_orders(lifetime: Mapping[str, Any]) -> dict[int, float]:
 def judge(replay: Replay, keys: Iterable[Key]) -> dict[Key, Judgment]:
     """Every customer's answer, read as the query API reads it, as of the cut."""
     return {
-        key: judgment(queries.customer(replay.pipeline, key[0], key[1])) for key in sorted(keys)
+        key: judgment(queries.customer(replay.pipeline.reader, key[0], key[1]))
+        for key in sorted(keys)
     }

@@ -41,9 +41,9 @@ from bench.quality_figures import (
     reliability,
 )
 from bench.quality_replay import History, cdnow_histories, simulator_history
-from segstream.core.events import BY_TYPE_NAME, parse_time
-from segstream.core.keys import shop_partition
+from segstream.domain.events import BY_TYPE_NAME, parse_time
 from segstream.settings import ConfigError, Settings, load_settings
+from segstream.state.keyspace import shop_partition
 from segstream.tools.simulate import one_line
 
 SMALL_SHOP = 50

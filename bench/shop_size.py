@@ -3,7 +3,7 @@
 ``python -m bench.shop_size [--sizes 1000 100000] [--days 60]`` simulates one coffee shop
 of each size over the same ``--days`` (signups spread over the window, then orders and
 cancellations as the personas make them) and feeds its records, in send order, through
-:class:`~segstream.core.pipeline.Pipeline` over the worker's own tables
+:class:`~segstream.engine.pipeline.Pipeline` over the worker's own tables
 (:class:`~segstream.stream.tables.TableState` with the worker's codecs) on an in-memory
 store. Every ``--batch`` records it flushes and commits the batch's writes as the worker
 does (encoded, then applied to the store), so encoding and the batch-coalesced metric
@@ -38,11 +38,10 @@ from datetime import date
 
 from bench.common import code_version, percentile, say, table
 from harness.stores import InProcessPipeline
-from segstream.core.changes import Source
-from segstream.core.contracts import EVENT_TYPES
-from segstream.core.keys import shop_partition
-from segstream.segments.defined.live import definitions_key
+from segstream.domain.changes import Source
+from segstream.domain.contracts import EVENT_TYPES
 from segstream.settings import DEFINITIONS_ROLE, Settings
+from segstream.state.keyspace import definitions_key, shop_partition
 from segstream.tools.publish import encode
 from segstream.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
 

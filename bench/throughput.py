@@ -53,9 +53,9 @@ from bench.common import code_version, say, simulated_records, summary, table
 from harness.broker import fresh_broker
 from harness.kafka_io import consume_all
 from harness.workers import REPO_ROOT, WorkerProcess, free_port, isolated_settings
-from segstream.core.contracts import INPUT_ROLES
-from segstream.core.keys import shop_partition
+from segstream.domain.contracts import INPUT_ROLES
 from segstream.settings import REPARTITION_ROLE, Settings
+from segstream.state.keyspace import shop_partition
 from segstream.stream.lag import LagProbe
 from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import Record, librdkafka_partitioner, publish

@@ -7,6 +7,8 @@ from any event loop.
 - ``produce_json``: produce keyed records, values JSON-encoded (dict) or raw (bytes).
 - ``consume_all``: read a topic from the earliest offset with a fresh, unique group id
   (``read_committed`` unless told otherwise: segstream writes transactionally).
+- ``settled``: a topic's records once nothing was added to it for a while.
+- ``end_offsets``: how many offsets each topic has (to show nothing was written).
 - ``read_table``: the committed contents of one of the worker's tables, from its changelog.
 """
 
@@ -24,7 +26,8 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError
 from aiokafka.structs import RecordMetadata
 
-from segstream.core.contracts import role_for
+from segstream.domain.contracts import role_for
+from segstream.domain.encoding import compact_json
 from segstream.settings import Settings
 from segstream.stream.tables import CODECS
 from segstream.stream.topics import changelog_topic
@@ -37,10 +40,11 @@ _TOPIC_ALREADY_EXISTS = 36
 
 
 def encode_value(value: JsonValue | None) -> bytes | None:
-    """Encode a record value: dicts as compact UTF-8 JSON, bytes as they are."""
+    """Encode a record value: dicts as compact UTF-8 JSON (:func:`compact_json`), bytes as
+    they are."""
     if value is None or isinstance(value, bytes):
         return value
-    return json.dumps(value, separators=(",", ":")).encode()
+    return compact_json(value)
 
 
 def decode_json(record: ConsumerRecord) -> Any:
@@ -157,6 +161,23 @@ async def produce_json(
         await producer.stop()
 
 
+async def _partitions(consumer: AIOKafkaConsumer, topic: str, deadline: float) -> set[int]:
+    """The partitions of ``topic`` (none if the broker names none by ``deadline``)."""
+    # Without a subscription the consumer tracks no topic metadata; ask for this topic's
+    # (aiokafka has no public call for that: consumer.topics() does not update the cache).
+    client = consumer._client
+    client.add_topic(topic)
+    partitions = consumer.partitions_for_topic(topic)
+    while not partitions:
+        if time.monotonic() > deadline:
+            return set()
+        await client.force_metadata_update()
+        partitions = consumer.partitions_for_topic(topic)
+        if not partitions:
+            await asyncio.sleep(0.1)
+    return set(partitions)
+
+
 async def consume_all(
     bootstrap: str,
     topic: str,
@@ -164,6 +185,7 @@ async def consume_all(
     until: Callable[[list[ConsumerRecord]], bool] | None = None,
     timeout_s: float = 10.0,
     isolation_level: str = "read_committed",
+    complete: bool = False,
     **consumer_kwargs: Any,
 ) -> list[ConsumerRecord]:
     """Read ``topic`` from the earliest offset of every partition.
@@ -173,8 +195,9 @@ async def consume_all(
 
     Stops when ``until(records_so_far)`` returns true; without ``until``, when every partition
     has been read up to the end offset seen at the start (the last stable offset with
-    ``isolation_level="read_committed"``). Returns what was read by ``timeout_s`` otherwise;
-    the caller asserts on the result. Records are in per-partition offset order.
+    ``isolation_level="read_committed"``). Returns what was read by ``timeout_s`` otherwise
+    (the caller asserts on the result), or raises :class:`TimeoutError` when ``complete``
+    asks for every record. Records are in per-partition offset order.
     """
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
@@ -188,18 +211,9 @@ async def consume_all(
     deadline = time.monotonic() + timeout_s
     records: list[ConsumerRecord] = []
     try:
-        # Without a subscription the consumer tracks no topic metadata; ask for this topic's
-        # (aiokafka has no public call for that: consumer.topics() does not update the cache).
-        client = consumer._client
-        client.add_topic(topic)
-        partitions = consumer.partitions_for_topic(topic)
-        while not partitions:
-            if time.monotonic() > deadline:
-                return records
-            await client.force_metadata_update()
-            partitions = consumer.partitions_for_topic(topic)
-            if not partitions:
-                await asyncio.sleep(0.1)
+        partitions = await _partitions(consumer, topic, deadline)
+        if not partitions:
+            return records
         tps = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
@@ -218,11 +232,49 @@ async def consume_all(
         while not await done():
             remaining = deadline - time.monotonic()
             if remaining <= 0:
+                if complete:
+                    raise TimeoutError(f"{topic}: {len(records)} records read in {timeout_s} s")
                 break
             batches = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000))
             for tp in sorted(batches, key=lambda tp: tp.partition):
                 records.extend(batches[tp])
         return records
+    finally:
+        await consumer.stop()
+
+
+async def settled(
+    bootstrap: str, topic: str, *, quiet_s: float = 3.0, within_s: float = 60.0
+) -> list[ConsumerRecord]:
+    """Every record of ``topic`` once nothing was added to it for ``quiet_s`` (a worker may
+    go on writing after its last input, e.g. a model's pass moving customers); fails if
+    records are still coming after ``within_s``."""
+    deadline = time.monotonic() + within_s
+    records = await consume_all(bootstrap, topic, timeout_s=30)
+    while time.monotonic() < deadline:
+        await asyncio.sleep(quiet_s)
+        again = await consume_all(bootstrap, topic, timeout_s=30)
+        if len(again) == len(records):
+            return again
+        records = again
+    raise AssertionError(f"{topic}: records still coming after {within_s:g} s ({len(records)})")
+
+
+async def end_offsets(
+    bootstrap: str, topics: Iterable[str], timeout_s: float = 10.0
+) -> dict[str, int]:
+    """Each topic's end offsets summed over its partitions: how many offsets were ever
+    written to it (0 for a topic the broker does not name by ``timeout_s``)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    deadline = time.monotonic() + timeout_s
+    try:
+        found: dict[str, int] = {}
+        for topic in topics:
+            partitions = await _partitions(consumer, topic, deadline)
+            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+            found[topic] = sum(ends.values())
+        return found
     finally:
         await consumer.stop()
 

@@ -1,19 +1,25 @@
-"""An in-memory table store, and the worker's pipeline on it, for running the pipeline
-without Kafka or Faust (unit tests, in-process benches)."""
+"""The worker's pipeline without Kafka or Faust, over the worker's own codecs (unit tests,
+in-process benches): :class:`InProcessPipeline` on in-memory stores, and :func:`feed` for a
+:class:`Pipeline` over plain dicts, whose values it passes through the codecs after each
+batch."""
 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import fields
+from typing import Any
 
 from faust.types import TP
 
-from segstream.core.changes import Source
-from segstream.core.contracts import EventType
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Outcome, Pipeline
+from segstream.domain.changes import Source
+from segstream.domain.contracts import EVENT_TYPES, EventType
+from segstream.engine.pipeline import Outcome, Pipeline
 from segstream.settings import Settings
-from segstream.stream.tables import CODECS, Pending, TableState
+from segstream.state.keyspace import shop_partition
+from segstream.state.store import MemoryTable, Tables
+from segstream.stream.tables import CODECS, Pending, TableState, engine_tables
+from segstream.tools.publish import encode
 
 
 class DictStore:
@@ -66,7 +72,7 @@ class InProcessPipeline:
             )
             for name in CODECS
         }
-        self.pipeline = Pipeline(settings, *(self.tables[name] for name in CODECS))
+        self.pipeline = Pipeline(settings, engine_tables(self.tables))
         self.offset = 0
         self._touched: set[int] = set()
 
@@ -85,3 +91,33 @@ class InProcessPipeline:
             for state in self.tables.values():
                 state.apply(partition, state.writes(partition), TP("", partition), self.offset)
         self._touched.clear()
+
+
+def feed(pipeline: Pipeline, records: Iterable[tuple[str, bytes | Mapping[str, Any]]]) -> None:
+    """Hand ``(role, event or raw bytes)`` records to ``pipeline`` in order (each in the
+    partition its shop hashes to, as Kafka's default partitioner puts them), then write
+    the shops' books as the worker does at the end of a batch, and pass what the tables
+    hold through the worker's codecs (:func:`through_codecs`)."""
+    partitions = pipeline.settings.topic_partitions
+    for offset, (role, value) in enumerate(records):
+        raw = value if isinstance(value, bytes) else encode(value)
+        partition = 0 if isinstance(value, bytes) else shop_partition(value["shop_id"], partitions)
+        pipeline.handle(raw, EVENT_TYPES[role], Source(role, partition, offset), None)
+    pipeline.flush()
+    through_codecs(pipeline.tables)
+
+
+def through_codecs(tables: Tables) -> None:
+    """Replace every value of the dict tables in ``tables`` by its table's codec's decoding
+    of its encoding (:data:`CODECS`): what a worker reads back from its store after the
+    batch committed and it restarted, so a value the codec cannot carry fails or shows.
+    Other tables (:class:`TableState`) run the codecs themselves when committed."""
+    for item in fields(Tables):
+        table = getattr(tables, item.name)
+        if isinstance(table, MemoryTable):  # a dict of customers, wrapped for its scans
+            table = table.data
+        if type(table) is not dict:
+            continue
+        codec = CODECS[item.name]
+        for key, value in list(table.items()):
+            table[key] = codec.decode(key, codec.encode(key, value))

@@ -1,4 +1,5 @@
-"""Real segstream worker processes for integration tests (``python -m segstream worker``)."""
+"""Real segstream worker processes for integration tests, benchmarks and the chaos run
+(``python -m segstream worker``)."""
 
 from __future__ import annotations
 
@@ -13,14 +14,14 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from segstream.api.access import token_hash
-from segstream.core.contracts import INPUT_ROLES
+from segstream.domain.contracts import INPUT_ROLES
 from segstream.settings import REPARTITION_ROLE, Settings
 from segstream.stream.lag import consumer_lag
 from segstream.stream.topics import ensure_topics
@@ -32,6 +33,7 @@ it unless told otherwise)."""
 SHOP_TOKENS = {"sst_test-shop-token": "shop:coffee-roaster-1"}
 """More tokens the test workers accept, with their scopes (one shop's)."""
 FAULTS = REPO_ROOT / "harness" / "faults"
+T = TypeVar("T")
 
 
 def faulty_env(fault_dir: Path) -> dict[str, str]:
@@ -57,6 +59,36 @@ def free_port() -> int:
 def unique_name(stem: str) -> str:
     """A name no earlier test run used (topics and consumer groups outlive a test)."""
     return f"{stem}-{uuid.uuid4().hex[:8]}"
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The ``SEGSTREAM_*`` variables that give a worker process ``settings`` (only the
+    explicitly set fields; the others keep their defaults there too).
+
+    >>> settings_env(Settings(app_id="a", topic_partitions=8))
+    {'SEGSTREAM_APP_ID': 'a', 'SEGSTREAM_TOPIC_PARTITIONS': '8'}
+    """
+    return {
+        f"SEGSTREAM_{name.upper()}": str(value)
+        for name, value in settings.model_dump(exclude_unset=True).items()
+    }
+
+
+def metric_sum(text: str, name: str, **labels: str) -> float:
+    """Sum of the samples of ``name`` whose labels include ``labels``, in Prometheus text.
+
+    >>> text = 'a_total{t="x"} 2.0\\na_total{t="y"} 3.0\\nab 1\\n'
+    >>> metric_sum(text, "a_total"), metric_sum(text, "a_total", t="y")
+    (5.0, 3.0)
+    """
+    total = 0.0
+    for line in text.splitlines():
+        if not line.startswith((name + "{", name + " ")):
+            continue
+        series, _, value = line.rpartition(" ")
+        if all(f'{key}="{wanted}"' in series for key, wanted in labels.items()):
+            total += float(value)
+    return total
 
 
 def isolated_settings(bootstrap: str, stem: str, **overrides: Any) -> Settings:
@@ -87,10 +119,16 @@ class WorkerProcess:
     """How the worker is run (the checkout's package; a test may run an installed one)."""
     cwd: Path = REPO_ROOT
     process: subprocess.Popen[bytes] | None = None
+    scrape_timeout_s: float = 5.0
+    """How long a GET of a view may take."""
 
     @classmethod
     def for_settings(
-        cls, settings: Settings, data_dir: Path, extra_env: dict[str, str] | None = None
+        cls,
+        settings: Settings,
+        data_dir: Path,
+        extra_env: dict[str, str] | None = None,
+        scrape_timeout_s: float = 5.0,
     ) -> WorkerProcess:
         """A worker of the app ``settings`` describe, on a free port."""
         return cls(
@@ -102,6 +140,7 @@ class WorkerProcess:
             partitions=settings.topic_partitions,
             extra_env=dict(extra_env or {}),
             replication=settings.topic_replication,
+            scrape_timeout_s=scrape_timeout_s,
         )
 
     @property
@@ -153,7 +192,7 @@ class WorkerProcess:
         """GET a JSON view with ``token`` (None: no token); (status, body)."""
         request = urllib.request.Request(self.url(path), headers=_authorization(token))
         try:
-            with urllib.request.urlopen(request, timeout=5) as response:
+            with urllib.request.urlopen(request, timeout=self.scrape_timeout_s) as response:
                 return response.status, json.loads(response.read())
         except urllib.error.HTTPError as error:
             return error.code, json.loads(error.read() or b"null")
@@ -189,20 +228,24 @@ class WorkerProcess:
         return status, json.loads(answer or b"null")
 
     def get_text(self, path: str) -> str:
-        with urllib.request.urlopen(self.url(path), timeout=5) as response:
+        with urllib.request.urlopen(self.url(path), timeout=self.scrape_timeout_s) as response:
             return str(response.read().decode())
+
+    def ready(self) -> bool:
+        """Whether ``/ready`` says ready now; fails with the log tail if the worker exited."""
+        self.assert_running()
+        try:
+            status, _ = self.get_json("/ready")
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            return False
+        return bool(status == 200)
 
     def wait_ready(self, timeout_s: float = 90.0) -> None:
         """Block until ``/ready`` says ready; fail with the log tail otherwise."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            self.assert_running()
-            try:
-                status, _ = self.get_json("/ready")
-                if status == 200:
-                    return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
+            if self.ready():
+                return
             time.sleep(0.5)
         raise AssertionError(f"worker not ready after {timeout_s} s\n{self.log_tail()}")
 
@@ -218,14 +261,27 @@ class WorkerProcess:
 
     def metric(self, name: str, **labels: str) -> float:
         """Sum of a Prometheus sample's values over series matching ``labels``."""
-        total = 0.0
-        for line in self.get_text("/metrics").splitlines():
-            if not line.startswith(name + "{") and not line.startswith(name + " "):
-                continue
-            series, _, value = line.rpartition(" ")
-            if all(f'{k}="{v}"' in series for k, v in labels.items()):
-                total += float(value)
-        return total
+        return metric_sum(self.get_text("/metrics"), name, **labels)
+
+    def events_handled(self) -> float | None:
+        """``segstream_events_total``, or None when the scrape timed out (see
+        :meth:`metric_or_none`)."""
+        return self.metric_or_none("segstream_events_total")
+
+    def metric_or_none(self, name: str, **labels: str) -> float | None:
+        """:meth:`metric`, or None when the scrape timed out: the worker answers
+        ``/metrics`` from the event loop that folds the backlog, and on a loaded machine one
+        batch can hold it past ``scrape_timeout_s``. A wait for progress reads that as
+        "not yet", and keeps its own deadline (CI's loaded run lost test_pipeline's whole
+        module to one slow scrape inside such a wait)."""
+        try:
+            return self.metric(name, **labels)
+        except TimeoutError:  # the answer came too slowly
+            return None
+        except urllib.error.URLError as error:  # the connection was accepted too slowly
+            if isinstance(error.reason, TimeoutError):
+                return None
+            raise
 
     def kill(self) -> None:
         """SIGKILL: a crash, no clean shutdown, no final commit."""
@@ -250,11 +306,19 @@ class WorkerProcess:
 
     def stop(self) -> None:
         """SIGTERM and wait (kill after 30 s)."""
-        if self.process is None or self.process.poll() is not None:
+        stop_all([self])
+
+    def signal_stop(self) -> None:
+        """SIGTERM if it still runs, without waiting."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+
+    def wait_or_kill(self, timeout_s: float) -> None:
+        """Wait up to ``timeout_s`` for the process to end, then SIGKILL it."""
+        if self.process is None:
             return
-        self.process.send_signal(signal.SIGTERM)
         try:
-            self.process.wait(timeout=30)
+            self.process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
             self.kill()
 
@@ -262,6 +326,48 @@ class WorkerProcess:
         if not self.log_path.exists():
             return "(no log)"
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def log_notable(self, lines: int = 40) -> str:
+        """The last ``lines`` warnings and errors of the worker's log, each run of one
+        event collapsed into its last line and a count: a stuck run's story, which a plain
+        tail of a periodic warning hides (CI's "lag 130 after 900 s" printed only that)."""
+        if not self.log_path.exists():
+            return "(no log)"
+        return "\n".join(notable(self.log_path.read_text(errors="replace").splitlines())[-lines:])
+
+
+NOTABLE_LEVELS = frozenset({"warning", "error", "critical"})
+
+
+def notable(lines: Sequence[str]) -> list[str]:
+    """Warning and error lines (JSON or not), a run of one event as its last line with
+    ``(xN)``; a line that is not a log record (a traceback's) is kept as it is."""
+    kept: list[tuple[str, str, int]] = []  # (event, line, repeats)
+    for line in lines:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if isinstance(record, dict):
+            if str(record.get("level", "")).lower() not in NOTABLE_LEVELS:
+                continue
+            event = str(record.get("event", ""))[:60]
+        else:
+            event = line
+        if kept and kept[-1][0] == event:
+            kept[-1] = (event, line, kept[-1][2] + 1)
+        else:
+            kept.append((event, line, 1))
+    return [line if n == 1 else f"{line} (x{n})" for _, line, n in kept]
+
+
+def stop_all(workers: Sequence[WorkerProcess], timeout_s: float = 30.0) -> None:
+    """SIGTERM every worker at once (no rebalance after each one leaves), then SIGKILL
+    those still running after ``timeout_s``."""
+    for worker in workers:
+        worker.signal_stop()
+    for worker in workers:
+        worker.wait_or_kill(timeout_s)
 
 
 async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: float = 120) -> None:
@@ -279,9 +385,7 @@ async def wait_consumed(settings: Settings, worker: WorkerProcess, timeout_s: fl
         await asyncio.sleep(0.5)
 
 
-def until(
-    read: Callable[[], Any], done: Callable[[Any], bool], what: str, limit: float = 90
-) -> Any:
+def until(read: Callable[[], T], done: Callable[[T], bool], what: str, limit: float = 90) -> T:
     """Poll ``read`` every 0.5 s until ``done`` holds for its value (returned), or fail
     after ``limit`` seconds naming ``what`` and the last value read."""
     deadline = time.monotonic() + limit

@@ -93,7 +93,7 @@ class Outcome:
 
 def _wait_handled(worker: WorkerProcess, expected: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
-    while worker.metric("segstream_events_total") < expected:
+    while (handled := worker.events_handled()) is None or handled < expected:
         if time.monotonic() > deadline:
             raise AssertionError(f"the worker handled too few events\n{worker.log_tail()}")
         time.sleep(0.5)

@@ -25,7 +25,7 @@ from typing import Any
 import schemathesis
 from schemathesis import Case, HookContext
 
-from segstream.core.events import format_time, parse_time
+from segstream.domain.events import format_time, parse_time
 from segstream.segments.defined import MAX_DEPTH, MAX_NODES
 
 BUILT_IN_TARGET = ("lifecycle", "at_risk")
@@ -38,7 +38,7 @@ LEAF = {"field": "behaviour.order_count", "op": "exists"}
 """What a combinator past the depth limit becomes: a leaf valid on every shop."""
 
 
-def _positive(case: Case) -> bool:
+def _positive(case: Case[Any]) -> bool:
     meta = case.meta
     return meta is not None and meta.generation.mode.is_positive
 
@@ -81,7 +81,7 @@ def _bounded(rule: Any) -> Any:
         if key == "not":
             return {**node, "not": cut(node["not"], level + 1)}
         children = node[key] if isinstance(node[key], list) else []
-        kept = []
+        kept: list[Any] = []
         for child in children:
             if budget[0] < 1 and kept:
                 break
@@ -115,19 +115,19 @@ def _times(body: dict[str, Any]) -> None:
 
 
 @schemathesis.hook
-def map_case(context: HookContext, case: Case) -> Case:
+def map_case(context: HookContext, case: Case[Any]) -> Case[Any]:
     """Make the prose constraints of a positive case's body true (see the module)."""
     return _constrained(case)
 
 
 @schemathesis.hook
-def before_add_examples(context: HookContext, examples: list[Case]) -> None:
+def before_add_examples(context: HookContext, examples: list[Case[Any]]) -> None:
     """The same for the cases made of the document's examples (``map_case`` does not see
     them): an example body paired with another example's path ids."""
     examples[:] = [_constrained(case) for case in examples]
 
 
-def _constrained(case: Case) -> Case:
+def _constrained(case: Case[Any]) -> Case[Any]:
     if not _positive(case) or not isinstance(case.body, dict):
         return case
     body = _ordered(case.body)

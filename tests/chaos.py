@@ -41,7 +41,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -51,21 +51,25 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from harness.broker import Broker, BrokerCluster, fresh_broker, fresh_cluster
 from harness.kafka_io import consume_all, produce_json, read_table
+from harness.stores import feed
 from harness.workers import WorkerProcess, isolated_settings
-from segstream.core.contracts import EVENT_TYPES
-from segstream.core.keys import progress_key, shop_partition
-from segstream.core.pipeline import DEFINITION, Pipeline, funnel_key
+from segstream.domain.contracts import EVENT_TYPES
+from segstream.engine.pipeline import DEFINITION, Pipeline
 from segstream.experiments import Arm, arm_of
-from segstream.experiments.live import experiments_key
 from segstream.metrics.journey import ShopFunnel, recount
 from segstream.metrics.ledger import MetricsLedger
-from segstream.segments.defined.live import definitions_key
 from segstream.settings import DEFINITIONS_ROLE, Settings
+from segstream.state.keyspace import (
+    definitions_key,
+    experiments_key,
+    funnel_key,
+    progress_key,
+    shop_partition,
+)
 from segstream.stream.lag import LagProbe
 from segstream.stream.topics import ensure_topics, input_topics
 from segstream.tools.publish import Partitioner, Record, librdkafka_partitioner, publish
 from segstream.tools.simulation.generator import Simulation, SimulationConfig, generate
-from tests.feed import feed
 from tests.metrics_oracle import MetricsOracle
 
 WORKER_ENV = {
@@ -332,10 +336,25 @@ async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> Non
             if lag and sum(lag.values()) == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"lag {sum(lag.values())} after {timeout_s} s")
+                raise TimeoutError(stuck(cluster, lag, timeout_s))
             await asyncio.sleep(1.0)
     finally:
         await probe.stop()
+
+
+def stuck(cluster: Cluster, lag: Mapping[tuple[str, int], int], timeout_s: float) -> str:
+    """Why the input did not drain: the partitions behind and every worker's last warnings."""
+    behind = ", ".join(f"{topic}[{partition}] {n}" for (topic, partition), n in lag.items() if n)
+    tails = [f"--- {w.data_dir.name} {readiness(w)}\n{w.log_notable(60)}" for w in cluster.workers]
+    return "\n".join([f"lag {sum(lag.values())} after {timeout_s} s: {behind}", *tails])
+
+
+def readiness(worker: WorkerProcess) -> str:
+    """What the worker's ``/ready`` says (its partitions, recovery, stalls), or why not."""
+    try:
+        return json.dumps(worker.get_json("/ready"))
+    except Exception as error:  # the diagnosis of a stuck run must not fail itself
+        return f"/ready unanswered: {error!r}"
 
 
 # ---------------------------------------------------------------- shop-defined segments
@@ -555,8 +574,8 @@ def check_accounting(report: Report, shops: dict[str, Any], sim: Simulation) -> 
             for kind, outcomes in value["counts"].items():
                 got[kind].update(outcomes)
     expected = expected_counts(sim)
-    shops = {event["shop_id"] for event in sim.events}
-    expected[DEFINITION]["processed"] = 3 * len(shops)  # two definitions, one experiment
+    shop_ids = {event["shop_id"] for event in sim.events}
+    expected[DEFINITION]["processed"] = 3 * len(shop_ids)  # two definitions, one experiment
     report.rerouted = sum(outcomes["rerouted"] for outcomes in got.values())
     for kind in set(got) | set(expected):
         for outcome in ("processed", "duplicate", "dead_lettered"):

@@ -14,16 +14,16 @@ from collections.abc import Mapping
 from datetime import date
 from typing import Any
 
-from segstream.core.changes import Source
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Pipeline
+from harness.stores import feed
+from segstream.domain.changes import Source
+from segstream.engine.pipeline import Pipeline
 from segstream.experiments import Arm
-from segstream.experiments.live import ShopExperiments, experiments_key
+from segstream.experiments.live import ShopExperiments
 from segstream.settings import Settings
+from segstream.state.keyspace import experiments_key, shop_partition
 from segstream.tools.simulation import Simulation, SimulationConfig, Treatment, generate
 from segstream.tools.simulation.personas import TREATMENT_KEEPS, DecliningBigSpender
 from segstream.tools.simulation.shops import shops_per_kind
-from tests.feed import feed
 
 SHOP = shops_per_kind(1)[0]
 EXPERIMENT = "thanks"

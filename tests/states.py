@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from segstream.core.customer import CustomerState
-from segstream.core.events import Plan, parse_time
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import Plan, parse_time
 
 
 def plan(price: float, interval: str = "month", tier: str | None = None) -> Plan:
@@ -18,9 +19,9 @@ def state(
     shop_id: str = "shop",
     customer_id: str = "c-1",
     *,
-    signups: list[str] = (),  # type: ignore[assignment]
-    cancellations: list[tuple[str, str]] = (),  # type: ignore[assignment]
-    plans: list[tuple[str, Plan]] = (),  # type: ignore[assignment]
+    signups: Sequence[str] = (),
+    cancellations: Sequence[tuple[str, str]] = (),
+    plans: Sequence[tuple[str, Plan]] = (),
     purchase_days: dict[str, float] | None = None,
     first_seen_at: str | None = None,
     **fields: Any,

@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from segstream.core import codec, pipeline
+from segstream.engine import pipeline
+from segstream.state import codec
 
 _FAULT_DIR = Path(os.environ.get("FAULT_DIR", "/nonexistent"))
 _encode_state = codec.encode_state

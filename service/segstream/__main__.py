@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 def check_event_types(settings: Settings) -> None:
     """Settings that name input event types name ones the registry has (the settings do
     not import the registry, which lives above them)."""
-    from segstream.core.contracts import TYPE_NAMES
+    from segstream.domain.contracts import TYPE_NAMES
 
     wrong = sorted(set(settings.schema_registry_ids) - set(TYPE_NAMES))
     if wrong:

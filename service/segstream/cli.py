@@ -19,11 +19,10 @@ Kafka or a peer, 2 bad arguments, settings or input (nothing done), 130 interrup
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 from collections.abc import Callable, Sequence
 
-from segstream.tools.command import PROGRAM, plain
+from segstream.tools.command import PROGRAM, closed_pipe, plain
 
 COMMANDS: dict[str, str] = {
     "worker": "segstream.__main__",
@@ -47,8 +46,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     early (``segstream --help | head``) ends the command quietly, status 1."""
     try:
         return _run(list(sys.argv[1:] if argv is None else argv))
-    except BrokenPipeError:  # the Python documentation's recipe (signal: SIGPIPE)
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except BrokenPipeError:
+        closed_pipe()
         return 1
 
 

@@ -35,7 +35,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 OutputRole = Literal["segment_changes", "segment_membership", "dead_letters", "metrics"]
 """Roles of the topics segstream writes. The input topics' roles are the event types'
-(``segstream.core.contracts.INPUT_ROLES``, from the event registry)."""
+(``segstream.domain.contracts.INPUT_ROLES``, from the event registry)."""
 OUTPUT_ROLES: tuple[OutputRole, ...] = get_args(OutputRole)
 DEFINITIONS_ROLE = "segment_definitions"
 """Role of the compacted topic of shop-defined segments (key ``<shop>|<segment>``): the
@@ -62,12 +62,8 @@ EARLIEST_YEAR = 1900
 """The event schemas' timestamps start at year 1900."""
 
 
-class Settings(BaseSettings):
-    """Typed, validated, immutable worker settings (see docs/configuration.md)."""
-
-    model_config = SettingsConfigDict(
-        env_prefix=PREFIX, frozen=True, extra="forbid", allow_inf_nan=False
-    )
+class KafkaSettings(BaseSettings):
+    """The brokers, how to reach them, and the topics' names."""
 
     app_id: str = Field(
         "segstream",
@@ -102,6 +98,36 @@ class Settings(BaseSettings):
     )
     topic_partitions: int = Field(8, ge=1, le=1024, description="Partitions of created topics.")
     topic_replication: int = Field(1, ge=1, le=16, description="Replicas of created topics.")
+
+    @field_validator("kafka_ssl_cafile")
+    @classmethod
+    def _cafile_is_a_file(cls, value: Path | None) -> Path | None:
+        """Not pydantic's FilePath: its check raises OSError on a name too long for the file
+        system, a traceback instead of a line (as for NewPath: pydantic/pydantic#10207)."""
+        if value is None:
+            return None
+        try:
+            found = value.is_file()
+        except OSError as error:
+            raise ValueError(f"cannot be read ({error.strerror})") from None
+        if not found:
+            raise ValueError("no such file (the PEM file of the brokers' CA)")
+        return value
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap_has_ports(cls, value: str) -> str:
+        for number, server in enumerate(value.split(","), 1):
+            host, _, port = server.strip().rpartition(":")
+            if not host or not port.isdigit():
+                raise ValueError(f"expected host:port[,host:port...]; entry {number} is not")
+        return value
+
+
+class ProcessingSettings(BaseSettings):
+    """Batches, producers, the local table store and retries: how records are
+    processed and committed."""
+
     processing_guarantee: Literal["at_least_once", "exactly_once"] = Field(
         "exactly_once",
         description="exactly_once: a batch's state, outputs and offsets commit in one Kafka "
@@ -156,6 +182,19 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         Path("var/worker"), description="Per-worker data directory (tables under <dir>/<app id>)."
     )
+
+    @field_validator("data_dir", mode="before")
+    @classmethod
+    def _data_dir_named(cls, value: Any) -> Any:
+        if value == "":
+            raise ValueError("empty: name a directory")
+        return value
+
+
+class ApiSettings(BaseSettings):
+    """The HTTP API: where it listens, who may ask it, how often, and which schema
+    registry ids input records may carry."""
+
     web_host: str = Field(
         "127.0.0.1", max_length=253, pattern=HOST, description="Address the HTTP API binds to."
     )
@@ -198,6 +237,38 @@ class Settings(BaseSettings):
         20.0, gt=0, description="Requests per second each token may make, per worker."
     )
     api_burst: int = Field(40, ge=1, description="Requests a token may make at once, per worker.")
+
+    @field_validator("api_tokens", mode="before")
+    @classmethod
+    def _tokens_from_json(cls, value: Any) -> Any:
+        """The environment gives a string: parsed here, so that a bad one is a validation
+        error like any other (pydantic-settings' own parsing raised a 44-line traceback)."""
+        return json_object(value, TOKENS_FORMAT)
+
+    @field_validator("api_tokens")
+    @classmethod
+    def _tokens_hashed_and_scoped(cls, value: dict[str, str]) -> dict[str, str]:
+        return checked_grants(value)
+
+    @field_validator("schema_registry_ids", mode="before")
+    @classmethod
+    def _schema_ids_from_json(cls, value: Any) -> Any:
+        """Parsed here from the environment's string, so that a bad one is one line."""
+        return json_object(value, SCHEMA_IDS_FORMAT)
+
+    @field_validator("api_tokens_file")
+    @classmethod
+    def _tokens_file_readable(cls, value: Path | None) -> Path | None:
+        """Read once at start, so that a worker never starts on a file it cannot use."""
+        if value is not None:
+            read_grants(value)
+        return value
+
+
+class RuntimeSettings(BaseSettings):
+    """Logs, the consumer group's timeouts, standby tables, and which events are
+    accepted (duplicates, implausible times)."""
+
     log_level: Literal["debug", "info", "warning", "error"] = Field(
         "warning", description="Quiet by default."
     )
@@ -229,6 +300,31 @@ class Settings(BaseSettings):
         "3339, e.g. `1995-01-01T00:00:00Z`) for the workers and for `segstream.tools.replay` "
         "alike.",
     )
+
+    @field_validator("earliest_event_time", mode="before")
+    @classmethod
+    def _time_written_out(cls, value: Any) -> Any:
+        """A string must be an RFC 3339 time with its offset: ``0`` would be 1970."""
+        if isinstance(value, str) and not RFC3339.fullmatch(value.strip()):
+            raise ValueError("expected an RFC 3339 time with an offset, e.g. 1995-01-01T00:00:00Z")
+        return value
+
+    @field_validator("earliest_event_time")
+    @classmethod
+    def _time_plausible(cls, value: datetime) -> datetime:
+        """Between the schemas' first year and now (later would refuse every event)."""
+        if value.year < EARLIEST_YEAR or value.astimezone(UTC).year < EARLIEST_YEAR:
+            raise ValueError(f"must not be before {EARLIEST_YEAR}-01-01T00:00:00Z")
+        value = value.astimezone(UTC)
+        if value > datetime.now(UTC):
+            raise ValueError("must not lie in the future (every event would be refused)")
+        return value
+
+
+class PeriodicSettings(BaseSettings):
+    """Metric windows and snapshots, and the periodic work: lag probes, clocks,
+    gauges, re-evaluations."""
+
     metrics_allowed_lateness_days: int = Field(
         7,
         ge=0,
@@ -255,6 +351,13 @@ class Settings(BaseSettings):
         "(series then grow with the number of shops).",
     )
     lag_interval_s: float = Field(5.0, gt=0, description="Seconds between consumer-lag probes.")
+    input_stuck_after_s: float = Field(
+        60.0,
+        ge=5,
+        description="An owned input topic partition behind whose committed offset stands "
+        "still this long is sought back to its committed offsets (records dropped at its "
+        "tail are read again; see the input_refetched log line).",
+    )
     wall_clock_interval_s: float = Field(
         30.0,
         gt=0,
@@ -286,6 +389,11 @@ class Settings(BaseSettings):
         "customers after its segment definitions changed (a step of 2,000 customers takes "
         "0.1-0.6 s; batches run in between).",
     )
+
+
+class ModelSettings(BaseSettings):
+    """The segment models' tuning: clusters, churn risk, RFM, lifecycle."""
+
     cluster_max_clusters: int = Field(
         8,
         ge=2,
@@ -394,6 +502,20 @@ class Settings(BaseSettings):
         2.5, gt=1, description="A gap this many times the customer's own cadence is at risk."
     )
 
+
+class Settings(
+    ModelSettings, PeriodicSettings, RuntimeSettings, ApiSettings, ProcessingSettings, KafkaSettings
+):
+    """Typed, validated, immutable worker settings (see docs/configuration.md)."""
+
+    # One frozen object composed of the groups of fields above. pydantic orders the fields
+    # of the last base first, so the bases are listed in reverse: the fields keep the order
+    # of docs/configuration.md. The checks across groups stay here, in the order they ran.
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX, frozen=True, extra="forbid", allow_inf_nan=False
+    )
+
     @model_validator(mode="after")
     def _timeouts_ordered(self) -> Settings:
         if self.broker_session_timeout_s > self.broker_request_timeout_s:
@@ -402,98 +524,6 @@ class Settings(BaseSettings):
                 "SEGSTREAM_BROKER_REQUEST_TIMEOUT_S"
             )
         return self
-
-    @field_validator("api_tokens", mode="before")
-    @classmethod
-    def _tokens_from_json(cls, value: Any) -> Any:
-        """The environment gives a string: parsed here, so that a bad one is a validation
-        error like any other (pydantic-settings' own parsing raised a 44-line traceback)."""
-        if not isinstance(value, str):
-            return value
-        try:
-            parsed = json.loads(value)
-        except ValueError as error:
-            raise ValueError(f"not JSON ({error}); {TOKENS_FORMAT}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError(f"not a JSON object; {TOKENS_FORMAT}")
-        return parsed
-
-    @field_validator("schema_registry_ids", mode="before")
-    @classmethod
-    def _schema_ids_from_json(cls, value: Any) -> Any:
-        """Parsed here from the environment's string, so that a bad one is one line."""
-        if not isinstance(value, str):
-            return value
-        try:
-            parsed = json.loads(value)
-        except ValueError as error:
-            raise ValueError(f"not JSON ({error}); {SCHEMA_IDS_FORMAT}") from None
-        if not isinstance(parsed, dict):
-            raise ValueError(f"not a JSON object; {SCHEMA_IDS_FORMAT}")
-        return parsed
-
-    @field_validator("earliest_event_time", mode="before")
-    @classmethod
-    def _time_written_out(cls, value: Any) -> Any:
-        """A string must be an RFC 3339 time with its offset: ``0`` would be 1970."""
-        if isinstance(value, str) and not RFC3339.fullmatch(value.strip()):
-            raise ValueError("expected an RFC 3339 time with an offset, e.g. 1995-01-01T00:00:00Z")
-        return value
-
-    @field_validator("earliest_event_time")
-    @classmethod
-    def _time_plausible(cls, value: datetime) -> datetime:
-        """Between the schemas' first year and now (later would refuse every event)."""
-        if value.year < EARLIEST_YEAR or value.astimezone(UTC).year < EARLIEST_YEAR:
-            raise ValueError(f"must not be before {EARLIEST_YEAR}-01-01T00:00:00Z")
-        value = value.astimezone(UTC)
-        if value > datetime.now(UTC):
-            raise ValueError("must not lie in the future (every event would be refused)")
-        return value
-
-    @field_validator("kafka_ssl_cafile")
-    @classmethod
-    def _cafile_is_a_file(cls, value: Path | None) -> Path | None:
-        """Not pydantic's FilePath: its check raises OSError on a name too long for the file
-        system, a traceback instead of a line (as for NewPath: pydantic/pydantic#10207)."""
-        if value is None:
-            return None
-        try:
-            found = value.is_file()
-        except OSError as error:
-            raise ValueError(f"cannot be read ({error.strerror})") from None
-        if not found:
-            raise ValueError("no such file (the PEM file of the brokers' CA)")
-        return value
-
-    @field_validator("data_dir", mode="before")
-    @classmethod
-    def _data_dir_named(cls, value: Any) -> Any:
-        if value == "":
-            raise ValueError("empty: name a directory")
-        return value
-
-    @field_validator("api_tokens")
-    @classmethod
-    def _tokens_hashed_and_scoped(cls, value: dict[str, str]) -> dict[str, str]:
-        return checked_grants(value)
-
-    @field_validator("api_tokens_file")
-    @classmethod
-    def _tokens_file_readable(cls, value: Path | None) -> Path | None:
-        """Read once at start, so that a worker never starts on a file it cannot use."""
-        if value is not None:
-            read_grants(value)
-        return value
-
-    @field_validator("kafka_bootstrap")
-    @classmethod
-    def _bootstrap_has_ports(cls, value: str) -> str:
-        for number, server in enumerate(value.split(","), 1):
-            host, _, port = server.strip().rpartition(":")
-            if not host or not port.isdigit():
-                raise ValueError(f"expected host:port[,host:port...]; entry {number} is not")
-        return value
 
     @model_validator(mode="after")
     def _sasl_has_credentials(self) -> Settings:
@@ -533,6 +563,20 @@ class Settings(BaseSettings):
         return f"{self.topic_prefix}{role.replace('_', '-')}"
 
 
+def json_object(value: Any, expected: str) -> Any:
+    """``value`` parsed if the environment gave it as a string (a JSON object, else a
+    one-line ValueError saying what was ``expected``); any other value as it is."""
+    if not isinstance(value, str):
+        return value
+    try:
+        parsed = json.loads(value)
+    except ValueError as error:
+        raise ValueError(f"not JSON ({error}); {expected}") from None
+    if not isinstance(parsed, dict):
+        raise ValueError(f"not a JSON object; {expected}")
+    return parsed
+
+
 def checked_grants(grants: Any) -> dict[str, str]:
     """``grants`` if it maps token hashes to scopes (ValueError naming what is wrong)."""
     if not isinstance(grants, dict):
@@ -555,11 +599,7 @@ def read_grants(path: Path) -> dict[str, str]:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ValueError(f"cannot be read ({getattr(error, 'strerror', None) or error})") from None
-    try:
-        parsed = json.loads(text)
-    except ValueError as error:
-        raise ValueError(f"not JSON ({error}); {TOKENS_FORMAT}") from None
-    return checked_grants(parsed)
+    return checked_grants(json_object(text, TOKENS_FORMAT))
 
 
 SCHEMA_IDS_FORMAT = 'expected {"<input event type>": [<schema id>, ...], ...}'

@@ -9,6 +9,7 @@ docs/configuration.md`` rewrites the table in that page in place.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic.fields import FieldInfo
@@ -33,11 +34,12 @@ def settings_table() -> str:
     return HEADER + "".join(rows)
 
 
-def table_of(page: str) -> str:
-    """The settings table of a page: its header line and every table row after it.
+def table_of(page: str, header: str = HEADER) -> str:
+    """The table of a page that starts with ``header`` (the settings table by default): its
+    header lines and every table row after them.
 
     Raises ValueError when the page has no such header."""
-    start = page.index(HEADER)
+    start = page.index(header)
     return "".join(_take_rows(page[start:].splitlines(keepends=True)))
 
 
@@ -51,27 +53,31 @@ def _take_rows(lines: list[str]) -> list[str]:
     return taken
 
 
-def with_table(page: str) -> str:
-    """``page`` with its settings table replaced by the one rendered from the code."""
-    old = table_of(page)
-    return page.replace(old, settings_table(), 1)
+def table_command(
+    argv: list[str], tool: str, what: str, header: str, render: Callable[[], str]
+) -> int:
+    """The command of a generated table (this one, the models'): print ``render()``, or
+    rewrite the table under ``header`` in the page named by the one argument; 2 and one
+    line naming ``tool`` when the page cannot be rewritten or has no ``what`` table."""
+    if not argv:
+        sys.stdout.write(render())
+        return 0
+    page = Path(argv[0])
+    try:
+        text = page.read_text()
+        page.write_text(text.replace(table_of(text, header), render(), 1))
+    except OSError as error:
+        sys.stderr.write(f"{tool}: cannot rewrite {page}: {error.strerror or error}\n")
+        return 2
+    except ValueError:
+        sys.stderr.write(f"{tool}: {page} has no {what} table ({header.splitlines()[0]})\n")
+        return 2
+    return 0
 
 
 def main(argv: list[str]) -> int:
     """Print the table, or rewrite it in the page named by the one argument."""
-    if not argv:
-        sys.stdout.write(settings_table())
-        return 0
-    page = Path(argv[0])
-    try:
-        page.write_text(with_table(page.read_text()))
-    except OSError as error:
-        sys.stderr.write(f"settings_doc: cannot rewrite {page}: {error.strerror or error}\n")
-        return 2
-    except ValueError:
-        sys.stderr.write(f"settings_doc: {page} has no settings table ({HEADER.splitlines()[0]})\n")
-        return 2
-    return 0
+    return table_command(argv, "settings_doc", "settings", HEADER, settings_table)
 
 
 if __name__ == "__main__":

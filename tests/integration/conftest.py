@@ -13,6 +13,10 @@ runs the whole suite on 3.9.1, then the ``broker_compat`` subset (:data:`COMPAT_
 
 Every test collected under ``tests/integration`` gets the ``integration`` marker, so
 ``pytest -m "not integration"`` runs without a broker.
+
+A module that defines a ``settings`` fixture gets its running ``worker`` (and ``workers``,
+the list a test adds successors to) from here; it overrides ``worker_env`` to give its
+workers more settings, or defines its own ``worker`` when it starts one differently.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from collections.abc import Iterator
 import pytest
 
 from harness.broker import Broker, BrokerError, fresh_broker
+from harness.workers import WorkerProcess, worker_group
+from segstream.settings import Settings
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_TEST_PORT = 19092
@@ -75,3 +81,25 @@ def kafka_broker() -> Iterator[Broker]:
 def kafka_bootstrap(kafka_broker: Broker) -> str:
     """Bootstrap address ``"127.0.0.1:PORT"`` of the session's test broker."""
     return kafka_broker.bootstrap
+
+
+@pytest.fixture(scope="module")
+def worker_env() -> dict[str, str]:
+    """Environment added to the module's workers (none unless the module overrides this)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def workers(
+    settings: Settings, worker_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[list[WorkerProcess]]:
+    """The module's first worker, on its topics (created) with the module's ``settings`` and
+    ``worker_env``, in a list a test may add successors to; all are stopped at the end."""
+    with worker_group(settings, tmp_path_factory.mktemp("workers"), worker_env) as group:
+        yield group
+
+
+@pytest.fixture(scope="module")
+def worker(workers: list[WorkerProcess]) -> WorkerProcess:
+    """The module's first worker (see :func:`workers`)."""
+    return workers[0]

@@ -20,9 +20,9 @@ import pytest
 
 from harness.kafka_io import consume_all
 from harness.workers import SHOP_TOKENS, WorkerProcess, isolated_settings
-from segstream.core.contracts import validate_output
-from segstream.core.keys import shop_partition
+from segstream.domain.contracts import validate_output
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.stream.topics import ensure_topics
 from segstream.tools.follow import Follower, bootstrap, ends, follow
 from segstream.tools.publish import publish
@@ -78,7 +78,7 @@ def workers(
 def wait_for_all(workers: list[WorkerProcess], expected: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        handled = sum(w.metric("segstream_events_total") for w in workers)
+        handled = sum(w.events_handled() or 0 for w in workers)
         if handled >= expected:
             return
         time.sleep(0.5)

@@ -13,7 +13,7 @@ from faust.types import TP
 from harness.kafka_io import consume_all, create_topics
 from harness.workers import isolated_settings
 from segstream.stream import faust_patches
-from segstream.stream.checkpoint import Checkpoint, FencedError, Record, Work
+from segstream.stream.checkpoint import Checkpoint, FencedError, ProducerRecord, Work
 from segstream.stream.kafka import connection_options
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -44,8 +44,8 @@ async def test_outputs_writes_and_offsets_commit_together_and_a_new_owner_fences
     def work(tag: bytes, offset: int) -> Work:
         return Work(
             1,
-            outputs=[Record(outputs, b"shop", tag)],
-            writes=[Record(changelog, b"k", tag, 1)],
+            outputs=[ProducerRecord(outputs, b"shop", tag)],
+            writes=[ProducerRecord(changelog, b"k", tag, 1)],
             offsets={source: offset},
         )
 

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.structs import OffsetAndMetadata
 
 from harness.kafka_io import create_topics, produce_json
 from harness.workers import unique_name
 from segstream.observability import telemetry
+from segstream.stream import lag as lag_module
+from segstream.stream.gaps import first_visible
 from segstream.stream.lag import LagProbe, consumer_lag
 
 
@@ -71,3 +74,63 @@ async def test_probe_publishes_lag_and_follows_new_commits(kafka_bootstrap: str)
     finally:
         await probe.stop()
     assert (first, second) == (5, 0)
+
+
+async def test_a_trailing_commit_marker_is_no_lag_and_is_read_once(
+    kafka_bootstrap: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    topic, group = unique_name("lag"), unique_name("lag-group")
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    await producer.start()
+    try:
+        async with producer.transaction():
+            await producer.send_and_wait(topic, b"{}", partition=0)
+    finally:
+        await producer.stop()
+    await commit(kafka_bootstrap, group, {TopicPartition(topic, 0): 1})  # the marker is at 1
+    reads: list[int] = []
+
+    async def counted(probe: AIOKafkaConsumer, tp: TopicPartition, offset: int) -> int | None:
+        reads.append(offset)
+        return await first_visible(probe, tp, offset)
+
+    monkeypatch.setattr(lag_module, "first_visible", counted)
+    probe = LagProbe({"bootstrap_servers": kafka_bootstrap}, group, [topic])
+    try:
+        measured = [await probe.measure(), await probe.measure()]
+    finally:
+        await probe.stop()
+    assert measured == [{(topic, 0): 0}] * 2
+    assert reads == [1]
+
+
+async def test_only_visible_records_past_the_committed_offset_are_waiting(
+    kafka_bootstrap: str,
+) -> None:
+    """A tail of aborted records, longer than the lag check's slack, is a lag but nothing
+    waiting (the stuck-input watchdog must not seek for it); a record after it is."""
+    topic, group = unique_name("lag"), unique_name("lag-group")
+    await create_topics(kafka_bootstrap, [topic], partitions=1)
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    await producer.start()
+    try:
+        await producer.begin_transaction()
+        for _ in range(100):
+            await producer.send(topic, b"{}", partition=0)
+        await producer.abort_transaction()
+        await commit(kafka_bootstrap, group, {TopicPartition(topic, 0): 0})
+        probe = LagProbe({"bootstrap_servers": kafka_bootstrap}, group, [topic])
+        try:
+            aborted_only = await probe.measure()
+            waiting_before = await probe.waiting((topic, 0))
+            async with producer.transaction():
+                await producer.send_and_wait(topic, b"{}", partition=0)
+            await probe.measure()
+            waiting_after = await probe.waiting((topic, 0))
+        finally:
+            await probe.stop()
+    finally:
+        await producer.stop()
+    assert aborted_only[(topic, 0)] > 64
+    assert (waiting_before, waiting_after) == (False, True)

@@ -8,17 +8,17 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings
-from segstream.core.events import BY_TYPE_NAME
-from segstream.core.keys import customer_key
+from segstream.domain.events import BY_TYPE_NAME
 from segstream.settings import Settings
-from segstream.stream.topics import changelog_topic, ensure_topics
+from segstream.state.keyspace import customer_key
+from segstream.stream.topics import changelog_topic
 from segstream.tools.publish import publish
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -29,16 +29,6 @@ SECRET = "my neighbour reads this box"
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
     return isolated_settings(kafka_bootstrap, "ev")
-
-
-@pytest.fixture(scope="module")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    asyncio.run(ensure_topics(settings))
-    process = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("ev"))
-    process.start()
-    process.wait_ready()
-    yield process
-    process.stop()
 
 
 def event(kind: str, n: int, day: str, **fields: Any) -> tuple[str, dict[str, Any]]:

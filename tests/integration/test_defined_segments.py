@@ -16,15 +16,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import defaultdict
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
-from harness.workers import WorkerProcess, isolated_settings, until, worker_group
-from segstream.core.contracts import validate_output
+from harness.workers import WorkerProcess, isolated_settings, until
+from segstream.domain.contracts import validate_output
 from segstream.settings import Settings
 from segstream.tools.simulation.generator import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
@@ -86,12 +85,9 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def workers(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[WorkerProcess]]:
-    """The first worker; the test adds its successor (all are stopped at the end)."""
-    with worker_group(settings, tmp_path_factory.mktemp("def"), ENV) as group:
-        yield group
+def worker_env() -> dict[str, str]:
+    """The workers' settings beyond ``settings``: :data:`ENV`."""
+    return ENV
 
 
 def customers(settings: Settings) -> dict[str, Any]:

@@ -18,15 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
-from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed, worker_group
-from segstream.core.events import format_time, parse_time
+from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed
+from segstream.domain.events import format_time, parse_time
 from segstream.settings import Settings
 from segstream.stream.topics import TABLES, changelog_topic
 from segstream.tools.simulation.generator import SimulationConfig, generate
@@ -53,14 +52,6 @@ def history() -> list[Event]:
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
     return isolated_settings(kafka_bootstrap, "erase")
-
-
-@pytest.fixture(scope="module")
-def workers(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[WorkerProcess]]:
-    with worker_group(settings, tmp_path_factory.mktemp("erase")) as group:
-        yield group
 
 
 def personal(shop: str, customers: list[str], at: str) -> list[Event]:

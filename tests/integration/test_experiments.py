@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -30,8 +29,8 @@ import pandas as pd
 import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
-from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed, worker_group
-from segstream.core.contracts import validate_output
+from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed
+from segstream.domain.contracts import validate_output
 from segstream.experiments import Arm, arm_of
 from segstream.settings import Settings
 from segstream.tools.simulation.generator import SimulationConfig, generate
@@ -70,12 +69,9 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def workers(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[WorkerProcess]]:
-    """The first worker; the test adds its successor (all are stopped at the end)."""
-    with worker_group(settings, tmp_path_factory.mktemp("exp"), ENV) as group:
-        yield group
+def worker_env() -> dict[str, str]:
+    """The workers' settings beyond ``settings``: :data:`ENV`."""
+    return ENV
 
 
 def arm(shop: str, customer: str) -> str:

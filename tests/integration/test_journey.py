@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
@@ -24,7 +23,7 @@ import pandas as pd
 import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
-from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed, worker_group
+from harness.workers import WorkerProcess, isolated_settings, until, wait_consumed
 from segstream.settings import Settings
 from segstream.tools.simulation.generator import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
@@ -55,14 +54,6 @@ def history() -> list[Event]:
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
     return isolated_settings(kafka_bootstrap, "journey")
-
-
-@pytest.fixture(scope="module")
-def workers(
-    settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[list[WorkerProcess]]:
-    with worker_group(settings, tmp_path_factory.mktemp("journey")) as group:
-        yield group
 
 
 def oracle(events: list[Event]) -> dict[tuple[str, str], list[int]]:

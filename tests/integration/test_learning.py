@@ -36,8 +36,8 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table
 from harness.workers import WorkerProcess, isolated_settings, wait_consumed
-from segstream.core.contracts import validate_output
-from segstream.core.events import parse_time
+from segstream.domain.contracts import validate_output
+from segstream.domain.events import parse_time
 from segstream.learning.quality import adjusted_rand_index
 from segstream.settings import Settings
 from segstream.stream.topics import ensure_topics
@@ -118,7 +118,7 @@ def split_at(outbox: Sequence[Record], at: datetime) -> tuple[list[Record], list
 async def wait_handled(worker: WorkerProcess, expected: float, timeout_s: float = 120) -> None:
     """Until the worker handled ``expected`` records since it started."""
     deadline = time.monotonic() + timeout_s
-    while (handled := worker.metric("segstream_events_total")) < expected:
+    while (handled := worker.events_handled()) is None or handled < expected:
         worker.assert_running()
         if time.monotonic() > deadline:
             raise AssertionError(f"handled {handled} of {expected}\n{worker.log_tail()}")

@@ -14,22 +14,21 @@ import itertools
 import json
 import time
 from collections import defaultdict
-from collections.abc import Iterator
 from typing import Any
 
 import pandas as pd
 import pytest
 
-from harness.kafka_io import consume_all, read_table
+from harness.kafka_io import consume_all, read_table, settled
 from harness.workers import WorkerProcess, isolated_settings
-from segstream.core.contracts import validate_output
-from segstream.core.customer import CustomerState
-from segstream.core.events import parse_time
-from segstream.core.features import snapshot
+from segstream.domain.contracts import validate_output
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import parse_time
+from segstream.domain.features import snapshot
 from segstream.settings import Settings
-from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import publish
 from segstream.tools.simulation.generator import Simulation, SimulationConfig, generate
+from tests.factories import order
 from tests.oracle import lifetimes_summary
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
@@ -38,18 +37,14 @@ pytestmark = pytest.mark.asyncio(loop_scope="session")
 def walk_in_orders(shop_id: str) -> list[dict[str, Any]]:
     """One-off buyers who never sign up (valid: not every buyer subscribes)."""
     return [
-        {
-            "schema_version": 1,
-            "type": "order",
-            "event_id": f"walk-in-{n}",
-            "shop_id": shop_id,
-            "customer_id": f"walk-in-{n % 2}",
-            "occurred_at": f"2025-02-{n + 1:02d}T12:00:00Z",
-            "order_id": f"w-{n}",
-            "amount": 7.5 + n,
-            "currency": "EUR",
-            "is_renewal": False,
-        }
+        order(
+            f"walk-in-{n % 2}",
+            f"2025-02-{n + 1:02d}T12:00:00Z",
+            f"walk-in-{n}",
+            7.5 + n,
+            shop=shop_id,
+            order_id=f"w-{n}",
+        )
         for n in range(3)
     ]
 
@@ -75,21 +70,11 @@ def settings(kafka_bootstrap: str) -> Settings:
     return isolated_settings(kafka_bootstrap, "it")
 
 
-@pytest.fixture(scope="module")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    asyncio.run(ensure_topics(settings))
-    process = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("worker") / "w1")
-    process.start()
-    process.wait_ready()
-    yield process
-    process.stop()
-
-
 async def wait_for_count(worker: WorkerProcess, expected: int, timeout_s: float = 120) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         worker.assert_running()
-        if worker.metric("segstream_events_total") >= expected:
+        if (worker.events_handled() or 0) >= expected:
             return
         await asyncio.sleep(0.5)
     raise AssertionError(
@@ -197,27 +182,12 @@ async def test_invalid_records_are_dead_lettered_with_reason_and_original_bytes(
     worker.assert_running()
 
 
-async def settled_changes(settings: Settings, quiet_s: float = 3.0) -> list[Any]:
-    """The segment changes topic once nothing was added to it for ``quiet_s`` (at most a
-    minute: a pass over 150 customers takes seconds)."""
-    deadline = time.monotonic() + 60
-    topic = settings.topic("segment_changes")
-    changes = await consume_all(settings.kafka_bootstrap, topic, timeout_s=30)
-    while time.monotonic() < deadline:
-        await asyncio.sleep(quiet_s)
-        again = await consume_all(settings.kafka_bootstrap, topic, timeout_s=30)
-        if len(again) == len(changes):
-            return again
-        changes = again
-    raise AssertionError(f"segment changes still coming after a minute ({len(changes)})")
-
-
 async def test_segment_changes_chain_and_end_where_the_table_is(
     settings: Settings, processed: dict[str, Any]
 ) -> None:
     # a model's pass (the cluster model retiring a cluster moves its members) may still be
     # moving customers after the last input record: compare once no change came for 3 s
-    changes = await settled_changes(settings)
+    changes = await settled(settings.kafka_bootstrap, settings.topic("segment_changes"))
     table = await read_table(settings, "customers")
     assert len(changes) > len(processed)
     history: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)

@@ -29,12 +29,13 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import WorkerProcess, faulty_env, isolated_settings, until, wait_consumed
-from segstream.core.keys import shop_partition
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
+from segstream.stream.poison import MAX_ERROR_STREAK
 from segstream.stream.topics import ensure_topics
-from segstream.stream.wiring import MAX_ERROR_STREAK
 from segstream.stream.worker import SHUTDOWN_TIMEOUT_S
 from segstream.tools.publish import publish
+from tests import factories
 
 SHOP = "roastery-1"
 T = "2026-03-0{}T10:00:00Z"
@@ -50,34 +51,15 @@ def other_shop(partitions: int, same: bool) -> str:
     )
 
 
-def order(shop: str, customer: str, n: int, amount: float = 12.5) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "type": "order",
-        "event_id": f"{shop}-{customer}-{n}",
-        "shop_id": shop,
-        "customer_id": customer,
-        "occurred_at": T.format(1 + n % 9),
-        "order_id": f"o-{n}",
-        "amount": amount,
-        "currency": "EUR",
-        "is_renewal": False,
-    }
+def order(shop: str, customer: str, n: int) -> dict[str, Any]:
+    """Order ``n`` of ``customer`` (12.5 EUR, on day ``1 + n % 9``)."""
+    at, event_id = T.format(1 + n % 9), f"{shop}-{customer}-{n}"
+    return factories.order(customer, at, event_id, 12.5, shop=shop, order_id=f"o-{n}")
 
 
 def signup(shop: str, customer: str) -> dict[str, Any]:
     """A signup (not an order: every order fails while ``every-order`` is there)."""
-    plan = {"plan_id": "monthly", "price": 19.0, "currency": "EUR", "interval": "month"}
-    return {
-        "schema_version": 1,
-        "type": "signup",
-        "event_id": f"{shop}-{customer}-signup",
-        "shop_id": shop,
-        "customer_id": customer,
-        "occurred_at": T.format(1),
-        "plan": plan,
-        "acquisition_channel": "web",
-    }
+    return factories.signup(customer, T.format(1), f"{shop}-{customer}-signup", shop=shop)
 
 
 @pytest.fixture(scope="module")

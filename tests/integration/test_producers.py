@@ -19,17 +19,16 @@ import json
 import shutil
 import subprocess
 import zlib
-from collections.abc import Iterator
 from datetime import date
 from typing import Any
 
 import pytest
 
 from harness.kafka_io import consume_all, read_table
-from harness.workers import WorkerProcess, isolated_settings, wait_consumed, worker_group
-from segstream.core.contracts import role_for, schema_path
-from segstream.core.keys import shop_partition
+from harness.workers import WorkerProcess, isolated_settings, wait_consumed
+from segstream.domain.contracts import role_for, schema_path
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.tools.publish import publish
 from segstream.tools.registry import ENVELOPE_SUBJECT, register
 from segstream.tools.simulation.generator import SimulationConfig, generate
@@ -42,12 +41,6 @@ Event = dict[str, Any]
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
     return isolated_settings(kafka_bootstrap, "producers")
-
-
-@pytest.fixture(scope="module")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    with worker_group(settings, tmp_path_factory.mktemp("producers")) as group:
-        yield group[0]
 
 
 def history(seed: int) -> list[Event]:

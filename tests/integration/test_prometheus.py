@@ -26,6 +26,7 @@ import pytest
 from harness.workers import WorkerProcess, free_port, isolated_settings
 from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import Record, publish
+from tests import factories
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ALERT_RULES = REPO_ROOT / "deploy" / "prometheus" / "alerts.yml"
@@ -36,12 +37,8 @@ T = TypeVar("T")
 
 
 def signup(n: int) -> dict[str, Any]:
-    return {
-        "schema_version": 1, "type": "signup", "event_id": f"prom-{n}", "shop_id": SHOP,
-        "customer_id": f"c{n}", "occurred_at": f"2025-03-0{n + 1}T09:00:00Z",
-        "plan": {"plan_id": "monthly", "price": 12.5, "currency": "EUR", "interval": "month"},
-        "acquisition_channel": "web",
-    }  # fmt: skip
+    at = f"2025-03-0{n + 1}T09:00:00Z"
+    return factories.signup(f"c{n}", at, f"prom-{n}", shop=SHOP, to_plan=factories.plan(12.5))
 
 
 def scrape_config(target: str) -> str:
@@ -137,7 +134,7 @@ def worker(
         records.append(("signups", b"{not json"))
         asyncio.run(publish(records, settings))
         eventually(
-            lambda: True if process.metric("segstream_events_total") >= len(records) else None,
+            lambda: True if (process.events_handled() or 0) >= len(records) else None,
             30, f"the worker to handle {len(records)} records\n{process.log_tail()}",
         )  # fmt: skip
         yield process

@@ -7,20 +7,20 @@ suite."""
 
 from __future__ import annotations
 
-import json
 import pickle
 import random
 import time
 from datetime import UTC, date, datetime, timedelta
 
-from segstream.core.changes import Source
-from segstream.core.codec import encode
-from segstream.core.events import Order, format_time
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Pipeline
+from segstream.domain.changes import Source
+from segstream.domain.events import Order
+from segstream.engine.pipeline import Pipeline
 from segstream.segments.rfm import RfmModel, values
 from segstream.settings import Settings
+from segstream.state.codec import encode
+from segstream.state.keyspace import shop_partition
 from segstream.stream.tables import CODECS
+from tests.factories import encoded, order
 from tests.states import state
 
 CUSTOMERS = 100_000
@@ -28,32 +28,16 @@ PER_SHOP_BOUND = 64 * 1024
 """Documented bound of every per-shop and per-partition record (docs/guarantees.md)."""
 
 
-def order(n: int, at: datetime, amount: float) -> bytes:
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "type": "order",
-            "event_id": f"e-{n}",
-            "shop_id": "big-shop",
-            "customer_id": f"c-{n:06d}",
-            "occurred_at": format_time(at),
-            "order_id": f"o-{n}",
-            "amount": amount,
-            "currency": "EUR",
-            "is_renewal": False,
-        }
-    ).encode()
-
-
 def test_a_100k_customer_shop_writes_no_record_above_the_bound() -> None:
     tables: tuple[dict[str, object], ...] = ({}, {}, {}, {})
-    pipeline = Pipeline(Settings(), *tables)  # type: ignore[arg-type]
+    pipeline = Pipeline(Settings(), *tables)
     partition = shop_partition("big-shop", pipeline.settings.topic_partitions)
     rng = random.Random(1)
     start, began = datetime(2026, 11, 2, tzinfo=UTC), time.monotonic()
     for n in range(CUSTOMERS):  # one day of a big shop's first orders, 10 batches
         at = start + timedelta(seconds=n * 0.5)
-        raw = order(n, at, round(rng.lognormvariate(3.5, 0.8), 2))
+        amount = round(rng.lognormvariate(3.5, 0.8), 2)
+        raw = encoded(order(f"c-{n:06d}", at, f"e-{n}", amount, shop="big-shop", order_id=f"o-{n}"))
         pipeline.handle(raw, Order, Source("orders", partition, n), None)
         if n % (CUSTOMERS // 10) == 0:
             pipeline.flush()

@@ -13,13 +13,13 @@ from typing import Any
 import pytest
 
 from harness.kafka_io import read_table
+from harness.stores import feed
 from harness.workers import WorkerProcess, isolated_settings
-from segstream.core.pipeline import Pipeline
+from segstream.engine.pipeline import Pipeline
 from segstream.settings import Settings
 from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import publish
 from segstream.tools.simulation.generator import SimulationConfig, generate
-from tests.feed import feed
 from tests.integration.ticks import tick_orders
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")

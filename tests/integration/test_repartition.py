@@ -18,8 +18,8 @@ import pytest
 
 from harness.kafka_io import consume_all, read_table, send_events
 from harness.workers import isolated_settings, unique_name, until, wait_consumed, worker_group
-from segstream.core.keys import shop_partition
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.tools.repartition import copy_topics
 from segstream.tools.simulation.generator import SimulationConfig, generate
 

@@ -18,18 +18,17 @@ import random
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from harness.workers import REPO_ROOT, WorkerProcess, isolated_settings, worker_group
-from segstream.core.contracts import INPUT_ROLES
-from segstream.core.events import format_time
+from harness.kafka_io import end_offsets
+from harness.workers import REPO_ROOT, WorkerProcess, isolated_settings
+from segstream.domain.contracts import INPUT_ROLES
+from segstream.domain.events import format_time
 from segstream.settings import Settings
 from tests.metrics_oracle import MetricsOracle
 
@@ -83,11 +82,10 @@ class Customer:
             self.emit(at, "resume", {}, type="plan_changed", plan=_plan(self.plan))
         elif draw < 0.5:
             assert self.plan is not None
-            amount = f"{self.plan[1]:.2f}"
             self.emit(
                 at,
                 "renewal",
-                {"amount": amount},
+                {"amount": f"{self.plan[1]:.2f}"},
                 type="order",
                 amount=self.plan[1],
                 is_renewal=True,
@@ -195,23 +193,10 @@ def report_counts(stdout: str) -> dict[str, dict[str, int]]:
     return counts
 
 
-async def end_offsets(settings: Settings) -> dict[str, int]:
-    """Records in each input topic (all partitions)."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
-    await consumer.start()
-    try:
-        found = {}
-        for role in INPUT_ROLES:
-            topic = settings.topic(role)
-            parts = consumer.partitions_for_topic(topic) or set()
-            if not parts:
-                await consumer._client.force_metadata_update()
-                parts = consumer.partitions_for_topic(topic) or set()
-            ends = await consumer.end_offsets([TopicPartition(topic, p) for p in parts])
-            found[topic] = sum(ends.values())
-        return found
-    finally:
-        await consumer.stop()
+def input_offsets(settings: Settings) -> dict[str, int]:
+    """Offsets written to each input topic (all partitions)."""
+    topics = [settings.topic(role) for role in INPUT_ROLES]
+    return asyncio.run(end_offsets(settings.kafka_bootstrap, topics))
 
 
 @pytest.fixture(scope="module")
@@ -225,9 +210,9 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    with worker_group(settings, tmp_path_factory.mktemp("replay"), WORKER_ENV) as group:
-        yield group[0]
+def worker_env() -> dict[str, str]:
+    """The worker's settings beyond ``settings``: :data:`WORKER_ENV`."""
+    return WORKER_ENV
 
 
 @pytest.fixture(scope="module")
@@ -334,7 +319,7 @@ def test_a_history_with_refused_rows_sends_nothing(
         ["renewal", "c-1", "1997-06-01T00:00:00Z", "", "", "", "9", "", ""],
     ]
     path = write_csv(tmp_path / "bad.csv", rows)
-    before = asyncio.run(end_offsets(settings))
+    before = input_offsets(settings)
     refused = replay(worker, path, "refused-shop")
     assert refused.returncode == 2 and refused.stdout == ""
     lines = refused.stderr.splitlines()
@@ -344,7 +329,7 @@ def test_a_history_with_refused_rows_sends_nothing(
         [f"  {path}:4", "implausible_time"],
         [f"  {path}:5", "implausible_time"],
     ]
-    assert asyncio.run(end_offsets(settings)) == before
+    assert input_offsets(settings) == before
 
 
 def test_rows_the_worker_refuses_after_all_are_reported_as_its_dead_letters(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -18,10 +17,11 @@ import pytest
 
 from harness.kafka_io import consume_all
 from harness.workers import WorkerProcess, isolated_settings
-from segstream.core.events import format_time, parse_time
+from segstream.domain.events import parse_time
 from segstream.settings import Settings
-from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import publish
+from tests import factories
+from tests.factories import plan
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 TICK_S = 1.0
@@ -33,40 +33,18 @@ def settings(kafka_bootstrap: str) -> Settings:
 
 
 @pytest.fixture(scope="module")
-def worker(settings: Settings, tmp_path_factory: pytest.TempPathFactory) -> Iterator[WorkerProcess]:
-    asyncio.run(ensure_topics(settings))
-    env = {"SEGSTREAM_WALL_CLOCK_INTERVAL_S": str(TICK_S)}
-    process = WorkerProcess.for_settings(settings, tmp_path_factory.mktemp("clock"), env)
-    process.start()
-    process.wait_ready()
-    yield process
-    process.stop()
-
-
-def envelope(kind: str, shop: str, n: int, at: datetime) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "type": kind,
-        "event_id": f"{shop}-{kind}-{n}",
-        "shop_id": shop,
-        "customer_id": "c-1",
-        "occurred_at": format_time(at),
-    }
+def worker_env() -> dict[str, str]:
+    """A wall-clock tick every :data:`TICK_S` seconds."""
+    return {"SEGSTREAM_WALL_CLOCK_INTERVAL_S": str(TICK_S)}
 
 
 def subscriber_who_cancels(shop: str, signed_up: datetime, ends: datetime) -> list[Any]:
-    plan = {"plan_id": "monthly", "price": 12.0, "currency": "EUR", "interval": "month"}
-    signup = envelope("signup", shop, 0, signed_up) | {"plan": plan, "acquisition_channel": "web"}
-    order = envelope("order", shop, 1, signed_up) | {
-        "order_id": "o-1",
-        "amount": 12.0,
-        "currency": "EUR",
-        "is_renewal": False,
-    }
-    cancel = envelope("cancellation", shop, 2, signed_up + timedelta(seconds=1)) | {
-        "reason": "price",
-        "effective_at": format_time(ends),
-    }
+    cancelled = signed_up + timedelta(seconds=1)
+    signup = factories.signup("c-1", signed_up, f"{shop}-signup-0", shop=shop, to_plan=plan(12.0))
+    order = factories.order("c-1", signed_up, f"{shop}-order-1", 12.0, shop=shop, order_id="o-1")
+    cancel = factories.cancellation(
+        "c-1", cancelled, f"{shop}-cancellation-2", shop=shop, effective_at=ends
+    )
     return [("signups", signup), ("orders", order), ("cancellations", cancel)]
 
 

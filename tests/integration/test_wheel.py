@@ -27,6 +27,7 @@ from harness.workers import REPO_ROOT, WorkerProcess, isolated_settings, until
 from segstream.settings import Settings
 from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import publish
+from tests.factories import order
 
 UV = Path(sys.executable).with_name("uv")
 PYTHONS = [p for p in os.environ.get("SEGSTREAM_TEST_PYTHONS", sys.executable).split(",") if p]
@@ -63,21 +64,6 @@ def installed(wheel: Path, python: str, home: Path) -> Path:
     return venv / "bin"
 
 
-def order(event_id: str, amount: float) -> dict[str, object]:
-    return {
-        "schema_version": 1,
-        "type": "order",
-        "event_id": event_id,
-        "shop_id": "wheel-shop",
-        "customer_id": "c-1",
-        "occurred_at": "2026-03-15T07:02:00Z",
-        "order_id": event_id,
-        "amount": amount,
-        "currency": "EUR",
-        "is_renewal": False,
-    }
-
-
 @pytest.fixture(scope="module")
 def settings(kafka_bootstrap: str) -> Settings:
     return isolated_settings(kafka_bootstrap, "wheel", topic_partitions=1)
@@ -106,7 +92,11 @@ def worker(
 
 
 def test_the_installed_wheel_runs_a_worker(worker: WorkerProcess, settings: Settings) -> None:
-    events = [("orders", order("w-1", 12.5)), ("orders", order("w-2", 1e308))]
+    at = "2026-03-15T07:02:00Z"
+    events = [
+        ("orders", order("c-1", at, event_id, amount, shop="wheel-shop", order_id=event_id))
+        for event_id, amount in (("w-1", 12.5), ("w-2", 1e308))
+    ]
     asyncio.run(publish(events, settings))
     answer = until(
         lambda: worker.get_json("/shops/wheel-shop/customers/c-1"),

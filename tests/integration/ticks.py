@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from segstream.core.events import format_time, parse_time
+from segstream.domain.events import parse_time
+from tests.factories import order
 
 
 def tick_orders(outbox: Sequence[tuple[Any, Any]], after: timedelta, label: str) -> list[Any]:
@@ -25,18 +26,9 @@ def tick_orders(outbox: Sequence[tuple[Any, Any]], after: timedelta, label: str)
     return [
         (
             "orders",
-            {
-                "schema_version": 1,
-                "type": "order",
-                "event_id": f"tick-{label}-{shop}",
-                "shop_id": shop,
-                "customer_id": "tick",
-                "occurred_at": format_time(at + after),
-                "order_id": f"tick-{label}",
-                "amount": 1.0,
-                "currency": "EUR",
-                "is_renewal": False,
-            },
+            order(
+                "tick", at + after, f"tick-{label}-{shop}", 1.0, shop=shop, order_id=f"tick-{label}"
+            ),
         )
         for shop, at in sorted(latest.items())
     ]

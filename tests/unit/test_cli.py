@@ -59,11 +59,43 @@ def test_python_dash_m_service_is_the_same_command() -> None:
     assert '"token": "sst_' in found.stdout
 
 
+def read_one_byte(*command: str) -> tuple[int, bytes]:
+    """Run ``command`` (Python arguments), read one byte of its output and go away, as
+    ``| head -c 1`` does; its exit status and what it wrote to stderr."""
+    process = subprocess.Popen(
+        [sys.executable, *command], stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO_ROOT
+    )
+    assert process.stdout is not None and process.stderr is not None
+    assert process.stdout.read(1)
+    process.stdout.close()
+    error = process.stderr.read()
+    return process.wait(timeout=120), error
+
+
+FLOOD = (
+    "import sys\n"
+    "import segstream.tools.token as token\n"
+    "from segstream import cli\n"
+    "token.main = lambda argv: [print('x' * 99) for _ in range(10_000)] and 0\n"
+    "sys.exit(cli.main(['token']))\n"
+)
+"""A subcommand that writes about 1 MB, far more than a pipe holds."""
+
+
+def test_a_reader_that_stops_early_ends_a_command_quietly() -> None:
+    """No traceback when the reader goes away, and status 1 (the output was cut short)
+    whether ``segstream`` or the subcommand meets the closed pipe (``simulate
+    --dry-run``: its events here are more than a pipe holds)."""
+    assert read_one_byte("-c", FLOOD) == (1, b"")
+    simulate = ["simulate", "--dry-run", "--shops-per-kind", "1", "--customers", "20"]
+    assert read_one_byte("-m", "segstream", *simulate, "--days", "60") == (1, b"")
+
+
 def test_an_erasure_request_is_a_valid_event_of_the_contract() -> None:
     from datetime import UTC, datetime
 
-    from segstream.core.contracts import parse_event
-    from segstream.core.events import CustomerErased
+    from segstream.domain.contracts import parse_event
+    from segstream.domain.events import CustomerErased
     from segstream.tools.publish import encode
 
     now = datetime(2026, 3, 1, 12, tzinfo=UTC)

@@ -2,8 +2,9 @@
 
 README.md is the front door (at most 12 KB); the rest lives in ``docs/``. Settings are
 documented in docs/configuration.md (its table rendered from the code), routes in
-docs/api.md; every relative link in README.md and docs/*.md reaches an existing file and, for
-``#anchor`` links into Markdown, a heading.
+docs/api.md; every relative link in README.md and docs/ (design notes included) reaches an
+existing file and, for ``#anchor`` links into Markdown, a heading. The design notes that
+module docstrings point to exist and are indexed in docs/design/README.md.
 """
 
 from __future__ import annotations
@@ -23,9 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIGURATION = (ROOT / "docs" / "configuration.md").read_text()
 API = (ROOT / "docs" / "api.md").read_text()
 README_LIMIT_BYTES = 12 * 1024
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINK = re.compile(r"\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^```.*?^```", re.MULTILINE | re.DOTALL)
+DESIGN_NOTE = re.compile(r"docs/design/([\w-]+\.md)")
 
 
 def test_every_setting_is_documented_with_its_default() -> None:
@@ -112,3 +114,14 @@ def test_every_relative_link_resolves(page: Path) -> None:
         assert target.exists(), f"{page.name}: {url}: no such file"
         if fragment and target.suffix == ".md":
             assert fragment in anchors(target.read_text()), f"{page.name}: {url}: no such heading"
+
+
+def test_every_design_note_pointed_to_exists_and_is_indexed() -> None:
+    design = ROOT / "docs" / "design"
+    index = (design / "README.md").read_text()
+    notes = {path.name for path in design.glob("*.md")} - {"README.md"}
+    sources = (ROOT / "service").rglob("*.py")
+    pointed = {name for path in sources for name in DESIGN_NOTE.findall(path.read_text())}
+    assert pointed, "no docstring points to docs/design/"
+    assert pointed <= notes, f"pointed to but missing: {sorted(pointed - notes)}"
+    assert notes == set(re.findall(r"\]\(([\w-]+\.md)\)", index)), "docs/design/README.md"

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from segstream.__main__ import main
-from segstream.core.contracts import EARLIEST_EVENT_TIME
+from segstream.domain.contracts import EARLIEST_EVENT_TIME
 from segstream.settings import ConfigError, Settings, load_settings, unknown_variables
 
-SUSPECT = ("", " ", "not a value", "{not json", "[]", "-1", "0", "nan", "inf", "1e999")
-SUSPECT += ("9" * 30, "x" * 300, "a b|c/d")
+SUSPECT: tuple[str, ...] = ("", " ", "not a value", "{not json", "[]", "-1", "0", "nan")
+SUSPECT += ("inf", "1e999", "9" * 30, "x" * 300, "a b|c/d")
 """Values to try on every setting (each is wrong for some settings)."""
 NEVER_ECHOED = ("a b|c/d", "x" * 300)
 """Values no message may repeat (a setting's value may be a secret)."""

@@ -19,17 +19,18 @@ from aiokafka import AIOKafkaProducer
 
 from segstream.api.bodies import definition_payload
 from segstream.api.edge import BadRequestError, NotFoundError, shown
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import MAX_DEFINITIONS, Pipeline
+from segstream.engine.pipeline import MAX_DEFINITIONS
+from segstream.engine.view import ReadView
 from segstream.segments.defined import (
     Definition,
     DefinitionError,
     check_segment_names,
     validate_definition,
 )
-from segstream.segments.defined.live import ShopDefinitions, definitions_key, model_name
+from segstream.segments.defined.live import ShopDefinitions, model_name
 from segstream.segments.defined.templates import TEMPLATES
 from segstream.settings import DEFINITIONS_ROLE, Settings
+from segstream.state.keyspace import definition_record_key, shop_partition
 from segstream.stream.kafka import connection_options
 
 PREVIEW = "preview"
@@ -62,7 +63,7 @@ class DefinitionWriter:
         """Write one record and wait until the broker has it."""
         producer = await self._started()
         partition = shop_partition(shop_id, self.settings.topic_partitions)
-        key = f"{shop_id}|{segment_id}".encode()
+        key = definition_record_key(shop_id, segment_id)
         await producer.send_and_wait(self.topic, value, key=key, partition=partition)
 
     async def _started(self) -> AIOKafkaProducer:
@@ -82,35 +83,35 @@ class DefinitionWriter:
             await producer.stop()
 
 
-def live(pipeline: Pipeline, shop_id: str) -> ShopDefinitions:
+def live(reader: ReadView, shop_id: str) -> ShopDefinitions:
     """The shop's definitions as the tables hold them (read only: no book is made)."""
-    return ShopDefinitions.load(pipeline.shops.get(definitions_key(shop_id)))
+    return reader.definitions(shop_id)
 
 
-def listing(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
+def listing(reader: ReadView, shop_id: str) -> dict[str, Any]:
     """Every live definition of the shop with its current member count."""
-    definitions = live(pipeline, shop_id)
+    definitions = live(reader, shop_id)
     return {
         "shop_id": shop_id,
         "definitions": [
-            _described(pipeline, shop_id, definitions, segment_id)
+            _described(reader, shop_id, definitions, segment_id)
             for segment_id in sorted(definitions.rules)
         ],
     }
 
 
-def one(pipeline: Pipeline, shop_id: str, segment_id: str) -> dict[str, Any]:
+def one(reader: ReadView, shop_id: str, segment_id: str) -> dict[str, Any]:
     """One live definition with its member count, or NotFoundError."""
-    definitions = live(pipeline, shop_id)
+    definitions = live(reader, shop_id)
     if segment_id not in definitions.rules:
         raise NotFoundError(f"shop {shop_id!r} defines no segment {segment_id!r}")
-    return _described(pipeline, shop_id, definitions, segment_id)
+    return _described(reader, shop_id, definitions, segment_id)
 
 
 def _described(
-    pipeline: Pipeline, shop_id: str, definitions: ShopDefinitions, segment_id: str
+    reader: ReadView, shop_id: str, definitions: ShopDefinitions, segment_id: str
 ) -> dict[str, Any]:
-    stored = pipeline.shops.get(shop_id) or {}
+    stored = reader.shop_record(shop_id) or {}
     sizes = stored.get("sizes", {}).get(model_name(segment_id), {})
     return {
         "definition": definitions.rules[segment_id].definition.to_json(),
@@ -120,7 +121,7 @@ def _described(
 
 
 async def create(
-    pipeline: Pipeline, send: Send, shop_id: str, body: bytes
+    reader: ReadView, send: Send, shop_id: str, body: bytes
 ) -> tuple[int, dict[str, Any]]:
     """Define a new segment (409 if the shop defines it already, or defines as many as it
     may: the worker would refuse it, and the write would never be applied)."""
@@ -128,7 +129,7 @@ async def create(
     segment_id = str(payload.get("segment_id", ""))
     if segment_id == PREVIEW:
         raise DefinitionError("segment_id", f"{PREVIEW!r} is reserved: it is the preview route")
-    definitions = live(pipeline, shop_id)
+    definitions = live(reader, shop_id)
     if segment_id in definitions.rules:
         raise ConflictError(
             f"shop {shop_id!r} defines {segment_id!r} already (version "
@@ -140,11 +141,11 @@ async def create(
             "delete one first"
         )
     definition = _versioned(payload, definitions.last_version(segment_id) + 1)
-    return await _write(pipeline, send, definition, 201)
+    return await _write(reader, send, definition, 201)
 
 
 async def replace(
-    pipeline: Pipeline, send: Send, shop_id: str, segment_id: str, body: bytes
+    reader: ReadView, send: Send, shop_id: str, segment_id: str, body: bytes
 ) -> tuple[int, dict[str, Any]]:
     """Replace a segment's definition with the next version (404 if not defined)."""
     payload = definition_payload(body, shop_id)
@@ -153,40 +154,40 @@ async def replace(
             f"the body defines {shown(payload.get('segment_id'))}, the path names {segment_id!r}"
         )
     payload["segment_id"] = segment_id
-    current = live(pipeline, shop_id).version(segment_id)
+    current = live(reader, shop_id).version(segment_id)
     if current is None:
         raise NotFoundError(
             f"shop {shop_id!r} defines no segment {segment_id!r}: create it with POST"
         )
-    return await _write(pipeline, send, _versioned(payload, current + 1), 200)
+    return await _write(reader, send, _versioned(payload, current + 1), 200)
 
 
 async def delete(
-    pipeline: Pipeline, send: Send, shop_id: str, segment_id: str
+    reader: ReadView, send: Send, shop_id: str, segment_id: str
 ) -> tuple[int, dict[str, Any]]:
     """Delete a segment; its members leave it."""
-    version = live(pipeline, shop_id).version(segment_id)
+    version = live(reader, shop_id).version(segment_id)
     if version is None:
         raise NotFoundError(f"shop {shop_id!r} defines no segment {segment_id!r}")
     await send(shop_id, segment_id, None)
     answer = {"shop_id": shop_id, "segment_id": segment_id, "version": version}
 
     def gone() -> bool | None:
-        return True if live(pipeline, shop_id).version(segment_id) is None else None
+        return True if live(reader, shop_id).version(segment_id) is None else None
 
     done = await applied(gone)
     return (200, {**answer, "status": "deleted"}) if done else (202, pending(answer))
 
 
 async def _write(
-    pipeline: Pipeline, send: Send, definition: Definition, status: int
+    reader: ReadView, send: Send, definition: Definition, status: int
 ) -> tuple[int, dict[str, Any]]:
     """Send the definition; ``status`` once applied, 202 when not applied in time."""
     shop_id, segment_id = definition.shop_id, definition.segment_id
     await send(shop_id, segment_id, json.dumps(definition.to_json()).encode())
 
     def outcome() -> bool | None:
-        definitions = live(pipeline, shop_id)
+        definitions = live(reader, shop_id)
         if definitions.last_version(segment_id) < definition.version:
             return None
         return definitions.version(segment_id) == definition.version and (

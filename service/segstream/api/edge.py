@@ -3,11 +3,11 @@ bodies, checked as ``deploy/openapi.json`` documents them.
 
 A path id that breaks its documented pattern is 400 before anything looks it up: a shop id
 such as ``__main__`` would otherwise reach the table keys, whose ``__`` namespace is the
-per-partition records' (:mod:`segstream.core.keys`), and an answer would echo an id no shop
+per-partition records' (:mod:`segstream.state.keyspace`), and an answer would echo an id no shop
 can have. Query integers and dates are read strictly (``int`` would take ``" 5"`` or
 ``"5_0"``, ``date.fromisoformat`` ``"20250101"``). A body is strict JSON: no NaN or
 Infinity, no number beyond the double range, no duplicate key (parsers disagree on which
-duplicate wins), as for events (:mod:`segstream.core.contracts`). Every message quotes at
+duplicate wins), as for events (:mod:`segstream.domain.contracts`). Every message quotes at
 most :data:`SHOWN_CHARS` of what the client sent, so an answer never echoes a big field.
 
 The patterns here and the document's are held together by ``tests/unit/api/test_openapi.py``.
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any
 
-from segstream.core.contracts import strict_json
+from segstream.domain.contracts import strict_json
 
 SHOWN_CHARS = 80
 """Most characters of a client's value any message quotes."""

@@ -1,9 +1,10 @@
-"""Answers to the query API's questions, from the pipeline's tables (no HTTP here).
+"""Answers to the query API's questions, from the worker's tables (no HTTP here).
 
-Every function takes the :class:`~segstream.core.pipeline.Pipeline` of the worker that owns
-the shop's partition and returns JSON-ready data, or raises :class:`NotFoundError` /
-:class:`BadRequestError` (or, for a segment definition that breaks its contract,
-:class:`~segstream.segments.defined.DefinitionError`) with a message fit for the client.
+Every function takes the :class:`~segstream.engine.view.ReadView` of the worker that owns
+the shop's partition (reads that fill none of the writer's caches) and returns JSON-ready
+data, or raises :class:`NotFoundError` / :class:`BadRequestError` (or, for a segment
+definition that breaks its contract, :class:`~segstream.segments.defined.DefinitionError`)
+with a message fit for the client.
 """
 
 from __future__ import annotations
@@ -20,11 +21,11 @@ from segstream.api.bodies import definition_payload
 from segstream.api.edge import BadRequestError as BadRequestError
 from segstream.api.edge import NotFoundError as NotFoundError
 from segstream.api.edge import json_body as json_body
-from segstream.core.customer import EPOCH_DAY, CustomerState
-from segstream.core.events import ACQUISITION_CHANNELS, format_time
-from segstream.core.features import CustomerSnapshot
-from segstream.core.keys import customer_key
-from segstream.core.pipeline import Pipeline
+from segstream.domain.customer import EPOCH_DAY, CustomerState
+from segstream.domain.events import ACQUISITION_CHANNELS, format_time
+from segstream.domain.features import CustomerSnapshot
+from segstream.engine.books import ShopBook
+from segstream.engine.view import ReadView
 from segstream.learning.lifetime import (
     MAX_WAIT_DAYS,
     LifetimeFit,
@@ -39,12 +40,7 @@ from segstream.metrics.ledger import UnknownShopError
 from segstream.metrics.windows import GRAINS, BadWindowError
 from segstream.segments import available_models, is_segment_of, segment_names_hint
 from segstream.segments.defined import check_segment_names, compile_definition, validate_definition
-from segstream.segments.defined.live import (
-    ShopDefinitions,
-    definitions_key,
-    model_name,
-    segment_of,
-)
+from segstream.segments.defined.live import model_name, segment_of
 
 MAX_PAGE = 500
 MAX_SAMPLE = 100
@@ -62,29 +58,30 @@ DIMENSION = re.compile(
 bookings is not refused: its counts are 0)."""
 
 
-def shop_now(pipeline: Pipeline, shop_id: str) -> datetime:
+def shop_now(reader: ReadView, shop_id: str) -> datetime:
     """The shop's stream time; NotFoundError for a shop this worker never saw."""
-    now = pipeline.stream_time(shop_id)
+    now = reader.stream_time(shop_id)
     if now is None:
         raise NotFoundError(f"unknown shop {shop_id!r}")
     return now
 
 
-def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, Any]:
+def customer(reader: ReadView, shop_id: str, customer_id: str) -> dict[str, Any]:
     """A customer's state, lifetimes features and segments, as of the shop's stream time."""
-    now = shop_now(pipeline, shop_id)
-    if pipeline.customers.get(customer_key(shop_id, customer_id)) is None:
+    now = shop_now(reader, shop_id)
+    state = reader.customer(shop_id, customer_id)
+    if state is None:
         raise NotFoundError(f"unknown customer {customer_id!r} of shop {shop_id!r}")
-    state = pipeline.load(shop_id, customer_id)
-    view = pipeline.view(state, now)
-    models = pipeline.book(shop_id).models
+    book = reader.book(shop_id)
+    view = reader.snapshot(book, state, now)
+    models = book.models
     return {
         "shop_id": shop_id,
         "customer_id": customer_id,
         "as_of": format_time(now),
         "segments": dict(sorted(state.segments.items())),
         "features": _features(view),
-        "lifetime": lifetime(pipeline, state, view),
+        "lifetime": lifetime(reader, state, view),
         "journey": None if (journey := journey_of(state)) is None else journey.to_json(),
         "scores": {
             name: explained
@@ -104,7 +101,7 @@ def customer(pipeline: Pipeline, shop_id: str, customer_id: str) -> dict[str, An
 
 
 def lifetime(
-    pipeline: Pipeline, state: CustomerState, view: CustomerSnapshot
+    reader: ReadView, state: CustomerState, view: CustomerSnapshot
 ) -> dict[str, Any] | None:
     """Expected orders per horizon (the churn model's, see ``segstream.learning.retention``),
     P(alive), expected next order and CLV from the shop's lifetime model (fitted by the
@@ -137,48 +134,48 @@ def _expected_orders(view: CustomerSnapshot, days: int) -> float | None:
     return None if forecast is None else forecast.expected_orders(view, days)
 
 
-def segment_sizes(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
+def segment_sizes(reader: ReadView, shop_id: str) -> dict[str, Any]:
     """Customers per segment, per model, and the human names of segments that are ids
     (clusters: ``{"cluster": {"c3": "frequent · big baskets"}}``)."""
-    now = shop_now(pipeline, shop_id)
-    book = pipeline.book(shop_id)
+    now = shop_now(reader, shop_id)
+    book = reader.book(shop_id)
     models = {model: dict(sorted(c.items())) for model, c in sorted(book.sizes.items()) if c}
     names = {}
     for model, counts in models.items():
-        labelled = {s: label for s in counts if (label := _label(pipeline, shop_id, model, s))}
+        labelled = {s: label for s in counts if (label := _label(book, model, s))}
         if labelled:
             names[model] = labelled
     return {"shop_id": shop_id, "as_of": format_time(now), "models": models, "names": names}
 
 
-def _label(pipeline: Pipeline, shop_id: str, model: str, segment: str) -> str | None:
+def _label(book: ShopBook, model: str, segment: str) -> str | None:
     """The human name a model gives one of its segments (None: the segment names itself)."""
-    found = pipeline.book(shop_id).models.get(model)
+    found = book.models.get(model)
     return None if found is None else found.label(segment)
 
 
 def segment_members(
-    pipeline: Pipeline, shop_id: str, model: str, segment: str, query: Mapping[str, str]
+    reader: ReadView, shop_id: str, model: str, segment: str, query: Mapping[str, str]
 ) -> dict[str, Any]:
     """One page of the customers in a segment, ordered by customer id; a model the shop
     does not have, or a segment its model cannot name, is :class:`NotFoundError`."""
-    shop_now(pipeline, shop_id)
+    shop_now(reader, shop_id)
     limit, offset = paging(query)
-    book = pipeline.book(shop_id)
+    book = reader.book(shop_id)
     known = [*book.models, *(model_name(segment) for segment in sorted(book.definitions.rules))]
     if model not in known:
         raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
     check_segment(model, segment)
     members = [
         state.customer_id
-        for state in pipeline.shop_customers(shop_id)
+        for state in reader.customers(shop_id)
         if state.segments.get(model) == segment
     ]
     return {
         "shop_id": shop_id,
         "model": model,
         "segment": segment,
-        "name": _label(pipeline, shop_id, model, segment),
+        "name": _label(book, model, segment),
         "total": len(members),
         "limit": limit,
         "offset": offset,
@@ -207,7 +204,7 @@ def check_segment(model: str, segment: str) -> None:
 
 
 def definition_preview(
-    pipeline: Pipeline, shop_id: str, body: bytes, query: Mapping[str, str]
+    reader: ReadView, shop_id: str, body: bytes, query: Mapping[str, str]
 ) -> dict[str, Any]:
     """How many of the shop's customers a segment definition (``body``) matches now, and
     the first ``limit`` of them by customer id.
@@ -222,21 +219,21 @@ def definition_preview(
     segment its model never assigns,
     :class:`~segstream.segments.defined.DefinitionError` (with its ``path``).
     """
-    now = shop_now(pipeline, shop_id)
+    now = shop_now(reader, shop_id)
     limit = edge.integer(query, "limit", default=20, low=0, high=MAX_SAMPLE)
     payload = definition_payload(body, shop_id)
     segment_id = payload.get("segment_id")
     if isinstance(segment_id, str):
-        defined = ShopDefinitions.load(pipeline.shops.get(definitions_key(shop_id)))
-        payload.setdefault("version", defined.last_version(segment_id) + 1)
+        payload.setdefault("version", reader.definitions(shop_id).last_version(segment_id) + 1)
     definition = validate_definition(payload)
     check_segment_names(definition)
     rule = compile_definition(definition)
     customers = matching = 0
     sample: list[str] = []
-    for state in pipeline.shop_customers(shop_id):  # in customer-id order
+    book = reader.book(shop_id)
+    for state in reader.customers(shop_id):  # in customer-id order
         customers += 1
-        if rule(state, pipeline.view(state, now)):
+        if rule(state, reader.snapshot(book, state, now)):
             matching += 1
             if len(sample) < limit:
                 sample.append(state.customer_id)
@@ -251,11 +248,11 @@ def definition_preview(
     }
 
 
-def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+def window_metrics(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
     """Churn, retention and MRR metrics of one window (``grain``, ``start``, ``dimension``);
     a window after the shop's stream day or older than the kept history is
     :class:`NotFoundError` (no such window is kept)."""
-    now = shop_now(pipeline, shop_id)
+    now = shop_now(reader, shop_id)
     grain = edge.choice(query, "grain", "month", GRAINS)
     start = edge.day(query, "start") or now.date()
     dimension = query.get("dimension", "all")
@@ -266,7 +263,7 @@ def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -
             " interval:<value>"
         )
     try:
-        window = pipeline.ledger.window(shop_id, grain, start, dimension)
+        window = reader.window(shop_id, grain, start, dimension)
     except (BadWindowError, OverflowError) as error:  # grain is checked: out of range
         raise NotFoundError(f"no such window kept: {error}") from None
     except UnknownShopError as error:
@@ -274,15 +271,15 @@ def window_metrics(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -
     return {"shop_id": shop_id, "grain": grain, **window.to_json()}
 
 
-def cohorts(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+def cohorts(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
     """Signup-month cohort retention table (customers and MRR by months since signup) of
     the last ``months`` months, or of as many as the kept history holds (``months`` in the
     answer is the number shown)."""
-    shop_now(pipeline, shop_id)
+    shop_now(reader, shop_id)
     asked = edge.integer(query, "months", default=12, low=1, high=MAX_MONTHS)
     for months in range(asked, 0, -1):  # the ledger refuses a table older than it keeps
         try:
-            rows = pipeline.ledger.cohort_table(shop_id, months)
+            rows = reader.cohort_table(shop_id, months)
         except BadWindowError:
             continue
         except UnknownShopError as error:
@@ -291,18 +288,18 @@ def cohorts(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[
     raise NotFoundError(f"shop {shop_id!r} keeps no cohort month")
 
 
-def journey(pipeline: Pipeline, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+def journey(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
     """The journey funnel of the cohorts that became aware in each of the last ``months``
     months (the current one included): per month, per acquisition channel and in all;
     ``channel`` keeps one channel's customers only."""
-    now = shop_now(pipeline, shop_id)
+    now = shop_now(reader, shop_id)
     months = edge.integer(query, "months", default=12, low=1, high=MAX_MONTHS)
     channel = query.get("channel")
     if channel is not None and channel not in (*ACQUISITION_CHANNELS, UNKNOWN_CHANNEL):
         known = ", ".join((*ACQUISITION_CHANNELS, UNKNOWN_CHANNEL))
         raise BadRequestError(f"channel must be one of {known}, got {edge.shown(channel)}")
     shown = _months_back(now.date(), months)
-    kept = pipeline.book(shop_id).funnel.months
+    kept = reader.book(shop_id).funnel.months
     rows = [
         (month, name, counts)
         for month in shown
@@ -339,18 +336,18 @@ def _months_back(today: date, months: int) -> list[str]:
     return [f"{n // 12:04d}-{n % 12 + 1:02d}" for n in range(index - months + 1, index + 1)]
 
 
-def model_quality(pipeline: Pipeline, shop_id: str) -> dict[str, Any]:
+def model_quality(reader: ReadView, shop_id: str) -> dict[str, Any]:
     """Progressive-validation quality and size of each learned model of the shop."""
-    shop_now(pipeline, shop_id)
-    return {"shop_id": shop_id, "models": model_reports(pipeline, shop_id)}
+    shop_now(reader, shop_id)
+    return {"shop_id": shop_id, "models": model_reports(reader, shop_id)}
 
 
-def model_reports(pipeline: Pipeline, shop_id: str) -> dict[str, dict[str, Any]]:
+def model_reports(reader: ReadView, shop_id: str) -> dict[str, dict[str, Any]]:
     """``{model: {"quality": {...}, "size_bytes": n}}`` for the shop's models that report
     either (the API and the Prometheus gauges read the same figures)."""
     reports: dict[str, dict[str, Any]] = {}
-    sizes = pipeline.checkpoints.sizes(shop_id)
-    for name, model in pipeline.book(shop_id).models.items():
+    sizes = reader.model_sizes(shop_id)
+    for name, model in reader.book(shop_id).models.items():
         quality = model.quality()
         if quality:
             reports[name] = {"quality": _as_dict(quality), "size_bytes": sizes.get(name)}

@@ -14,7 +14,7 @@ is JSON, including the web server's own (unknown route 404, wrong method 405 wit
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,15 +29,16 @@ from segstream.api import definitions, edge, experiments, queries
 from segstream.api.access import Access
 from segstream.api.definitions import DefinitionWriter
 from segstream.api.document import SPEC_PATH
-from segstream.core.events import Order
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Pipeline
+from segstream.domain.events import Order
+from segstream.engine.view import ReadView
 from segstream.experiments import ExperimentError
 from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
 from segstream.segments.defined import DefinitionError
 from segstream.settings import Settings
-from segstream.stream.wiring import Stall, Wiring
+from segstream.state.keyspace import shop_partition
+from segstream.stream.stalls import Stall
+from segstream.stream.wiring import Wiring
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 """Prometheus text format (aiohttp adds the charset itself)."""
@@ -61,14 +62,14 @@ SHOP_VIEWS: dict[str, Answer] = {
     "/shops/{shop_id}/journey": lambda p, q, shop_id: queries.journey(p, shop_id, q),
     "/shops/{shop_id}/models": lambda p, q, shop_id: queries.model_quality(p, shop_id),
 }
-"""GET views: ``(pipeline, query, **path parameters) -> answer``."""
+"""GET views: ``(reader, query, **path parameters) -> answer``."""
 
 SHOP_POSTS: dict[str, Answer] = {
     "/shops/{shop_id}/definitions/preview": lambda p, q, body, shop_id: queries.definition_preview(
         p, shop_id, body, q
     ),
 }
-"""POST views: ``(pipeline, query, body, **path parameters) -> answer`` (body: bytes)."""
+"""POST views: ``(reader, query, body, **path parameters) -> answer`` (body: bytes)."""
 
 Write = Callable[..., Awaitable[tuple[int, dict[str, Any]]]]
 DEFINITIONS: dict[str, dict[str, Write]] = {
@@ -103,7 +104,7 @@ DEFINITIONS: dict[str, dict[str, Write]] = {
         ),
     },
 }
-"""Definition views by method: ``(pipeline, writer, body, **path parameters) -> (status,
+"""Definition views by method: ``(reader, writer, body, **path parameters) -> (status,
 answer)``, awaited (writes wait for the worker to apply them)."""
 
 
@@ -117,16 +118,20 @@ def serving(app: faust.App) -> bool:
     return recovered and not app.rebalancing and not app.in_recovery
 
 
-def readiness(app: faust.App, stalls: Mapping[int, Stall]) -> dict[str, Any]:
-    """Ready means: the tables may be read (:func:`serving`), and no partition is stalled
-    (each stalled one is listed with its reason)."""
-    ready = serving(app) and not stalls
+def readiness(
+    app: faust.App, stalls: Mapping[int, Stall], fenced: Collection[int] = ()
+) -> dict[str, Any]:
+    """Ready means: the tables may be read (:func:`serving`), no partition is stalled
+    (each stalled one is listed with its reason), and none waits for a new assignment
+    after its producer was fenced (listed too)."""
+    ready = serving(app) and not stalls and not fenced
     telemetry.set_ready(ready)
     return {
         "ready": ready,
         "rebalancing": bool(app.rebalancing),
         "recovering": bool(app.in_recovery),
         "stalled": [{"partition": p, **stalls[p].report()} for p in sorted(stalls)],
+        "fenced": sorted(fenced),
     }
 
 
@@ -271,18 +276,18 @@ async def proxy(
 
 def register_views(wiring: Wiring, settings: Settings) -> None:
     """Declare the HTTP views on the wired app."""
-    app, pipeline = wiring.app, wiring.pipeline
+    app, reader = wiring.app, wiring.pipeline.reader  # reads that fill no write cache
     json_answers(app)
     topic = settings.topic(Order.topic_role)
     own_url = str(app.conf.canonical_url)
     route = Route(topic, settings.topic_partitions, own_url, Access.from_settings(settings))
     for path, handler in SHOP_VIEWS.items():
-        _shop_view(app, pipeline, path, handler, route)
+        _shop_view(app, reader, path, handler, route)
     for path, handler in SHOP_POSTS.items():
-        _shop_post(app, pipeline, path, handler, route)
+        _shop_post(app, reader, path, handler, route)
     writer = DefinitionWriter(settings)
     for path, methods in DEFINITIONS.items():
-        _definitions_view(app, pipeline, writer, path, methods, route)
+        _definitions_view(app, reader, writer, path, methods, route)
 
     async def close_writer(sender: Any, *args: Any, **kwargs: Any) -> None:
         await writer.close()
@@ -291,7 +296,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
 
     @app.page("/metrics")
     async def metrics(web: View, request: Request) -> Response:
-        readiness(app, wiring.runner.stalls)
+        readiness(app, wiring.runner.stalls, wiring.runner.checkpoint.fenced)
         return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
 
     @app.page("/templates")
@@ -310,7 +315,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
 
     @app.page("/ready")
     async def ready(web: View, request: Request) -> Response:
-        state = readiness(app, wiring.runner.stalls)
+        state = readiness(app, wiring.runner.stalls, wiring.runner.checkpoint.fenced)
         return web.json(state, status=200 if state["ready"] else 503)
 
 
@@ -324,26 +329,22 @@ class Route:
     access: Access
 
 
-def _shop_view(
-    app: faust.App, pipeline: Pipeline, path: str, handler: Answer, route: Route
-) -> None:
+def _shop_view(app: faust.App, reader: ReadView, path: str, handler: Answer, route: Route) -> None:
     @app.page(path)
     async def shop_view(web: View, request: Request, **params: str) -> Response:
         elsewhere = await _elsewhere(app, route, web, request, params)
         if elsewhere is not None:
             return elsewhere
-        return answer(web, lambda: handler(pipeline, request.query, **params))
+        return answer(web, lambda: handler(reader, request.query, **params))
 
 
-def _shop_post(
-    app: faust.App, pipeline: Pipeline, path: str, handler: Answer, route: Route
-) -> None:
+def _shop_post(app: faust.App, reader: ReadView, path: str, handler: Answer, route: Route) -> None:
     async def shop_post(web: View, request: Request, **params: str) -> Response:
         elsewhere = await _elsewhere(app, route, web, request, params, with_body=True)
         if elsewhere is not None:
             return elsewhere
         body = await request.read()
-        return answer(web, lambda: handler(pipeline, request.query, body, **params))
+        return answer(web, lambda: handler(reader, request.query, body, **params))
 
     # What View.from_handler does for a GET page: a view class whose ``post`` is the page.
     view = type(shop_post.__name__, (ApiView,), {"post": shop_post, "__module__": __name__})
@@ -352,7 +353,7 @@ def _shop_post(
 
 def _definitions_view(
     app: faust.App,
-    pipeline: Pipeline,
+    reader: ReadView,
     writer: DefinitionWriter,
     path: str,
     methods: dict[str, Write],
@@ -369,7 +370,7 @@ def _definitions_view(
             if elsewhere is not None:
                 return elsewhere
             body = await request.read() if with_body else b""
-            return await answer_write(web, lambda: write(pipeline, writer, body, **params))
+            return await answer_write(web, lambda: write(reader, writer, body, **params))
 
         return handle
 

@@ -2,7 +2,6 @@
 (:mod:`.readout`)."""
 
 from segstream.experiments.splits import (
-    KEY_PREFIX,
     Arm,
     Experiment,
     ExperimentError,
@@ -13,7 +12,6 @@ from segstream.experiments.splits import (
 )
 
 __all__ = [
-    "KEY_PREFIX",
     "Arm",
     "Experiment",
     "ExperimentError",

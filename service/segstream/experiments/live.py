@@ -2,8 +2,8 @@
 
 A customer is *enrolled* the first time they are in the experiment's segment while it
 runs: when they move into it, or, for the members already there when the experiment is
-defined or starts, by the enrolment pass over the shop's customers (the re-evaluation
-cursor of defined segments, :mod:`segstream.segments.defined.live`). From enrolment on,
+defined or starts, by the enrolment pass over the shop's customers (a cursor like the
+re-evaluation of defined segments', queued in the experiments record). From enrolment on,
 their orders and revenue count for their arm until the experiment ends, and the first
 time the lifecycle model calls them ``churned`` counts as their churn. The per-arm sums
 are kept in the shop's experiments record (a few numbers per arm, ``shop|experiments`` in
@@ -17,11 +17,11 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
-from segstream.core.changes import SegmentChange
-from segstream.core.customer import CustomerState
-from segstream.core.keys import shop_record_key
+from segstream.domain.changes import SegmentChange
+from segstream.domain.customer import CustomerState
 from segstream.experiments.readout import ArmFigures, compare
-from segstream.experiments.splits import KEY_PREFIX, Experiment, validate_experiment
+from segstream.experiments.splits import Experiment, validate_experiment
+from segstream.state.keyspace import EXPERIMENT_KEY_PREFIX
 
 MAX_EXPERIMENTS = 20
 """Experiments a shop may have defined at once."""
@@ -30,14 +30,17 @@ CHURNED = ("lifecycle", "churned")
 """The segment whose entry counts as an enrolled member's churn."""
 
 
-def experiments_key(shop_id: str) -> str:
-    """Key of a shop's experiments in the ``shops`` table (the shop's partition)."""
-    return shop_record_key(shop_id, "experiments")
+@dataclass(slots=True)
+class Enrolling:
+    """Enrolling the members an experiment's segment already has, for ``version`` of the
+    experiment, ``after`` the last customer id done (None: not started)."""
 
+    experiment_id: str
+    version: int
+    after: str | None = None
 
-def pass_name(experiment_id: str) -> str:
-    """The name an experiment's enrolment pass carries in the re-evaluation queue."""
-    return f"{KEY_PREFIX}{experiment_id}"
+    def to_json(self) -> dict[str, Any]:
+        return {"experiment_id": self.experiment_id, "version": self.version, "after": self.after}
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +70,8 @@ class ShopExperiments:
     experiments: dict[str, Experiment] = field(default_factory=dict)
     figures: dict[str, dict[str, ArmFigures]] = field(default_factory=dict)
     retired: dict[str, int] = field(default_factory=dict)
+    pending: list[Enrolling] = field(default_factory=list)
+    """Unfinished enrolment passes, oldest first."""
 
     @classmethod
     def load(cls, stored: dict[str, Any] | None) -> ShopExperiments:
@@ -78,10 +83,16 @@ class ShopExperiments:
             e: {arm: ArmFigures(*row) for arm, row in arms.items()}
             for e, arms in stored["figures"].items()
         }
-        return cls(experiments, figures, dict(stored["retired"]))
+        pending = [
+            Enrolling(item["experiment_id"], item["version"], item["after"])
+            for item in stored.get("pending", ())
+        ]
+        return cls(experiments, figures, dict(stored["retired"]), pending)
 
     def record(self) -> dict[str, Any]:
-        """The shop's record of experiments (see :meth:`load`)."""
+        """The shop's record of experiments (see :meth:`load`; ``pending`` only while
+        there are unfinished passes)."""
+        pending = {"pending": [item.to_json() for item in self.pending]} if self.pending else {}
         return {
             "experiments": {e: x.to_json() for e, x in self.experiments.items()},
             "figures": {
@@ -92,7 +103,22 @@ class ShopExperiments:
                 for e, arms in self.figures.items()
             },
             "retired": self.retired,
-        }
+        } | pending
+
+    def queue(self, item: Enrolling) -> None:
+        """A newer pass replaces one under way for the same experiment (started over)."""
+        self.pending = [p for p in self.pending if p.experiment_id != item.experiment_id]
+        self.pending.append(item)
+
+    def adopt(self, passes: list[tuple[str, int, str | None]]) -> None:
+        """Take over enrolment passes (name, version, cursor) queued, before experiments
+        had their own queue, with the definitions' re-evaluations (named
+        :func:`~segstream.state.keyspace.experiment_name`), ahead of any queued here."""
+        adopted = [
+            Enrolling(n.removeprefix(EXPERIMENT_KEY_PREFIX), v, after) for n, v, after in passes
+        ]
+        known = {item.experiment_id for item in self.pending}
+        self.pending = [a for a in adopted if a.experiment_id not in known] + self.pending
 
     def last_version(self, experiment_id: str) -> int:
         """The highest version the experiment ever had here (0: never defined)."""

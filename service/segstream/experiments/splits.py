@@ -16,17 +16,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from segstream.core.contracts import document_error
-from segstream.core.events import format_time, parse_time
+from segstream.domain.contracts import document_error
+from segstream.domain.events import format_time, parse_time
 from segstream.segments import available_models, is_segment_of, segment_names_hint
 from segstream.segments.defined.live import segment_of
 from segstream.segments.defined.rules import DefinitionError
 
 SCHEMA = "experiment_definition"
 SHARE_TOLERANCE = 1e-9
-KEY_PREFIX = "experiment:"
-"""Keys of experiments on the segment-definitions topic: ``<shop_id>|experiment:<id>``
-(a segment id cannot contain ``:``)."""
 
 
 class ExperimentError(DefinitionError):

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.features import CustomerSnapshot
 
 DAY_SECONDS = 86_400
 EPOCH_DAY = date(1970, 1, 1)

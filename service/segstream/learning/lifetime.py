@@ -5,7 +5,7 @@ alive a customer buys as a Poisson process of rate ``lambda ~ Gamma(r, alpha)``
 and after every purchase drops out with probability ``p ~ Beta(a, b)``. The four
 parameters are fitted per shop by maximum likelihood over its customers'
 ``(frequency, recency, T)`` (the lifetimes definitions, in days; see
-:mod:`segstream.core.features`), as ``lifetimes.BetaGeoFitter`` does: the same
+:mod:`segstream.domain.features`), as ``lifetimes.BetaGeoFitter`` does: the same
 log-likelihood, optimised over log-parameters, with its conventions (P(alive) is 1
 for a customer without repeat purchases). Per customer everything is then a
 closed formula: cheap enough to evaluate at every event.
@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.features import CustomerSnapshot
 
 optimize: Any = importlib.import_module("scipy.optimize")  # scipy ships no type hints
 special: Any = importlib.import_module("scipy.special")
@@ -65,16 +65,44 @@ class BgNbd:
     b: float
 
     def p_alive(self, frequency: int, recency: float, T: float) -> float:  # noqa: N803
-        """Probability the customer is still alive at ``T`` (1 without repeat purchases)."""
-        if frequency == 0:
+        """Probability the customer is still alive at ``T`` (1 without repeat purchases).
+        A fit whose ``a`` underflowed to 0 (no one ever drops out) or whose ``b`` did with
+        one repeat purchase (everyone drops out after it) gives the limits, 1 and 0; the
+        log of 0 raised and failed the record (a chaos run's replay, seed 571223)."""
+        if frequency == 0 or self.a <= 0.0:
             return 1.0
+        stays = self.b + frequency - 1
+        if stays <= 0.0:
+            return 0.0
         log_odds_dead = (self.r + frequency) * math.log(
             (self.alpha + T) / (self.alpha + recency)
-        ) + math.log(self.a / (self.b + frequency - 1))
-        return 1.0 / (1.0 + math.exp(log_odds_dead))
+        ) + (math.log(self.a) - math.log(stays))
+        return float(special.expit(-log_odds_dead))  # 1 / (1 + e^z) without overflow
 
     def expected_purchases(self, t: float, frequency: int, recency: float, T: float) -> float:  # noqa: N803
-        """Expected purchases in the next ``t`` days (conditional on the history; a > 1)."""
+        """Expected purchases in the next ``t`` days, conditional on the history: the paper's
+        closed formula (eq. 10), or, where a fit makes it fail numerically (``a`` near 1,
+        extreme parameters of a small shop: a 0/0, an overflow, a negative or NaN result),
+        the same expectation by quadrature (:func:`_expected_if_alive`), always finite.
+        An ``a`` that underflowed to 0 is the limit without dropout: the posterior mean
+        rate over ``t`` days."""
+        if self.a <= 0.0:
+            return (self.r + frequency) / (self.alpha + T) * t
+        try:
+            found = self._closed_expected_purchases(t, frequency, recency, T)
+        except (OverflowError, ZeroDivisionError):
+            found = math.nan
+        if math.isfinite(found) and found >= 0.0:
+            return found
+        return self.p_alive(frequency, recency, T) * _expected_if_alive(self, t, frequency, T)
+
+    def _closed_expected_purchases(
+        self,
+        t: float,
+        frequency: int,
+        recency: float,
+        T: float,  # noqa: N803
+    ) -> float:
         r, alpha, a, b, x = self.r, self.alpha, self.a, self.b, frequency
         z = t / (alpha + T + t)
         hyp = _hyp2f1(r + x, b + x, a + b + x - 1, z)
@@ -121,6 +149,26 @@ class BgNbd:
         r, alpha, a, b = self.r, self.alpha, self.a, self.b
         hyp = _hyp2f1(r, b, a + b - 1, t / (alpha + t))
         return (a + b - 1) / (a - 1) * (1.0 - math.pow(alpha / (alpha + t), r) * hyp)
+
+
+_NODES, _WEIGHTS = np.polynomial.legendre.leggauss(64)
+QUANTILES, QUANTILE_WEIGHTS = (_NODES + 1.0) / 2.0, _WEIGHTS / 2.0
+"""Gauss-Legendre nodes and weights over (0, 1): :func:`_expected_if_alive` integrates over
+the dropout probability's quantiles."""
+
+
+def _expected_if_alive(model: BgNbd, t: float, frequency: int, T: float) -> float:  # noqa: N803
+    """Expected purchases in the next ``t`` days of a customer alive at ``T``: given alive,
+    the purchase rate's posterior is ``Gamma(r + x, alpha + T)`` and the dropout's
+    ``Beta(a, b + x)``; a customer of rate ``lambda`` and dropout ``p`` buys ``(1 -
+    exp(-lambda p t)) / p`` in expectation, which over the rate is ``(1 - (s / (s + p
+    t)) ** k) / p`` (``s = alpha + T``, ``k = r + x``), bounded by ``k t / s``. That is
+    integrated over the dropout's quantiles (64 Gauss-Legendre nodes): finite for any
+    parameters, some 0.2 ms, so only the closed formula's fallback."""
+    scale, shape = model.alpha + T, model.r + frequency
+    dropout = np.maximum(special.betaincinv(model.a, model.b + frequency, QUANTILES), 1e-300)
+    bought = -np.expm1(-shape * np.log1p(dropout * t / scale)) / dropout
+    return float(np.dot(QUANTILE_WEIGHTS, bought))
 
 
 def _hyp2f1(a: float, b: float, c: float, z: float) -> float:

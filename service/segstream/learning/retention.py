@@ -2,7 +2,7 @@
 
 The churn probability is P(leaving within ``horizon`` days: no order, renewals included,
 or a cancellation asked for). Its
-features (:data:`FEATURES`, all of one :class:`~segstream.core.features.CustomerSnapshot`):
+features (:data:`FEATURES`, all of one :class:`~segstream.domain.features.CustomerSnapshot`):
 
 - ``base``: the logit of the shop's BG/NBD P(no purchase within the horizon), from its
   lifetime model (``1 - P(alive) (1 - ((alpha + T) / (alpha + T + H)) ^ (r + x))``); before the
@@ -46,8 +46,8 @@ from __future__ import annotations
 import math
 from typing import Protocol, runtime_checkable
 
-from segstream.core.customer import renewal_rule
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.customer import renewal_rule
+from segstream.domain.features import CustomerSnapshot
 from segstream.learning.labels import LapseRule
 from segstream.learning.lifetime import LifetimeFit
 from segstream.learning.logit import sigmoid

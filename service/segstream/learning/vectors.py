@@ -1,6 +1,6 @@
 """The behavioural feature vector learned models read, and the online scaler they scale it with.
 
-:func:`behaviour_vector` turns a :class:`~segstream.core.features.CustomerSnapshot` into a
+:func:`behaviour_vector` turns a :class:`~segstream.domain.features.CustomerSnapshot` into a
 plain ``{name: float}`` dict (what river models take). Counts, money and day spans
 are heavy-tailed, so they enter as ``log1p``; :func:`original_value` undoes that
 for descriptions in the shop's own units. Shares and flags enter as they are.
@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.features import CustomerSnapshot
 
 Vector = dict[str, float]
 
@@ -64,9 +64,9 @@ def behaviour_vector(customer: CustomerSnapshot) -> Vector:
     - ``subscribed``, ``cancelled`` (cancelled or cancelling), ``gift_plan``: 0/1 flags.
 
     >>> from datetime import date
-    >>> from segstream.core.customer import CustomerState
-    >>> from segstream.core.events import parse_time
-    >>> from segstream.core.features import snapshot
+    >>> from segstream.domain.customer import CustomerState
+    >>> from segstream.domain.events import parse_time
+    >>> from segstream.domain.features import snapshot
     >>> state = CustomerState("shop", "c-1", first_seen_at=parse_time("2026-01-01T00:00:00Z"),
     ...     purchase_days={date(2026, 1, 1): 10.0, date(2026, 1, 11): 30.0}, order_count=2,
     ...     total_spend=40.0, discount_order_count=1)

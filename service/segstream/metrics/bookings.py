@@ -18,7 +18,7 @@ when the window started?" without remembering customers:
   day in ``[s, e)`` is the one whose previous purchase day lies before ``s``, which
   counts every ordering customer of a window exactly once.
 
->>> from segstream.core.events import Plan, parse_time
+>>> from segstream.domain.events import Plan, parse_time
 >>> start = parse_time("2026-01-05T10:00:00Z")
 >>> state = CustomerState("shop", "c-1", signups=[start],
 ...     purchase_days={date(2026, 1, 5): 20.0, date(2026, 1, 19): 20.0},
@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, time
 from typing import Literal, get_args
 
-from segstream.core.customer import CustomerState
+from segstream.domain.customer import CustomerState
 from segstream.metrics.movements import (
     Movement,
     MovementKind,

@@ -18,8 +18,8 @@ move on. Every count follows from the customers' states alone (events may arrive
 order: a late touchpoint moves a customer to an earlier cohort), which the tests and the
 chaos harness check by recounting.
 
->>> from segstream.core.customer import CustomerState
->>> from segstream.core.events import parse_time
+>>> from segstream.domain.customer import CustomerState
+>>> from segstream.domain.events import parse_time
 >>> from datetime import date
 >>> state = CustomerState("shop", "c-1", first_touch=(parse_time("2026-01-30T10:00:00Z"), "social"),
 ...                       first_seen_at=parse_time("2026-02-02T09:00:00Z"),
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from segstream.core.customer import CustomerState, time_of
-from segstream.core.events import format_time
+from segstream.domain.customer import CustomerState, time_of
+from segstream.domain.events import format_time
 
 STAGES = ("awareness", "consideration", "purchase", "retention")
 UNKNOWN_CHANNEL = "unknown"

@@ -1,67 +1,12 @@
 """The windowed metric ledger: small per-day buckets of counters, per shop and dimension.
 
-Layout of the ``buckets`` mapping (a changelog-backed Faust table in the worker, a dict in
-tests); every value is a small JSON dict:
-
-- ``"<shop>|day|<YYYY-MM-DD>|<dimension>"``: the day's counters (signups, new /
-  reactivated / churned subscribers and their MRR, expansion and contraction MRR,
-  cancellations, orders, revenue, segment moves, and two small histograms, see below);
-  only non-zero counters are kept and an all-zero bucket is deleted;
-- ``"<shop>|total|<dimension>"``: running totals over every day ever booked: paying
-  subscribers, MRR, and customers who ever started paying (the cohort size);
-- ``"<shop>|index"``: the shop's stream day, the range of booked days, the known
-  dimensions and the ``too_late`` count.
-
-Dimensions, in event time: ``all``; ``cohort:<YYYY-MM>`` (signup month, else first
-purchase month). In processing time: ``segment:<model>=<segment>`` for every segment of
-every model; and what the customer's events say about them now (:data:`ATTRIBUTES`):
-``channel:<acquisition channel>``, ``cancel_reason:<reason>`` (of the latest cancellation),
-``plan:<plan_id>``, ``interval:<billing interval>``; and, from their enrolment on, the arm of
-every experiment they are enrolled in, ``experiment:<experiment_id>=<arm>`` (the enrolment
-moves the customer's standing after the enrolling event in; the events after it count
-there: orders, revenue, churn, MRR movements per arm).
-
-Window queries sum the day buckets of the window; start and end values are the running
-total minus the net change booked on or after the start (end) day, so they cost one read
-per day from the window start to the last booked day, and a late change to an old day
-shifts the start and end of every later window with it.
-
-Event time and lateness. The ledger books the *difference* a customer's
-:class:`~segstream.metrics.bookings.Contribution` makes before and after an event, on the
-days the bookings take effect (a cancellation's churn on its effective day, possibly in a
-later window). An event older than ``stream time - allowed_lateness_days`` is *too late*:
-it is counted (``too_late``) and its changes on closed days are *settled* on the oldest
-open day instead (:func:`_settle`): counts as they are, MRR movements as the one movement
-from the customer's MRR as booked to their MRR as it is (a late downgrade of a customer
-who has churned since books nothing; of one who still pays, one contraction). So closed
-windows never change, no window shows a negative movement, and the running totals still
-agree with the customers' states.
-
-Segments are processing-time: a segment change happens when segstream re-evaluates a
-customer, so a segment dimension books an event's changes on the shop's current day
-(settled like a too-late event's; future ones, like a pending churn, on their own day),
-under the segment the customer had *before* the event (or got with it, if it had none).
-When the segment changes, the customer's standing moves with it: ``moved_out`` of the old
-segment, ``moved_in`` to the new one, bookings still ahead follow. Attributes are the
-same with one difference: the event itself sets the attribute, so the standing moves
-first and the event's changes book under the new value (a new subscription counts under
-its plan, an upgrade's expansion under the plan upgraded to, a cancellation and its
-churn under its reason).
-
-Bookings are merged in memory until :meth:`MetricsLedger.flush` (the worker flushes once
-per batch, queries flush first), so each bucket is written at most once per batch, however
-many of the batch's events touch it. Bucket writes of one event flushed alone: with
-``D = 5 + models`` dimensions (6 once a customer has cancelled; an order-only customer
-has neither channel nor plan) and an event whose bookings fall on ``k`` distinct days
-(``k = 1`` in time order, also for a cancellation effective later; at most
-``2 + allowed_lateness_days`` for a late event), at most ``D * (k + 1)`` writes, plus
-``4 + 2a`` per model whose segment changed (``a``: days with bookings still ahead, 0 or
-1), plus 1 for the index when the shop's day, range of days, dimensions or ``too_late``
-change. With two models (``D = 7``): an order in time order costs 7 writes (no totals
-change), a first signup 15, a cancellation effective later that moves the customer to
-another lifecycle segment 19 (``tests/unit/metrics/test_ledger.py``). Once per
-shop and stream day, expired buckets (older than ``retention_days``) are deleted: at most
-one deletion per dimension and expired day.
+Keys: ``<shop>|day|<YYYY-MM-DD>|<dimension>`` (a day's non-zero counters),
+``<shop>|total|<dimension>`` (running totals) and ``<shop>|index``. Dimensions are ``all`` and
+the signup cohort in event time; segments (``segment:<model>=<segment>``), :data:`ATTRIBUTES`
+and experiment arms in processing time. The ledger books the *difference* an event makes to a
+customer's contribution, settles a too-late event's changes on the oldest open day (closed
+windows never change) and writes each bucket at most once per batch (:meth:`MetricsLedger.flush`).
+The layout, the lateness rules and the write cost per event: ``docs/design/metrics-ledger.md``.
 """
 
 from __future__ import annotations
@@ -72,8 +17,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from segstream.core.customer import CustomerState
-from segstream.core.events import Event, Order
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import Event, Order
 from segstream.metrics.bookings import (
     MOVEMENT_KINDS,
     NOWHERE,
@@ -84,65 +29,21 @@ from segstream.metrics.bookings import (
     correction,
     midnight,
 )
-from segstream.metrics.cohorts import CohortCell, CohortRow, cohort_months, month_start
-from segstream.metrics.definitions import share
-from segstream.metrics.windows import (
-    MAX_WINDOW_DAYS,
-    BadWindowError,
-    WindowMetrics,
-    next_month,
-    period_months,
-    window_bounds,
+from segstream.metrics.buckets import (
+    ALL,
+    COUNTERS,
+    NET,
+    ShopIndex,
+    accumulate,
+    add_counters,
+    cohort_dimension,
+    histogram_bin,
 )
+from segstream.metrics.cohorts import CohortRow
+from segstream.metrics.ledger_reads import LedgerReads
+from segstream.metrics.windows import MAX_WINDOW_DAYS, WindowMetrics
 from segstream.settings import Settings
-
-ALL = "all"
-COUNTERS: dict[str, tuple[str | None, str | None, str | None]] = {
-    "new": ("new_subs", "new_mrr", None),
-    "reactivation": ("reactivated_subs", "reactivation_mrr", None),
-    "expansion": ("expansions", "expansion_mrr", None),
-    "contraction": ("contractions", "contraction_mrr", None),
-    "churn": ("churned_subs", "churn_mrr", "churn_age"),
-    "signup": ("signups", None, None),
-    "cancellation": ("cancellations", None, None),
-    "orderer": (None, None, "orderers"),
-    "order": ("orders", "revenue", None),
-    "renewal": ("renewals", "renewal_revenue", None),
-    "moved_in": ("moved_in_subs", "moved_in_mrr", None),
-    "moved_out": ("moved_out_subs", "moved_out_mrr", None),
-}
-"""Per booking kind: the bucket counter it counts in, the one its amount adds to, and the
-histogram (by days since its anchor) it is counted in."""
-
-NET: dict[str, tuple[int, int]] = {
-    "new": (1, 1),
-    "reactivation": (1, 1),
-    "expansion": (0, 1),
-    "contraction": (0, -1),
-    "churn": (-1, -1),
-    "moved_in": (1, 1),
-    "moved_out": (-1, -1),
-}
-"""Per booking kind: its effect on the running paying subscribers and MRR."""
-
-OPEN_BIN = MAX_WINDOW_DAYS
-"""Histogram bin for "anchor 31 days or more before, or none": before any window start."""
-
-
-def day_key(shop_id: str, day: date, dimension: str) -> str:
-    """Key of one day bucket."""
-    return f"{shop_id}|day|{day.isoformat()}|{dimension}"
-
-
-def total_key(shop_id: str, dimension: str) -> str:
-    """Key of a dimension's running totals."""
-    return f"{shop_id}|total|{dimension}"
-
-
-def index_key(shop_id: str) -> str:
-    """Key of a shop's index entry."""
-    return f"{shop_id}|index"
-
+from segstream.state.keyspace import day_key, index_key, total_key
 
 ATTRIBUTES: dict[str, Callable[[CustomerState], str | None]] = {
     "channel": lambda state: state.acquisition_channel,
@@ -172,11 +73,6 @@ def _arm(state: CustomerState, experiment_id: str) -> str | None:
     return None if row is None else str(row[4])
 
 
-def cohort_dimension(month: str) -> str:
-    """Dimension of one signup-month cohort."""
-    return f"cohort:{month}"
-
-
 class UnknownShopError(KeyError):
     """The ledger has never seen an event of this shop."""
 
@@ -186,89 +82,6 @@ class Recorded:
     """What one :meth:`MetricsLedger.record` call did."""
 
     too_late: bool
-
-
-@dataclass(slots=True)
-class ShopIndex:
-    """A shop's stream day, range of booked days, dimensions and late-event count."""
-
-    stream_day: date | None = None
-    first_day: date | None = None
-    last_day: date | None = None
-    dimensions: set[str] = field(default_factory=set)
-    too_late: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The index entry's value."""
-        return {
-            "stream_day": None if self.stream_day is None else self.stream_day.isoformat(),
-            "first_day": None if self.first_day is None else self.first_day.isoformat(),
-            "last_day": None if self.last_day is None else self.last_day.isoformat(),
-            "dimensions": sorted(self.dimensions),
-            "too_late": self.too_late,
-        }
-
-    @classmethod
-    def from_json(cls, payload: dict[str, Any]) -> ShopIndex:
-        """Inverse of :meth:`to_json`."""
-        return cls(
-            stream_day=_day(payload["stream_day"]),
-            first_day=_day(payload["first_day"]),
-            last_day=_day(payload["last_day"]),
-            dimensions=set(payload["dimensions"]),
-            too_late=payload["too_late"],
-        )
-
-    def note_day(self, day: date) -> None:
-        """Widen the booked range to include ``day``."""
-        self.first_day = day if self.first_day is None else min(self.first_day, day)
-        self.last_day = day if self.last_day is None else max(self.last_day, day)
-
-
-def _day(value: str | None) -> date | None:
-    return None if value is None else date.fromisoformat(value)
-
-
-def histogram_bin(day: date, anchor: date | None) -> str:
-    """Days from ``anchor`` to ``day``, capped at :data:`OPEN_BIN` (also for no anchor)."""
-    if anchor is None:
-        return str(OPEN_BIN)
-    return str(min((day - anchor).days, OPEN_BIN))
-
-
-def add_counters(bucket: dict[str, Any], delta: dict[str, Any]) -> dict[str, Any]:
-    """``bucket`` plus ``delta`` (histograms by bin), without zero counters."""
-    merged: dict[str, Any] = {
-        name: dict(value) if isinstance(value, dict) else value for name, value in bucket.items()
-    }
-    for name, change in delta.items():
-        if isinstance(change, dict):
-            histogram = merged.get(name, {})
-            for bin_, count in change.items():
-                histogram[bin_] = histogram.get(bin_, 0) + count
-            merged[name] = {b: c for b, c in histogram.items() if c != 0}
-        else:
-            merged[name] = _add(merged.get(name, 0), change)
-    return {name: value for name, value in merged.items() if value not in (0, {})}
-
-
-def _accumulate(target: dict[str, Any], delta: dict[str, Any]) -> None:
-    """Add ``delta`` into ``target`` in place (histograms by bin; zeros are kept)."""
-    for name, change in delta.items():
-        if isinstance(change, dict):
-            histogram = target.setdefault(name, {})
-            for bin_, count in change.items():
-                histogram[bin_] = histogram.get(bin_, 0) + count
-        else:
-            target[name] = target.get(name, 0) + change
-
-
-def _add(value: int | float, change: int | float) -> int | float:
-    total = value + change
-    if isinstance(total, float):
-        total = round(total, 6)
-        return 0 if abs(total) < 1e-9 else total
-    return total
 
 
 class _Batch:
@@ -294,7 +107,7 @@ class _Batch:
             delta[amount] = sign * booking.amount
         if histogram is not None:
             delta[histogram] = {histogram_bin(day, booking.anchor): sign}
-        _accumulate(self.days.setdefault(day_key(self.shop_id, day, dimension), {}), delta)
+        accumulate(self.days.setdefault(day_key(self.shop_id, day, dimension), {}), delta)
         self.index.note_day(day)
         self.index.dimensions.add(dimension)
         subscribers, mrr = NET.get(booking.kind, (0, 0))
@@ -302,14 +115,14 @@ class _Batch:
             total = {"subscribers": sign * subscribers, "mrr": sign * mrr * booking.amount}
             if booking.kind == "new":
                 total["customers"] = sign
-            _accumulate(self.totals.setdefault(total_key(self.shop_id, dimension), {}), total)
+            accumulate(self.totals.setdefault(total_key(self.shop_id, dimension), {}), total)
 
     def count_customers(self, change: int, dimension: str) -> None:
         """Change the customers who ever paid in ``dimension`` without a ``new`` booking
         (see :func:`~segstream.metrics.bookings.correction`)."""
         if change:
             totals = self.totals.setdefault(total_key(self.shop_id, dimension), {})
-            _accumulate(totals, {"customers": change})
+            accumulate(totals, {"customers": change})
 
     def flush(self, buckets: MutableMapping[str, dict[str, Any]]) -> int:
         """Write the merged changes; returns the number of keys written or deleted."""
@@ -420,40 +233,12 @@ def _move(
             batch.book(booking, sign, booking.day, dimension)
 
 
-@dataclass(slots=True)
-class _Scan:
-    """Sums over the day buckets of one dimension from a window's first day on."""
-
-    flows: dict[str, Any] = field(default_factory=dict)
-    net_from_first: tuple[int, float] = (0, 0.0)
-    net_from_end: tuple[int, float] = (0, 0.0)
-    churned_start: int = 0
-    ordering_customers: int = 0
-
-
-def _net(bucket: dict[str, Any]) -> tuple[int, float]:
-    """A bucket's change of paying subscribers and MRR."""
-    subscribers = 0
-    mrr = 0.0
-    for kind, (sub_sign, mrr_sign) in NET.items():
-        counter, amount, _ = COUNTERS[kind]
-        if counter is not None:
-            subscribers += sub_sign * bucket.get(counter, 0)
-        if amount is not None:
-            mrr += mrr_sign * bucket.get(amount, 0.0)
-    return subscribers, mrr
-
-
-def _before_start(histogram: dict[str, int], age_of_start: int) -> int:
-    """Count of a histogram's entries anchored before the window start, on a day
-    ``age_of_start`` days after it."""
-    return sum(count for bin_, count in histogram.items() if int(bin_) > age_of_start)
-
-
 class MetricsLedger:
     """Windowed churn, retention and MRR metrics per shop, segment and cohort.
 
-    ``buckets`` is the mapping to keep the buckets in (see the module docstring).
+    ``buckets`` is the mapping to keep the buckets in (``docs/design/metrics-ledger.md``,
+    their format in :mod:`~segstream.metrics.buckets`). The ledger books and writes them;
+    its :attr:`reads` sum them into windows and cohort tables.
     """
 
     def __init__(
@@ -472,6 +257,8 @@ class MetricsLedger:
         self._expired = 0
         self.allowed_lateness = timedelta(days=allowed_lateness_days)
         self.retention_days = retention_days
+        self.reads = LedgerReads(buckets, retention_days)
+        """Windows and cohort tables from the stored buckets (after a :meth:`flush`)."""
 
     @classmethod
     def from_settings(
@@ -547,6 +334,13 @@ class MetricsLedger:
         self._open.clear()
         self._expired = 0
 
+    def advance(self, shop_id: str, stream_time: datetime) -> None:
+        """Move the shop's stream day to ``stream_time``'s without booking anything: an
+        event that books nothing (a prospect's touchpoint, a duplicate) or a live shop's
+        clock still moves the shop's day, and its windows must reach the day its clock
+        shows (a snapshot asks for them)."""
+        self._expired += self._advance(self._opened(shop_id), stream_time.astimezone(UTC).date())
+
     def _opened(self, shop_id: str) -> _Batch:
         batch = self._open.get(shop_id)
         if batch is None:
@@ -597,7 +391,7 @@ class MetricsLedger:
     ) -> None:
         """Book the event's changes under the customer's segment (dimension ``prefix`` +
         segment) before the event, then move the customer's standing if the segment
-        changed (see the module docstring)."""
+        changed (``docs/design/metrics-ledger.md``)."""
         home = previous if previous is not None else current
         if home is not None:
             placed.book(batch, prefix + home)
@@ -698,13 +492,7 @@ class MetricsLedger:
 
     def oldest_day(self, shop_id: str) -> date:
         """The oldest day a window may start on (older buckets are deleted)."""
-        today = self._today(self.shop_index(shop_id))
-        return today - timedelta(days=self.retention_days)
-
-    @staticmethod
-    def _today(index: ShopIndex) -> date:
-        assert index.stream_day is not None, "shop_index() checks it"
-        return index.stream_day
+        return self.reads.oldest_day(self.shop_index(shop_id))
 
     def window(
         self,
@@ -718,130 +506,9 @@ class MetricsLedger:
         :func:`~segstream.metrics.windows.window_bounds`), cut at ``as_of`` (default and
         latest: the shop's stream day). :class:`UnknownShopError`, :class:`BadWindowError`."""
         index = self.shop_index(shop_id)
-        today = self._today(index) if as_of is None else min(as_of, self._today(index))
-        first, end = window_bounds(grain, start)
-        if first > today:
-            raise BadWindowError(f"window starts {first} after the shop's stream day {today}")
-        if first < self.oldest_day(shop_id):
-            raise BadWindowError(f"window starts {first} before the oldest kept day")
-        cut = min(end, today + timedelta(days=1))
-        scan = self._scan(shop_id, dimension, first, cut, index.last_day)
-        total = self.buckets.get(total_key(shop_id, dimension), {})
-        subscribers, mrr = total.get("subscribers", 0), total.get("mrr", 0.0)
-        flows = scan.flows
-        return WindowMetrics(
-            shop_id=shop_id,
-            dimension=dimension,
-            grain=grain,
-            start=first,
-            end=cut,
-            complete=end <= today,  # the stream day is past the window: it no longer runs
-            period_months=period_months(grain, first, end),
-            subscribers_start=subscribers - scan.net_from_first[0],
-            subscribers_end=subscribers - scan.net_from_end[0],
-            mrr_start=round(mrr - scan.net_from_first[1], 6),
-            mrr_end=round(mrr - scan.net_from_end[1], 6),
-            signups=flows.get("signups", 0),
-            new_subscribers=flows.get("new_subs", 0),
-            reactivations=flows.get("reactivated_subs", 0),
-            churned_subscribers=flows.get("churned_subs", 0),
-            churned_start_subscribers=scan.churned_start,
-            cancellations=flows.get("cancellations", 0),
-            moved_in=flows.get("moved_in_subs", 0),
-            moved_out=flows.get("moved_out_subs", 0),
-            new_mrr=flows.get("new_mrr", 0.0),
-            expansion_mrr=flows.get("expansion_mrr", 0.0),
-            contraction_mrr=flows.get("contraction_mrr", 0.0),
-            churn_mrr=flows.get("churn_mrr", 0.0),
-            reactivation_mrr=flows.get("reactivation_mrr", 0.0),
-            moved_in_mrr=flows.get("moved_in_mrr", 0.0),
-            moved_out_mrr=flows.get("moved_out_mrr", 0.0),
-            orders=flows.get("orders", 0),
-            revenue=flows.get("revenue", 0.0),
-            renewals=flows.get("renewals", 0),
-            renewal_revenue=flows.get("renewal_revenue", 0.0),
-            ordering_customers=scan.ordering_customers,
-        )
-
-    def _scan(
-        self, shop_id: str, dimension: str, first: date, cut: date, last_day: date | None
-    ) -> _Scan:
-        """Sum the window ``[first, cut)`` and the net changes from ``first`` and ``cut`` on."""
-        scan = _Scan()
-        last = max(last_day or first, cut - timedelta(days=1))
-        day = first
-        while day <= last:
-            bucket = self.buckets.get(day_key(shop_id, day, dimension))
-            if bucket:
-                self._scan_day(scan, bucket, (day - first).days, day < cut)
-            day += timedelta(days=1)
-        return scan
-
-    @staticmethod
-    def _scan_day(scan: _Scan, bucket: dict[str, Any], age: int, inside: bool) -> None:
-        subscribers, mrr = _net(bucket)
-        scan.net_from_first = (scan.net_from_first[0] + subscribers, scan.net_from_first[1] + mrr)
-        if not inside:
-            scan.net_from_end = (scan.net_from_end[0] + subscribers, scan.net_from_end[1] + mrr)
-            return
-        scan.flows = add_counters(
-            scan.flows,
-            {name: value for name, value in bucket.items() if not isinstance(value, dict)},
-        )
-        scan.churned_start += _before_start(bucket.get("churn_age", {}), age)
-        scan.ordering_customers += _before_start(bucket.get("orderers", {}), age)
+        return self.reads.window(index, shop_id, grain, start, dimension, as_of)
 
     def cohort_table(self, shop_id: str, months: int) -> list[CohortRow]:
         """Signup-month cohorts of the last ``months`` months (the current one included)
         by months since signup: paying customers and MRR at each month's end."""
-        index = self.shop_index(shop_id)
-        today = self._today(index)
-        if months < 1:
-            raise BadWindowError(f"months must be at least 1, got {months}")
-        cohorts = cohort_months(today, months)
-        if next_month(month_start(cohorts[0])) < self.oldest_day(shop_id):
-            raise BadWindowError(f"{months} months reach back before the oldest kept day")
-        return [self._cohort_row(shop_id, month, today, index.last_day) for month in cohorts]
-
-    def _cohort_row(
-        self, shop_id: str, month: str, today: date, last_day: date | None
-    ) -> CohortRow:
-        dimension = cohort_dimension(month)
-        customers = self.buckets.get(total_key(shop_id, dimension), {}).get("customers", 0)
-        cuts = []
-        end = next_month(month_start(month))
-        while end <= next_month(today):
-            cuts.append(min(end, today + timedelta(days=1)))
-            end = next_month(end)
-        cells = tuple(
-            CohortCell(since_signup, subscribers, mrr, share(subscribers, customers))
-            for since_signup, (subscribers, mrr) in enumerate(
-                self._totals_before(shop_id, dimension, cuts, last_day)
-            )
-        )
-        return CohortRow(month, customers, cells)
-
-    def _totals_before(
-        self, shop_id: str, dimension: str, cuts: list[date], last_day: date | None
-    ) -> list[tuple[int, float]]:
-        """Paying subscribers and MRR at the end of the day before each of ``cuts``: the
-        running totals minus everything booked from that day on (one pass)."""
-        total = self.buckets.get(total_key(shop_id, dimension), {})
-        first = min(cuts)
-        last = max(last_day or first, max(cuts))
-        nets = []
-        day = first
-        while day <= last:
-            nets.append(_net(self.buckets.get(day_key(shop_id, day, dimension), {})))
-            day += timedelta(days=1)
-        suffix: list[tuple[int, float]] = [(0, 0.0)] * (len(nets) + 1)
-        for position in range(len(nets) - 1, -1, -1):
-            later = suffix[position + 1]
-            suffix[position] = (later[0] + nets[position][0], later[1] + nets[position][1])
-        return [
-            (
-                total.get("subscribers", 0) - suffix[(cut - first).days][0],
-                round(total.get("mrr", 0.0) - suffix[(cut - first).days][1], 6),
-            )
-            for cut in cuts
-        ]
+        return self.reads.cohort_table(self.shop_index(shop_id), shop_id, months)

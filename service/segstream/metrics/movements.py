@@ -20,7 +20,7 @@ subscriber at the start of the period" (ChartMogul's customer churn rate counts 
 subscribers at the start: a customer who paused before the period and resumed in it
 was none).
 
->>> from segstream.core.events import Plan, parse_time
+>>> from segstream.domain.events import Plan, parse_time
 >>> state = CustomerState("shop", "c-1", signups=[parse_time("2026-01-05T10:00:00Z")],
 ...     cancellations=[(parse_time("2026-01-20T08:00:00Z"), parse_time("2026-02-05T10:00:00Z"))],
 ...     plan_history=[(parse_time("2026-01-05T10:00:00Z"), Plan("p", 30.0, "EUR", "month"))])
@@ -36,8 +36,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-from segstream.core.customer import PAYING_STATUSES, CustomerState, subscription_status
-from segstream.core.events import Event
+from segstream.domain.customer import PAYING_STATUSES, CustomerState, subscription_status
+from segstream.domain.events import Event
 from segstream.metrics.mrr import plan_in_force
 
 MovementKind = Literal["new", "reactivation", "expansion", "contraction", "churn"]
@@ -159,12 +159,12 @@ class EventEffect:
 def classify(event: Event, before: CustomerState, after: CustomerState) -> EventEffect:
     """Movements ``event`` added and removed, given the state before and after applying it.
 
-    >>> from segstream.core.events import from_payload
+    >>> from segstream.domain.events import from_payload
     >>> signup = from_payload({"type": "signup", "event_id": "e1", "shop_id": "s",
     ...     "customer_id": "c", "occurred_at": "2026-03-01T09:00:00Z",
     ...     "acquisition_channel": "web",
     ...     "plan": {"plan_id": "p", "price": 60.0, "currency": "EUR", "interval": "quarter"}})
-    >>> from segstream.core.events import Plan
+    >>> from segstream.domain.events import Plan
     >>> after = CustomerState("s", "c", signups=[signup.occurred_at],
     ...     plan_history=[(signup.occurred_at, Plan("p", 60.0, "EUR", "quarter"))])
     >>> effect = classify(signup, CustomerState("s", "c"), after)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from segstream.core.customer import PAYING_STATUSES, CustomerState, subscription_status
-from segstream.core.events import Plan
+from segstream.domain.customer import PAYING_STATUSES, CustomerState, subscription_status
+from segstream.domain.events import Plan
 
 PAYMENTS_PER_YEAR: dict[str, int] = {"week": 52, "month": 12, "quarter": 4, "year": 1}
 """How often a plan of each billing interval is paid in a year."""
@@ -45,7 +45,7 @@ def plan_in_force(state: CustomerState, at: datetime) -> float:
     """MRR of the plan in force at ``at``: the latest one taken on at or before it (before
     the first plan change: the first plan).
 
-    >>> from segstream.core.events import parse_time
+    >>> from segstream.domain.events import parse_time
     >>> state = CustomerState("shop", "c-1", plan_history=[
     ...     (parse_time("2026-01-01T00:00:00Z"), Plan("a", 12.0, "EUR", "month")),
     ...     (parse_time("2026-03-01T00:00:00Z"), Plan("b", 60.0, "EUR", "quarter"))])
@@ -65,7 +65,7 @@ def plan_in_force(state: CustomerState, at: datetime) -> float:
 def customer_mrr(state: CustomerState, at: datetime) -> float:
     """The customer's MRR at ``at``: the plan in force while the subscription pays.
 
-    >>> from segstream.core.events import parse_time
+    >>> from segstream.domain.events import parse_time
     >>> start = parse_time("2026-01-01T00:00:00Z")
     >>> state = CustomerState("shop", "c-1", signups=[start],
     ...                       plan_history=[(start, Plan("p", 12.0, "EUR", "month"))])

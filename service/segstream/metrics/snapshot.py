@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from segstream.core.events import format_time
+from segstream.domain.events import format_time
 from segstream.metrics.ledger import MetricsLedger
 from segstream.metrics.windows import WindowMetrics
 

@@ -66,6 +66,13 @@ RECORDS_REFETCHED = Counter(
     "(read again from the committed offsets once recovery has ended).",
     registry=REGISTRY,
 )
+INPUT_REFETCHES = Counter(
+    "segstream_input_refetches_total",
+    "Times an owned input partition was sought back to its committed offsets because one "
+    "of its topics stayed behind with its committed offset standing still (records a "
+    "consumer dropped at the tail, where no later record reveals the gap).",
+    registry=REGISTRY,
+)
 OUTPUT_SCHEMA_FAILURES = Counter(
     "segstream_output_schema_failures_total",
     "Outputs segstream made that break their own schema in schemas/ (a bug, never the "
@@ -81,7 +88,7 @@ OUTPUTS = (
     "dead_letter",
     "metrics_snapshot",
 )
-"""Output kinds (``segstream.core.contracts.OutputSchema``): their failure series start at 0,
+"""Output kinds (``segstream.domain.contracts.OutputSchema``): their failure series start at 0,
 so an alert on ``increase`` sees the first failure."""
 for _output in OUTPUTS:
     OUTPUT_SCHEMA_FAILURES.labels(output=_output)
@@ -191,7 +198,7 @@ def count_output_schema_failure(output: str) -> None:
 
 
 def set_ready(ready: bool) -> None:
-    """Record the worker's readiness (see ``segstream.stream.wiring.readiness``)."""
+    """Record the worker's readiness (see ``segstream.api.routes.readiness``)."""
     WORKER_READY.set(1 if ready else 0)
 
 

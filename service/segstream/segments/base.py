@@ -1,6 +1,6 @@
 """The one protocol every segment model implements, with every hook the pipeline calls.
 
-A model belongs to one shop. It reads a :class:`~segstream.core.features.CustomerSnapshot`
+A model belongs to one shop. It reads a :class:`~segstream.domain.features.CustomerSnapshot`
 and names the customer's segment. ``learn`` lets a model take in a customer's latest
 snapshot before assigning (rules ignore it; RFM keeps the shop's distribution; learned
 models update online). A model's own state stays small whatever the shop's size: what it
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.features import CustomerSnapshot
 from segstream.settings import Settings
 
 QUIET_LADDER_DAYS = (7, 14, 30, 60, 90, 180, 365)
@@ -33,6 +33,10 @@ class SegmentModel(Protocol):
     """A per-shop segmentation: ``learn`` from a snapshot, ``assign`` a segment name."""
 
     name: ClassVar[str]
+    summary: ClassVar[str]
+    """What the model is, in a clause (the API's ``ModelName``, the rules' field catalogue)."""
+    segment_description: ClassVar[str]
+    """What a customer's segment in this model says, in sentences (the API's ``Segments``)."""
     segment_names: ClassVar[dict[str, Any]]
     """The names ``assign`` can give, as a JSON Schema: ``{"enum": [...]}``, or for
     open-ended names ``{"pattern": "^...$"}`` (the API refuses any other name for the
@@ -100,7 +104,7 @@ class SegmentModel(Protocol):
         """Whether the model wants every customer of the shop looked at since the last
         call (it retired a segment some carry, or can place customers it could not): the
         pipeline then evaluates this model alone for each of them, as a review, in steps
-        (:meth:`segstream.core.pipeline.Pipeline.reevaluate`)."""
+        (:meth:`segstream.engine.pipeline.Pipeline.reevaluate`)."""
         ...
 
 

@@ -2,34 +2,13 @@
 ``horizon_days``: places no order (renewals included), or asks to cancel, learned online
 from the shop's own stream.
 
-Every customer who has bought has one, also those the lifecycle model calls churned: for
-them it is the chance they stay gone (the win-back list). It is a calibrated logistic
-layer (:class:`~segstream.learning.logit.OnlineLogit`: a Newton step per example, no
-learning rate to tune) over a few features (:mod:`segstream.learning.retention`), the first
-of which is the shop's BG/NBD probability of the same event, so a model that has learned
-nothing answers BG/NBD's probability and learning corrects it: towards recency where
-BG/NBD's one-time buyers all look alike, towards the plan where renewals are not a Poisson
-process.
-
-Labels come from the stream (:mod:`segstream.learning.labels`): every
-SNAPSHOT_EVERY_DAYS each customer's features and the probability published then are kept
-(on a grid of days of their own, whether they are active or quiet), and once
-``horizon_days`` have passed the snapshot is labelled left or not by whether an order came
-and whether a cancellation was asked for (the windows overlap: each example counts
-``SNAPSHOT_EVERY_DAYS / horizon_days`` in the fit). Each settled snapshot is first scored with the
-probability published when it was taken (progressive validation,
-:class:`~segstream.learning.quality.ChurnQuality`: what ``GET /shops/{shop}/models``
-shows; its AUC ranks customers only against others predicted within a week of them, as
-a holdout does at one moment, and it fades over QUALITY_TAU_DAYS), then learned.
-
-Small shops borrow strength: the published probability is
-``w * shop + (1 - w) * prior`` with ``w = min(1, windows / prior_weight_examples)`` (windows:
-the labelled snapshots / the overlap, as many independent windows as they are worth),
-the prior being the model shared by the shops of a Kafka partition
-(:meth:`ChurnRiskModel.attach_prior`; it learns every shop's settled examples).
-
-Segments are risk bands: ``low`` below 0.2, ``medium`` below 0.5, ``high`` above
-(configurable; a band is left only ``band_margin`` past its edge).
+A calibrated logistic layer (:class:`~segstream.learning.logit.OnlineLogit`) over
+:mod:`segstream.learning.retention`'s features, the first of which is the shop's BG/NBD
+probability, so a model that has learned nothing answers BG/NBD's; labels are the stream's own
+snapshots once their horizon has passed (:mod:`segstream.learning.labels`), each scored before
+it is learned (progressive validation); small shops lean on their partition's shared prior.
+Segments are risk bands (``low``, ``medium``, ``high``). Why, and the figures behind the
+constants: ``docs/design/churn-risk.md``.
 """
 
 from __future__ import annotations
@@ -38,7 +17,7 @@ import math
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.features import CustomerSnapshot
 from segstream.learning import retention
 from segstream.learning.labels import DAY_SECONDS, Example, Labeller, LapseRule, Pending
 from segstream.learning.logit import OnlineLogit
@@ -75,19 +54,12 @@ PRECISIONS = tuple(
 MIN_EXPECTED = 20.0
 """Expected orders the settled windows must add up to before ``orders_came`` says anything."""
 SNAPSHOT_EVERY_DAYS = 10
-"""Days between a customer's snapshots: windows overlap (nine wait at once at a 90-day
-horizon), so a shop has labels nine times as soon as with one per horizon (at one per
-horizon, the simulator's 150-customer shops had some 70 labels by September; a large
-shop reaches ``max_pending`` and samples customers instead)."""
+"""Days between a customer's snapshots: the windows overlap, so labels come nine times as
+soon as with one per horizon (``docs/design/churn-risk.md``)."""
 QUALITY_TAU_DAYS = 15.0
 """Days over which the progressive validation fades (a prediction made 15 days before the
-latest settled one counts 1/e as much): the figures describe the model as it is now, not
-as it started. Short, because the freshest graded prediction is already a horizon old and
-a shop's ranking quality drifts meanwhile: on CDNOW's single cohort the holdout AUC rose
-from 0.683 (cut 1997-04-01) to 0.752 (06-30) and 0.794 (09-30). At 30 days (and pairs
-of any days) ``/models`` read 0.099 and 0.083 below the holdouts of the 09-30 and 06-30
-cuts; at 15 days (pairs within a week) 0.071 and 0.079, and 0.029 and 0.010 below the
-holdouts of the moments it grades (07-02 and 04-01). Simulator shops: within 0.021."""
+latest settled one counts 1/e as much), so the figures describe the model as it is now;
+why 15 and not 30: ``docs/design/churn-risk.md``."""
 ORDERS_TAU_DAYS = 30.0
 """Days over which the check of the expected orders (``orders_came``) fades."""
 
@@ -96,6 +68,15 @@ class ChurnRiskModel(ModelHooks):
     """Per-shop online churn probability with delayed, leak-free labels (module docstring)."""
 
     name: ClassVar[str] = "churn_risk"
+    summary: ClassVar[str] = (
+        "band of the learned probability of leaving (no order, renewals included, or a "
+        "cancellation asked for) within 90 days (SEGSTREAM_CHURN_HORIZON_DAYS)"
+    )
+    segment_description: ClassVar[str] = (
+        "Band of the predicted probability of leaving within the horizon (no order, "
+        "renewals included, or a cancellation asked for) (90 days by default): low below "
+        "0.2, medium below 0.5, high from 0.5 (configurable)."
+    )
     segment_names: ClassVar[dict[str, Any]] = {"enum": list(BANDS)}
     uses_partition_prior: ClassVar[bool] = True
 

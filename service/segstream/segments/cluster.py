@@ -1,130 +1,52 @@
 """Learned segments: at most ``max_clusters`` groups of a shop's customers who buy alike,
 each with a stable id and a name an owner can read.
 
-**What a cluster is made of** (:func:`buying_row`): repeat days, basket, total spend, span
-from first to last order, repeats per month, discount and renewal shares, subscribed /
-cancelled / gift plan. All change only with the customer's own events: time passing never
-moves a customer (lifecycle and churn risk tell who is quiet). The model before issue 25
-also clustered on tenure and per-month rates, which grow or fall with every quiet day, so
-its reviews moved quiet customers: on CDNOW 72-77 % of quiet customers kept their cluster
-over 30 days, 56 % on the full log.
-
-**State.** Each customer's memory holds their row and their cluster (44 bytes); the model
-keeps count, sums and sums of squares per cluster and for the shop
-(:class:`~segstream.learning.kmeans.Tally`), taking a row out when it changes. A centre is
-its members' mean, the scaling the shop's customers' spread: a cluster moves only as its
-members change, so its name stays true. (An online k-means whose centres follow every
-event drifts with the flow of events: on CDNOW, after the first quarter only repeat buyers
-send events, and the one-off buyers ended 6 standard deviations from such a fading
-"average", with six of eight clusters carved out of them.)
-
-**Placing.** At their own event a customer goes to the nearest cluster, but leaves their
-own only for one ``switch_margin`` nearer. A review (no event of theirs) keeps a placed
-customer where they are. The first clusters are seeded from the first ``warmup`` rows
-(k-means++ and Lloyd rounds, the try with the most groups of ``evidence`` rows); a shop
-gathering under half that per 30 days gets provisional ones from what it has, seeded again
-at ``warmup``. Seeding asks the pipeline for a pass that places everyone (see
-:meth:`ClusterModel.drain_pass_request`).
-
-**New groups.** A customer far from every cluster (``respawn_factor`` typical distances, or
-:data:`FAR_ON_ONE_FEATURE` shop standard deviations on one feature) is an outlier of the
-nearest: carried there, not counted in its mean. Once ``evidence`` such customers lie close
-together they start a cluster, on probation until it has ``min_group_customers`` members
-(retired if it has not after ``patience`` rows), in a free place or one freed by merging
-the two closest clusters or retiring the smallest with too few members to be announced;
-the pass moves the outliers near it (the simulator's holiday gifters in November).
-
-**Retiring.** A formed cluster that shrank below half the size a group needs, a failed
-probation, the smaller of two clusters closer than ``merge_factor`` typical distances,
-provisional clusters at the second seeding. Its id is never used again; the pipeline's pass
-moves its members (cause ``model``); its name stays known for those changes.
-
-**Names** (:func:`traits`): up to three words for the features where the centre lies
-furthest from the shop's average (0.5 standard deviations; "very" from 1.5), the same
-words in another order counting as the same name (then a fourth word, then a number). A
-name is kept while its words still hold (0.3 and 1.0 standard deviations): over CDNOW's
-nine months 5-6 renames, nearly all in the first weeks.
-
-Measured with ``python -m bench.quality`` (figures and the before/after table in
-``bench/README.md``, Quality); the variants tried on the same histories, in order:
-
-=======================================================  ============  ===========  =========
-variant                                                  CDNOW ids     CDNOW        simulator
-                                                         ever (paper)  stability    ARI
-=======================================================  ============  ===========  =========
-before (online k-means, 12 centres, time-drifting)       19            0.77         0.74
-the same, 8 centres, these features, reviews keep        8             1.00         0.71
-centres with MacQueen rates, fading scaler               9-20          0.99         0.82-0.88
-exact member means (this), a far customer alone starts   10-11         0.96-0.98    0.86
-  a cluster in a free place
-outliers, groups of five start a cluster (this)          8-9           0.98-0.99    0.76-0.83
-=======================================================  ============  ===========  =========
-
-Known limit: nothing splits a cluster. A group that only sets itself apart after seeding
-stays with the cluster it was seeded in (the coffee shop's loyal and occasional subscribers
-look alike at their first order): in-process replays of the learning test's coffee shop,
-topics interleaved within weeks, scored ARI 0.56-0.88.
-
-A checkpoint of the model before issue 25 loads as a fresh model whose ids continue after
-the old ones (:meth:`ClusterModel.__setstate__`).
+A customer's row (:func:`buying_row`) changes only with their own events, so time alone never
+moves anyone; a centre is its members' exact mean (:class:`~segstream.learning.kmeans.Tally`),
+so a cluster moves only as its members change and its name (:func:`traits`) stays true. Far
+customers wait as outliers until enough lie close together to start a cluster of their own.
+The model answers the hooks and places customers; its collaborators keep the rest: the
+online k-means state (:mod:`~segstream.segments.cluster_space`), the names
+(:mod:`~segstream.segments.cluster_names`) and which clusters live: seeding, new groups,
+merges and dissolution (:mod:`~segstream.segments.cluster_roster`). Why this design, the
+variants measured against it and its known limit: ``docs/design/clusters.md``.
 """
 
 from __future__ import annotations
 
 import math
-import random
-import re
-import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, ClassVar, NamedTuple, Self
+from typing import Any, ClassVar, Self, TypeVar
 
-from segstream.core.features import CustomerSnapshot
-from segstream.learning.kmeans import Row, Tally, groups, squared_distance
+from segstream.domain.features import CustomerSnapshot
+from segstream.learning.kmeans import Row
 from segstream.learning.quality import ClusterQuality, FadingMean
 from segstream.segments.base import ModelHooks
+from segstream.segments.cluster_names import ClusterNames, traits
+from segstream.segments.cluster_roster import SMALL_SHOP, ClusterConfig, ClusterRoster
+from segstream.segments.cluster_space import (
+    FEATURES,
+    MEMORY,
+    ClusterSpace,
+    Kept,
+    buying_row,
+    kept_of,
+)
 from segstream.settings import Settings
 
-FEATURES = (
-    "repeat_days",
-    "mean_order_value",
-    "total_spend",
-    "span_days",
-    "repeats_per_month",
-    "discount_share",
-    "renewal_share",
-    "subscribed",
-    "cancelled",
-    "gift_plan",
-)
-"""What a cluster is made of, in this order (see :func:`buying_row`)."""
-LOGGED = frozenset(FEATURES[:5])
-"""Features that enter as ``log1p`` of their value (counts, money, days: heavy-tailed)."""
-WIDTH = len(FEATURES)
-
-WORDS: dict[str, tuple[str | None, str | None]] = {
-    "repeat_days": ("frequent", "one-off"),
-    "mean_order_value": ("big baskets", "small baskets"),
-    "total_spend": ("high spend", "low spend"),
-    "span_days": ("long-standing", None),
-    "repeats_per_month": ("fast cadence", "slow cadence"),
-    "discount_share": ("discount-driven", "full price"),
-    "renewal_share": ("subscription boxes", "no boxes"),
-    "subscribed": ("subscribed", "not subscribed"),
-    "cancelled": ("cancelled", None),
-    "gift_plan": ("gift plan", None),
-}
-"""Words for a centre above / below the shop's average on each feature (None: say nothing)."""
-SUPPRESSES = {"one-off": "slow cadence"}
-"""A word that silences another (a one-off buyer has no cadence to speak of)."""
-PLAIN = frozenset({"one-off"})
-"""Words that take no "very"."""
-NUMBERED = re.compile(r" [0-9]+$")
-"""The number that tells apart two clusters the same words describe."""
-SMALL_SHOP = timedelta(days=30)
-"""How long a shop that has not reached ``warmup`` rows waits before it is clustered
-with what it has (see :meth:`ClusterModel._seed_if_due`)."""
+__all__ = [
+    "FEATURES",
+    "MEMORY",
+    "MODEL",
+    "SMALL_SHOP",
+    "ClusterModel",
+    "GroupFormed",
+    "StableIds",
+    "buying_row",
+    "traits",
+]
 FAR_ON_ONE_FEATURE = 4.0
 """Standard deviations of the shop on one feature by which a customer differs from even
 the nearest cluster's centre to count as far from it (a new flag, such as a gift plan,
@@ -132,29 +54,7 @@ sets a new group apart on one feature, and the more of them come the smaller the
 deviation in the shop's units gets)."""
 REVIEW_UNPLACED = timedelta(days=7)
 """How soon a customer the model could not place yet (it warms up) is looked at again."""
-GONE_NAMES = 64
-"""Names of retired clusters remembered (for the changes that move their last members)."""
-PRIOR_WEIGHT = 1.0
-"""A cluster's centre is its members' mean with its first position counted as this many
-members: a cluster that lost every member stays where it was."""
-MEMORY = struct.Struct(f"<i{WIDTH}f")
-"""A customer's memory: the cluster their row counts in (-1: none yet) and the row, as
-float32 (44 bytes), so it can be taken out exactly when it changes."""
-EPSILON = 1e-9
-
-
-class Kept(NamedTuple):
-    """What a customer's memory says: their cluster, the row, and whether the row counts in
-    the cluster's mean (not for an outlier: a customer far from every cluster)."""
-
-    cluster_id: int | None
-    row: Row
-    counted: bool = True
-
-    def packed(self) -> bytes:
-        """The memory this is read from (see :data:`MEMORY`)."""
-        code = -1 if self.cluster_id is None else self.cluster_id
-        return MEMORY.pack(code if self.counted else -2 - code, *self.row)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,73 +69,33 @@ class GroupFormed:
     at: datetime
 
 
-def buying_row(customer: CustomerSnapshot) -> Row:
-    """How a customer buys, from their own events only (time passing changes nothing), in
-    :data:`FEATURES` order and float32 precision (as their memory keeps it):
-
-    - ``repeat_days`` (lifetimes' frequency), ``mean_order_value``, ``total_spend``;
-    - ``span_days``: first to last purchase day (lifetimes' recency);
-    - ``repeats_per_month``: repeat days per 30 days of that span (at least 30);
-    - ``discount_share``, ``renewal_share`` of orders; ``subscribed``, ``cancelled``
-      (cancelled or cancelling), ``gift_plan``: 0/1.
-    """
-    orders = max(customer.order_count, 1)
-    logged = (
-        float(customer.frequency),
-        customer.total_spend / orders,
-        customer.total_spend,
-        customer.recency,
-        customer.frequency / max(customer.recency, 30.0) * 30.0,
-    )
-    row = (
-        *(math.log1p(max(value, 0.0)) for value in logged),
-        customer.discount_order_count / orders,
-        customer.renewal_count / orders,
-        float(customer.subscription == "active"),
-        float(customer.subscription in ("cancelling", "cancelled")),
-        float(customer.plan_tier == "gift"),
-    )
-    return MEMORY.unpack(MEMORY.pack(-1, *row))[1:]
-
-
-def traits(
-    centre: Mapping[str, float],
-    words: int = 3,
-    threshold: float = 0.5,
-    strong: float = 1.5,
-) -> list[str]:
-    """Up to ``words`` words for the features where a scaled centre is furthest from the
-    shop's average, "very" where it is ``strong`` standard deviations or more.
-
-    >>> traits({"repeat_days": 1.6, "total_spend": 0.8, "span_days": 0.1})
-    ['very frequent', 'high spend']
-    >>> traits({"repeat_days": -1.2, "repeats_per_month": -1.6})
-    ['one-off']
-    """
-    ranked = sorted(centre.items(), key=lambda item: (-abs(item[1]), item[0]))
-    candidates = []
-    for feature, z in ranked:
-        if abs(z) < threshold:
-            break
-        above, below = WORDS.get(feature, (None, None))
-        word = above if z > 0 else below
-        if word is not None:
-            very = abs(z) >= strong and feature in LOGGED and word not in PLAIN
-            candidates.append((word, f"very {word}" if very else word))
-    said = {word for word, _ in candidates}
-    unsaid = {quiet for word, quiet in SUPPRESSES.items() if word in said}
-    return [shown for word, shown in candidates if word not in unsaid][:words]
+SUMMARY = (
+    "learned behavioural group (online k-means over how a customer buys) with a "
+    "stable id and a human name"
+)
+"""What the model is (:attr:`ClusterModel.summary`)."""
+SEGMENT_DESCRIPTION = (
+    'Stable id of the learned behavioural group, "c<number>": a cluster keeps its id '
+    "for life and an id is never reused. Its human name is in the segment sizes "
+    "(names), in scores.cluster and on segment changes. A customer's cluster changes "
+    "only at their own events (orders, signups, cancellations), or when the shop's "
+    "model retires their cluster (merged into a nearer one or dissolved), never "
+    "because time passed."
+)
+"""What a customer's cluster says (:attr:`ClusterModel.segment_description`); ids are
+handed out as clusters are born and never reused."""
 
 
 class ClusterModel(ModelHooks):
-    """Per-shop online clustering with stable ids and readable names (see the module
-    docstring). Membership is the customers' own ``cluster`` segment; each customer's row
-    and cluster are in their memory, the model keeps sums per cluster and for the shop, so
-    its size does not grow with the shop."""
+    """Per-shop online clustering with stable ids and readable names (see the module docstring).
+    Membership is the customers' own ``cluster`` segment; each customer's row and cluster are
+    in their memory, the model keeps sums per cluster and for the shop, so its size does not
+    grow with the shop."""
 
     name: ClassVar[str] = "cluster"
+    summary: ClassVar[str] = SUMMARY
+    segment_description: ClassVar[str] = SEGMENT_DESCRIPTION
     segment_names: ClassVar[dict[str, Any]] = {"pattern": "^c(0|[1-9][0-9]{0,8})$"}
-    """``c<id>``: ids are handed out as clusters are born and never reused."""
     time_moves: ClassVar[bool] = False
 
     def __init__(
@@ -253,47 +113,30 @@ class ClusterModel(ModelHooks):
         min_group_share: float = 0.05,
         switch_margin: float = 0.25,
     ) -> None:
-        self.seed = seed
-        self.max_clusters = max_clusters
-        self.warmup = warmup
-        self.maintain_every = maintain_every
-        self.respawn_factor = respawn_factor
-        self.evidence = evidence
-        self.merge_factor = merge_factor
-        self.patience = patience
-        self.min_group_customers = min_group_customers
-        self.min_group_share = min_group_share
-        self.switch_margin = switch_margin
-        self.shop = Tally(WIDTH)
-        """Every placed or waiting customer's row: the shop's averages and spreads."""
-        self.members: dict[int, Tally] = {}
-        """Live cluster id -> its members' rows (outliers left out)."""
-        self.outliers: dict[int, int] = {}
-        """Live cluster id -> its outliers: customers far from every cluster, carried here."""
-        self.anchors: dict[int, Row] = {}
-        """Live cluster id -> where it was born (see :data:`PRIOR_WEIGHT`)."""
-        self.names: dict[int, str] = {}
-        self.formed: set[int] = set()
-        self.probation: set[int] = set()
-        """A cluster started by far customers (:meth:`_novel`) until it forms."""
-        self.born: dict[int, int] = {}
-        """Live cluster id -> :attr:`learned` when it was born."""
-        self.gone: dict[int, str] = {}
-        """Retired cluster id -> its last name (the most recent :data:`GONE_NAMES`)."""
-        self.next_id = 0
-        self.learned = 0
-        self.buffer: list[Row] = []
-        self.pool: list[Row] = []
+        self.config = ClusterConfig(
+            seed,
+            max_clusters,
+            warmup,
+            maintain_every,
+            respawn_factor,
+            evidence,
+            merge_factor,
+            patience,
+            min_group_customers,
+            min_group_share,
+            switch_margin,
+        )
+        self.space = ClusterSpace()
+        """The online k-means state: rows summed for the shop and per cluster."""
+        self.naming = ClusterNames()
         self.typical = FadingMean(fading)
+        """The typical distance of a customer to their cluster's centre."""
+        self.roster = ClusterRoster(self.config, self.space, self.naming, self.typical)
+        """Which clusters live: seeding, new groups, merges and dissolution."""
         self.quality_meter = ClusterQuality()
         self.kept_at_events = FadingMean(0.001)
         self.clock: datetime | None = None
-        self.started: datetime | None = None
-        """When the first row was learned (see :meth:`_seed_if_due`)."""
-        self.provisional = False
-        """Whether the clusters were seeded from fewer than ``warmup`` rows."""
         self._announcements: list[GroupFormed] = []
-        self._pass_wanted = False
         self._latest: tuple[str, datetime, int] | None = None
 
     @classmethod
@@ -317,39 +160,36 @@ class ClusterModel(ModelHooks):
     @property
     def ready(self) -> bool:
         """Whether the model has clusters to place customers in."""
-        return bool(self.members)
+        return self.roster.ready
 
     def learn(self, customer: CustomerSnapshot) -> None:
         """Count the customer's current row (taking their previous one out) and decide
         their cluster: after their own event, or when they have none that lives. A review
         of a placed customer brings nothing new (time passing changes no feature)."""
-        kept = _kept(customer.memory.get(self.name))
+        kept = kept_of(customer.memory.get(self.name))
         if customer.review and kept is not None and not self._misplaced(customer, kept):
             if self.ready:
                 self.quality_meter.reassigned(True)  # time passed, the customer stays
             else:
-                self._seed_if_due(customer.as_of)
+                self.roster.seed_if_due(customer.as_of)
             return
         self.clock = customer.as_of
         row = buying_row(customer)
         if kept is not None:
-            self._take_out(kept)
-        self.shop.add(row)
-        self.learned += 1
-        if not self.ready or self.provisional:
-            self._warm_up(row)
+            self.space.take_out(kept)
+        self.space.shop.add(row)
+        self.space.learned += 1
+        if not self.ready or self.roster.provisional:
+            self.roster.warm_up(row, self.clock)
         if not self.ready:
             customer.memory[self.name] = Kept(None, row).packed()
             return
         chosen, counted = self._place(customer, row)
-        if counted:
-            self.members[chosen].add(row)
-        else:
-            self.outliers[chosen] += 1
+        self.space.add(chosen, row, counted)
         customer.memory[self.name] = Kept(chosen, row, counted).packed()
         self._latest = (customer.customer_id, customer.as_of, chosen)
-        if self.learned % self.maintain_every == 0:
-            self._maintain()
+        if self.space.learned % self.config.maintain_every == 0:
+            self.roster.maintain()
 
     def assign(self, customer: CustomerSnapshot) -> str | None:
         """The customer's cluster, ``"c<id>"``: the one they carry while it lives and
@@ -363,14 +203,13 @@ class ClusterModel(ModelHooks):
             return f"c{latest[2]}"  # what learn just decided for this snapshot
         if customer.review and self._live(carried):
             return carried
-        return f"c{self._choice(customer, self._distances(self._z(buying_row(customer))))}"
+        distances = self.space.distances(self.space.z(buying_row(customer)))
+        return f"c{self._choice(customer, distances)}"
 
     def label(self, segment: str) -> str | None:
         """The human name of a cluster segment (also of one retired lately)."""
         cluster_id = _cluster_id(segment)
-        if cluster_id is None:
-            return None
-        return self.names.get(cluster_id) or self.gone.get(cluster_id)
+        return None if cluster_id is None else self.naming.label(cluster_id)
 
     def explain(self, customer: CustomerSnapshot) -> dict[str, Any] | None:
         """The customer's cluster with its name and live description (what the segment
@@ -382,7 +221,7 @@ class ClusterModel(ModelHooks):
             return None
         cluster_id = _cluster_id(segment)
         found: dict[str, Any] = {"cluster": segment, "name": self.label(segment)}
-        if cluster_id in self.members:
+        if cluster_id in self.space.members:
             found["description"] = self.describe(cluster_id)
         else:
             found["retired"] = True  # its members are being moved (a pass over the shop)
@@ -399,15 +238,16 @@ class ClusterModel(ModelHooks):
 
     def drain_announcements(self) -> list[GroupFormed]:
         """Clusters that reached their minimum size since the last call (each once)."""
-        needed = self._formed_size()
-        for cluster_id, tally in sorted(self.members.items()):
-            if cluster_id not in self.formed and tally.count >= needed:
-                self.formed.add(cluster_id)
+        needed = self.roster.formed_size()
+        formed = self.roster.formed
+        for cluster_id, tally in sorted(self.space.members.items()):
+            if cluster_id not in formed and tally.count >= needed:
+                formed.add(cluster_id)
                 self._announcements.append(
                     GroupFormed(
                         cluster_id,
                         f"c{cluster_id}",
-                        self.names[cluster_id],
+                        self.naming.names[cluster_id],
                         self.describe(cluster_id),
                         tally.count,
                         self.clock or datetime.min,
@@ -420,14 +260,14 @@ class ClusterModel(ModelHooks):
         """Whether customers need placing since the last call (a cluster was retired, or
         the model just got its first clusters): the pipeline then reviews every customer
         of the shop with this model (a pass, a step per commit)."""
-        wanted, self._pass_wanted = self._pass_wanted, False
+        wanted, self.roster.pass_wanted = self.roster.pass_wanted, False
         return wanted
 
     def forget(self, customer: CustomerSnapshot) -> None:
         """Take the erased customer's row out, and the last decision if it was about them."""
-        kept = _kept(customer.memory.pop(self.name, None))
+        kept = kept_of(customer.memory.pop(self.name, None))
         if kept is not None:
-            self._take_out(kept)
+            self.space.take_out(kept)
         if self._latest is not None and self._latest[0] == customer.customer_id:
             self._latest = None
 
@@ -440,29 +280,16 @@ class ClusterModel(ModelHooks):
         return {
             **self.quality_meter.as_dict(),
             "kept_at_events": self.kept_at_events.value,
-            "clusters": float(len(self.members)),
-            "customers": float(self.assigned),
+            "clusters": float(len(self.space.members)),
+            "customers": float(self.space.assigned),
         }
 
     # ------------------------------------------------------------ views
 
-    @property
-    def assigned(self) -> int:
-        """Customers placed in one of the live clusters (outliers included)."""
-        return sum(tally.count for tally in self.members.values()) + sum(self.outliers.values())
-
     def describe(self, cluster_id: int) -> str:
         """A live cluster's name and its centre against the shop's averages, in the shop's
         units: ``"frequent · high spend (repeat days 8.0 vs 2.1; ...)"``."""
-        centre, average = self._centre(cluster_id), self.shop.mean()
-        z = dict(zip(FEATURES, self._z(centre), strict=True))
-        ranked = sorted(range(WIDTH), key=lambda n: (-abs(z[FEATURES[n]]), FEATURES[n]))[:3]
-        details = "; ".join(
-            f"{FEATURES[n].replace('_', ' ')} {_original(FEATURES[n], centre[n]):.1f} "
-            f"vs {_original(FEATURES[n], average[n]):.1f}"
-            for n in ranked
-        )
-        return f"{self.names[cluster_id]} ({details})"
+        return self.naming.describe(self.space, cluster_id)
 
     def clusters(self) -> list[dict[str, Any]]:
         """Every live cluster: segment, name, members, description."""
@@ -470,14 +297,14 @@ class ClusterModel(ModelHooks):
             {
                 "cluster_id": cluster_id,
                 "segment": f"c{cluster_id}",
-                "name": self.names[cluster_id],
-                "size": tally.count + self.outliers[cluster_id],
+                "name": self.naming.names[cluster_id],
+                "size": tally.count + self.space.outliers[cluster_id],
                 "description": self.describe(cluster_id),
             }
-            for cluster_id, tally in sorted(self.members.items())
+            for cluster_id, tally in sorted(self.space.members.items())
         ]
 
-    # ------------------------------------------------------------ learning
+    # ------------------------------------------------------------ placing
 
     def _misplaced(self, customer: CustomerSnapshot, kept: Kept) -> bool:
         """Whether a review must place the customer: the model is ready and they carry
@@ -486,301 +313,77 @@ class ClusterModel(ModelHooks):
         if not self.ready:
             return False
         carried = _cluster_id(customer.segments.get(self.name))
-        return carried not in self.members or carried != kept.cluster_id or not kept.counted
-
-    def _take_out(self, kept: Kept) -> None:
-        self.shop.add(kept.row, -1)
-        if kept.cluster_id not in self.members:
-            return
-        if kept.counted:
-            self.members[kept.cluster_id].add(kept.row, -1)
-        else:
-            self.outliers[kept.cluster_id] -= 1
+        return carried not in self.space.members or carried != kept.cluster_id or not kept.counted
 
     def _place(self, customer: CustomerSnapshot, row: Row) -> tuple[int, bool]:
         """The customer's cluster: their own while it is not clearly farther than the
         nearest. A customer far from every cluster is an outlier of the nearest (carried,
         not counted in its mean, so a few of them do not drag it away) until their own
-        events bring them near one, or a new group forms with them (:meth:`_novel`).
-        Returns the cluster and whether the row counts in its mean."""
-        z = self._z(row)
-        distances = self._distances(z)
+        events bring them near one, or a new group forms with them
+        (:meth:`~segstream.segments.cluster_roster.ClusterRoster.novel`). Returns the
+        cluster and whether the row counts in its mean."""
+        space, settled = self.space, self.roster.settled()
+        z = space.z(row)
+        distances = space.distances(z)
         nearest = min(distances, key=distances.__getitem__)
         gap = math.sqrt(distances[nearest])
-        limit = self.respawn_factor * self.typical.value
-        centre = self._z(self._centre(nearest))
+        limit = self.config.respawn_factor * self.typical.value
+        centre = space.z(space.centre(nearest))
         apart = max(abs(a - b) for a, b in zip(z, centre, strict=True))
-        far = self._settled() and (gap > limit or apart > FAR_ON_ONE_FEATURE)
+        far = settled and (gap > limit or apart > FAR_ON_ONE_FEATURE)
         if not customer.review:  # a review sees a row already seen
-            self.typical.update(min(gap, limit) if self._settled() else gap)
-            if far and (born := self._novel(row)) is not None:
-                distances = self._distances(z)
+            self.typical.update(min(gap, limit) if settled else gap)
+            if far and (born := self.roster.novel(row)) is not None:
+                distances = space.distances(z)
                 nearest, far = born, False
         carried = _cluster_id(customer.segments.get(self.name))
-        if far and customer.review and carried in self.members:
+        if far and customer.review and carried in space.members:
             chosen = carried  # still far from every cluster: an outlier stays where it is
         else:
             chosen = nearest if far else self._choice(customer, distances)
         self.quality_meter.update(chosen, distances)
         if customer.review and carried is not None:
             self.quality_meter.reassigned(carried == chosen)  # off a retired cluster, mostly
-        elif not customer.review and carried in self.members:
+        elif not customer.review and carried in space.members:
             self.kept_at_events.update(float(carried == chosen))
         return chosen, not far
-
-    def _warm_up(self, row: Row) -> None:
-        """Keep the first ``warmup`` rows: the clusters are seeded from them
-        (:meth:`_seed_if_due`)."""
-        if not self.buffer:
-            self.started = self.clock
-        self.buffer.append(row)
-        self._seed_if_due(self.clock)
-
-    def _seed_if_due(self, now: datetime | None) -> None:
-        """Seed the clusters from the first rows once there are ``warmup`` of them. A
-        small shop does not wait for them: once it has at least twice
-        ``min_group_customers`` rows but gathers fewer than half ``warmup`` per
-        :data:`SMALL_SHOP`, it gets provisional clusters from what it has (one per
-        ``min_group_customers`` rows), seeded again (the provisional ones retired) if it
-        reaches ``warmup`` rows. Every seeding asks for a pass that places every customer."""
-        rows = len(self.buffer)
-        if self.ready and (not self.provisional or rows < self.warmup):
-            return
-        if rows < self.warmup and not self._slow(rows, now):
-            return
-        for cluster_id in sorted(self.members):
-            self._retire(cluster_id, last=True)
-        scale = self._scale()
-        scaled = [self._z(row, scale) for row in self.buffer]
-        per_cluster = self.evidence if rows >= self.warmup else self.min_group_customers
-        wanted = max(1, rows // per_cluster)
-        wanted = min(wanted, self.max_clusters)
-        centres, _ = groups(scaled, wanted, self.evidence, random.Random(self.seed))
-        for centre in centres:
-            self._birth(self._unscaled(centre))
-        self.provisional = rows < self.warmup
-        if not self.provisional:
-            self.buffer = []
-        self._pass_wanted = True
-
-    def _slow(self, rows: int, now: datetime | None) -> bool:
-        """Whether a shop with ``rows`` rows so far is small: at least twice
-        ``min_group_customers`` rows, gathered at under half ``warmup`` per :data:`SMALL_SHOP`."""
-        if now is None or self.started is None or rows < 2 * self.min_group_customers:
-            return False
-        waited = (now - self.started) / SMALL_SHOP
-        return waited >= 1.0 and rows < self.warmup / 2 * waited
-
-    def _novel(self, row: Row) -> int | None:
-        """Customers far from every cluster wait in a pool (their rows, the latest
-        ``4 x evidence``); once ``evidence`` of them lie close together they are a new
-        group: it starts on probation (see :meth:`_end_probation`) in a free place, or one
-        freed by merging the closest two clusters if they came too close, and a pass moves
-        the outliers near it. Returns the new cluster's id."""
-        self.pool = [*self.pool[-(4 * self.evidence - 1) :], row]
-        scale = self._scale()
-        z = self._z(row, scale)
-        radius = self.typical.value**2
-        close = [p for p in self.pool if squared_distance(self._z(p, scale), z) <= radius]
-        if len(close) < self.evidence or not self._room():
-            return None
-        self.pool = [p for p in self.pool if p not in close]
-        born = self._birth(tuple(sum(column) / len(close) for column in zip(*close, strict=True)))
-        self.probation.add(born)
-        self._pass_wanted = True
-        return born
-
-    def _room(self) -> bool:
-        """Whether a new group fits: a free place, or one freed by merging the closest two
-        clusters if they came too close, or by retiring the smallest cluster not on
-        probation if it has fewer than ``min_group_customers`` members (no group the shop
-        would be told of)."""
-        if len(self.members) < self.max_clusters:
-            return True
-        retired = self._closest_pair()
-        settled = [c for c in self.members if c not in self.probation]  # give new ones time
-        if retired is None and settled:
-            smallest = min(settled, key=lambda c: (self.members[c].count, c))
-            if self.members[smallest].count < self.min_group_customers:
-                retired = smallest
-        if retired is not None:
-            self._retire(retired)
-        return retired is not None
-
-    def _maintain(self) -> None:
-        """Every ``maintain_every`` learned rows: retire formed clusters that shrank below
-        half their size, and a cluster on probation that did not form within ``patience``
-        rows; merge clusters that came too close; refresh names."""
-        needed = self._formed_size()
-        for cluster_id in sorted(self.members):
-            if cluster_id in self.formed:
-                self.probation.discard(cluster_id)
-                if 2 * self.members[cluster_id].count < needed:
-                    self._retire(cluster_id)
-            elif self.learned - self.born.get(cluster_id, 0) >= self.patience:
-                self._end_probation(cluster_id)
-        pair = self._closest_pair()
-        if pair is not None:
-            self._retire(pair)
-        self._refresh_names()
-
-    def _end_probation(self, cluster_id: int) -> None:
-        """A cluster on probation for ``patience`` rows stays if it gathered
-        ``min_group_customers`` members, else it is retired."""
-        if cluster_id not in self.probation:
-            return
-        self.probation.discard(cluster_id)
-        if self.members[cluster_id].count < self.min_group_customers:
-            self._retire(cluster_id)
-
-    def _closest_pair(self) -> int | None:
-        """The smaller of the two closest live clusters, if they are closer than
-        ``merge_factor`` x the typical distance of a customer to their centre."""
-        ids = sorted(self.members)
-        if len(ids) < 2 or not self._settled():
-            return None
-        scale = self._scale()
-        scaled = {c: self._z(self._centre(c), scale) for c in ids}
-        gap, a, b = min(
-            (squared_distance(scaled[a], scaled[b]), a, b)
-            for n, a in enumerate(ids)
-            for b in ids[n + 1 :]
-        )
-        if math.sqrt(gap) >= self.merge_factor * self.typical.value:
-            return None
-        return min((a, b), key=lambda c: (self.members[c].count, c))
-
-    def _birth(self, anchor: Row) -> int:
-        cluster_id, self.next_id = self.next_id, self.next_id + 1
-        self.members[cluster_id] = Tally(WIDTH)
-        self.outliers[cluster_id] = 0
-        self.anchors[cluster_id] = anchor
-        self.born[cluster_id] = self.learned
-        self.names[cluster_id] = self._unique_name(cluster_id)
-        return cluster_id
-
-    def _retire(self, cluster_id: int, last: bool = False) -> None:
-        """A cluster stops; its members are moved by a pass (:meth:`drain_pass_request`).
-        The last one stops only when new ones are seeded (``last``)."""
-        if len(self.members) <= 1 and not last:
-            return
-        self.gone[cluster_id] = self.names.pop(cluster_id)
-        while len(self.gone) > GONE_NAMES:
-            del self.gone[next(iter(self.gone))]
-        self._pass_wanted |= (
-            self.members.pop(cluster_id).count + self.outliers.pop(cluster_id, 0) > 0
-        )
-        del self.anchors[cluster_id], self.born[cluster_id]
-        self.formed.discard(cluster_id)
-        self.probation.discard(cluster_id)
-
-    # ------------------------------------------------------------ names
-
-    def _words(
-        self, cluster_id: int, threshold: float, words: int, strong: float = 1.5
-    ) -> list[str]:
-        centre = dict(zip(FEATURES, self._z(self._centre(cluster_id)), strict=True))
-        return traits(centre, words, threshold, strong)
-
-    def _unique_name(self, cluster_id: int) -> str:
-        """Words for the cluster's centre that no other live cluster is called by (the
-        same words in another order count as the same name)."""
-        taken = {
-            frozenset(NUMBERED.sub("", n).split(" · "))
-            for c, n in self.names.items()
-            if c != cluster_id
-        }
-        name = "typical"
-        for words in (3, 4):
-            found = self._words(cluster_id, 0.5, words)
-            name = " · ".join(found) or "typical"
-            if frozenset(name.split(" · ")) not in taken:
-                return name
-        used = {n for c, n in self.names.items() if c != cluster_id}
-        number = 2
-        while f"{name} {number}" in used:
-            number += 1
-        return f"{name} {number}"
-
-    def _refresh_names(self) -> None:
-        """Rename a cluster only once its name no longer describes its centre (hysteresis:
-        a name is given at :data:`STRONG` and 0.5 standard deviations, and kept while its
-        words hold at 1.0 and 0.3)."""
-        for cluster_id in sorted(self.members):
-            words = NUMBERED.sub("", self.names[cluster_id]).split(" · ")
-            if words == ["typical"]:
-                stale = bool(self._words(cluster_id, 0.6, 3))
-            else:
-                loose = self._words(cluster_id, 0.3, len(WORDS), strong=1.0)
-                stale = not set(_base(w) for w in words) <= set(_base(w) for w in loose)
-                stale |= any(w.startswith("very ") and w not in loose for w in words)
-            if stale:
-                self.names[cluster_id] = self._unique_name(cluster_id)
-
-    # ------------------------------------------------------------ geometry
 
     def _choice(self, customer: CustomerSnapshot, distances: Mapping[int, float]) -> int:
         """The customer's live cluster while its centre is at most ``switch_margin``
         farther than the nearest one (a move needs a clear margin), else the nearest."""
         nearest = min(distances, key=distances.__getitem__)
         own = _cluster_id(customer.segments.get(self.name))
-        margin = (1 + self.switch_margin) ** 2
+        margin = (1 + self.config.switch_margin) ** 2
         if own is not None and own in distances and distances[own] <= margin * distances[nearest]:
             return own
         return nearest
 
-    def _settled(self) -> bool:
-        """Whether the typical distance of a customer to their cluster rests on ``warmup``
-        placements: what "far" and "too close" are judged by."""
-        return self.typical.count >= self.warmup
-
     def _live(self, segment: str | None) -> bool:
-        return _cluster_id(segment) in self.members
+        return _cluster_id(segment) in self.space.members
 
-    def _formed_size(self) -> int:
-        return max(self.min_group_customers, round(self.min_group_share * self.assigned))
+    # ------------------------------------------------------------ checkpoints
 
-    def _centre(self, cluster_id: int) -> Row:
-        """The members' mean, with the cluster's birth place as :data:`PRIOR_WEIGHT` members."""
-        tally, anchor = self.members[cluster_id], self.anchors[cluster_id]
-        weight = tally.count + PRIOR_WEIGHT
-        return tuple(
-            (total + PRIOR_WEIGHT * a) / weight for total, a in zip(tally.sums, anchor, strict=True)
-        )
-
-    def _distances(self, z: Row) -> dict[int, float]:
-        scale = self._scale()
-        return {c: squared_distance(z, self._z(self._centre(c), scale)) for c in self.members}
-
-    def _scale(self) -> tuple[Row, Row]:
-        """The shop's averages and 1 / spreads (0 where there is no spread)."""
-        spread = self.shop.spread()
-        return self.shop.mean(), tuple(0.0 if s <= EPSILON else 1.0 / s for s in spread)
-
-    def _z(self, row: Row, scale: tuple[Row, Row] | None = None) -> Row:
-        """``row`` in the shop's standard deviations from its averages (0 where no spread)."""
-        mean, inverse = scale or self._scale()
-        return tuple((value - m) * i for value, m, i in zip(row, mean, inverse, strict=True))
+    def __getstate__(self) -> dict[str, Any]:
+        """The checkpoint: flat, in the layout (names and order) of the model before its
+        collaborators, so checkpoints are the same bytes either side of that change and a
+        worker of either version reads the other's (a rolling upgrade or a rollback)."""
+        return _flat(self)
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        """Restore a checkpoint. One of the model before issue 25 (online k-means over
-        time-drifting features, its ids matched to moving centres) becomes a fresh model
-        that learns again: its ids continue after the old ones, so no old id comes back
-        with another meaning, and once it has clusters its pass moves every customer off
-        the old ids (until then they keep them)."""
+        """Restore a checkpoint (see :meth:`__getstate__`). One of the model before issue 25
+        (online k-means over time-drifting features, its ids matched to moving centres)
+        becomes a fresh model that learns again: its ids continue after the old ones, so
+        no old id comes back with another meaning, and once it has clusters its pass moves
+        every customer off the old ids (until then they keep them)."""
         if "ids" not in state:
-            self.__dict__.update(state)
+            _unflat(self, state)
             return
         self.__init__(  # type: ignore[misc]
             warmup=state["warmup"],
             min_group_customers=state["min_group_customers"],
             switch_margin=state["switch_margin"],
         )
-        self.next_id = getattr(state["ids"], "next_id", 0)
-
-    def _unscaled(self, z: Row) -> Row:
-        mean, spread = self.shop.mean(), self.shop.spread()
-        return tuple(m + value * s for value, m, s in zip(z, mean, spread, strict=True))
+        self.space.next_id = getattr(state["ids"], "next_id", 0)
 
 
 class StableIds:
@@ -790,23 +393,57 @@ class StableIds:
     next_id: int = 0
 
 
-def _kept(memory: Any) -> Kept | None:
-    """What a customer's memory holds (None: nothing, or not this version's layout)."""
-    if not isinstance(memory, bytes) or len(memory) != MEMORY.size:
-        return None
-    code, *row = MEMORY.unpack(memory)
-    if code >= -1:
-        return Kept(None if code < 0 else code, tuple(row))
-    return Kept(-2 - code, tuple(row), counted=False)
+def _flat(model: ClusterModel) -> dict[str, Any]:
+    """The model's state as one flat mapping, in the order the model before its
+    collaborators kept its attributes in (see :meth:`ClusterModel.__getstate__`)."""
+    config, space, naming, roster = model.config, model.space, model.naming, model.roster
+    return {
+        **{name: getattr(config, name) for name in ClusterConfig.__dataclass_fields__},
+        "shop": space.shop,
+        "members": space.members,
+        "outliers": space.outliers,
+        "anchors": space.anchors,
+        "names": naming.names,
+        "formed": roster.formed,
+        "probation": roster.probation,
+        "born": space.born,
+        "gone": naming.gone,
+        "next_id": space.next_id,
+        "learned": space.learned,
+        "buffer": roster.buffer,
+        "pool": roster.pool,
+        "typical": model.typical,
+        "quality_meter": model.quality_meter,
+        "kept_at_events": model.kept_at_events,
+        "clock": model.clock,
+        "started": roster.started,
+        "provisional": roster.provisional,
+        "_announcements": model._announcements,
+        "_pass_wanted": roster.pass_wanted,
+        "_latest": model._latest,
+    }
 
 
-def _base(word: str) -> str:
-    return word.removeprefix("very ")
+def _unflat(model: ClusterModel, state: Mapping[str, Any]) -> None:
+    """Give ``model`` and its collaborators the state :func:`_flat` made."""
+    model.config = ClusterConfig(*(state[name] for name in ClusterConfig.__dataclass_fields__))
+    model.space = _restored(ClusterSpace(), state, "shop members outliers anchors born")
+    model.space.next_id, model.space.learned = state["next_id"], state["learned"]
+    model.naming = _restored(ClusterNames(), state, "names gone")
+    model.typical = state["typical"]
+    model.roster = ClusterRoster(model.config, model.space, model.naming, model.typical)
+    _restored(model.roster, state, "formed probation buffer pool started provisional")
+    model.roster.pass_wanted = state["_pass_wanted"]
+    model.quality_meter, model.kept_at_events = state["quality_meter"], state["kept_at_events"]
+    model.clock, model._latest = state["clock"], state["_latest"]
+    model._announcements = state["_announcements"]
 
 
-def _original(feature: str, value: float) -> float:
-    """A feature's value in the shop's units (days, money, counts, shares)."""
-    return max(0.0, math.expm1(value) if feature in LOGGED else value)
+def _restored(target: T, state: Mapping[str, Any], names: str) -> T:
+    """``target`` with the attributes ``names`` (space-separated) set from ``state``."""
+    for name in names.split():
+        setattr(target, name, state[name])
+    return target
 
 
 def _cluster_id(segment: str | None) -> int | None:

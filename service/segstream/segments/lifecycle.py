@@ -8,27 +8,19 @@ The rules, first match wins (thresholds are settings, defaults in brackets):
 2. ``won_back``  came back (re-subscribed after cancelling, or bought again after
    a gap longer than their churn gap) within the last ``won_back_days`` [30];
 3. ``at_risk``   a cancellation is pending; or a subscriber's renewal is overdue (see
-   :data:`segstream.core.customer.RENEWALS`); or a customer without a paying subscription
+   :data:`segstream.domain.customer.RENEWALS`); or a customer without a paying subscription
    has been quiet longer than their at-risk gap: ``cadence_multiple`` [2.5] x their
    usual days between purchases, or ``at_risk_days`` [45] before a second purchase day
-   (:class:`segstream.core.customer.Silence`);
+   (:class:`segstream.domain.customer.Silence`);
 4. ``new``       first seen less than ``new_days`` [30] ago; or, for a customer without a
    paying subscription, not yet back for a second purchase day (nor won back);
 5. ``loyal``     at least ``loyal_min_repeat_days`` [4] repeat purchase days;
 6. ``active``    everyone else.
 
-A one-off buyer stays ``new`` until they buy again or turn at risk: a single purchase does
-not make an active customer, and calling them active for the two weeks between the end of
-``new`` and their at-risk day was a message that told nothing (on the CDNOW sample, most of
-whose customers buy once, it was 1,841 of the 9,466 lifecycle changes up to 1997-06-30).
-
-A paying subscriber (subscription active or cancelling, on a priced plan: whom the MRR
-ledger counts) is never at risk or churned for silence inside a paid period: an annual
-subscriber who paid up front may send nothing for a year. Their last payment is their
-latest purchase or signup; the period it pays for and the days a renewal may be late are
-in :data:`segstream.core.customer.RENEWALS`, and a renewal after a long paid period is not a
-comeback. A subscription ends with a cancellation (a platform's dunning ends in one), so
-the ledger and the stage agree: ``churned`` customers earn no MRR.
+A one-off buyer stays ``new`` until they buy again or turn at risk, and a paying subscriber
+is never at risk or churned for silence inside a paid period
+(:data:`segstream.domain.customer.RENEWALS`): why, with the figures, in
+``docs/design/lifecycle.md``.
 
 Stages move with time alone (a quiet customer becomes at risk, then churned; the new who
 came back grow into active; a pending cancellation takes effect):
@@ -36,9 +28,9 @@ came back grow into active; a pending cancellation takes effect):
 reviews the customer exactly then.
 
 >>> from datetime import date
->>> from segstream.core.customer import CustomerState
->>> from segstream.core.features import snapshot
->>> from segstream.core.events import parse_time
+>>> from segstream.domain.customer import CustomerState
+>>> from segstream.domain.features import snapshot
+>>> from segstream.domain.events import parse_time
 >>> state = CustomerState("shop", "c-1", first_seen_at=parse_time("2026-01-01T00:00:00Z"),
 ...                       purchase_days={date(2026, 1, 1): 20.0})
 >>> rules = LifecycleRules()
@@ -60,8 +52,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, ClassVar, Self
 
-from segstream.core.customer import PAYING_STATUSES, Renewal, Silence, renewal_rule
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.customer import PAYING_STATUSES, Renewal, Silence, renewal_rule
+from segstream.domain.features import CustomerSnapshot
 from segstream.segments.base import ModelHooks
 from segstream.settings import Settings
 
@@ -164,6 +156,18 @@ class LifecycleModel(ModelHooks):
     """Rule-based lifecycle stages (see the module docstring for the rules)."""
 
     name: ClassVar[str] = "lifecycle"
+    summary: ClassVar[str] = "rule-based stage of the customer's relationship with the shop"
+    segment_description: ClassVar[str] = (
+        "Lifecycle stage, first matching rule wins: churned (subscription ended; or, "
+        "without a paying subscription, quiet longer than twice their at-risk gap and at "
+        "least 90 days), won_back (came back within the last 30 days), at_risk "
+        "(cancellation pending, or a subscriber's renewal overdue; or, without a paying "
+        "subscription, quiet longer than 2.5 x their usual days between purchases, or 45 "
+        "days before a second purchase day), new (first seen < 30 days ago; or, without a "
+        "paying subscription, not back for a second purchase day yet), loyal (>= 4 repeat "
+        "purchase days), active (everyone else). Thresholds are deployment settings "
+        "(SEGSTREAM_LIFECYCLE_*)."
+    )
     segment_names: ClassVar[dict[str, Any]] = {"enum": list(STAGES)}
 
     def __init__(self, rules: LifecycleRules) -> None:

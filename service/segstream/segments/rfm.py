@@ -35,7 +35,7 @@ from bisect import bisect_left, bisect_right
 from datetime import datetime, timedelta
 from typing import Any, ClassVar, Self
 
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.features import CustomerSnapshot
 from segstream.segments.base import ModelHooks, next_on_ladder
 from segstream.settings import Settings
 
@@ -185,6 +185,13 @@ class RfmModel(ModelHooks):
     """Per-shop RFM scoring over the shop's distribution of R, F and M values."""
 
     name: ClassVar[str] = "rfm"
+    summary: ClassVar[str] = (
+        "recency/frequency/monetary quintile scores within the shop, named by the usual RFM grid"
+    )
+    segment_description: ClassVar[str] = (
+        "Named RFM segment from the recency (R) and frequency (F) quintile scores 1-5 "
+        "within the shop (monetary is scored, not used for naming)."
+    )
     segment_names: ClassVar[dict[str, Any]] = {"enum": list(SEGMENTS)}
 
     def __init__(

@@ -16,9 +16,10 @@ offsets are committed only with, or after, every state and output record they co
   deterministic ids), its state is never half-applied.
 
 A failed commit raises :class:`RetryError` (nothing of the batch is visible; re-run it) or
-:class:`FencedError` (another worker owns the partition now; drop it). A commit whose outcome
-is unknown (the broker went away during ``EndTxn``) is settled by restarting the
-producer and reading the group's committed offsets.
+:class:`FencedError` (another producer took the partition's transactional id: drop the batch;
+the worker rejoins its group, and the next assignment says who owns the partition). A
+commit whose outcome is unknown (the broker went away during ``EndTxn``) is settled by
+restarting the producer and reading the group's committed offsets.
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ default): the slowest tenth of the commits. Kafka's own client uses 20 ms there
 
 
 @dataclass(frozen=True, slots=True)
-class Record:
+class ProducerRecord:
     """One record to produce: ``partition`` None lets the key decide (Kafka's default
     partitioner, the same murmur2 as the input topics)."""
 
@@ -71,13 +72,13 @@ class Work:
     the partition's progress record last) and the input offsets."""
 
     partition: int
-    outputs: list[Record] = field(default_factory=list)
-    writes: list[Record] = field(default_factory=list)
+    outputs: list[ProducerRecord] = field(default_factory=list)
+    writes: list[ProducerRecord] = field(default_factory=list)
     offsets: dict[str, int] = field(default_factory=dict)
     """Input topic -> the next offset to consume (the last processed + 1)."""
 
     @property
-    def records(self) -> list[Record]:
+    def records(self) -> list[ProducerRecord]:
         """Everything the batch produces, outputs first."""
         return [*self.outputs, *self.writes]
 
@@ -100,8 +101,16 @@ CommitOffsets = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
 class Checkpoint:
     """Commits :class:`Work` per partition with the configured processing guarantee."""
 
-    def __init__(self, settings: Settings, commit_offsets: CommitOffsets) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        commit_offsets: CommitOffsets,
+        on_fenced: Callable[[int], None] | None = None,
+    ) -> None:
         self.settings = settings
+        self._on_fenced = on_fenced
+        """Called with a partition whose producer was fenced (the worker rejoins its group:
+        see :func:`segstream.stream.wiring.rejoin_when_fenced`)."""
         self.exactly_once = settings.processing_guarantee == "exactly_once"
         self._commit_offsets = commit_offsets
         self._producers: dict[int, AIOKafkaProducer] = {}
@@ -163,7 +172,7 @@ class Checkpoint:
             return await self._commit_transaction(work)
         return await self._commit_in_order(work)
 
-    async def publish(self, partition: int, outputs: list[Record]) -> None:
+    async def publish(self, partition: int, outputs: list[ProducerRecord]) -> None:
         """Send outputs that no input record caused (a transaction of their own with
         exactly_once); failures are logged, the next period sends them again."""
         try:
@@ -254,9 +263,15 @@ class Checkpoint:
         return futures
 
     async def _fence(self, partition: int, error: BaseException) -> None:
+        """Stop committing for ``partition`` until the next assignment, and ask for that
+        assignment: a fence does not always come with a rebalance (the coordinator aborts
+        a transaction that outlived its timeout by bumping the producer's epoch), and a
+        partition waiting for one that never comes drops its records for good."""
         log.warning("partition_fenced", partition=partition, error=str(error))
         self.fenced.add(partition)
         await self._stop(partition)
+        if self._on_fenced is not None:
+            self._on_fenced(partition)
 
     async def _abandon(self, partition: int, error: BaseException) -> None:
         """Drop the open transaction: a new producer aborts it when it starts."""
@@ -339,7 +354,7 @@ class Checkpoint:
 
 
 async def _send_all(
-    producer: AIOKafkaProducer, records: Sequence[Record]
+    producer: AIOKafkaProducer, records: Sequence[ProducerRecord]
 ) -> list[asyncio.Future[RecordMetadata]]:
     futures: list[asyncio.Future[RecordMetadata]] = []
     for record in records:

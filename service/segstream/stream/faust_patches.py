@@ -1,48 +1,20 @@
 """Changes to faust-streaming's behaviour that segstream's transactional checkpoint needs.
 
-segstream commits every batch itself (:mod:`segstream.stream.checkpoint`): changelog
-records, outputs and input offsets in one Kafka transaction per partition. Faust's own
-``processing_guarantee="exactly_once"`` is not used: it commits on a timer while agents
-keep processing, so a transaction can hold part of an event's writes (upstream
-faust-streaming #323, #517: duplicates and lost updates around rebalances), and its
-transactional sends fail for output topics that no agent consumes (the producer is
-chosen by the destination topic's assignor group). What Faust still does for segstream:
-the consumer group, partition assignment, recovery of tables from their changelogs,
-standby replicas, the web server and timers. Four patches make those fit transactions,
-and a fifth makes a starting worker wait for a broker that is restarting:
+segstream commits every batch itself, in one Kafka transaction per partition
+(:mod:`segstream.stream.checkpoint`), instead of Faust's exactly-once mode, which commits on a
+timer mid-event (upstream faust-streaming #323, #517). Faust keeps the consumer group,
+recovery, standbys, the web server and timers; the patches make those fit transactions:
 
-1. **No commits of Faust's own.** Faust commits the offsets of processed ("acked")
-   messages every ``broker_commit_interval`` and after rebalances. Those offsets would
-   run ahead of the transactions that hold the messages' state; ``Consumer.commit`` only
-   drops Faust's bookkeeping of acknowledged offsets (which would otherwise grow forever).
-2. **read_committed everywhere.** The worker's consumer reads input topics and changelogs
-   (recovery, standbys) with ``isolation_level="read_committed"``, so no record of an
-   aborted transaction ever reaches a table, and its end offsets (what recovery reads up
-   to) are the last stable offsets. Faust does this only in its own exactly-once mode.
-3. **Recovery ends at the last visible record.** Faust recovers a changelog partition
-   until it has seen the record at ``highwater - 1``. In a transactional changelog that
-   offset holds a commit marker, which consumers never see, so recovery would wait
-   forever (upstream #47, #74, #597; in exactly-once mode Faust instead waits for two
-   idle 5 s polls, "detect_aborted_tx"). The highwater is replaced by the offset of the
-   partition's last visible record, found by reading its tail once.
-4. **No records dropped as "already read".** Faust's fetch loop drops every record whose
-   offset is below the highest offset it delivered for the partition, and a seek resets
-   that mark only while the records fetched before the seek are still being delivered:
-   they raise it again, and the records the seek asked for are then dropped as
-   already read (upstream #216, #221: records skipped after a rebalance; robinhood/faust
-   #115: "DROPPED MESSAGE ROFF" after a rebalance). The worker's
-   stream delivers whatever the consumer fetched; :class:`~segstream.stream.wiring.BatchRunner`
-   decides per record from the partition's committed progress (below it: already in the
-   tables; above it: a gap, fetched again by :mod:`segstream.stream.gaps`).
-5. **A broker that is down at start is waited for.** aiokafka's clients try the
-   bootstrap servers once: a worker whose Faust consumer or producer started while the
-   broker was restarting exited with "Unable to bootstrap" (the chaos run, seed 471760,
-   a worker joining during the broker restart), though the topics had just been prepared.
-   The bootstrap is retried every second for ``kafka_wait_s``, as Java clients and
-   kafka-python do (dpkp/kafka-python#1736).
+1. no offset commits of Faust's own (they would run ahead of the transactions);
+2. ``read_committed`` for input topics and changelogs alike;
+3. recovery ends at the last visible record, not at a commit marker (upstream #47, #74, #597);
+4. no records dropped as "already read" after a seek (upstream #216, #221; robinhood/faust
+   #115): :class:`~segstream.stream.runner.BatchRunner` decides per record;
+5. the bootstrap is retried while a broker restarts (dpkp/kafka-python#1736).
 
-Every patch is checked against the versions it was written for: another faust-streaming
-or aiokafka version refuses to start until this module has been reviewed for it.
+Another faust-streaming or aiokafka version refuses to start until this module is reviewed
+for it (:func:`check_versions`). The reasons and the failures each patch answers:
+``docs/design/faust-patches.md``.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import KafkaError, for_code
+from aiokafka.errors import ConsumerStoppedError, KafkaError, for_code
 
 from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
@@ -65,6 +65,12 @@ class LagProbe:
         self.topics = list(topics)
         self._connection = dict(connection)
         self._clients: tuple[AIOKafkaAdminClient, AIOKafkaConsumer] | None = None
+        self._markers_only: dict[Partition, tuple[int, int]] = {}
+        """Per partition, the last range found to hold no visible record."""
+        self.committed: dict[Partition, int] = {}
+        """The group's committed offsets the last measurement read (-1: none)."""
+        self.ends: dict[Partition, int] = {}
+        """The last stable offsets the last measurement read."""
 
     @classmethod
     def from_settings(cls, settings: Settings, topics: Sequence[str]) -> LagProbe:
@@ -115,30 +121,60 @@ class LagProbe:
         beginning = await offsets.beginning_offsets(partitions)
         committed = await admin.list_consumer_group_offsets(self.group_id, partitions=partitions)
         positions = {(tp.topic, tp.partition): meta.offset for tp, meta in committed.items()}
-        lag = lag_by_partition(_by_pair(end), _by_pair(beginning), positions)
-        for (topic, partition), behind in lag.items():
-            start = positions.get((topic, partition), -1)
-            if 0 < behind <= MARKER_SLACK and start >= 0:
-                tp = TopicPartition(topic, partition)
-                if await first_visible(offsets, tp, start) is None:
-                    lag[(topic, partition)] = 0
+        self.committed = positions
+        ends = self.ends = _by_pair(end)
+        lag = lag_by_partition(ends, _by_pair(beginning), positions)
+        for pair, behind in lag.items():
+            start = positions.get(pair, -1)
+            maybe_markers = 0 < behind <= MARKER_SLACK and start >= 0
+            if maybe_markers and await self._invisible(offsets, pair, start, ends[pair]):
+                lag[pair] = 0
         return lag
 
-    async def update(self) -> None:
-        """Measure and publish the result as ``segstream_consumer_lag_records``.
+    async def waiting(self, pair: Partition) -> bool:
+        """Whether a record a reader sees lies between the group's committed offset and
+        the end, as the last measurement found them (a lag of aborted records and markers
+        only, however long, is nothing waiting)."""
+        start, end = self.committed.get(pair, -1), self.ends.get(pair, 0)
+        if start < 0 or start >= end:
+            return start < end
+        _, offsets = await self._connected()
+        return not await self._invisible(offsets, pair, start, end)
+
+    async def _invisible(
+        self, offsets: AIOKafkaConsumer, pair: Partition, start: int, end: int
+    ) -> bool:
+        """Whether no record between ``start`` and ``end`` (the last stable offset) is
+        visible. Below the last stable offset every transaction is decided, so the answer
+        for a range never changes and is asked once: each question costs a fetch's wait
+        (half a second), and a quiet worker's ten transactional partitions, each ending in
+        a commit marker, made every measurement take 5 s, longer than its period."""
+        if self._markers_only.get(pair) == (start, end):
+            return True
+        if await first_visible(offsets, TopicPartition(*pair), start) is not None:
+            return False
+        self._markers_only[pair] = (start, end)
+        return True
+
+    async def update(self) -> dict[Partition, int] | None:
+        """Measure, publish the result as ``segstream_consumer_lag_records`` and return it
+        (None when Kafka could not be asked).
 
         When Kafka cannot be asked, the lag series are removed (a gap on the dashboard, not
         stale numbers), the clients are closed to reconnect next time, and a warning is
-        logged: a monitoring timer must not take the worker down.
+        logged: a monitoring timer must not take the worker down. That includes its own
+        clients stopped under it: a worker shutting down closes them while a measurement
+        runs, and the ``ConsumerStoppedError`` (not a ``KafkaError``) crashed the app.
         """
         try:
             lag = await self.measure()
-        except KafkaError as error:
+        except (KafkaError, ConsumerStoppedError) as error:
             log.warning("consumer_lag_unavailable", group=self.group_id, error=repr(error))
             telemetry.set_consumer_lag({})
             await self.stop()
-            return
+            return None
         telemetry.set_consumer_lag(lag)
+        return lag
 
 
 async def consumer_lag(

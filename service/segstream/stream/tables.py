@@ -8,22 +8,23 @@ to the changelog together with the batch's outputs and input offsets; only then 
 applied to the local store. So the local store never holds an uncommitted value, and an
 aborted batch is undone by dropping its pending writes.
 
-Keys are UTF-8 strings routed to their partition by :func:`segstream.core.keys.partition_of`;
+Keys are UTF-8 strings routed to their partition by :func:`segstream.state.keyspace.partition_of`;
 values are stored in the table's codec (:data:`CODECS`).
 """
 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from typing import Any, Protocol
 
 import faust
 from faust.stores import memory as memory_store
 from faust.types import TP
 
-from segstream.core.codec import decode, decode_state, encode, encode_state
-from segstream.core.keys import partition_of
+from segstream.state.codec import decode, decode_state, encode, encode_state
+from segstream.state.keyspace import partition_of
+from segstream.state.store import Tables
 
 Pending = dict[bytes, bytes | None]
 """A partition's uncommitted writes: key -> value, None deletes."""
@@ -147,7 +148,8 @@ _DELETED = object()
 
 
 class TableState(MutableMapping[str, Any]):
-    """One table as the pipeline reads and writes it.
+    """One table as the pipeline reads and writes it (a
+    :class:`~segstream.state.store.ScanTable`).
 
     Reads see this batch's pending writes first, then a cache of decoded committed values,
     then the local store. Values read may be changed in place by their reader, who writes
@@ -269,7 +271,7 @@ class PlainCodec:
 
 
 class StateCodec:
-    """Customer states (keys ``shop/customer``) in :func:`segstream.core.codec.encode_state`."""
+    """Customer states (keys ``shop/customer``) in :func:`segstream.state.codec.encode_state`."""
 
     def encode(self, key: str, value: Any) -> bytes:
         return encode_state(value)
@@ -296,3 +298,10 @@ CODECS: dict[str, Codec] = {
     "metrics": PlainCodec(),
 }
 """Each table's value codec."""
+
+
+def engine_tables(tables: Mapping[str, TableState]) -> Tables:
+    """The worker's tables by name (those of :data:`CODECS`) as the engine takes them:
+    a :class:`TableState` is a :class:`~segstream.state.store.ScanTable` (the customers
+    table's scans are those of its partitions' local stores)."""
+    return Tables(tables["customers"], tables["shops"], tables["models"], tables["metrics"])

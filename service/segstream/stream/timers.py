@@ -16,16 +16,18 @@ from typing import Any
 from jsonschema import ValidationError
 
 from segstream.api.queries import model_reports
-from segstream.core.contracts import validate_output
-from segstream.core.keys import PARTITION_KEY_PREFIX, shop_partition
-from segstream.core.pipeline import Outcome, Pipeline
+from segstream.domain.contracts import validate_output
+from segstream.domain.encoding import compact_json
+from segstream.engine.pipeline import Outcome, Pipeline
 from segstream.metrics.snapshot import snapshot_payload
 from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
 from segstream.settings import Settings
-from segstream.stream.checkpoint import Record
+from segstream.state.keyspace import is_shop_key, shop_partition
+from segstream.stream.checkpoint import ProducerRecord
 from segstream.stream.lag import LagProbe
-from segstream.stream.wiring import Wiring, to_bytes
+from segstream.stream.watchdog import StuckInput, refetch_stuck
+from segstream.stream.wiring import Wiring
 
 log = get_logger(__name__)
 GAUGE_GRAIN = "30d"
@@ -36,7 +38,7 @@ def owned_shops(pipeline: Pipeline) -> Iterator[str]:
     shop's other records such as ``<shop>|definitions``)."""
     for key in list(pipeline.shops.keys()):
         name = str(key)
-        if not name.startswith(PARTITION_KEY_PREFIX) and "|" not in name:
+        if is_shop_key(name):
             yield name
 
 
@@ -56,7 +58,7 @@ async def publish_snapshots(wiring: Wiring) -> int:
     if not wiring.runner.ready:
         return 0
 
-    def records(shop_ids: list[str]) -> list[Record]:
+    def records(shop_ids: list[str]) -> list[ProducerRecord]:
         made = (snapshot_record(pipeline, topic, shop_id) for shop_id in shop_ids)
         return [record for record in made if record is not None]
 
@@ -66,7 +68,7 @@ async def publish_snapshots(wiring: Wiring) -> int:
     return sent
 
 
-def snapshot_record(pipeline: Pipeline, topic: str, shop_id: str) -> Record | None:
+def snapshot_record(pipeline: Pipeline, topic: str, shop_id: str) -> ProducerRecord | None:
     """The shop's metrics snapshot as a record of ``topic``; None for a shop without events
     and for a snapshot that cannot be made or breaks its own schema. Either is a bug: it
     is logged with the shop (a schema failure also counted), and the partition's other
@@ -92,7 +94,7 @@ def snapshot_record(pipeline: Pipeline, topic: str, shop_id: str) -> Record | No
             error=error.message[:200],
         )
         return None
-    return Record(topic, shop_id.encode(), to_bytes(payload))
+    return ProducerRecord(topic, shop_id.encode(), compact_json(payload))
 
 
 async def advance_clocks(wiring: Wiring, now: datetime) -> int:
@@ -173,7 +175,7 @@ def _collect_models(
     quality: dict[tuple[str, str], list[float]],
     model_bytes: dict[str, int],
 ) -> None:
-    for name, report in model_reports(pipeline, shop_id).items():
+    for name, report in model_reports(pipeline.reader, shop_id).items():
         for metric, value in report["quality"].items():
             if metric not in ("labelled", "positives") and value is not None:
                 quality.setdefault((name, metric), []).append(float(value))
@@ -189,6 +191,7 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
     """Declare the clock, snapshot, gauge and lag timers on the app."""
     app = wiring.app
     probe = LagProbe.from_settings(settings, input_topics)
+    watch = StuckInput(settings.input_stuck_after_s)
 
     async def snapshots() -> None:
         try:
@@ -206,7 +209,9 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
             log.exception("gauge_refresh_failed")
 
     async def lag() -> None:
-        await probe.update()
+        measured = await probe.update()
+        if measured is not None:
+            await refetch_stuck(wiring.runner, watch, measured, probe.committed, probe.waiting)
 
     async def clocks() -> None:
         try:

@@ -18,11 +18,11 @@ import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
-from segstream.core.contracts import Rejection, parse_event
-from segstream.core.events import CustomerErased, format_time
-from segstream.tools.command import parser_for
+from segstream.domain.contracts import Rejection, parse_event
+from segstream.domain.events import CustomerErased, format_time
+from segstream.tools.command import UsageError, parser_for, run_cli
 from segstream.tools.publish import encode
-from segstream.tools.simulate import UsageError, run_cli, send, settings_from_environment
+from segstream.tools.simulate import send, settings_from_environment
 
 
 def erasure(shop_id: str, customer_id: str, now: datetime) -> dict[str, object]:

@@ -29,7 +29,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from segstream.core.events import parse_time
+from segstream.domain.events import parse_time
 from segstream.settings import ConfigError, Settings, load_settings
 from segstream.stream.kafka import connection_options
 from segstream.tools.command import parser_for

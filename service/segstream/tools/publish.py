@@ -8,7 +8,6 @@ records) are sent unkeyed, since there is no trustworthy shop id to read.
 from __future__ import annotations
 
 import asyncio
-import json
 import random
 import time
 import zlib
@@ -18,6 +17,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 
+from segstream.domain.encoding import compact_json
 from segstream.settings import Settings
 from segstream.stream.kafka import connection_options
 
@@ -43,9 +43,8 @@ def librdkafka_partitioner(key: bytes | None, partitions: list[int], available: 
     return partitions[zlib.crc32(key) % len(partitions)]
 
 
-def encode(event: Mapping[str, Any]) -> bytes:
-    """Compact UTF-8 JSON, as a platform would send it."""
-    return json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+encode = compact_json
+"""An event as a platform would send it: the encoder of segstream's own outputs."""
 
 
 class _Pacer:

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from segstream.core.contracts import EVENT_TYPES, schema_path
+from segstream.domain.contracts import EVENT_TYPES, schema_path
 from segstream.settings import ConfigError, Settings, load_settings
 from segstream.tools.command import parser_for
 

@@ -21,9 +21,9 @@ import sys
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from segstream.core.contracts import INPUT_ROLES
-from segstream.core.keys import shop_of, shop_partition
+from segstream.domain.contracts import INPUT_ROLES
 from segstream.settings import DEFINITIONS_ROLE, ConfigError, Settings, load_settings
+from segstream.state.keyspace import shop_of, shop_partition
 from segstream.stream.kafka import connection_options
 from segstream.stream.topics import ensure_topics
 from segstream.tools.command import parser_for

@@ -35,18 +35,18 @@ from typing import Any
 from aiokafka.errors import KafkaError
 from aiokafka.structs import RecordMetadata
 
-from segstream.core.contracts import (
+from segstream.domain.contracts import (
     EARLIEST_EVENT_TIME,
     MAX_FUTURE_SKEW,
     Rejection,
     parse_event,
     role_for,
 )
-from segstream.core.events import BY_TYPE_NAME, format_time, parse_time
-from segstream.core.keys import shop_partition
+from segstream.domain.events import BY_TYPE_NAME, format_time, parse_time
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.stream.topics import ensure_topics
-from segstream.tools.command import PROGRAM, OneLineParser
+from segstream.tools.command import PROGRAM, OneLineParser, UsageError, run_cli
 from segstream.tools.publish import encode, publish
 from segstream.tools.replay_report import Outcome, Reader, await_worker, rate_line, report_lines
 from segstream.tools.replay_rows import (
@@ -64,11 +64,9 @@ from segstream.tools.replay_rows import (
     read_history,
 )
 from segstream.tools.simulate import (
-    UsageError,
     positive_float,
     positive_int,
     print_json_lines,
-    run_cli,
     settings_from_environment,
 )
 

@@ -3,7 +3,7 @@
 Two sources, both committed by the worker in the transaction of the batch they describe:
 
 * the **progress record** of the shop's partition (``__progress__/<p>`` in the ``shops``
-  table's changelog; :class:`segstream.stream.wiring.Progress`): the next input offset per
+  table's changelog; :class:`segstream.stream.committer.Progress`): the next input offset per
   topic and the outcome counts per event type. Once its offset passes the replay's last
   record on every input topic, the worker has handled the whole replay (a partition's
   records are handled in offset order); the difference of its counts from before the
@@ -34,9 +34,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.structs import RecordMetadata
 
-from segstream.core.codec import decode
-from segstream.core.keys import progress_key
 from segstream.settings import REPARTITION_ROLE, Settings
+from segstream.state.codec import decode
+from segstream.state.keyspace import progress_key
 from segstream.stream.kafka import connection_options
 from segstream.stream.topics import changelog_topic
 

@@ -32,7 +32,7 @@ from datetime import UTC, date, datetime
 from functools import cache
 from typing import Any, Literal, get_args
 
-from segstream.core.contracts import bundled_schema
+from segstream.domain.contracts import bundled_schema
 from segstream.metrics.mrr import monthly_price
 
 EVENT_ID_NAMESPACE = uuid.UUID("0b7c4f5e-93d2-4a61-8e1f-2c6d9a4b7e30")

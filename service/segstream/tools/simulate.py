@@ -18,10 +18,9 @@ import asyncio
 import csv
 import json
 import logging
-import os
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, timedelta
 from typing import IO, Any
 
@@ -29,7 +28,7 @@ from aiokafka.errors import KafkaError
 
 from segstream.settings import ConfigError, Settings, load_settings
 from segstream.stream.topics import ensure_topics
-from segstream.tools.command import OneLineParser, parser_for
+from segstream.tools.command import OneLineParser, UsageError, parser_for, run_cli
 from segstream.tools.publish import Record, publish
 from segstream.tools.simulation import CustomerTruth, SimulationConfig, generate
 
@@ -43,10 +42,6 @@ TRUTH_COLUMNS = (
     "churned_at",
     "lapsed",
 )
-
-
-class UsageError(Exception):
-    """Bad input found before anything was sent; the message is one line."""
 
 
 def positive_int(text: str) -> int:
@@ -198,21 +193,6 @@ def _write_truth_file(path: str, truth: list[CustomerTruth]) -> None:
             write_truth(truth, stream)
     except OSError as error:
         raise UsageError(f"cannot write truth file: {error}") from None
-
-
-def run_cli(prog: str, body: Callable[[], int]) -> int:
-    """Run a CLI body: one-line messages for usage errors, quiet on Ctrl-C and closed pipes."""
-    try:
-        return body()
-    except UsageError as error:
-        print(f"{prog}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"{prog}: interrupted", file=sys.stderr)
-        return 130
-    except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

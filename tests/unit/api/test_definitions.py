@@ -22,7 +22,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry
 
 from segstream.api import definitions
-from segstream.core.pipeline import MAX_DEFINITIONS, Pipeline
+from segstream.engine.pipeline import MAX_DEFINITIONS, Pipeline
 from segstream.segments.defined.live import model_name
 from segstream.segments.defined.templates import TEMPLATES
 from tests.unit.api.test_openapi import (

@@ -37,23 +37,24 @@ from referencing import Registry
 from referencing.jsonschema import DRAFT202012
 from yarl import URL
 
+from harness.stores import feed
 from segstream.api import document, edge
 from segstream.api import routes as api
 from segstream.api.access import token_hash
-from segstream.core.changes import Source
-from segstream.core.contracts import role_for
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Outcome, Pipeline
+from segstream.domain.changes import Source
+from segstream.domain.contracts import role_for
+from segstream.engine.pipeline import Outcome, Pipeline
 from segstream.segments import available_models
 from segstream.segments.churn_risk import BANDS
 from segstream.segments.defined.templates import TEMPLATES
 from segstream.segments.lifecycle import STAGES
 from segstream.segments.rfm import SEGMENTS
 from segstream.settings import DEFINITIONS_ROLE, Settings
-from segstream.stream.wiring import Stall, Wiring
+from segstream.state.keyspace import shop_partition
+from segstream.stream.stalls import Stall
+from segstream.stream.wiring import Wiring
 from segstream.tools.simulation.generator import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
-from tests.feed import feed
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "openapi.json"
 SPEC_URI = "urn:segstream:openapi"
@@ -399,9 +400,9 @@ def test_documents_exactly_the_segment_models_and_their_segments(spec: dict[str,
 
 def test_the_parts_the_code_owns_are_generated_from_it(spec: dict[str, Any]) -> None:
     """The definition contract's rule grammar, the field catalogue, the templates and the
-    models' segments (``python -m segstream.api.document`` rewrites them)."""
-    generated = document.components()
-    assert {name: spec["components"]["schemas"].get(name) for name in generated} == generated
+    models' names, summaries and segments (``python -m segstream.api.document`` rewrites
+    them)."""
+    assert spec == document.rewritten(spec)
 
 
 ID_SAMPLES = [
@@ -549,6 +550,7 @@ class StandInApp:
         self.conf = SimpleNamespace(canonical_url=OWN_URL)
         self.router = self
         self.pages: dict[str, View] = {}
+        self.http_client: ForwardingClient | None = None  # forwarding: set by a test
         partitions = set(range(SETTINGS.topic_partitions))
         topics = {SETTINGS.topic("orders"): partitions}
         self.owners = {OWN_URL: topics} if owns_partitions else {}
@@ -616,11 +618,14 @@ class Worker:
         topic: DefinitionsTopic | None = None,
         settings: Settings = SETTINGS,
         stalls: dict[int, Stall] | None = None,
+        fenced: set[int] | None = None,
         **app: bool,
     ) -> Worker:
         stand_in = StandInApp(**app)
         topic = DefinitionsTopic(pipeline) if topic is None else topic
-        runner_ = SimpleNamespace(stalls=stalls or {})
+        runner_ = SimpleNamespace(
+            stalls=stalls or {}, checkpoint=SimpleNamespace(fenced=fenced or set())
+        )
         wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline, runner=runner_))
         with patch.object(api, "DefinitionWriter", lambda settings: topic):
             api.register_views(wiring, settings)
@@ -653,9 +658,16 @@ class Worker:
         request = QueryRequest(query or {}, body, method=method.upper(), headers=headers)
         return self.runner.run(self.handler(path, method)(RecordingView(), request, **params))
 
-    def get(self, path: str, query: Mapping[str, str] | None = None, /, **params: str) -> Reply:
-        """``GET path`` with its path parameters and query."""
-        return self.request("get", path, b"", query, **params)
+    def get(
+        self,
+        path: str,
+        query: Mapping[str, str] | None = None,
+        /,
+        token: str | None = PLATFORM_TOKEN,
+        **params: str,
+    ) -> Reply:
+        """``GET path`` with its path parameters, query and token (None: none)."""
+        return self.request("get", path, b"", query, token=token, **params)
 
     def post(
         self, path: str, body: bytes, query: Mapping[str, str] | None = None, /, **params: str
@@ -1125,7 +1137,7 @@ def test_every_route_is_forwarded_to_the_owner_with_its_method_body_and_query(
     worker = Worker.serving(shop.pipeline, runner)
     client = ForwardingClient()
     worker.app.owners = {OTHER_URL: worker.app.owners[OWN_URL]}
-    worker.app.http_client = client  # type: ignore[attr-defined]
+    worker.app.http_client = client
     params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)} | {"shop_id": shop.shop_id}
     target = path.format(**params) + "?limit=5"
     body = request_body(path, method, params)
@@ -1201,8 +1213,10 @@ def test_health_and_readiness_match_their_schemas(
     assert stalled.body["stalled"] == [
         {"partition": 3, "reason": stall.reason, "since": 1.7e9, "attempts": 2}
     ]
+    fenced = Worker.serving(shop.pipeline, runner, fenced={5, 1}).get("/ready")
+    assert (fenced.status, fenced.body["fenced"]) == (503, [1, 5])
     for path, reply in [("/healthz", health)] + [
-        ("/ready", r) for r in (ready, recovering, stalled)
+        ("/ready", r) for r in (ready, recovering, stalled, fenced)
     ]:
         assert_documented(spec, registry, path, reply)
     shop_view = Worker.serving(shop.pipeline, runner, stalls={3: stall}).get(

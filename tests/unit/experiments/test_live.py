@@ -10,17 +10,18 @@ from typing import Any
 
 import pytest
 
-from segstream.core.changes import SegmentChange
-from segstream.core.codec import decode_state, encode_state
-from segstream.core.contracts import validate_output
-from segstream.core.customer import CustomerState
-from segstream.core.events import Order, format_time
-from segstream.core.pipeline import Pipeline
+from segstream.domain.changes import SegmentChange
+from segstream.domain.contracts import validate_output
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import Order, format_time
+from segstream.engine.pipeline import Pipeline
 from segstream.experiments import Arm, arm_of
-from segstream.experiments.live import ShopExperiments, experiments_key
+from segstream.experiments.live import ShopExperiments
 from segstream.metrics.snapshot import snapshot_payload
 from segstream.settings import Settings
-from tests.unit.core.test_pipeline import order
+from segstream.state.codec import decode_state, encode_state
+from segstream.state.keyspace import experiments_key
+from tests.factories import encoded, order
 from tests.unit.segments.defined.test_live import (
     BIG,
     DEFINITIONS,
@@ -106,7 +107,7 @@ def test_changes_and_memberships_carry_the_arm(pipeline: Pipeline) -> None:
 
 
 def _all_changes(pipeline: Pipeline, customer: str, amount: float, day: int) -> list[SegmentChange]:
-    raw = order(customer, T0 + timedelta(days=day), f"{customer}-{day}-all", amount)
+    raw = encoded(order(customer, T0 + timedelta(days=day), f"{customer}-{day}-all", amount))
     return pipeline.handle(raw, Order, ORDERS, b"tea-1").changes
 
 

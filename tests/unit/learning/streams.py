@@ -1,6 +1,6 @@
 """Simulated shops folded into customer snapshots in the order the pipeline evaluates them.
 
-Like :class:`segstream.core.pipeline.Pipeline` without Kafka: every event is applied to its
+Like :class:`segstream.engine.pipeline.Pipeline` without Kafka: every event is applied to its
 customer's state and the customer is evaluated at the shop's stream time; every
 ``rescore_days`` of stream time every known customer is evaluated again (a stand-in for
 the review schedule). The snapshots share their customer's segments and memory, so
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import date, timedelta
 
-from segstream.core.customer import CustomerState, apply
-from segstream.core.events import from_payload
-from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.domain.customer import CustomerState, apply
+from segstream.domain.events import from_payload
+from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.segments import SegmentModel
 from segstream.tools.simulation import Simulation, SimulationConfig, generate
 from segstream.tools.simulation.shops import KINDS, Shop

@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from segstream.core.customer import CustomerState
-from segstream.core.events import format_time
-from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import format_time
+from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.learning import labels
 from segstream.learning.labels import Example, Labeller, Pending
 from segstream.learning.retention import FEATURES as FEATURES_OF_MODEL
@@ -55,7 +55,8 @@ def view(purchase_days: list[int], at: float, customer_id: str = "c-1") -> Custo
 def grid_days(labeller: Labeller, customer_id: str, first: date, count: int) -> list[date]:
     """The customer's first ``count`` grid days after a first purchase on ``first``."""
     phase = zlib.crc32(customer_id.encode()) % labeller.every
-    found, n = [], (first - date(1970, 1, 1)).days + 1
+    found: list[date] = []
+    n = (first - date(1970, 1, 1)).days + 1
     while len(found) < count:
         if (n - phase) % labeller.every == 0:
             found.append(date(1970, 1, 1) + timedelta(days=n))

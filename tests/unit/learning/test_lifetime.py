@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from scipy import integrate, stats
 
-from segstream.core.contracts import role_for
-from segstream.core.customer import EPOCH_DAY, CustomerState, apply
-from segstream.core.events import from_payload
-from segstream.core.features import snapshot
-from segstream.core.pipeline import Pipeline
+from harness.stores import feed
+from segstream.domain.contracts import role_for
+from segstream.domain.customer import EPOCH_DAY, CustomerState, apply
+from segstream.domain.events import from_payload
+from segstream.domain.features import snapshot
+from segstream.engine.pipeline import Pipeline
 from segstream.learning.lifetime import (
     REFIT_MAX_DAYS,
     REFIT_MIN_ORDERS,
@@ -24,6 +25,7 @@ from segstream.learning.lifetime import (
     BgNbd,
     ShopLifetime,
     SpendTrend,
+    _expected_if_alive,
     cant_lose,
     clv,
     fit,
@@ -34,7 +36,6 @@ from segstream.learning.lifetime import (
     spend_trend,
 )
 from segstream.settings import Settings
-from tests.feed import feed
 from tests.states import state
 from tests.unit.learning.streams import final_snapshots, one_shop
 
@@ -56,17 +57,19 @@ def _posterior_parts(params: BgNbd, x: int, t_x: float, big_t: float) -> tuple[f
         return float(lam**x * math.exp(-lam * silent_from) * rate.pdf(lam))
 
     def over_rates(silent_from: float) -> float:
-        return sum(
-            integrate.quad(
-                purchases_then_silence,
-                low,
-                high,
-                args=(silent_from,),
-                epsabs=0,
-                epsrel=1e-11,
-                limit=200,
-            )[0]
-            for low, high in ((0, 1e-6), (1e-6, 1), (1, np.inf))
+        return float(
+            sum(
+                integrate.quad(
+                    purchases_then_silence,
+                    low,
+                    high,
+                    args=(silent_from,),
+                    epsabs=0,
+                    epsrel=1e-11,
+                    limit=200,
+                )[0]
+                for low, high in ((0, 1e-6), (1e-6, 1), (1, np.inf))
+            )
         )
 
     return survive_all * over_rates(big_t), drop_last * over_rates(t_x)
@@ -112,6 +115,36 @@ def test_expected_purchases_follow_the_paper_example() -> None:
     assert PAPER.expected_purchases(39.0, 2, 30.43, 38.86) == pytest.approx(1.226, abs=5e-3)
 
 
+@pytest.mark.parametrize(("x", "t_x", "big_t"), CUSTOMERS)
+def test_the_quadrature_fallback_gives_the_closed_formulas_value(
+    x: int, t_x: float, big_t: float
+) -> None:
+    closed = PAPER.expected_purchases(39.0, x, t_x, big_t)
+    integrated = PAPER.p_alive(x, t_x, big_t) * _expected_if_alive(PAPER, 39.0, x, big_t)
+    assert integrated == pytest.approx(closed, rel=1e-5)
+
+
+EXTREMES = [1e-4, 1e-2, 0.5, 0.99, 1.0, 1.0001, 1.01, 2.0, 100.0, 1e5, 1e8]
+"""Parameters a small shop's fit can reach: ``a`` at or near 1 makes the closed formula
+0/0 (CI once answered ``clv_365d: null`` for an ordinary customer of a 30-customer shop),
+huge ones overflow it, and a parameter that underflowed to 0 made P(alive) take the log
+of 0 (a chaos run's reference replay, seed 571223: ``ValueError: math domain error``)."""
+
+
+@pytest.mark.parametrize("a", [0.0, *EXTREMES])
+@pytest.mark.parametrize("b", EXTREMES)
+def test_every_fit_gives_finite_answers(a: float, b: float) -> None:
+    for r, alpha in [(1e-4, 1e-4), (0.24, 4.4), (1e5, 1e-2), (1e-2, 1e8), (100.0, 100.0)]:
+        model = BgNbd(r=r, alpha=alpha, a=a, b=b)
+        for x, t_x, big_t in [(2, 62.0, 75.0), (0, 0.0, 30.0), (40, 700.0, 720.0), (1, 0.0, 900.0)]:
+            alive = model.p_alive(x, t_x, big_t)
+            expected = model.expected_purchases(365.0, x, t_x, big_t)
+            buys = model.p_buys_within(30.0, x, t_x, big_t)
+            assert 0.0 <= alive <= 1.0, (model, x, t_x, big_t, alive)
+            assert 0.0 <= buys <= 1.0, (model, x, t_x, big_t, buys)
+            assert math.isfinite(expected) and expected >= 0.0, (model, x, t_x, big_t, expected)
+
+
 def test_expected_days_to_next_order_is_the_posterior_mean_wait() -> None:
     x, big_t = 4, 38.0
     posterior = stats.gamma(PAPER.r + x, scale=1 / (PAPER.alpha + big_t))
@@ -137,9 +170,14 @@ def _simulate(params: BgNbd, customers: int, horizon: float, seed: int) -> np.nd
     return np.array(rows)
 
 
+def _columns(data: np.ndarray) -> tuple[list[float], list[float], list[float]]:
+    """Frequency, recency and T of :func:`_simulate`'s rows, as :func:`fit` takes them."""
+    return data[:, 0].tolist(), data[:, 1].tolist(), data[:, 2].tolist()
+
+
 def test_fit_recovers_the_parameters_of_simulated_customers() -> None:
     data = _simulate(PAPER, customers=3000, horizon=52.0, seed=3)
-    fitted = fit(data[:, 0], data[:, 1], data[:, 2])
+    fitted = fit(*_columns(data))
     truth_ll = log_likelihood(PAPER, data[:, 0], data[:, 1], data[:, 2]).sum()
     fitted_ll = log_likelihood(fitted, data[:, 0], data[:, 1], data[:, 2]).sum()
     assert fitted_ll >= truth_ll
@@ -153,9 +191,9 @@ def test_a_refit_given_the_previous_fit_ends_at_the_optimum() -> None:
     month's parameters ends where a search from scratch does, or better."""
     before = _simulate(PAPER, customers=1000, horizon=40.0, seed=5)
     after = _simulate(PAPER, customers=1000, horizon=44.0, seed=5)
-    previous = fit(before[:, 0], before[:, 1], before[:, 2])
-    cold = fit(after[:, 0], after[:, 1], after[:, 2])
-    warm = fit(after[:, 0], after[:, 1], after[:, 2], start=previous)
+    previous = fit(*_columns(before))
+    cold = fit(*_columns(after))
+    warm = fit(*_columns(after), start=previous)
     cold_ll = log_likelihood(cold, after[:, 0], after[:, 1], after[:, 2]).sum()
     warm_ll = log_likelihood(warm, after[:, 0], after[:, 1], after[:, 2]).sum()
     assert warm_ll >= cold_ll - 1e-6

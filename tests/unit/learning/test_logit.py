@@ -17,7 +17,7 @@ TRUE = (-1.0, 2.0, -0.5)
 
 def sample(rng: random.Random, count: int) -> list[tuple[tuple[float, ...], bool]]:
     """``count`` examples of a known logistic model over a bias and two features."""
-    found = []
+    found: list[tuple[tuple[float, ...], bool]] = []
     for _ in range(count):
         x = (1.0, rng.gauss(0.0, 1.0), rng.uniform(-2.0, 2.0))
         found.append((x, rng.random() < sigmoid(sum(w * v for w, v in zip(TRUE, x, strict=True)))))

@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 
 import pytest
 
-from segstream.core.customer import CustomerState
-from segstream.core.features import snapshot
+from segstream.domain.customer import CustomerState
+from segstream.domain.features import snapshot
 from segstream.learning.vectors import (
     FEATURES,
     FadingScaler,

@@ -1,5 +1,8 @@
 """Events and a tiny stand-in for the pipeline, for the metrics tests.
 
+The events are :mod:`tests.factories` events in the metrics tests' shorthand: shop
+:data:`SHOP`, a fresh event id each, a plan given by its price.
+
 :class:`Shop` does for the ledger what the pipeline does: fold each event into the
 customer's state, (optionally) re-assign segments at the shop's stream time, and call
 :meth:`MetricsLedger.record` with copies of the state before and after.
@@ -12,15 +15,16 @@ from datetime import UTC, datetime
 from itertools import count
 from typing import Any
 
-from segstream.core.customer import (
+from segstream.domain.customer import (
     PAYING_STATUSES,
     CustomerState,
     DedupPolicy,
     apply,
     subscription_status,
 )
-from segstream.core.events import Cancellation, CustomerErased, Event, format_time, from_payload
+from segstream.domain.events import Cancellation, CustomerErased, Event
 from segstream.metrics.ledger import MetricsLedger, Recorded
+from tests import factories
 
 SHOP = "tea-1"
 Segmenter = Callable[[CustomerState, datetime], dict[str, str]]
@@ -32,71 +36,59 @@ def at(day: str, hour: int = 12) -> datetime:
     return datetime.fromisoformat(day).replace(hour=hour, tzinfo=UTC)
 
 
-def _envelope(kind: str, customer: str, when: datetime) -> dict[str, Any]:
-    return {
-        "schema_version": 1,
-        "type": kind,
-        "event_id": f"e-{next(_ids)}",
-        "shop_id": SHOP,
-        "customer_id": customer,
-        "occurred_at": format_time(when),
-    }
+def _next_id() -> str:
+    return f"e-{next(_ids)}"
 
 
 def plan(price: float, interval: str = "month", tier: str = "basic") -> dict[str, Any]:
-    """A plan payload."""
-    return {
-        "plan_id": f"{tier}-{interval}",
-        "price": price,
-        "currency": "EUR",
-        "interval": interval,
-        "tier": tier,
-    }
+    """A plan payload (id ``<tier>-<interval>``)."""
+    return factories.plan(price, interval, plan_id=f"{tier}-{interval}", tier=tier)
 
 
 def signup(
     customer: str, when: datetime, price: float = 30.0, interval: str = "month", tier: str = "basic"
 ) -> Event:
     """A signup to a plan of ``price`` per ``interval``."""
-    payload = _envelope("signup", customer, when)
-    payload.update(acquisition_channel="web", plan=plan(price, interval, tier))
-    return from_payload(payload)
+    to_plan = plan(price, interval, tier)
+    return factories.event(factories.signup(customer, when, _next_id(), shop=SHOP, to_plan=to_plan))
 
 
 def order(
     customer: str, when: datetime, amount: float = 30.0, new_plan: dict[str, Any] | None = None
 ) -> Event:
-    """An order, optionally switching to ``new_plan``."""
-    payload = _envelope("order", customer, when)
-    payload.update(
-        order_id=payload["event_id"], amount=amount, currency="EUR", is_renewal=new_plan is not None
+    """An order, optionally switching to ``new_plan`` (then a renewal)."""
+    event_id = _next_id()
+    payload = factories.order(
+        customer,
+        when,
+        event_id,
+        shop=SHOP,
+        amount=amount,
+        order_id=event_id,
+        is_renewal=new_plan is not None,
+        new_plan=new_plan,
     )
-    if new_plan is not None:
-        payload["plan"] = new_plan
-    return from_payload(payload)
+    return factories.event(payload)
 
 
 def cancel(customer: str, when: datetime, effective: datetime | None = None) -> Event:
     """A cancellation, effective at once unless ``effective`` is given."""
-    payload = _envelope("cancellation", customer, when)
-    payload["reason"] = "price"
-    if effective is not None:
-        payload["effective_at"] = format_time(effective)
-    return from_payload(payload)
+    payload = factories.cancellation(customer, when, _next_id(), shop=SHOP, effective_at=effective)
+    return factories.event(payload)
 
 
 def change_plan(
     customer: str, when: datetime, price: float, change: str, tier: str = "basic"
 ) -> Event:
     """A plan change to a monthly plan of ``price`` (a pause: price 0)."""
-    payload = _envelope("plan_changed", customer, when)
-    payload.update(plan=plan(price, tier="paused" if price == 0 else tier), change=change)
-    return from_payload(payload)
+    to_plan = plan(price, tier="paused" if price == 0 else tier)
+    payload = factories.plan_change(customer, when, _next_id(), to_plan, change, shop=SHOP)
+    return factories.event(payload)
 
 
 def erase(customer: str, when: datetime) -> Event:
     """An erasure request."""
-    return from_payload(_envelope("customer_erased", customer, when))
+    return factories.event(factories.erasure(customer, when, _next_id(), shop=SHOP))
 
 
 def tier_and_status(state: CustomerState, now: datetime) -> dict[str, str]:

@@ -10,30 +10,31 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from segstream.core.codec import decode_state, encode_state
-from segstream.core.contracts import SCHEMA_DIR
-from segstream.core.customer import CustomerState, apply
-from segstream.core.events import ACQUISITION_CHANNELS, TOUCHPOINTS, from_payload, parse_time
-from segstream.core.keys import customer_key
-from segstream.core.pipeline import Pipeline, funnel_key
+from harness.stores import feed
+from segstream.domain.contracts import SCHEMA_DIR
+from segstream.domain.customer import CustomerState, apply
+from segstream.domain.events import ACQUISITION_CHANNELS, TOUCHPOINTS, from_payload, parse_time
+from segstream.engine.pipeline import Pipeline
 from segstream.metrics.journey import STAGES, Funnel, ShopFunnel, journey_of, recount
 from segstream.settings import Settings
+from segstream.state.codec import decode_state, encode_state
+from segstream.state.keyspace import customer_key, funnel_key
 from segstream.tools.simulation import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
-from tests.feed import feed
 
 SHOP = "tea-1"
 
 
 def event(kind: str, at: str, number: int, **fields: Any) -> dict[str, Any]:
     """A valid payload of ``kind`` for customer c-1 at ``at``."""
-    extra: dict[str, Any] = {
+    by_kind: dict[str, dict[str, Any]] = {
         "signup": {
             "plan": {"plan_id": "m", "price": 20.0, "currency": "EUR", "interval": "month"},
             "acquisition_channel": "web",
         },
         "order": {"order_id": f"o-{number}", "amount": 20.0, "currency": "EUR", "is_renewal": True},
-    }.get(kind, {})
+    }
+    extra = by_kind.get(kind, {})
     return {
         "schema_version": 1,
         "type": kind,
@@ -66,7 +67,8 @@ def test_a_visitor_is_aware_and_a_trial_shows_consideration() -> None:
     assert journey is not None
     assert (journey.stage, journey.month, journey.channel) == ("awareness", "2026-01", "social")
     trying = state_of(touch("2026-01-30T10:00:00Z", 1), touch("2026-02-03T10:00:00Z", 2, "trial"))
-    assert journey_of(trying) is not None and journey_of(trying).stage == "consideration"  # type: ignore[union-attr]
+    journey = journey_of(trying)
+    assert journey is not None and journey.stage == "consideration"
 
 
 def test_buying_implies_consideration_and_a_second_purchase_day_is_retention() -> None:
@@ -80,7 +82,8 @@ def test_buying_implies_consideration_and_a_second_purchase_day_is_retention() -
         event("order", "2026-03-01T09:00:05Z", 2),
         event("order", "2026-03-01T18:00:00Z", 3),  # the same purchase day: no repeat yet
     )
-    assert journey_of(renewed).stage == "purchase"  # type: ignore[union-attr]
+    journey = journey_of(renewed)
+    assert journey is not None and journey.stage == "purchase"
     apply(renewed, from_payload(event("order", "2026-04-01T09:00:00Z", 4)))
     journey = journey_of(renewed)
     assert journey is not None and journey.stage == "retention"

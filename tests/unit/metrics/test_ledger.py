@@ -181,6 +181,7 @@ def test_late_event_updates_the_older_window_and_every_later_start(
     )
     assert month(ledger, "2025-04-01").subscribers_start == 2
     (recorded,) = shop.send(cancel("c1", at("2025-03-30")))  # 4 days late: within 7
+    assert recorded is not None
     assert not recorded.too_late and ledger.too_late(SHOP) == 0
     march = month(ledger, "2025-03-01")
     assert (march.churned_start_subscribers, march.cancellations) == (0, 1)  # joined in March
@@ -199,6 +200,7 @@ def test_too_late_event_leaves_closed_windows_alone(ledger: MetricsLedger, shop:
         order("c2", at("2025-04-20")),  # oldest open day: 13 April
     )
     (recorded,) = shop.send(cancel("c1", at("2025-03-30")))  # 21 days late
+    assert recorded is not None
     assert recorded.too_late and ledger.too_late(SHOP) == 1
     march = month(ledger, "2025-03-01")
     assert (march.churned_subscribers, march.cancellations, march.subscribers_end) == (0, 0, 2)
@@ -230,6 +232,7 @@ def test_issue_24_too_late_downgrade_before_a_booked_churn_books_no_negative_chu
         order("c-0007", at("2025-12-17")),
     )
     (recorded,) = shop.send(order("c-0006", at("2025-09-18"), new_plan=plan(15.9)))
+    assert recorded is not None
     assert recorded.too_late
     for dimension in ledger.dimensions(SHOP):
         december = month(ledger, "2025-12-01", dimension)
@@ -251,6 +254,7 @@ def test_too_late_downgrade_of_a_paying_customer_is_one_contraction_on_the_oldes
         order("c1", at("2025-12-17")),  # oldest open day: 10 December
     )
     (recorded,) = shop.send(order("c1", at("2025-09-18"), new_plan=plan(15.9)))
+    assert recorded is not None
     assert recorded.too_late
     oldest_open = ledger.window(SHOP, "day", date(2025, 12, 10))
     assert {k: v for k, v in movements_of(oldest_open).items() if v} == {"contraction_mrr": 13.0}

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from segstream.core.events import from_payload, parse_time
+from segstream.domain.events import from_payload, parse_time
 from segstream.metrics.ledger import MetricsLedger
 from segstream.metrics.mrr import customer_mrr
 from segstream.metrics.windows import WindowMetrics
@@ -57,6 +57,7 @@ def feed(payloads: list[Payload], ledger: MetricsLedger) -> dict[str, Shop]:
         shop = shops.setdefault(payload["shop_id"], Shop(ledger, tier_and_status))
         day_before = shop.stream_time.date() if shop.stream_time else None
         (recorded,) = shop.send(from_payload(payload))
+        assert recorded is not None
         assert not recorded.too_late
         assert shop.stream_time is not None
         if day_before is not None and shop.stream_time.date() != day_before:

@@ -26,8 +26,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from segstream.core.customer import CustomerState
-from segstream.core.events import format_time, from_payload, parse_time
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import format_time, from_payload, parse_time
 from segstream.metrics.bookings import Contribution, cohort
 from segstream.metrics.ledger import MetricsLedger, UnknownShopError
 from segstream.metrics.mrr import customer_mrr

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from segstream.core.customer import CustomerState, apply
-from segstream.core.events import Event
+from segstream.domain.customer import CustomerState, apply
+from segstream.domain.events import Event
 from segstream.metrics.movements import EventEffect, Movement, classify
 from tests.unit.metrics.builders import (
     at,

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from segstream.core.customer import CustomerState
-from segstream.core.events import Plan
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import Plan
 from segstream.metrics.mrr import customer_mrr, monthly_price, plan_mrr
 from tests import states
 from tests.unit.metrics.builders import at

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator, ValidationError
 
-from segstream.core import contracts
-from segstream.core.contracts import SCHEMA_DIR, schema_path, validate_output
+from segstream.domain import contracts
+from segstream.domain.contracts import SCHEMA_DIR, schema_path, validate_output
 from segstream.metrics.ledger import MetricsLedger, UnknownShopError
 from segstream.metrics.snapshot import snapshot_payload
 from tests.schema_docs import undocumented

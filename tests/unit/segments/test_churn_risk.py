@@ -9,9 +9,8 @@ from datetime import UTC, date, datetime, timedelta
 
 import pytest
 
-from segstream.core.customer import Plan
-from segstream.core.events import format_time
-from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.domain.events import Plan, format_time
+from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.learning.labels import Example
 from segstream.learning.lifetime import BgNbd, LifetimeFit
 from segstream.learning.logit import OnlineLogit

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from segstream.core import checkpoints
-from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.learning.quality import adjusted_rand_index
 from segstream.segments.cluster import (
     FEATURES,
@@ -30,12 +29,16 @@ from segstream.segments.cluster import (
     traits,
 )
 from segstream.settings import Settings
+from segstream.state import model_store as checkpoints
 from tests.states import state
 from tests.unit.learning.streams import evaluate, evaluations, final_snapshots, one_shop
 
 NOW = datetime(2025, 12, 1, tzinfo=UTC)
 BEFORE_ISSUE_25 = Path(__file__).with_name("cluster_model_before_issue_25.b64")
 """A checkpoint of the model before issue 25 (next id 4), written by that code."""
+BEFORE_ISSUE_27 = Path(__file__).with_name("cluster_model_before_issue_27.b64")
+"""A checkpoint of ``trained(planted(80, seed=9))`` written by the model before it gave its
+state to collaborators (issue 27): one flat object."""
 
 
 @dataclass
@@ -60,8 +63,8 @@ def replayed() -> Replayed:
     for view in evaluations(simulation, rescore_days=2.0, mark_reviews=True):
         clusters[view.customer_id] = evaluate(model, view)
         formed += model.drain_announcements()
-        live_at_most = max(live_at_most, len(model.members))
-    truth = {t.customer_id: t.persona for t in simulation.truth}
+        live_at_most = max(live_at_most, len(model.space.members))
+    truth: dict[str, str] = {t.customer_id: t.persona for t in simulation.truth}
     return Replayed(model, formed, truth, final_snapshots(simulation), clusters, live_at_most)
 
 
@@ -126,7 +129,7 @@ def test_planted_groups_are_separated_and_named() -> None:
     name = str(model.label(spender))
     assert "high spend" in name and ("frequent" in name or "fast cadence" in name)
     assert model.describe(int(spender[1:])).startswith(str(model.label(spender)))
-    names = [model.label(f"c{c}") for c in model.members]
+    names = [model.label(f"c{c}") for c in model.space.members]
     assert len(set(names)) == len(names)
 
 
@@ -135,7 +138,9 @@ def test_a_review_never_moves_a_placed_customer_nor_teaches_the_model() -> None:
     model = trained(views)
 
     def learned() -> bytes:
-        return pickle.dumps((model.shop, model.members, model.names, model.learned))
+        return pickle.dumps(
+            (model.space.shop, model.space.members, model.naming.names, model.space.learned)
+        )
 
     before = learned()
     for view in views:
@@ -152,8 +157,11 @@ def test_rows_are_counted_once_per_customer() -> None:
     model = trained(views)
     for view in views:  # their own events again: each row replaces the customer's last one
         evaluate(model, view)
-    assert model.shop.count == 60 == model.assigned
-    assert sum(t.count for t in model.members.values()) + sum(model.outliers.values()) == 60
+    assert model.space.shop.count == 60 == model.space.assigned
+    assert (
+        sum(t.count for t in model.space.members.values()) + sum(model.space.outliers.values())
+        == 60
+    )
     kept = MEMORY.unpack(views[0].memory["cluster"])
     assert f"c{kept[0]}" == views[0].segments["cluster"]
 
@@ -180,12 +188,12 @@ def test_a_small_shop_gets_provisional_clusters_and_seeds_again_at_warmup() -> N
     assert not model.ready  # 24 rows in no time: it may still reach 100
     later = replace(views[0], as_of=views[0].as_of + SMALL_SHOP, review=True)
     model.learn(later)
-    assert model.ready and model.provisional and len(model.members) <= 2
+    assert model.ready and model.roster.provisional and len(model.space.members) <= 2
     assert model.drain_pass_request()
-    provisional = set(model.members)
+    provisional = set(model.space.members)
     for view in planted(100, seed=7)[24:]:
         evaluate(model, view)
-    assert not model.provisional and not provisional & set(model.members)
+    assert not model.roster.provisional and not provisional & set(model.space.members)
     assert model.drain_pass_request()
     assert all(model.label(f"c{c}") for c in provisional)  # the moves still name them
 
@@ -197,12 +205,12 @@ def test_a_retired_cluster_is_left_by_its_members_with_its_name_known() -> None:
     spender = views[1].segments["cluster"]
     cluster_id = int(spender[1:])
     name = model.label(spender)
-    model._retire(cluster_id)
+    model.roster.retire(cluster_id)
     assert model.drain_pass_request()
-    assert model.label(spender) == name and spender not in [f"c{c}" for c in model.members]
+    assert model.label(spender) == name and spender not in [f"c{c}" for c in model.space.members]
     for view in views:
         moved = evaluate(model, replace(view, review=True))
-        assert moved is not None and int(moved[1:]) in model.members
+        assert moved is not None and int(moved[1:]) in model.space.members
     assert spender not in {view.segments["cluster"] for view in views}
 
 
@@ -214,10 +222,10 @@ def test_a_new_group_far_from_every_cluster_gets_its_own_on_probation() -> None:
         view = customer(n, {"2025-11-20": 40.0})
         gifts.append(replace(view, plan_tier="gift"))
     found = Counter(evaluate(model, view) for view in gifts)
-    gift = [f"c{c}" for c in model.members if "gift plan" in str(model.label(f"c{c}"))]
-    assert len(gift) == 1 and int(gift[0][1:]) in model.probation
+    gift = [f"c{c}" for c in model.space.members if "gift plan" in str(model.label(f"c{c}"))]
+    assert len(gift) == 1 and int(gift[0][1:]) in model.roster.probation
     assert found[gift[0]] >= len(gifts) / 2
-    assert len(model.members) <= model.max_clusters
+    assert len(model.space.members) <= model.config.max_clusters
 
 
 def test_explain_gives_the_carried_cluster_its_name_and_the_nearest() -> None:
@@ -229,17 +237,19 @@ def test_explain_gives_the_carried_cluster_its_name_and_the_nearest() -> None:
     assert explained["cluster"] == view.segments["cluster"]
     assert explained["name"] == model.label(view.segments["cluster"])
     assert "nearest" not in explained
-    other = next(f"c{c}" for c in model.members if f"c{c}" != view.segments["cluster"])
+    other = next(f"c{c}" for c in model.space.members if f"c{c}" != view.segments["cluster"])
     moved = replace(view, segments={"cluster": other})
-    assert model.explain(moved)["nearest"] == view.segments["cluster"]  # type: ignore[index]
+    explained = model.explain(moved)
+    assert explained is not None
+    assert explained["nearest"] == view.segments["cluster"]
 
 
 def test_forget_takes_the_customers_row_out() -> None:
     views = planted(40, seed=11)
     model = trained(views, warmup=20)
-    count = model.shop.count
+    count = model.space.shop.count
     model.forget(views[0])
-    assert model.shop.count == count - 1 and "cluster" not in views[0].memory
+    assert model.space.shop.count == count - 1 and "cluster" not in views[0].memory
 
 
 def test_late_holiday_group_is_announced_once_in_season(replayed: Replayed) -> None:
@@ -258,7 +268,7 @@ def test_late_holiday_group_is_announced_once_in_season(replayed: Replayed) -> N
 
 def test_never_more_live_clusters_than_the_maximum(replayed: Replayed) -> None:
     assert replayed.live_at_most <= Settings().cluster_max_clusters
-    assert replayed.model.next_id <= 2 * Settings().cluster_max_clusters
+    assert replayed.model.space.next_id <= 2 * Settings().cluster_max_clusters
 
 
 def test_clusters_recover_the_planted_personas(replayed: Replayed) -> None:
@@ -294,7 +304,7 @@ def test_model_size_does_not_grow_with_the_stream() -> None:
 
 def test_a_checkpoint_of_the_model_before_loads_as_a_fresh_one_with_later_ids() -> None:
     old = checkpoints.loads(zlib.decompress(base64.b64decode(BEFORE_ISSUE_25.read_text())))
-    assert isinstance(old, ClusterModel) and not old.ready and old.next_id == 4
+    assert isinstance(old, ClusterModel) and not old.ready and old.space.next_id == 4
     views = planted(30, seed=12)
     for view in views:
         view.segments["cluster"] = "c1"  # what the customers carry from the old model
@@ -303,9 +313,26 @@ def test_a_checkpoint_of_the_model_before_loads_as_a_fresh_one_with_later_ids() 
         if waiting and not old.ready:
             assert old.assign(view) == "c1"  # kept while the new one warms up
     assert old.ready and old.drain_pass_request()
-    assert min(old.members) >= 4
+    assert min(old.space.members) >= 4
     for view in views:
         assert int(str(evaluate(old, replace(view, review=True)))[1:]) >= 4
+
+
+def test_a_checkpoint_of_the_model_before_its_collaborators_loads_and_is_written_alike() -> None:
+    blob = zlib.decompress(base64.b64decode(BEFORE_ISSUE_27.read_text()))
+    old = checkpoints.loads(blob)
+    assert isinstance(old, ClusterModel) and old.ready
+    assert pickle.dumps(old, protocol=5) == blob, "either version reads the other's"
+    assert old.roster.space is old.space and old.roster.naming is old.naming
+    assert old.roster.typical is old.typical and old.roster.config is old.config
+    assert old.config.seed == 3 and old.config.warmup == 40 and old.config.maintain_every == 25
+    assert old.space.shop.count == 80 == old.space.assigned
+    assert sorted(old.naming.names) == sorted(old.space.members)
+    gifts = [replace(customer(n, {"2025-11-20": 40.0}), plan_tier="gift") for n in range(80, 100)]
+    placed = [evaluate(old, view) for view in gifts]
+    assert all(c is not None and int(c[1:]) in old.space.members for c in placed)
+    assert any("gift plan" in str(old.label(str(c))) for c in placed)
+    assert sum(row["size"] for row in old.clusters()) == 100 == old.space.assigned
 
 
 def test_same_seed_same_clusters_in_another_process() -> None:
@@ -313,7 +340,7 @@ def test_same_seed_same_clusters_in_another_process() -> None:
         "from tests.unit.segments.test_cluster import planted, trained\n"
         "views = planted(60, seed=5)\n"
         "model = trained(views)\n"
-        "print([view.segments['cluster'] for view in views], model.names)\n"
+        "print([view.segments['cluster'] for view in views], model.naming.names)\n"
     )
     runs = {
         subprocess.run(

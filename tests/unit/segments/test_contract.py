@@ -1,21 +1,28 @@
-"""The contract every segment model keeps (runs over all models in segstream.segments,
-through every hook of the protocol)."""
+"""The contract every segment model keeps (runs over every registered model: the modules of
+segstream.segments and the toy model of tests/toy_model.py, through every hook of the
+protocol)."""
 
 from __future__ import annotations
 
+import ast
 import pickle
 import random
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
-from segstream.core.events import format_time
-from segstream.core.features import CustomerSnapshot, snapshot
-from segstream.segments import SegmentModel, available_models, is_segment_of
+import segstream.segments
+from segstream.domain.events import format_time
+from segstream.domain.features import CustomerSnapshot, snapshot
+from segstream.segments import SegmentModel, available_models, is_segment_of, registered
 from segstream.settings import Settings
 from tests.states import state
+from tests.toy_model import SpendBandModel
 
-MODELS = sorted(available_models().items())
+with registered(SpendBandModel):
+    MODELS = sorted(available_models().items())
+"""Every registered model, and the toy one registered the way a plugin is."""
 NOW = datetime(2025, 12, 1, tzinfo=UTC)
 
 
@@ -51,8 +58,47 @@ def run(model: SegmentModel, views: list[CustomerSnapshot]) -> list[str | None]:
     return [model.assign(view) for view in views]
 
 
-def test_models_are_discovered() -> None:
-    assert set(available_models()) == {"rfm", "lifecycle", "cluster", "churn_risk"}
+def _defines_model(path: Path) -> bool:
+    """Whether the module's source assigns ``MODEL`` at its top level (read, not imported)."""
+    tree = ast.parse(path.read_text())
+    return any(
+        isinstance(node, ast.Assign | ast.AnnAssign)
+        and any(
+            isinstance(target, ast.Name) and target.id == "MODEL"
+            for target in (node.targets if isinstance(node, ast.Assign) else [node.target])
+        )
+        for node in tree.body
+    )
+
+
+def test_every_module_that_defines_a_model_is_discovered_and_nothing_else() -> None:
+    package = Path(segstream.segments.__file__).parent
+    defining = {path.stem for path in package.glob("*.py") if _defines_model(path)}
+    assert len(defining) >= 4
+    found = available_models()
+    assert {model.__module__.removeprefix("segstream.segments.") for model in found.values()} == (
+        defining
+    )
+    assert all(model.name == name for name, model in found.items())
+
+
+def test_a_registered_model_joins_the_registry_for_the_block_only() -> None:
+    before = available_models()
+    assert "spend_band" not in before
+    with registered(SpendBandModel):
+        assert available_models() == {**before, "spend_band": SpendBandModel}
+        with pytest.raises(ValueError, match="'spend_band' is taken"):
+            segstream.segments.register(type("Twin", (SpendBandModel,), {}))
+    assert available_models() == before
+    assert "spend_band" in dict(MODELS)
+
+
+@pytest.mark.parametrize("name", ["lifecycle", "Spend", "defined:x", ""])
+def test_a_name_that_is_taken_or_not_plain_is_refused(name: str) -> None:
+    clash = type("Clash", (SpendBandModel,), {"name": name})
+    with pytest.raises(ValueError, match="segment model name"):
+        segstream.segments.register(clash)
+    assert name not in available_models() or available_models()[name] is not clash
 
 
 @pytest.mark.parametrize(("name", "model_class"), MODELS)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
-from segstream.core.customer import RENEWALS, CustomerState, apply
-from segstream.core.events import format_time, from_payload
-from segstream.core.features import snapshot
+from segstream.domain.customer import RENEWALS, CustomerState, apply
+from segstream.domain.events import format_time, from_payload
+from segstream.domain.features import snapshot
 from segstream.metrics.mrr import customer_mrr
 from segstream.segments.lifecycle import LifecycleRules
 from segstream.tools.simulation.generator import SimulationConfig, generate
@@ -18,7 +19,7 @@ DAY0 = datetime(2025, 1, 1, tzinfo=UTC)
 RULES = LifecycleRules()
 
 
-def state_with(purchase_offsets: list[int], **extra: object) -> CustomerState:
+def state_with(purchase_offsets: list[int], **extra: Any) -> CustomerState:
     days = {(DAY0 + timedelta(days=d)).date().isoformat(): 20.0 for d in purchase_offsets}
     return state("shop", "c", first_seen_at=format_time(DAY0), purchase_days=days, **extra)
 

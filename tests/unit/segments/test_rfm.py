@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pandas as pd
 import pytest
 
-from segstream.core.features import snapshot
+from segstream.domain.features import snapshot
 from segstream.segments.rfm import SEGMENT_GRID, RfmModel, grid_segment, quintile_score, values
 from tests.states import state
 

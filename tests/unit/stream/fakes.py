@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
+
+from faust.types import EventT
 
 from harness.stores import DictStore
-from segstream.core.events import format_time
 from segstream.settings import Settings
 from segstream.stream.checkpoint import FencedError, RetryError, Work, Written
 from segstream.stream.tables import CODECS, TableState
+from tests.factories import encoded, order
 
 T0 = datetime(2025, 3, 1, tzinfo=UTC)
 
@@ -19,20 +20,9 @@ T0 = datetime(2025, 3, 1, tzinfo=UTC)
 def order_value(shop_id: str, n: int, customer: str = "c-1") -> bytes:
     """The record value of an order of 10 EUR by ``customer`` at ``shop_id``, ``n`` days
     after :data:`T0` (event id ``<shop>-e<n>``)."""
-    return json.dumps(
-        {
-            "schema_version": 1,
-            "type": "order",
-            "event_id": f"{shop_id}-e{n}",
-            "shop_id": shop_id,
-            "customer_id": customer,
-            "occurred_at": format_time(T0 + timedelta(days=n)),
-            "order_id": f"o{n}",
-            "amount": 10.0,
-            "currency": "EUR",
-            "is_renewal": False,
-        }
-    ).encode()
+    at = T0 + timedelta(days=n)
+    payload = order(customer, at, f"{shop_id}-e{n}", 10.0, shop=shop_id, order_id=f"o{n}")
+    return encoded(payload)
 
 
 def table_state(name: str, store: DictStore, owned: set[int], partitions: int = 4) -> TableState:
@@ -52,6 +42,12 @@ class Event:
     message: Message
     value: bytes | None
     key: bytes | None = None
+
+
+def batch(*events: Event) -> list[EventT[Any]]:
+    """``events`` as the runner takes them: a fake carries all the runner reads of a Faust
+    event (``message`` topic, partition, offset and headers, ``key``, ``value``)."""
+    return cast("list[EventT[Any]]", list(events))
 
 
 @dataclass

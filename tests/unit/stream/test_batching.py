@@ -28,16 +28,16 @@ def run_agent(
     busy_s: float,
     feed: Feed,
     highwater: Callable[[TP], int | None] = caught_up,
-) -> list[tuple[float, float, list[int]]]:
+) -> list[tuple[float, float, list[object]]]:
     """Each batch as (start, end, values) for an agent that takes ``busy_s`` per batch;
     ``feed(put)`` sends the values."""
-    seen: list[tuple[float, float, list[int]]] = []
+    seen: list[tuple[float, float, list[object]]] = []
 
     async def main() -> None:
         app = faust.App(f"test-batching-{next(_apps)}", store="memory://")
         loop = asyncio.get_running_loop()
 
-        @app.agent(app.channel())  # type: ignore[misc]
+        @app.agent(app.channel())
         async def agent(stream: Any) -> None:
             async for batch in batches(stream, max_events, interval_s, highwater):
                 start = loop.time()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import socket
 
+import pytest
+from aiokafka.errors import ConsumerStoppedError
+
 from segstream.observability import telemetry
 from segstream.stream.lag import LagProbe, lag_by_partition
 
@@ -54,3 +57,20 @@ async def test_unreachable_kafka_clears_the_lag_series_instead_of_raising() -> N
         )
         is None
     )
+
+
+async def test_a_probe_whose_clients_stop_under_it_does_not_raise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A worker shutting down closes the probe's clients while a measurement runs: the
+    consumer's ConsumerStoppedError (not a KafkaError) used to crash the app."""
+    telemetry.set_consumer_lag({("orders", 0): 7})
+    probe = LagProbe({"bootstrap_servers": "127.0.0.1:9"}, "group", ["orders"])
+
+    async def stopped() -> dict[tuple[str, int], int]:
+        raise ConsumerStoppedError()
+
+    monkeypatch.setattr(probe, "measure", stopped)
+    await probe.update()
+    labels = {"topic": "orders", "partition": "0"}
+    assert telemetry.REGISTRY.get_sample_value("segstream_consumer_lag_records", labels) is None

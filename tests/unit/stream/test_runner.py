@@ -12,24 +12,28 @@ from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
+from aiokafka.errors import KafkaTimeoutError
 
-from segstream.core.changes import ORIGIN_HEADER, Cause, SegmentChange
-from segstream.core.contracts import validate_output
-from segstream.core.events import Cancellation, Order
-from segstream.core.keys import progress_key, shop_partition
-from segstream.core.pipeline import Outcome, Pipeline
+from harness.stores import DictStore
+from segstream.domain.changes import ORIGIN_HEADER, Cause, SegmentChange, Source
+from segstream.domain.contracts import EventType, validate_output
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import Cancellation, Order
+from segstream.engine.pipeline import Outcome, Pipeline
 from segstream.settings import REPARTITION_ROLE, Settings
-from segstream.stream import wiring
+from segstream.state import codec
+from segstream.state.keyspace import progress_key, shop_partition
 from segstream.stream.checkpoint import FencedError
 from segstream.stream.gaps import GapGuard
+from segstream.stream.poison import MAX_ERROR_STREAK
+from segstream.stream.runner import MAX_COMMIT_ATTEMPTS, BatchRunner, output_records
 from segstream.stream.topics import TABLES
-from segstream.stream.wiring import BatchRunner, output_records
 from tests.unit.stream.fakes import (
     T0,
-    DictStore,
     Event,
     FakeCheckpoint,
     Message,
+    batch,
     order_value,
     table_state,
 )
@@ -41,12 +45,10 @@ SHOP = "tea-1"
 PARTITION = shop_partition(SHOP, 4)
 
 
-def order(n: int, customer: str = "c-1") -> bytes:
-    return order_value(SHOP, n, customer)
-
-
 def events(*offsets: int) -> list[Any]:
-    return [Event(Message(ORDERS, PARTITION, n), order(n), SHOP.encode()) for n in offsets]
+    return [
+        Event(Message(ORDERS, PARTITION, n), order_value(SHOP, n), SHOP.encode()) for n in offsets
+    ]
 
 
 def runner(checkpoint: FakeCheckpoint) -> tuple[BatchRunner, dict[str, Any]]:
@@ -270,6 +272,28 @@ async def test_a_live_shops_clock_follows_the_wall_clock_in_one_commit(
     assert await batches.advance(PARTITION, move) == 0  # nothing due any more
 
 
+async def test_a_fenced_clock_step_is_undone_like_a_fenced_batch(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    """A timer's step commits through the batches' commit path: fenced, its writes are
+    undone and the partition is left to its new owner."""
+    batches, tables = runner(checkpoint)
+    await batches.run(events(0))
+    pipeline = batches.pipeline
+    wall = T0 + timedelta(days=46)
+
+    def move() -> list[Outcome]:
+        moved = pipeline.advance_clock(SHOP, wall, live_s=100 * 86_400)
+        return [] if moved is None else [moved]
+
+    checkpoint.fail, checkpoint.error = 1, FencedError
+    assert await batches.advance(PARTITION, move) == 0
+    assert pipeline.stream_time(SHOP) == T0
+    assert tables["customers"][f"{SHOP}/c-1"].segments["lifecycle"] != "at_risk"
+    assert await batches.advance(PARTITION, move) == 0  # not this worker's any more
+    assert len(checkpoint.committed) == 1
+
+
 async def test_a_definition_record_commits_and_its_reevaluation_follows_in_steps(
     checkpoint: FakeCheckpoint,
 ) -> None:
@@ -283,7 +307,7 @@ async def test_a_definition_record_commits_and_its_reevaluation_follows_in_steps
     value = {"schema_version": 1, "shop_id": SHOP, "segment_id": "buyers", "name": "Buyers"}
     raw = json.dumps({**value, "version": 1, "rule": rule}).encode()
     record = Event(Message(definitions, PARTITION, 0), raw, f"{SHOP}|buyers".encode())
-    await batches.run([record])
+    await batches.run(batch(record))
     assert checkpoint.committed[-1].offsets == {definitions: 1}
     assert batches.pipeline.reevaluating() == [SHOP]
 
@@ -305,7 +329,8 @@ async def test_a_definition_record_commits_and_its_reevaluation_follows_in_steps
 
 def events_of(customer: str, *offsets: int) -> list[Any]:
     return [
-        Event(Message(ORDERS, PARTITION, n), order(n, customer), SHOP.encode()) for n in offsets
+        Event(Message(ORDERS, PARTITION, n), order_value(SHOP, n, customer), SHOP.encode())
+        for n in offsets
     ]
 
 
@@ -335,7 +360,7 @@ async def test_a_rebalance_waits_for_work_in_flight_before_it_replaces_the_produ
     await batches.assign({PARTITION})
     await working
     assert order == ["commit ended", "producers replaced"]
-    monkeypatch.setattr("segstream.stream.wiring.QUIESCE_S", 0.01)
+    monkeypatch.setattr("segstream.stream.runner.QUIESCE_S", 0.01)
     stuck = asyncio.Event()
 
     async def never_ends() -> None:
@@ -353,7 +378,7 @@ async def test_a_rebalance_waits_for_work_in_flight_before_it_replaces_the_produ
 def mixed(*customers: str) -> list[Any]:
     """One order per customer, at offsets 0, 1, ... in order."""
     return [
-        Event(Message(ORDERS, PARTITION, n), order(n, customer), SHOP.encode())
+        Event(Message(ORDERS, PARTITION, n), order_value(SHOP, n, customer), SHOP.encode())
         for n, customer in enumerate(customers)
     ]
 
@@ -374,9 +399,9 @@ async def test_a_record_whose_state_cannot_be_stored_is_found_and_dead_lettered(
     no record raised: the runner bisects the batch to the one that made it fail."""
     from segstream.stream import tables as table_module
 
-    original = table_module.encode_state
+    original = codec.encode_state
 
-    def encode_state(state: Any) -> bytes:
+    def encode_state(state: CustomerState) -> bytes:
         if state.customer_id == "c-bad":
             raise OverflowError("cannot convert float infinity to integer")
         return original(state)
@@ -387,7 +412,7 @@ async def test_a_record_whose_state_cannot_be_stored_is_found_and_dead_lettered(
     (letter,) = letters_of(checkpoint)
     assert (letter["reason"], letter["source"]["offset"]) == ("processing_error", 3)
     assert letter["detail"] == "OverflowError: cannot convert float infinity to integer"
-    assert base64.b64decode(letter["original_value_b64"]) == order(3, "c-bad")
+    assert base64.b64decode(letter["original_value_b64"]) == order_value(SHOP, 3, "c-bad")
     assert f"{SHOP}/c-bad" not in tables["customers"]
     assert all(f"{SHOP}/c-{n}" in tables["customers"] for n in range(1, 7))
     assert not batches.stalls
@@ -399,7 +424,7 @@ async def test_a_failure_no_record_explains_stalls_the_partition_until_it_is_gon
     """Flushing fails even with no record in the batch: not any record's fault. Nothing
     commits, the partition is named with the reason, and once the fault is gone its
     next try commits everything."""
-    monkeypatch.setattr(wiring, "STALL_FIRST_RETRY_S", 0.0)
+    monkeypatch.setattr("segstream.stream.stalls.STALL_FIRST_RETRY_S", 0.0)
     batches, tables = runner(checkpoint)
     original = batches.pipeline.flush
 
@@ -426,19 +451,19 @@ async def test_a_bug_every_record_meets_stalls_instead_of_dead_lettering_everyth
 
     await batches.run(events(0))  # one good order first
     monkeypatch.setattr(batches.pipeline, "handle", handle)
-    await batches.run(events(*range(1, wiring.MAX_ERROR_STREAK - 2)))  # below the limit: letters
-    assert len(letters_of(checkpoint)) == wiring.MAX_ERROR_STREAK - 3
+    await batches.run(events(*range(1, MAX_ERROR_STREAK - 2)))  # below the limit: letters
+    assert len(letters_of(checkpoint)) == MAX_ERROR_STREAK - 3
     assert not batches.stalls
     committed = len(checkpoint.committed)
-    await batches.run(events(*range(wiring.MAX_ERROR_STREAK - 2, 40)))
+    await batches.run(events(*range(MAX_ERROR_STREAK - 2, 40)))
     assert len(checkpoint.committed) == committed, "the streak crossed the limit: no commit"
     assert "records in a row failed" in batches.stalls[PARTITION].reason
     assert "KeyError" in batches.stalls[PARTITION].reason
     assert order_count(tables) == 1
     monkeypatch.undo()  # the bug is fixed: the retry handles every record again
     batches.stalls[PARTITION].retry_at = 0.0
-    await batches.run(events(*range(wiring.MAX_ERROR_STREAK - 2, 40)))
-    assert order_count(tables) == 40 - (wiring.MAX_ERROR_STREAK - 2) + 1
+    await batches.run(events(*range(MAX_ERROR_STREAK - 2, 40)))
+    assert order_count(tables) == 40 - (MAX_ERROR_STREAK - 2) + 1
     assert not batches.stalls
 
 
@@ -460,15 +485,17 @@ async def test_commits_that_keep_failing_stall_the_partition(
     checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     batches, _ = runner(checkpoint)
-    checkpoint.fail = wiring.MAX_COMMIT_ATTEMPTS
+    checkpoint.fail = MAX_COMMIT_ATTEMPTS
     await batches.run(events(0))
     assert checkpoint.committed == []
     assert batches.stalls[PARTITION].reason.startswith(
-        f"{wiring.MAX_COMMIT_ATTEMPTS} commits in a row failed"
+        f"{MAX_COMMIT_ATTEMPTS} commits in a row failed"
     )
 
 
-async def test_a_poisoned_offset_is_only_its_own_partitions() -> None:
+async def test_a_poisoned_offset_is_only_its_own_partitions(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Offsets repeat across partitions: a record failing at offset 0 of one partition
     does not dead-letter offset 0 of another."""
     other_shop = next(
@@ -477,18 +504,20 @@ async def test_a_poisoned_offset_is_only_its_own_partitions() -> None:
     other = shop_partition(other_shop, 4)
     checkpoint = FakeCheckpoint(SETTINGS, assigned={PARTITION, other})
     batches, tables = runner(checkpoint)
-    bad = Event(Message(ORDERS, PARTITION, 0), order(0), SHOP.encode())
-    good_value = order(0).replace(SHOP.encode(), other_shop.encode())
+    bad = Event(Message(ORDERS, PARTITION, 0), order_value(SHOP, 0), SHOP.encode())
+    good_value = order_value(SHOP, 0).replace(SHOP.encode(), other_shop.encode())
     good = Event(Message(ORDERS, other, 0), good_value, other_shop.encode())
     original = batches.pipeline.handle
 
-    def handle(raw: bytes | None, *args: Any) -> Outcome:
+    def handle(
+        raw: bytes | None, expected: EventType, source: Source, key: bytes | None
+    ) -> Outcome:
         if raw is not None and SHOP.encode() + b'"' in raw:
             raise ValueError("only this shop's")
-        return original(raw, *args)
+        return original(raw, expected, source, key)
 
-    batches.pipeline.handle = handle  # type: ignore[method-assign]
-    await batches.run([bad, good])
+    monkeypatch.setattr(batches.pipeline, "handle", handle)
+    await batches.run(batch(bad, good))
     assert [letter["source"]["partition"] for letter in letters_of(checkpoint)] == [PARTITION]
     assert tables["customers"][f"{other_shop}/c-1"].order_count == 1
 
@@ -500,16 +529,16 @@ async def test_a_record_outside_its_shops_partition_takes_a_detour_there() -> No
     elsewhere = (PARTITION + 1) % 4
     checkpoint = FakeCheckpoint(SETTINGS, assigned={PARTITION, elsewhere})
     batches, tables = runner(checkpoint)
-    await batches.run([Event(Message(ORDERS, elsewhere, 0), order(0), None)])
+    await batches.run(batch(Event(Message(ORDERS, elsewhere, 0), order_value(SHOP, 0), None)))
     (work,) = checkpoint.committed
     (detour,) = work.outputs
     assert (detour.topic, detour.partition, detour.key) == (REPARTITION, PARTITION, None)
-    assert detour.value == order(0) and dict(detour.headers) == {
+    assert detour.value == order_value(SHOP, 0) and dict(detour.headers) == {
         ORIGIN_HEADER: f"{ORDERS}/{elsewhere}/0".encode()
     }
     assert work.offsets == {ORDERS: 1} and f"{SHOP}/c-1" not in tables["customers"]
     carried = Message(REPARTITION, PARTITION, 0, list(detour.headers))
-    await batches.run([Event(carried, detour.value, detour.key)])
+    await batches.run(batch(Event(carried, detour.value, detour.key)))
     assert order_count(tables) == 1
     counts = [tables["shops"][progress_key(p)]["counts"] for p in (elsewhere, PARTITION)]
     assert counts == [{"order": {"rerouted": 1}}, {"order": {"processed": 1}}]
@@ -518,7 +547,61 @@ async def test_a_record_outside_its_shops_partition_takes_a_detour_there() -> No
 async def test_a_record_on_the_repartition_topic_that_segstream_did_not_put_there() -> None:
     checkpoint = FakeCheckpoint(SETTINGS, assigned={PARTITION})
     batches, tables = runner(checkpoint)
-    await batches.run([Event(Message(REPARTITION, PARTITION, 0), order(0), SHOP.encode())])
+    await batches.run(
+        batch(Event(Message(REPARTITION, PARTITION, 0), order_value(SHOP, 0), SHOP.encode()))
+    )
     (letter,) = letters_of(checkpoint)
     assert letter["reason"] == "wrong_topic" and "repartition" in letter["detail"]
     assert f"{SHOP}/c-1" not in tables["customers"]
+
+
+class RestartingBroker(ProbedGuard):
+    """A gap guard whose broker cannot answer the first ``down`` questions (restarting)."""
+
+    def __init__(self, down: int) -> None:
+        super().__init__(first=0)
+        self.down = down
+
+    def _unanswered(self) -> None:
+        if self.down > 0:
+            self.down -= 1
+            raise KafkaTimeoutError("Failed to get offsets by times in 20000 ms")
+
+    async def log_starts(self, tps: Any) -> dict[Any, int]:
+        self._unanswered()
+        return await super().log_starts(tps)
+
+    async def first_visible(self, tp: Any, offset: int) -> int | None:
+        self._unanswered()
+        return await super().first_visible(tp, offset)
+
+
+async def test_a_broker_that_cannot_say_where_to_seek_after_recovery_stalls_the_partition(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The offsets request timing out (a broker restarting) once crashed a worker's
+    recovery: now the partition stalls, and its retries seek once the broker answers."""
+    monkeypatch.setattr("segstream.stream.stalls.STALL_FIRST_RETRY_S", 0.0)
+    batches, tables = runner(checkpoint)
+    guard = batches.guard = RestartingBroker(down=2)
+    batches.rebalancing()
+    await batches.recovered()  # does not raise
+    assert "KafkaTimeoutError" in batches.stalls[PARTITION].reason
+    for _ in range(20):  # the first retry fails too; the second seeks
+        await asyncio.sleep(0)
+        if guard.sought:
+            break
+    assert guard.down == 0 and (ORDERS, PARTITION, 0) in guard.sought
+    await batches.run(events(0, 1))
+    assert order_count(tables) == 2 and not batches.stalls
+
+
+async def test_a_gap_the_broker_cannot_check_stalls_the_partition(
+    checkpoint: FakeCheckpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    batches, tables = runner(checkpoint)
+    batches.guard = RestartingBroker(down=1)
+    await batches.run(events(0))
+    await batches.run(events(3))  # a gap, and the probe's question times out
+    assert "checking the input for a gap" in batches.stalls[PARTITION].reason
+    assert order_count(tables) == 1

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from faust.types import TP
 
-from segstream.core.codec import decode, encode
-from segstream.core.keys import partition_of, progress_key
-from tests.unit.stream.fakes import DictStore, table_state
+from harness.stores import DictStore
+from segstream.state.codec import decode, encode
+from segstream.state.keyspace import partition_of, progress_key
+from tests.unit.stream.fakes import table_state
 
 
 def test_writes_are_pending_until_applied_and_then_committed() -> None:

@@ -10,21 +10,23 @@ from typing import Any, get_args
 
 import pytest
 
-from segstream.core.contracts import OutputSchema, validate_output
-from segstream.core.events import Order
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import Pipeline
+from harness.stores import DictStore
+from segstream.domain.contracts import OutputSchema, validate_output
+from segstream.domain.events import Order
+from segstream.engine.pipeline import Pipeline
 from segstream.metrics import snapshot
 from segstream.observability import telemetry
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.stream import timers
+from segstream.stream.runner import BatchRunner
 from segstream.stream.topics import TABLES
-from segstream.stream.wiring import BatchRunner, Wiring
+from segstream.stream.wiring import Wiring
 from tests.unit.stream.fakes import (
-    DictStore,
     Event,
     FakeCheckpoint,
     Message,
+    batch,
     order_value,
     table_state,
 )
@@ -34,10 +36,6 @@ ORDERS = SETTINGS.topic("orders")
 METRICS = SETTINGS.topic("metrics")
 PARTITION = shop_partition("tea-1", 4)
 SHOPS = [f"tea-{n}" for n in range(1, 40) if shop_partition(f"tea-{n}", 4) == PARTITION][:3]
-
-
-def order(shop_id: str, n: int) -> bytes:
-    return order_value(shop_id, n)
 
 
 class Recorder:
@@ -63,18 +61,22 @@ def wiring() -> Wiring:
 
 async def feed(wiring: Wiring) -> None:
     records = [
-        Event(Message(ORDERS, PARTITION, offset), order(shop_id, offset), shop_id.encode())
+        Event(Message(ORDERS, PARTITION, offset), order_value(shop_id, offset), shop_id.encode())
         for offset, shop_id in enumerate(SHOPS)
     ]
-    await wiring.runner.run(records)
+    await wiring.runner.run(batch(*records))
 
 
 def published(wiring: Wiring) -> dict[str, dict[str, Any]]:
     """The metric snapshots committed, by shop."""
     checkpoint = wiring.runner.checkpoint
     assert isinstance(checkpoint, FakeCheckpoint)
-    sent = [record for work in checkpoint.committed for record in work.outputs]
-    return {r.key.decode(): json.loads(r.value) for r in sent if r.topic == METRICS}
+    snapshots: dict[str, dict[str, Any]] = {}
+    for record in (r for work in checkpoint.committed for r in work.outputs):
+        if record.topic == METRICS:
+            assert record.key is not None and record.value is not None
+            snapshots[record.key.decode()] = json.loads(record.value)
+    return snapshots
 
 
 def failures() -> float:

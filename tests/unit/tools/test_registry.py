@@ -18,8 +18,8 @@ from confluent_kafka.schema_registry._sync.mock_schema_registry_client import (
 from confluent_kafka.schema_registry.json_schema import JSONSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
-from segstream.core.contracts import EVENT_TYPES, EXAMPLE_DIR, Rejection, parse_event, schema_path
-from segstream.core.events import Order, Signup
+from segstream.domain.contracts import EVENT_TYPES, EXAMPLE_DIR, Rejection, parse_event, schema_path
+from segstream.domain.events import Order, Signup
 from segstream.settings import Settings
 from segstream.tools import registry
 

@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from segstream.core.contracts import Rejection, parse_event
-from segstream.core.events import Order
-from segstream.core.keys import shop_partition
+from segstream.domain.contracts import Rejection, parse_event
+from segstream.domain.events import Order
 from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
 from segstream.tools import replay
 from segstream.tools.publish import encode
 from segstream.tools.replay import Columns, RowError, check, main, read_orders, row_to_event

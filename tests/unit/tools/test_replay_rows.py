@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from segstream.core.contracts import Rejection, parse_event
-from segstream.core.events import BY_TYPE_NAME
+from segstream.domain.contracts import EARLIEST_EVENT_TIME, Rejection, parse_event
+from segstream.domain.events import BY_TYPE_NAME
 from segstream.tools.publish import encode
 from segstream.tools.replay_rows import (
     History,
@@ -36,9 +36,9 @@ def _example(*names: str, **options: Any) -> History:
 
 def _valid(history: History, earliest: datetime | None = None) -> None:
     """Every event passes the worker's own contract."""
-    bound = {} if earliest is None else {"earliest": earliest}
+    bound = EARLIEST_EVENT_TIME if earliest is None else earliest
     for where, event in history.events:
-        parsed = parse_event(encode(event), BY_TYPE_NAME[event["type"]], NOW, **bound)
+        parsed = parse_event(encode(event), BY_TYPE_NAME[event["type"]], NOW, earliest=bound)
         assert not isinstance(parsed, Rejection), (where, parsed)
 
 

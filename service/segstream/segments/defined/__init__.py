@@ -9,7 +9,14 @@ the built-in templates.
 
 from __future__ import annotations
 
-from segstream.segments.defined.fields import FIELDS, HISTORIES, PREDICTIONS, Field
+from segstream.segments.defined.fields import (
+    FIELDS,
+    HISTORIES,
+    PREDICTIONS,
+    Field,
+    catalogue,
+    segment_fields,
+)
 from segstream.segments.defined.rules import (
     MAX_DEPTH,
     MAX_NODES,
@@ -31,7 +38,9 @@ __all__ = [
     "Definition",
     "DefinitionError",
     "Field",
+    "catalogue",
     "check_segment_names",
     "compile_definition",
+    "segment_fields",
     "validate_definition",
 ]

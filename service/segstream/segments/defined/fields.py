@@ -1,14 +1,15 @@
 """What a shop-defined rule can read: the one catalogue of fields and the histories.
 
-A field is read from a customer's :class:`~segstream.core.customer.CustomerState` and its
-:class:`~segstream.core.features.CustomerSnapshot` at the evaluation's stream time. Names are
+A field is read from a customer's :class:`~segstream.domain.customer.CustomerState` and its
+:class:`~segstream.domain.features.CustomerSnapshot` at the evaluation's stream time. Names are
 dotted, ``<group>.<name>``:
 
 - ``behaviour.*``: purchase behaviour (the ``lifetimes`` features and counts);
 - ``subscription.*`` and ``plan.*``: the subscription status and the current plan;
 - ``acquisition.*`` and ``contact.*``: how the customer came, how they may be reached;
 - ``journey.*``: their journey stage and first-touch channel (:mod:`segstream.metrics.journey`);
-- ``segments.*``: the customer's segment in each built-in model before this evaluation;
+- ``segments.<model>``: the customer's segment in each segment model before this
+  evaluation, one field per model of the registry (:func:`segment_fields`);
 - ``feedback.*``: their ratings;
 - ``categories``: the product categories they have bought (a set);
 - ``attributes.<key>``: the shop's own attributes; the well-known keys are typed below,
@@ -28,8 +29,8 @@ from dataclasses import dataclass
 from datetime import date
 from typing import Any, Literal
 
-from segstream.core.customer import EPOCH_DAY, CustomerState
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.customer import EPOCH_DAY, CustomerState
+from segstream.domain.features import CustomerSnapshot
 from segstream.learning.lifetime import (
     MAX_WAIT_DAYS,
     LifetimeFit,
@@ -40,6 +41,7 @@ from segstream.learning.lifetime import (
 )
 from segstream.learning.retention import HORIZONS
 from segstream.metrics.journey import journey_of
+from segstream.segments import available_models, segment_names_hint
 
 FieldType = Literal["number", "string", "boolean", "set", "any"]
 Getter = Callable[[CustomerState, CustomerSnapshot], Any]
@@ -182,13 +184,6 @@ FIELDS: dict[str, Field] = {
     "journey.tried": Field(
         "boolean", lambda s, v: s.considered_at is not None, "had a trial or sample request"
     ),
-    # --- the built-in models' segments (before this evaluation) ---
-    "segments.rfm": Field("string", _segment("rfm"), "RFM segment, e.g. Champions, At Risk"),
-    "segments.lifecycle": Field(
-        "string", _segment("lifecycle"), "new, active, loyal, at_risk, churned, won_back"
-    ),
-    "segments.churn_risk": Field("string", _segment("churn_risk"), "low, medium, high"),
-    "segments.cluster": Field("string", _segment("cluster"), "behaviour cluster id, e.g. c2"),
     # --- feedback ---
     "feedback.latest_score": Field("number", _latest_score, "the latest rating, 1-5"),
     "feedback.mean_score": Field("number", _mean_score, "mean of the kept ratings (latest 16)"),
@@ -202,9 +197,23 @@ FIELDS: dict[str, Field] = {
         "set", _attribute("preferences"), "preference tags, e.g. vegan, green_tea"
     ),
 }
-"""Every field a rule may name, but ``attributes.<key>`` for any other key (see
-:func:`resolve`). Adding a field is adding an entry here (and to the oracle of
-``tests/unit/segments/defined``)."""
+"""Every field a rule may name but the segments and predictions (see :func:`catalogue`) and
+``attributes.<key>`` for any other key (see :func:`resolve`). Adding a field is adding an
+entry here (and to the oracle of ``tests/unit/segments/defined``)."""
+
+SEGMENTS_PREFIX = "segments."
+"""Fields that read the customer's segment of a model (``segments.lifecycle``)."""
+
+
+def segment_fields() -> dict[str, Field]:
+    """``segments.<model>`` for every model of the registry (the segment before this
+    evaluation), so a new model is a new field without an entry here."""
+    return {
+        f"{SEGMENTS_PREFIX}{name}": Field(
+            "string", _segment(name), f"{model.summary}: {segment_names_hint(model)}"
+        )
+        for name, model in available_models().items()
+    }
 
 
 def _fit(view: CustomerSnapshot) -> LifetimeFit | None:
@@ -296,9 +305,16 @@ OPEN_PREFIX = "attributes."
 """Fields under this prefix are open: any attribute key may be named."""
 
 
+def catalogue() -> dict[str, Field]:
+    """Every named field: :data:`FIELDS`, one per segment model, :data:`PREDICTIONS`."""
+    return {**FIELDS, **segment_fields(), **PREDICTIONS}
+
+
 def resolve(name: str) -> Field | None:
     """The field ``name`` names, or None when no catalogue entry or open prefix covers it."""
     found = FIELDS.get(name) or PREDICTIONS.get(name)
+    if found is None and name.startswith(SEGMENTS_PREFIX):
+        found = segment_fields().get(name)
     if found is None and name.startswith(OPEN_PREFIX):
         key = name[len(OPEN_PREFIX) :]
         found = Field("any", _attribute(key), f"shop-specific attribute {key!r}")

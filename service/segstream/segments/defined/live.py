@@ -19,7 +19,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from segstream.core.keys import shop_record_key
 from segstream.segments.defined.rules import (
     CompiledRule,
     Definition,
@@ -50,11 +49,6 @@ def segment_of(model: str) -> str | None:
     ('green-tea-lovers', None)
     """
     return model.removeprefix(MODEL_PREFIX) if model.startswith(MODEL_PREFIX) else None
-
-
-def definitions_key(shop_id: str) -> str:
-    """Key of a shop's definitions in the ``shops`` table (the shop's partition)."""
-    return shop_record_key(shop_id, "definitions")
 
 
 @dataclass(slots=True)
@@ -138,7 +132,7 @@ class ShopDefinitions:
         return True
 
     def queue(self, item: Reevaluation) -> None:
-        """A newer re-evaluation (or experiment enrolment pass, named ``experiment:<id>``)
+        """A newer re-evaluation (or a model's rehoming pass, named ``model:<name>``)
         replaces one under way of the same name (started over)."""
         self.pending = [p for p in self.pending if p.segment_id != item.segment_id]
         self.pending.append(item)

@@ -31,13 +31,14 @@ from typing import Any
 
 from jsonschema import ValidationError
 
-from segstream.core.contracts import document_error
-from segstream.core.customer import CustomerState, day_number
-from segstream.core.features import CustomerSnapshot
+from segstream.domain.contracts import document_error
+from segstream.domain.customer import CustomerState, day_number
+from segstream.domain.features import CustomerSnapshot
 from segstream.segments import available_models, is_segment_of, segment_names_hint
 from segstream.segments.defined.fields import (
     HISTORIES,
     OPEN_PREFIX,
+    SEGMENTS_PREFIX,
     FieldType,
     History,
     Item,
@@ -49,8 +50,8 @@ MAX_DEPTH = 8
 """Most levels of a rule tree (the root is level 1; all, any and not add one)."""
 MAX_NODES = 64
 """Most nodes of a rule tree (every all, any, not, condition and aggregate)."""
-SEGMENT_FIELDS = "segments."
-"""Fields that read the customer's segment of a built-in model (``segments.lifecycle``)."""
+SEGMENT_FIELDS = SEGMENTS_PREFIX
+"""Fields that read the customer's segment of a model (``segments.lifecycle``)."""
 COMBINATORS = ("all", "any", "not")
 LEAVES = ("field", "count", "sum", "last")
 

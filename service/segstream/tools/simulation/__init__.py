@@ -4,6 +4,10 @@ Shops (:mod:`~segstream.tools.simulation.shops`) have plans, products and signup
 customers follow personas (:mod:`~segstream.tools.simulation.personas`) with a planned
 churn outcome; :func:`generate` turns a :class:`SimulationConfig` into events
 plus the truth about every customer, without touching Kafka.
+
+A product feature, so it ships in the package: ``segstream simulate`` publishes it (the
+feed of ``make demo``, and of a trial without a shop's own history); tests and benches
+use it too.
 """
 
 from segstream.tools.simulation.generator import (

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from typing import Any
 
-from segstream.core.contracts import INPUT_ROLES, role_for
+from segstream.domain.contracts import INPUT_ROLES, role_for
 from segstream.tools.publish import Record, encode
 from segstream.tools.simulation.personas import (
     DAY,

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from segstream.core.contracts import EXAMPLE_DIR, document_error, schema_path
+from segstream.domain.contracts import EXAMPLE_DIR, document_error, schema_path
 from segstream.segments.defined import DefinitionError, validate_definition
-from segstream.segments.defined.fields import FIELDS, HISTORIES
+from segstream.segments.defined.fields import HISTORIES, catalogue
 from tests.schema_docs import undocumented
 
 EXAMPLES = EXAMPLE_DIR / "segment_definition"
@@ -72,7 +72,7 @@ def test_schema_lists_the_histories_the_code_has() -> None:
 def test_every_catalogue_name_matches_the_schemas_field_pattern() -> None:
     pattern = _load(schema_path("segment_definition"))["$defs"]["field_name"]
     check = Draft202012Validator(pattern)
-    assert all(check.is_valid(name) for name in FIELDS)
+    assert all(check.is_valid(name) for name in catalogue())
 
 
 def test_examples_are_there_and_every_invalid_one_is_listed() -> None:

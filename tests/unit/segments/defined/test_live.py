@@ -9,14 +9,15 @@ from typing import Any
 
 import pytest
 
-from segstream.core.changes import SegmentChange, Source
-from segstream.core.contracts import validate_output
-from segstream.core.events import Order, Signup
-from segstream.core.keys import shop_partition
-from segstream.core.pipeline import MAX_DEFINITIONS, Pipeline
-from segstream.segments.defined.live import ShopDefinitions, definitions_key
+from segstream.domain.changes import SegmentChange, Source
+from segstream.domain.contracts import validate_output
+from segstream.domain.events import Order, Signup
+from segstream.engine.pipeline import MAX_DEFINITIONS, Pipeline
+from segstream.segments.defined.live import ShopDefinitions
 from segstream.settings import Settings
-from tests.unit.core.test_pipeline import order
+from segstream.state.keyspace import definitions_key, shop_partition
+from tests import factories
+from tests.factories import encoded, order
 
 T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
 PARTITION = shop_partition("tea-1", 8)
@@ -51,7 +52,7 @@ def pipeline() -> Pipeline:
 
 
 def buy(pipeline: Pipeline, customer: str, amount: float, day: int) -> list[SegmentChange]:
-    raw = order(customer, T0 + timedelta(days=day), f"{customer}-{day}", amount)
+    raw = encoded(order(customer, T0 + timedelta(days=day), f"{customer}-{day}", amount))
     outcome = pipeline.handle(raw, Order, ORDERS, b"tea-1")
     assert outcome.status == "processed"
     return [c for c in outcome.changes if c.model == MODEL]
@@ -199,19 +200,16 @@ def test_definitions_and_an_unfinished_reevaluation_survive_a_restart(
 
 
 def signup(customer: str, day: int, referred_by: str | None = None, event_id: str = "") -> bytes:
-    payload: dict[str, Any] = {
-        "schema_version": 1,
-        "type": "signup",
-        "event_id": event_id or f"s-{customer}",
-        "shop_id": "tea-1",
-        "customer_id": customer,
-        "occurred_at": (T0 + timedelta(days=day)).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "plan": {"plan_id": "tea-box", "price": 15.0, "currency": "EUR", "interval": "month"},
-        "acquisition_channel": "referral" if referred_by else "web",
-    }
-    if referred_by is not None:
-        payload["referred_by"] = referred_by
-    return json.dumps(payload).encode()
+    """A signup to the tea box ``day`` days after T0 (referred: through the referral channel)."""
+    payload = factories.signup(
+        customer,
+        T0 + timedelta(days=day),
+        event_id or f"s-{customer}",
+        to_plan=factories.plan(15.0, plan_id="tea-box"),
+        channel="referral" if referred_by else "web",
+        referred_by=referred_by,
+    )
+    return encoded(payload)
 
 
 def test_a_referral_is_credited_once_to_a_known_referrer_whose_segments_follow(

@@ -10,14 +10,16 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from segstream.core.customer import CustomerState
-from segstream.core.events import Plan
-from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.domain.customer import CustomerState
+from segstream.domain.events import Plan
+from segstream.domain.features import CustomerSnapshot, snapshot
+from segstream.segments import available_models
 from segstream.segments.defined import (
     FIELDS,
     MAX_DEPTH,
     MAX_NODES,
     compile_definition,
+    segment_fields,
     validate_definition,
 )
 
@@ -39,6 +41,10 @@ EDGES = [-1, 0, *WINDOWS, *(w - 1 for w in WINDOWS)]
 
 def _attr(key: str) -> Callable[[CustomerState, CustomerSnapshot], Any]:
     return lambda s, v: s.attributes.get(key)
+
+
+def _segment(model: str) -> Callable[[CustomerState, CustomerSnapshot], Any]:
+    return lambda s, v: s.segments.get(model)
 
 
 def _bought(s: CustomerState, v: CustomerSnapshot) -> Any:
@@ -101,10 +107,7 @@ ORACLE_FIELDS: dict[str, Callable[[CustomerState, CustomerSnapshot], Any]] = {
     ),
     "journey.channel": lambda s, v: _first_touch_channel(s),
     "journey.tried": lambda s, v: s.considered_at is not None,
-    "segments.rfm": lambda s, v: s.segments.get("rfm"),
-    "segments.lifecycle": lambda s, v: s.segments.get("lifecycle"),
-    "segments.churn_risk": lambda s, v: s.segments.get("churn_risk"),
-    "segments.cluster": lambda s, v: s.segments.get("cluster"),
+    **{f"segments.{name}": _segment(name) for name in available_models()},
     "feedback.latest_score": lambda s, v: max(s.feedback_scores)[1] if s.feedback_scores else None,
     "feedback.mean_score": lambda s, v: (
         sum(x for _, x in s.feedback_scores) / len(s.feedback_scores) if s.feedback_scores else None
@@ -153,17 +156,18 @@ def compare(x: Any, op: str, value: Any) -> bool:
 
 def number_holds(x: float, op: str, value: Any) -> bool:
     if op == "between":
-        return value[0] <= x <= value[1]
+        return bool(value[0] <= x <= value[1])
     if op == "in":
         return x in value
-    return {
+    holds: dict[str, bool] = {
         "eq": x == value,
         "ne": x != value,
         "lt": x < value,
         "lte": x <= value,
         "gt": x > value,
         "gte": x >= value,
-    }[op]
+    }
+    return holds[op]
 
 
 def history(name: str, s: CustomerState) -> list[dict[str, Any]]:
@@ -331,16 +335,18 @@ OPS: dict[str, list[str]] = {
 }
 SCALARS = st.one_of(st.sampled_from(STRINGS), st.sampled_from(NUMBERS), st.booleans())
 OPEN_FIELDS = [f"attributes.{key}" for key in OPEN_KEYS]
+NAMED = {**FIELDS, **segment_fields()}
+"""The fields the oracle reads: the catalogue but the predictions."""
 
 
 def field_type(name: str) -> str:
-    return FIELDS[name].type if name in FIELDS else "any"
+    return NAMED[name].type if name in NAMED else "any"
 
 
 @st.composite
 def conditions(draw: st.DrawFn) -> dict[str, Any]:
     # the open attributes as often as the whole catalogue: their values vary in type
-    name = draw(st.sampled_from(list(FIELDS)) | st.sampled_from(OPEN_FIELDS))
+    name = draw(st.sampled_from(list(NAMED)) | st.sampled_from(OPEN_FIELDS))
     kind = field_type(name)
     op = draw(st.sampled_from(OPS[kind]))
     node: dict[str, Any] = {"field": name, "op": op}
@@ -435,7 +441,7 @@ def rules(draw: st.DrawFn) -> dict[str, Any]:
             if kind == "not":
                 return {"not": node(level + 1)}
             wanted = draw(st.integers(1, 4))
-            children = []
+            children: list[dict[str, Any]] = []
             for _ in range(wanted):
                 if budget[0] <= 0 and children:
                     break
@@ -469,7 +475,7 @@ PROPERTY = settings(max_examples=200, deadline=None, suppress_health_check=[Heal
 
 
 def test_the_oracle_knows_every_catalogue_field() -> None:
-    assert set(ORACLE_FIELDS) == set(FIELDS)
+    assert set(ORACLE_FIELDS) == set(NAMED)
 
 
 @PROPERTY

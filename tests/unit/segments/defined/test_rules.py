@@ -9,23 +9,22 @@ from typing import Any
 
 import pytest
 
-from segstream.core.contracts import EXAMPLE_DIR
-from segstream.core.customer import CustomerState, day_number, id_hash
-from segstream.core.events import Plan
-from segstream.core.features import CustomerSnapshot, snapshot
+from segstream.domain.contracts import EXAMPLE_DIR
+from segstream.domain.customer import CustomerState, day_number, id_hash
+from segstream.domain.events import Plan
+from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.learning.lifetime import BgNbd, LifetimeFit
 from segstream.learning.retention import HORIZONS
 from segstream.segments import available_models
 from segstream.segments.churn_risk import ChurnRiskModel
 from segstream.segments.defined import (
-    FIELDS,
     PREDICTIONS,
     CompiledRule,
     DefinitionError,
     compile_definition,
     validate_definition,
 )
-from segstream.segments.defined.fields import resolve
+from segstream.segments.defined.fields import catalogue, resolve
 from tests.states import plan, state
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
@@ -300,16 +299,21 @@ def test_joined_through_a_referral_and_used_a_discount_code() -> None:
 
 
 def test_every_field_reads_its_type_or_none() -> None:
-    kinds = {"number": (int, float), "string": str, "boolean": bool, "set": frozenset}
+    kinds: dict[str, type | tuple[type, ...]] = {
+        "number": (int, float),
+        "string": str,
+        "boolean": bool,
+        "set": frozenset,
+    }
     for who in (BUYER, NOBODY):
-        for name, found in FIELDS.items():
+        for name, found in catalogue().items():
             value = found.get(*who)
             assert value is None or isinstance(value, kinds[found.type]), name
             assert found.type != "number" or not isinstance(value, bool), name
 
 
 def test_the_catalogue_covers_every_built_in_model_and_the_predictions() -> None:
-    assert {f"segments.{name}" for name in available_models()} <= set(FIELDS)
+    assert {f"segments.{name}" for name in available_models()} <= set(catalogue())
     assert set(PREDICTIONS) == {
         "predictions.expected_orders_30d",
         "predictions.expected_orders_90d",
@@ -324,7 +328,7 @@ def test_the_catalogue_covers_every_built_in_model_and_the_predictions() -> None
     assert resolve("predictions.clv") is None
     assert resolve("attributes.anything_new") is not None
     assert resolve("behaviour.anything_new") is None
-    assert all(found.description for found in FIELDS.values())
+    assert all(found.description for found in catalogue().values())
 
 
 def test_plan_fields_follow_the_current_plan() -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from segstream.core.customer import day_number
+from segstream.domain.customer import day_number
 from segstream.segments.defined import DefinitionError, compile_definition, validate_definition
 from segstream.segments.defined.templates import TEMPLATES, expand
 from tests.unit.segments.defined.test_rules import NOBODY, NOW, ago, customer, touch

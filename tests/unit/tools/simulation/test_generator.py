@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from segstream.core.contracts import EVENT_TYPES, Rejection, parse_event, role_for
-from segstream.core.events import BY_TYPE_NAME
+from segstream.domain.contracts import EVENT_TYPES, Rejection, parse_event, role_for
+from segstream.domain.events import BY_TYPE_NAME
 from segstream.tools import simulate
 from segstream.tools.publish import encode
 from segstream.tools.simulation import Simulation, SimulationConfig, generate
