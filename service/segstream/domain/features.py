@@ -119,9 +119,12 @@ def snapshot(
     silence: Silence = DEFAULT_SILENCE,
     lifetime: Any = None,
     forecast: Any = None,
+    review: bool = False,
+    held: frozenset[str] = frozenset(),
 ) -> CustomerSnapshot:
     """Features of ``state`` observed at ``now`` (a returned customer is one back after a
-    gap longer than their churn gap under ``silence``, or re-subscribed after cancelling)."""
+    gap longer than their churn gap under ``silence``, or re-subscribed after cancelling);
+    ``review`` and ``held`` as :class:`CustomerSnapshot` says."""
     days = purchase_dates(state)
     today = now.date()
     first_seen = state.first_seen_at.date() if state.first_seen_at else today
@@ -161,6 +164,8 @@ def snapshot(
         cancelled_at=max((o for o, _ in state.cancellations if o <= now), default=None),
         last_purchase_amount=state.purchase_days[days[-1]] if days else 0.0,
         last_gap_days=float((days[-1] - days[-2]).days) if len(days) > 1 else None,
+        held=held,
+        review=review,
     )
 
 

@@ -5,7 +5,6 @@ reviews of quiet customers whose time came (silence moves them, active -> at ris
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -15,7 +14,7 @@ from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.engine.books import ShopBook, ShopBooks
 from segstream.engine.customers import Customers
 from segstream.experiments.live import follow
-from segstream.learning.retention import OrdersForecast
+from segstream.learning.retention import forecast_of
 from segstream.metrics.ledger import MetricsLedger
 from segstream.segments import SegmentModel
 from segstream.segments.defined.live import model_name
@@ -32,19 +31,33 @@ class Evaluation:
         self.customers = customers
         self.ledger = ledger
 
-    def view(self, state: CustomerState, now: datetime) -> CustomerSnapshot:
+    def view(
+        self,
+        state: CustomerState,
+        now: datetime,
+        review: bool = False,
+        held: frozenset[str] = frozenset(),
+    ) -> CustomerSnapshot:
         """The snapshot segment models read, with this deployment's silence rule, the
         shop's lifetime model and what forecasts its customers' orders (a model that is an
         ``OrdersForecast``: the churn model)."""
         book = self.books.find(state.shop_id)
         if book is None:
-            return snapshot(state, now, self.silence)
-        return self.snapshot(book, state, now)
+            return snapshot(state, now, self.silence, review=review, held=held)
+        return self.snapshot(book, state, now, review, held)
 
-    def snapshot(self, book: ShopBook, state: CustomerState, now: datetime) -> CustomerSnapshot:
+    def snapshot(
+        self,
+        book: ShopBook,
+        state: CustomerState,
+        now: datetime,
+        review: bool = False,
+        held: frozenset[str] = frozenset(),
+    ) -> CustomerSnapshot:
         """The snapshot of ``state`` the models of ``book`` read."""
-        forecast = next((m for m in book.models.values() if isinstance(m, OrdersForecast)), None)
-        return snapshot(state, now, self.silence, book.lifetime.fit, forecast)
+        forecast = forecast_of(book.models.values())
+        fit = book.lifetime.fit
+        return snapshot(state, now, self.silence, fit, forecast, review, held)
 
     def evaluate(
         self, book: ShopBook, state: CustomerState, now: datetime, cause: Cause
@@ -52,10 +65,9 @@ class Evaluation:
         """Let every model learn from the customer, record changed assignments, and
         schedule the customer's next review. A review (no event of the customer's) leaves a
         customer in their segment until the model's minimum dwell there is over."""
-        view = self.view(state, now)
-        held = _held(book, state, now) if cause.kind == "timer" else {}
-        if cause.kind == "timer":
-            view = replace(view, held=frozenset(held), review=True)
+        review = cause.kind == "timer"
+        held = _held(book, state, now) if review else {}
+        view = self.view(state, now, review, frozenset(held))
         for model in book.models.values():
             model.learn(view)
         changes = []
@@ -112,7 +124,7 @@ class Evaluation:
         """One model's look at a customer in a pass: their segment moves only if the
         model retired it or can now place them (the state is saved when learning changed
         its memory or the segment moved)."""
-        view = replace(self.view(state, now), review=True)
+        view = self.view(state, now, review=True)
         memory = state.memory.get(model.name)
         model.learn(view)
         segments, enrolments = dict(state.segments), dict(state.enrolments)

@@ -29,6 +29,7 @@ closed formula: cheap enough to evaluate at every event.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import math
 import zlib
@@ -166,9 +167,19 @@ def _expected_if_alive(model: BgNbd, t: float, frequency: int, T: float) -> floa
     integrated over the dropout's quantiles (64 Gauss-Legendre nodes): finite for any
     parameters, some 0.2 ms, so only the closed formula's fallback."""
     scale, shape = model.alpha + T, model.r + frequency
-    dropout = np.maximum(special.betaincinv(model.a, model.b + frequency, QUANTILES), 1e-300)
+    dropout = _dropout_quantiles(model.a, model.b + frequency)
     bought = -np.expm1(-shape * np.log1p(dropout * t / scale)) / dropout
     return float(np.dot(QUANTILE_WEIGHTS, bought))
+
+
+@functools.lru_cache(maxsize=512)
+def _dropout_quantiles(a: float, b: float) -> Array:
+    """The ``Beta(a, b)`` dropout's quantiles at :data:`QUANTILES` (floored above 0), read
+    only. ``betaincinv`` is most of the integral's cost, and a shop's fit and its customers'
+    few distinct frequencies repeat the same ``(a, b)`` until the next refit."""
+    dropout = np.maximum(special.betaincinv(a, b, QUANTILES), 1e-300)
+    dropout.setflags(write=False)
+    return dropout
 
 
 def _hyp2f1(a: float, b: float, c: float, z: float) -> float:

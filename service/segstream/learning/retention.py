@@ -44,7 +44,8 @@ their past renewals.
 from __future__ import annotations
 
 import math
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterable
+from typing import Protocol, cast, runtime_checkable
 
 from segstream.domain.customer import renewal_rule
 from segstream.domain.features import CustomerSnapshot
@@ -216,3 +217,22 @@ class OrdersForecast(Protocol):
     def expected_orders(self, customer: CustomerSnapshot, days: int) -> float | None:
         """Expected orders (purchase days) in the next ``days`` days; None when unknown."""
         ...
+
+
+def forecast_of(models: Iterable[object]) -> OrdersForecast | None:
+    """The first of ``models`` that is an :class:`OrdersForecast`, judged once per class (a
+    runtime Protocol check walks the protocol's attributes on every call, and every
+    customer snapshot asks)."""
+    for model in models:
+        kind = type(model)
+        forecasts = _FORECASTS.get(kind)
+        if forecasts is None:
+            forecasts = _FORECASTS[kind] = callable(getattr(kind, "expected_orders", None))
+        if forecasts:
+            return cast(OrdersForecast, model)
+    return None
+
+
+_FORECASTS: dict[type, bool] = {}
+"""Per model class, whether its instances are :class:`OrdersForecast` (its methods are
+the class's)."""

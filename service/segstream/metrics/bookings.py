@@ -32,7 +32,7 @@ when the window started?" without remembering customers:
 from __future__ import annotations
 
 from bisect import bisect_left
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time
 from typing import Literal, get_args
 
@@ -62,11 +62,11 @@ class Booking:
     kind: BookingKind
     amount: float = 0.0
     anchor: date | None = None
+    day: date = field(init=False, repr=False, compare=False)
+    """The UTC day the booking falls on (kept: the ledger asks for it many times)."""
 
-    @property
-    def day(self) -> date:
-        """The UTC day the booking falls on."""
-        return self.at.astimezone(UTC).date()
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "day", self.at.astimezone(UTC).date())
 
 
 def midnight(day: date) -> datetime:

@@ -147,11 +147,15 @@ class ChurnRiskModel(ModelHooks):
     def learn(self, customer: CustomerSnapshot) -> None:
         """Settle the customer's snapshots whose horizon has passed, then keep one if a grid
         day of theirs has come (the snapshots are kept in the customer's memory)."""
+        kept = customer.memory.get(self.name)
         waiting = self.pending(customer)
         settled, waiting = self.labels.settle(waiting, customer)
         for example in settled:
             self.learn_example(example)
-        if self.labels.due(waiting, customer):
+        due = self.labels.due(waiting, customer)
+        if kept and not (settled or due) and len(waiting) == len(kept):
+            return  # the memory stays as it is, not encoded again (most reviews)
+        if due:
             x = self.features(customer)
             predictions: tuple[float, ...] = (self.probability(x),)
             if self._prior is not None:

@@ -166,6 +166,28 @@ def test_snapshots_of_the_model_before_issue_25_are_dropped_from_memory() -> Non
     )
 
 
+def test_a_look_that_neither_settles_nor_keeps_a_snapshot_leaves_the_memory_as_it_is() -> None:
+    # most reviews are such looks: they must not encode the customer's snapshots again (and
+    # a pass saves a customer only when a model's memory is a new object)
+    model = ChurnRiskModel(horizon_days=30)
+    customer = quiet_for(3)
+    model.learn(customer)
+    kept = customer.memory["churn_risk"]
+    assert len(kept) == 1
+    model.learn(customer)
+    assert customer.memory["churn_risk"] is kept
+    later = snapshot(state("shop", "c-1", **_facts(customer)), NOW + timedelta(days=31))
+    later.memory["churn_risk"] = kept
+    model.learn(later)  # the horizon passed: settled, and a new snapshot kept
+    assert model.quality()["labelled"] == 1.0
+    assert later.memory["churn_risk"] is not kept
+
+
+def _facts(customer: CustomerSnapshot) -> dict[str, object]:
+    days = [customer.first_purchase, customer.last_purchase]
+    return {"purchase_days": {d.isoformat(): 20.0 for d in days if d is not None}}
+
+
 def test_pending_snapshots_are_bounded() -> None:
     model = ChurnRiskModel(max_pending=50)
     for n in range(400):
