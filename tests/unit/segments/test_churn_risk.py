@@ -176,16 +176,16 @@ def test_a_look_that_neither_settles_nor_keeps_a_snapshot_leaves_the_memory_as_i
     assert len(kept) == 1
     model.learn(customer)
     assert customer.memory["churn_risk"] is kept
-    later = snapshot(state("shop", "c-1", **_facts(customer)), NOW + timedelta(days=31))
+    later = snapshot(state("shop", "c-1", purchase_days=_bought(customer)), NOW + timedelta(31))
     later.memory["churn_risk"] = kept
     model.learn(later)  # the horizon passed: settled, and a new snapshot kept
     assert model.quality()["labelled"] == 1.0
     assert later.memory["churn_risk"] is not kept
 
 
-def _facts(customer: CustomerSnapshot) -> dict[str, object]:
+def _bought(customer: CustomerSnapshot) -> dict[str, float]:
     days = [customer.first_purchase, customer.last_purchase]
-    return {"purchase_days": {d.isoformat(): 20.0 for d in days if d is not None}}
+    return {d.isoformat(): 20.0 for d in days if d is not None}
 
 
 def test_pending_snapshots_are_bounded() -> None:
