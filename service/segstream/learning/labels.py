@@ -101,6 +101,12 @@ class Pending:
         return [head + row, *self.predictions]
 
     @staticmethod
+    def taken_at(kept: list[Any]) -> int:
+        """The epoch seconds of a kept snapshot, read without decoding the rest."""
+        as_of: int = HEAD.unpack_from(kept[0])[0]
+        return as_of
+
+    @staticmethod
     def fits(kept: list[Any], features: int) -> bool:
         """Whether ``kept`` is a snapshot of ``features`` features in this format."""
         return (
@@ -165,6 +171,10 @@ class Labeller:
         self.pending_count -= len(settled)
         return settled, kept
 
+    def settles(self, as_of: int, customer: CustomerSnapshot) -> bool:
+        """Whether a snapshot taken at ``as_of`` (epoch seconds) is settled by now."""
+        return _seconds(customer.as_of) - as_of >= self.horizon
+
     def _label(self, pending: Pending, customer: CustomerSnapshot) -> Example:
         """Churned unless the customer's purchase days grew inside the window, or when a
         cancellation was asked for inside it. The customer is evaluated at each of their
@@ -207,13 +217,19 @@ class Labeller:
         """Whether to keep a snapshot of ``customer`` now: a grid day of theirs after their
         first purchase has come since their last snapshot (bounds permitting; a snapshot
         the bounds refuse is counted as skipped)."""
+        return self.due_after(waiting[-1].as_of if waiting else None, len(waiting), customer)
+
+    def due_after(self, last: int | None, waiting: int, customer: CustomerSnapshot) -> bool:
+        """:meth:`due` for a customer whose latest of ``waiting`` snapshots was taken at
+        ``last`` (epoch seconds; None: none waits)."""
         grid = self.latest_grid_day(customer)
         if grid is None or not self.sampled(customer.customer_id):
             return False
-        last = waiting[-1].as_of if waiting else _seconds(customer.as_of) - self.horizon
+        if last is None:
+            last = _seconds(customer.as_of) - self.horizon
         if _midnight_seconds(grid) <= last:
             return False
-        if len(waiting) >= self.per_customer:
+        if waiting >= self.per_customer:
             self.skipped += 1
             return False
         if self.pending_count >= self.max_pending:

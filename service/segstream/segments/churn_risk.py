@@ -147,15 +147,13 @@ class ChurnRiskModel(ModelHooks):
     def learn(self, customer: CustomerSnapshot) -> None:
         """Settle the customer's snapshots whose horizon has passed, then keep one if a grid
         day of theirs has come (the snapshots are kept in the customer's memory)."""
-        kept = customer.memory.get(self.name)
+        if self._nothing_to_do(customer.memory.get(self.name), customer):
+            return  # most looks: the memory stays as it is, neither decoded nor encoded
         waiting = self.pending(customer)
         settled, waiting = self.labels.settle(waiting, customer)
         for example in settled:
             self.learn_example(example)
-        due = self.labels.due(waiting, customer)
-        if kept and not (settled or due) and len(waiting) == len(kept):
-            return  # the memory stays as it is, not encoded again (most reviews)
-        if due:
+        if self.labels.due(waiting, customer):
             x = self.features(customer)
             predictions: tuple[float, ...] = (self.probability(x),)
             if self._prior is not None:
@@ -171,6 +169,17 @@ class ChurnRiskModel(ModelHooks):
             customer.memory[self.name] = [pending.to_memory() for pending in waiting]
         else:
             customer.memory.pop(self.name, None)
+
+    def _nothing_to_do(self, kept: list[list[Any]] | None, customer: CustomerSnapshot) -> bool:
+        """Whether the customer's snapshots (all of this model's format) are all waiting and
+        no new one is due: read from their times alone. A refused snapshot is counted here
+        (:meth:`Labeller.due_after`), and then not asked for again."""
+        if not kept or not all(_current(row) for row in kept):
+            return False
+        oldest, latest = Pending.taken_at(kept[0]), Pending.taken_at(kept[-1])
+        if self.labels.settles(oldest, customer):
+            return False
+        return not self.labels.due_after(latest, len(kept), customer)
 
     def pending(self, customer: CustomerSnapshot) -> list[Pending]:
         """The customer's snapshots still waiting for their label, oldest first (a customer
