@@ -12,7 +12,7 @@ The layout, the lateness rules and the write cost per event: ``docs/design/metri
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -146,8 +146,10 @@ class _Batch:
         return writes
 
 
-def _diff(before: Iterable[Booking], after: Iterable[Booking]) -> list[tuple[Booking, int]]:
+def _diff(before: list[Booking], after: list[Booking]) -> list[tuple[Booking, int]]:
     """Bookings to add (+1) and to take back (-1) to go from ``before`` to ``after``."""
+    if before == after:
+        return []  # most dimensions of most events
     old, new = Counter(before), Counter(after)
     return [(b, 1) for b in (new - old).elements()] + [(b, -1) for b in (old - new).elements()]
 
