@@ -351,6 +351,14 @@ class PeriodicSettings(BaseSettings):
         "(series then grow with the number of shops).",
     )
     lag_interval_s: float = Field(5.0, gt=0, description="Seconds between consumer-lag probes.")
+    catch_up_report_records: int = Field(
+        1000,
+        ge=1,
+        description="A worker this many input records behind logs its progress (catching_up).",
+    )
+    catch_up_report_every_s: float = Field(
+        30.0, gt=0, description="Seconds between catching_up log lines while behind."
+    )
     input_stuck_after_s: float = Field(
         60.0,
         ge=5,

@@ -77,7 +77,18 @@ def logging_config(settings: Settings) -> dict[str, Any]:
             },
         },
         "root": {"handlers": ["stderr"], "level": settings.log_level.upper()},
+        "loggers": {PROGRESS: {"level": _progress_level(settings)}},
     }
+
+
+PROGRESS = "segstream.progress"
+"""The logger of long work's progress (a worker catching up on a backlog): shown at the
+quiet default too, a line every half minute or so while the work lasts, nothing after."""
+
+
+def _progress_level(settings: Settings) -> str:
+    """Info, unless the logs were asked for errors only (or for everything)."""
+    return {"debug": "DEBUG", "error": "ERROR"}.get(settings.log_level, "INFO")
 
 
 def configure(settings: Settings) -> None:
@@ -103,4 +114,4 @@ def get_logger(name: str) -> Any:
     return structlog.get_logger(name)
 
 
-__all__ = ["QuietRepeats", "configure", "get_logger", "logging", "logging_config"]
+__all__ = ["PROGRESS", "QuietRepeats", "configure", "get_logger", "logging", "logging_config"]

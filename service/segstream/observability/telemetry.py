@@ -73,6 +73,24 @@ INPUT_REFETCHES = Counter(
     "consumer dropped at the tail, where no later record reveals the gap).",
     registry=REGISTRY,
 )
+CATCH_UP_BEHIND = Gauge(
+    "segstream_catch_up_behind_records",
+    "Records behind on the input partitions this worker owns (the sum of its share of "
+    "segstream_consumer_lag_records), as of the last lag measurement.",
+    registry=REGISTRY,
+)
+CATCH_UP_RATE = Gauge(
+    "segstream_catch_up_rate_records_per_second",
+    "Input records this worker's partitions folded per second over the last minute (the "
+    "pace of their committed offsets).",
+    registry=REGISTRY,
+)
+CATCH_UP_REMAINING = Gauge(
+    "segstream_catch_up_remaining_seconds",
+    "Seconds until this worker is caught up at the pace its backlog shrank over the last "
+    "minute: 0 when caught up, +Inf while the backlog does not shrink.",
+    registry=REGISTRY,
+)
 OUTPUT_SCHEMA_FAILURES = Counter(
     "segstream_output_schema_failures_total",
     "Outputs segstream made that break their own schema in schemas/ (a bug, never the "
@@ -215,6 +233,13 @@ def set_consumer_lag(lag: Mapping[tuple[str, int], int]) -> None:
             for (topic, partition), n in lag.items()
         }
     )
+
+
+def set_catch_up(rate: float, behind: int, remaining_s: float | None) -> None:
+    """This worker's progress on its input (``remaining_s`` None: not shrinking)."""
+    CATCH_UP_BEHIND.set(behind)
+    CATCH_UP_RATE.set(rate)
+    CATCH_UP_REMAINING.set(math.inf if remaining_s is None else remaining_s)
 
 
 def set_table_entries(entries: Mapping[str, int]) -> None:

@@ -8,6 +8,7 @@ so several workers never publish the same shop twice.
 from __future__ import annotations
 
 import functools
+import time
 from collections import defaultdict
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -24,6 +25,7 @@ from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
 from segstream.settings import Settings
 from segstream.state.keyspace import is_shop_key, shop_partition
+from segstream.stream.catchup import CatchUp
 from segstream.stream.checkpoint import ProducerRecord
 from segstream.stream.lag import LagProbe
 from segstream.stream.watchdog import StuckInput, refetch_stuck
@@ -192,6 +194,7 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
     app = wiring.app
     probe = LagProbe.from_settings(settings, input_topics)
     watch = StuckInput(settings.input_stuck_after_s)
+    progress = CatchUp(settings.catch_up_report_records, settings.catch_up_report_every_s)
 
     async def snapshots() -> None:
         try:
@@ -210,8 +213,14 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
 
     async def lag() -> None:
         measured = await probe.update()
-        if measured is not None:
-            await refetch_stuck(wiring.runner, watch, measured, probe.committed, probe.waiting)
+        if measured is None:
+            return
+        await refetch_stuck(wiring.runner, watch, measured, probe.committed, probe.waiting)
+        if not wiring.runner.ready:
+            progress.forget()  # a rebalance: other partitions, other offsets
+            return
+        now, owned = time.monotonic(), wiring.runner.checkpoint.partitions
+        progress.report(progress.measure(measured, probe.committed, owned, now), now)
 
     async def clocks() -> None:
         try:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from segstream.observability.logs import QuietRepeats, logging_config
+from segstream.observability.logs import PROGRESS, QuietRepeats, logging_config
 from segstream.settings import Settings
 
 
@@ -43,3 +43,12 @@ def test_the_worker_logs_through_the_filter() -> None:
     config = logging_config(Settings())
     assert config["handlers"]["stderr"]["filters"] == ["repeats"]
     assert config["filters"]["repeats"]["()"] is QuietRepeats
+
+
+def test_progress_shows_at_the_quiet_default_and_not_when_only_errors_are_asked_for() -> None:
+    levels = {
+        level: logging_config(Settings(log_level=level))["loggers"][PROGRESS]["level"]
+        for level in ("debug", "info", "warning", "error")
+    }
+    assert levels == {"debug": "DEBUG", "info": "INFO", "warning": "INFO", "error": "ERROR"}
+    assert logging_config(Settings())["root"]["level"] == "WARNING"  # the rest stays quiet
