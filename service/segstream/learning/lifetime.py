@@ -177,7 +177,10 @@ def _dropout_quantiles(a: float, b: float) -> Array:
     """The ``Beta(a, b)`` dropout's quantiles at :data:`QUANTILES` (floored above 0), read
     only. ``betaincinv`` is most of the integral's cost, and a shop's fit and its customers'
     few distinct frequencies repeat the same ``(a, b)`` until the next refit."""
-    dropout = np.maximum(special.betaincinv(a, b, QUANTILES), 1e-300)
+    if b <= 0.0:  # Beta(a, 0), a fit whose b underflowed: a dropout certain at p = 1
+        dropout = np.ones_like(QUANTILES)
+    else:
+        dropout = np.maximum(special.betaincinv(a, b, QUANTILES), 1e-300)
     dropout.setflags(write=False)
     return dropout
 

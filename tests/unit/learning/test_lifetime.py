@@ -132,7 +132,7 @@ of 0 (a chaos run's reference replay, seed 571223: ``ValueError: math domain err
 
 
 @pytest.mark.parametrize("a", [0.0, *EXTREMES])
-@pytest.mark.parametrize("b", EXTREMES)
+@pytest.mark.parametrize("b", [0.0, *EXTREMES])
 def test_every_fit_gives_finite_answers(a: float, b: float) -> None:
     for r, alpha in [(1e-4, 1e-4), (0.24, 4.4), (1e5, 1e-2), (1e-2, 1e8), (100.0, 100.0)]:
         model = BgNbd(r=r, alpha=alpha, a=a, b=b)
@@ -143,6 +143,14 @@ def test_every_fit_gives_finite_answers(a: float, b: float) -> None:
             assert 0.0 <= alive <= 1.0, (model, x, t_x, big_t, alive)
             assert 0.0 <= buys <= 1.0, (model, x, t_x, big_t, buys)
             assert math.isfinite(expected) and expected >= 0.0, (model, x, t_x, big_t, expected)
+
+
+def test_a_dropout_certain_at_the_next_purchase_buys_at_most_once() -> None:
+    # b underflowed to 0: Beta(a, 0) is all at 1, so a customer without repeat purchases
+    # (alive) leaves at their next one; the quadrature's quantiles were NaN
+    model = BgNbd(r=0.24, alpha=4.41, a=1.0, b=0.0)
+    once = 1.0 - ((4.41 + 40.0) / (4.41 + 40.0 + 30.0)) ** 0.24
+    assert model.expected_purchases(30.0, 0, 0.0, 40.0) == pytest.approx(once)
 
 
 def test_expected_days_to_next_order_is_the_posterior_mean_wait() -> None:
