@@ -84,16 +84,20 @@ class DefinitionControl:
         for state in self.customers.of_shop(book.shop_id, after=item.after):
             if done == limit:
                 break
-            inside = (
-                rule is not None
-                and not state.is_prospect
-                and rule(state, self.evaluation.view(state, now))
-            )
+            look = rule is not None and not state.is_prospect
+            view = self.evaluation.view(state, now) if look else None
+            inside = rule is not None and view is not None and rule(state, view)
             segments, enrolments = dict(state.segments), dict(state.enrolments)
             current = item.segment_id if inside else None
             moved = move(book, state, name, current, now, cause, item.version)
-            if moved:
+            sooner = (
+                rule is not None
+                and view is not None
+                and self.evaluation.review_sooner(book, state, view, [rule])
+            )
+            if moved or sooner:
                 self.customers.save(state)
+            if moved:
                 self.evaluation.book_moves(segments, enrolments, state, now)
                 changes += moved
             item.after, done = state.customer_id, done + 1

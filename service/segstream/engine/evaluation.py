@@ -4,7 +4,7 @@ reviews of quiet customers whose time came (silence moves them, active -> at ris
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +18,7 @@ from segstream.learning.retention import forecast_of
 from segstream.metrics.ledger import MetricsLedger
 from segstream.segments import SegmentModel
 from segstream.segments.defined.live import model_name
+from segstream.segments.defined.rules import CompiledRule
 
 
 class Evaluation:
@@ -83,6 +84,7 @@ class Evaluation:
         changes += self.evaluate_defined(book, state, view, now, cause)
         reviews = [model.next_review(view) for model in book.models.values()]
         reviews += held.values()  # look again when the dwell is over
+        reviews.append(self.defined_review(book, state, view))
         state.due_at = min((r for r in reviews if r is not None), default=None)
         book.schedule.set(state.customer_id, state.due_at)
         return changes
@@ -102,6 +104,45 @@ class Evaluation:
             version = rule.definition.version
             changes += move(book, state, model_name(segment_id), inside, now, cause, version)
         return changes
+
+    def defined_review(
+        self,
+        book: ShopBook,
+        state: CustomerState,
+        view: CustomerSnapshot,
+        rules: Collection[CompiledRule] | None = None,
+    ) -> datetime | None:
+        """The first moment one of the shop's defined segments (or of ``rules``) may take
+        the customer in or out although they send nothing (None: none can)."""
+        rules = book.definitions.rules.values() if rules is None else rules
+        if not rules:
+            return None
+        looks: dict[datetime, CustomerSnapshot] = {}
+
+        def later(at: datetime) -> CustomerSnapshot:
+            if at not in looks:
+                looks[at] = self.snapshot(book, state, at, review=True)
+            return looks[at]
+
+        found = [rule.next_change(state, view, later) for rule in rules]
+        return min((when for when in found if when is not None), default=None)
+
+    def review_sooner(
+        self,
+        book: ShopBook,
+        state: CustomerState,
+        view: CustomerSnapshot,
+        rules: Collection[CompiledRule] | None = None,
+    ) -> bool:
+        """Bring the customer's next review forward to their defined segments' next moment
+        (after a look by the definitions alone: a re-evaluation, a referral); True if it
+        moved (the state must then be saved)."""
+        when = self.defined_review(book, state, view, rules)
+        if when is None or (state.due_at is not None and state.due_at <= when):
+            return False
+        state.due_at = when
+        book.schedule.set(state.customer_id, when)
+        return True
 
     def review_due(self, book: ShopBook, now: datetime) -> list[SegmentChange]:
         """Review the customers whose time came: silence moves them (active -> at risk)

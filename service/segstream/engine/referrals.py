@@ -55,6 +55,7 @@ class Referrals:
         if not referrer.is_prospect:  # a prospect is in no segment yet
             view = self.evaluation.view(referrer, now)
             changes = self.evaluation.evaluate_defined(book, referrer, view, now, cause)
+            self.evaluation.review_sooner(book, referrer, view)
         self.customers.save(referrer)
         if changes:
             self.ledger.record(None, before, referrer, now)

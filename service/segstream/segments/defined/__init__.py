@@ -2,7 +2,9 @@
 
 The contract is ``schemas/v1/segment_definition.json``; what a rule may read is the
 catalogue in :mod:`segstream.segments.defined.fields`; :mod:`segstream.segments.defined.rules`
-validates definitions and compiles their rules; :mod:`segstream.segments.defined.live` keeps
+validates definitions and compiles their rules from the leaves of
+:mod:`segstream.segments.defined.conditions`; :mod:`segstream.segments.defined.timing` names
+when a rule's answer can next change without an event; :mod:`segstream.segments.defined.live` keeps
 a shop's definitions live in the stream; :mod:`segstream.segments.defined.templates` holds
 the built-in templates.
 """

@@ -25,7 +25,7 @@ an attribute they never stated): every comparison on it is then false.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from typing import Any, Literal
 
@@ -45,15 +45,22 @@ from segstream.segments import available_models, segment_names_hint
 
 FieldType = Literal["number", "string", "boolean", "set", "any"]
 Getter = Callable[[CustomerState, CustomerSnapshot], Any]
+Clock = Literal["still", "days", "ends", "drifts"]
+"""How a field's value moves while the customer sends nothing: ``still`` not at all;
+``days`` one up each UTC day (days since something); ``ends`` at the snapshot's
+``subscription_ends_at`` (a pending cancellation takes effect); ``drifts`` some other way
+with time (predictions), so only a look on a later day tells. A defined segment schedules
+its own reviews from these (:mod:`segstream.segments.defined.timing`)."""
 
 
 @dataclass(frozen=True, slots=True)
 class Field:
-    """One readable field: its type, how to read it, what it means."""
+    """One readable field: its type, how to read it, what it means, how time moves it."""
 
     type: FieldType
     get: Getter
     description: str
+    clock: Clock = "still"
 
 
 def _attribute(key: str) -> Getter:
@@ -114,10 +121,16 @@ FIELDS: dict[str, Field] = {
         "days from the first to the last purchase day",
     ),
     "behaviour.first_purchase_days_ago": Field(
-        "number", lambda s, v: v.T if v.has_purchased else None, "days since the first purchase"
+        "number",
+        lambda s, v: v.T if v.has_purchased else None,
+        "days since the first purchase",
+        "days",
     ),
     "behaviour.days_since_last_purchase": Field(
-        "number", lambda s, v: v.days_since_last_purchase, "days since the last purchase day"
+        "number",
+        lambda s, v: v.days_since_last_purchase,
+        "days since the last purchase day",
+        "days",
     ),
     "behaviour.monetary_value": Field(
         "number",
@@ -128,10 +141,13 @@ FIELDS: dict[str, Field] = {
         "number", lambda s, v: v.cadence_days, "mean days between purchase days (from the second)"
     ),
     "behaviour.tenure_days": Field(
-        "number", lambda s, v: v.tenure_days, "days since the customer was first seen"
+        "number", lambda s, v: v.tenure_days, "days since the customer was first seen", "days"
     ),
     "behaviour.inactive_days": Field(
-        "number", lambda s, v: v.last_activity_days, "days since the last purchase or signup"
+        "number",
+        lambda s, v: v.last_activity_days,
+        "days since the last purchase or signup",
+        "days",
     ),
     "behaviour.renewal_count": Field(
         "number", lambda s, v: v.renewal_count, "orders that were subscription renewals"
@@ -150,7 +166,10 @@ FIELDS: dict[str, Field] = {
     "categories": Field("set", _categories, "product categories the customer has bought"),
     # --- subscription and plan ---
     "subscription.status": Field(
-        "string", lambda s, v: v.subscription, "none, active, cancelling or cancelled"
+        "string",
+        lambda s, v: v.subscription,
+        "none, active, cancelling or cancelled",
+        "ends",
     ),
     "subscription.cancel_reason": Field(
         "string", lambda s, v: s.cancel_reason, "reason of the latest cancellation"
@@ -295,9 +314,11 @@ PREDICTIONS: dict[str, Field] = {
         "was among the shop's top quarter by spend rate, and spends under half that lately",
     ),
 }
+PREDICTIONS = {name: replace(found, clock="drifts") for name, found in PREDICTIONS.items()}
 """Predictions from the shop's lifetime model (``segstream.learning.lifetime``): fitted per
 shop on a bounded sample of its customers as its orders grow, and evaluated
-per customer from their own features when a rule reads them. None (every comparison
+per customer from their own features when a rule reads them; each drifts with time (a
+customer who sends nothing grows older in the model). None (every comparison
 false) before the shop has a fit or the customer a purchase; ``clv_trend`` needs no fit,
 only 90 days of history."""
 

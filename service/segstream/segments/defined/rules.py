@@ -27,6 +27,7 @@ import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from jsonschema import ValidationError
@@ -35,15 +36,9 @@ from segstream.domain.contracts import document_error
 from segstream.domain.customer import CustomerState, day_number
 from segstream.domain.features import CustomerSnapshot
 from segstream.segments import available_models, is_segment_of, segment_names_hint
-from segstream.segments.defined.fields import (
-    HISTORIES,
-    OPEN_PREFIX,
-    SEGMENTS_PREFIX,
-    FieldType,
-    History,
-    Item,
-    resolve,
-)
+from segstream.segments.defined.conditions import aggregate, kind_of, last, numeric
+from segstream.segments.defined.fields import OPEN_PREFIX, SEGMENTS_PREFIX, FieldType, resolve
+from segstream.segments.defined.timing import Later, NextChange, compile_next_change
 
 SCHEMA = "segment_definition"
 MAX_DEPTH = 8
@@ -112,9 +107,17 @@ class CompiledRule:
     test: Test
     nodes: int
     depth: int
+    changes: NextChange
 
     def __call__(self, state: CustomerState, view: CustomerSnapshot) -> bool:
         return self.test(state, view)
+
+    def next_change(
+        self, state: CustomerState, view: CustomerSnapshot, later: Later
+    ) -> datetime | None:
+        """When the answer for this customer may next differ with no event of theirs
+        (None: not before one); ``later`` gives their snapshot at a later moment."""
+        return self.changes(state, view, later)
 
 
 # --- validation --------------------------------------------------------------------------
@@ -300,7 +303,9 @@ def _check_segment_values(node: dict[str, Any], path: str) -> None:
 
 def compile_definition(definition: Definition) -> CompiledRule:
     """The definition's rule as a :class:`CompiledRule` (built once; pure and reusable)."""
-    return CompiledRule(definition, _compile(definition.rule), definition.nodes, definition.depth)
+    rule = definition.rule
+    changes = compile_next_change(rule, _compile)
+    return CompiledRule(definition, _compile(rule), definition.nodes, definition.depth, changes)
 
 
 def _compile(node: dict[str, Any]) -> Test:
@@ -338,18 +343,6 @@ def _any(tests: tuple[Test, ...]) -> Test:
     return test
 
 
-def _kind(value: Any) -> str | None:
-    """The rule-language type of a read value (None: missing or unusable)."""
-    kind = type(value)
-    if kind is int or kind is float:
-        return "number"
-    if kind is str:
-        return "string"
-    if kind is bool:
-        return "boolean"
-    return "set" if kind is frozenset else None
-
-
 def _condition(node: dict[str, Any]) -> Test:
     found = resolve(node["field"])
     assert found is not None  # validated
@@ -359,122 +352,29 @@ def _condition(node: dict[str, Any]) -> Test:
     if op == "exists":
         return lambda state, view: get(state, view) is not None
     if op == "contains":
-        return lambda state, view: _kind(x := get(state, view)) == "set" and value in x
+        return lambda state, view: kind_of(x := get(state, view)) == "set" and value in x
     if op == "in":
-        wanted = frozenset((_kind(v), v) for v in value)
+        wanted = frozenset((kind_of(v), v) for v in value)
 
         def member(state: CustomerState, view: CustomerSnapshot) -> bool:
-            kind = _kind(x := get(state, view))
+            kind = kind_of(x := get(state, view))
             return kind is not None and (kind, x) in wanted
 
         return member
     if op in ("eq", "ne"):
-        kind, equal = _kind(value), op == "eq"
-        return lambda state, view: _kind(x := get(state, view)) == kind and (x == value) is equal
-    check = _numeric(op, value)
-    return lambda state, view: _kind(x := get(state, view)) == "number" and check(x)
-
-
-def _numeric(op: str, value: Any) -> Callable[[float], bool]:
-    """The comparison ``x <op> value`` on a number."""
-    if op == "between":
-        low, high = value
-        return lambda x: low <= x <= high
-    if op == "in":
-        wanted = frozenset(value)
-        return lambda x: x in wanted
-    return {
-        "eq": lambda x: x == value,
-        "ne": lambda x: x != value,
-        "lt": lambda x: x < value,
-        "lte": lambda x: x <= value,
-        "gt": lambda x: x > value,
-        "gte": lambda x: x >= value,
-    }[op]
-
-
-def _filter(history: History, spec: dict[str, Any] | None) -> Callable[[Item], bool] | None:
-    """A predicate on the history's items for a ``where`` (every key must hold)."""
-    if not spec:
-        return None
-    checks: list[Callable[[Item], bool]] = []
-    for key, wanted in spec.items():
-        index, kind = history.fields[key]
-        if isinstance(wanted, Mapping):
-            checks.append(_in_range(index, wanted))
-        else:
-            allowed = frozenset(wanted if isinstance(wanted, list) else [wanted])
-            checks.append(_overlaps(index, allowed) if kind == "set" else _member(index, allowed))
-    if len(checks) == 1:
-        return checks[0]
-    return lambda item: all(check(item) for check in checks)
-
-
-def _member(index: int, allowed: frozenset[Any]) -> Callable[[Item], bool]:
-    return lambda item: item[index] in allowed
-
-
-def _overlaps(index: int, allowed: frozenset[Any]) -> Callable[[Item], bool]:
-    return lambda item: not allowed.isdisjoint(item[index])
-
-
-def _in_range(index: int, bounds: Mapping[str, float]) -> Callable[[Item], bool]:
-    low = max((bounds[k] for k in ("gt", "gte") if k in bounds), default=-math.inf)
-    high = min((bounds[k] for k in ("lt", "lte") if k in bounds), default=math.inf)
-    low_open = "gt" in bounds and bounds["gt"] >= bounds.get("gte", -math.inf)
-    high_open = "lt" in bounds and bounds["lt"] <= bounds.get("lte", math.inf)
-
-    def check(item: Item) -> bool:
-        x = item[index]
-        above: bool = x > low if low_open else x >= low
-        below: bool = x < high if high_open else x <= high
-        return above and below
-
-    return check
+        kind, equal = kind_of(value), op == "eq"
+        return lambda state, view: kind_of(x := get(state, view)) == kind and (x == value) is equal
+    check = numeric(op, value)
+    return lambda state, view: kind_of(x := get(state, view)) == "number" and check(x)
 
 
 def _aggregate(node: dict[str, Any]) -> Test:
     """``count`` or ``sum`` of a history's items within the window, compared by op."""
-    if "count" in node:
-        history, index = HISTORIES[node["count"]], None
-    else:
-        name, item_field = node["sum"].split(".")
-        history = HISTORIES[name]
-        index = history.fields[item_field][0]
-    items, where = history.items, _filter(history, node.get("where"))
-    span = node.get("within_days")
-    check = _numeric(node["op"], node["value"])
-
-    def test(state: CustomerState, view: CustomerSnapshot) -> bool:
-        today = day_number(view.as_of)
-        oldest = -math.inf if span is None else today - span + 1
-        total: float = 0
-        for item in items(state):
-            if oldest <= item[0] <= today and (where is None or where(item)):
-                total += 1 if index is None else item[index]
-        return check(total)
-
-    return test
+    check = aggregate(node)
+    return lambda state, view: check(state, day_number(view.as_of))
 
 
 def _last(node: dict[str, Any]) -> Test:
     """The latest ``last`` items (matching ``where``): every / some / none match a filter."""
-    history, wanted = HISTORIES[node["of"]], node["last"]
-    items, where = history.items, _filter(history, node.get("where"))
-    quantifier = next(key for key in ("every", "some", "none") if key in node)
-    match = _filter(history, node[quantifier])
-    assert match is not None  # the schema asks for a non-empty filter
-
-    def test(state: CustomerState, view: CustomerSnapshot) -> bool:
-        today = day_number(view.as_of)
-        taken = [
-            item for item in items(state) if item[0] <= today and (where is None or where(item))
-        ][-wanted:]
-        if len(taken) < wanted:
-            return False
-        if quantifier == "every":
-            return all(match(item) for item in taken)
-        found = any(match(item) for item in taken)
-        return found if quantifier == "some" else not found
-
-    return test
+    check = last(node)
+    return lambda state, view: check(state, day_number(view.as_of))

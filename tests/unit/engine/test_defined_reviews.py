@@ -1,0 +1,81 @@
+"""A defined segment over time takes a quiet customer in at the first event of the shop at
+or after the moment its rule turns: the rule schedules its own review, so it never waits
+for a learned model's."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+
+from segstream.domain.changes import SegmentChange, Source
+from segstream.domain.events import Order
+from segstream.engine.pipeline import Pipeline
+from segstream.settings import Settings
+from segstream.state.keyspace import shop_partition
+from tests.factories import encoded, order
+
+T0 = datetime(2025, 3, 1, 9, tzinfo=UTC)
+PARTITION = shop_partition("tea-1", 8)
+ORDERS = Source("segstream.orders", PARTITION, 0)
+DEFINITIONS = Source("segstream.segment-definitions", PARTITION, 0)
+TICK = timedelta(hours=5)
+"""How often the shop's one busy customer orders: the shop's stream time moves by it."""
+RULES = {
+    "quiet-45": {"field": "behaviour.days_since_last_purchase", "op": "gte", "value": 45},
+    "quiet-21": {"field": "behaviour.days_since_last_purchase", "op": "gt", "value": 20},
+    "no-order-in-30": {"count": "purchase_days", "within_days": 30, "op": "eq", "value": 0},
+}
+
+
+def define(pipeline: Pipeline, segment: str, rule: dict[str, object]) -> None:
+    payload = {
+        "schema_version": 1,
+        "shop_id": "tea-1",
+        "segment_id": segment,
+        "name": segment,
+        "version": 1,
+        "rule": rule,
+    }
+    raw = json.dumps(payload).encode()
+    assert pipeline.define(f"tea-1|{segment}".encode(), raw, DEFINITIONS).status == "processed"
+    while pipeline.reevaluate("tea-1", 100) is not None:
+        pass
+
+
+def midnight(moment: datetime) -> datetime:
+    return datetime(moment.year, moment.month, moment.day, tzinfo=UTC)
+
+
+def test_quiet_customers_enter_at_the_first_event_after_their_rule_turns() -> None:
+    pipeline = Pipeline(Settings(rfm_min_customers=1), {}, {}, {}, {})
+    purchases = {f"c-{i}": [T0 + timedelta(days=2 * i, hours=i)] for i in range(12)}
+    purchases["c-0"].append(T0 + timedelta(days=33, hours=2))  # a second order moves c-0 on
+    feed = [(at, customer) for customer, times in purchases.items() for at in times]
+    ticks = int(timedelta(days=140) / TICK)
+    feed += [(T0 + k * TICK + timedelta(minutes=7), "busy") for k in range(ticks)]
+    feed.sort()
+    changes: list[SegmentChange] = []
+    for n, (at, customer) in enumerate(feed):
+        if n == 1:
+            for segment, rule in RULES.items():
+                define(pipeline, segment, rule)
+        outcome = pipeline.handle(encoded(order(customer, at, f"e-{n}")), Order, ORDERS, b"tea-1")
+        assert outcome.status == "processed"
+        changes += [c for c in outcome.changes if c.model.startswith("defined:")]
+    times = [at for at, _ in feed]
+
+    def first_event_from(moment: datetime) -> datetime:
+        return min(at for at in times if at >= moment)
+
+    turns = {"quiet-45": 45, "quiet-21": 21, "no-order-in-30": 30}
+    expected = set()
+    for segment, days in turns.items():
+        for customer, bought in purchases.items():
+            for at, following in zip(bought, [*bought[1:], None], strict=True):
+                turned = first_event_from(midnight(at) + timedelta(days))
+                if following is None or turned < following:  # quiet long enough
+                    expected.add((f"defined:{segment}", customer, turned))
+    entered = {(c.model, c.customer_id, c.changed_at) for c in changes if c.current is not None}
+    assert entered == expected
+    late = [c for c in changes if c.current is not None and c.cause.kind != "timer"]
+    assert late == []  # every entry came from the customer's own review

@@ -1,0 +1,135 @@
+"""A defined segment names the moment its answer can next change with no event of the
+customer's: never after the first day a day-by-day look finds it changed, and exactly that
+day for a single condition on a day count, a window or a prediction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from segstream.domain.customer import CustomerState, day_number
+from segstream.domain.features import CustomerSnapshot, snapshot
+from segstream.learning.lifetime import BgNbd, LifetimeFit
+from segstream.segments.defined import compile_definition, validate_definition
+from segstream.segments.defined.rules import CompiledRule
+from segstream.segments.defined.timing import HORIZON_DAYS, midnight
+from tests.unit.segments.defined.test_properties import (
+    NOW,
+    aggregates,
+    conditions,
+    customers,
+    definition,
+    rules,
+)
+
+LOOK_DAYS = 800
+"""Far enough for every generated rule: bounds up to 250, windows up to 365 days over
+items up to 400 days old."""
+FIT = LifetimeFit(BgNbd(r=0.24, alpha=4.41, a=0.79, b=2.43), high_value_rate=20.0, day=0)
+PROPERTY = settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def compiled(rule: dict[str, Any]) -> CompiledRule:
+    return compile_definition(validate_definition(definition(rule)))
+
+
+def later_of(kept: CustomerState, fit: LifetimeFit | None = None) -> Any:
+    return lambda at: snapshot(kept, at, lifetime=fit, review=True)
+
+
+def first_turn(
+    rule: CompiledRule, kept: CustomerState, view: CustomerSnapshot, days: int, fit: Any = None
+) -> datetime | None:
+    """The first UTC midnight at which the rule's answer differs, looked at day by day."""
+    now, today = rule(kept, view), day_number(view.as_of)
+    for step in range(1, days + 1):
+        at = midnight(today + step)
+        if rule(kept, snapshot(kept, at, lifetime=fit, review=True)) != now:
+            return at
+    return None
+
+
+@PROPERTY
+@given(rules(), customers())
+def test_a_rule_is_never_looked_at_after_its_answer_changed(
+    rule: dict[str, Any], person: tuple[CustomerState, CustomerSnapshot]
+) -> None:
+    kept, view = person
+    found = compiled(rule)
+    named = found.next_change(kept, view, later_of(kept))
+    turn = first_turn(found, kept, view, LOOK_DAYS)
+    if turn is not None:
+        assert named is not None and view.as_of < named <= turn
+    if named is not None:
+        assert named > view.as_of
+
+
+def _is_status(rule: dict[str, Any]) -> bool:
+    return rule.get("field") == "subscription.status"
+
+
+@PROPERTY
+@given(st.one_of(conditions(), aggregates()), customers())
+def test_a_single_condition_names_the_very_day_its_answer_changes(
+    rule: dict[str, Any], person: tuple[CustomerState, CustomerSnapshot]
+) -> None:
+    kept, view = person
+    found = compiled(rule)
+    named = found.next_change(kept, view, later_of(kept))
+    turn = first_turn(found, kept, view, LOOK_DAYS)
+    if _is_status(rule):  # a cancellation takes effect at its own moment, not at midnight
+        assert turn is None or (named is not None and named <= turn)
+    else:
+        assert named == turn
+
+
+def bought(days_ago: list[int]) -> tuple[CustomerState, CustomerSnapshot]:
+    kept = CustomerState(
+        "shop",
+        "c",
+        purchase_days={NOW.date() - timedelta(days=d): 20.0 for d in days_ago},
+        first_seen_at=NOW - timedelta(days=max(days_ago)),
+        order_count=len(days_ago),
+        total_spend=20.0 * len(days_ago),
+    )
+    return kept, snapshot(kept, NOW, lifetime=FIT)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    st.lists(st.integers(0, 300), min_size=2, max_size=6, unique=True),
+    st.sampled_from(["lt", "lte", "gt", "gte"]),
+    st.sampled_from([0.05, 0.2, 0.5, 0.8, 0.95]),
+)
+def test_a_prediction_that_falls_with_silence_is_looked_at_on_the_day_it_crosses(
+    days_ago: list[int], op: str, value: float
+) -> None:
+    kept, view = bought(days_ago)
+    found = compiled({"field": "predictions.p_alive", "op": op, "value": value})
+    named = found.next_change(kept, view, later_of(kept, FIT))
+    turn = first_turn(found, kept, view, HORIZON_DAYS, FIT)
+    horizon = midnight(day_number(NOW) + HORIZON_DAYS)
+    assert named == (horizon if turn is None else turn)
+
+
+def test_rules_of_events_alone_name_no_moment() -> None:
+    kept, view = bought([3, 40])
+    for rule in (
+        {"field": "behaviour.order_count", "op": "gte", "value": 3},
+        {"field": "behaviour.days_since_last_purchase", "op": "exists"},
+        {"field": "attributes.region", "op": "eq", "value": "north"},
+        {"count": "purchase_days", "op": "gte", "value": 2},
+    ):
+        assert compiled(rule).next_change(kept, view, later_of(kept)) is None
+
+
+def test_no_purchase_for_45_days_turns_at_the_midnight_45_days_after_the_last() -> None:
+    kept, view = bought([3, 40])
+    rule = compiled({"field": "behaviour.days_since_last_purchase", "op": "gte", "value": 45})
+    last = NOW.date() - timedelta(days=3)
+    assert rule.next_change(kept, view, later_of(kept)) == datetime(
+        last.year, last.month, last.day, tzinfo=UTC
+    ) + timedelta(days=45)
