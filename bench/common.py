@@ -13,10 +13,14 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
+from datetime import date
 from pathlib import Path
 from typing import TypeVar
 
-from segstream.tools.publish import Record
+from segstream.domain.contracts import EVENT_TYPES
+from segstream.domain.events import Event
+from segstream.tools.publish import Record, encode
+from segstream.tools.simulation import KINDS_BY_NAME
 from segstream.tools.simulation.generator import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
 
@@ -44,6 +48,26 @@ def simulated_records(events: int, seed: int = 1) -> list[Record]:
         if len(outbox) >= events:
             return outbox[:events]
         per_kind += 1
+
+
+ShopEvent = tuple[type[Event], str, bytes, str]
+"""What an in-process worker handles: (event type, input role, encoded value, shop id)."""
+
+
+def one_shop_events(
+    customers: int, days: int, kind: str = "coffee", seed: int = 1
+) -> list[ShopEvent]:
+    """One simulated shop of ``customers`` over ``days`` from 2025-01-01, encoded as the
+    stream carries it (the simulator's deliberately invalid records left out)."""
+    shop = shops_per_kind(1, (KINDS_BY_NAME[kind],))[0]
+    config = SimulationConfig(
+        seed=seed, shops=(shop,), customers_per_shop=customers, start=date(2025, 1, 1), days=days
+    )
+    return [
+        (EVENT_TYPES[role], role, encode(value), value["shop_id"])
+        for role, value in generate(config).outbox()
+        if not isinstance(value, bytes)
+    ]
 
 
 # ---------------------------------------------------------------- statistics

@@ -19,14 +19,11 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
-from bench.common import code_version, say
+from bench.common import code_version, one_shop_events, say
 from harness.stores import InProcessPipeline
-from segstream.domain.contracts import EVENT_TYPES
 from segstream.settings import Settings
-from segstream.tools.publish import encode
-from segstream.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
+from segstream.tools.simulation import KINDS_BY_NAME
 
 
 @dataclass(frozen=True)
@@ -45,17 +42,8 @@ class Digest:
 
 def run(customers: int, days: int, kind: str = "coffee", batch: int = 100, seed: int = 1) -> Digest:
     """Simulate one shop and hash what the pipeline makes of it."""
-    shop = shops_per_kind(1, (KINDS_BY_NAME[kind],))[0]
-    config = SimulationConfig(
-        seed=seed, shops=(shop,), customers_per_shop=customers, start=date(2025, 1, 1), days=days
-    )
-    records = generate(config).outbox()
+    raw = one_shop_events(customers, days, kind, seed)
     worker = InProcessPipeline(Settings())
-    raw = [
-        (EVENT_TYPES[role], role, encode(value), value["shop_id"])
-        for role, value in records
-        if not isinstance(value, bytes)
-    ]
     hashed, changes, seconds = hashlib.sha256(), 0, 0.0
     for start in range(0, len(raw), batch):
         began = time.perf_counter()

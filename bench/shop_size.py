@@ -34,16 +34,12 @@ import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date
 
-from bench.common import code_version, percentile, say, table
+from bench.common import code_version, one_shop_events, percentile, say, table
 from harness.stores import InProcessPipeline
 from segstream.domain.changes import Source
-from segstream.domain.contracts import EVENT_TYPES
 from segstream.settings import DEFINITIONS_ROLE, Settings
 from segstream.state.keyspace import definitions_key, shop_partition
-from segstream.tools.publish import encode
-from segstream.tools.simulation import KINDS_BY_NAME, SimulationConfig, generate, shops_per_kind
 
 
 @dataclass
@@ -112,22 +108,12 @@ class Result:
 
 def run(customers: int, days: int, batch: int, seed: int) -> Result:
     """Simulate one shop of ``customers`` over ``days`` and feed it through a pipeline."""
-    shop = shops_per_kind(1, (KINDS_BY_NAME["coffee"],))[0]
-    config = SimulationConfig(
-        seed=seed, shops=(shop,), customers_per_shop=customers, start=date(2025, 1, 1), days=days
-    )
     say(f"{customers:,} customers: simulating {days} days")
-    records = generate(config).outbox()
+    raw = one_shop_events(customers, days, seed=seed)
     worker = InProcessPipeline(Settings())
-    raw = [
-        (EVENT_TYPES[role], role, encode(value), value["shop_id"])
-        for role, value in records
-        if not isinstance(value, bytes)  # no invalid records are simulated here
-    ]
     half = len(raw) // 2
     say(f"{customers:,} customers: {len(raw):,} events")
     seconds, timer_changes = 0.0, 0
-    del records
     gc.collect()
     gc.freeze()  # the bench's own input is not the worker's: keep the collector off it
     for start in range(0, len(raw), batch):

@@ -204,8 +204,7 @@ class Labeller:
         (:meth:`Pending.to_memory` rows) without decoding the features."""
         if not kept:
             return None
-        (as_of, _, _) = HEAD.unpack_from(kept[0][0])
-        return datetime.fromtimestamp(as_of + self.horizon, UTC)
+        return datetime.fromtimestamp(Pending.taken_at(kept[0]) + self.horizon, UTC)
 
     # ------------------------------------------------------------ keeping
 

@@ -17,10 +17,9 @@ from dataclasses import dataclass
 
 from segstream.observability import telemetry
 from segstream.observability.logs import PROGRESS, get_logger
+from segstream.stream.lag import Partition
 
 log = get_logger(PROGRESS)
-Partition = tuple[str, int]
-"""``(topic, partition)``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,7 +89,7 @@ class CatchUp:
         telemetry.set_catch_up(progress.rate, progress.behind, progress.remaining_s)
         if progress.behind >= self.threshold:
             if self._since is None:
-                self._since, self._reported = now, -self.report_every_s
+                self._since, self._reported = now, now - self.report_every_s
             if now - self._reported < self.report_every_s:
                 return None
             self._reported = now

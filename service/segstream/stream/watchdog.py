@@ -25,11 +25,10 @@ from collections.abc import Awaitable, Callable, Mapping
 
 from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
+from segstream.stream.lag import Partition
 from segstream.stream.runner import BatchRunner
 
 log = get_logger(__name__)
-Partition = tuple[str, int]
-"""``(topic, partition)``."""
 
 
 class StuckInput:
