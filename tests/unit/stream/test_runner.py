@@ -84,6 +84,16 @@ async def test_records_below_the_committed_progress_are_skipped(
     assert [w.offsets for w in checkpoint.committed] == [{ORDERS: 3}, {ORDERS: 4}]
 
 
+async def test_a_batch_wholly_in_the_tables_never_moves_the_committed_offset_back(
+    checkpoint: FakeCheckpoint,
+) -> None:
+    batches, tables = runner(checkpoint)
+    await batches.run(events(0, 1, 2, 3, 4))
+    await batches.run(events(1, 2))  # an old fetch, redelivered after a seek or rebalance
+    assert [w.offsets for w in checkpoint.committed] == [{ORDERS: 5}, {ORDERS: 5}]
+    assert order_count(tables) == 5
+
+
 async def test_a_failed_commit_reruns_the_batch_from_committed_state(
     checkpoint: FakeCheckpoint,
 ) -> None:
