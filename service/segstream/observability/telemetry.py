@@ -235,10 +235,11 @@ def set_consumer_lag(lag: Mapping[tuple[str, int], int]) -> None:
     )
 
 
-def set_catch_up(rate: float, behind: int, remaining_s: float | None) -> None:
-    """This worker's progress on its input (``remaining_s`` None: not shrinking)."""
+def set_catch_up(rate: float | None, behind: int, remaining_s: float | None) -> None:
+    """This worker's progress on its input (``rate`` None: not measured yet, exported as
+    NaN; ``remaining_s`` None: not shrinking)."""
     CATCH_UP_BEHIND.set(behind)
-    CATCH_UP_RATE.set(rate)
+    CATCH_UP_RATE.set(math.nan if rate is None else rate)
     CATCH_UP_REMAINING.set(math.inf if remaining_s is None else remaining_s)
 
 

@@ -14,7 +14,8 @@ ORDERS, SIGNUPS = "orders", "signups"
 
 def test_the_rate_is_the_committed_offsets_pace_and_the_time_left_the_lags() -> None:
     catch_up = CatchUp(threshold=100, report_every_s=30.0)
-    assert catch_up.measure({(ORDERS, 0): 5000}, {(ORDERS, 0): 0}, {0}, now=0.0) is None
+    first = catch_up.measure({(ORDERS, 0): 5000}, {(ORDERS, 0): 0}, {0}, now=0.0)
+    assert (first.behind, first.rate, first.remaining_s) == (5000, None, None)
     # 1,000 records folded in 10 s while 200 new ones arrived: the lag shrank by 800
     progress = catch_up.measure({(ORDERS, 0): 4200}, {(ORDERS, 0): 1000}, {0}, now=10.0)
     assert progress is not None
@@ -56,8 +57,15 @@ def test_the_pace_is_taken_over_the_window_not_since_the_start() -> None:
 def test_it_says_when_a_backlog_starts_every_so_often_while_it_lasts_and_when_it_ends() -> None:
     catch_up = CatchUp(threshold=1000, report_every_s=30.0)
     said = [
-        catch_up.report(Progress(behind, 200.0, behind / 200.0), now)
-        for now, behind in [(0, 50), (5, 5000), (10, 4000), (35, 1500), (40, 999), (45, 0)]
+        catch_up.report(Progress(behind, 200.0, behind / 200.0, folded=folded), now)
+        for now, behind, folded in [
+            (0, 50, 0),
+            (5, 5000, 100),
+            (10, 4000, 1100),
+            (35, 1500, 6100),
+            (40, 999, 7100),
+            (45, 0, 8000),
+        ]
     ]
     assert said == [None, "catching_up", None, "catching_up", "caught_up", None]
     assert telemetry.CATCH_UP_BEHIND._value.get() == 0
@@ -68,4 +76,20 @@ def test_forget_starts_the_measurement_over() -> None:
     catch_up = CatchUp(threshold=100, report_every_s=30.0)
     catch_up.measure({(ORDERS, 0): 500}, {(ORDERS, 0): 0}, {0}, now=0.0)
     catch_up.forget()
-    assert catch_up.measure({(ORDERS, 0): 400}, {(ORDERS, 0): 100}, {0}, now=5.0) is None
+    assert catch_up.measure({(ORDERS, 0): 400}, {(ORDERS, 0): 100}, {0}, now=5.0).rate is None
+
+
+def test_a_backlog_is_reported_at_its_first_measurement_and_ends_with_its_average_rate(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    catch_up = CatchUp(threshold=100, report_every_s=30.0)
+    first = catch_up.measure({(ORDERS, 0): 3000}, {(ORDERS, 0): 0}, {0}, now=0.0)
+    assert catch_up.report(first, now=0.0) == "catching_up"  # rate unknown yet
+    assert math.isnan(telemetry.CATCH_UP_RATE._value.get())
+    catch_up.measure({(ORDERS, 0): 1000}, {(ORDERS, 0): 2000}, {0}, now=4.0)
+    done = catch_up.measure({(ORDERS, 0): 0}, {(ORDERS, 0): 3000}, {0}, now=6.0)
+    assert done.folded == 3000 and done.remaining_s == 0.0
+    capsys.readouterr()
+    assert catch_up.report(done, now=6.0) == "caught_up"
+    said = capsys.readouterr().out
+    assert "caught_up" in said and "500.0" in said  # 3,000 records in 6 s
