@@ -11,6 +11,9 @@ from segstream.settings import Settings
 from segstream.stream import faust_patches
 from segstream.stream.kafka import connection_options, ssl_context
 
+COMMIT_CHECK_OFF_S = 100 * 365 * 24 * 3600.0
+"""Faust's commit livelock check, off in effect (a century)."""
+
 
 def create_app(settings: Settings) -> faust.App:
     """A Faust app whose every knob comes from ``settings`` (no Faust defaults by surprise:
@@ -28,6 +31,11 @@ def create_app(settings: Settings) -> faust.App:
         topic_partitions=settings.topic_partitions,
         topic_replication_factor=settings.topic_replication,
         processing_guarantee="at_least_once",  # segstream commits itself (stream/checkpoint)
+        # Faust's livelock check times Faust's own commits, which segstream never makes: it
+        # warned "Has not committed TP at all since worker start" again and again once a
+        # worker had run 5 minutes (long backfills). A stalled partition is segstream's
+        # watchdog's (stream/watchdog.py) and its alert's to name.
+        broker_commit_livelock_soft_timeout=COMMIT_CHECK_OFF_S,
         broker_session_timeout=settings.broker_session_timeout_s,
         broker_heartbeat_interval=min(3.0, settings.broker_session_timeout_s / 3),
         broker_request_timeout=settings.broker_request_timeout_s,

@@ -33,6 +33,11 @@ def test_a_wildcard_bind_advertises_the_configured_host_to_peers() -> None:
     assert app.conf.web_bind == "0.0.0.0"
 
 
+def test_faust_does_not_time_commits_it_never_makes() -> None:
+    app = create_app(Settings())
+    assert app.conf.broker_commit_livelock_soft_timeout >= 100 * 365 * 24 * 3600
+
+
 def test_sasl_without_credentials_is_refused_with_what_to_set() -> None:
     with pytest.raises(ValidationError, match="SEGSTREAM_KAFKA_USERNAME"):
         Settings(kafka_security_protocol="SASL_SSL")
