@@ -10,8 +10,9 @@ import structlog
 
 from segstream.settings import Settings
 
-CHATTY = ("aiokafka",)
-"""Loggers whose repeats are held back (see :class:`QuietRepeats`)."""
+CHATTY = ("aiokafka", "mode.timers")
+"""Loggers whose repeats are held back (see :class:`QuietRepeats`): aiokafka's reconnects,
+and mode's "Timer ... is overlapping" from every timer tick of a busy worker (a backfill)."""
 
 
 class QuietRepeats(logging.Filter):

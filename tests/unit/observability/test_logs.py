@@ -31,6 +31,15 @@ def test_a_chatty_librarys_repeats_pass_once_per_window_and_are_counted() -> Non
     assert quiet.filter(other)  # another message of the same logger is its own
 
 
+def test_a_busy_workers_overlapping_timers_say_so_once_per_window() -> None:
+    quiet = QuietRepeats(window_s=10.0)
+    template = "Timer %s is overlapping (interval=%r runtime=%r)"
+    passed = [
+        quiet.filter(record("mode.timers", template, t / 2, "lag", 0.5, 0.8)) for t in range(20)
+    ]
+    assert passed == [True] + [False] * 19
+
+
 def test_our_own_and_other_loggers_are_never_held_back() -> None:
     quiet = QuietRepeats(window_s=10.0)
     assert all(
