@@ -52,15 +52,22 @@ def first_turn(
     return None
 
 
+def named_and_turn(
+    rule: dict[str, Any], person: tuple[CustomerState, CustomerSnapshot]
+) -> tuple[datetime | None, datetime | None]:
+    """The moment the compiled rule names, and the day a day-by-day look finds."""
+    kept, view = person
+    found = compiled(rule)
+    return found.next_change(kept, view, later_of(kept)), first_turn(found, kept, view, LOOK_DAYS)
+
+
 @PROPERTY
 @given(rules(), customers())
 def test_a_rule_is_never_looked_at_after_its_answer_changed(
     rule: dict[str, Any], person: tuple[CustomerState, CustomerSnapshot]
 ) -> None:
-    kept, view = person
-    found = compiled(rule)
-    named = found.next_change(kept, view, later_of(kept))
-    turn = first_turn(found, kept, view, LOOK_DAYS)
+    view = person[1]
+    named, turn = named_and_turn(rule, person)
     if turn is not None:
         assert named is not None and view.as_of < named <= turn
     if named is not None:
@@ -76,10 +83,7 @@ def _is_status(rule: dict[str, Any]) -> bool:
 def test_a_single_condition_names_the_very_day_its_answer_changes(
     rule: dict[str, Any], person: tuple[CustomerState, CustomerSnapshot]
 ) -> None:
-    kept, view = person
-    found = compiled(rule)
-    named = found.next_change(kept, view, later_of(kept))
-    turn = first_turn(found, kept, view, LOOK_DAYS)
+    named, turn = named_and_turn(rule, person)
     if _is_status(rule):  # a cancellation takes effect at its own moment, not at midnight
         assert turn is None or (named is not None and named <= turn)
     else:
