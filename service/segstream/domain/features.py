@@ -23,7 +23,7 @@ historical log gives what an offline computation at its end gives.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
@@ -166,6 +166,37 @@ def snapshot(
         last_gap_days=float((days[-1] - days[-2]).days) if len(days) > 1 else None,
         held=held,
         review=review,
+    )
+
+
+def later(view: CustomerSnapshot, state: CustomerState, at: datetime) -> CustomerSnapshot:
+    """What a review at ``at`` reads when nothing happened since ``view`` of ``state``:
+    equal to ``snapshot(state, at, ..., review=True)`` with ``view``'s silence, lifetime and
+    forecast, for a fraction of its cost (shop-defined rules look many days ahead per
+    customer). Only the day counts and the subscription move with time; a state never
+    seen (no ``first_seen_at``) has none to move, and is snapshotted whole."""
+    if state.first_seen_at is None:
+        return replace(
+            snapshot(state, at, lifetime=view.lifetime, forecast=view.forecast),
+            returned_at=view.returned_at,
+            review=True,
+        )
+    days = (at.date() - view.as_of.date()).days
+    status = subscription_status(state, at)
+    return replace(
+        view,
+        as_of=at,
+        T=view.T + days if view.has_purchased else 0.0,
+        days_since_last_purchase=(
+            None if view.days_since_last_purchase is None else view.days_since_last_purchase + days
+        ),
+        tenure_days=view.tenure_days + days,
+        last_activity_days=view.last_activity_days + days,
+        subscription=status,
+        subscription_ends_at=_ends_at(state, at) if status == "cancelling" else None,
+        cancelled_at=max((o for o, _ in state.cancellations if o <= at), default=None),
+        held=frozenset(),
+        review=True,
     )
 
 

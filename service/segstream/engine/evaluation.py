@@ -10,7 +10,7 @@ from typing import Any
 
 from segstream.domain.changes import Cause, SegmentChange, SegmentFormed
 from segstream.domain.customer import CustomerState, Silence
-from segstream.domain.features import CustomerSnapshot, snapshot
+from segstream.domain.features import CustomerSnapshot, later, snapshot
 from segstream.engine.books import ShopBook, ShopBooks
 from segstream.engine.customers import Customers
 from segstream.experiments.live import follow
@@ -119,12 +119,12 @@ class Evaluation:
             return None
         looks: dict[datetime, CustomerSnapshot] = {}
 
-        def later(at: datetime) -> CustomerSnapshot:
+        def ahead(at: datetime) -> CustomerSnapshot:
             if at not in looks:
-                looks[at] = self.snapshot(book, state, at, review=True)
+                looks[at] = later(view, state, at)
             return looks[at]
 
-        found = [rule.next_change(state, view, later) for rule in rules]
+        found = [rule.next_change(state, view, ahead) for rule in rules]
         return min((when for when in found if when is not None), default=None)
 
     def review_sooner(

@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from segstream.domain.customer import CustomerState, day_number
-from segstream.domain.features import CustomerSnapshot, snapshot
+from segstream.domain.features import CustomerSnapshot, later, snapshot
 from segstream.learning.lifetime import BgNbd, LifetimeFit
 from segstream.segments.defined import compile_definition, validate_definition
 from segstream.segments.defined.rules import CompiledRule
@@ -137,3 +137,17 @@ def test_no_purchase_for_45_days_turns_at_the_midnight_45_days_after_the_last() 
     assert rule.next_change(kept, view, later_of(kept)) == datetime(
         last.year, last.month, last.day, tzinfo=UTC
     ) + timedelta(days=45)
+
+
+@PROPERTY
+@given(customers(), st.integers(1, LOOK_DAYS), st.integers(-3, 3))
+def test_a_look_ahead_reads_what_a_review_then_would(
+    person: tuple[CustomerState, CustomerSnapshot], days: int, cancelled_days_ago: int
+) -> None:
+    kept, _ = person
+    if kept.signups and cancelled_days_ago:  # a cancellation asked before or after now
+        asked = NOW - timedelta(days=cancelled_days_ago)
+        kept.cancellations = [(asked, asked + timedelta(days=30))]
+    view = snapshot(kept, NOW, lifetime=FIT)
+    at = midnight(day_number(NOW) + days)
+    assert later(view, kept, at) == snapshot(kept, at, lifetime=FIT, review=True)
