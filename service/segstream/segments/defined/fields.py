@@ -45,12 +45,13 @@ from segstream.segments import available_models, segment_names_hint
 
 FieldType = Literal["number", "string", "boolean", "set", "any"]
 Getter = Callable[[CustomerState, CustomerSnapshot], Any]
-Clock = Literal["still", "days", "ends", "drifts"]
+Clock = Literal["still", "days", "ends", "one_way", "drifts"]
 """How a field's value moves while the customer sends nothing: ``still`` not at all;
 ``days`` one up each UTC day (days since something); ``ends`` at the snapshot's
-``subscription_ends_at`` (a pending cancellation takes effect); ``drifts`` some other way
-with time (predictions), so only a look on a later day tells. A defined segment schedules
-its own reviews from these (:mod:`segstream.segments.defined.timing`)."""
+``subscription_ends_at`` (a pending cancellation takes effect); ``one_way`` with time and
+only one way (P(alive) and CLV fall with silence), and ``drifts`` some other way, so only
+a look on a later day tells. A defined segment schedules its own reviews from these
+(:mod:`segstream.segments.defined.timing`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -314,7 +315,14 @@ PREDICTIONS: dict[str, Field] = {
         "was among the shop's top quarter by spend rate, and spends under half that lately",
     ),
 }
-PREDICTIONS = {name: replace(found, clock="drifts") for name, found in PREDICTIONS.items()}
+ONE_WAY = ("predictions.p_alive", "predictions.clv_365d")
+"""Predictions that only fall while a customer sends nothing (BG/NBD: a longer silence
+lowers both the chance they are alive and the rate they buy at; a property test checks it
+day by day)."""
+PREDICTIONS = {
+    name: replace(found, clock="one_way" if name in ONE_WAY else "drifts")
+    for name, found in PREDICTIONS.items()
+}
 """Predictions from the shop's lifetime model (``segstream.learning.lifetime``): fitted per
 shop on a bounded sample of its customers as its orders grow, and evaluated
 per customer from their own features when a rule reads them; each drifts with time (a

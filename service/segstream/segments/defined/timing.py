@@ -13,10 +13,12 @@ Per node, with the fields' clocks (:data:`segstream.segments.defined.fields.Cloc
 - a condition on ``subscription.status`` may turn when a pending cancellation takes effect;
 - a windowed ``count``/``sum`` or a ``last`` is read on each day an item enters or leaves
   its window (at most :data:`MAX_CANDIDATES` of them), the first whose answer differs: exact;
-- a condition on a ``drifts`` field (the predictions) is read on later days, doubling the
-  step up to :data:`HORIZON_DAYS` and halving back to the first day it differs: exact for a
-  prediction that moves one way while nothing happens (P(alive) falls with silence), and a
-  look at the horizon otherwise;
+- a condition on a ``drifts`` field (a prediction) is read on later days, doubling the
+  step up to :data:`HORIZON_DAYS` and halving back to the first day it differs: exact when
+  its answer turns at most once in a doubling step, and a look at the horizon otherwise;
+- a one-bound comparison (``lt``, ``lte``, ``gt``, ``gte``) on a ``one_way`` field turns at
+  most once: it is read at the horizon first (one look when it holds that long, as most
+  do) and halved back to the day it turns: exact;
 - ``all``, ``any`` and ``not``: the earliest of their parts (a part may turn without the
   whole turning; the review then finds the next moment).
 
@@ -55,6 +57,8 @@ without an event)."""
 HORIZON_DAYS = 730
 """Farthest a drifting condition is looked ahead; a customer whose answer holds that long
 is looked at again then."""
+ONE_BOUND = ("lt", "lte", "gt", "gte")
+"""Comparisons whose answer on a value moving one way turns at most once."""
 MAX_CANDIDATES = 32
 """Most window days a history node reads ahead; past them the next is a review's."""
 
@@ -100,7 +104,9 @@ def _condition(node: dict[str, Any], test: Test) -> NextChange:
         return _counting_days(node, found.get)
     if found.clock == "ends":
         return _cancellation
-    if found.clock == "drifts":
+    if found.clock == "one_way" and node["op"] in ONE_BOUND:
+        return _turning_once(test)
+    if found.clock in ("one_way", "drifts"):
         return _drifting(test)
     return _never
 
@@ -150,6 +156,31 @@ def _history(node: dict[str, Any], check: DayTest) -> NextChange:
     return next_change
 
 
+def _turning_once(test: Test) -> NextChange:
+    """A comparison that turns at most once: is it turned at the horizon, and if so, when."""
+
+    def next_change(state: CustomerState, view: CustomerSnapshot, later: Later) -> datetime | None:
+        today = day_number(view.as_of)
+        now = test(state, view)
+
+        def differs(step: int) -> bool:
+            return test(state, later(midnight(today + step))) != now
+
+        if not differs(HORIZON_DAYS):
+            return midnight(today + HORIZON_DAYS)
+        return midnight(today + _first_differing(differs, 0, HORIZON_DAYS))
+
+    return next_change
+
+
+def _first_differing(differs: Callable[[int], bool], same: int, step: int) -> int:
+    """The first step after ``same`` whose answer differs, given ``step``'s does."""
+    while step - same > 1:
+        middle = (same + step) // 2
+        same, step = (same, middle) if differs(middle) else (middle, step)
+    return step
+
+
 def _drifting(test: Test) -> NextChange:
     """A condition on a prediction: looked at on later days (see the module's docstring)."""
 
@@ -165,9 +196,6 @@ def _drifting(test: Test) -> NextChange:
             if step == HORIZON_DAYS:
                 return midnight(today + HORIZON_DAYS)
             same, step = step, min(step * 2, HORIZON_DAYS)
-        while step - same > 1:  # the answer differs at step, not at same
-            middle = (same + step) // 2
-            same, step = (same, middle) if differs(middle) else (middle, step)
-        return midnight(today + step)
+        return midnight(today + _first_differing(differs, same, step))
 
     return next_change

@@ -102,21 +102,54 @@ def bought(days_ago: list[int]) -> tuple[CustomerState, CustomerSnapshot]:
     return kept, snapshot(kept, NOW, lifetime=FIT)
 
 
-@settings(max_examples=40, deadline=None)
+ONE_WAY_BOUNDS = {
+    "predictions.p_alive": [0.05, 0.2, 0.5, 0.8, 0.95],
+    "predictions.clv_365d": [1.0, 5.0, 20.0, 50.0, 200.0],
+}
+
+
+@settings(max_examples=60, deadline=None)
 @given(
-    st.lists(st.integers(0, 300), min_size=2, max_size=6, unique=True),
+    st.lists(st.integers(0, 300), min_size=1, max_size=6, unique=True),
+    st.sampled_from(sorted(ONE_WAY_BOUNDS)),
     st.sampled_from(["lt", "lte", "gt", "gte"]),
-    st.sampled_from([0.05, 0.2, 0.5, 0.8, 0.95]),
+    st.integers(0, 4),
 )
 def test_a_prediction_that_falls_with_silence_is_looked_at_on_the_day_it_crosses(
-    days_ago: list[int], op: str, value: float
+    days_ago: list[int], field: str, op: str, bound: int
 ) -> None:
     kept, view = bought(days_ago)
-    found = compiled({"field": "predictions.p_alive", "op": op, "value": value})
-    named = found.next_change(kept, view, later_of(kept, FIT))
+    found = compiled({"field": field, "op": op, "value": ONE_WAY_BOUNDS[field][bound]})
+    looks: list[datetime] = []
+
+    def later(at: datetime) -> CustomerSnapshot:
+        looks.append(at)
+        return snapshot(kept, at, lifetime=FIT, review=True)
+
+    named = found.next_change(kept, view, later)
     turn = first_turn(found, kept, view, HORIZON_DAYS, FIT)
     horizon = midnight(day_number(NOW) + HORIZON_DAYS)
     assert named == (horizon if turn is None else turn)
+    assert len(looks) == 1 if turn is None else len(looks) <= 11  # the horizon, then halving
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    st.lists(st.integers(0, 300), min_size=1, max_size=6, unique=True),
+    st.sampled_from(["eq", "between", "ne", "exists"]),
+)
+def test_a_drifting_prediction_is_never_looked_at_after_its_answer_changed(
+    days_ago: list[int], op: str
+) -> None:
+    kept, view = bought(days_ago)
+    values = {"eq": 0.5, "ne": 0.5, "between": [0.3, 0.6], "exists": None}
+    rule: dict[str, Any] = {"field": "predictions.p_alive", "op": op}
+    if values[op] is not None:
+        rule["value"] = values[op]
+    found = compiled(rule)
+    named = found.next_change(kept, view, later_of(kept, FIT))
+    turn = first_turn(found, kept, view, HORIZON_DAYS, FIT)
+    assert named is not None and (turn is None or named <= turn)
 
 
 def test_rules_of_events_alone_name_no_moment() -> None:
