@@ -22,7 +22,6 @@ historical log gives what an offline computation at its end gives.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -236,11 +235,13 @@ def _returned_at(state: CustomerState, days: list[date], silence: Silence) -> da
     then, or a signup after a cancellation."""
     renewal = renewal_of(state.plan)
     least = 0 if renewal is None else renewal.period + renewal.late  # a renewal is no comeback
-    comebacks = [
-        later
-        for n, (earlier, later) in enumerate(itertools.pairwise(days))
-        if (later - earlier).days > max(least, silence.churned(_cadence_until(days, n)))
-    ]
+    floor = max(least, silence.churned_days)  # no churn gap is shorter: most gaps stop here
+    comebacks = []
+    for n in range(len(days) - 1, 0, -1):  # the latest comeback is the one asked for
+        gap = (days[n] - days[n - 1]).days
+        if gap > floor and gap > max(least, silence.churned(_cadence_until(days, n - 1))):
+            comebacks.append(days[n])
+            break
     if state.cancellations:
         first_cancel = state.cancellations[0][0]
         comebacks += [signup.date() for signup in state.signups if signup > first_cancel]
