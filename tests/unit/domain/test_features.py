@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -78,3 +78,27 @@ def test_comeback_after_long_gap_is_a_return() -> None:
     customer = state("shop-1", "c-1", purchase_days={"2025-01-01": 9.0, "2025-06-01": 9.0})
     got = snapshot(customer, datetime(2025, 6, 2, tzinfo=UTC), Silence(churned_days=90))
     assert got.returned_at is not None and got.returned_at.isoformat() == "2025-06-01"
+
+
+def _comeback_by_every_gap(days: list[date], silence: Silence) -> date | None:
+    """The latest purchase after a gap over the churn gap the customer had then, found the
+    plain way (every gap, the customer's own churn gap each time): the oracle."""
+    found = [
+        days[n]
+        for n in range(1, len(days))
+        if (days[n] - days[n - 1]).days
+        > silence.churned((days[n - 1] - days[0]).days / (n - 1) if n > 1 else None)
+    ]
+    return max(found, default=None)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_the_latest_comeback_is_the_one_every_gap_finds(seed: int) -> None:
+    rng = random.Random(seed)
+    silence = Silence(at_risk_days=rng.choice([20.0, 45.0]), churned_days=rng.choice([60.0, 90.0]))
+    start = date(2024, 1, 1)
+    gaps = [rng.choice([3, 10, 30, 70, 95, 140, 200]) for _ in range(rng.randint(0, 12))]
+    days = [start + timedelta(days=sum(gaps[:n])) for n in range(len(gaps) + 1)]
+    kept = CustomerState("shop", "c", purchase_days={day: 10.0 for day in days})
+    now = datetime.combine(days[-1], datetime.min.time(), UTC) + timedelta(days=1)
+    assert snapshot(kept, now, silence).returned_at == _comeback_by_every_gap(days, silence)
