@@ -257,10 +257,8 @@ class BatchRunner:
         for event in events:
             message = event.message
             if progress.includes(message.topic, message.offset):
-                # already in the tables; the tables' position may not be committed yet
-                # (at_least_once crashed between the two): commit that position, never the
-                # record's own, which would move the group's offset back (an old fetch
-                # redelivered after a seek or a rebalance)
+                # already in the tables (an old fetch redelivered): commit their position,
+                # never the record's own, which would move the group's offset back
                 work.offsets[message.topic] = progress.offsets[message.topic]
                 continue
             started = time.perf_counter()

@@ -7,6 +7,7 @@ import math
 import pytest
 
 from segstream.observability import telemetry
+from segstream.stream import catchup
 from segstream.stream.catchup import CatchUp, Progress
 
 ORDERS, SIGNUPS = "orders", "signups"
@@ -79,9 +80,21 @@ def test_forget_starts_the_measurement_over() -> None:
     assert catch_up.measure({(ORDERS, 0): 400}, {(ORDERS, 0): 100}, {0}, now=5.0).rate is None
 
 
+class Said:
+    """Stands in for the progress logger: what it was told, in order."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, dict[str, object]]] = []
+
+    def info(self, event: str, **fields: object) -> None:
+        self.lines.append((event, fields))
+
+
 def test_a_backlog_is_reported_at_its_first_measurement_and_ends_with_its_average_rate(
-    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    said = Said()
+    monkeypatch.setattr(catchup, "log", said)
     catch_up = CatchUp(threshold=100, report_every_s=30.0)
     first = catch_up.measure({(ORDERS, 0): 3000}, {(ORDERS, 0): 0}, {0}, now=0.0)
     assert catch_up.report(first, now=0.0) == "catching_up"  # rate unknown yet
@@ -89,7 +102,8 @@ def test_a_backlog_is_reported_at_its_first_measurement_and_ends_with_its_averag
     catch_up.measure({(ORDERS, 0): 1000}, {(ORDERS, 0): 2000}, {0}, now=4.0)
     done = catch_up.measure({(ORDERS, 0): 0}, {(ORDERS, 0): 3000}, {0}, now=6.0)
     assert done.folded == 3000 and done.remaining_s == 0.0
-    capsys.readouterr()
     assert catch_up.report(done, now=6.0) == "caught_up"
-    said = capsys.readouterr().out
-    assert "caught_up" in said and "500.0" in said  # 3,000 records in 6 s
+    assert said.lines == [
+        ("catching_up", {"behind": 3000, "rate": None, "remaining_s": None}),
+        ("caught_up", {"took_s": 6.0, "rate": 500.0}),  # 3,000 records in 6 s
+    ]
