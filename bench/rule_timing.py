@@ -15,7 +15,6 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from datetime import datetime
 from typing import Any
 
 from bench.common import code_version, one_shop_events, say, table
@@ -23,6 +22,7 @@ from harness.stores import InProcessPipeline
 from segstream.domain.customer import CustomerState
 from segstream.domain.features import CustomerSnapshot, later
 from segstream.segments.defined import CompiledRule, compile_definition, validate_definition
+from segstream.segments.defined.timing import Looks
 from segstream.settings import Settings
 
 RULES: dict[str, dict[str, Any]] = {
@@ -56,7 +56,7 @@ def _timed(work: Callable[[], object], rounds: int, customers: int) -> float:
 def _rule_costs(
     rule: CompiledRule,
     views: list[tuple[CustomerState, CustomerSnapshot]],
-    later_of: Callable[[CustomerState, CustomerSnapshot], Callable[[datetime], Any]],
+    later_of: Callable[[CustomerState, CustomerSnapshot], Looks],
     rounds: int,
 ) -> tuple[float, float]:
     """µs per customer of evaluating ``rule`` and of its look ahead."""
@@ -82,8 +82,8 @@ def run(customers: int, days: int, rounds: int) -> list[list[str]]:
     people = [s for s in pipeline.shop_customers(shop_id) if not s.is_prospect]
     views = [(s, evaluation.snapshot(book, s, now)) for s in people]
 
-    def later_of(state: CustomerState, view: CustomerSnapshot) -> Callable[[datetime], Any]:
-        return lambda at: later(view, state, at)  # as the engine looks ahead
+    def later_of(state: CustomerState, view: CustomerSnapshot) -> Looks:
+        return Looks(lambda at: later(view, state, at))  # as the engine looks ahead
 
     count = len(people)
     whole = _timed(lambda: [evaluation.snapshot(book, s, now) for s in people], rounds, count)

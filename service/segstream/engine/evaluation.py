@@ -19,6 +19,7 @@ from segstream.metrics.ledger import MetricsLedger
 from segstream.segments import SegmentModel
 from segstream.segments.defined.live import model_name
 from segstream.segments.defined.rules import CompiledRule
+from segstream.segments.defined.timing import Looks, OutOfLooksError, soonest
 
 
 class Evaluation:
@@ -117,14 +118,13 @@ class Evaluation:
         rules = book.definitions.rules.values() if rules is None else rules
         if not rules:
             return None
-        looks: dict[datetime, CustomerSnapshot] = {}
-
-        def ahead(at: datetime) -> CustomerSnapshot:
-            if at not in looks:
-                looks[at] = later(view, state, at)
-            return looks[at]
-
-        found = [rule.next_change(state, view, ahead) for rule in rules]
+        ahead = Looks(lambda at: later(view, state, at))
+        found = []
+        try:
+            for rule in rules:
+                found.append(rule.next_change(state, view, ahead))
+        except OutOfLooksError:  # rules too many or too costly to look ahead: look again soon
+            found.append(soonest(view))
         return min((when for when in found if when is not None), default=None)
 
     def review_sooner(

@@ -5,6 +5,7 @@ for a learned model's."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
 from segstream.domain.changes import SegmentChange, Source
@@ -27,7 +28,7 @@ RULES = {
 }
 
 
-def define(pipeline: Pipeline, segment: str, rule: dict[str, object]) -> None:
+def define(pipeline: Pipeline, segment: str, rule: Mapping[str, object]) -> None:
     payload = {
         "schema_version": 1,
         "shop_id": "tea-1",
@@ -79,3 +80,23 @@ def test_quiet_customers_enter_at_the_first_event_after_their_rule_turns() -> No
     assert entered == expected
     late = [c for c in changes if c.current is not None and c.cause.kind != "timer"]
     assert late == []  # every entry came from the customer's own review
+
+
+def test_rules_too_costly_to_look_ahead_are_looked_at_again_the_next_day() -> None:
+    """100 rules of 60 conditions on predictions would look ahead ~66,000 times per event
+    (seconds, once the shop has a fit); past the budget the customer is simply reviewed at
+    the next midnight (without it: the moment the looks found, four days on)."""
+    pipeline = Pipeline(Settings(rfm_min_customers=1), {}, {}, {}, {})
+    handled = pipeline.handle(encoded(order("c-0", T0, "e-0")), Order, ORDERS, b"tea-1")
+    assert handled.status == "processed"
+    drifting = {"field": "predictions.expected_days_to_next_order", "op": "between"}
+    half = [[{**drifting, "value": [n, n + 1]} for n in range(k, k + 30)] for k in (0, 30)]
+    many = {"any": [{"any": part} for part in half]}  # 63 nodes
+    for n in range(100):
+        define(pipeline, f"costly-{n}", many)
+    at = T0 + timedelta(hours=3)
+    assert pipeline.handle(encoded(order("c-0", at, "e-1")), Order, ORDERS, b"tea-1").status == (
+        "processed"
+    )
+    state = next(iter(pipeline.shop_customers("tea-1")))
+    assert state.due_at == midnight(at) + timedelta(days=1)

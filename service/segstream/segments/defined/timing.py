@@ -32,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from datetime import UTC, datetime, time, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from segstream.domain.customer import EPOCH_DAY, CustomerState, day_number
 from segstream.domain.features import CustomerSnapshot
@@ -46,9 +46,53 @@ from segstream.segments.defined.conditions import (
 )
 from segstream.segments.defined.fields import resolve
 
-Later = Callable[[datetime], CustomerSnapshot]
-"""The customer's snapshot at a later moment with nothing happening in between (what a
-review then reads)."""
+
+class Later(Protocol):
+    """The customer's snapshot at a later moment with nothing happening in between (what a
+    review then reads), and the count of looks ahead: each later snapshot read and each
+    window read on another day is one, and :meth:`spend` raises :class:`OutOfLooksError` past
+    the evaluation's budget."""
+
+    def __call__(self, at: datetime) -> CustomerSnapshot: ...
+
+    def spend(self) -> None: ...
+
+
+class OutOfLooksError(Exception):
+    """A customer's rules looked ahead more than :data:`MAX_LOOKS` times in one evaluation."""
+
+
+class Looks:
+    """A :class:`Later` over ``make`` (memoised per moment) with a budget of looks."""
+
+    def __init__(
+        self, make: Callable[[datetime], CustomerSnapshot], budget: int | None = None
+    ) -> None:
+        self.make = make
+        self.left = MAX_LOOKS if budget is None else budget
+        self._seen: dict[datetime, CustomerSnapshot] = {}
+
+    def __call__(self, at: datetime) -> CustomerSnapshot:
+        self.spend()
+        if at not in self._seen:
+            self._seen[at] = self.make(at)
+        return self._seen[at]
+
+    def spend(self) -> None:
+        self.left -= 1
+        if self.left < 0:
+            raise OutOfLooksError
+
+
+def soonest(view: CustomerSnapshot) -> datetime:
+    """The first moment any rule's answer could change: the next UTC midnight, or a
+    pending cancellation's moment if that comes first (what a rule that ran out of looks
+    is reviewed at: never late, at worst daily)."""
+    tomorrow = midnight(day_number(view.as_of) + 1)
+    ends = view.subscription_ends_at
+    return ends if ends is not None and view.as_of < ends < tomorrow else tomorrow
+
+
 Test = Callable[[CustomerState, CustomerSnapshot], bool]
 NextChange = Callable[[CustomerState, CustomerSnapshot, Later], datetime | None]
 """The first moment after the snapshot's at which a node's answer may differ (None: not
@@ -59,6 +103,10 @@ HORIZON_DAYS = 730
 is looked at again then."""
 ONE_BOUND = ("lt", "lte", "gt", "gte")
 """Comparisons whose answer on a value moving one way turns at most once."""
+MAX_LOOKS = 256
+"""Most looks ahead one evaluation of a customer takes over all the shop's rules (up to 100
+rules of 64 nodes could otherwise take ~100,000: seconds per event); past it the customer
+is reviewed at :func:`soonest`. A rule on a prediction takes at most 20."""
 MAX_CANDIDATES = 32
 """Most window days a history node reads ahead; past them the next is a review's."""
 
@@ -149,6 +197,7 @@ def _history(node: dict[str, Any], check: DayTest) -> NextChange:
         candidates = sorted(turns)[:MAX_CANDIDATES]
         now = check(state, today)
         for day in candidates:
+            later.spend()
             if check(state, day) != now:
                 return midnight(day)
         return midnight(candidates[-1]) if len(turns) > MAX_CANDIDATES else None

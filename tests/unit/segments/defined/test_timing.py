@@ -4,9 +4,11 @@ day for a single condition on a day count, a window or a prediction."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -15,7 +17,13 @@ from segstream.domain.features import CustomerSnapshot, later, snapshot
 from segstream.learning.lifetime import BgNbd, LifetimeFit
 from segstream.segments.defined import compile_definition, validate_definition
 from segstream.segments.defined.rules import CompiledRule
-from segstream.segments.defined.timing import HORIZON_DAYS, midnight
+from segstream.segments.defined.timing import (
+    HORIZON_DAYS,
+    Looks,
+    OutOfLooksError,
+    midnight,
+    soonest,
+)
 from tests.unit.segments.defined.test_properties import (
     NOW,
     aggregates,
@@ -36,8 +44,10 @@ def compiled(rule: dict[str, Any]) -> CompiledRule:
     return compile_definition(validate_definition(definition(rule)))
 
 
-def later_of(kept: CustomerState, fit: LifetimeFit | None = None) -> Any:
-    return lambda at: snapshot(kept, at, lifetime=fit, review=True)
+def later_of(kept: CustomerState, fit: LifetimeFit | None = None) -> Looks:
+    """Whole snapshots on later days, as many as asked for (the engine's budget is its own
+    test's)."""
+    return Looks(lambda at: snapshot(kept, at, lifetime=fit, review=True), budget=10**9)
 
 
 def first_turn(
@@ -122,11 +132,11 @@ def test_a_prediction_that_falls_with_silence_is_looked_at_on_the_day_it_crosses
     found = compiled({"field": field, "op": op, "value": ONE_WAY_BOUNDS[field][bound]})
     looks: list[datetime] = []
 
-    def later(at: datetime) -> CustomerSnapshot:
+    def make(at: datetime) -> CustomerSnapshot:
         looks.append(at)
         return snapshot(kept, at, lifetime=FIT, review=True)
 
-    named = found.next_change(kept, view, later)
+    named = found.next_change(kept, view, Looks(make))
     turn = first_turn(found, kept, view, HORIZON_DAYS, FIT)
     horizon = midnight(day_number(NOW) + HORIZON_DAYS)
     assert named == (horizon if turn is None else turn)
@@ -184,3 +194,15 @@ def test_a_look_ahead_reads_what_a_review_then_would(
     view = snapshot(kept, NOW, lifetime=FIT)
     at = midnight(day_number(NOW) + days)
     assert later(view, kept, at) == snapshot(kept, at, lifetime=FIT, review=True)
+
+
+def test_out_of_looks_the_soonest_moment_is_the_next_midnight_or_a_cancellation() -> None:
+    view = bought([3])[1]
+    assert soonest(view) == midnight(day_number(NOW) + 1)
+    ends = NOW + timedelta(hours=2)
+    assert soonest(replace(view, subscription="cancelling", subscription_ends_at=ends)) == ends
+    looks = Looks(lambda at: view, budget=2)
+    looks(NOW)
+    looks.spend()
+    with pytest.raises(OutOfLooksError):
+        looks(NOW)
