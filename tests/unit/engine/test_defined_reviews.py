@@ -84,8 +84,8 @@ def test_quiet_customers_enter_at_the_first_event_after_their_rule_turns() -> No
 
 def test_rules_too_costly_to_look_ahead_are_looked_at_again_the_next_day() -> None:
     """100 rules of 60 conditions on predictions would look ahead ~66,000 times per event
-    (seconds, once the shop has a fit); past the budget the customer is simply reviewed at
-    the next midnight (without it: the moment the looks found, four days on)."""
+    (as many windows over a long history: seconds); past the budget the customer is simply
+    reviewed at the next midnight (without it: the moment the looks found, four days on)."""
     pipeline = Pipeline(Settings(rfm_min_customers=1), {}, {}, {}, {})
     handled = pipeline.handle(encoded(order("c-0", T0, "e-0")), Order, ORDERS, b"tea-1")
     assert handled.status == "processed"
