@@ -61,6 +61,17 @@ class DefinitionControl:
             self.backlog.add(book.shop_id)
         return None
 
+    def refitted(self, book: ShopBook) -> None:
+        """The shop's lifetime model was refitted: its predictions moved for every customer
+        at once, so each rule that reads one re-evaluates the shop (same version; a pass
+        under way starts over)."""
+        for segment_id, rule in book.definitions.rules.items():
+            if rule.predictions:
+                book.definitions.queue(Reevaluation(segment_id, rule.definition.version))
+                book.definitions_dirty = True
+        if book.definitions.pending:
+            self.backlog.add(book.shop_id)
+
     def run(self, book: ShopBook, item: Reevaluation, limit: int) -> Outcome:
         """Put up to ``limit`` more of the shop's customers in or out of the segment."""
         book.definitions_dirty = True

@@ -157,10 +157,12 @@ class Pipeline:
         changes = self.segments.evaluate(book, state, now, cause)
         self.records.save(state)
         if isinstance(event, Order):
-            sampled = functools.partial(self.records.get, book.shop_id)
+            sampled, fit = functools.partial(self.records.get, book.shop_id), book.lifetime.fit
             book.lifetime_dirty |= refits.count_order(
                 book.lifetime, event.customer_id, now, sampled, self.silence
             )
+            if book.lifetime.fit is not fit:
+                self.definitions.refitted(book)
         if before.referrer != state.referrer:  # a signup named someone else (or nobody)
             if before.referrer is not None:
                 changes += self.referrals.credit(book, before.referrer, -1, now, cause)

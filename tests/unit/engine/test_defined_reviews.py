@@ -100,3 +100,25 @@ def test_rules_too_costly_to_look_ahead_are_looked_at_again_the_next_day() -> No
     )
     state = next(iter(pipeline.shop_customers("tea-1")))
     assert state.due_at == midnight(at) + timedelta(days=1)
+
+
+def test_a_refit_re_evaluates_the_rules_that_read_predictions() -> None:
+    pipeline = Pipeline(Settings(rfm_min_customers=1), {}, {}, {}, {})
+    pipeline.handle(encoded(order("c-0", T0, "e-0")), Order, ORDERS, b"tea-1")
+    define(pipeline, "slipping", {"field": "predictions.p_alive", "op": "lt", "value": 0.5})
+    define(pipeline, "quiet", RULES["quiet-45"])
+    book = pipeline.book("tea-1")
+    fits, queued = [], []
+    for n in range(1, 120):
+        at = T0 + timedelta(days=n, hours=n % 7)
+        raw = encoded(order(f"c-{n % 12}", at, f"e-{n}"))
+        before = book.lifetime.fit
+        pipeline.handle(raw, Order, ORDERS, b"tea-1")
+        if book.lifetime.fit is not before:
+            fits.append(n)
+            pending = [item.segment_id for item in book.definitions.pending]
+            queued.append([name for name in pending if not name.startswith("model:")])
+            while pipeline.reevaluate("tea-1", 100) is not None:
+                pass
+    assert fits, "the shop's lifetime model was never fitted"
+    assert queued == [["slipping"]] * len(fits)

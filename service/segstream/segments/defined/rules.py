@@ -38,7 +38,12 @@ from segstream.domain.features import CustomerSnapshot
 from segstream.segments import available_models, is_segment_of, segment_names_hint
 from segstream.segments.defined.conditions import aggregate, kind_of, last, numeric
 from segstream.segments.defined.fields import OPEN_PREFIX, SEGMENTS_PREFIX, FieldType, resolve
-from segstream.segments.defined.timing import Later, NextChange, compile_next_change
+from segstream.segments.defined.timing import (
+    Later,
+    NextChange,
+    compile_next_change,
+    reads_predictions,
+)
 
 SCHEMA = "segment_definition"
 MAX_DEPTH = 8
@@ -108,6 +113,9 @@ class CompiledRule:
     nodes: int
     depth: int
     changes: NextChange
+    predictions: bool = False
+    """Whether the rule reads a prediction (a refit of the shop's lifetime model re-evaluates
+    it for every customer)."""
 
     def __call__(self, state: CustomerState, view: CustomerSnapshot) -> bool:
         return self.test(state, view)
@@ -305,7 +313,14 @@ def compile_definition(definition: Definition) -> CompiledRule:
     """The definition's rule as a :class:`CompiledRule` (built once; pure and reusable)."""
     rule = definition.rule
     changes = compile_next_change(rule, _compile)
-    return CompiledRule(definition, _compile(rule), definition.nodes, definition.depth, changes)
+    return CompiledRule(
+        definition,
+        _compile(rule),
+        definition.nodes,
+        definition.depth,
+        changes,
+        reads_predictions(rule),
+    )
 
 
 def _compile(node: dict[str, Any]) -> Test:

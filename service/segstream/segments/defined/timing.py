@@ -111,6 +111,18 @@ MAX_CANDIDATES = 32
 """Most window days a history node reads ahead; past them the next is a review's."""
 
 
+def reads_predictions(node: dict[str, Any]) -> bool:
+    """Whether a rule tree reads a field the shop's lifetime fit decides (a ``one_way`` or
+    ``drifts`` field): a refit can move its answer for everyone at once."""
+    children = [*node.get("all", ()), *node.get("any", ())]
+    if "not" in node:
+        children.append(node["not"])
+    if any(reads_predictions(child) for child in children):
+        return True
+    found = resolve(node["field"]) if "field" in node else None
+    return found is not None and found.clock in ("one_way", "drifts")
+
+
 def midnight(day: int) -> datetime:
     """The first moment of a day (a day number), UTC."""
     return datetime.combine(EPOCH_DAY + timedelta(days=day), time(), UTC)
