@@ -17,7 +17,9 @@ in-process run over the same records and an independent pandas computation:
 - **metrics**: every month window of every shop equals the pandas oracle;
 - **defined segments**: each shop defines a segment a third into the run and replaces it
   two thirds in (both re-evaluations meet the faults); at the end each customer is in it
-  exactly when its rule holds for their committed facts;
+  exactly when its rule holds for their committed facts; each shop also defines "no
+  purchase for 30 days", and each customer is in it exactly when that holds at the shop's
+  stream time (its own reviews, not only events, moved them);
 - **experiments**: each shop runs an experiment on its active customers from the start;
   at the end each arm's figures (members, churned, orders, revenue and its squares) in
   the shops table equal the sums of the enrolments its customers' states hold (two tables
@@ -43,7 +45,7 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +66,7 @@ from segstream.state.keyspace import (
     experiments_key,
     funnel_key,
     progress_key,
+    shop_of,
     shop_partition,
 )
 from segstream.stream.lag import LagProbe
@@ -382,15 +385,37 @@ def definition(shop_id: str, version: int, orders: int) -> bytes:
     return json.dumps(payload).encode()
 
 
+QUIET = "quiet-30"
+QUIET_DAYS = 30
+"""Each shop also defines "no purchase for 30 days" a third into the run: a rule over time,
+which moves quiet customers by its own reviews while workers die and partitions move."""
+
+
+def quiet_definition(shop_id: str) -> bytes:
+    rule = {"field": "behaviour.days_since_last_purchase", "op": "gte", "value": QUIET_DAYS}
+    payload = {
+        "schema_version": 1,
+        "shop_id": shop_id,
+        "segment_id": QUIET,
+        "name": "No purchase for 30 days",
+        "version": 1,
+        "rule": rule,
+    }
+    return json.dumps(payload).encode()
+
+
 async def define_during(settings: Settings, shops: Sequence[str], span_s: float) -> None:
-    """Publish each shop's definition a third into the run, its replacement at two thirds."""
+    """Publish each shop's definitions a third into the run, the replacement at two thirds."""
     for version, orders in ((1, 2), (2, 3)):
         await asyncio.sleep(span_s / 3)
         for shop_id in shops:
+            records = [(f"{shop_id}|{DEFINED}", definition(shop_id, version, orders))]
+            if version == 1:
+                records.append((f"{shop_id}|{QUIET}", quiet_definition(shop_id)))
             await produce_json(
                 settings.kafka_bootstrap,
                 settings.topic(DEFINITIONS_ROLE),
-                [(f"{shop_id}|{DEFINED}", definition(shop_id, version, orders))],
+                records,
                 partition=shop_partition(shop_id, settings.topic_partitions),
             )
 
@@ -413,15 +438,30 @@ def _version(record: dict[str, Any]) -> int | None:
     return None if found is None else int(found["version"])
 
 
-def check_defined(report: Report, table: dict[str, Any]) -> None:
-    """Membership of the replaced definition equals its rule over each customer's facts."""
-    model = f"defined:{DEFINED}"
+def check_defined(report: Report, table: dict[str, Any], shops: dict[str, Any]) -> None:
+    """Membership of the replaced definition equals its rule over each customer's facts,
+    and membership of the quiet one its rule at the shop's stream time: a quiet customer
+    was reviewed when their rule turned, not only when they sent something."""
+    model, quiet = f"defined:{DEFINED}", f"defined:{QUIET}"
+    if not any(quiet in state["segments"] for state in table.values()):
+        report.defined_diff += 1  # a check of nobody checks nothing
+        report.details.append(f"no customer is in {quiet}")
     for name, state in table.items():
         inside = state["attributes"].get("location_type") == "urban" and state["order_count"] >= 3
-        if state["segments"].get(model) != (DEFINED if inside else None):
-            report.defined_diff += 1
-            if len(report.details) < 20:
-                report.details.append(f"{name} {model}: {state['segments'].get(model)}")
+        _compare(report, name, state, model, DEFINED if inside else None)
+        today = datetime.fromtimestamp(shops[shop_of(name)]["stream_time"], UTC).date()
+        bought = [date.fromisoformat(day) for day in state.get("purchase_days", {})]
+        still = not bought or (today - max(bought)).days < QUIET_DAYS
+        _compare(report, name, state, quiet, None if still else QUIET)
+
+
+def _compare(
+    report: Report, name: str, state: dict[str, Any], model: str, wanted: str | None
+) -> None:
+    if state["segments"].get(model) != wanted:
+        report.defined_diff += 1
+        if len(report.details) < 20:
+            report.details.append(f"{name} {model}: {state['segments'].get(model)}")
 
 
 # ---------------------------------------------------------------- experiments
@@ -575,7 +615,8 @@ def check_accounting(report: Report, shops: dict[str, Any], sim: Simulation) -> 
                 got[kind].update(outcomes)
     expected = expected_counts(sim)
     shop_ids = {event["shop_id"] for event in sim.events}
-    expected[DEFINITION]["processed"] = 3 * len(shop_ids)  # two definitions, one experiment
+    # per shop: the rule and its replacement, the quiet rule, the experiment
+    expected[DEFINITION]["processed"] = 4 * len(shop_ids)
     report.rerouted = sum(outcomes["rerouted"] for outcomes in got.values())
     for kind in set(got) | set(expected):
         for outcome in ("processed", "duplicate", "dead_lettered"):
@@ -628,8 +669,8 @@ async def verify(report: Report, settings: Settings, sim: Simulation) -> None:
     )
     check_dead_letters(report, [json.loads(r.value) for r in letters], sim)
     check_metrics(report, await read_table(settings, "metrics", timeout_s=120), sim, settings)
-    check_defined(report, table)
     shops = await read_table(settings, "shops", timeout_s=120)
+    check_defined(report, table, shops)
     states = await read_table(settings, "customers", timeout_s=120, readable=False)
     check_experiments(report, shops, states)
     check_journey(report, shops, states)
