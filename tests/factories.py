@@ -165,3 +165,21 @@ def event(payload: Payload) -> Event:
     if isinstance(checked, Rejection):
         raise ValueError(f"not a valid input event ({checked.reason}): {checked.detail}")
     return from_payload(checked)
+
+
+class LogRecorder:
+    """Stands in for a module's structlog logger: keeps what it was told, per level, in
+    order (``monkeypatch.setattr(module, "log", recorder)``)."""
+
+    def __init__(self) -> None:
+        self.lines: list[tuple[str, str, dict[str, Any]]] = []
+
+    def said(self, level: str) -> list[tuple[str, dict[str, Any]]]:
+        """The ``(event, fields)`` logged at ``level``."""
+        return [(event, fields) for at, event, fields in self.lines if at == level]
+
+    def info(self, event: str, **fields: Any) -> None:
+        self.lines.append(("info", event, fields))
+
+    def warning(self, event: str, **fields: Any) -> None:
+        self.lines.append(("warning", event, fields))

@@ -19,6 +19,7 @@ from segstream.state.codec import decode, encode
 from segstream.state.model_store import FORMAT, Checkpoints, running_versions
 from segstream.tools.simulation import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
+from tests.factories import LogRecorder
 
 MISSING_CLASS = b"\x80\x05cno_such_module\nModel\n)\x81."
 """A pickle of a class whose module a library upgrade removed."""
@@ -68,16 +69,6 @@ def test_a_checkpoint_of_the_previous_format_loads_the_same_models(
     assert Checkpoints(old).sizes(shop) == {name: len(blob) for name, blob in blobs.items()}
 
 
-class Recorder:
-    """Stands in for the module's logger: keeps every warning."""
-
-    def __init__(self) -> None:
-        self.warnings: list[tuple[str, dict[str, Any]]] = []
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self.warnings.append((event, fields))
-
-
 def test_an_unreadable_model_is_relearned_and_the_others_kept(
     trained: tuple[Pipeline, dict[str, Any], str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -86,10 +77,10 @@ def test_an_unreadable_model_is_relearned_and_the_others_kept(
     record["models"]["cluster"] = MISSING_CLASS
     record["versions"] = {**record["versions"], "river": "0.1.0"}
     damaged = {shop: encode(record)}
-    recorder = Recorder()
+    recorder = LogRecorder()
     monkeypatch.setattr(checkpoints, "get_logger", lambda name: recorder)
     loaded = Checkpoints(damaged).load(shop)
-    [(event, fields)] = recorder.warnings
+    [(event, fields)] = recorder.said("warning")
     assert event == "checkpoint_unreadable" and fields["model"] == "cluster"
     assert fields["written_by"]["river"] == "0.1.0"
     assert fields["running"] == running_versions()

@@ -9,6 +9,7 @@ import pytest
 from segstream.observability import telemetry
 from segstream.stream import catchup
 from segstream.stream.catchup import CatchUp, Progress
+from tests.factories import LogRecorder
 
 ORDERS, SIGNUPS = "orders", "signups"
 
@@ -80,20 +81,10 @@ def test_forget_starts_the_measurement_over() -> None:
     assert catch_up.measure({(ORDERS, 0): 400}, {(ORDERS, 0): 100}, {0}, now=5.0).rate is None
 
 
-class Said:
-    """Stands in for the progress logger: what it was told, in order."""
-
-    def __init__(self) -> None:
-        self.lines: list[tuple[str, dict[str, object]]] = []
-
-    def info(self, event: str, **fields: object) -> None:
-        self.lines.append((event, fields))
-
-
 def test_a_backlog_is_reported_at_its_first_measurement_and_ends_with_its_average_rate(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    said = Said()
+    said = LogRecorder()
     monkeypatch.setattr(catchup, "log", said)
     catch_up = CatchUp(threshold=100, report_every_s=30.0)
     first = catch_up.measure({(ORDERS, 0): 3000}, {(ORDERS, 0): 0}, {0}, now=0.0)
@@ -103,7 +94,7 @@ def test_a_backlog_is_reported_at_its_first_measurement_and_ends_with_its_averag
     done = catch_up.measure({(ORDERS, 0): 0}, {(ORDERS, 0): 3000}, {0}, now=6.0)
     assert done.folded == 3000 and done.remaining_s == 0.0
     assert catch_up.report(done, now=6.0) == "caught_up"
-    assert said.lines == [
+    assert said.said("info") == [
         ("catching_up", {"behind": 3000, "rate": None, "remaining_s": None}),
         ("caught_up", {"took_s": 6.0, "rate": 500.0}),  # 3,000 records in 6 s
     ]

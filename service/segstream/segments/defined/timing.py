@@ -217,8 +217,12 @@ def _history(node: dict[str, Any], check: DayTest) -> NextChange:
     return next_change
 
 
-def _turning_once(test: Test) -> NextChange:
-    """A comparison that turns at most once: is it turned at the horizon, and if so, when."""
+Search = Callable[[Callable[[int], bool]], int]
+"""Given whether the answer differs ``step`` days ahead, the first step to look again."""
+
+
+def _looking(test: Test, search: Search) -> NextChange:
+    """A condition read on later days, at the steps ``search`` asks for."""
 
     def next_change(state: CustomerState, view: CustomerSnapshot, later: Later) -> datetime | None:
         today = day_number(view.as_of)
@@ -227,11 +231,20 @@ def _turning_once(test: Test) -> NextChange:
         def differs(step: int) -> bool:
             return test(state, later(midnight(today + step))) != now
 
-        if not differs(HORIZON_DAYS):
-            return midnight(today + HORIZON_DAYS)
-        return midnight(today + _first_differing(differs, 0, HORIZON_DAYS))
+        return midnight(today + search(differs))
 
     return next_change
+
+
+def _turning_once(test: Test) -> NextChange:
+    """A comparison that turns at most once: is it turned at the horizon, and if so, when."""
+
+    def search(differs: Callable[[int], bool]) -> int:
+        if not differs(HORIZON_DAYS):
+            return HORIZON_DAYS
+        return _first_differing(differs, 0, HORIZON_DAYS)
+
+    return _looking(test, search)
 
 
 def _first_differing(differs: Callable[[int], bool], same: int, step: int) -> int:
@@ -245,18 +258,12 @@ def _first_differing(differs: Callable[[int], bool], same: int, step: int) -> in
 def _drifting(test: Test) -> NextChange:
     """A condition on a prediction: looked at on later days (see the module's docstring)."""
 
-    def next_change(state: CustomerState, view: CustomerSnapshot, later: Later) -> datetime | None:
-        today = day_number(view.as_of)
-        now = test(state, view)
-
-        def differs(step: int) -> bool:
-            return test(state, later(midnight(today + step))) != now
-
+    def search(differs: Callable[[int], bool]) -> int:
         same, step = 0, 1
         while not differs(step):
             if step == HORIZON_DAYS:
-                return midnight(today + HORIZON_DAYS)
+                return HORIZON_DAYS
             same, step = step, min(step * 2, HORIZON_DAYS)
-        return midnight(today + _first_differing(differs, same, step))
+        return _first_differing(differs, same, step)
 
-    return next_change
+    return _looking(test, search)
