@@ -95,6 +95,13 @@ def _in_range(index: int, limits: Mapping[str, float]) -> Callable[[Item], bool]
     return check
 
 
+def days_of(node: dict[str, Any]) -> int | None:
+    """A window's ``within_days`` as an int (None: all of the history). JSON Schema's
+    integers include ``30.0``, and so do ``last``'s: Python cannot slice with those."""
+    span = node.get("within_days")
+    return None if span is None else int(span)
+
+
 def history_of(node: dict[str, Any]) -> History:
     """The history an aggregate (``count``, ``sum``) or ``last`` node reads."""
     if "count" in node:
@@ -109,7 +116,7 @@ def aggregate(node: dict[str, Any]) -> DayTest:
     history = history_of(node)
     index = None if "count" in node else history.fields[node["sum"].split(".")[1]][0]
     items, where = history.items, item_filter(history, node.get("where"))
-    span = node.get("within_days")
+    span = days_of(node)
     check = numeric(node["op"], node["value"])
 
     def test(state: CustomerState, today: int) -> bool:
@@ -125,7 +132,7 @@ def aggregate(node: dict[str, Any]) -> DayTest:
 
 def last(node: dict[str, Any]) -> DayTest:
     """The latest ``last`` items (matching ``where``): every / some / none match a filter."""
-    history, wanted = history_of(node), node["last"]
+    history, wanted = history_of(node), int(node["last"])
     items, where = history.items, item_filter(history, node.get("where"))
     quantifier = next(key for key in ("every", "some", "none") if key in node)
     match = item_filter(history, node[quantifier])

@@ -40,6 +40,7 @@ from segstream.segments.defined.conditions import (
     DayTest,
     aggregate,
     bounds,
+    days_of,
     history_of,
     last,
     numeric,
@@ -198,7 +199,7 @@ def _counting_days(node: dict[str, Any], get: Callable[..., Any]) -> NextChange:
 def _history(node: dict[str, Any], check: DayTest) -> NextChange:
     """A window over dated items: its answer may turn on a day an item enters or leaves."""
     items = history_of(node).items
-    span: int | None = node.get("within_days")
+    span = days_of(node)
 
     def next_change(state: CustomerState, view: CustomerSnapshot, later: Later) -> datetime | None:
         today = day_number(view.as_of)

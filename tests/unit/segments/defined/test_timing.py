@@ -206,3 +206,20 @@ def test_out_of_looks_the_soonest_moment_is_the_next_midnight_or_a_cancellation(
     looks.spend()
     with pytest.raises(OutOfLooksError):
         looks(NOW)
+
+
+def test_counts_written_as_integral_floats_evaluate_and_look_ahead_as_integers() -> None:
+    """JSON Schema's integers include 8.0 (the API fuzzer sent one; it was a 500 and, in
+    the stream, an evaluation error on every event of the shop)."""
+    kept, view = bought([3, 40])
+    kept.feedback_scores = [(day_number(NOW) - 2, 2), (day_number(NOW) - 50, 5)]
+    for whole, written in (
+        ({"last": 8, "of": "feedback", "some": {"score": 2}}, 8.0),
+        ({"count": "feedback", "within_days": 30, "op": "gte", "value": 1}, 30.0),
+    ):
+        key = "last" if "last" in whole else "within_days"
+        floated = {**whole, key: written}
+        for rule in (whole, floated):
+            assert compiled(rule)(kept, view) is compiled(whole)(kept, view)
+        ahead = [compiled(r).next_change(kept, view, later_of(kept)) for r in (whole, floated)]
+        assert ahead[0] == ahead[1]
