@@ -149,11 +149,14 @@ class ChurnRiskModel(ModelHooks):
         day of theirs has come (the snapshots are kept in the customer's memory)."""
         if self._nothing_to_do(customer.memory.get(self.name), customer):
             return  # most looks: the memory stays as it is, neither decoded nor encoded
-        waiting = self.pending(customer)
-        settled, waiting = self.labels.settle(waiting, customer)
+        rows = [row for row in customer.memory.get(self.name, []) if _current(row)]
+        done = [row for row in rows if self.labels.settles(Pending.taken_at(row), customer)]
+        waiting = rows[len(done) :]  # kept as they are: only the settled ones are decoded
+        settled, _ = self.labels.settle([Pending.from_memory(row) for row in done], customer)
         for example in settled:
             self.learn_example(example)
-        if self.labels.due(waiting, customer):
+        latest = Pending.taken_at(waiting[-1]) if waiting else None
+        if self.labels.due_after(latest, len(waiting), customer):
             x = self.features(customer)
             predictions: tuple[float, ...] = (self.probability(x),)
             if self._prior is not None:
@@ -164,9 +167,9 @@ class ChurnRiskModel(ModelHooks):
             held = self.labels.hold(
                 customer, x, predictions, math.nan if expected is None else expected
             )
-            waiting.append(held)
+            waiting.append(held.to_memory())
         if waiting:
-            customer.memory[self.name] = [pending.to_memory() for pending in waiting]
+            customer.memory[self.name] = waiting
         else:
             customer.memory.pop(self.name, None)
 
