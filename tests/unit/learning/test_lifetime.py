@@ -32,6 +32,7 @@ from segstream.learning.lifetime import (
     fit_customers,
     high_value_rate,
     log_likelihood,
+    log_likelihood_gradient,
     sample_hash,
     spend_trend,
 )
@@ -206,6 +207,27 @@ def test_a_refit_given_the_previous_fit_ends_at_the_optimum() -> None:
     warm_ll = log_likelihood(warm, after[:, 0], after[:, 1], after[:, 2]).sum()
     assert warm_ll >= cold_ll - 1e-6
     assert warm.p_alive(2, 20.0, 44.0) == pytest.approx(cold.p_alive(2, 20.0, 44.0), abs=0.01)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [PAPER, BgNbd(1.3, 20.0, 0.1, 5.0), BgNbd(0.05, 0.5, 3.0, 0.7), BgNbd(4e3, 1e5, 1e3, 1e-3)],
+)
+def test_the_likelihood_gradient_is_the_likelihoods_slope(params: BgNbd) -> None:
+    """The fit follows this gradient: it must be the slope central differences measure."""
+    data = _simulate(PAPER, customers=200, horizon=52.0, seed=11)
+    x, t_x, big_t = data[:, 0], data[:, 1], data[:, 2]
+    each, gradient = log_likelihood_gradient(params, x, t_x, big_t)
+    assert np.array_equal(each, log_likelihood(params, x, t_x, big_t))
+    values = [params.r, params.alpha, params.a, params.b]
+    for k, value in enumerate(values):
+        step = 1e-5 * value
+        up, down = list(values), list(values)
+        up[k], down[k] = value + step, value - step
+        slope = (
+            log_likelihood(BgNbd(*up), x, t_x, big_t) - log_likelihood(BgNbd(*down), x, t_x, big_t)
+        ) / (2 * step)
+        assert slope == pytest.approx(gradient[k], rel=1e-5, abs=1e-6 / value)
 
 
 def test_fit_rejects_an_empty_shop() -> None:
