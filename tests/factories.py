@@ -183,3 +183,6 @@ class LogRecorder:
 
     def warning(self, event: str, **fields: Any) -> None:
         self.lines.append(("warning", event, fields))
+
+    def error(self, event: str, **fields: Any) -> None:
+        self.lines.append(("error", event, fields))

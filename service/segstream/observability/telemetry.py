@@ -49,6 +49,15 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+DEFINITION_FAILURES = Counter(
+    "segstream_definition_failures_total",
+    "Evaluations of a shop-defined segment's rule that failed (a defect; the customer is "
+    "taken as outside the segment and the stream goes on), by step: evaluate or look_ahead.",
+    ["step"],
+    registry=REGISTRY,
+)
+for _step in ("evaluate", "look_ahead"):  # from 0, so an alert on increase sees the first
+    DEFINITION_FAILURES.labels(step=_step)
 LATE_EVENTS = Counter(
     "segstream_late_events_total",
     "Valid events older than the allowed lateness: folded into customer state, not into "

@@ -35,15 +35,20 @@ from jsonschema import ValidationError
 from segstream.domain.contracts import document_error
 from segstream.domain.customer import CustomerState, day_number
 from segstream.domain.features import CustomerSnapshot
+from segstream.observability import telemetry
+from segstream.observability.logs import get_logger
 from segstream.segments import available_models, is_segment_of, segment_names_hint
 from segstream.segments.defined.conditions import aggregate, kind_of, last, numeric
 from segstream.segments.defined.fields import OPEN_PREFIX, SEGMENTS_PREFIX, FieldType, resolve
 from segstream.segments.defined.timing import (
     Later,
     NextChange,
+    OutOfLooksError,
     compile_next_change,
     reads_predictions,
 )
+
+log = get_logger(__name__)
 
 SCHEMA = "segment_definition"
 MAX_DEPTH = 8
@@ -106,7 +111,13 @@ class Definition:
 
 @dataclass(frozen=True, slots=True)
 class CompiledRule:
-    """A definition's rule as one callable: ``rule(state, snapshot) -> bool``."""
+    """A definition's rule as one callable: ``rule(state, snapshot) -> bool``.
+
+    A rule that fails on a customer (an error of ours that validation let through, such as
+    a count written ``8.0`` once was) holds for nobody and names no moment, rather than
+    failing the event: the definition is a shop's input, and no input may stop its shop's
+    stream. Each failure is counted (``segstream_definition_failures_total``, alerted) and
+    the first of each definition version is logged with the error."""
 
     definition: Definition
     test: Test
@@ -116,16 +127,42 @@ class CompiledRule:
     predictions: bool = False
     """Whether the rule reads a prediction (a refit of the shop's lifetime model re-evaluates
     it for every customer)."""
+    failures: list[int] = field(default_factory=lambda: [0], compare=False)
+    """How often the rule failed (one cell: the rule itself is frozen)."""
 
     def __call__(self, state: CustomerState, view: CustomerSnapshot) -> bool:
-        return self.test(state, view)
+        try:
+            return self.test(state, view)
+        except Exception as error:  # any defect of a rule: see the class
+            self._failed("evaluate", error)
+            return False
 
     def next_change(
         self, state: CustomerState, view: CustomerSnapshot, later: Later
     ) -> datetime | None:
         """When the answer for this customer may next differ with no event of theirs
         (None: not before one); ``later`` gives their snapshot at a later moment."""
-        return self.changes(state, view, later)
+        try:
+            return self.changes(state, view, later)
+        except OutOfLooksError:
+            raise  # the look-ahead's budget, which the caller handles
+        except Exception as error:  # any defect of a rule: see the class
+            self._failed("look_ahead", error)
+            return None
+
+    def _failed(self, step: str, error: Exception) -> None:
+        self.failures[0] += 1
+        telemetry.DEFINITION_FAILURES.labels(step=step).inc()
+        if self.failures[0] == 1:
+            definition = self.definition
+            log.error(
+                "definition_failed",
+                shop=definition.shop_id,
+                segment=definition.segment_id,
+                version=definition.version,
+                step=step,
+                error=f"{type(error).__name__}: {error}",
+            )
 
 
 # --- validation --------------------------------------------------------------------------

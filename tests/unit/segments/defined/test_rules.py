@@ -15,6 +15,7 @@ from segstream.domain.events import Plan
 from segstream.domain.features import CustomerSnapshot, snapshot
 from segstream.learning.lifetime import BgNbd, LifetimeFit
 from segstream.learning.retention import HORIZONS
+from segstream.observability.telemetry import REGISTRY
 from segstream.segments import available_models
 from segstream.segments.churn_risk import ChurnRiskModel
 from segstream.segments.defined import (
@@ -22,9 +23,12 @@ from segstream.segments.defined import (
     CompiledRule,
     DefinitionError,
     compile_definition,
+    rules,
     validate_definition,
 )
 from segstream.segments.defined.fields import catalogue, resolve
+from segstream.segments.defined.timing import Looks, OutOfLooksError
+from tests.factories import LogRecorder
 from tests.states import plan, state
 
 NOW = datetime(2026, 6, 30, 12, 0, tzinfo=UTC)
@@ -421,3 +425,36 @@ def test_a_fit_whose_next_order_is_out_of_reach_gives_no_wait_and_no_error() -> 
     tiny = LifetimeFit(BgNbd(r=0.0005, alpha=4.41, a=0.79, b=2.43), high_value_rate=20.0, day=0)
     state, view = BUYER[0], replace(BUYER[1], frequency=0, lifetime=tiny)  # one-time buyer
     assert PREDICTIONS["predictions.expected_days_to_next_order"].get(state, view) is None
+
+
+def test_a_rule_that_fails_holds_for_nobody_and_is_counted_and_logged_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A defect in a rule must not fail the event: the definition is a shop's input."""
+    recorder = LogRecorder()
+    monkeypatch.setattr(rules, "log", recorder)
+
+    def boom(*_: Any) -> Any:
+        raise TypeError("slice indices must be integers")
+
+    rule = replace(compiled(cond("behaviour.order_count", "gte", 1)), test=boom, changes=boom)
+    counted = REGISTRY.get_sample_value("segstream_definition_failures_total", {"step": "evaluate"})
+    assert rule(*BUYER) is False
+    assert rule(*BUYER) is False
+    assert rule.next_change(BUYER[0], BUYER[1], Looks(lambda at: BUYER[1])) is None
+    assert rule.failures == [3]
+    after = REGISTRY.get_sample_value("segstream_definition_failures_total", {"step": "evaluate"})
+    assert after == (counted or 0.0) + 2
+    ((event, fields),) = recorder.said("error")
+    assert event == "definition_failed"
+    assert fields["segment"] == "s" and fields["step"] == "evaluate"
+    assert fields["error"] == "TypeError: slice indices must be integers"
+
+
+def test_the_look_ahead_budget_still_reaches_the_caller() -> None:
+    def spent(*_: Any) -> Any:
+        raise OutOfLooksError
+
+    rule = replace(compiled(cond("behaviour.order_count", "gte", 1)), changes=spent)
+    with pytest.raises(OutOfLooksError):
+        rule.next_change(BUYER[0], BUYER[1], Looks(lambda at: BUYER[1]))
