@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import math
 import os
 import shutil
 import signal
@@ -127,6 +128,8 @@ class Measured:
     latencies_ms: list[float]
     timer_changes: int
     processing_means_ms: list[float]
+    stages_ms: dict[str, float]
+    """Mean ms per record in each stage over all workers (:data:`STAGES`)."""
 
     @property
     def events_per_s(self) -> float:
@@ -176,6 +179,7 @@ async def run_variant(
         latencies,
         timer_changes,
         [processing_mean_ms(text) for text in metrics],
+        stage_means_ms(metrics),
     )
 
 
@@ -291,6 +295,36 @@ def processing_mean_ms(metrics: str) -> float:
     return 1000 * total / count if count else float("nan")
 
 
+STAGES = {
+    "fetched": ("segstream_record_stage_seconds", {"stage": "fetched"}),
+    "queued": ("segstream_record_stage_seconds", {"stage": "queued"}),
+    "batch": ("segstream_record_stage_seconds", {"stage": "batch"}),
+    "commit": ("segstream_commit_seconds", {}),
+}
+"""A record's stages as the workers time them: producer timestamp to the batch buffer,
+waiting there, its batch's start to the commit of all its partitions; and one partition's
+transaction (part of ``batch``)."""
+
+
+def stage_means_ms(texts: Sequence[str]) -> dict[str, float]:
+    """Each of :data:`STAGES`' mean in ms over the workers' ``/metrics`` texts."""
+    means = {}
+    for stage, (name, labels) in STAGES.items():
+        count = summed(texts, f"{name}_count", **labels)
+        means[stage] = 1000 * summed(texts, f"{name}_sum", **labels) / count if count else math.nan
+    return means
+
+
+def stages_report(results: Mapping[str, Sequence[Measured]]) -> str:
+    """Where a record's time goes in each variant: medians over rounds of the means."""
+    rows = [
+        [name, *(f"{statistics.median(r.stages_ms[s] for r in rounds):,.1f}" for s in STAGES)]
+        for name, rounds in results.items()
+    ]
+    headers = ["variant", "fetched ms", "queued ms", "batch ms", "commit ms (one partition)"]
+    return table(headers, rows)
+
+
 def report(results: Mapping[str, Sequence[Measured]]) -> str:
     """Side-by-side table: medians over rounds; ratios are medians of the ratios to the
     baseline (the first variant) within each round."""
@@ -397,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(describe_run(load, bootstrap))
     print()
     print(report(results))
+    print()
+    print(stages_report(results))
     return 0
 
 

@@ -49,6 +49,22 @@ PROCESSING_SECONDS = Histogram(
     buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0),
     registry=REGISTRY,
 )
+RECORD_STAGE_SECONDS = Histogram(
+    "segstream_record_stage_seconds",
+    "Where an input record's time goes, by stage: fetched (its producer's timestamp to the "
+    "worker's batch buffer), queued (in the buffer until its batch starts), batch (its "
+    "batch's start until every partition of the batch committed).",
+    ["stage"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    registry=REGISTRY,
+)
+COMMIT_SECONDS = Histogram(
+    "segstream_commit_seconds",
+    "Wall time of one partition's transaction: its outputs, table writes and input offsets "
+    "committed together.",
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
+    registry=REGISTRY,
+)
 DEFINITION_FAILURES = Counter(
     "segstream_definition_failures_total",
     "Evaluations of a shop-defined segment's rule that failed (a defect; the customer is "

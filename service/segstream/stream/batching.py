@@ -14,11 +14,14 @@ per partition each time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import faust
 from faust.types import TP
+
+from segstream.observability import telemetry
 
 Highwater = Callable[[TP], int | None]
 """A partition's high watermark as the consumer last saw it (None: not known yet)."""
@@ -32,6 +35,8 @@ class _Buffer:
         self.max_events = max_events
         self.highwater = highwater
         self.events: list[faust.types.EventT[Any]] = []
+        self.arrivals: list[float] = []
+        """When each of :attr:`events` reached the buffer (epoch seconds)."""
         self.arrived, self.room = asyncio.Event(), asyncio.Event()
         self.room.set()
         self.behind: dict[TP, bool] = {}
@@ -46,6 +51,7 @@ class _Buffer:
         end = self.highwater(message.tp)
         self.behind[message.tp] = end is not None and message.offset + 1 < end
         self.events.append(event)
+        self.arrivals.append(time.time())
         self.arrived.set()
         if len(self.events) >= self.max_events:
             self.room.clear()
@@ -73,9 +79,12 @@ class _Buffer:
                 self.arrived.set()
 
     def take(self) -> list[faust.types.EventT[Any]]:
-        """The next batch (oldest events first), and room for more."""
+        """The next batch (oldest events first), and room for more; the time each of its
+        records took to reach the buffer and waited in it is observed."""
         batch = self.events[: self.max_events]
-        del self.events[: len(batch)]
+        arrivals = self.arrivals[: len(batch)]
+        del self.events[: len(batch)], self.arrivals[: len(batch)]
+        _observe_arrivals(batch, arrivals, time.time())
         if not self.events:
             self.arrived.clear()
         self.room.set()
@@ -104,8 +113,26 @@ async def batches(
         batch = buffer.take()
         if not batch:
             continue
+        begun = time.time()
         try:
             yield batch
         finally:
+            _observe("batch", [time.time() - begun] * len(batch))
             for event in batch:
                 await stream.ack(event)
+
+
+def _observe_arrivals(
+    batch: Sequence[faust.types.EventT[Any]], arrivals: Sequence[float], now: float
+) -> None:
+    """``fetched``: each record's producer timestamp (when it has one) to its arrival in
+    the buffer; ``queued``: its arrival to ``now``, its batch's start."""
+    sent = (event.message.timestamp for event in batch)
+    _observe("fetched", [max(at - ts, 0.0) for at, ts in zip(arrivals, sent, strict=True) if ts])
+    _observe("queued", [now - at for at in arrivals])
+
+
+def _observe(stage: str, seconds: Sequence[float]) -> None:
+    histogram = telemetry.RECORD_STAGE_SECONDS.labels(stage=stage)
+    for value in seconds:
+        histogram.observe(value)

@@ -10,11 +10,13 @@ redelivers after a crash, a rebalance or a failed commit.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
 from segstream.engine.pipeline import Outcome, Pipeline
+from segstream.observability import telemetry
 from segstream.settings import Settings
 from segstream.state.keyspace import progress_key
 from segstream.stream.checkpoint import (
@@ -92,11 +94,13 @@ class Committer:
     async def commit(self, work: Work) -> Written:
         """Commit staged ``work`` and apply its writes; when the commit fails, undo them
         and raise its :class:`FencedError` or :class:`RetryError` again."""
+        started = time.perf_counter()
         try:
             written = await self.checkpoint.commit(work)
         except (FencedError, RetryError):
             self.undo(work.partition)
             raise
+        telemetry.COMMIT_SECONDS.observe(time.perf_counter() - started)
         self._apply(work.partition, written)
         return written
 

@@ -11,6 +11,7 @@ from typing import Any
 import faust
 from faust.types import TP
 
+from segstream.observability import telemetry
 from segstream.stream.batching import batches
 
 _apps = itertools.count()
@@ -100,3 +101,28 @@ def test_a_worker_behind_its_input_waits_for_a_full_batch() -> None:
     live = run_agent(max_events=4, interval_s=0.001, busy_s=0.0, feed=feed)
     assert [values for _, _, values in behind] == [[0, 1, 2, 3], [4, 5, 6, 7]]
     assert len(live) > 2  # caught up: each record (or few) at once
+
+
+def test_each_record_s_wait_and_batch_time_are_observed() -> None:
+    """``segstream_record_stage_seconds``: a record's wait in the buffer (``queued``) and
+    its batch's time to commit (``batch``), one observation per record."""
+
+    def stage(name: str, sample: str) -> float:
+        found = telemetry.REGISTRY.get_sample_value(
+            f"segstream_record_stage_seconds_{sample}", {"stage": name}
+        )
+        return found or 0.0
+
+    before = {name: (stage(name, "count"), stage(name, "sum")) for name in ("queued", "batch")}
+
+    async def feed(put: Callable[[Any], Awaitable[None]]) -> None:
+        for value in range(6):
+            await put(value)
+
+    seen = run_agent(max_events=3, interval_s=0.001, busy_s=0.05, feed=feed)
+    records = sum(len(values) for _, _, values in seen)
+    assert records == 6
+    queued = stage("queued", "count") - before["queued"][0]
+    batch_count = stage("batch", "count") - before["batch"][0]
+    assert queued == batch_count == records
+    assert stage("batch", "sum") - before["batch"][1] >= records * 0.05
