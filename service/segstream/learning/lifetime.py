@@ -41,12 +41,14 @@ from typing import Any
 import numpy as np
 
 from segstream.domain.features import CustomerSnapshot
+from segstream.observability.logs import get_logger
 
 optimize: Any = importlib.import_module("scipy.optimize")  # scipy ships no type hints
 special: Any = importlib.import_module("scipy.special")
 
 Array = Any
 
+log = get_logger(__name__)
 
 MAX_WAIT_DAYS = 36_525.0
 """Longest expected wait for a next order shown (a century); beyond it (or infinite:
@@ -246,7 +248,9 @@ def log_likelihood_gradient(
     the mixture's two terms weighted by its share of the mixture."""
     terms = _Terms(params, frequency, recency, T)
     x, t_x, big_t = terms.x, terms.t_x, terms.big_t
-    r, alpha, a, b = params.r, params.alpha, params.a, params.b
+    # numpy scalars: a parameter the search drove to 0 or inf gives inf or NaN, which the
+    # fit's bound turns into a large value, where Python floats would raise
+    r, alpha, a, b = (np.float64(v) for v in (params.r, params.alpha, params.a, params.b))
     mixture = terms.stays + terms.leaves
     stays, leaves = terms.stays / mixture, terms.leaves / mixture  # the terms' shares
     psi_ab, psi_abx = special.digamma(a + b), special.digamma(a + b + x)
@@ -254,7 +258,7 @@ def log_likelihood_gradient(
         [
             special.digamma(r + x)
             - special.digamma(r)
-            + math.log(alpha)
+            + np.log(alpha)
             - stays * np.log(alpha + big_t)
             - leaves * np.log(alpha + t_x),
             r / alpha - (r + x) * (stays / (alpha + big_t) + leaves / (alpha + t_x)),
@@ -539,7 +543,15 @@ class ShopLifetime:
             trends.append(trend)
         if sum(1 for v in views if v.frequency > 0) >= MIN_REPEAT_BUYERS:
             previous = None if self.fit is None else self.fit.model
-            model = fit_customers(views, start=previous)
+            try:
+                model = fit_customers(views, start=previous)
+            except (ArithmeticError, ValueError) as error:  # a numerical defect of ours
+                # the last fit stays, and the next refit is due as after any other try:
+                # a fit must never fail the event that made it due
+                log.warning(
+                    "lifetime_fit_failed", day=day, error=f"{type(error).__name__}: {error}"
+                )
+                return
             self.fit = LifetimeFit(model, high_value_rate(trends), day)
 
 

@@ -18,6 +18,7 @@ from segstream.domain.customer import EPOCH_DAY, CustomerState, apply
 from segstream.domain.events import from_payload
 from segstream.domain.features import snapshot
 from segstream.engine.pipeline import Pipeline
+from segstream.learning import lifetime
 from segstream.learning.lifetime import (
     REFIT_MAX_DAYS,
     REFIT_MIN_ORDERS,
@@ -37,6 +38,7 @@ from segstream.learning.lifetime import (
     spend_trend,
 )
 from segstream.settings import Settings
+from tests.factories import LogRecorder
 from tests.states import state
 from tests.unit.learning.streams import final_snapshots, one_shop
 
@@ -395,3 +397,42 @@ def test_the_pipeline_keeps_each_shops_lifetime_model_current() -> None:
     assert (now.date() - fitted).days < REFIT_MAX_DAYS
     pipeline.forget_shops()
     assert pipeline.book(shop_id).lifetime.fit == fit
+
+
+@pytest.mark.parametrize("params", [BgNbd(0.24, 0.0, 0.8, 2.4), BgNbd(0.0, 4.4, 0.0, 0.0)])
+def test_a_gradient_at_a_parameter_driven_to_zero_is_not_finite_and_does_not_raise(
+    params: BgNbd,
+) -> None:
+    """The search tries extreme log-parameters; exp of a very negative one is 0.0. A bench's
+    100,000-customer shop met ``alpha = 0`` and ``math.log`` raised inside a refit, which
+    would have dead-lettered the event that triggered it."""
+    data = _simulate(PAPER, customers=50, horizon=52.0, seed=11)
+    with np.errstate(all="ignore"):
+        each, gradient = log_likelihood_gradient(params, data[:, 0], data[:, 1], data[:, 2])
+    assert not np.all(np.isfinite(each)) or not np.all(np.isfinite(gradient))
+
+
+def test_a_refit_that_fails_keeps_the_last_fit_and_says_so(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A fit is made inside the event that makes it due: a numerical defect must leave the
+    last fit in place (and wait for the next refit), never fail the event."""
+    final = final_snapshots(one_shop(seed=5, customers=300, days=400, start=date(2024, 1, 1)))
+    kept = ShopLifetime({})
+    for customer_id in final:
+        kept.offer(customer_id)
+    kept.refit(0, ((final[c], None) for c in kept.sample))
+    before = kept.fit
+    assert before is not None
+    recorder = LogRecorder()
+    monkeypatch.setattr(lifetime, "log", recorder)
+
+    def broken(*_: object, **__: object) -> BgNbd:
+        raise ValueError("math domain error")
+
+    monkeypatch.setattr(lifetime, "fit_customers", broken)
+    kept.refit(40, ((final[c], None) for c in kept.sample))
+    assert kept.fit is before and kept.tried_day == 40
+    assert recorder.said("warning") == [
+        ("lifetime_fit_failed", {"day": 40, "error": "ValueError: math domain error"})
+    ]
