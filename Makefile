@@ -146,7 +146,7 @@ demo-stop: ## stop the demo's worker and the dev broker
 # ---------------------------------------------------------------- cleanup
 
 # Data dirs of brokers that still run (other ports, a test session) are left alone.
-clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches (keeps .venv, jars)
+clean: ## stop the dev broker, remove stopped brokers' data dirs, the demo's worker state and tool caches (keeps .venv, jars)
 	-$(KAFKA) stop
 	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/*-broker-* deploy/kafka/.cache/*-cluster-*; do \
 		[[ -d "$$dir" ]] || continue; \
@@ -157,6 +157,12 @@ clean: ## stop the dev broker, remove stopped brokers' data dirs and tool caches
 			echo "clean: removing $$dir"; rm -rf "$$dir"; \
 		fi; \
 	done
+	@pid="$$(cat var/demo/worker.pid 2>/dev/null || true)"; \
+	if [[ -n "$$pid" ]] && kill -0 "$$pid" 2>/dev/null; then \
+		echo "clean: keeping var/demo (the demo's worker, pid $$pid, is running: make demo-stop)"; \
+	else \
+		rm -rf var/demo; \
+	fi
 	rm -rf .mypy_cache .ruff_cache .pytest_cache var/bench
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +
 

@@ -42,7 +42,13 @@ wait "$watcher" || true
 trap - EXIT
 
 say "what the worker counted ($dev_url/metrics)"
-curl -fs "$dev_url/metrics" | grep -E '^segstream_(events|dead_letters|segment_changes)_total' || true
+counted=$(curl -fs "$dev_url/metrics" || true)
+grep -E '^segstream_(events|dead_letters|segment_changes)_total' <<<"$counted" || true
+if ! grep -qE '^segstream_segment_changes_total' <<<"$counted" \
+    && grep -qE '^segstream_events_total\{outcome="duplicate"' <<<"$counted"; then
+    echo "no segment changed: this broker already holds this history (an earlier make demo), so"
+    echo "every event counted as a duplicate; make demo-stop && make clean, then make demo, starts afresh"
+fi
 
 say "segment sizes of one shop (GET /shops/coffee-roaster-1/segments)"
 curl -fs "${auth[@]}" "$dev_url/shops/coffee-roaster-1/segments" | "$py" -m json.tool

@@ -42,7 +42,9 @@ async def watch(
     settings: Settings, seconds: float, every: int, from_start: bool, idle_exit: float | None
 ) -> Counter[str]:
     """Print every ``every``-th change for at most ``seconds`` (or until nothing came for
-    ``idle_exit`` seconds after the first change); return counts per model."""
+    ``idle_exit`` seconds, counted from the start too: a topic that stays silent, as when
+    the worker counts a history it already holds as duplicates, ends the watch as well);
+    return counts per model."""
     consumer = AIOKafkaConsumer(
         settings.topic("segment_changes"),
         **connection_options(settings),
@@ -51,11 +53,11 @@ async def watch(
     )
     await consumer.start()
     counts: Counter[str] = Counter()
-    deadline = time.monotonic() + seconds
-    last_seen: float | None = None
+    last_seen = time.monotonic()
+    deadline = last_seen + seconds
     try:
         while time.monotonic() < deadline:
-            if idle_exit and last_seen and time.monotonic() - last_seen > idle_exit:
+            if idle_exit and time.monotonic() - last_seen > idle_exit:
                 break
             batches = await consumer.getmany(timeout_ms=500)
             if batches:
