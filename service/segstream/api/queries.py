@@ -216,7 +216,8 @@ def definition_preview(
     :func:`segment_members`, unbounded like it. An unknown shop is :class:`NotFoundError`;
     a body that is not JSON, a bad ``limit`` or a definition of another shop
     :class:`BadRequestError`; a definition that breaks its contract, or compares with a
-    segment its model never assigns,
+    segment its model never assigns, or a rule that fails on one of the shop's customers
+    (a defect of segstream's, shown rather than hidden as a live rule's failure is),
     :class:`~segstream.segments.defined.DefinitionError` (with its ``path``).
     """
     now = shop_now(reader, shop_id)
@@ -233,7 +234,7 @@ def definition_preview(
     book = reader.book(shop_id)
     for state in reader.customers(shop_id):  # in customer-id order
         customers += 1
-        if rule(state, reader.snapshot(book, state, now)):
+        if rule.strict(state, reader.snapshot(book, state, now)):
             matching += 1
             if len(sample) < limit:
                 sample.append(state.customer_id)

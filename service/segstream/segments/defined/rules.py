@@ -127,7 +127,7 @@ class CompiledRule:
     predictions: bool = False
     """Whether the rule reads a prediction (a refit of the shop's lifetime model re-evaluates
     it for every customer)."""
-    failures: list[int] = field(default_factory=lambda: [0], compare=False)
+    failures: list[int] = field(default_factory=lambda: [0], init=False, compare=False)
     """How often the rule failed (one cell: the rule itself is frozen)."""
 
     def __call__(self, state: CustomerState, view: CustomerSnapshot) -> bool:
@@ -136,6 +136,16 @@ class CompiledRule:
         except Exception as error:  # any defect of a rule: see the class
             self._failed("evaluate", error)
             return False
+
+    def strict(self, state: CustomerState, view: CustomerSnapshot) -> bool:
+        """The rule for a preview, whose caller shows a failure: a
+        :class:`DefinitionError` naming the customer and the error (neither counted nor
+        logged as a live rule's)."""
+        try:
+            return self.test(state, view)
+        except Exception as error:  # any defect of a rule: see the class
+            reason = f"fails on customer {state.customer_id!r}: {type(error).__name__}: {error}"
+            raise DefinitionError("rule", reason) from error
 
     def next_change(
         self, state: CustomerState, view: CustomerSnapshot, later: Later

@@ -458,3 +458,19 @@ def test_the_look_ahead_budget_still_reaches_the_caller() -> None:
     rule = replace(compiled(cond("behaviour.order_count", "gte", 1)), changes=spent)
     with pytest.raises(OutOfLooksError):
         rule.next_change(BUYER[0], BUYER[1], Looks(lambda at: BUYER[1]))
+
+
+def test_a_preview_shows_a_failing_rule_instead_of_counting_it() -> None:
+    """A preview is the shop's chance to see a rule that cannot work: it names a customer
+    and the error (422 through the API), and counts nothing against the live rules."""
+
+    def boom(*_: Any) -> Any:
+        raise TypeError("slice indices must be integers")
+
+    rule = replace(compiled(cond("behaviour.order_count", "gte", 1)), test=boom)
+    counted = REGISTRY.get_sample_value("segstream_definition_failures_total", {"step": "evaluate"})
+    with pytest.raises(DefinitionError, match="fails on customer 'c-1': TypeError: slice"):
+        rule.strict(*BUYER)
+    assert rule.failures == [0]
+    after = REGISTRY.get_sample_value("segstream_definition_failures_total", {"step": "evaluate"})
+    assert after == counted
