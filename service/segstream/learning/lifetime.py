@@ -232,6 +232,9 @@ class _Terms:
         )
         survived = -(r + x) * np.log(alpha + big_t)
         dropped = np.log(a) - np.log(self.gone) - (r + x) * np.log(alpha + t_x)
+        # no repeat purchase, no dropping out: the term must not set the scale either (it
+        # dominated for extreme parameters and made the survival term underflow to -inf)
+        dropped = np.where(x > 0, dropped, -np.inf)
         self.top = np.maximum(survived, dropped)
         self.stays = np.exp(survived - self.top)
         self.leaves = np.exp(dropped - self.top) * (x > 0)
@@ -297,16 +300,23 @@ def fit(
         return value, slope
 
     starts = [np.zeros(4)]
-    if start is not None:
-        starts.append(np.log([start.r, start.alpha, start.a, start.b]))
+    if start is not None:  # a stored fit may hold a parameter that underflowed to 0
+        kept = np.clip([start.r, start.alpha, start.a, start.b], 1e-300, 1e300)
+        starts.append(np.log(kept))
     bounded = _finite(objective)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         # the search tries extreme parameters; their non-finite likelihoods lose anyway
         found = [
             optimize.minimize(bounded, first, method="L-BFGS-B", jac=True).x for first in starts
         ]
-        best = min(found, key=lambda log_params: bounded(log_params)[0])
+        best = min(found, key=lambda log_params: _or_inf(objective(log_params)[0]))
     return BgNbd(*(float(v) for v in np.exp(best)))
+
+
+def _or_inf(value: float) -> float:
+    """``value``, or infinity where it is not finite (what the best search is chosen on:
+    the likelihood itself, also where its slope is not finite)."""
+    return value if math.isfinite(value) else math.inf
 
 
 def _finite(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import random
 import statistics
+import warnings
 from collections import Counter
 from datetime import UTC, date, datetime
 
@@ -436,3 +437,23 @@ def test_a_refit_that_fails_keeps_the_last_fit_and_says_so(
     assert recorder.said("warning") == [
         ("lifetime_fit_failed", {"day": 40, "error": "ValueError: math domain error"})
     ]
+
+
+def test_a_customer_without_repeats_has_the_closed_form_likelihood_at_extreme_parameters() -> None:
+    """x = 0: the likelihood is r ln(alpha / (alpha + T)); the dropping-out term, absent,
+    once set the scale and the row came out -inf."""
+    model = BgNbd(r=100.0, alpha=0.01, a=1.0, b=1.0)
+    found = log_likelihood(model, np.array([0.0]), np.array([0.0]), np.array([60.0]))
+    assert found[0] == pytest.approx(100.0 * math.log(0.01 / 60.01), rel=1e-12)
+
+
+def test_a_refit_from_a_fit_whose_parameter_underflowed_starts_from_a_finite_point() -> None:
+    """A stored fit can hold a = 0.0: its log was -inf (a warning, and a start that could
+    never win); it is floored at 1e-300 now, and the search from it stays usable."""
+    data = _simulate(PAPER, customers=1000, horizon=44.0, seed=5)
+    cold = fit(*_columns(data))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        warm = fit(*_columns(data), start=BgNbd(PAPER.r, PAPER.alpha, 0.0, PAPER.b))
+    each = (data[:, 0], data[:, 1], data[:, 2])
+    assert log_likelihood(warm, *each).sum() >= log_likelihood(cold, *each).sum() - 1e-6
