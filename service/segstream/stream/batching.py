@@ -35,8 +35,9 @@ class _Buffer:
         self.max_events = max_events
         self.highwater = highwater
         self.events: list[faust.types.EventT[Any]] = []
-        self.arrivals: list[float] = []
-        """When each of :attr:`events` reached the buffer (epoch seconds)."""
+        self.arrivals: list[tuple[float, float]] = []
+        """When each of :attr:`events` reached the buffer: epoch seconds (to compare with
+        the producer's timestamp) and the monotonic clock (for the waits here)."""
         self.arrived, self.room = asyncio.Event(), asyncio.Event()
         self.room.set()
         self.behind: dict[TP, bool] = {}
@@ -51,7 +52,7 @@ class _Buffer:
         end = self.highwater(message.tp)
         self.behind[message.tp] = end is not None and message.offset + 1 < end
         self.events.append(event)
-        self.arrivals.append(time.time())
+        self.arrivals.append((time.time(), time.monotonic()))
         self.arrived.set()
         if len(self.events) >= self.max_events:
             self.room.clear()
@@ -84,7 +85,7 @@ class _Buffer:
         batch = self.events[: self.max_events]
         arrivals = self.arrivals[: len(batch)]
         del self.events[: len(batch)], self.arrivals[: len(batch)]
-        _observe_arrivals(batch, arrivals, time.time())
+        _observe_arrivals(batch, arrivals, time.monotonic())
         if not self.events:
             self.arrived.clear()
         self.room.set()
@@ -113,23 +114,27 @@ async def batches(
         batch = buffer.take()
         if not batch:
             continue
-        begun = time.time()
+        begun = time.monotonic()
         try:
             yield batch
         finally:
-            _observe("batch", [time.time() - begun] * len(batch))
+            _observe("batch", [time.monotonic() - begun] * len(batch))
             for event in batch:
                 await stream.ack(event)
 
 
 def _observe_arrivals(
-    batch: Sequence[faust.types.EventT[Any]], arrivals: Sequence[float], now: float
+    batch: Sequence[faust.types.EventT[Any]],
+    arrivals: Sequence[tuple[float, float]],
+    now: float,
 ) -> None:
-    """``fetched``: each record's producer timestamp (when it has one) to its arrival in
-    the buffer; ``queued``: its arrival to ``now``, its batch's start."""
-    sent = (event.message.timestamp for event in batch)
-    _observe("fetched", [max(at - ts, 0.0) for at, ts in zip(arrivals, sent, strict=True) if ts])
-    _observe("queued", [now - at for at in arrivals])
+    """``fetched``: each record's producer timestamp (when it has one: Kafka's -1 is none)
+    to its arrival in the buffer; ``queued``: its arrival to ``now`` (monotonic), its
+    batch's start. Timing only: lists of unequal length are cut, never raised on."""
+    sent = [event.message.timestamp for event in batch]
+    fetched = [at - ts for (at, _), ts in zip(arrivals, sent, strict=False) if ts and ts > 0]
+    _observe("fetched", [max(seconds, 0.0) for seconds in fetched])
+    _observe("queued", [max(now - at, 0.0) for _, at in arrivals])
 
 
 def _observe(stage: str, seconds: Sequence[float]) -> None:
