@@ -139,14 +139,18 @@ demo: setup kafka-up ## THE demo: broker, worker, simulated shops, changes live;
 worker: setup kafka-up ## a worker in the foreground on the dev broker (the demo's settings and token; Ctrl-C stops it)
 	@source deploy/dev-env.sh; echo "worker on $$dev_url; token: $$dev_token"; exec .venv/bin/segstream worker
 
-demo-stop: ## stop the demo's worker and the dev broker
-	-@[[ -f var/demo/worker.pid ]] && kill "$$(cat var/demo/worker.pid)" 2>/dev/null; rm -f var/demo/worker.pid
+demo-stop: ## stop the demo's worker (waiting for it to exit) and the dev broker
+	-@pid="$$(cat var/demo/worker.pid 2>/dev/null || true)"; \
+	if [[ -n "$$pid" ]] && kill "$$pid" 2>/dev/null; then \
+		for _ in $$(seq 1 60); do kill -0 "$$pid" 2>/dev/null || break; sleep 0.5; done; \
+	fi; \
+	rm -f var/demo/worker.pid
 	-$(KAFKA) stop
 
 # ---------------------------------------------------------------- cleanup
 
 # Data dirs of brokers that still run (other ports, a test session) are left alone.
-clean: ## stop the dev broker, remove stopped brokers' data dirs, the demo's worker state and tool caches (keeps .venv, jars)
+clean: ## stop the dev broker, remove stopped brokers' data dirs, the dev worker's state and tool caches (keeps .venv, jars, the dev token)
 	-$(KAFKA) stop
 	@for dir in deploy/kafka/.cache/broker-* deploy/kafka/.cache/*-broker-* deploy/kafka/.cache/*-cluster-*; do \
 		[[ -d "$$dir" ]] || continue; \
@@ -158,10 +162,11 @@ clean: ## stop the dev broker, remove stopped brokers' data dirs, the demo's wor
 		fi; \
 	done
 	@pid="$$(cat var/demo/worker.pid 2>/dev/null || true)"; \
-	if [[ -n "$$pid" ]] && kill -0 "$$pid" 2>/dev/null; then \
-		echo "clean: keeping var/demo (the demo's worker, pid $$pid, is running: make demo-stop)"; \
+	if { [[ -n "$$pid" ]] && kill -0 "$$pid" 2>/dev/null; } \
+		|| curl -s -o /dev/null --max-time 2 http://127.0.0.1:6066/ready; then \
+		echo "clean: keeping var/demo/worker (a dev worker answers or runs: make demo-stop, or stop make worker)"; \
 	else \
-		rm -rf var/demo; \
+		rm -rf var/demo/worker var/demo/worker.pid; \
 	fi
 	rm -rf .mypy_cache .ruff_cache .pytest_cache var/bench
 	find . -path ./$(VENV) -prune -o -type d -name __pycache__ -exec rm -rf {} +

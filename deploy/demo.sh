@@ -28,6 +28,12 @@ else
     ready || { echo "worker not ready after 90 s; its log: $dev_dir/worker.log" >&2; exit 1; }
 fi
 
+counted() {  # a sum over the worker's series of one metric (and label filter)
+    curl -fs "$dev_url/metrics" | awk -v m="^$1" '$0 ~ m {s += $NF} END {print s + 0}' || echo 0
+}
+changes_before=$(counted 'segstream_segment_changes_total')
+duplicates_before=$(counted 'segstream_events_total[{]outcome="duplicate"')
+
 say "segment changes as they happen (shop · customer · model: previous → current)"
 .venv/bin/segstream watch --seconds 600 --idle-exit 10 --every "${DEMO_EVERY:-1}" &
 watcher=$!
@@ -42,10 +48,9 @@ wait "$watcher" || true
 trap - EXIT
 
 say "what the worker counted ($dev_url/metrics)"
-counted=$(curl -fs "$dev_url/metrics" || true)
-grep -E '^segstream_(events|dead_letters|segment_changes)_total' <<<"$counted" || true
-if ! grep -qE '^segstream_segment_changes_total' <<<"$counted" \
-    && grep -qE '^segstream_events_total\{outcome="duplicate"' <<<"$counted"; then
+curl -fs "$dev_url/metrics" | grep -E '^segstream_(events|dead_letters|segment_changes)_total' || true
+if [[ "$(counted 'segstream_segment_changes_total')" == "$changes_before" ]] \
+    && [[ "$(counted 'segstream_events_total[{]outcome="duplicate"')" != "$duplicates_before" ]]; then
     echo "no segment changed: this broker already holds this history (an earlier make demo), so"
     echo "every event counted as a duplicate; make demo-stop && make clean, then make demo, starts afresh"
 fi

@@ -38,13 +38,19 @@ def describe(change: dict[str, Any]) -> str:
     )
 
 
+FIRST_CHANGE_WAIT_S = 30.0
+"""Least quiet time before the first change ends a watch with ``idle_exit`` (a worker
+starting up, a publisher not sending yet)."""
+
+
 async def watch(
     settings: Settings, seconds: float, every: int, from_start: bool, idle_exit: float | None
 ) -> Counter[str]:
     """Print every ``every``-th change for at most ``seconds`` (or until nothing came for
-    ``idle_exit`` seconds, counted from the start too: a topic that stays silent, as when
-    the worker counts a history it already holds as duplicates, ends the watch as well);
-    return counts per model."""
+    ``idle_exit`` seconds; before the first change, for at least
+    :data:`FIRST_CHANGE_WAIT_S`: a topic that stays silent, as when the worker counts a
+    history it already holds as duplicates, ends the watch as well); return counts per
+    model."""
     consumer = AIOKafkaConsumer(
         settings.topic("segment_changes"),
         **connection_options(settings),
@@ -54,14 +60,14 @@ async def watch(
     await consumer.start()
     counts: Counter[str] = Counter()
     last_seen = time.monotonic()
-    deadline = last_seen + seconds
+    deadline, quiet = last_seen + seconds, idle_exit and max(idle_exit, FIRST_CHANGE_WAIT_S)
     try:
         while time.monotonic() < deadline:
-            if idle_exit and time.monotonic() - last_seen > idle_exit:
+            if quiet and time.monotonic() - last_seen > quiet:
                 break
             batches = await consumer.getmany(timeout_ms=500)
             if batches:
-                last_seen = time.monotonic()
+                last_seen, quiet = time.monotonic(), idle_exit
             for records in batches.values():
                 for record in records:
                     change = json.loads(record.value)

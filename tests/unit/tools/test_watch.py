@@ -32,6 +32,7 @@ class SilentConsumer:
 
 def test_a_silent_topic_ends_the_watch_after_idle_exit(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(watch, "AIOKafkaConsumer", SilentConsumer)
+    monkeypatch.setattr(watch, "FIRST_CHANGE_WAIT_S", 1.0)
     started = time.monotonic()
     counts = asyncio.run(watch.watch(Settings(), 60.0, 1, False, 0.5))
     assert not counts
