@@ -172,6 +172,15 @@ class Access:
             return Denial(403, "forbidden", "this token may not read this shop")
         return None
 
+    def only_shop(self, authorization: str | None) -> str | None:
+        """The one shop a valid token may read (None: every shop, a platform token or an
+        open API); call after :meth:`check` let the request through."""
+        token = _bearer(authorization)
+        if self.open_api or token is None:
+            return None
+        scope = self.scope(token_hash(token)) or PLATFORM
+        return None if scope == PLATFORM else scope.removeprefix("shop:")
+
     def _take(self, digest: str) -> float:
         """Take one request from the token's bucket: 0, or seconds until one is free."""
         now = self.clock()

@@ -9,6 +9,7 @@ with a message fit for the client.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -43,6 +44,8 @@ from segstream.segments.defined import check_segment_names, compile_definition, 
 from segstream.segments.defined.live import model_name, segment_of
 
 MAX_PAGE = 500
+MAX_PREFIX = 128
+"""Longest customer-id prefix a search takes (ids are at most 128 characters)."""
 MAX_SAMPLE = 100
 """Most matching customer ids a definition preview lists."""
 MAX_MONTHS = 36
@@ -162,7 +165,7 @@ def segment_members(
     shop_now(reader, shop_id)
     limit, offset = paging(query)
     book = reader.book(shop_id)
-    known = [*book.models, *(model_name(segment) for segment in sorted(book.definitions.rules))]
+    known = known_models(reader, shop_id)
     if model not in known:
         raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
     check_segment(model, segment)
@@ -181,6 +184,65 @@ def segment_members(
         "offset": offset,
         "customers": members[offset : offset + limit],
     }
+
+
+def known_models(reader: ReadView, shop_id: str) -> list[str]:
+    """The shop's segment models: its learned and rule models, then its defined segments."""
+    book = reader.book(shop_id)
+    return [*book.models, *(model_name(segment) for segment in sorted(book.definitions.rules))]
+
+
+def flows(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """How many customers moved from each segment of ``model`` to each other in one
+    window (``grain``, ``start``), counted as the change topic has them
+    (:mod:`segstream.metrics.flows`)."""
+    now = shop_now(reader, shop_id)
+    known = known_models(reader, shop_id)
+    model = query.get("model")
+    if model is None:
+        raise BadRequestError(f"name a model: ?model=<one of {', '.join(known)}>")
+    if model not in known:
+        raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
+    grain = edge.choice(query, "grain", "month", GRAINS)
+    start = edge.day(query, "start") or now.date()
+    try:
+        found = reader.flows(shop_id, model, grain, start)
+    except (BadWindowError, OverflowError) as error:
+        raise NotFoundError(f"no such window kept: {error}") from None
+    except UnknownShopError as error:
+        raise NotFoundError(str(error)) from None
+    return {"shop_id": shop_id, "grain": grain, **found.to_json()}
+
+
+def search_customers(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
+    """The first ``limit`` customer ids of the shop that start with ``prefix`` (all ids
+    when empty), in id order: a scan of that key range, no state read."""
+    shop_now(reader, shop_id)
+    prefix = query.get("prefix", "")
+    if len(prefix) > MAX_PREFIX:
+        raise BadRequestError(f"prefix must be at most {MAX_PREFIX} characters")
+    limit = edge.integer(query, "limit", default=20, low=1, high=MAX_PAGE)
+    found = list(itertools.islice(reader.customer_ids(shop_id, prefix), limit + 1))
+    return {
+        "shop_id": shop_id,
+        "prefix": prefix,
+        "limit": limit,
+        "customers": found[:limit],
+        "more": len(found) > limit,
+    }
+
+
+def shops(reader: ReadView, only: str | None) -> list[dict[str, Any]]:
+    """The shops this worker holds (``only``: that one shop, if held), with their known
+    customers (a scan of their key ranges) and stream time."""
+    listed = []
+    for shop_id in reader.shop_ids():
+        now = reader.stream_time(shop_id)
+        if now is None or (only is not None and shop_id != only):
+            continue
+        customers = sum(1 for _ in reader.customer_ids(shop_id, ""))
+        listed.append({"shop_id": shop_id, "customers": customers, "as_of": format_time(now)})
+    return listed
 
 
 def check_segment(model: str, segment: str) -> None:

@@ -61,6 +61,8 @@ SHOP_VIEWS: dict[str, Answer] = {
     "/shops/{shop_id}/cohorts": lambda p, q, shop_id: queries.cohorts(p, shop_id, q),
     "/shops/{shop_id}/journey": lambda p, q, shop_id: queries.journey(p, shop_id, q),
     "/shops/{shop_id}/models": lambda p, q, shop_id: queries.model_quality(p, shop_id),
+    "/shops/{shop_id}/flows": lambda p, q, shop_id: queries.flows(p, shop_id, q),
+    "/shops/{shop_id}/customers": lambda p, q, shop_id: queries.search_customers(p, shop_id, q),
 }
 """GET views: ``(reader, query, **path parameters) -> answer``."""
 
@@ -244,6 +246,57 @@ def _refused(route: Route, web: View, request: Request, shop_id: str | None) -> 
     return web.json(body, status=denial.status, headers=denial.headers())
 
 
+async def list_shops(
+    app: faust.App, reader: ReadView, route: Route, web: View, request: Request
+) -> Response:
+    """``GET /shops``: the shops the token may read, from this worker and (unless the
+    request is another worker's, ``local=true``) from every other worker, by id."""
+    if not serving(app):
+        detail = "this worker is restoring its tables; retry shortly"
+        return web.json({"error": "unavailable", "detail": detail}, status=503)
+    try:
+        local = edge.choice(request.query, "local", "false", ("true", "false")) == "true"
+    except edge.BadRequestError as error:
+        return failure(web, error)
+    only = route.access.only_shop(request.headers.get("Authorization"))
+    listed = queries.shops(reader, only)
+    if not local:
+        for url in peer_urls(app, route):
+            found = await _peer_shops(app, url, request)
+            if found is None:
+                detail = f"the worker at {url} does not answer (it may have died); retry shortly"
+                return web.json({"error": "unavailable", "detail": detail}, status=503)
+            listed += found
+    return web.json({"shops": sorted(listed, key=lambda shop: str(shop["shop_id"]))})
+
+
+def peer_urls(app: faust.App, route: Route) -> list[str]:
+    """The web URLs of the other workers that consume the input topic."""
+    own = URL(route.own_url)
+    return sorted(
+        str(url)
+        for url, topics in app.router.external_topics_metadata().items()
+        if topics.get(route.topic) and URL(str(url)) != own
+    )
+
+
+async def _peer_shops(app: faust.App, url: str, request: Request) -> list[dict[str, Any]] | None:
+    """Another worker's own shops (None: it did not answer with them)."""
+    headers = {}
+    if "Authorization" in request.headers:
+        headers["Authorization"] = request.headers["Authorization"]
+    asked = URL(url).with_path("/shops").with_query(local="true")
+    try:
+        async with app.http_client.get(asked, headers=headers) as response:
+            if response.status != 200:
+                return None
+            found = await response.json()
+    except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    shops = found.get("shops") if isinstance(found, dict) else None
+    return shops if isinstance(shops, list) else None
+
+
 def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
     """Web URL of the worker that consumes ``topic``'s ``partition`` (None mid-rebalance)."""
     for url, topics in app.router.external_topics_metadata().items():
@@ -298,6 +351,13 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     async def metrics(web: View, request: Request) -> Response:
         readiness(app, wiring.runner.stalls, wiring.runner.checkpoint.fenced)
         return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page("/shops")
+    async def shop_list(web: View, request: Request) -> Response:
+        refused = _refused(route, web, request, None)
+        if refused is not None:
+            return refused
+        return await list_shops(app, reader, route, web, request)
 
     @app.page("/templates")
     async def segment_templates(web: View, request: Request) -> Response:

@@ -28,6 +28,14 @@ class Customers:
         stored = self.get(shop_id, customer_id)
         return CustomerState(shop_id, customer_id) if stored is None else stored
 
+    def ids(self, shop_id: str, prefix: str = "") -> Iterator[str]:
+        """The shop's customer ids that start with ``prefix``, in order (keys only: no
+        state is read)."""
+        start = len(customer_key(shop_id, ""))
+        partition = partition_of(shop_id, self.partitions)
+        for key in self.table.keys_of(partition, customer_key(shop_id, prefix)):
+            yield key[start:]
+
     def save(self, state: CustomerState) -> None:
         """Store ``state`` (the changelog gets it with the batch)."""
         self.table[customer_key(state.shop_id, state.customer_id)] = state

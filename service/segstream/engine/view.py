@@ -21,10 +21,11 @@ from segstream.engine.customers import Customers
 from segstream.engine.evaluation import Evaluation
 from segstream.experiments.live import ShopExperiments
 from segstream.metrics.cohorts import CohortRow
+from segstream.metrics.flows import SegmentFlows
 from segstream.metrics.ledger import MetricsLedger
 from segstream.metrics.windows import WindowMetrics
 from segstream.segments.defined.live import ShopDefinitions
-from segstream.state.keyspace import definitions_key, experiments_key
+from segstream.state.keyspace import definitions_key, experiments_key, is_shop_key
 from segstream.state.model_store import Checkpoints
 
 
@@ -63,6 +64,18 @@ class ReadView:
     def customers(self, shop_id: str, after: str | None = None) -> Iterator[CustomerState]:
         """Every known customer of the shop in customer-id order, or those after ``after``."""
         return self._customers.of_shop(shop_id, after)
+
+    def customer_ids(self, shop_id: str, prefix: str) -> Iterator[str]:
+        """The shop's customer ids that start with ``prefix``, in order (keys only)."""
+        return self._customers.ids(shop_id, prefix)
+
+    def shop_ids(self) -> list[str]:
+        """The shops whose records this worker's partitions hold, in id order."""
+        return sorted(key for key in self._shops if is_shop_key(key))
+
+    def flows(self, shop_id: str, model: str, grain: str, start: date) -> SegmentFlows:
+        """One model's segment flows in one window (:meth:`MetricsLedger.flows`)."""
+        return self._ledger.flows(shop_id, model, grain, start)
 
     def snapshot(self, book: ShopBook, state: CustomerState, now: datetime) -> CustomerSnapshot:
         """The snapshot of ``state`` the shop's models read, at ``now``."""

@@ -40,6 +40,7 @@ from segstream.metrics.buckets import (
     histogram_bin,
 )
 from segstream.metrics.cohorts import CohortRow
+from segstream.metrics.flows import FLOW_PREFIX, MOVES, SegmentFlows, flow_dimension, move_name
 from segstream.metrics.ledger_reads import LedgerReads
 from segstream.metrics.windows import MAX_WINDOW_DAYS, WindowMetrics
 from segstream.settings import Settings
@@ -122,6 +123,18 @@ class _Batch:
             if booking.kind == "new":
                 total["customers"] = sign
             accumulate(self.totals.setdefault(total_key(self.shop_id, dimension), {}), total)
+
+    def flow(self, model: str, previous: str | None, current: str | None, day: date) -> None:
+        """Count one segment change of ``model`` on ``day`` (:mod:`~segstream.metrics.flows`)."""
+        dimension = flow_dimension(model)
+        key = self._keys.get((day, dimension))
+        if key is None:
+            key = self._keys[day, dimension] = day_key(self.shop_id, day, dimension)
+        moves = self.days.setdefault(key, {}).setdefault(MOVES, {})
+        name = move_name(previous, current)
+        moves[name] = moves.get(name, 0) + 1
+        self.index.note_day(day)
+        self.index.dimensions.add(dimension)
 
     def count_customers(self, change: int, dimension: str) -> None:
         """Change the customers who ever paid in ``dimension`` without a ``new`` booking
@@ -311,6 +324,8 @@ class MetricsLedger:
         placed = _settle(changes, old.standing(now), new.standing(now), lambda b: b.at <= now, now)
         for model in sorted(set(before.segments) | set(after.segments)):
             previous, current = before.segments.get(model), after.segments.get(model)
+            if previous != current:
+                batch.flow(model, previous, current, now.astimezone(UTC).date())
             self._book_segment(
                 batch, segment_prefix(model), previous, current, old, new, placed, now
             )
@@ -491,8 +506,14 @@ class MetricsLedger:
         return index
 
     def dimensions(self, shop_id: str) -> list[str]:
-        """Every dimension with bookings, ``all`` first."""
-        return [ALL, *sorted(self.shop_index(shop_id).dimensions - {ALL})]
+        """Every dimension of window metrics with bookings, ``all`` first (no flows)."""
+        dimensions = self.shop_index(shop_id).dimensions - {ALL}
+        return [ALL, *sorted(d for d in dimensions if not d.startswith(FLOW_PREFIX))]
+
+    def flow_models(self, shop_id: str) -> list[str]:
+        """The models with segment flows kept (:meth:`flows`), by name."""
+        dimensions = self.shop_index(shop_id).dimensions
+        return sorted(d.removeprefix(FLOW_PREFIX) for d in dimensions if d.startswith(FLOW_PREFIX))
 
     def too_late(self, shop_id: str) -> int:
         """Events of the shop that arrived after the allowed lateness."""
@@ -515,6 +536,14 @@ class MetricsLedger:
         latest: the shop's stream day). :class:`UnknownShopError`, :class:`BadWindowError`."""
         index = self.shop_index(shop_id)
         return self.reads.window(index, shop_id, grain, start, dimension, as_of)
+
+    def flows(
+        self, shop_id: str, model: str, grain: str, start: date, as_of: date | None = None
+    ) -> SegmentFlows:
+        """``model``'s segment flows in the ``grain`` window containing ``start``, cut at
+        ``as_of`` (default: the shop's stream day). :class:`UnknownShopError`,
+        :class:`BadWindowError`."""
+        return self.reads.flows(self.shop_index(shop_id), shop_id, model, grain, start, as_of)
 
     def cohort_table(self, shop_id: str, months: int) -> list[CohortRow]:
         """Signup-month cohorts of the last ``months`` months (the current one included)

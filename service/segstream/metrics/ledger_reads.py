@@ -23,6 +23,7 @@ from segstream.metrics.buckets import (
 )
 from segstream.metrics.cohorts import CohortCell, CohortRow, cohort_months, month_start
 from segstream.metrics.definitions import share
+from segstream.metrics.flows import SegmentFlows, flows_of, sum_moves
 from segstream.metrics.windows import (
     BadWindowError,
     WindowMetrics,
@@ -69,13 +70,7 @@ class LedgerReads:
         """Metrics of the ``grain`` window containing ``start`` (see
         :func:`~segstream.metrics.windows.window_bounds`), cut at ``as_of`` (default and
         latest: the shop's stream day); ``index`` is the shop's. :class:`BadWindowError`."""
-        today = today_of(index) if as_of is None else min(as_of, today_of(index))
-        first, end = window_bounds(grain, start)
-        if first > today:
-            raise BadWindowError(f"window starts {first} after the shop's stream day {today}")
-        if first < self.oldest_day(index):
-            raise BadWindowError(f"window starts {first} before the oldest kept day")
-        cut = min(end, today + timedelta(days=1))
+        today, first, end, cut = self._bounds(index, grain, start, as_of)
         scan = self._scan(shop_id, dimension, first, cut, index.last_day)
         total = self.buckets.get(total_key(shop_id, dimension), {})
         subscribers, mrr = total.get("subscribers", 0), total.get("mrr", 0.0)
@@ -113,6 +108,34 @@ class LedgerReads:
             renewal_revenue=flows.get("renewal_revenue", 0.0),
             ordering_customers=scan.ordering_customers,
         )
+
+    def flows(
+        self,
+        index: ShopIndex,
+        shop_id: str,
+        model: str,
+        grain: str,
+        start: date,
+        as_of: date | None = None,
+    ) -> SegmentFlows:
+        """``model``'s segment flows in the window :meth:`window` would read."""
+        today, first, end, cut = self._bounds(index, grain, start, as_of)
+        moves = sum_moves(self.buckets, shop_id, model, first, cut)
+        return SegmentFlows(model, first, cut, end <= today, flows_of(moves))
+
+    def _bounds(
+        self, index: ShopIndex, grain: str, start: date, as_of: date | None
+    ) -> tuple[date, date, date, date]:
+        """The shop's day (cut at ``as_of``), and the window's first day, end and cut
+        (its end, or the day after the shop's day while it runs). :class:`BadWindowError`
+        for a window after the shop's day or older than the kept days."""
+        today = today_of(index) if as_of is None else min(as_of, today_of(index))
+        first, end = window_bounds(grain, start)
+        if first > today:
+            raise BadWindowError(f"window starts {first} after the shop's stream day {today}")
+        if first < self.oldest_day(index):
+            raise BadWindowError(f"window starts {first} before the oldest kept day")
+        return today, first, end, min(end, today + timedelta(days=1))
 
     def _scan(
         self, shop_id: str, dimension: str, first: date, cut: date, last_day: date | None

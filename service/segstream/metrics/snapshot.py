@@ -3,7 +3,8 @@
 One message per shop and publication (schema ``schemas/v1/metrics_snapshot.json``): the
 running day, ISO week and calendar month containing ``as_of`` for the whole shop, and
 the running month's churn and retention of every segment of every model and of every arm
-of every experiment (with the arm's orders and revenue). ``snapshot_id``
+of every experiment (with the arm's orders and revenue), and the running month's segment
+flows of every model (:mod:`~segstream.metrics.flows`). ``snapshot_id``
 is derived from the shop and ``as_of``, so a re-publication after a crash carries the
 same id and consumers can de-duplicate.
 """
@@ -51,6 +52,12 @@ def snapshot_payload(shop_id: str, as_of: datetime, ledger: MetricsLedger) -> di
     ]
     if arms:
         payload["arms"] = arms
+    flows = [
+        ledger.flows(shop_id, model, "month", day, as_of=day)
+        for model in ledger.flow_models(shop_id)
+    ]
+    if flows:
+        payload["flows"] = [found.to_json() for found in flows]
     return payload
 
 

@@ -122,3 +122,11 @@ def test_a_tokens_file_that_cannot_be_used_stops_the_worker_at_start(tmp_path: P
         Settings(api_tokens_file=broken)
     with pytest.raises(ValidationError, match="cannot be read"):
         Settings(api_tokens_file=tmp_path / "missing.json")
+
+
+def test_only_shop_names_a_shop_tokens_shop_and_none_for_the_platform() -> None:
+    grants = {token_hash("shop-t"): "shop:tea-1", token_hash("all-t"): "platform"}
+    access = Access(grants, rate_per_s=1.0, burst=10)
+    assert access.only_shop("Bearer shop-t") == "tea-1"
+    assert access.only_shop("Bearer all-t") is None
+    assert Access({}, 1.0, 10, open_api=True).only_shop(None) is None

@@ -59,7 +59,7 @@ from segstream.tools.simulation.shops import shops_per_kind
 SPEC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "openapi.json"
 SPEC_URI = "urn:segstream:openapi"
 """Base URI the document is registered under, so its ``#/components/...`` refs resolve."""
-OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates", "/openapi.json"}
+OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates", "/openapi.json", "/shops"}
 """Routes of no shop (GET only): operations, and the built-in segment templates."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 SERVED: list[tuple[str, str]] = sorted(
