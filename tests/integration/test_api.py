@@ -365,3 +365,72 @@ def test_prometheus_gauges_cover_segments_and_tables(workers: list[WorkerProcess
     total = sum(w.metric("segstream_segment_customers", model="lifecycle") for w in workers)
     assert total > 0
     assert all(w.metric("segstream_table_entries", table="customers") > 0 for w in workers)
+
+
+@pytest.mark.asyncio(loop_scope="session")
+async def test_segment_flows_equal_a_recount_of_the_change_topic(
+    workers: list[WorkerProcess], settings: Settings, simulation: Simulation
+) -> None:
+    """Every month's flows of every model, from either worker, equal the change topic's
+    changes of those days counted by (previous, current)."""
+    records = await consume_all(
+        settings.kafka_bootstrap, settings.topic("segment_changes"), timeout_s=60
+    )
+    counted: dict[tuple[str, str, str], dict[tuple[Any, Any], int]] = {}
+    seen: set[str] = set()
+    for record in records:
+        change = json.loads(record.value)
+        if change.get("kind") != "segment_changed" or change["event_id"] in seen:
+            continue
+        seen.add(change["event_id"])
+        month = change["changed_at"][:7]
+        pairs = counted.setdefault((change["shop_id"], change["model"], month), {})
+        pair = (change["previous"], change["current"])
+        pairs[pair] = pairs.get(pair, 0) + 1
+    assert len(counted) >= 20
+    for number, ((shop_id, model, month), pairs) in enumerate(sorted(counted.items())):
+        path = f"/shops/{shop_id}/flows?model={model}&grain=month&start={month}-01"
+        status, body = workers[number % 2].get_json(path)
+        assert status == 200, body
+        assert {(f["from"], f["to"]): f["customers"] for f in body["flows"]} == pairs, path
+
+
+def test_shops_list_every_shop_from_any_worker_and_a_shop_token_its_own(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    expected = shops(simulation)
+    answers = [w.get_json("/shops") for w in workers]
+    assert answers[0] == answers[1] and answers[0][0] == 200
+    listed = answers[0][1]["shops"]
+    assert [row["shop_id"] for row in listed] == expected
+    for row in listed:
+        status, found = workers[1].get_json(f"/shops/{row['shop_id']}/customers?limit=500")
+        assert status == 200 and not found["more"]
+        assert row["customers"] == len(found["customers"]) > 0
+    (shop_token,) = SHOP_TOKENS
+    for worker in workers:
+        status, own = worker.get_json("/shops", token=shop_token)
+        assert status == 200 and [row["shop_id"] for row in own["shops"]] == ["coffee-roaster-1"]
+        assert worker.get_json("/shops", token=None)[0] == 401
+
+
+def test_a_segments_csv_export_holds_every_member_from_any_worker(
+    workers: list[WorkerProcess], simulation: Simulation
+) -> None:
+    shop_id = shops(simulation)[0]
+    _, sizes = workers[1].get_json(f"/shops/{shop_id}/segments")
+    segment, size = max(sizes["models"]["lifecycle"].items(), key=lambda item: item[1])
+    _, page = workers[0].get_json(f"/shops/{shop_id}/segments/lifecycle/{segment}?limit=500")
+    path = f"/shops/{shop_id}/segments/lifecycle/{segment}/members.csv?fields=since,p_alive"
+    bodies = []
+    for worker in workers:  # one answers, the other forwards the stream
+        status, kind, body = worker.request("GET", path)
+        assert (status, kind) == (200, "text/csv"), body[:200]
+        bodies.append(body)
+    assert bodies[0] == bodies[1]
+    lines = bodies[0].decode().split("\r\n")
+    assert lines[0] == "customer_id,since,p_alive" and lines[-1] == ""
+    assert [line.split(",")[0] for line in lines[1:-1]] == page["customers"]
+    assert len(page["customers"]) == size
+    status, kind, refused = workers[0].request("GET", path.replace("p_alive", "nope"))
+    assert (status, kind) == (400, "application/json") and b"unknown field" in refused

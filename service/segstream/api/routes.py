@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-from segstream.api import definitions, edge, experiments, queries
+from segstream.api import definitions, edge, experiments, export, queries
 from segstream.api.access import Access
 from segstream.api.definitions import DefinitionWriter
 from segstream.api.document import SPEC_PATH
@@ -246,6 +246,37 @@ def _refused(route: Route, web: View, request: Request, shop_id: str | None) -> 
     return web.json(body, status=denial.status, headers=denial.headers())
 
 
+MEMBERS_CSV = "/shops/{shop_id}/segments/{model}/{segment}/members.csv"
+SHOP_STREAMS = (MEMBERS_CSV,)
+"""GET views that stream their answer (not JSON)."""
+
+
+async def stream_members(
+    reader: ReadView, web: View, request: Request, params: dict[str, str]
+) -> Response:
+    """``members.csv``: a segment's members as CSV, streamed a page at a time (bounded
+    memory whatever the segment's size; the event loop runs between pages)."""
+    shop_id, model, segment = params["shop_id"], params["model"], params["segment"]
+    try:
+        fields = export.chosen(request.query)
+        export.check(reader, shop_id, model, segment)
+    except Exception as error:
+        return failure(web, error)
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", f"{shop_id}-{model}-{segment}.csv")
+    response = aiohttp_web.StreamResponse(
+        headers={
+            "Content-Type": f"{CSV_CONTENT_TYPE}; charset=utf-8",
+            "Content-Disposition": f'attachment; filename="{name}"',
+        }
+    )
+    await response.prepare(request)  # type: ignore[arg-type]
+    await response.write(export.header(fields).encode())
+    for page in export.pages(reader, shop_id, model, segment, fields):
+        await response.write(page.encode())
+    await response.write_eof()
+    return response  # type: ignore[return-value]
+
+
 async def list_shops(
     app: faust.App, reader: ReadView, route: Route, web: View, request: Request
 ) -> Response:
@@ -319,12 +350,30 @@ async def proxy(
     forwarded = app.http_client.request(request.method, routed, data=body, headers=headers)
     try:
         async with forwarded as response:
+            if response.content_type == CSV_CONTENT_TYPE and response.status == 200:
+                return await _relay(response, request)
             return web.text(
                 await response.text(), content_type=response.content_type, status=response.status
             )
     except (aiohttp.ClientError, TimeoutError):
         detail = "the worker that owns the shop does not answer (it may have died); retry shortly"
         return web.json({"error": "unavailable", "detail": detail}, status=503)
+
+
+CSV_CONTENT_TYPE = "text/csv"
+
+
+async def _relay(answer: aiohttp.ClientResponse, request: Request) -> Response:
+    """Relay a streamed answer (a CSV export) chunk by chunk: the forwarding worker keeps
+    no more than one chunk of it."""
+    kept = ("Content-Type", "Content-Disposition")
+    headers = {name: answer.headers[name] for name in kept if name in answer.headers}
+    relayed = aiohttp_web.StreamResponse(status=answer.status, headers=headers)
+    await relayed.prepare(request)  # type: ignore[arg-type]
+    async for chunk in answer.content.iter_chunked(64 * 1024):
+        await relayed.write(chunk)
+    await relayed.write_eof()
+    return relayed  # type: ignore[return-value]
 
 
 def register_views(wiring: Wiring, settings: Settings) -> None:
@@ -351,6 +400,13 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     async def metrics(web: View, request: Request) -> Response:
         readiness(app, wiring.runner.stalls, wiring.runner.checkpoint.fenced)
         return web.bytes(generate_latest(telemetry.REGISTRY), content_type=METRICS_CONTENT_TYPE)
+
+    @app.page(MEMBERS_CSV)
+    async def members_csv(web: View, request: Request, **params: str) -> Response:
+        elsewhere = await _elsewhere(app, route, web, request, params)
+        if elsewhere is not None:
+            return elsewhere
+        return await stream_members(reader, web, request, params)
 
     @app.page("/shops")
     async def shop_list(web: View, request: Request) -> Response:

@@ -12,7 +12,9 @@ What an e-mail or offer tool does with segstream's output:
 3. **Respect consent**: act (here: print ``send``) only for customers whose change says
    ``marketing_opt_in: true``; the others are kept current but not written to (``hold``).
 
-``--seconds`` bounds how long it follows. Worth a message here: a move into lifecycle
+``--seconds`` bounds how long it follows; at the end it prints a short summary (changes
+applied per model and segment entered, a cluster with its readable name; repeats
+skipped; actions; members held). Worth a message here: a move into lifecycle
 ``at_risk`` or churn risk ``high``.
 """
 
@@ -22,7 +24,7 @@ import asyncio
 import json
 import sys
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +60,13 @@ class Follower:
         self.members: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.worth = worth
         self._seen: OrderedDict[str, None] = OrderedDict()
+        self.applied: Counter[tuple[str, str | None]] = Counter()
+        """Changes applied, by model and segment entered (None: left the model)."""
+        self.repeats = 0
+        """Changes skipped: a repeated id, or one the membership already held."""
+        self.verbs: Counter[str] = Counter()
+        self.names: dict[tuple[str, str], str] = {}
+        """The readable name of each segment that is an id (clusters), as last seen."""
 
     def bootstrap(self, key: bytes, value: bytes | None) -> None:
         """One record of the membership topic, in offset order."""
@@ -65,11 +74,15 @@ class Follower:
         if value is None:
             self.members.pop((shop_id, customer_id, model), None)
         else:
-            self.members[(shop_id, customer_id, model)] = json.loads(value)
+            member = self.members[(shop_id, customer_id, model)] = json.loads(value)
+            self._name(model, member.get("segment"), member.get("name"))
 
     def on_change(self, change: dict[str, Any]) -> Action | None:
         """Apply one record of the change topic; the action it asks for, if any."""
-        if change.get("kind") != "segment_changed" or self._repeated(change["event_id"]):
+        if change.get("kind") != "segment_changed":
+            return None
+        if self._repeated(change["event_id"]):
+            self.repeats += 1
             return None
         key = (change["shop_id"], change["customer_id"], change["model"])
         known = self.members.get(key)
@@ -77,6 +90,11 @@ class Follower:
             change["event_id"] == known["change_id"]
             or parse_time(change["changed_at"]) <= parse_time(known["since"])
         )
+        if seen:
+            self.repeats += 1
+        else:
+            self.applied[change["model"], change["current"]] += 1
+        self._name(change["model"], change["current"], change.get("current_name"))
         if change["current"] is None:
             self.members.pop(key, None)
             return None
@@ -88,7 +106,40 @@ class Follower:
         }
         if seen or (change["model"], change["current"]) not in self.worth:
             return None  # seen: the membership read at the start already held it
-        return Action("send" if change.get("marketing_opt_in") is True else "hold", change)
+        verb = "send" if change.get("marketing_opt_in") is True else "hold"
+        self.verbs[verb] += 1
+        return Action(verb, change)
+
+    def _name(self, model: str, segment: str | None, name: Any) -> None:
+        if segment is not None and isinstance(name, str) and name:
+            self.names[model, segment] = name
+
+    def summary(self) -> list[str]:
+        """What was applied, in a few lines: the changes per model and segment entered
+        (a cluster with its readable name), the repeats skipped, the actions taken, and
+        the members held now per model."""
+        total = sum(self.applied.values())
+        lines = [
+            f"applied {total:,} changes, skipped {self.repeats:,} repeats;"
+            f" {self.verbs['send']:,} send, {self.verbs['hold']:,} hold"
+        ]
+        for model in sorted({model for model, _ in self.applied}):
+            entered = sorted(
+                ((s, n) for (m, s), n in self.applied.items() if m == model),
+                key=lambda item: (-item[1], item[0] or ""),
+            )
+            parts = [f"{self._shown(model, segment)} {n:,}" for segment, n in entered]
+            lines.append(f"  {model}: " + ", ".join(parts))
+        held = Counter(model for _, _, model in self.members)
+        members = ", ".join(f"{model} {n:,}" for model, n in sorted(held.items()))
+        lines.append(f"members now: {members or 'none'}")
+        return lines
+
+    def _shown(self, model: str, segment: str | None) -> str:
+        if segment is None:
+            return "→ left"
+        name = self.names.get((model, segment))
+        return f"→ {segment}" if name is None else f"→ {segment} ({name})"
 
     def _repeated(self, event_id: str) -> bool:
         if event_id in self._seen:
@@ -191,6 +242,8 @@ async def run(settings: Settings, seconds: float) -> Follower:
     read = await bootstrap(settings, follower)
     print(f"bootstrapped {len(follower.members):,} memberships from {read:,} records", flush=True)
     await follow(settings, follower, start, seconds)
+    for line in follower.summary():
+        print(line, flush=True)
     return follower
 
 

@@ -63,7 +63,7 @@ OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates", "/openapi.j
 """Routes of no shop (GET only): operations, and the built-in segment templates."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 SERVED: list[tuple[str, str]] = sorted(
-    [(path, "get") for path in api.SHOP_VIEWS]
+    [(path, "get") for path in (*api.SHOP_VIEWS, *api.SHOP_STREAMS)]
     + [(path, "post") for path in api.SHOP_POSTS]
     + [(path, method) for path, methods in api.DEFINITIONS.items() for method in methods]
 )

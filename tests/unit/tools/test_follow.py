@@ -72,3 +72,23 @@ def test_no_marketing_without_consent_and_leaving_removes_the_member() -> None:
     assert follower.on_change(change("c-9", None, "2026-04-01T00:00:00Z", "y")) is None
     assert ("tea-1", "c-9", "lifecycle") not in follower.members
     assert follower.on_change(change("c-8", "loyal", "2026-04-01T00:00:00Z", "z")) is None
+
+
+def test_the_summary_counts_what_was_applied_with_cluster_names() -> None:
+    follower = Follower()
+    follower.bootstrap(b"tea-1|c-1|lifecycle", member("c-1", "active", "2026-02-01T00:00:00Z", "b"))
+    follower.on_change(change("c-1", "active", "2026-02-01T00:00:00Z", "b"))  # already held
+    follower.on_change(change("c-1", "at_risk", "2026-03-01T00:00:00Z", "d"))
+    follower.on_change(change("c-1", "at_risk", "2026-03-01T00:00:00Z", "d"))  # repeated id
+    follower.on_change(
+        change("c-2", "at_risk", "2026-03-02T00:00:00Z", "e", marketing_opt_in=False)
+    )
+    cluster = {"model": "cluster", "previous": None, "current_name": "frequent · big baskets"}
+    follower.on_change(change("c-2", "c3", "2026-03-02T00:00:00Z", "f", **cluster))
+    follower.on_change(change("c-3", None, "2026-03-03T00:00:00Z", "g"))
+    assert follower.summary() == [
+        "applied 4 changes, skipped 2 repeats; 1 send, 1 hold",
+        "  cluster: → c3 (frequent · big baskets) 1",
+        "  lifecycle: → at_risk 2, → left 1",
+        "members now: cluster 1, lifecycle 2",
+    ]
