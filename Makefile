@@ -10,8 +10,11 @@ SHELL := bash
 .NOTPARALLEL:
 
 PYTHON ?= python3.11
+# Go builds the Grafana dashboard schema check (deploy/grafana/check); /usr/local/go when not on PATH.
+GO ?= $(or $(shell command -v go),/usr/local/go/bin/go)
 VENV := .venv
 BIN := $(VENV)/bin
+GRAFANA_CHECK := $(BIN)/grafana-dashboard-check
 KAFKA := deploy/kafka/kafka.sh
 # Only paths that exist (empty folders are not in a fresh clone).
 LINT_PATHS := $(wildcard service tests bench harness)
@@ -48,6 +51,18 @@ setup: ## create .venv (python3.11) and install the project with dev extras, ver
 		rm -f $(VENV)/.segstream-setup-*; \
 		touch "$$stamp"; \
 	fi
+	@if [[ -x "$(GO)" ]]; then \
+		$(MAKE) --no-print-directory -s $(GRAFANA_CHECK); \
+	else \
+		echo "setup: WARNING: no Go at $(GO): $(GRAFANA_CHECK) not built, so the dashboard's schema test fails (the demo runs without it)"; \
+	fi
+
+# The dashboard's schema check: Grafana's dashboard and panel schemas as compiled into the
+# Grafana Foundation SDK, at the version pinned (with its checksum) in deploy/grafana/check/go.mod
+# and go.sum. Rebuilt when those files change; the unit suite fails without it. Needs Go.
+$(GRAFANA_CHECK): $(wildcard deploy/grafana/check/*.go deploy/grafana/check/go.*)
+	@echo "setup: building $@ (deploy/grafana/check, with $(GO))"
+	cd deploy/grafana/check && GOFLAGS=-mod=readonly $(GO) build -trimpath -o $(abspath $@) .
 
 # ---------------------------------------------------------------- Kafka broker (dev: 127.0.0.1:9092)
 
@@ -77,9 +92,12 @@ cluster-down: ## stop the three-broker cluster
 
 # ---------------------------------------------------------------- checks
 
-lint: setup ## ruff check + ruff format --check
+lint: setup ## ruff check + ruff format --check; gofmt and go vet on the dashboard check
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
+	@unformatted="$$($(dir $(GO))gofmt -l deploy/grafana/check)"; \
+	if [[ -n "$$unformatted" ]]; then echo "gofmt: not formatted: $$unformatted"; exit 1; fi
+	cd deploy/grafana/check && $(GO) vet .
 
 format: setup ## apply ruff fixes and formatting
 	$(BIN)/ruff check --fix $(LINT_PATHS)

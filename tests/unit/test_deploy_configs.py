@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from segstream.observability import telemetry
+from tests.promql import metric_names
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 PROMETHEUS_DIR = REPO_ROOT / "deploy" / "prometheus"
@@ -26,9 +27,6 @@ SAMPLE_SUFFIXES = {
     "histogram": ("_bucket", "_count", "_sum", "_created"),
     "gauge": ("",),
 }
-PROMQL_KEYWORDS = {"and", "or", "unless", "bool", "offset", "inf", "nan"}
-GROUPING = re.compile(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")
-IDENTIFIER = re.compile(r"(?<![\w.$])[A-Za-z_:][\w:]*")
 
 
 def exported_sample_names() -> set[str]:
@@ -37,20 +35,6 @@ def exported_sample_names() -> set[str]:
     for family in telemetry.REGISTRY.collect():
         names |= {family.name + suffix for suffix in SAMPLE_SUFFIXES[family.type]}
     return names
-
-
-def metric_names(expr: str) -> set[str]:
-    """Metric names a PromQL expression selects: identifiers that are not functions,
-    keywords, label names in matchers or grouping clauses, strings or durations."""
-    expr = re.sub(r'"(?:\\.|[^"\\])*"', '""', expr)
-    expr = re.sub(r"\{[^}]*\}", "", expr)
-    expr = re.sub(r"\[[^\]]*\]", "", expr)
-    expr = GROUPING.sub("", expr)
-    return {
-        match.group()
-        for match in IDENTIFIER.finditer(expr)
-        if match.group() not in PROMQL_KEYWORDS and not expr[match.end() :].lstrip().startswith("(")
-    }
 
 
 def rule_expressions(text: str) -> list[str]:
