@@ -25,6 +25,9 @@ from segstream.domain.events import format_time
 from segstream.domain.features import CustomerSnapshot
 from segstream.engine.view import ReadView
 from segstream.learning.retention import HORIZONS
+from segstream.observability.logs import get_logger
+
+log = get_logger(__name__)
 
 PAGE = 500
 """Members read, formatted and written at a time."""
@@ -141,17 +144,31 @@ def _row(
 
     cells = []
     for name in fields:
-        if name in STATE_COLUMNS:
-            value = STATE_COLUMNS[name](state, view, life)
-        elif name == "since":
-            since = state.segment_since.get(model)
-            value = None if since is None else format_time(datetime.fromtimestamp(since, UTC))
-        elif name in LIFETIME_COLUMNS:
-            value = life().get(name)
-        else:
-            value = getattr(view(), name)
+        try:
+            value = _value(name, state, model, view, life)
+        except Exception:  # a defect of segstream's must not cut the file: the cell stays empty
+            log.exception("export_cell_failed", shop_id=state.shop_id, column=name)
+            value = None
         cells.append(_cell(value))
     return _line(cells)
+
+
+def _value(
+    name: str,
+    state: CustomerState,
+    model: str,
+    view: Callable[[], CustomerSnapshot],
+    life: Callable[[], Any],
+) -> Any:
+    """One column of one member."""
+    if name in STATE_COLUMNS:
+        return STATE_COLUMNS[name](state, view, life)
+    if name == "since":
+        since = state.segment_since.get(model)
+        return None if since is None else format_time(datetime.fromtimestamp(since, UTC))
+    if name in LIFETIME_COLUMNS:
+        return life().get(name)
+    return getattr(view(), name)
 
 
 def _cell(value: Any) -> str:

@@ -270,10 +270,13 @@ async def stream_members(
         }
     )
     await response.prepare(request)  # type: ignore[arg-type]
-    await response.write(export.header(fields).encode())
-    for page in export.pages(reader, shop_id, model, segment, fields):
-        await response.write(page.encode())
-    await response.write_eof()
+    try:
+        await response.write(export.header(fields).encode())
+        for page in export.pages(reader, shop_id, model, segment, fields):
+            await response.write(page.encode())
+        await response.write_eof()
+    except (ConnectionError, aiohttp.ClientConnectionResetError):
+        log.info("export_abandoned", shop_id=shop_id, model=model)  # the client went away
     return response  # type: ignore[return-value]
 
 
@@ -370,9 +373,12 @@ async def _relay(answer: aiohttp.ClientResponse, request: Request) -> Response:
     headers = {name: answer.headers[name] for name in kept if name in answer.headers}
     relayed = aiohttp_web.StreamResponse(status=answer.status, headers=headers)
     await relayed.prepare(request)  # type: ignore[arg-type]
-    async for chunk in answer.content.iter_chunked(64 * 1024):
-        await relayed.write(chunk)
-    await relayed.write_eof()
+    try:
+        async for chunk in answer.content.iter_chunked(64 * 1024):
+            await relayed.write(chunk)
+        await relayed.write_eof()
+    except (ConnectionError, aiohttp.ClientError) as error:  # either side went away: cut short
+        log.info("relay_cut", path=str(request.url.path)[:200], error=type(error).__name__)
     return relayed  # type: ignore[return-value]
 
 
