@@ -245,8 +245,12 @@ def absent(worker: WorkerProcess, path: str) -> bool:
 
 def screenshot(browser: WebDriver, name: str) -> Path:
     """The whole page as a PNG under :data:`ARTIFACTS` (the window made as tall as it)."""
-    height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, max(800, int(height)))
+    for _ in range(2):  # the window's frame takes some of its height from the page
+        missing = browser.execute_script(
+            "return document.documentElement.scrollHeight - window.innerHeight"
+        )
+        browser.set_window_size(1400, browser.get_window_size()["height"] + max(0, int(missing)))
+    browser.execute_script("document.activeElement.blur(); window.scrollTo(0, 0)")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     path = ARTIFACTS / f"{name}.png"
     assert browser.save_screenshot(str(path)), path
