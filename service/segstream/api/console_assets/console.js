@@ -13,12 +13,15 @@
   // never meets a 429. A stricter deployment's 429 is waited out (Retry-After).
   const MAX_RATE_WAITS = 3;
 
-  const state = { token: null, shop: null, asOf: null, sizes: null, model: null, prefixes: true };
+  const state = { token: null, shop: null, asOf: null, sizes: null, model: null, prefixes: true, generation: 0 };
   const charts = new Map();
   const bucket = { tokens: PACE.burst, at: performance.now() };
 
   const $ = (id) => document.getElementById(id);
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+
+  // An answer for a shop or token no longer shown: dropped, never drawn.
+  class Stale extends Error {}
 
   class ApiError extends Error {
     constructor(status, body) {
@@ -44,8 +47,10 @@
   }
 
   async function api(path) {
+    const generation = state.generation;
     for (let waits = 0; ; waits += 1) {
       await pace();
+      if (generation !== state.generation) throw new Stale();
       const response = await fetch(path, {
         headers: { Authorization: `Bearer ${state.token}`, Accept: "application/json" },
         cache: "no-store",
@@ -53,6 +58,7 @@
         referrerPolicy: "no-referrer",
       });
       const body = await response.json().catch(() => null);
+      if (generation !== state.generation) throw new Stale();
       if (response.status === 429 && waits < MAX_RATE_WAITS) {
         await sleep(1000 * Number(response.headers.get("Retry-After") || 1));
         continue;
@@ -156,6 +162,7 @@
   }
 
   function hideData() {
+    state.generation += 1;
     $("panels").hidden = true;
     for (const made of charts.values()) made.destroy();
     charts.clear();
@@ -173,7 +180,7 @@
       listed = await optional("shops");
       if (listed === null) await api("templates"); // no shop list: any route of no shop checks the token
     } catch (error) {
-      say(refusal(error), true);
+      if (!(error instanceof Stale)) say(refusal(error), true);
       return;
     }
     offerShops(listed ? listed.shops.map((shop) => shop.shop_id) : null, wantedShop);
@@ -203,7 +210,7 @@
     try {
       state.sizes = await api(shopPath("/segments"));
     } catch (error) {
-      say(refusal(error), true);
+      if (!(error instanceof Stale)) say(refusal(error), true);
       return;
     }
     state.asOf = state.sizes.as_of;
@@ -228,7 +235,7 @@
     try {
       await draw();
     } catch (error) {
-      panel(name, "error", el("p", refusal(error)));
+      if (!(error instanceof Stale)) panel(name, "error", el("p", refusal(error)));
     }
   }
 
@@ -456,7 +463,9 @@
     const prefix = $("customer-input").value;
     if (!state.prefixes || !prefix) return;
     searchTimer = setTimeout(async () => {
-      const found = await optional(shopPath(`/customers?prefix=${encodeURIComponent(prefix)}&limit=20`)).catch(() => null);
+      const path = shopPath(`/customers?prefix=${encodeURIComponent(prefix)}&limit=20`);
+      const found = await optional(path).catch((error) => (error instanceof Stale ? undefined : null));
+      if (found === undefined) return;
       if (found === null) state.prefixes = false; // this worker has no search: ids are typed whole
       else $("customer-ids").replaceChildren(...found.customers.map((id) => new Option(id, id)));
     }, 250);
