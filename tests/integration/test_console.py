@@ -206,12 +206,16 @@ def painted(browser: WebDriver, canvas_id: str) -> int:
     return count
 
 
-def cells(browser: WebDriver, name: str) -> list[list[str]]:
-    """The text of every row of the tables in a panel's body (header rows included)."""
+def cells(browser: WebDriver, name: str, table: int | None = None) -> list[list[str]]:
+    """The text of every row (header rows included) of the tables in a panel's body, or of
+    its ``table``-th one."""
     rows: list[list[str]] = browser.execute_script(
-        "return [...document.querySelectorAll(`#panel-${arguments[0]} [data-role=body] tr`)]"
-        ".map(r => [...r.cells].map(c => c.textContent));",
+        "const tables = [...document.querySelectorAll("
+        "  `#panel-${arguments[0]} [data-role=body] table`)];"
+        "const chosen = arguments[1] === null ? tables : [tables[arguments[1]]];"
+        "return chosen.flatMap(t => [...t.rows].map(r => [...r.cells].map(c => c.textContent)));",
         name,
+        table,
     )
     return rows
 
@@ -335,12 +339,24 @@ def check_flows(browser: WebDriver, worker: WorkerProcess, state: str, sizes: An
         assert state == "empty" and "No flows for lifecycle, month from" in text
         return "empty"
     assert status == 200, flows
-    rows = cells(browser, "flows")
-    shown = {(row[0], to): row[i + 1] for row in rows[1:] for i, to in enumerate(rows[0][1:])}
-    for flow in flows["flows"]:
-        key = (flow["from"] or "(none)", flow["to"] or "(none)")
-        assert shown.get(key) == str(flow["customers"]), key
+    assert_flows(browser, flows)
     return "ready" if flows["flows"] else "empty"
+
+
+def assert_flows(browser: WebDriver, flows: dict[str, Any]) -> None:
+    """The flows panel shows ``flows``: each count in its row (from) and column (to), each
+    segment's entered and left."""
+    matrix, moves = cells(browser, "flows", 0), cells(browser, "flows", 1)
+    shown = {(r[0], to): r[i + 1] for r in matrix[1:] for i, to in enumerate(matrix[0][1:])}
+    expected = {
+        (f["from"] or "(none)", f["to"] or "(none)"): f["customers"] for f in flows["flows"]
+    }
+    assert {key: int(n) for key, n in shown.items() if n} == expected
+    assert moves[0] == ["segment", "entered", "left"]
+    segments = sorted({*flows["entered"], *flows["left"]})
+    assert moves[1:] == [
+        [s, str(flows["entered"].get(s, 0)), str(flows["left"].get(s, 0))] for s in segments
+    ]
 
 
 def check_metrics(browser: WebDriver, worker: WorkerProcess, as_of: str) -> None:
@@ -455,3 +471,46 @@ def nothing_shown(browser: WebDriver) -> None:
     assert not browser.find_element(By.ID, "panels").is_displayed()
     assert browser.execute_script("return Object.keys(Chart.instances).length") == 0
     assert browser.find_elements(By.CSS_SELECTOR, "[data-role=body] *") == []
+
+
+CANNED_FLOWS = {
+    "shop_id": SHOP,
+    "model": "lifecycle",
+    "grain": "month",
+    "start": "2025-10-01",
+    "end": "2025-11-01",
+    "flows": [
+        {"from": None, "to": "new", "customers": 3},
+        {"from": "active", "to": "at_risk", "customers": 2},
+        {"from": "at_risk", "to": "churned", "customers": 1},
+        {"from": "new", "to": None, "customers": 1},
+    ],
+    "entered": {"new": 3, "at_risk": 2, "churned": 1},
+    "left": {"active": 2, "at_risk": 1, "new": 1},
+}
+"""An answer of ``GET /shops/{shop}/flows`` in the shape the route is specified with."""
+
+
+def test_the_flow_matrix_draws_an_answer_of_the_specified_shape(
+    browser: WebDriver, worker: WorkerProcess
+) -> None:
+    """The matrix from an answer the page's fetch is handed (a worker without the flows
+    route still has its page tested on one): every count in place, entered and left."""
+    stub = (
+        f"const canned = {json.dumps(CANNED_FLOWS)}; const real = window.fetch;"
+        "window.fetch = (input, init) => String(input).includes('/flows?')"
+        "  ? Promise.resolve(new Response(JSON.stringify(canned),"
+        "      {status: 200, headers: {'Content-Type': 'application/json'}}))"
+        "  : real(input, init);"
+    )
+    added = browser.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": stub})
+    try:
+        open_console(browser, worker, f"token={PLATFORM_TOKEN}&shop={SHOP}")
+        assert settled(browser)["flows"] == "ready"
+        assert_flows(browser, CANNED_FLOWS)
+        screenshot(browser, "console-flows-specified-shape")
+        assert errors(browser, worker) == []
+    finally:
+        browser.execute_cdp_cmd(
+            "Page.removeScriptToEvaluateOnNewDocument", {"identifier": added["identifier"]}
+        )
