@@ -72,5 +72,6 @@ shops: $shops
     curl -s -H "Authorization: Bearer \$TOKEN" $dev_url/shops/tea-house-1/segments
     curl -s -H "Authorization: Bearer \$TOKEN" '$dev_url/shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01'
     curl -s -H "Authorization: Bearer \$TOKEN" $dev_url/shops/book-club-1/customers/c-0001
+the console (in a browser): $dev_url/console#token=$dev_token&shop=coffee-roaster-1
 the contract: $dev_url/openapi.json · metrics: $dev_url/metrics · changes: .venv/bin/segstream watch --from-start
 DONE

@@ -4,10 +4,10 @@ sdist, then the wheel from the sdist), installed with the pinned versions of
 worker`` against the test broker from a directory with nothing of the checkout in it.
 
 The installed worker validates events against the schemas it ships (a 1e308 order is
-dead-lettered ``schema_invalid``, a good one is processed), serves the OpenAPI document it
-ships, and ``segstream check-config`` works. ``SEGSTREAM_TEST_PYTHONS`` (``make
-test-pythons``) names more interpreters to run the same test with; by default the
-project's own (the one running the tests).
+dead-lettered ``schema_invalid``, a good one is processed), serves the OpenAPI document and
+the console's page and files it ships, and ``segstream check-config`` works.
+``SEGSTREAM_TEST_PYTHONS`` (``make test-pythons``) names more interpreters to run the same
+test with; by default the project's own (the one running the tests).
 """
 
 from __future__ import annotations
@@ -112,3 +112,9 @@ def test_the_installed_wheel_runs_a_worker(worker: WorkerProcess, settings: Sett
     status, served = worker.get_json("/openapi.json", token=None)
     assert status == 200
     assert served == json.loads((REPO_ROOT / "deploy" / "openapi.json").read_text())
+    assets = REPO_ROOT / "service" / "segstream" / "api" / "console_assets"
+    for path, name in (
+        ("/console", "index.html"),
+        ("/console/chart.umd.min.js", "chart.umd.min.js"),
+    ):
+        assert worker.get_text(path) == (assets / name).read_text(), path

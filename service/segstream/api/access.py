@@ -9,7 +9,8 @@ platform; any other token is 403 with no data, whether the shop exists or not. A
 or unknown token is 401. Each worker lets each token make ``api_rate_per_s`` requests per
 second on average, ``api_burst`` at once (a token bucket); beyond that 429 with
 ``Retry-After``. Operations routes (``/metrics``, ``/healthz``, ``/ready``,
-``/openapi.json``) carry no customer data and stay open.
+``/openapi.json``) and the console's page and files (``/console``: the browser reads the
+API with the viewer's token) carry no customer data and stay open.
 
 >>> access = Access({token_hash("t-1"): "shop:tea-1"}, rate_per_s=1.0, burst=10)
 >>> access.check("Bearer t-1", "tea-1") is None

@@ -15,7 +15,9 @@ component schemas are generated instead:
 - ``EventTimestamp``: the contracts' timestamp profile (``envelope.json``);
 - the model registry's lists: ``ModelName``, the models of ``Segments`` and of
   ``SegmentSizes``, the known models of the unknown-model example (a model's ``summary``,
-  ``segment_description`` and ``segment_names``), so adding a model is adding its module.
+  ``segment_description`` and ``segment_names``), so adding a model is adding its module;
+- the console's file names (:data:`segstream.api.console.ASSETS`), which ``/console/{asset}``
+  serves and nothing else.
 
 ``python -m segstream.api.document`` rewrites them in ``deploy/openapi.json``;
 ``tests/unit/api/test_openapi.py`` fails while the document differs from :func:`rewritten`.
@@ -29,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segstream.api.console import ASSETS
 from segstream.segments import available_models
 from segstream.segments.defined.fields import OPEN_PREFIX, FieldType, catalogue
 from segstream.segments.defined.rules import OPS_BY_TYPE, SEGMENT_FIELDS
@@ -41,6 +44,8 @@ CONTRACT_PATH = PACKAGE / "schemas" / "v1" / "segment_definition.json"
 ENVELOPE_PATH = PACKAGE / "schemas" / "v1" / "envelope.json"
 RULE = "SegmentRule."
 """Prefix of the component names of the definition contract's ``$defs``."""
+CONSOLE_ASSET = "/console/{asset}"
+"""The route of the console's files, whose names the document lists."""
 SCALAR_MAX_CHARS = 256
 """Longest string value of a condition (the contract's ``scalar``)."""
 
@@ -282,6 +287,8 @@ def rewritten(spec: dict[str, Any]) -> dict[str, Any]:
     response = updated["paths"][path][method]["responses"][status]
     example = response["content"]["application/json"]["examples"][name]["value"]
     example["detail"] = f"unknown model 'no-model'; known: {', '.join(available_models())}"
+    (asset,) = updated["paths"][CONSOLE_ASSET]["get"]["parameters"]
+    asset["schema"]["enum"] = sorted(ASSETS)
     return updated
 
 

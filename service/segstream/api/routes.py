@@ -25,7 +25,8 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-from segstream.api import definitions, edge, experiments, export, queries
+
+from segstream.api import console, definitions, edge, experiments, export, queries
 from segstream.api.access import Access
 from segstream.api.definitions import DefinitionWriter
 from segstream.api.document import SPEC_PATH
@@ -425,6 +426,7 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     async def segment_templates(web: View, request: Request) -> Response:
         return _refused(route, web, request, None) or web.json(definitions.templates())
 
+    console.register(app)  # the page and its files; the data comes from the views above
     contract = SPEC_PATH.read_bytes()  # the document the contract tests check
 
     @app.page("/openapi.json")

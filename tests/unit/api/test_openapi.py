@@ -61,6 +61,8 @@ SPEC_URI = "urn:segstream:openapi"
 """Base URI the document is registered under, so its ``#/components/...`` refs resolve."""
 OPERATIONS_ROUTES = {"/metrics", "/healthz", "/ready", "/templates", "/openapi.json", "/shops"}
 """Routes of no shop (GET only): operations, and the built-in segment templates."""
+CONSOLE_ROUTES = {"/console", "/console/{asset}"}
+"""The console's page and files (GET only, no token: they hold no data)."""
 HTTP_METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 SERVED: list[tuple[str, str]] = sorted(
     [(path, "get") for path in (*api.SHOP_VIEWS, *api.SHOP_STREAMS)]
@@ -248,7 +250,7 @@ def test_every_schema_is_valid_json_schema_2020_12(spec: dict[str, Any]) -> None
 
 def test_operations_are_complete_and_unique(spec: dict[str, Any]) -> None:
     ids = [operation["operationId"] for _, _, operation in operations(spec)]
-    assert len(ids) == len(set(ids)) == len(SERVED) + len(OPERATIONS_ROUTES)
+    assert len(ids) == len(set(ids)) == len(SERVED) + len(OPERATIONS_ROUTES | CONSOLE_ROUTES)
     for path, item in spec["paths"].items():
         assert set(item) & HTTP_METHODS == methods_of(path), path
     for path, method, operation in operations(spec):
@@ -290,7 +292,9 @@ def test_every_example_matches_its_schema(spec: dict[str, Any], registry: Regist
 
 def test_documents_exactly_the_served_routes_and_methods(spec: dict[str, Any]) -> None:
     documented = {(path, method) for path, method, _ in operations(spec)}
-    assert documented == set(SERVED) | {(path, "get") for path in OPERATIONS_ROUTES}
+    assert documented == set(SERVED) | {
+        (path, "get") for path in OPERATIONS_ROUTES | CONSOLE_ROUTES
+    }
     registries = [set(api.SHOP_VIEWS), set(api.SHOP_POSTS), set(api.DEFINITIONS)]
     assert len(set().union(*registries)) == sum(map(len, registries)), "a path served twice"
 
@@ -518,8 +522,15 @@ class RecordingView:
         body = json.loads(json.dumps(value, allow_nan=False))
         return Reply(body, status, headers=dict(headers or {}))
 
-    def bytes(self, value: bytes, *, content_type: str) -> Reply:
-        return Reply(value.decode(), 200, content_type)
+    def bytes(
+        self,
+        value: bytes,
+        *,
+        content_type: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> Reply:
+        kind = content_type or dict(headers or {}).get("Content-Type", "")
+        return Reply(value.decode(), 200, kind, dict(headers or {}))
 
     def text(self, value: str, *, content_type: str, status: int) -> Reply:
         return Reply(value, status, content_type)
