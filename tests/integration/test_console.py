@@ -53,6 +53,8 @@ from tests.api_fuzz import DEFINITION, REPLAY_ENV, SHOP
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMEDRIVER = Path("/usr/bin/chromedriver")
 ARTIFACTS = REPO_ROOT / "var" / "artifacts" / "console"
+DOWNLOADS = ARTIFACTS / "downloads"
+"""Where the browser saves the files the page downloads (the CSV exports)."""
 READER = "sst_console-test-reader"
 """The token the test reads the API with to know what the page should show: a bucket of
 its own, so the page's requests alone meet the rate limit."""
@@ -151,6 +153,12 @@ def browser() -> Iterator[WebDriver]:
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
+    DOWNLOADS.mkdir(parents=True, exist_ok=True)
+    for old in DOWNLOADS.iterdir():
+        old.unlink()
+    driver.execute_cdp_cmd(
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(DOWNLOADS)}
+    )
     try:
         yield driver
     finally:
@@ -300,6 +308,7 @@ def test_every_panel_draws_the_shops_data_without_an_error(
     check_cohorts_and_journey(browser, worker)
     check_definitions_and_experiments(browser, worker)
     check_customer_lookup(browser, worker, sizes)
+    check_csv_download(browser, worker, sizes)
     shot = screenshot(browser, "console-platform-token")
     assert states == {**dict.fromkeys(PANELS, "ready"), "flows": flows_ok}, states
     assert errors(browser, worker) == []
@@ -317,14 +326,30 @@ def check_segments(browser: WebDriver, worker: WorkerProcess, sizes: dict[str, A
     trend = chart_data(browser, "chart-segment-trend")
     assert len(trend["data"]) == len(lifecycle) and len(trend["labels"]) == 6
     last = trend["labels"][-1]
+    flows = read(worker, f"/shops/{SHOP}/flows?model=lifecycle&grain=month&start={last}-01")
     for segment, series in zip(lifecycle, trend["data"], strict=True):
-        window = read(
-            worker,
-            f"/shops/{SHOP}/metrics?grain=month&start={last}-01&dimension=segment:lifecycle={segment}",
-        )
-        assert series[-1] == window["subscribers"]["end"], segment
+        assert series[-1] == lifecycle[segment], segment  # the month in progress: now
+        net = flows["entered"].get(segment, 0) - flows["left"].get(segment, 0)
+        assert series[-2] == lifecycle[segment] - net, segment  # the month before's end
     assert painted(browser, "chart-segments") > 1000
     assert painted(browser, "chart-segment-trend") > 1000
+
+
+def check_csv_download(browser: WebDriver, worker: WorkerProcess, sizes: dict[str, Any]) -> None:
+    """The largest lifecycle segment's "Download CSV" saves the file the API exports."""
+    lifecycle = sizes["models"]["lifecycle"]
+    segment = max(lifecycle, key=lifecycle.__getitem__)
+    button = panel(browser, "segments").find_element(
+        By.CSS_SELECTOR, f'button[data-segment="{segment}"]'
+    )
+    button.click()
+    saved = DOWNLOADS / f"{SHOP}-lifecycle-{segment}.csv"
+    WebDriverWait(browser, 20).until(lambda _: saved.is_file() and saved.stat().st_size > 0)
+    path = f"/shops/{SHOP}/segments/lifecycle/{segment}/members.csv"
+    status, kind, exported = worker.request("GET", path, token=READER)
+    assert (status, kind) == (200, "text/csv")
+    assert saved.read_bytes() == exported
+    assert exported.count(b"\r\n") == lifecycle[segment] + 1  # the header and every member
 
 
 def check_flows(browser: WebDriver, worker: WorkerProcess, state: str, sizes: Any) -> str:

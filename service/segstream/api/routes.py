@@ -25,7 +25,6 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-
 from segstream.api import console, definitions, edge, experiments, export, queries
 from segstream.api.access import Access
 from segstream.api.definitions import DefinitionWriter

@@ -276,24 +276,79 @@
         },
         options: { indexAxis: "y", plugins: { legend: { display: false } } },
       });
+      $("segment-downloads").replaceChildren(downloads(model, names, sizes));
       await segmentTrend(model, names);
       panel("segments", names.length ? "ready" : "empty");
     });
   }
 
+  // Each segment's members as CSV (GET .../members.csv): fetched with the token, which a
+  // plain link could not send, and handed to the browser as a file.
+  function downloads(model, names, sizes) {
+    return table(
+      ["segment", "customers", "members"],
+      names.map((segment) => {
+        const button = el("button", "Download CSV");
+        button.type = "button";
+        button.dataset.segment = segment;
+        button.addEventListener("click", () => download(model, segment, button));
+        const cell = el("td");
+        cell.append(button);
+        return [segmentLabel(model, segment), fmt(sizes[segment]), cell];
+      }),
+    );
+  }
+
+  async function download(model, segment, button) {
+    const path = shopPath(`/segments/${encodeURIComponent(model)}/${encodeURIComponent(segment)}/members.csv`);
+    button.disabled = true;
+    try {
+      await pace();
+      const response = await fetch(path, {
+        headers: { Authorization: `Bearer ${state.token}` },
+        cache: "no-store",
+        credentials: "omit",
+        referrerPolicy: "no-referrer",
+      });
+      if (!response.ok) {
+        const body = await response.json().catch(() => null);
+        say(`The export of ${segment} failed: ${(body && body.detail) || response.status}`, true);
+        return;
+      }
+      const url = URL.createObjectURL(await response.blob());
+      const link = el("a");
+      link.href = url;
+      link.download = `${state.shop}-${model}-${segment}.csv`.replace(/[^A-Za-z0-9._-]/g, "-");
+      document.body.append(link);
+      link.click();
+      link.remove();
+      setTimeout(() => URL.revokeObjectURL(url), 60000);
+    } finally {
+      button.disabled = false;
+    }
+  }
+
+  // Sizes at each month's end, exact: the sizes now minus the net moves of every later
+  // month (GET /flows); a month the workers no longer keep, and every month before it, is a gap.
   async function segmentTrend(model, names) {
     const months = monthsBack(state.asOf, TREND_MONTHS);
-    const series = await Promise.all(
-      names.map((segment) =>
-        Promise.all(
-          months.map(async (start) => {
-            const dimension = encodeURIComponent(`segment:${model}=${segment}`);
-            const window = await optional(shopPath(`/metrics?grain=month&start=${start}&dimension=${dimension}`));
-            return window === null ? null : window.subscribers.end;
-          }),
-        ),
-      ),
+    const answers = await Promise.all(
+      months.map((start) => optional(shopPath(`/flows?model=${encodeURIComponent(model)}&grain=month&start=${start}`))),
     );
+    const sizes = state.sizes.models[model] || {};
+    const series = names.map(() => new Array(months.length).fill(null));
+    const size = new Map(names.map((segment) => [segment, sizes[segment] || 0]));
+    for (let i = months.length - 1; i >= 0; i -= 1) {
+      names.forEach((segment, n) => {
+        series[n][i] = size.get(segment);
+      });
+      const answer = answers[i];
+      if (answer === null) break;
+      for (const segment of names) {
+        const net = (answer.entered[segment] || 0) - (answer.left[segment] || 0);
+        size.set(segment, size.get(segment) - net);
+      }
+    }
     chart("chart-segment-trend", {
       type: "line",
       data: {
@@ -303,7 +358,7 @@
       options: { scales: { y: { beginAtZero: true } } },
     });
     const note = $("panel-segments").querySelector('[data-role="note"]');
-    note.textContent = `${months[months.length - 1].slice(0, 7)} is the month in progress; a month the workers no longer keep is a gap.`;
+    note.textContent = `Customers in each segment at each month's end (${months[months.length - 1].slice(0, 7)}: now), from the sizes now and each month's flows; a month the workers no longer keep is a gap.`;
   }
 
   function flows() {
