@@ -62,6 +62,10 @@ say "its journey funnel since October (GET /shops/coffee-roaster-1/journey?month
 curl -fs "${auth[@]}" "$dev_url/shops/coffee-roaster-1/journey?months=3" \
     | "$py" -c 'import json, sys; j = json.load(sys.stdin); [print(r.get("cohort") or r["channel"], " -> ".join(s["stage"] + " " + str(s["customers"]) for s in r["funnel"]["stages"])) for r in j["cohorts"] + j["channels"]]'
 
+say "who moved where in its lifecycle in December (GET /shops/coffee-roaster-1/flows?model=lifecycle&start=2025-12-01)"
+curl -fs "${auth[@]}" "$dev_url/shops/coffee-roaster-1/flows?model=lifecycle&start=2025-12-01" \
+    | "$py" -c 'import json, sys; j = json.load(sys.stdin); [print(f["from"] or "(new)", "->", f["to"] or "(left)", f["customers"]) for f in j["flows"]] or print("no moves counted (a worker older than segment flows processed this history)")'
+
 shops="coffee-roaster-1 tea-house-1 snack-box-1 meal-kit-1 soap-maker-1 book-club-1"
 cat <<DONE
 
@@ -72,6 +76,7 @@ shops: $shops
     curl -s -H "Authorization: Bearer \$TOKEN" $dev_url/shops/tea-house-1/segments
     curl -s -H "Authorization: Bearer \$TOKEN" '$dev_url/shops/coffee-roaster-1/metrics?grain=month&start=2025-11-01'
     curl -s -H "Authorization: Bearer \$TOKEN" $dev_url/shops/book-club-1/customers/c-0001
+    curl -s -H "Authorization: Bearer \$TOKEN" $dev_url/shops/tea-house-1/segments/lifecycle/at_risk/members.csv
 the console (in a browser): $dev_url/console#token=$dev_token&shop=coffee-roaster-1
 the contract: $dev_url/openapi.json · metrics: $dev_url/metrics · changes: .venv/bin/segstream watch --from-start
 DONE
