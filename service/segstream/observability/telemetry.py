@@ -228,7 +228,7 @@ STATE_STORE_WRITE_FAILURES = Counter(
 STATE_STORE_BEHIND = Gauge(
     "segstream_state_store_behind_partitions",
     "Partitions whose local store misses a committed batch (it refused the write: a full "
-    "disk); they neither process nor serve until it is written.",
+    "disk): they process nothing until it is written (reads see the batch meanwhile).",
     registry=REGISTRY,
 )
 MODEL_SIZE_BYTES = Snapshot(
