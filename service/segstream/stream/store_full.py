@@ -34,6 +34,8 @@ class StoreCatchUp:
     def caught_up(self, partition: int) -> bool:
         """Whether the partition's stores hold every committed batch (a held one is
         written first); a store that still refuses stalls the partition again."""
+        if not self.commits.behind(partition):
+            return True
         try:
             if self.commits.catch_up(partition):
                 log.warning("state_store_caught_up", partition=partition)
