@@ -5,9 +5,11 @@ batch."""
 
 from __future__ import annotations
 
+import errno
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import fields
+from pathlib import Path
 from typing import Any
 
 from faust.types import TP
@@ -28,11 +30,19 @@ class DictStore:
     def __init__(self) -> None:
         self.data: defaultdict[int, dict[bytes, bytes]] = defaultdict(dict)
         self.offsets: dict[TP, int] = {}
+        self.full = False
+        """While set, every write fails as on a full disk (``ENOSPC``)."""
+        self.refusing = False
+        """Set by a failed write, cleared by :meth:`reopen`: as RocksDB, a store that
+        failed a write refuses every later one until it is opened again."""
 
     def get(self, partition: int, key: bytes) -> bytes | None:
         return self.data[partition].get(key)
 
     def write(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+        if self.full or self.refusing:
+            self.refusing = True
+            raise OSError(errno.ENOSPC, "No space left on device")
         for key, value in items.items():
             if value is None:
                 self.data[partition].pop(key, None)
@@ -50,6 +60,14 @@ class DictStore:
         for key in sorted(self.data[partition]):
             if key.startswith(prefix) and key >= first:
                 yield key, self.data[partition][key]
+
+    def where(self, partition: int) -> Path | None:
+        return None
+
+    def reopen(self, partition: int) -> None:
+        if self.full:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        self.refusing = False
 
 
 class InProcessPipeline:

@@ -217,6 +217,20 @@ PARTITION_STALLED_SINCE = Snapshot(
     "reason; the partition retries by itself. No series: nothing stalled.",
     REGISTRY,
 )
+STATE_STORE_WRITE_FAILURES = Counter(
+    "segstream_state_store_write_failures_total",
+    "Committed batches a table's local store refused to write, by table and reason "
+    "(state_store_full: no space left on the device; state_store_write_failed: anything "
+    "else). The partition stops until the batch is written; it retries by itself.",
+    ["table", "reason"],
+    registry=REGISTRY,
+)
+STATE_STORE_BEHIND = Gauge(
+    "segstream_state_store_behind_partitions",
+    "Partitions whose local store misses a committed batch (it refused the write: a full "
+    "disk): they process nothing until it is written (reads see the batch meanwhile).",
+    registry=REGISTRY,
+)
 MODEL_SIZE_BYTES = Snapshot(
     "segstream_model_size_bytes",
     "Serialized size of a learned model's checkpoints, summed over this worker's shops.",

@@ -27,7 +27,7 @@ from segstream.stream.checkpoint import (
     Work,
     Written,
 )
-from segstream.stream.tables import Pending, TableState
+from segstream.stream.tables import Pending, StoreWriteError, TableState
 from segstream.stream.topics import changelog_topic
 
 
@@ -93,7 +93,8 @@ class Committer:
 
     async def commit(self, work: Work) -> Written:
         """Commit staged ``work`` and apply its writes; when the commit fails, undo them
-        and raise its :class:`FencedError` or :class:`RetryError` again."""
+        and raise its :class:`FencedError` or :class:`RetryError` again. When a local
+        store refuses the committed writes, :class:`StoreWriteError` (they are held)."""
         started = time.perf_counter()
         try:
             written = await self.checkpoint.commit(work)
@@ -139,9 +140,45 @@ class Committer:
         )
         return records, pending
 
+    def behind(self, partition: int) -> bool:
+        """Whether a committed batch of ``partition`` is not in its local stores yet: it
+        must not process, advance or publish until :meth:`catch_up` wrote it."""
+        return any(table.behind(partition) for table in self.tables.values())
+
+    def catch_up(self, partition: int) -> bool:
+        """Write the partition's held batches to the local stores; True when there were
+        any (all written now). Raises :class:`StoreWriteError` while a store refuses."""
+        caught = False
+        try:
+            for table in self.tables.values():
+                caught = table.catch_up(partition) or caught
+        finally:
+            self._show_behind()
+        return caught
+
+    def keep_only(self, kept: set[int]) -> None:
+        """Forget the held batches of partitions this worker no longer owns."""
+        for table in self.tables.values():
+            table.forget_held(kept)
+        self._show_behind()
+
     def _apply(self, partition: int, written: Written) -> None:
-        """The commit succeeded: write the partition's pending writes to the tables."""
+        """The commit succeeded: write the partition's pending writes to the tables. A
+        store that refuses holds its batch (see :meth:`TableState.apply`); the others are
+        written, and the first refusal is raised once all were tried."""
         pending = self._pending.pop(partition, {})
+        refused: StoreWriteError | None = None
         for name, table in self.tables.items():
             tp = TopicPartition(changelog_topic(self.settings, name), partition)
-            table.apply(partition, pending.get(name, {}), tp, written.get(tp, -1))
+            try:
+                table.apply(partition, pending.get(name, {}), tp, written.get(tp, -1))
+            except StoreWriteError as error:
+                telemetry.STATE_STORE_WRITE_FAILURES.labels(name, error.kind).inc()
+                refused = refused or error
+        if refused is not None:
+            self._show_behind()
+            raise refused
+
+    def _show_behind(self) -> None:
+        partitions = range(self.settings.topic_partitions)
+        telemetry.STATE_STORE_BEHIND.set(sum(1 for p in partitions if self.behind(p)))

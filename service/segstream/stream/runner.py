@@ -31,7 +31,8 @@ from segstream.stream.committer import Committer, Progress
 from segstream.stream.gaps import GapGuard
 from segstream.stream.poison import MAX_ERROR_STREAK, Poison, describe, failed
 from segstream.stream.stalls import Stall, Stalls
-from segstream.stream.tables import TableState
+from segstream.stream.store_full import StoreCatchUp
+from segstream.stream.tables import StoreWriteError, TableState
 
 log = get_logger(__name__)
 QUIESCE_S = 10.0
@@ -76,6 +77,7 @@ class BatchRunner:
         self.stalling = Stalls(settings.stall_retry_max_s, self._retry)
         """Partitions stopped by a failure that is not one record's (see :meth:`_stall`)."""
         self.commits = Committer(settings, pipeline, tables, checkpoint)
+        self.stores = StoreCatchUp(self.commits, self._stall)
         self.ready = False
         """Whether the tables hold everything committed for the owned partitions (False
         from a rebalance until Faust's recovery of its assignment has ended)."""
@@ -110,10 +112,10 @@ class BatchRunner:
         every producer, and one stopped under an open commit never answers it (a
         re-evaluation step kept a partition's lock that way and its batches waited for
         good). The wait is bounded, since a holder may itself wait for the rebalance."""
-        held = await self._quiesce(QUIESCE_S)
+        held = await quiesce(self.locks, QUIESCE_S)
         try:
             self.commits.forget_reads()
-            self._forget_stalls(partitions)
+            self._forget_others(partitions)
             await self.checkpoint.assign(partitions)
         finally:
             for lock in held:
@@ -125,24 +127,11 @@ class BatchRunner:
         """The stalled partitions and why (what ``/ready`` lists)."""
         return self.stalling.stalled
 
-    def _forget_stalls(self, kept: set[int]) -> None:
-        """Stalls of partitions this worker no longer owns are their new owner's now."""
+    def _forget_others(self, kept: set[int]) -> None:
+        """Stalls and held store writes of partitions this worker no longer owns are their
+        new owner's now (it restores the writes from the changelog)."""
         self.poison.forget(self.stalling.keep_only(kept))
-
-    async def _quiesce(self, within_s: float) -> list[asyncio.Lock]:
-        """Take every partition's lock, waiting at most ``within_s`` in all; the ones taken."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + within_s
-        held = []
-        for partition in sorted(self.locks):
-            lock = self.locks[partition]
-            try:
-                await asyncio.wait_for(lock.acquire(), max(deadline - loop.time(), 0.001))
-            except TimeoutError:
-                log.warning("partition_busy_at_rebalance", partition=partition)
-                continue
-            held.append(lock)
-        return held
+        self.commits.keep_only(kept)
 
     async def run(self, events: Sequence[faust.types.EventT[Any]]) -> None:
         """Process and commit one batch: each partition's records in arrival order, the
@@ -165,7 +154,7 @@ class BatchRunner:
         from committed state only: between the partition's batches, never during
         recovery. Returns how many were sent."""
         async with self.locks[partition]:
-            if not self.ready or partition not in self.checkpoint.partitions:
+            if not self._current(partition):
                 return 0
             outputs = make()
             if outputs:
@@ -178,7 +167,7 @@ class BatchRunner:
         batches, in one transaction with its state, never during recovery. Returns how
         many segment changes were committed."""
         async with self.locks[partition]:
-            if not self.ready or partition not in self.checkpoint.partitions:
+            if not self._current(partition):
                 return 0
             outcomes = make()
             if not outcomes:
@@ -191,16 +180,24 @@ class BatchRunner:
                 await self.commits.commit(work)
             except (FencedError, RetryError):
                 return 0  # undone: the next tick tries again
+            except StoreWriteError as error:  # committed, held: the partition stops
+                self.stores.refused(error)
             changes = [change for outcome in outcomes for change in outcome.changes]
             count_changes(changes)
             return len(changes)
+
+    def _current(self, partition: int) -> bool:
+        """Whether the partition's tables are this worker's and hold every committed
+        batch: what a step that no input record caused reads from."""
+        owned = self.ready and partition in self.checkpoint.partitions
+        return owned and not self.commits.behind(partition)
 
     async def _run_locked(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
         async with self.locks[partition]:
             await self._run(partition, events)
 
     async def _run(self, partition: int, events: list[faust.types.EventT[Any]]) -> None:
-        if self.stalling.waiting(partition):
+        if self.stalling.waiting(partition) or not self.stores.caught_up(partition):
             telemetry.RECORDS_REFETCHED.inc(len(events))  # read again when it retries
             return
         if self.guard is not None and partition in self.checkpoint.partitions:
@@ -236,6 +233,11 @@ class BatchRunner:
                 await self.commits.commit(work)
             except FencedError:
                 return  # undone: the partition is another worker's now
+            except StoreWriteError as error:  # committed, held: the partition stops
+                self.poison.committed(partition, trailing)
+                count(outcomes)
+                self.stores.refused(error)
+                return
             except RetryError as error:
                 attempts += 1
                 if attempts >= MAX_COMMIT_ATTEMPTS:
@@ -278,7 +280,7 @@ class BatchRunner:
         """The pipeline's outcome and its output records; a record the pipeline fails on
         (a bug, or a value it cannot represent) is dead-lettered, and the batch re-runs
         without it, so none of its half-made writes commit."""
-        topic = self._carried(event, source)
+        topic = carried(event, source.topic, self.repartition, [*self.expected, self.definitions])
         poisoned = self.poison.why(source)
         if poisoned is not None or topic is None:
             reason: DeadLetterReason = "processing_error" if topic is not None else "wrong_topic"
@@ -297,15 +299,6 @@ class BatchRunner:
         except Exception as error:
             self.poison.add(source, error)
             raise _RerunError from error
-
-    def _carried(self, event: faust.types.EventT[Any], source: Source) -> str | None:
-        """The topic whose kind of record ``event`` is: its own, or for a record on the
-        repartition topic the one it was found on (its origin header); None when a record
-        there has no origin segstream reads."""
-        if source.topic != self.repartition:
-            return source.topic
-        topic = _origin_topic(event.message.headers)
-        return topic if topic in self.expected or topic == self.definitions else None
 
     def _blame(
         self, partition: int, events: Sequence[faust.types.EventT[Any]], error: Exception
@@ -338,6 +331,10 @@ class BatchRunner:
         async with self.locks[partition]:
             if partition not in self.stalls or partition not in self.checkpoint.partitions:
                 return
+            if self.commits.behind(partition):
+                if not self.stores.caught_up(partition):
+                    return
+                self.stalling.resume(partition)
             if self.guard is not None:
                 await self.seek_back(partition)
 
@@ -348,6 +345,22 @@ class BatchRunner:
         failed = await seek_to_tables(self.guard, self.tables["shops"], partition, self.topics)
         if failed is not None:
             self._stall(partition, failed)
+
+
+async def quiesce(locks: Mapping[int, asyncio.Lock], within_s: float) -> list[asyncio.Lock]:
+    """Take every partition's lock, waiting at most ``within_s`` in all; the ones taken."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    held = []
+    for partition in sorted(locks):
+        lock = locks[partition]
+        try:
+            await asyncio.wait_for(lock.acquire(), max(deadline - loop.time(), 0.001))
+        except TimeoutError:
+            log.warning("partition_busy_at_rebalance", partition=partition)
+            continue
+        held.append(lock)
+    return held
 
 
 async def seek_to_tables(
@@ -364,6 +377,18 @@ async def seek_to_tables(
     except KafkaError as error:
         return f"seeking to the committed offsets: {describe(error)}"
     return None
+
+
+def carried(
+    event: faust.types.EventT[Any], topic: str, repartition: str, readable: Sequence[str]
+) -> str | None:
+    """The topic whose kind of record ``event`` (read from ``topic``) is: its own, or for a
+    record on the ``repartition`` topic the one it was found on (its origin header); None
+    when a record there has no origin among the ``readable`` topics."""
+    if topic != repartition:
+        return topic
+    origin = _origin_topic(event.message.headers)
+    return origin if origin in readable else None
 
 
 def _origin_topic(headers: Any) -> str | None:

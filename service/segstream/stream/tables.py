@@ -14,8 +14,14 @@ values are stored in the table's codec (:data:`CODECS`).
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import gc
 import heapq
+import shutil
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
 
 import faust
@@ -28,6 +34,61 @@ from segstream.state.store import Tables
 
 Pending = dict[bytes, bytes | None]
 """A partition's uncommitted writes: key -> value, None deletes."""
+REOPEN_MARGIN_BYTES = 1 << 20
+"""Free bytes beyond a held batch's own size before its store is reopened to write it
+again (reopening replays the store's log and starts a new one: it needs room too)."""
+
+
+class StoreWriteError(Exception):
+    """A committed batch could not be written to a table's local store (a full disk,
+    most often): the store is behind its changelog until the batch is written again."""
+
+    def __init__(self, table: str, partition: int, path: Path | None, cause: BaseException):
+        self.table, self.partition, self.path = table, partition, path
+        self.free_bytes = free_bytes(path)
+        text = str(cause).replace("\n", " ")
+        self.no_space = "No space left on device" in text or (
+            isinstance(cause, OSError) and cause.errno == errno.ENOSPC
+        )
+        self.detail = f"{type(cause).__name__}: {text}"[:300]
+        super().__init__(self.reason)
+
+    @property
+    def kind(self) -> str:
+        """``state_store_full`` (ENOSPC) or ``state_store_write_failed`` (anything else)."""
+        return "state_store_full" if self.no_space else "state_store_write_failed"
+
+    @property
+    def reason(self) -> str:
+        """One line for ``/ready`` and the logs: what, where, how much room is left."""
+        free = "?" if self.free_bytes is None else str(self.free_bytes)
+        return (
+            f"{self.kind}: table {self.table} partition {self.partition} at "
+            f"{self.path or '(memory)'}, {free} bytes free: {self.detail}"
+        )
+
+
+def free_bytes(path: Path | None) -> int | None:
+    """Free bytes on the filesystem holding ``path`` (or its nearest existing parent)."""
+    while path is not None and not path.exists() and path.parent != path:
+        path = path.parent
+    if path is None:
+        return None
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return None
+
+
+@dataclass(slots=True)
+class Held:
+    """A committed batch of one partition that its local store refused: the encoded
+    writes to write again, and their values as the readers see them meanwhile."""
+
+    writes: Pending
+    values: dict[str, Any]
+    tp: TP
+    offset: int
 
 
 class LocalStore(Protocol):
@@ -50,6 +111,15 @@ class LocalStore(Protocol):
     ) -> Iterator[tuple[bytes, bytes]]:
         """Every key and value of the partition whose key starts with ``prefix``, in key
         order, from ``start`` on (``start`` not below ``prefix``)."""
+        ...
+
+    def where(self, partition: int) -> Path | None:
+        """The partition's files (None: it keeps none)."""
+        ...
+
+    def reopen(self, partition: int) -> None:
+        """Close and open the partition's store again (RocksDB refuses every write after
+        one failed, until it is opened again)."""
         ...
 
 
@@ -90,6 +160,19 @@ class RocksStore:
                 return
             yield key, value
 
+    def where(self, partition: int) -> Path | None:
+        path: Path = self.store.partition_path(partition)
+        return path
+
+    def reopen(self, partition: int) -> None:
+        db = self.store._dbs.pop(partition, None)
+        if db is not None:
+            with contextlib.suppress(Exception):  # it closes with the error that stopped it
+                db.close()
+            del db
+            gc.collect()  # the last reference goes: RocksDB releases its lock file
+        self.store._db_for_partition(partition)
+
 
 class MemoryStore:
     """A Faust memory store: one dict, with each key's partition remembered beside it."""
@@ -122,6 +205,12 @@ class MemoryStore:
         for key in sorted(k for k in self.keys(partition) if k.startswith(prefix)):
             if key >= first:
                 yield key, self.store.data[key]
+
+    def where(self, partition: int) -> Path | None:
+        return None
+
+    def reopen(self, partition: int) -> None:
+        """Nothing to reopen: memory never refuses a write."""
 
 
 def local_store(table: faust.types.TableT[Any, Any]) -> LocalStore:
@@ -174,17 +263,19 @@ class TableState(MutableMapping[str, Any]):
         self._pending: dict[int, dict[str, Any]] = {}
         self._cache: dict[str, Any] = {}
         self._cache_size = cache_size
+        self._held: dict[int, Held] = {}
+        """Committed batches the local store refused (:meth:`apply`), by partition."""
 
     # ------------------------------------------------------------ mapping
 
     def __getitem__(self, key: str) -> Any:
         partition = partition_of(key, self._partitions)
-        pending = self._pending.get(partition)
-        if pending is not None and key in pending:
-            value = pending[key]
-            if value is _DELETED:
-                raise KeyError(key)
-            return value
+        for written in (self._pending.get(partition), self._held_values(partition)):
+            if written is not None and key in written:
+                value = written[key]
+                if value is _DELETED:
+                    raise KeyError(key)
+                return value
         cached = self._cache.get(key, _DELETED)
         if cached is not _DELETED:
             return cached
@@ -213,7 +304,7 @@ class TableState(MutableMapping[str, Any]):
     def keys_of(self, partition: int, prefix: str = "", start: str | None = None) -> Iterator[str]:
         """The keys of one partition (this batch's writes included) starting with
         ``prefix``, in order, from ``start`` on (the whole prefix when None)."""
-        pending = self._pending.get(partition, {})
+        pending = {**(self._held_values(partition) or {}), **self._pending.get(partition, {})}
         first = prefix if start is None or start < prefix else start
         stored = (
             key.decode()
@@ -242,11 +333,72 @@ class TableState(MutableMapping[str, Any]):
         self._cache.clear()
 
     def apply(self, partition: int, writes: Pending, tp: TP, offset: int) -> None:
-        """The partition's batch committed: write it to the local store."""
+        """The partition's batch committed: write it to the local store. When the store
+        refuses (a full disk) the batch is held: reads see it, :meth:`catch_up` writes it
+        again, and :class:`StoreWriteError` says why (the caller stops the partition)."""
         pending = self._pending.pop(partition, {})
+        if partition in self._held:  # a caller went on while behind: keep the order
+            held = self._held[partition]
+            held.writes.update(writes)
+            held.values.update(pending)
+            held.offset = offset if writes else held.offset
+            raise self._refused(partition, RuntimeError("an earlier batch is not written yet"))
         if writes:
-            self._store().write(partition, writes, tp, offset)
-        for key, value in pending.items():
+            try:
+                self._store().write(partition, writes, tp, offset)
+            except Exception as error:
+                self._held[partition] = Held(writes, pending, tp, offset)
+                raise self._refused(partition, error) from error
+        self._settle(pending)
+
+    def behind(self, partition: int) -> bool:
+        """Whether a committed batch of ``partition`` is not in the local store yet."""
+        return partition in self._held
+
+    def catch_up(self, partition: int) -> bool:
+        """Write the partition's held batch, if any, reopening the store when there seems
+        room for it (a RocksDB that failed a write refuses every later one until then).
+        True when a held batch was written; raises :class:`StoreWriteError` when the
+        store still refuses it."""
+        held = self._held.get(partition)
+        if held is None:
+            return False
+        store = self._store()
+        try:
+            store.write(partition, held.writes, held.tp, held.offset)
+        except Exception as error:
+            if not self._room_for(partition, held):
+                raise self._refused(partition, error) from error
+            try:
+                store.reopen(partition)
+                store.write(partition, held.writes, held.tp, held.offset)
+            except Exception as again:
+                raise self._refused(partition, again) from again
+        del self._held[partition]
+        self._settle(held.values)
+        return True
+
+    def forget_held(self, kept: set[int]) -> None:
+        """Drop the held batches of partitions not in ``kept`` (their new owner restores
+        them from the changelog, where they are)."""
+        for partition in set(self._held) - kept:
+            del self._held[partition]
+
+    def _held_values(self, partition: int) -> dict[str, Any] | None:
+        held = self._held.get(partition)
+        return None if held is None else held.values
+
+    def _room_for(self, partition: int, held: Held) -> bool:
+        size = sum(len(k) + len(v or b"") for k, v in held.writes.items())
+        free = free_bytes(self._store().where(partition))
+        return free is None or free >= size + REOPEN_MARGIN_BYTES
+
+    def _refused(self, partition: int, error: BaseException) -> StoreWriteError:
+        return StoreWriteError(self.name, partition, self._store().where(partition), error)
+
+    def _settle(self, values: dict[str, Any]) -> None:
+        """Values now in the local store: cache them (a deleted key leaves the cache)."""
+        for key, value in values.items():
             if value is _DELETED:
                 self._cache.pop(key, None)
             else:

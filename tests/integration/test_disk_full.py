@@ -1,0 +1,169 @@
+"""A full disk under RocksDB: a real worker's state directory is a small tmpfs, a file
+fills it mid-stream, and RocksDB's writes fail with ``No space left on device``.
+
+The worker must stop the partitions whose store refused a committed batch (``/ready``
+names ``state_store_full`` with the path and free bytes, a gauge and a counter say so),
+keep running, lose nothing, and once the file is gone write the held batches, go on by
+itself, and end where a run that never filled up ends: in the changelogs, in the change
+topic (one unbroken chain per customer and model) and in its own local stores.
+
+A real ``ENOSPC`` needs a filesystem that fills: the test mounts a tmpfs, which needs
+root (the CI here runs as root; elsewhere it is skipped, saying so)."""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import json
+import os
+import shutil
+import subprocess
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import rocksdict
+
+from harness.kafka_io import settled
+from harness.workers import WorkerProcess, isolated_settings, until
+from segstream.domain.events import parse_time
+from segstream.settings import Settings
+from segstream.stream.tables import CODECS
+from segstream.stream.topics import ensure_topics
+from segstream.tools.publish import publish
+from segstream.tools.simulation.generator import SimulationConfig, generate
+from tests.integration.test_recovery import comparable, reference_tables, wait_until_equal
+from tests.integration.ticks import tick_orders
+
+pytestmark = pytest.mark.asyncio(loop_scope="session")
+TMPFS_BYTES = 64 * 1024 * 1024
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: int) -> Iterator[Path]:
+    """A tmpfs of ``size`` bytes mounted at ``path`` (unmounted at the end)."""
+    if os.geteuid() != 0:
+        pytest.skip("a real ENOSPC needs a tmpfs, and mounting one needs root")
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def fill(directory: Path) -> Path:
+    """A file that takes every free byte of ``directory``'s filesystem."""
+    filler = directory / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for size in (1 << 20, 4096, 1):  # down to the last byte of the last page
+            with contextlib.suppress(OSError):
+                while os.write(fd, b"\0" * size):
+                    pass
+    finally:
+        os.close(fd)
+    assert shutil.disk_usage(directory).free == 0
+    return filler
+
+
+def ready_state(worker: WorkerProcess) -> dict[str, Any]:
+    worker.assert_running()
+    status, body = worker.get_json("/ready")
+    assert isinstance(body, dict), (status, body)
+    return body
+
+
+def full_stalls(state: dict[str, Any]) -> list[dict[str, Any]]:
+    return [s for s in state["stalled"] if s["reason"].startswith("state_store_full: ")]
+
+
+def local_customers(data_dir: Path) -> dict[str, Any]:
+    """The customers table as the worker's own RocksDB stores hold it (read-only)."""
+    found: dict[str, Any] = {}
+    databases = sorted(data_dir.glob("**/*customers*.db"))
+    assert databases, f"no customers store under {data_dir}"
+    for path in databases:
+        options = rocksdict.Options(raw_mode=True)
+        db = rocksdict.Rdict(str(path), options, access_type=rocksdict.AccessType.read_only())
+        try:
+            for key, raw in db.items():
+                assert isinstance(key, bytes) and isinstance(raw, bytes)  # raw mode
+                if not key.startswith(b"__faust"):
+                    name = key.decode()
+                    found[name] = CODECS["customers"].decode(name, raw).to_json()
+        finally:
+            db.close()
+    return found
+
+
+async def assert_changes_chain(settings: Settings, table: dict[str, Any]) -> None:
+    """Every customer's changes per model follow each other (a batch committed twice would
+    repeat one) and end at the table's segment."""
+    records = await settled(settings.kafka_bootstrap, settings.topic("segment_changes"))
+    history: dict[tuple[str, str, str], list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        change = json.loads(record.value)
+        if change["kind"] == "segment_changed":
+            history[(change["shop_id"], change["customer_id"], change["model"])].append(change)
+    assert history
+    for (shop_id, customer_id, model), chain in history.items():
+        chain.sort(key=lambda c: parse_time(c["changed_at"]))
+        for before, after in itertools.pairwise(chain):
+            assert after["previous"] == before["current"], (shop_id, customer_id, model)
+        assert chain[-1]["current"] == table[f"{shop_id}/{customer_id}"]["segments"].get(model)
+
+
+async def test_a_full_state_directory_stops_partitions_and_recovers_once_space_is_back(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    settings = isolated_settings(kafka_bootstrap, "diskfull")
+    await ensure_topics(settings)
+    simulation = generate(
+        SimulationConfig(seed=29, shops_per_kind=1, customers_per_shop=15, days=200)
+    )
+    outbox = simulation.outbox()
+    half = len(outbox) // 2
+    ticks = tick_orders(outbox, timedelta(days=2), "last")
+    with tmpfs(tmp_path / "state", TMPFS_BYTES) as state_dir:
+        worker = WorkerProcess.for_settings(
+            settings, state_dir, extra_env={"SEGSTREAM_STALL_RETRY_MAX_S": "5"}
+        )
+        try:
+            worker.start()
+            worker.wait_ready()
+            await publish(outbox[:half], settings)
+            facts = reference_tables(outbox[:half], settings)
+            await wait_until_equal(settings, facts, worker, facts_only=True, timeout_s=40)
+
+            filler = fill(state_dir)
+            await publish(outbox[half:], settings)
+            stopped = until(
+                lambda: ready_state(worker),
+                lambda state: not state["ready"] and bool(full_stalls(state)),
+                "a partition stalled with state_store_full",
+                limit=20,
+            )
+            reason = full_stalls(stopped)[0]["reason"]
+            assert str(state_dir) in reason and " bytes free: " in reason, reason
+            assert worker.metric("segstream_state_store_behind_partitions") >= 1
+            assert worker.metric("segstream_state_store_write_failures_total") >= 1
+            assert "Traceback" not in worker.log_path.read_text(errors="replace")
+
+            filler.unlink()
+            until(lambda: ready_state(worker), lambda state: state["ready"], "ready again", 25)
+            assert worker.metric("segstream_state_store_behind_partitions") == 0
+            await publish(ticks, settings)
+            expected = reference_tables(outbox + ticks, settings)
+            table = await wait_until_equal(settings, expected, worker, timeout_s=30)
+            await assert_changes_chain(settings, table)
+        finally:
+            worker.stop()
+        assert "Traceback" not in worker.log_path.read_text(errors="replace")
+        local = local_customers(state_dir)
+        assert {k: comparable(v) for k, v in local.items()} == {
+            k: comparable(v) for k, v in expected.items()
+        }
