@@ -48,6 +48,10 @@ class WebhookStore:
             raise TimeoutError("the webhooks topic could not be read in time")
         return self.directory
 
+    async def send(self, shop_id: str, webhook_id: str, value: bytes | None) -> None:
+        """Write one record (None: a tombstone) and wait until the broker has it."""
+        await self.writer.send(shop_id, webhook_id, value)
+
     def lock(self, shop_id: str) -> asyncio.Lock:
         """The lock of the shop's writes."""
         return self._locks.setdefault(shop_id, asyncio.Lock())
@@ -115,16 +119,14 @@ async def delete(store: WebhookStore, shop_id: str, webhook_id: str) -> tuple[in
     async with store.lock(shop_id):
         directory = await store.read()
         current = _found(directory, shop_id, webhook_id)
-        await store.writer.send(shop_id, webhook_id, None)
+        await store.send(shop_id, webhook_id, None)
         answer = {"shop_id": shop_id, "webhook_id": webhook_id, "version": current.version}
         done = await _applied(lambda: directory.get(shop_id, webhook_id) is None)
     return (200, {**answer, "status": "deleted"}) if done else (202, _pending(answer))
 
 
 async def _write(store: WebhookStore, webhook: Webhook, status: int) -> tuple[int, dict[str, Any]]:
-    await store.writer.send(
-        webhook.shop_id, webhook.webhook_id, json.dumps(webhook.to_record()).encode()
-    )
+    await store.send(webhook.shop_id, webhook.webhook_id, json.dumps(webhook.to_record()).encode())
     directory = store.directory
     done = await _applied(lambda: directory.versions.get(webhook.key, 0) >= webhook.version)
     answer = webhook.public()
