@@ -66,8 +66,8 @@ class Outcome:
 Post = Callable[[str, bytes, dict[str, str]], Awaitable[Attempt]]
 """POST (url, body, headers) once; what it got (never raises)."""
 Finish = Callable[[Webhook, Job, Outcome], Awaitable[None]]
-"""Called once per job that ends delivered or dead-lettered (the caller writes the dead
-letter, then counts the job's offset as finished)."""
+"""Called once per job when it ends (the caller writes a dead letter, then counts the
+job's offset as finished, unless the job's partition went elsewhere meanwhile)."""
 Live = Callable[[Webhook, Job], Webhook | None]
 """The endpoint's current version for a job, or None when the job is to be dropped."""
 
@@ -111,8 +111,7 @@ class Endpoint:
             job = await lane.get()
             try:
                 outcome = await self.deliver(job)
-                if outcome.kind != "dropped":
-                    await self.finish(self.webhook, job, outcome)
+                await self.finish(self.webhook, job, outcome)
             finally:
                 self.queued -= 1
 

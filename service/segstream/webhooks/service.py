@@ -143,14 +143,16 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
     def live(self, webhook: Webhook, job: Job) -> Webhook | None:
         """The endpoint's current version, None to drop ``job``: the endpoint was deleted,
         or the job's partition is no longer this process's."""
-        if self.generation.get(job.partition, 0) != job.generation:
-            return None
-        if job.partition not in self.progress:
+        if not self._current(job):
             return None
         return self.directory.get(webhook.shop_id, webhook.webhook_id)
 
     async def finish(self, webhook: Webhook, job: Job, outcome: Outcome) -> None:
-        """Count a job's end; write a dead letter (and wait for the broker) first."""
+        """Count a job's end and its offset as finished; a dead letter is written (and
+        acknowledged) first. A job of a partition this process no longer owns changes
+        nothing: the partition's next owner sends it again."""
+        if not self._current(job):
+            return
         if outcome.kind == "dead_lettered":
             await self._send_dead_letter(webhook, job, outcome)
             telemetry.WEBHOOK_DEAD_LETTERS.labels(reason=outcome.reason).inc()
@@ -163,10 +165,14 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
                 last_status=outcome.last.status if outcome.last else None,
             )
         telemetry.WEBHOOK_DELIVERIES.labels(outcome=outcome.kind).inc()
-        if self.generation.get(job.partition, 0) == job.generation:
-            progress = self.progress.get(job.partition)
-            if progress is not None:
-                progress.finish(job.offset)
+        progress = self.progress.get(job.partition)
+        if progress is not None and self._current(job):
+            progress.finish(job.offset)
+
+    def _current(self, job: Job) -> bool:
+        """Whether ``job``'s partition is still this process's, as when it was read."""
+        same = self.generation.get(job.partition, 0) == job.generation
+        return same and job.partition in self.progress
 
     async def _send_dead_letter(self, webhook: Webhook, job: Job, outcome: Outcome) -> None:
         assert self.producer is not None
@@ -209,6 +215,13 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
             for tp, offset in offsets.items():
                 self.committed[tp.partition] = offset
         self._gauges()
+
+    async def forget_deleted(self) -> None:
+        """Stop the lanes of endpoints deleted meanwhile once their queues are empty."""
+        for key, endpoint in list(self.endpoints.items()):
+            if endpoint.queued == 0 and self.directory.get(*key) is None:
+                del self.endpoints[key]
+                await endpoint.close()
 
     def _gauges(self) -> None:
         queued = [endpoint.queued for endpoint in self.endpoints.values()]
@@ -256,12 +269,17 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
                     self.dispatch(tp.partition, record)
             if time.monotonic() >= next_commit:
                 await self.commit()
+                await self.forget_deleted()
                 next_commit = time.monotonic() + interval
 
-    async def _close(self) -> None:
+    async def _close_endpoints(self) -> None:
+        """Stop every endpoint's lanes and wait for the dead letters being written."""
         for endpoint in self.endpoints.values():
             await endpoint.close()
         await asyncio.gather(*self.tasks, return_exceptions=True)
+
+    async def _close(self) -> None:
+        await self._close_endpoints()
         if self.consumer is not None:
             await self.commit()
             await self.consumer.stop()

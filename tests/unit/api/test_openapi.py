@@ -40,6 +40,7 @@ from yarl import URL
 from harness.stores import feed
 from segstream.api import document, edge
 from segstream.api import routes as api
+from segstream.api import webhooks as webhook_views
 from segstream.api.access import token_hash
 from segstream.api.webhooks import WebhookStore
 from segstream.domain.changes import Source
@@ -674,7 +675,7 @@ class Worker:
         wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline, runner=runner_))
         with (
             patch.object(api, "DefinitionWriter", lambda settings: topic),
-            patch.object(api.webhooks, "WebhookStore", StandInWebhooks),
+            patch.object(webhook_views, "WebhookStore", StandInWebhooks),
         ):
             api.register_views(wiring, settings)
         return cls(stand_in, runner, topic)
