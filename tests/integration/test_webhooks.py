@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
+from aiokafka import AIOKafkaProducer
 from standardwebhooks import Webhook as ReferenceWebhook
 
 from harness.kafka_io import consume_all
@@ -127,7 +128,7 @@ def receiver() -> Iterator[Receiver]:
 def delivery_process(settings: Settings, data_dir: Path) -> WorkerProcess:
     """``segstream webhooks`` for ``settings``, run like a worker (its log beside)."""
     process = WorkerProcess.for_settings(settings, data_dir, dict(DELIVERY_ENV))
-    process.extra_env["SEGSTREAM_WEBHOOK_METRICS_PORT"] = str(free_port())
+    process.extra_env["SEGSTREAM_WEBHOOK_METRICS_PORT"] = str(process.web_port)  # metric()
     process.command = (*process.command[:-1], "webhooks")
     return process
 
@@ -179,6 +180,7 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
         assert secret.startswith("whsec_")
         status, listed = await asyncio.to_thread(first.request_json, "GET", path)
         assert status == 200 and "secret" not in json.dumps(listed), listed
+        await produce_malformed_webhook_records(settings)
         sender.start()
 
         half = len(outbox) // 2
@@ -204,6 +206,10 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
             return {r.headers["webhook-id"] for r in receiver.delivered()}
 
         await wait_for(lambda: expected <= ids(), "every change delivered", second, successor)
+        assert successor.metric("segstream_webhook_records_skipped_total") == 2
+        assert successor.metric("segstream_webhook_deliveries_total", outcome="delivered") > 0
+        dead = settings.topic("webhook_dead_letters")
+        assert await consume_all(kafka_bootstrap, dead) == []
     finally:
         for process in (first, second, sender, successor):
             process.kill()
@@ -214,6 +220,19 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
         f"{len(expected - ids())}, {time.monotonic() - started:.1f} s"
     )
     assert time.monotonic() - started < 90
+
+
+async def produce_malformed_webhook_records(settings: Settings) -> None:
+    """Two records on the webhooks topic that are no endpoint: skipped, counted, no crash
+    (the broker refuses a record without key on a compacted topic: that cannot happen)."""
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    await producer.start()
+    try:
+        topic = settings.topic("webhooks")
+        await producer.send_and_wait(topic, b"not json", key=b"shop|wh_0000000000000000")
+        await producer.send_and_wait(topic, b'{"kind": "webhook"}', key=b"shop|wh_1")
+    finally:
+        await producer.stop()
 
 
 def verify_every_request(requests: list[Received], secret: str, changes: list[Any]) -> None:
