@@ -14,6 +14,7 @@ import signal
 import sys
 
 from aiohttp import web
+from aiokafka.errors import KafkaError
 from prometheus_client import generate_latest
 
 from segstream.observability import logs, telemetry
@@ -77,8 +78,8 @@ def main(argv: list[str] | None = None) -> int:
     logs.configure(settings)
     try:
         asyncio.run(run(settings, args.seconds))
-    except OSError as error:
-        print(f"segstream webhooks: {error}", file=sys.stderr)
+    except (KafkaError, TimeoutError, OSError) as error:
+        print(f"segstream webhooks: {type(error).__name__}: {error}"[:500], file=sys.stderr)
         return 1
     return 0
 
