@@ -176,6 +176,7 @@ async def answer_write(view: View, write: Callable[[], Awaitable[tuple[int, Any]
 CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (definitions.ConflictError, 409, "conflict"),
     (webhooks.WebhookConflictError, 409, "conflict"),
+    (webhooks.WebhooksUnavailableError, 503, "unavailable"),
     (WebhookError, 422, "invalid_webhook"),
     (queries.NotFoundError, 404, "not_found"),
     (queries.BadRequestError, 400, "bad_request"),

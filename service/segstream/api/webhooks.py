@@ -16,6 +16,8 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from aiokafka.errors import KafkaError
+
 from segstream.api.edge import BadRequestError, NotFoundError, json_body
 from segstream.settings import Settings
 from segstream.webhooks.directory import DirectoryFeed, WebhookDirectory, WebhookWriter
@@ -32,6 +34,10 @@ class WebhookConflictError(Exception):
     """The shop has as many endpoints as it may (HTTP 409)."""
 
 
+class WebhooksUnavailableError(Exception):
+    """The webhooks topic cannot be read or written now (HTTP 503: retry)."""
+
+
 class WebhookStore:
     """The directory this worker follows, the writer, and one lock per shop."""
 
@@ -45,12 +51,16 @@ class WebhookStore:
     async def read(self) -> WebhookDirectory:
         """The directory, once everything on the topic at start has been read."""
         if not await self.feed.ready(APPLY_WAIT_S):
-            raise TimeoutError("the webhooks topic could not be read in time")
+            raise WebhooksUnavailableError("the webhooks topic cannot be read now; retry shortly")
         return self.directory
 
     async def send(self, shop_id: str, webhook_id: str, value: bytes | None) -> None:
         """Write one record (None: a tombstone) and wait until the broker has it."""
-        await self.writer.send(shop_id, webhook_id, value)
+        try:
+            await self.writer.send(shop_id, webhook_id, value)
+        except KafkaError as error:
+            detail = f"the webhooks topic cannot be written now ({type(error).__name__}); retry"
+            raise WebhooksUnavailableError(detail) from None
 
     def lock(self, shop_id: str) -> asyncio.Lock:
         """The lock of the shop's writes."""

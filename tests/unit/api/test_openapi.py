@@ -1592,3 +1592,17 @@ def test_a_bad_webhook_body_gets_the_documented_error_and_writes_nothing(
     assert reply.body.get("path") == path, reply
     assert_documented(spec, registry, WEBHOOKS, reply, "post")
     assert STAND_INS[-1].records == []
+
+
+def test_a_webhooks_topic_that_cannot_be_read_is_the_documented_503(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
+
+    async def unreadable() -> WebhookDirectory:
+        raise webhook_views.WebhooksUnavailableError("the webhooks topic cannot be read now")
+
+    STAND_INS[-1].read = unreadable  # type: ignore[method-assign]
+    reply = worker.get(WEBHOOKS, None, shop_id="coffee-roaster-1")
+    assert reply.status == 503 and reply.body["error"] == "unavailable", reply
+    assert_documented(spec, registry, WEBHOOKS, reply)
