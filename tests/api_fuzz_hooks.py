@@ -59,12 +59,12 @@ def _ordered(node: Any) -> Any:
         fixed["value"] = sorted(value)
     lows = [fixed[k] for k in RANGE_LOW if isinstance(fixed.get(k), int | float)]
     highs = [fixed[k] for k in RANGE_HIGH if isinstance(fixed.get(k), int | float)]
-    if lows and highs and max(lows) > min(highs):
+    if lows and highs and max(lows) >= min(highs):
+        top = max(lows)
+        top += max(1.0, abs(top) * 1e-9)  # above every lower bound, also past a float's step
         for key in RANGE_HIGH:
             if key in fixed:
-                fixed[key] = max(lows)
-        if "lt" in fixed and "gt" in fixed:
-            fixed["lt"] = fixed["gt"] + 1
+                fixed[key] = top
     return fixed
 
 
