@@ -210,9 +210,11 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
         assert successor.metric("segstream_webhook_deliveries_total", outcome="delivered") > 0
         dead = settings.topic("webhook_dead_letters")
         assert await consume_all(kafka_bootstrap, dead) == []
+        await survives_the_worker_and_is_deleted(second, path, created)
     finally:
         for process in (first, second, sender, successor):
             process.kill()
+    assert len(receiver.all()) >= FAILING + HANGING + len(expected), "the faults were served"
     verify_every_request(receiver.all(), secret, changes)
     print(
         f"webhook chaos: changes {len(expected)}, requests {len(receiver.all())}, "
@@ -220,6 +222,26 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
         f"{len(expected - ids())}, {time.monotonic() - started:.1f} s"
     )
     assert time.monotonic() - started < 90
+
+
+async def survives_the_worker_and_is_deleted(
+    worker: WorkerProcess, path: str, created: dict[str, Any]
+) -> None:
+    """The worker that replaced the killed one reads the endpoint back from the compacted
+    topic (no secret shown), replaces and deletes it."""
+    one = f"{path}/{created['webhook_id']}"
+    status, listed = await asyncio.to_thread(worker.request_json, "GET", path)
+    assert status == 200 and [w["webhook_id"] for w in listed["webhooks"]] == [
+        created["webhook_id"]
+    ]
+    assert created["secret"] not in json.dumps(listed)
+    body = {"url": created["url"], "models": ["lifecycle"]}
+    status, replaced = await asyncio.to_thread(worker.request_json, "PUT", one, body)
+    assert status == 200 and replaced["version"] == 2, replaced
+    status, deleted = await asyncio.to_thread(worker.request_json, "DELETE", one)
+    assert status == 200 and deleted["status"] == "deleted", deleted
+    status, gone = await asyncio.to_thread(worker.request_json, "GET", one)
+    assert status == 404, gone
 
 
 async def produce_malformed_webhook_records(settings: Settings) -> None:

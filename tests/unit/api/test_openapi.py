@@ -1606,3 +1606,17 @@ def test_a_webhooks_topic_that_cannot_be_read_is_the_documented_503(
     reply = worker.get(WEBHOOKS, None, shop_id="coffee-roaster-1")
     assert reply.status == 503 and reply.body["error"] == "unavailable", reply
     assert_documented(spec, registry, WEBHOOKS, reply)
+
+
+def test_a_shop_with_the_most_webhooks_gets_the_documented_409(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
+    body = json.dumps({"url": "https://hooks.example.com/a"}).encode()
+    for _ in range(webhook_views.MAX_WEBHOOKS):
+        assert worker.request("post", WEBHOOKS, body, None, shop_id="tea-house-1").status == 201
+    refused = worker.request("post", WEBHOOKS, body, None, shop_id="tea-house-1")
+    assert refused.status == 409 and refused.body["error"] == "conflict", refused
+    assert_documented(spec, registry, WEBHOOKS, refused, "post")
+    assert len(STAND_INS[-1].records) == webhook_views.MAX_WEBHOOKS
+    assert worker.request("post", WEBHOOKS, body, None, shop_id="soap-maker-1").status == 201
