@@ -218,7 +218,8 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
     verify_every_request(receiver.all(), secret, changes)
     print(
         f"webhook chaos: changes {len(expected)}, requests {len(receiver.all())}, "
-        f"delivered {len(receiver.delivered())}, distinct {len(ids())}, lost "
+        f"delivered {len(receiver.delivered())}, distinct {len(ids())}, duplicates by id "
+        f"{len(receiver.delivered()) - len(ids())}, lost "
         f"{len(expected - ids())}, {time.monotonic() - started:.1f} s"
     )
     assert time.monotonic() - started < 90
