@@ -17,10 +17,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from segstream.observability import telemetry
+from segstream.observability.logs import get_logger
 from segstream.settings import Settings
 from segstream.webhooks import signing
 from segstream.webhooks.pacing import TokenBucket, backoff_s
 from segstream.webhooks.registry import Webhook
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +115,11 @@ class Endpoint:
             try:
                 outcome = await self.deliver(job)
                 await self.finish(self.webhook, job, outcome)
+            except Exception:  # a bug: the job stays unfinished (its offset uncommitted,
+                # so it is sent again after a restart); the lane goes on with the next
+                log.exception(
+                    "webhook_lane_failed", webhook_id=self.webhook.webhook_id, offset=job.offset
+                )
             finally:
                 self.queued -= 1
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import aiohttp
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 from aiokafka.structs import ConsumerRecord
 
 from segstream.domain.events import format_time
@@ -175,10 +176,19 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
         return same and job.partition in self.progress
 
     async def _send_dead_letter(self, webhook: Webhook, job: Job, outcome: Outcome) -> None:
+        """Write the dead letter, retrying until Kafka has it: the job's offset may not be
+        committed before (the lane waits; so does the change's partition)."""
         assert self.producer is not None
         value = json.dumps(dead_letter(webhook, job, outcome)).encode()
         topic = self.settings.topic(WEBHOOK_DEAD_LETTERS_ROLE)
-        await self.producer.send_and_wait(topic, value, key=webhook.shop_id.encode())
+        pause = min(1.0, self.settings.webhook_backoff_max_s)
+        while True:
+            try:
+                await self.producer.send_and_wait(topic, value, key=webhook.shop_id.encode())
+                return
+            except KafkaError as error:
+                log.warning("webhook_dead_letter_retry", error=type(error).__name__)
+                await asyncio.sleep(pause)
 
     def _spawn(self, work: Any) -> None:
         task = asyncio.create_task(work)
@@ -211,9 +221,13 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
             if offset is not None and offset > self.committed.get(partition, -1):
                 offsets[TopicPartition(self.topic, partition)] = offset
         if offsets:
-            await self.consumer.commit(offsets)
-            for tp, offset in offsets.items():
-                self.committed[tp.partition] = offset
+            try:
+                await self.consumer.commit(offsets)
+            except KafkaError as error:  # a rebalance meanwhile: the next commit, or owner
+                log.warning("webhook_commit_failed", error=type(error).__name__)
+            else:
+                for tp, offset in offsets.items():
+                    self.committed[tp.partition] = offset
         self._gauges()
 
     async def forget_deleted(self) -> None:

@@ -12,6 +12,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from aiokafka import TopicPartition
+from aiokafka.errors import CommitFailedError, KafkaTimeoutError
 
 from segstream.observability import telemetry
 from segstream.settings import Settings
@@ -174,4 +175,48 @@ async def test_a_revoked_partition_s_jobs_are_dropped_and_commit_nothing() -> No
     await asyncio.sleep(0.05)
     await process.commit()
     assert kafka.committed() in (None, 0) and process.progress == {}  # never past 0
+    await process._close_endpoints()
+
+
+class Flaky(Kafka):
+    """A broker that refuses the first ``refusals`` dead letters and every commit."""
+
+    def __init__(self, refusals: int) -> None:
+        super().__init__()
+        self.refusals = refusals
+
+    async def send_and_wait(self, topic: str, value: bytes, key: bytes) -> None:
+        if self.refusals > 0:
+            self.refusals -= 1
+            raise KafkaTimeoutError()
+        await super().send_and_wait(topic, value, key)
+
+    async def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        raise CommitFailedError("the group rebalanced")
+
+
+async def test_a_refused_dead_letter_is_sent_again_before_its_offset_counts() -> None:
+    process, _, _ = delivery(webhook_queue_max=1, webhook_concurrency=1)
+    flaky = Flaky(refusals=2)
+    process.producer = flaky
+    await process.on_partitions_assigned([TopicPartition(process.topic, 0)])
+    register(process, "down")
+    for offset in range(2):
+        process.dispatch(0, record(offset))
+    deadline = time.monotonic() + 5
+    while len(flaky.sent) < 2:
+        assert time.monotonic() < deadline, flaky.sent
+        await asyncio.sleep(0.005)
+    assert process.progress[0].committable() == 2 and flaky.refusals == 0
+    await process._close_endpoints()
+
+
+async def test_a_failed_commit_is_logged_and_the_process_goes_on() -> None:
+    process, _, receivers = delivery()
+    process.consumer = Flaky(refusals=0)
+    await process.on_partitions_assigned([TopicPartition(process.topic, 0)])
+    register(process, "fine")
+    process.dispatch(0, record(0))
+    await settle(process, lambda: len(receivers.got.get("https://fine.example/h", [])) == 1)
+    assert process.committed == {} and process.progress[0].committable() == 1
     await process._close_endpoints()

@@ -180,3 +180,21 @@ async def test_anything_but_a_2xx_is_retried(status: int) -> None:
     await until(lambda: len(log.ended) == 1)
     assert (log.ended[0][2].kind, log.ended[0][2].attempts) == ("delivered", 2)
     await target.close()
+
+
+async def test_a_failing_finish_leaves_its_job_unfinished_and_the_lane_going() -> None:
+    log, finished = Log(), []
+
+    async def finish(webhook: Webhook, job: Job, outcome: Outcome) -> None:
+        if job.offset == 0:
+            raise RuntimeError("a bug")
+        finished.append(job.offset)
+
+    target = Endpoint(
+        hook("a"), settings(webhook_concurrency=1), ok, finish, lambda current, job: current
+    )
+    for n in range(3):
+        target.offer(job(n))
+    await until(lambda: finished == [1, 2])
+    assert target.queued == 0 and log.ended == []
+    await target.close()
