@@ -28,10 +28,14 @@ from standardwebhooks import Webhook as ReferenceWebhook
 from harness.kafka_io import consume_all
 from harness.workers import WorkerProcess, free_port, isolated_settings, wait_consumed
 from segstream.settings import Settings
+from segstream.stream.lag import consumer_lag
 from segstream.stream.topics import ensure_topics
 from segstream.tools.publish import publish
 from segstream.tools.simulation.generator import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
+from segstream.webhooks.directory import WebhookWriter
+from segstream.webhooks.registry import Webhook
+from segstream.webhooks.signing import new_secret
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -84,6 +88,10 @@ class Receiver:
             return web.Response(status=200, text="too late")
         return web.Response(status=status, text="ok" if status == 200 else "broken")
 
+    async def fail(self, request: web.Request) -> web.Response:
+        await request.read()
+        return web.Response(status=500, text="always broken")
+
     def delivered(self) -> list[Received]:
         with self.lock:
             return [r for r in self.received if r.status == 200]
@@ -98,6 +106,7 @@ class Receiver:
         loop = asyncio.new_event_loop()
         app = web.Application()
         app.router.add_post("/hook", receiver.handle)
+        app.router.add_post("/fail", receiver.fail)
         runner = web.AppRunner(app, access_log=None)
         started = threading.Event()
 
@@ -278,3 +287,62 @@ def verify_every_request(requests: list[Received], secret: str, changes: list[An
             by_customer.setdefault(change["customer_id"], []).append(first_seen[change["event_id"]])
     for customer, order in by_customer.items():
         assert order == sorted(order), f"{customer}: delivered out of order {order}"
+
+
+async def test_an_endpoint_that_always_fails_gets_dead_letters_and_the_offsets_move(
+    kafka_bootstrap: str, tmp_path: Path, receiver: Receiver
+) -> None:
+    """Through real Kafka: every change for an endpoint answering 500 ends on the webhook
+    dead-letter topic with the change, the endpoint, the attempts and the last answer, and
+    the group's committed offsets reach the end of the change topic."""
+    settings = isolated_settings(kafka_bootstrap, "webhooks-dead")
+    await ensure_topics(settings)
+    hook = Webhook(
+        "shop-1", "wh_00000000000000aa", receiver.url.replace("/hook", "/fail"), new_secret(), 1
+    )
+    writer = WebhookWriter(settings)
+    await writer.send("shop-1", hook.webhook_id, json.dumps(hook.to_record()).encode())
+    await writer.close()
+    changes = [
+        {"event_id": f"change-{n}", "shop_id": "shop-1", "customer_id": f"c-{n % 3}"}
+        for n in range(12)
+    ]
+    producer = AIOKafkaProducer(bootstrap_servers=kafka_bootstrap)
+    await producer.start()
+    try:
+        for change in changes:
+            value = json.dumps(change).encode()
+            await producer.send_and_wait(settings.topic("segment_changes"), value, key=b"shop-1")
+    finally:
+        await producer.stop()
+    sender = delivery_process(settings, tmp_path / "delivery")
+    sender.extra_env["SEGSTREAM_WEBHOOK_MAX_ATTEMPTS"] = "2"
+    topic = settings.topic("webhook_dead_letters")
+    try:
+        sender.start()
+        letters: list[Any] = []
+
+        async def read() -> None:
+            letters[:] = [json.loads(r.value) for r in await consume_all(kafka_bootstrap, topic)]
+
+        deadline = time.monotonic() + 60
+        while len(letters) < len(changes):
+            sender.assert_running()
+            assert time.monotonic() < deadline, letters
+            await read()
+            await asyncio.sleep(0.5)
+        group = f"{settings.app_id}-webhooks"
+        lag: dict[Any, int] = {}
+        while not lag or any(lag.values()):
+            assert time.monotonic() < deadline, lag
+            lag = await consumer_lag(kafka_bootstrap, group, [settings.topic("segment_changes")])
+            await asyncio.sleep(0.5)
+    finally:
+        sender.kill()
+    assert sorted(letter["change_id"] for letter in letters) == sorted(
+        change["event_id"] for change in changes
+    )
+    letter = letters[0]
+    assert letter["reason"] == "retries_exhausted" and letter["attempts"] == 2
+    assert letter["webhook_id"] == hook.webhook_id and letter["last_status"] == 500
+    assert letter["last_response"] == "always broken" and letter["change"]["shop_id"] == "shop-1"
