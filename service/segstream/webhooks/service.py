@@ -41,6 +41,13 @@ def result_class(status: int) -> str:
     return "2xx" if 200 <= status < 300 else "4xx" if 400 <= status < 500 else "5xx"
 
 
+def client_session() -> aiohttp.ClientSession:
+    """The HTTP client of all endpoints, without aiohttp's default cap of 100 connections
+    in all: endpoints hanging until their timeout would hold the cap and make the others
+    wait (each endpoint's own lanes, ``SEGSTREAM_WEBHOOK_CONCURRENCY``, bound its share)."""
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, limit_per_host=0))
+
+
 def http_poster(session: aiohttp.ClientSession, timeout_s: float) -> Post:
     """POST with ``session``: no redirects followed (a 3xx is a failure), ``timeout_s``
     for the whole exchange."""
@@ -261,7 +268,7 @@ class Delivery(ConsumerRebalanceListener):  # type: ignore[misc]
             session_timeout_ms=int(self.settings.broker_session_timeout_s * 1000),
             heartbeat_interval_ms=int(self.settings.broker_session_timeout_s * 1000 / 3),
         )
-        async with aiohttp.ClientSession() as session:
+        async with client_session() as session:
             if self.post is None:
                 self.post = http_poster(session, self.settings.webhook_timeout_s)
             await self.producer.start()
