@@ -12,6 +12,8 @@ invalid request the generator makes still reaches the service as it was made:
   ``defined:<id>`` one;
 - ``between`` takes ``[low, high]`` with low <= high, a range's lower bound is at most
   its upper bound;
+- a webhook's ``url`` names a public host (:data:`WEBHOOK_URL`): which hosts are loopback
+  or private addresses, and that a URL has a host at all, the schema cannot say;
 - a rule tree has at most ``MAX_DEPTH`` levels and ``MAX_NODES`` nodes (the schema's
   ``$ref`` recursion cannot bound either): deeper nodes become a leaf, children past the
   node budget are dropped.
@@ -33,6 +35,8 @@ BUILT_IN_TARGET = ("lifecycle", "at_risk")
 defined segment exists depends on the run's own earlier requests (schemathesis reuses the
 ids it saw in answers, and deletes them too), and an experiment on one that does not is
 refused (422, unit-tested)."""
+WEBHOOK_URL = "https://hooks.example.com/segstream"
+"""The URL a webhook generated as valid gets (the service refuses private addresses)."""
 RANGE_LOW, RANGE_HIGH = ("gt", "gte"), ("lt", "lte")
 LEAF = {"field": "behaviour.order_count", "op": "exists"}
 """What a combinator past the depth limit becomes: a leaf valid on every shop."""
@@ -55,12 +59,12 @@ def _ordered(node: Any) -> Any:
         fixed["value"] = sorted(value)
     lows = [fixed[k] for k in RANGE_LOW if isinstance(fixed.get(k), int | float)]
     highs = [fixed[k] for k in RANGE_HIGH if isinstance(fixed.get(k), int | float)]
-    if lows and highs and max(lows) > min(highs):
+    if lows and highs and max(lows) >= min(highs):
+        top = max(lows)
+        top += max(1.0, abs(top) * 1e-9)  # above every lower bound, also past a float's step
         for key in RANGE_HIGH:
             if key in fixed:
-                fixed[key] = max(lows)
-        if "lt" in fixed and "gt" in fixed:
-            fixed["lt"] = fixed["gt"] + 1
+                fixed[key] = top
     return fixed
 
 
@@ -137,6 +141,8 @@ def _constrained(case: Case[Any]) -> Case[Any]:
     for name in ("shop_id", "segment_id", "experiment_id"):
         if name in body and name in path:
             body[name] = path[name]
+    if "url" in body:
+        body["url"] = WEBHOOK_URL
     if "arms" in body:
         body["arms"] = _arms(body["arms"])
         _times(body)

@@ -10,6 +10,7 @@
     segstream token SCOPE       make a query-API token
     segstream registry --url U  register the input schemas in a schema registry
     segstream repartition ...   copy the input topics to a new partition count
+    segstream webhooks          deliver segment changes to registered webhooks, signed
 
 ``segstream <command> --help`` says more. Exit codes everywhere: 0 done, 1 a failure of
 Kafka or a peer, 2 bad arguments, settings or input (nothing done), 130 interrupted.
@@ -35,6 +36,7 @@ COMMANDS: dict[str, str] = {
     "token": "segstream.tools.token",
     "registry": "segstream.tools.registry",
     "repartition": "segstream.tools.repartition",
+    "webhooks": "segstream.tools.webhooks",
 }
 """Each subcommand and the module whose ``main(argv)`` runs it."""
 RUNTIME = ("worker", "check-config")

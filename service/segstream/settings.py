@@ -40,6 +40,12 @@ OUTPUT_ROLES: tuple[OutputRole, ...] = get_args(OutputRole)
 DEFINITIONS_ROLE = "segment_definitions"
 """Role of the compacted topic of shop-defined segments (key ``<shop>|<segment>``): the
 HTTP API writes it, the worker reads it beside the input events."""
+WEBHOOKS_ROLE = "webhooks"
+"""Role of the compacted topic of registered webhook endpoints (key ``<shop>|<webhook>``):
+the HTTP API writes it, ``segstream webhooks`` reads it (it holds the signing secrets)."""
+WEBHOOK_DEAD_LETTERS_ROLE = "webhook_dead_letters"
+"""Role of the topic of changes ``segstream webhooks`` could not deliver (retry budget
+spent, or the endpoint's queue full), with the endpoint and the last response."""
 REPARTITION_ROLE = "repartition"
 """Role of the internal topic that takes a record found outside its shop's partition (its
 producer's partitioner is not Kafka's murmur2 over the shop id) on to that partition: the
@@ -511,8 +517,77 @@ class ModelSettings(BaseSettings):
     )
 
 
+class WebhookSettings(BaseSettings):
+    """The delivery process (``segstream webhooks``): retries, rate, queues, timeouts."""
+
+    webhook_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="Seconds a webhook endpoint has to answer one POST."
+    )
+    webhook_max_attempts: int = Field(
+        8,
+        ge=1,
+        le=100,
+        description="Attempts per change and endpoint (the first included) before the change "
+        "goes to the webhook dead-letter topic.",
+    )
+    webhook_backoff_base_s: float = Field(
+        0.5,
+        gt=0,
+        le=60,
+        description="Retry n waits a random time up to base * 2^(n-1) (full jitter), capped "
+        "by `SEGSTREAM_WEBHOOK_BACKOFF_MAX_S`.",
+    )
+    webhook_backoff_max_s: float = Field(
+        60.0, gt=0, le=3600, description="Longest wait before one retry."
+    )
+    webhook_rate_per_s: float = Field(
+        50.0, gt=0, description="POSTs per second to one endpoint, per delivery process."
+    )
+    webhook_burst: int = Field(
+        50, ge=1, description="POSTs one endpoint may get at once, per delivery process."
+    )
+    webhook_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="POSTs in flight per endpoint: one lane per customer hash, so a "
+        "customer's changes stay in order.",
+    )
+    webhook_queue_max: int = Field(
+        1000,
+        ge=1,
+        description="Changes waiting per endpoint in memory; beyond it a change goes straight "
+        "to the webhook dead-letter topic (`queue_full`), so a dead endpoint holds neither "
+        "memory nor the others' offsets.",
+    )
+    webhook_commit_interval_s: float = Field(
+        1.0, gt=0, le=60, description="Seconds between offset commits of the delivery process."
+    )
+    webhook_metrics_port: int = Field(
+        9466, ge=1, le=65535, description="Port of the delivery process's `/metrics`."
+    )
+    webhook_metrics_host: str = Field(
+        "127.0.0.1",
+        max_length=253,
+        pattern=HOST,
+        description="Address the delivery process's `/metrics` binds to.",
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Accept endpoint URLs whose host is `localhost` or a loopback, private or "
+        "link-local IP address (development; off, a shop cannot aim deliveries at internal "
+        "services by address).",
+    )
+
+
 class Settings(
-    ModelSettings, PeriodicSettings, RuntimeSettings, ApiSettings, ProcessingSettings, KafkaSettings
+    WebhookSettings,
+    ModelSettings,
+    PeriodicSettings,
+    RuntimeSettings,
+    ApiSettings,
+    ProcessingSettings,
+    KafkaSettings,
 ):
     """Typed, validated, immutable worker settings (see docs/configuration.md)."""
 

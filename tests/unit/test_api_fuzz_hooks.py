@@ -9,7 +9,7 @@ from hypothesis import strategies as st
 
 from segstream.segments.defined import MAX_DEPTH, MAX_NODES
 from segstream.segments.defined.rules import _check_size
-from tests.api_fuzz_hooks import _bounded
+from tests.api_fuzz_hooks import _bounded, _ordered
 
 LEAVES = st.just({"count": "feedback", "op": "in", "value": [0.0, 0.0]})
 RULES = st.recursive(
@@ -48,3 +48,31 @@ def test_a_wide_tree_keeps_at_most_the_node_budget() -> None:
     rule = {"all": [{"any": [_chain(0)] * 32}] * 32}
     _check_size(_bounded(rule), "rule")
     assert MAX_NODES < 32 * 33
+
+
+BOUNDS = st.dictionaries(
+    st.sampled_from(["gt", "gte", "lt", "lte"]),
+    st.floats(min_value=-1e300, max_value=1e300, allow_nan=False),
+    min_size=2,
+)
+
+
+@given(BOUNDS)
+def test_every_generated_range_is_put_in_order(bounds: dict[str, float]) -> None:
+    """The range the contract run's seed hit once the webhook routes were added: every
+    lower bound at most every upper bound, as the service requires."""
+    fixed = _ordered({"amount": bounds})["amount"]
+    lows = [fixed[k] for k in ("gt", "gte") if k in fixed]
+    highs = [fixed[k] for k in ("lt", "lte") if k in fixed]
+    assert not lows or not highs or max(lows) <= min(highs)
+
+
+def test_the_range_the_contract_run_found_is_put_in_order() -> None:
+    found = {
+        "lt": -8478714632046607.0,
+        "lte": 5.595054329550277e16,
+        "gte": 5.595054329550277e16,
+        "gt": -8478714632046608.0,
+    }
+    fixed = _ordered({"amount": found})["amount"]
+    assert min(fixed["lt"], fixed["lte"]) > max(fixed["gt"], fixed["gte"])

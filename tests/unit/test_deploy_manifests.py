@@ -62,8 +62,36 @@ def env_settings(variables: dict[str, str]) -> Settings:
 BUILT_IN = sorted(key for key, doc in OBJECTS.items() if doc["apiVersion"] in BUILT_IN_GROUPS)
 
 
-def test_every_object_is_built_in_but_the_service_monitor() -> None:
-    assert set(OBJECTS) - set(BUILT_IN) == {("ServiceMonitor", "segstream")}
+def test_every_object_is_built_in_but_the_monitors() -> None:
+    assert set(OBJECTS) - set(BUILT_IN) == {
+        ("ServiceMonitor", "segstream"),
+        ("PodMonitor", "segstream-webhooks"),
+    }
+
+
+def test_the_webhook_delivery_runs_with_the_worker_settings_and_is_scraped_as_its_job() -> None:
+    deployment = OBJECTS[("Deployment", "segstream-webhooks")]
+    pod = deployment["spec"]["template"]
+    (container,) = pod["spec"]["containers"]
+    assert container["args"] == ["webhooks"]
+    config = OBJECTS[("ConfigMap", "segstream-config")]["data"]
+    secret = OBJECTS[("Secret", "segstream-secrets")]["stringData"]
+    env = {e["name"]: e.get("value", "10.0.0.9") for e in container["env"]}
+    settings = env_settings({**config, **secret, **env})
+    (port,) = container["ports"]
+    assert port["containerPort"] == settings.webhook_metrics_port
+    assert settings.webhook_metrics_host == "0.0.0.0"
+    assert container["livenessProbe"]["httpGet"]["path"] == "/healthz"
+    partitions = int(config["SEGSTREAM_TOPIC_PARTITIONS"])
+    assert 1 <= deployment["spec"]["replicas"] <= partitions
+    monitor = OBJECTS[("PodMonitor", "segstream-webhooks")]
+    assert monitor["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    (endpoint,) = monitor["spec"]["podMetricsEndpoints"]
+    assert (endpoint["port"], endpoint["path"]) == (port["name"], "/metrics")
+    job = pod["metadata"]["labels"][monitor["spec"]["jobLabel"]]
+    assert job == "segstream-webhooks"  # the job of the alert rules and the dashboard
+    workers = OBJECTS[("StatefulSet", "segstream")]["spec"]["template"]["metadata"]["labels"]
+    assert not monitor["spec"]["selector"]["matchLabels"].items() <= workers.items()
 
 
 @pytest.mark.parametrize("key", BUILT_IN, ids=lambda key: f"{key[0]}/{key[1]}")

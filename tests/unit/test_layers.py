@@ -23,7 +23,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("segstream.state",),
     ("segstream.segments", "segstream.learning", "segstream.metrics", "segstream.experiments"),
     ("segstream.engine",),
-    ("segstream.stream", "segstream.api"),
+    ("segstream.stream", "segstream.api", "segstream.webhooks"),
     ("segstream.tools", "segstream.cli", "segstream.__main__", "segstream.settings_doc"),
 )
 """Lowest first; a module belongs to the layer of its longest matching prefix."""

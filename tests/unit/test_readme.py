@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from pydantic_core import to_jsonable_python
 
-from segstream.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS
+from segstream.api.routes import DEFINITIONS, SHOP_POSTS, SHOP_VIEWS, WEBHOOKS
 from segstream.settings import Settings
 from segstream.settings_doc import main, settings_table, table_of
 
@@ -68,7 +68,10 @@ def test_settings_doc_rewrites_a_stale_table_and_keeps_the_rest(tmp_path: Path) 
 def test_every_shop_route_is_documented() -> None:
     routes = [("GET", path) for path in SHOP_VIEWS] + [("POST", path) for path in SHOP_POSTS]
     routes += [
-        (method.upper(), path) for path, methods in DEFINITIONS.items() for method in methods
+        (method.upper(), path)
+        for registry in (DEFINITIONS, WEBHOOKS)
+        for path, methods in registry.items()
+        for method in methods
     ]
     for method, path in routes:
         documented = path.replace("{shop_id}", "{shop}").replace("{customer_id}", "{customer}")

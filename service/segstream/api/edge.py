@@ -83,6 +83,7 @@ PATH_IDS: dict[str, IdRule] = {
     ),
     "segment_id": IdRule(re.compile(SLUG), "a segment id (a lower-case slug of 1 to 64)"),
     "experiment_id": IdRule(re.compile(SLUG), "an experiment id (a lower-case slug of 1 to 64)"),
+    "webhook_id": IdRule(re.compile(r"wh_[0-9a-f]{16}"), "a webhook id (wh_ and 16 hex digits)"),
     "model": IdRule(
         re.compile(f"[a-z][a-z0-9_]{{0,63}}|defined:{SLUG}"),
         "a model name (a built-in model, or defined:<segment_id>)",

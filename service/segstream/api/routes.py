@@ -25,7 +25,7 @@ from faust.web import Request, Response, View
 from prometheus_client import generate_latest
 from yarl import URL
 
-from segstream.api import console, definitions, edge, experiments, export, queries
+from segstream.api import console, definitions, edge, experiments, export, queries, webhooks
 from segstream.api.access import Access
 from segstream.api.definitions import DefinitionWriter
 from segstream.api.document import SPEC_PATH
@@ -39,6 +39,7 @@ from segstream.settings import Settings
 from segstream.state.keyspace import shop_partition
 from segstream.stream.stalls import Stall
 from segstream.stream.wiring import Wiring
+from segstream.webhooks.registry import WebhookError
 
 METRICS_CONTENT_TYPE = "text/plain; version=0.0.4"
 """Prometheus text format (aiohttp adds the charset itself)."""
@@ -110,6 +111,25 @@ DEFINITIONS: dict[str, dict[str, Write]] = {
 answer)``, awaited (writes wait for the worker to apply them)."""
 
 
+WEBHOOKS: dict[str, dict[str, Write]] = {
+    "/shops/{shop_id}/webhooks": {
+        "get": lambda store, body, shop_id: webhooks.listing(store, shop_id),
+        "post": lambda store, body, shop_id: webhooks.create(store, shop_id, body),
+    },
+    "/shops/{shop_id}/webhooks/{webhook_id}": {
+        "get": lambda store, body, shop_id, webhook_id: webhooks.one(store, shop_id, webhook_id),
+        "put": lambda store, body, shop_id, webhook_id: webhooks.replace(
+            store, shop_id, webhook_id, body
+        ),
+        "delete": lambda store, body, shop_id, webhook_id: webhooks.delete(
+            store, shop_id, webhook_id
+        ),
+    },
+}
+"""Webhook views by method: ``(store, body, **path parameters) -> (status, answer)``,
+awaited (see :mod:`segstream.api.webhooks`)."""
+
+
 async def _now(answer: tuple[int, dict[str, Any]]) -> tuple[int, dict[str, Any]]:
     return answer
 
@@ -157,6 +177,9 @@ async def answer_write(view: View, write: Callable[[], Awaitable[tuple[int, Any]
 
 CLIENT_ERRORS: tuple[tuple[type[Exception], int, str], ...] = (
     (definitions.ConflictError, 409, "conflict"),
+    (webhooks.WebhookConflictError, 409, "conflict"),
+    (webhooks.WebhooksUnavailableError, 503, "unavailable"),
+    (WebhookError, 422, "invalid_webhook"),
     (queries.NotFoundError, 404, "not_found"),
     (queries.BadRequestError, 400, "bad_request"),
     (ExperimentError, 422, "invalid_experiment"),  # before its base, DefinitionError
@@ -172,7 +195,7 @@ def failure(view: View, error: Exception) -> Response:
     for kind, status, code in CLIENT_ERRORS:
         if isinstance(error, kind):
             body = {"error": code, "detail": edge.bounded(str(error))}
-            if isinstance(error, DefinitionError):
+            if isinstance(error, DefinitionError | WebhookError):
                 body["path"] = edge.bounded(error.path)
             return view.json(body, status=status)
     raise error
@@ -396,9 +419,13 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     writer = DefinitionWriter(settings)
     for path, methods in DEFINITIONS.items():
         _definitions_view(app, reader, writer, path, methods, route)
+    store = webhooks.WebhookStore(settings)
+    for path, methods in WEBHOOKS.items():
+        _webhooks_view(app, store, path, methods, route)
 
     async def close_writer(sender: Any, *args: Any, **kwargs: Any) -> None:
         await writer.close()
+        await store.close()
 
     app.on_before_shutdown.connect(close_writer)  # type: ignore[arg-type]
 
@@ -499,6 +526,25 @@ def _definitions_view(
 
     handlers = {name: method(write) for name, write in methods.items()}
     view = type("definitions", (ApiView,), {**handlers, "__module__": __name__})
+    app.page(path)(view)
+
+
+def _webhooks_view(
+    app: faust.App, store: webhooks.WebhookStore, path: str, methods: dict[str, Write], route: Route
+) -> None:
+    def method(write: Write) -> Callable[..., Awaitable[Response]]:
+        async def handle(web: View, request: Request, **params: str) -> Response:
+            with_body = request.method.lower() in BODY_METHODS
+            elsewhere = await _elsewhere(app, route, web, request, params, with_body)
+            if elsewhere is not None:
+                return elsewhere
+            body = await request.read() if with_body else b""
+            return await answer_write(web, lambda: write(store, body, **params))
+
+        return handle
+
+    handlers = {name: method(write) for name, write in methods.items()}
+    view = type("webhooks", (ApiView,), {**handlers, "__module__": __name__})
     app.page(path)(view)
 
 

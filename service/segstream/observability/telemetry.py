@@ -135,6 +135,65 @@ OUTPUTS = (
 so an alert on ``increase`` sees the first failure."""
 for _output in OUTPUTS:
     OUTPUT_SCHEMA_FAILURES.labels(output=_output)
+WEBHOOK_DELIVERIES = Counter(
+    "segstream_webhook_deliveries_total",
+    "Changes the delivery process (segstream webhooks) finished with, per endpoint they "
+    "matched, by outcome: delivered (a 2xx) or dead_lettered (see "
+    "segstream_webhook_dead_letters_total).",
+    ["outcome"],
+    registry=REGISTRY,
+)
+WEBHOOK_DEAD_LETTERS = Counter(
+    "segstream_webhook_dead_letters_total",
+    "Changes sent to the webhook dead-letter topic, by reason: retries_exhausted (the "
+    "retry budget spent) or queue_full (the endpoint's in-memory queue was at its bound).",
+    ["reason"],
+    registry=REGISTRY,
+)
+WEBHOOK_ATTEMPTS = Counter(
+    "segstream_webhook_attempts_total",
+    "POSTs to webhook endpoints, by result: 2xx, 4xx, 5xx (any other status too), timeout "
+    "or error (no answer: refused, reset, DNS).",
+    ["result"],
+    registry=REGISTRY,
+)
+WEBHOOK_RESULTS = ("2xx", "4xx", "5xx", "timeout", "error")
+for _outcome in ("delivered", "dead_lettered"):  # from 0, so an alert on increase sees the first
+    WEBHOOK_DELIVERIES.labels(outcome=_outcome)
+for _reason in ("retries_exhausted", "queue_full"):
+    WEBHOOK_DEAD_LETTERS.labels(reason=_reason)
+for _result in WEBHOOK_RESULTS:
+    WEBHOOK_ATTEMPTS.labels(result=_result)
+WEBHOOK_DELIVERY_SECONDS = Histogram(
+    "segstream_webhook_delivery_seconds",
+    "From a change's record timestamp on the change topic to its endpoint's 2xx, retries "
+    "and queueing included.",
+    buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0),
+    registry=REGISTRY,
+)
+WEBHOOK_QUEUED = Gauge(
+    "segstream_webhook_queued_changes",
+    "Changes waiting or in flight in the delivery process, over all its endpoints.",
+    registry=REGISTRY,
+)
+WEBHOOK_QUEUE_FULLEST = Gauge(
+    "segstream_webhook_queue_fullest_ratio",
+    "The fullest endpoint queue of the delivery process, as a share of its bound "
+    "(SEGSTREAM_WEBHOOK_QUEUE_MAX): 1 means changes go to the dead-letter topic "
+    "(queue_full). No endpoint label: endpoints are many; the log names them.",
+    registry=REGISTRY,
+)
+WEBHOOK_ENDPOINTS = Gauge(
+    "segstream_webhook_endpoints",
+    "Live webhook endpoints the delivery process knows (from the webhooks topic).",
+    registry=REGISTRY,
+)
+WEBHOOK_RECORDS_SKIPPED = Counter(
+    "segstream_webhook_records_skipped_total",
+    "Records the webhook readers could not use and skipped (a malformed endpoint record "
+    "on the webhooks topic, or a change record that is not JSON): logged, never a crash.",
+    registry=REGISTRY,
+)
 WORKER_READY = Gauge(
     "segstream_worker_ready",
     "1 when the worker is not rebalancing and its tables are recovered from their "

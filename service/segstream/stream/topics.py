@@ -16,10 +16,23 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from segstream.domain.contracts import EVENT_TYPES, INPUT_ROLES, EventType
-from segstream.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, REPARTITION_ROLE, Settings
+from segstream.settings import (
+    DEFINITIONS_ROLE,
+    OUTPUT_ROLES,
+    REPARTITION_ROLE,
+    WEBHOOK_DEAD_LETTERS_ROLE,
+    WEBHOOKS_ROLE,
+    Settings,
+)
 from segstream.stream.kafka import connection_options
 
-CREATED_ROLES: tuple[str, ...] = (*INPUT_ROLES, *OUTPUT_ROLES, REPARTITION_ROLE)
+CREATED_ROLES: tuple[str, ...] = (
+    *INPUT_ROLES,
+    *OUTPUT_ROLES,
+    REPARTITION_ROLE,
+    WEBHOOKS_ROLE,
+    WEBHOOK_DEAD_LETTERS_ROLE,
+)
 
 
 def input_event_types(settings: Settings) -> dict[str, EventType]:
@@ -58,8 +71,9 @@ class TopologyError(Exception):
 
 def topic_configs(settings: Settings, changelogs: bool = False) -> dict[str, dict[str, str]]:
     """The topics segstream creates, with the configuration each is created with: the
-    membership, definitions and changelog topics compacted, the dead letters (which keep
-    raw payloads, personal data among them) deleted after ``dead_letter_retention_days``.
+    membership, definitions, webhooks and changelog topics compacted, the dead letters and
+    the webhook dead letters (which keep raw payloads, personal data among them) deleted
+    after ``dead_letter_retention_days``.
 
     >>> topic_configs(Settings(dead_letter_retention_days=3))["segstream.dead-letters"]
     {'retention.ms': '259200000'}
@@ -68,8 +82,10 @@ def topic_configs(settings: Settings, changelogs: bool = False) -> dict[str, dic
     wanted: dict[str, dict[str, str]] = {settings.topic(role): {} for role in CREATED_ROLES}
     wanted[settings.topic("segment_membership")] = compacted
     wanted[settings.topic(DEFINITIONS_ROLE)] = compacted
+    wanted[settings.topic(WEBHOOKS_ROLE)] = compacted
     days = settings.dead_letter_retention_days
     wanted[settings.topic("dead_letters")] = {"retention.ms": str(days * 86_400_000)}
+    wanted[settings.topic(WEBHOOK_DEAD_LETTERS_ROLE)] = {"retention.ms": str(days * 86_400_000)}
     if changelogs:
         wanted |= {changelog_topic(settings, table): compacted for table in TABLES}
     return wanted

@@ -40,7 +40,9 @@ from yarl import URL
 from harness.stores import feed
 from segstream.api import document, edge
 from segstream.api import routes as api
+from segstream.api import webhooks as webhook_views
 from segstream.api.access import token_hash
+from segstream.api.webhooks import WebhookStore
 from segstream.domain.changes import Source
 from segstream.domain.contracts import role_for
 from segstream.engine.pipeline import Outcome, Pipeline
@@ -55,6 +57,8 @@ from segstream.stream.stalls import Stall
 from segstream.stream.wiring import Wiring
 from segstream.tools.simulation.generator import SimulationConfig, generate
 from segstream.tools.simulation.shops import shops_per_kind
+from segstream.webhooks.directory import WebhookDirectory
+from segstream.webhooks.registry import record_key
 
 SPEC_PATH = Path(__file__).resolve().parents[3] / "deploy" / "openapi.json"
 SPEC_URI = "urn:segstream:openapi"
@@ -68,6 +72,7 @@ SERVED: list[tuple[str, str]] = sorted(
     [(path, "get") for path in (*api.SHOP_VIEWS, *api.SHOP_STREAMS)]
     + [(path, "post") for path in api.SHOP_POSTS]
     + [(path, method) for path, methods in api.DEFINITIONS.items() for method in methods]
+    + [(path, method) for path, methods in api.WEBHOOKS.items() for method in methods]
 )
 """(path, method) of every shop route. Faust turns a page function into a view whose ``get``
 is the function; a POST view, or a definitions view, is a view class with a function per
@@ -86,18 +91,29 @@ DEFINED = "/shops/{shop_id}/definitions"
 DEFINED_ONE = "/shops/{shop_id}/definitions/{segment_id}"
 EXPERIMENTS = "/shops/{shop_id}/experiments"
 EXPERIMENT = "/shops/{shop_id}/experiments/{experiment_id}"
+WEBHOOKS = "/shops/{shop_id}/webhooks"
+WEBHOOK = "/shops/{shop_id}/webhooks/{webhook_id}"
+SAMPLE_IDS = {"webhook_id": "wh_0000000000000000"}
+"""Path ids that must have a form of their own ("x" elsewhere)."""
 WITH_BODY = {"post", "put"}
 UNKNOWN_SHOP_ANSWERS: dict[tuple[str, str], int] = {
     (DEFINED, "get"): 200,
     (DEFINED, "post"): 201,
     (EXPERIMENTS, "get"): 200,
     (EXPERIMENTS, "post"): 201,
+    (WEBHOOKS, "get"): 200,
+    (WEBHOOKS, "post"): 201,
 }
 """Where an unknown shop is not a 404: a shop may define segments and start experiments
 before its first event (the stream keeps them; they have no customers yet), so it lists
 none and may create one."""
 DEFINITIONS = Path(__file__).resolve().parents[3] / "schemas" / "examples" / "v1"
 DEFINITION_SCHEMA = SPEC_PATH.parents[1] / "schemas" / "v1" / "segment_definition.json"
+
+
+def sample_params(path: str) -> dict[str, str]:
+    """A well-formed value of every path parameter of ``path``."""
+    return {name: SAMPLE_IDS.get(name, "x") for name in TEMPLATE_VARIABLE.findall(path)}
 
 
 def methods_of(path: str) -> set[str]:
@@ -295,7 +311,12 @@ def test_documents_exactly_the_served_routes_and_methods(spec: dict[str, Any]) -
     assert documented == set(SERVED) | {
         (path, "get") for path in OPERATIONS_ROUTES | CONSOLE_ROUTES
     }
-    registries = [set(api.SHOP_VIEWS), set(api.SHOP_POSTS), set(api.DEFINITIONS)]
+    registries = [
+        set(api.SHOP_VIEWS),
+        set(api.SHOP_POSTS),
+        set(api.DEFINITIONS),
+        set(api.WEBHOOKS),
+    ]
     assert len(set().union(*registries)) == sum(map(len, registries)), "a path served twice"
 
 
@@ -441,6 +462,7 @@ PATH_PARAMETER_SCHEMAS = {
     "customer_id": "CustomerId",
     "segment_id": "SegmentId",
     "experiment_id": "ExperimentId",
+    "webhook_id": "WebhookId",
     "model": "Model",
     "segment": "Segment",
 }
@@ -612,6 +634,30 @@ class DefinitionsTopic:
         return outcome
 
 
+STAND_INS: list[StandInWebhooks] = []
+"""Every webhook stand-in made, the last one the newest worker's."""
+
+
+class StandInWebhooks(WebhookStore):
+    """The webhooks topic as the webhook views see it: a record sent is read back at once
+    (kept in ``records`` too)."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.records: list[tuple[str, str, bytes | None]] = []
+        STAND_INS.append(self)
+
+    async def read(self) -> WebhookDirectory:
+        return self.directory
+
+    async def close(self) -> None:
+        return None
+
+    async def send(self, shop_id: str, webhook_id: str, value: bytes | None) -> None:
+        self.records.append((shop_id, webhook_id, value))
+        self.directory.apply(record_key(shop_id, webhook_id), value)
+
+
 @dataclass(frozen=True, slots=True)
 class Worker:
     """The registered views of one worker over ``pipeline``, the definitions topic its
@@ -638,7 +684,10 @@ class Worker:
             stalls=stalls or {}, checkpoint=SimpleNamespace(fenced=fenced or set())
         )
         wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline, runner=runner_))
-        with patch.object(api, "DefinitionWriter", lambda settings: topic):
+        with (
+            patch.object(api, "DefinitionWriter", lambda settings: topic),
+            patch.object(webhook_views, "WebhookStore", StandInWebhooks),
+        ):
             api.register_views(wiring, settings)
         return cls(stand_in, runner, topic)
 
@@ -749,6 +798,8 @@ def request_body(path: str, method: str, params: Mapping[str, str]) -> bytes:
         return definition_body(params["shop_id"])
     if path in (EXPERIMENTS, EXPERIMENT):
         return experiment_body(params.get("experiment_id", "winback-10"))
+    if path in (WEBHOOKS, WEBHOOK):
+        return json.dumps({"url": "https://hooks.example.com/segstream"}).encode()
     return written_body(**({"segment_id": params["segment_id"]} if "segment_id" in params else {}))
 
 
@@ -992,7 +1043,7 @@ def test_unknown_shops_get_the_documented_404(
     """Every route and method, on a worker that saw no shop (a create would change it);
     listing and creating definitions are the exceptions UNKNOWN_SHOP_ANSWERS names."""
     worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
-    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)}
+    params = sample_params(path)
     reply = worker.call(path, method, **{**params, "shop_id": "no-such-shop"})
     assert reply.status == UNKNOWN_SHOP_ANSWERS.get((path, method), 404), reply
     assert "no-such-shop" in json.dumps(reply.body), reply
@@ -1009,7 +1060,7 @@ def test_a_partition_without_owner_gets_the_documented_503(
     method: str,
 ) -> None:
     rebalancing = Worker.serving(shop.pipeline, runner, owns_partitions=False)
-    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)}
+    params = sample_params(path)
     reply = rebalancing.call(path, method, **{**params, "shop_id": shop.shop_id})
     assert reply.status == 503 and reply.body["error"] == "unavailable", reply
     assert rebalancing.topic.records == [], "nothing is written without an owner"
@@ -1149,7 +1200,7 @@ def test_every_route_is_forwarded_to_the_owner_with_its_method_body_and_query(
     client = ForwardingClient()
     worker.app.owners = {OTHER_URL: worker.app.owners[OWN_URL]}
     worker.app.http_client = client
-    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)} | {"shop_id": shop.shop_id}
+    params = sample_params(path) | {"shop_id": shop.shop_id}
     target = path.format(**params) + "?limit=5"
     body = request_body(path, method, params)
     bearer = {"Authorization": f"Bearer {SHOP_TOKEN}"}
@@ -1180,7 +1231,7 @@ def test_another_shops_token_gets_403_and_no_token_401_on_every_shop_route(
 ) -> None:
     """Every documented shop route and method, asked about the coffee roaster: with the tea
     shop's token 403, with none 401, and neither answer carries anything of the shop."""
-    params = {name: "x" for name in TEMPLATE_VARIABLE.findall(path)} | {"shop_id": shop.shop_id}
+    params = sample_params(path) | {"shop_id": shop.shop_id}
     for token, status, code in ((FOREIGN_TOKEN, 403, "forbidden"), (None, 401, "unauthorized")):
         reply = shop.worker.call(path, method, token=token, **params)
         assert reply.status == status and set(reply.body) == {"error", "detail"}, reply
@@ -1491,3 +1542,92 @@ def test_the_worker_serves_the_document_the_contract_tests_check(
     reply = shop.worker.get("/openapi.json", None, token=None)
     assert reply.status == 200 and reply.content_type == "application/json"
     assert json.loads(reply.body) == spec
+
+
+def test_a_webhook_is_registered_read_replaced_and_deleted_as_documented(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    """The secret is in the 201 only; listing and reading never show it; a replace keeps
+    it and raises the version; a delete is gone; every answer matches its schema."""
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
+    shop_id = "coffee-roaster-1"
+    body = json.dumps({"url": "https://hooks.example.com/a", "models": ["lifecycle"]}).encode()
+    created = worker.request("post", WEBHOOKS, body, None, shop_id=shop_id)
+    assert created.status == 201 and created.body["secret"].startswith("whsec_"), created
+    assert_documented(spec, registry, WEBHOOKS, created, "post")
+    webhook_id = created.body["webhook_id"]
+    listed = worker.get(WEBHOOKS, None, shop_id=shop_id)
+    assert [w["webhook_id"] for w in listed.body["webhooks"]] == [webhook_id]
+    assert "secret" not in json.dumps(listed.body) and created.body["secret"] not in str(listed)
+    assert_documented(spec, registry, WEBHOOKS, listed)
+    replaced_body = json.dumps({"url": "https://hooks.example.com/b"}).encode()
+    ids = {"shop_id": shop_id, "webhook_id": webhook_id}
+    replaced = worker.request("put", WEBHOOK, replaced_body, None, **ids)
+    assert replaced.status == 200 and replaced.body["version"] == 2, replaced
+    assert replaced.body["models"] == [] and "secret" not in replaced.body
+    assert_documented(spec, registry, WEBHOOK, replaced, "put")
+    [*_, (_, _, record)] = STAND_INS[-1].records  # the secret stays the first one
+    assert record is not None and json.loads(record)["secret"] == created.body["secret"]
+    deleted = worker.request("delete", WEBHOOK, b"", None, **ids)
+    assert deleted.status == 200 and deleted.body["status"] == "deleted", deleted
+    assert_documented(spec, registry, WEBHOOK, deleted, "delete")
+    assert worker.get(WEBHOOK, None, **ids).status == 404
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "path"),
+    [
+        ({"url": "ftp://hooks.example.com/a"}, 422, "url"),
+        ({"url": "https://user:pw@hooks.example.com/a"}, 422, "url"),
+        ({"url": "http://127.0.0.1:8080/a"}, 422, "url"),
+        ({"url": "http://10.0.0.7/a"}, 422, "url"),
+        ({"url": "https://hooks.example.com/a", "models": ["rfn"]}, 422, "models"),
+        ({"url": "https://hooks.example.com/a", "segments": "at_risk"}, 422, "segments"),
+        ({"url": "https://hooks.example.com/a", "secret": "whsec_abc"}, 422, "secret"),
+        ({"models": ["rfm"]}, 422, "url"),
+        ([1, 2], 400, None),
+    ],
+)
+def test_a_bad_webhook_body_gets_the_documented_error_and_writes_nothing(
+    spec: dict[str, Any],
+    registry: Registry,
+    runner: asyncio.Runner,
+    body: Any,
+    status: int,
+    path: str | None,
+) -> None:
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
+    raw = json.dumps(body).encode()
+    reply = worker.request("post", WEBHOOKS, raw, None, shop_id="coffee-roaster-1")
+    assert reply.status == status, reply
+    assert reply.body.get("path") == path, reply
+    assert_documented(spec, registry, WEBHOOKS, reply, "post")
+    assert STAND_INS[-1].records == []
+
+
+def test_a_webhooks_topic_that_cannot_be_read_is_the_documented_503(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
+
+    async def unreadable() -> WebhookDirectory:
+        raise webhook_views.WebhooksUnavailableError("the webhooks topic cannot be read now")
+
+    STAND_INS[-1].read = unreadable  # type: ignore[method-assign]
+    reply = worker.get(WEBHOOKS, None, shop_id="coffee-roaster-1")
+    assert reply.status == 503 and reply.body["error"] == "unavailable", reply
+    assert_documented(spec, registry, WEBHOOKS, reply)
+
+
+def test_a_shop_with_the_most_webhooks_gets_the_documented_409(
+    spec: dict[str, Any], registry: Registry, runner: asyncio.Runner
+) -> None:
+    worker = Worker.serving(Pipeline(SETTINGS, {}, {}, {}, {}), runner)
+    body = json.dumps({"url": "https://hooks.example.com/a"}).encode()
+    for _ in range(webhook_views.MAX_WEBHOOKS):
+        assert worker.request("post", WEBHOOKS, body, None, shop_id="tea-house-1").status == 201
+    refused = worker.request("post", WEBHOOKS, body, None, shop_id="tea-house-1")
+    assert refused.status == 409 and refused.body["error"] == "conflict", refused
+    assert_documented(spec, registry, WEBHOOKS, refused, "post")
+    assert len(STAND_INS[-1].records) == webhook_views.MAX_WEBHOOKS
+    assert worker.request("post", WEBHOOKS, body, None, shop_id="soap-maker-1").status == 201

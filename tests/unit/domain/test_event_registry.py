@@ -23,7 +23,14 @@ from segstream.domain.contracts import (
 )
 from segstream.domain.customer import CustomerState, apply
 from segstream.domain.events import EVENT_CLASSES, Event, event_type, from_payload
-from segstream.settings import DEFINITIONS_ROLE, OUTPUT_ROLES, REPARTITION_ROLE, Settings
+from segstream.settings import (
+    DEFINITIONS_ROLE,
+    OUTPUT_ROLES,
+    REPARTITION_ROLE,
+    WEBHOOK_DEAD_LETTERS_ROLE,
+    WEBHOOKS_ROLE,
+    Settings,
+)
 from segstream.stream.topics import CREATED_ROLES, input_event_types, input_topics
 from tests.hand_lists import ROOT, SHARE, hand_lists, listing
 
@@ -86,7 +93,8 @@ def test_the_worker_subscribes_to_exactly_the_registrys_topics() -> None:
     # ... and to the segment definitions, which are not events, and the repartition topic
     internal = [settings.topic(DEFINITIONS_ROLE), settings.topic(REPARTITION_ROLE)]
     assert input_topics(settings) == [*registry, *internal]
-    assert list(CREATED_ROLES) == [*INPUT_ROLES, *OUTPUT_ROLES, REPARTITION_ROLE]
+    webhooks = [WEBHOOKS_ROLE, WEBHOOK_DEAD_LETTERS_ROLE]
+    assert list(CREATED_ROLES) == [*INPUT_ROLES, *OUTPUT_ROLES, REPARTITION_ROLE, *webhooks]
     # The topics that existed before the registry keep their names.
     assert {"segstream.signups", "segstream.orders", "segstream.cancellations"} <= set(registry)
 
