@@ -39,6 +39,9 @@ log = get_logger(__name__)
 
 PLATFORM = "platform"
 """The scope of a token that may read every shop."""
+NO_SHOP = ""
+"""What :meth:`Access.only_shop` answers for a token that may read no shop (no shop id
+is empty)."""
 SCOPE = re.compile(r"^(platform|shop:[^\s/|]{1,128})$")
 """A token's scope: ``platform`` or ``shop:<shop_id>``."""
 TOKEN_HASH = re.compile(r"^[0-9a-f]{64}$")
@@ -175,11 +178,14 @@ class Access:
 
     def only_shop(self, authorization: str | None) -> str | None:
         """The one shop a valid token may read (None: every shop, a platform token or an
-        open API); call after :meth:`check` let the request through."""
-        token = _bearer(authorization)
-        if self.open_api or token is None:
+        open API; :data:`NO_SHOP` for a token that is not, or no longer, valid); call
+        after :meth:`check` let the request through."""
+        if self.open_api:
             return None
-        scope = self.scope(token_hash(token)) or PLATFORM
+        token = _bearer(authorization)
+        scope = None if token is None else self.scope(token_hash(token))
+        if scope is None:
+            return NO_SHOP  # revoked since check(): fail closed
         return None if scope == PLATFORM else scope.removeprefix("shop:")
 
     def _take(self, digest: str) -> float:

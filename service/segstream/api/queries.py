@@ -195,9 +195,11 @@ def known_models(reader: ReadView, shop_id: str) -> list[str]:
 def flows(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
     """How many customers moved from each segment of ``model`` to each other in one
     window (``grain``, ``start``), counted as the change topic has them
-    (:mod:`segstream.metrics.flows`)."""
+    (:mod:`segstream.metrics.flows`); ``model`` is one of the shop's models now, or one
+    that had flows (a deleted defined segment's leaves are counted too)."""
     now = shop_now(reader, shop_id)
-    known = known_models(reader, shop_id)
+    known = [*known_models(reader, shop_id)]
+    known += [model for model in reader.flow_models(shop_id) if model not in known]
     model = query.get("model")
     if model is None:
         raise BadRequestError(f"name a model: ?model=<one of {', '.join(known)}>")

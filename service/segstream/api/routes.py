@@ -13,6 +13,7 @@ is JSON, including the web server's own (unknown route 404, wrong method 405 wit
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -278,7 +279,8 @@ async def stream_members(
     reader: ReadView, web: View, request: Request, params: dict[str, str]
 ) -> Response:
     """``members.csv``: a segment's members as CSV, streamed a page at a time (bounded
-    memory whatever the segment's size; the event loop runs between pages)."""
+    memory whatever the segment's size; the worker's other work runs between pages). A
+    failure once the answer began cuts it short: the client sees it incomplete."""
     shop_id, model, segment = params["shop_id"], params["model"], params["segment"]
     try:
         fields = export.chosen(request.query)
@@ -297,10 +299,22 @@ async def stream_members(
         await response.write(export.header(fields).encode())
         for page in export.pages(reader, shop_id, model, segment, fields):
             await response.write(page.encode())
+            await asyncio.sleep(0)  # the worker's batches, heartbeats and other requests
         await response.write_eof()
     except (ConnectionError, aiohttp.ClientConnectionResetError):
         log.info("export_abandoned", shop_id=shop_id, model=model)  # the client went away
+    except Exception:
+        log.exception("export_failed", shop_id=shop_id, model=model)
+        cut_short(request)
     return response  # type: ignore[return-value]
+
+
+def cut_short(request: Request) -> None:
+    """End a streamed answer that failed after it began without its last chunk, so the
+    client sees an incomplete answer (a status can no longer be sent)."""
+    transport = request.transport  # type: ignore[attr-defined]
+    if transport is not None:
+        transport.abort()
 
 
 async def list_shops(
@@ -318,13 +332,22 @@ async def list_shops(
     only = route.access.only_shop(request.headers.get("Authorization"))
     listed = queries.shops(reader, only)
     if not local:
-        for url in peer_urls(app, route):
-            found = await _peer_shops(app, url, request)
+        peers = peer_urls(app, route)
+        answers = await asyncio.gather(*(_peer_shops(app, url, request) for url in peers))
+        for url, (status, found) in zip(peers, answers, strict=True):
+            if status == 429:
+                detail = "more requests than this token may make: the shop list asks every worker"
+                body = {"error": "too_many_requests", "detail": detail}
+                return web.json(body, status=429, headers={"Retry-After": "1"})
             if found is None:
                 detail = f"the worker at {url} does not answer (it may have died); retry shortly"
                 return web.json({"error": "unavailable", "detail": detail}, status=503)
             listed += found
     return web.json({"shops": sorted(listed, key=lambda shop: str(shop["shop_id"]))})
+
+
+PEER_TIMEOUT = aiohttp.ClientTimeout(total=10)
+"""How long ``GET /shops`` waits for another worker's shops."""
 
 
 def peer_urls(app: faust.App, route: Route) -> list[str]:
@@ -337,21 +360,24 @@ def peer_urls(app: faust.App, route: Route) -> list[str]:
     )
 
 
-async def _peer_shops(app: faust.App, url: str, request: Request) -> list[dict[str, Any]] | None:
-    """Another worker's own shops (None: it did not answer with them)."""
+async def _peer_shops(
+    app: faust.App, url: str, request: Request
+) -> tuple[int, list[dict[str, Any]] | None]:
+    """Another worker's own shops, with its status (0: no answer; the shops are None
+    unless it answered them)."""
     headers = {}
     if "Authorization" in request.headers:
         headers["Authorization"] = request.headers["Authorization"]
     asked = URL(url).with_path("/shops").with_query(local="true")
     try:
-        async with app.http_client.get(asked, headers=headers) as response:
+        async with app.http_client.get(asked, headers=headers, timeout=PEER_TIMEOUT) as response:
             if response.status != 200:
-                return None
+                return response.status, None
             found = await response.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
+        return 0, None
     shops = found.get("shops") if isinstance(found, dict) else None
-    return shops if isinstance(shops, list) else None
+    return 200, shops if isinstance(shops, list) else None
 
 
 def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
@@ -373,7 +399,10 @@ async def proxy(
     headers = {} if body is None else {"Content-Type": kind}
     if "Authorization" in request.headers:  # the owner checks the token again
         headers["Authorization"] = request.headers["Authorization"]
-    forwarded = app.http_client.request(request.method, routed, data=body, headers=headers)
+    options: dict[str, Any] = {"data": body, "headers": headers}
+    if routed.path.endswith(".csv"):  # an export: as long as it keeps coming
+        options["timeout"] = STREAM_TIMEOUT
+    forwarded = app.http_client.request(request.method, routed, **options)
     try:
         async with forwarded as response:
             if response.content_type == CSV_CONTENT_TYPE and response.status == 200:
@@ -387,6 +416,8 @@ async def proxy(
 
 
 CSV_CONTENT_TYPE = "text/csv"
+STREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=60)
+"""A forwarded export has no total time limit, only one between chunks."""
 
 
 async def _relay(answer: aiohttp.ClientResponse, request: Request) -> Response:
@@ -400,8 +431,10 @@ async def _relay(answer: aiohttp.ClientResponse, request: Request) -> Response:
         async for chunk in answer.content.iter_chunked(64 * 1024):
             await relayed.write(chunk)
         await relayed.write_eof()
-    except (ConnectionError, aiohttp.ClientError) as error:  # either side went away: cut short
+    except (ConnectionError, aiohttp.ClientError, TimeoutError) as error:
+        # the client went away, or the owner did: an incomplete answer, never a short one
         log.info("relay_cut", path=str(request.url.path)[:200], error=type(error).__name__)
+        cut_short(request)
     return relayed  # type: ignore[return-value]
 
 

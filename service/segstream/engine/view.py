@@ -22,7 +22,7 @@ from segstream.engine.evaluation import Evaluation
 from segstream.experiments.live import ShopExperiments
 from segstream.metrics.cohorts import CohortRow
 from segstream.metrics.flows import SegmentFlows
-from segstream.metrics.ledger import MetricsLedger
+from segstream.metrics.ledger import MetricsLedger, UnknownShopError
 from segstream.metrics.windows import WindowMetrics
 from segstream.segments.defined.live import ShopDefinitions
 from segstream.state.keyspace import definitions_key, experiments_key, is_shop_key
@@ -72,6 +72,13 @@ class ReadView:
     def shop_ids(self) -> list[str]:
         """The shops whose records this worker's partitions hold, in id order."""
         return sorted(key for key in self._shops if is_shop_key(key))
+
+    def flow_models(self, shop_id: str) -> list[str]:
+        """The models with flows kept for the shop (none for a shop the ledger never saw)."""
+        try:
+            return self._ledger.flow_models(shop_id)
+        except UnknownShopError:
+            return []
 
     def flows(self, shop_id: str, model: str, grain: str, start: date) -> SegmentFlows:
         """One model's segment flows in one window (:meth:`MetricsLedger.flows`)."""

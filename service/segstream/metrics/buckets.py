@@ -54,13 +54,16 @@ def cohort_dimension(month: str) -> str:
 
 @dataclass(slots=True)
 class ShopIndex:
-    """A shop's stream day, range of booked days, dimensions and late-event count."""
+    """A shop's stream day, range of booked days, dimensions and late-event count, and
+    the day the ledger began counting segment flows (an index from a release before
+    flows has none until its shop's next record)."""
 
     stream_day: date | None = None
     first_day: date | None = None
     last_day: date | None = None
     dimensions: set[str] = field(default_factory=set)
     too_late: int = 0
+    flows_since: date | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The index entry's value."""
@@ -70,6 +73,7 @@ class ShopIndex:
             "last_day": None if self.last_day is None else self.last_day.isoformat(),
             "dimensions": sorted(self.dimensions),
             "too_late": self.too_late,
+            "flows_since": None if self.flows_since is None else self.flows_since.isoformat(),
         }
 
     @classmethod
@@ -81,6 +85,7 @@ class ShopIndex:
             last_day=_day(payload["last_day"]),
             dimensions=set(payload["dimensions"]),
             too_late=payload["too_late"],
+            flows_since=_day(payload.get("flows_since")),
         )
 
     def note_day(self, day: date) -> None:

@@ -7,12 +7,15 @@ The ledger books every segment change on the day of the shop's stream time it ha
 segment of the model, as a first assignment or a leave). A window sums its days, so the
 flows of a window equal a recount of the change topic's changes of those days. Segment
 names never hold ``>`` (segment ids, cluster ids and the models' fixed names do not).
-The buckets expire with the ledger's other day buckets.
+The buckets expire with the ledger's other day buckets. The shop's ledger index notes the
+day counting began (``flows_since``): state an older release wrote has no flows before
+its first record by this one, and a window that ends before that day is refused rather
+than shown empty.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -63,6 +66,9 @@ class SegmentFlows:
     end: date
     complete: bool
     flows: tuple[Flow, ...]
+    counted_from: date
+    """The day the ledger began counting the shop's flows: a window starting before it
+    holds only the changes from that day on (state an older release wrote)."""
 
     @property
     def entered(self) -> dict[str, int]:
@@ -82,13 +88,14 @@ class SegmentFlows:
             "start": self.start.isoformat(),
             "end": self.end.isoformat(),
             "complete": self.complete,
+            "counted_from": self.counted_from.isoformat(),
             "flows": [flow.to_json() for flow in self.flows],
             "entered": self.entered,
             "left": self.left,
         }
 
 
-def _totals(pairs: Any) -> dict[str, int]:
+def _totals(pairs: Iterable[tuple[str | None, int]]) -> dict[str, int]:
     totals: dict[str, int] = {}
     for segment, customers in pairs:
         if segment is not None:

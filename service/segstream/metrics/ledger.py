@@ -305,7 +305,7 @@ class MetricsLedger:
         segment evaluation). ``event`` None: a re-evaluation that only changed segments
         (a timer). ``stream_time`` is the shop's stream time after the event."""
         shop_id = after.shop_id
-        batch = self._opened(shop_id)
+        batch = self._opened(shop_id, stream_time)
         index = batch.index
         self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
         now = stream_time
@@ -362,13 +362,18 @@ class MetricsLedger:
         event that books nothing (a prospect's touchpoint, a duplicate) or a live shop's
         clock still moves the shop's day, and its windows must reach the day its clock
         shows (a snapshot asks for them)."""
-        self._expired += self._advance(self._opened(shop_id), stream_time.astimezone(UTC).date())
+        batch = self._opened(shop_id, stream_time)
+        self._expired += self._advance(batch, stream_time.astimezone(UTC).date())
 
-    def _opened(self, shop_id: str) -> _Batch:
+    def _opened(self, shop_id: str, stream_time: datetime) -> _Batch:
+        """The shop's batch since the last flush; flows count from ``stream_time``'s day
+        for a shop whose index has not counted them yet (new, or from an older release)."""
         batch = self._open.get(shop_id)
         if batch is None:
             batch = _Batch(shop_id, self._stored_index(shop_id) or ShopIndex())
             self._open[shop_id] = batch
+        if batch.index.flows_since is None:
+            batch.index.flows_since = stream_time.astimezone(UTC).date()
         return batch
 
     def _book_event_time(

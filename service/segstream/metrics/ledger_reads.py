@@ -118,10 +118,15 @@ class LedgerReads:
         start: date,
         as_of: date | None = None,
     ) -> SegmentFlows:
-        """``model``'s segment flows in the window :meth:`window` would read."""
+        """``model``'s segment flows in the window :meth:`window` would read;
+        :class:`BadWindowError` for a window that ends before the ledger began counting
+        flows (a shop whose state an older release wrote)."""
         today, first, end, cut = self._bounds(index, grain, start, as_of)
+        since = index.flows_since or today + timedelta(days=1)
+        if cut <= since:
+            raise BadWindowError(f"segment flows are counted from {since}, after this window")
         moves = sum_moves(self.buckets, shop_id, model, first, cut)
-        return SegmentFlows(model, first, cut, end <= today, flows_of(moves))
+        return SegmentFlows(model, first, cut, end <= today, flows_of(moves), since)
 
     def _bounds(
         self, index: ShopIndex, grain: str, start: date, as_of: date | None

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from segstream.api.access import Access, new_token, token_hash
+from segstream.api.access import NO_SHOP, Access, new_token, token_hash
 from segstream.settings import Settings
 from segstream.stream.worker import StartupError, run_worker
 from segstream.tools import token as token_tool
@@ -130,3 +130,4 @@ def test_only_shop_names_a_shop_tokens_shop_and_none_for_the_platform() -> None:
     assert access.only_shop("Bearer shop-t") == "tea-1"
     assert access.only_shop("Bearer all-t") is None
     assert Access({}, 1.0, 10, open_api=True).only_shop(None) is None
+    assert access.only_shop("Bearer revoked-since") == NO_SHOP  # fails closed

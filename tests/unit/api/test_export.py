@@ -37,6 +37,16 @@ def test_every_member_comes_once_in_id_order_with_the_columns_asked_for() -> Non
     assert all(float(row["total_spend"]) >= 0 for row in rows)
 
 
+def test_pages_resume_after_the_last_customer_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    pipeline, moves = fed()
+    shop = next(iter(moves))[0]
+    fields = export.chosen({"fields": "since"})
+    whole = _rows(shop, "lifecycle", "active", fields)
+    monkeypatch.setattr(export, "PAGE", 7)
+    assert len(list(export.pages(pipeline.reader, shop, "lifecycle", "active", fields))) > 5
+    assert _rows(shop, "lifecycle", "active", fields) == whole and whole
+
+
 def test_default_columns_and_unknown_fields() -> None:
     assert export.chosen({})[0] == "customer_id" and "p_alive" in export.chosen({})
     with pytest.raises(queries.BadRequestError, match="unknown field 'email'"):

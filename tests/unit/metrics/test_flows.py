@@ -80,3 +80,21 @@ def test_moves_name_both_sides_and_sort_largest_first() -> None:
         (None, "a", 3),
         ("a", "b", 1),
     ]
+
+
+def test_state_from_a_release_before_flows_counts_from_its_next_record() -> None:
+    buckets: dict[str, dict[str, Any]] = {}
+    ledger, shop = _shop(buckets)
+    shop.send(signup("c1", at("2025-03-01"), tier="basic"))
+    for key in [k for k in buckets if "|day|" in k and "|flow:" in k]:
+        del buckets[key]  # what an older release kept: no flow buckets,
+    index = next(k for k in buckets if k.endswith("|index"))
+    del buckets[index]["flows_since"]  # and an index without the day
+    shop.send(cancel("c1", at("2025-04-10")))
+    april = ledger.flows(SHOP, "status", "month", date(2025, 4, 1))
+    assert (
+        april.counted_from == date(2025, 4, 10) and april.to_json()["counted_from"] == "2025-04-10"
+    )
+    assert {(f.source, f.target) for f in april.flows} == {("active", "cancelled")}
+    with pytest.raises(BadWindowError, match="counted from 2025-04-10"):
+        ledger.flows(SHOP, "status", "month", date(2025, 3, 1))

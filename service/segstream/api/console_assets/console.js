@@ -329,7 +329,8 @@
   }
 
   // Sizes at each month's end, exact: the sizes now minus the net moves of every later
-  // month (GET /flows); a month the workers no longer keep, and every month before it, is a gap.
+  // month (GET /flows); before a month the workers no longer keep, or began counting flows
+  // in (state an older release wrote), every month is a gap.
   async function segmentTrend(model, names) {
     const months = monthsBack(state.asOf, TREND_MONTHS);
     const answers = await Promise.all(
@@ -343,7 +344,7 @@
         series[n][i] = size.get(segment);
       });
       const answer = answers[i];
-      if (answer === null) break;
+      if (answer === null || answer.counted_from > answer.start) break; // not kept, or counted only in part
       for (const segment of names) {
         const net = (answer.entered[segment] || 0) - (answer.left[segment] || 0);
         size.set(segment, size.get(segment) - net);
