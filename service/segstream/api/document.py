@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from segstream.api import export
 from segstream.api.console import ASSETS
 from segstream.segments import available_models
 from segstream.segments.defined.fields import OPEN_PREFIX, FieldType, catalogue
@@ -289,7 +290,28 @@ def rewritten(spec: dict[str, Any]) -> dict[str, Any]:
     example["detail"] = f"unknown model 'no-model'; known: {', '.join(available_models())}"
     (asset,) = updated["paths"][CONSOLE_ASSET]["get"]["parameters"]
     asset["schema"]["enum"] = sorted(ASSETS)
+    updated["components"]["parameters"]["CsvFields"] = csv_fields_parameter()
     return updated
+
+
+def csv_fields_parameter() -> dict[str, Any]:
+    """The ``fields`` of a CSV export: the columns :mod:`segstream.api.export` knows."""
+    names = "|".join(export.columns())
+    return {
+        "name": "fields",
+        "in": "query",
+        "required": False,
+        "description": (
+            "The columns, comma-separated, after customer_id (always first): "
+            + ", ".join(export.columns())
+            + ". Default: "
+            + ",".join(export.DEFAULT_FIELDS)
+            + ". `since` is when the customer entered the segment; the lifetime columns are"
+            " empty before the shop has a lifetime fit or the customer a purchase."
+        ),
+        "schema": {"type": "string", "pattern": f"^({names})(,({names}))*$"},
+        "example": "marketing_opt_in,since,total_spend,p_alive",
+    }
 
 
 def main() -> int:

@@ -1170,7 +1170,13 @@ class ForwardingClient:
         self.calls: list[tuple[str, URL, bytes | None, dict[str, str]]] = []
 
     def request(
-        self, method: str, url: URL, *, data: bytes | None, headers: Mapping[str, str]
+        self,
+        method: str,
+        url: URL,
+        *,
+        data: bytes | None,
+        headers: Mapping[str, str],
+        timeout: object = None,
     ) -> OwnerAnswer:
         self.calls.append((method, url, data, dict(headers)))
         return OwnerAnswer()
