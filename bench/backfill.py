@@ -104,27 +104,44 @@ def changelog_bytes(data_dir: Path, topic: str) -> int:
     )
 
 
-async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> dict[str, Any]:
-    settings = isolated_settings(broker.bootstrap, "backfill", topic_partitions=8)
-    settings = settings.model_copy(update={"app_id": f"backfill-{uuid.uuid4().hex[:6]}"})
+async def started_worker(broker: Broker, name: str) -> tuple[Settings, WorkerProcess]:
+    """A worker (every model on, exactly once, 8 partitions) on fresh topics of its own,
+    started (the caller kills it)."""
+    settings = isolated_settings(broker.bootstrap, name, topic_partitions=8)
+    settings = settings.model_copy(update={"app_id": f"{name}-{uuid.uuid4().hex[:6]}"})
     await ensure_topics(settings, changelogs=True)
-    work = REPO_ROOT / "var" / "bench" / "backfill" / settings.app_id
-    worker = WorkerProcess.for_settings(settings, work)
+    worker = WorkerProcess.for_settings(
+        settings, REPO_ROOT / "var" / "bench" / name / settings.app_id
+    )
     worker.start()
+    return settings, worker
+
+
+async def replayed(
+    args: argparse.Namespace, settings: Settings, worker: WorkerProcess, csv_path: Path
+) -> tuple[float, float, int]:
+    """Replay the CSV with ``segstream replay`` as a user would, once the worker is ready:
+    seconds until the worker committed it all, its CPU share, the replay's exit status."""
+    worker.wait_ready(timeout_s=180)
+    assert worker.process is not None
+    replay = [sys.executable, "-m", "segstream.tools.replay", str(csv_path)]
+    replay += ["--shop-id", args.shop_id, "--progress-every", "25000"]
+    say(f"replaying {args.rows:,} orders of {args.customers:,} customers")
+    tool = subprocess.Popen(replay, cwd=REPO_ROOT, env=worker.env())
+    seconds, cpu = await drained(settings, worker.process.pid, args.rows, tool)
+    return seconds, cpu, tool.wait() or 0
+
+
+async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> dict[str, Any]:
+    settings, worker = await started_worker(broker, "backfill")
     try:
-        worker.wait_ready(timeout_s=180)
-        assert worker.process is not None
-        replay = [sys.executable, "-m", "segstream.tools.replay", str(csv_path)]
-        replay += ["--shop-id", args.shop_id, "--progress-every", "25000"]
-        say(f"replaying {args.rows:,} orders of {args.customers:,} customers")
         sent = time.monotonic()
-        tool = subprocess.Popen(replay, cwd=REPO_ROOT, env=worker.env())
-        seconds, cpu = await drained(settings, worker.process.pid, args.rows, tool)
-        sent_s = tool.wait() or 0
+        seconds, cpu, status = await replayed(args, settings, worker, csv_path)
+        assert worker.process is not None
         return {
             "seconds": round(seconds, 1),
             "events_per_s": round(args.rows / seconds, 1),
-            "replay_exit": sent_s,
+            "replay_exit": status,
             "started_to_drained_s": round(time.monotonic() - sent, 1),
             "cpu_share": round(cpu, 3),
             "peak_rss_mib": round(peak_rss_mib(worker.process.pid), 1),
@@ -136,17 +153,28 @@ async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> d
         worker.kill()
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__)
-    parser.add_argument("--customers", type=int, default=25_000)
-    parser.add_argument("--days", type=int, default=730)
+def shop_arguments(parser: argparse.ArgumentParser, customers: int, days: int, port: int) -> None:
+    """The simulated shop's size and history, and the bench broker's port."""
+    parser.add_argument("--customers", type=int, default=customers)
+    parser.add_argument("--days", type=int, default=days)
     parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--port", type=int, default=29792)
-    args = parser.parse_args(argv)
+    parser.add_argument("--port", type=int, default=port)
+
+
+def shop_csv(args: argparse.Namespace) -> Path:
+    """The shop's transaction CSV under ``var/bench``; sets ``args.shop_id`` and ``args.rows``."""
     csv_path = REPO_ROOT / "var" / "bench" / f"backfill-{args.customers}-{args.days}.csv"
     csv_path.parent.mkdir(parents=True, exist_ok=True)
     say(f"writing {csv_path.name} from the simulator")
     args.shop_id, args.rows = write_csv(csv_path, args.customers, args.days, args.seed)
+    return csv_path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.backfill", description=__doc__)
+    shop_arguments(parser, customers=25_000, days=730, port=29792)
+    args = parser.parse_args(argv)
+    csv_path = shop_csv(args)
     with fresh_broker(args.port, "bench-broker") as broker:
         found = asyncio.run(measure(args, broker, csv_path))
     headers = ["orders", "customers", "wall s", "events/s", "CPU", "peak RSS MiB", "state MB"]

@@ -16,22 +16,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import subprocess
 import sys
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from bench.backfill import drained, write_csv
+from bench.backfill import replayed, shop_arguments, shop_csv, started_worker
 from bench.common import code_version, say, table
 from bench.throughput import RESULTS
 from harness.broker import Broker, fresh_broker
-from harness.workers import PLATFORM_TOKEN, REPO_ROOT, WorkerProcess, isolated_settings
-from segstream.stream.topics import ensure_topics
+from harness.workers import PLATFORM_TOKEN, WorkerProcess
 
 
 def rss_mib(pid: int) -> float:
@@ -84,20 +81,10 @@ def everyone(worker: WorkerProcess, shop_id: str) -> tuple[str, str, int]:
 
 
 async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> dict[str, Any]:
-    settings = isolated_settings(broker.bootstrap, "export", topic_partitions=8)
-    settings = settings.model_copy(update={"app_id": f"export-{uuid.uuid4().hex[:6]}"})
-    await ensure_topics(settings, changelogs=True)
-    worker = WorkerProcess.for_settings(settings, REPO_ROOT / "var" / "bench" / settings.app_id)
-    worker.start()
+    settings, worker = await started_worker(broker, "export")
     try:
-        worker.wait_ready(timeout_s=180)
+        await replayed(args, settings, worker, csv_path)
         assert worker.process is not None
-        replay = [sys.executable, "-m", "segstream.tools.replay", str(csv_path)]
-        replay += ["--shop-id", args.shop_id, "--progress-every", "50000"]
-        say(f"replaying {args.rows:,} orders of {args.customers:,} customers")
-        tool = subprocess.Popen(replay, cwd=REPO_ROOT, env=worker.env())
-        await drained(settings, worker.process.pid, args.rows, tool)
-        tool.wait()
         model, segment, members = everyone(worker, args.shop_id)
         path = f"/shops/{args.shop_id}/segments/{model}/{segment}/members.csv"
         say(f"exporting {model}/{segment}: {members:,} members")
@@ -122,15 +109,9 @@ async def measure(args: argparse.Namespace, broker: Broker, csv_path: Path) -> d
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.export", description=__doc__)
-    parser.add_argument("--customers", type=int, default=100_000)
-    parser.add_argument("--days", type=int, default=60)
-    parser.add_argument("--seed", type=int, default=3)
-    parser.add_argument("--port", type=int, default=29692)
+    shop_arguments(parser, customers=100_000, days=60, port=29692)
     args = parser.parse_args(argv)
-    csv_path = REPO_ROOT / "var" / "bench" / f"backfill-{args.customers}-{args.days}.csv"
-    csv_path.parent.mkdir(parents=True, exist_ok=True)
-    say(f"writing {csv_path.name} from the simulator")
-    args.shop_id, args.rows = write_csv(csv_path, args.customers, args.days, args.seed)
+    csv_path = shop_csv(args)
     with fresh_broker(args.port, "bench-broker") as broker:
         found = asyncio.run(measure(args, broker, csv_path))
     headers = ["segment", "members", "rows", "MB", "seconds", "rows/s", "RSS before", "RSS peak"]
