@@ -231,7 +231,6 @@ async def test_every_change_reaches_a_flaky_receiver_through_kills_signed(
         f"{len(receiver.delivered()) - len(ids())}, lost "
         f"{len(expected - ids())}, {time.monotonic() - started:.1f} s"
     )
-    assert time.monotonic() - started < 90
 
 
 async def survives_the_worker_and_is_deleted(
