@@ -55,8 +55,10 @@ METRICS_ENV = {
 }
 START = date(2025, 3, 1)
 CRASH_AFTER = 150
-"""Records of the second half published before the old worker is SIGKILLed: it is
-folding them when it dies, so the new worker takes over uncommitted work."""
+"""Records of some shops published before the old worker is SIGKILLed, as soon as the
+broker acknowledged them: it is usually still folding them (nothing waits for it), so the
+new worker takes over a batch the old one left uncommitted, or, when the old one was
+quicker, only its committed state."""
 
 
 def old_release(tmp_path: Path) -> Path:
