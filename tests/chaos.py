@@ -156,6 +156,9 @@ class Faults:
     broker_restarts: int = 0
     upgrades: int = 0
     upgrade_from: str = ""
+    not_old: int = 0
+    """Workers of the old release that served another API document than the release's:
+    they were not running its code."""
     log: list[str] = field(default_factory=list)
 
     @property
@@ -198,6 +201,7 @@ class Report:
             or self.experiments_diff
             or self.journey_diff
             or self.old_left
+            or self.faults.not_old
         )
 
     def line(self) -> str:
@@ -219,7 +223,10 @@ class Report:
         f = self.faults
         if not f.upgrade_from:
             return ""
-        return f", {f.upgrades} upgraded from {f.upgrade_from} ({self.old_left} left old)"
+        return (
+            f", {f.upgrades} upgraded from {f.upgrade_from} ({f.not_old} not running it, "
+            f"{self.old_left} left on it)"
+        )
 
 
 def simulation(config: ChaosConfig) -> Simulation:
@@ -288,11 +295,25 @@ class Cluster:
         if old and not every:
             old = [self.rng.choice(old)]
         for worker in old:
+            served = self.served_api(worker)
             worker.stop()
             self.workers.remove(worker)
             self.workers.append(self._new(name=worker.data_dir.name, old=False))
             self.faults.upgrades += 1
-            self.note(f"upgraded {worker.data_dir.name} to this checkout")
+            self.faults.not_old += served == "another"
+            self.note(f"upgraded {worker.data_dir.name} (it served {served} API) to this checkout")
+
+    def served_api(self, worker: WorkerProcess) -> str:
+        """Which API document the worker serves: ``the old release's`` (the proof that it
+        runs the old code, when the documents differ), ``another``, or ``no`` (it did
+        not answer: still starting)."""
+        assert self.release is not None
+        try:
+            status, _, body = worker.request("GET", "/openapi.json", token=None)
+        except OSError:  # refused, reset or timed out: not serving yet
+            return "no"
+        wanted = (self.release.parent / "deploy" / "openapi.json").read_bytes()
+        return "the old release's" if status == 200 and body == wanted else "another"
 
     def start(self) -> None:
         self.workers = [self._new() for _ in range(self.config.workers)]
