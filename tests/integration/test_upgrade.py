@@ -209,12 +209,13 @@ def history() -> History:
     first_ticks = tick_orders(outbox[:half], timedelta(days=2), "first")
     crashing = set(shops[::2])
     later = list(enumerate(outbox[half:]))
-    chunk = [n for n, (_, value) in later if _shop_of(value) in crashing][:CRASH_AFTER]
+    chunk = {n for n, (_, value) in later if _shop_of(value) in crashing}
+    chunk = set(sorted(chunk)[:CRASH_AFTER])
     return History(
         shops,
         outbox[:half] + first_ticks,
-        [record for n, record in later if n in set(chunk)],
-        [record for n, record in later if n not in set(chunk)],
+        [record for n, record in later if n in chunk],
+        [record for n, record in later if n not in chunk],
         tick_orders(outbox, timedelta(days=2), "last"),
     )
 
