@@ -53,6 +53,7 @@ from aiokafka.partitioner import DefaultPartitioner
 
 from harness.broker import Broker, BrokerCluster, fresh_broker, fresh_cluster
 from harness.kafka_io import consume_all, produce_json, read_table
+from harness.releases import extract_release
 from harness.stores import feed
 from harness.workers import WorkerProcess, isolated_settings
 from segstream.domain.contracts import EVENT_TYPES
@@ -112,12 +113,18 @@ class ChaosConfig:
     """Share of the shops whose events are published with librdkafka's default partitioner
     (CRC32, as kcat and confluent-kafka do): those outside their shop's partition take the
     repartition topic's detour, under the same faults."""
+    upgrade_from: str = ""
+    """A release's git tag (``v0.1.0``): the workers start on that release's code and are
+    upgraded one at a time mid-run (a rolling upgrade: old and new side by side, then
+    only new); empty: every worker runs this checkout."""
 
     def command(self) -> str:
         """The ``make chaos`` command that runs this configuration again (same history,
         same faults at the same moments)."""
         options = {name: getattr(self, name) for name in CLI_OPTIONS}
-        flags = " ".join(f"--{name.replace('_', '-')} {value}" for name, value in options.items())
+        flags = " ".join(
+            f"--{name.replace('_', '-')} {value}" for name, value in options.items() if value != ""
+        )
         return f'make chaos CHAOS_ARGS="{flags}{" --cluster" if self.cluster else ""}"'
 
 
@@ -133,6 +140,7 @@ CLI_OPTIONS = (
     "port",
     "standby_replicas",
     "librdkafka_share",
+    "upgrade_from",
 )
 """The configuration's fields the command line sets (``--cluster`` aside)."""
 
@@ -146,6 +154,11 @@ class Faults:
     joins: int = 0
     leaves: int = 0
     broker_restarts: int = 0
+    upgrades: int = 0
+    upgrade_from: str = ""
+    not_old: int = 0
+    """Workers of the old release that served another API document than the release's:
+    they were not running its code."""
     log: list[str] = field(default_factory=list)
 
     @property
@@ -168,6 +181,8 @@ class Report:
     defined_diff: int = 0
     experiments_diff: int = 0
     journey_diff: int = 0
+    old_left: int = 0
+    """Workers still on the old release at the end of a rolling upgrade."""
     rerouted: int = 0
     """Records that landed outside their shop's partition and took the detour (not a fault)."""
     seconds: float = 0.0
@@ -185,6 +200,8 @@ class Report:
             or self.defined_diff
             or self.experiments_diff
             or self.journey_diff
+            or self.old_left
+            or self.faults.not_old
         )
 
     def line(self) -> str:
@@ -192,13 +209,23 @@ class Report:
         return (
             f"chaos: {f.kills} kills ({f.fresh_takeovers} on an empty store), "
             f"{f.rebalances} rebalances, {f.broker_restarts} broker restart"
-            f"{'' if f.broker_restarts == 1 else 's'}; {self.events:,} events "
+            f"{'' if f.broker_restarts == 1 else 's'}{self._upgrades()}; {self.events:,} events "
             f"({self.rerouted:,} rerouted); "
             f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
             f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
             f"diff, metrics {self.metrics_diff} diff, defined segments {self.defined_diff} "
             f"diff, experiments {self.experiments_diff} diff, journey {self.journey_diff} diff "
             f"({self.seconds:.0f} s)"
+        )
+
+    def _upgrades(self) -> str:
+        """The rolling upgrade's part of the line (none without one)."""
+        f = self.faults
+        if not f.upgrade_from:
+            return ""
+        return (
+            f", {f.upgrades} upgraded from {f.upgrade_from} ({f.not_old} not running it, "
+            f"{self.old_left} left on it)"
         )
 
 
@@ -231,17 +258,62 @@ class Cluster:
         self.broker = broker
         self.rng = random.Random(config.seed)
         self.workers: list[WorkerProcess] = []
-        self.faults = Faults()
+        self.faults = Faults(upgrade_from=config.upgrade_from)
         self._names = 0
+        self.release: Path | None = None
+        """The old release's ``service/`` folder during a rolling upgrade."""
+        self.upgrading = False
+        """Whether the rolling upgrade began: workers that join run the new code."""
 
-    def _new(self, fresh: bool = False, name: str | None = None) -> WorkerProcess:
+    def _new(
+        self, fresh: bool = False, name: str | None = None, old: bool | None = None
+    ) -> WorkerProcess:
+        """A worker started on ``name``'s data directory (a new one when None or
+        ``fresh``), on the old release when ``old`` (None: while the upgrade has not
+        begun and there is an old release)."""
         if name is None or fresh:
             self._names += 1
             name = f"w{self._names}"
         env = {**WORKER_ENV, "SEGSTREAM_TABLE_STANDBY_REPLICAS": str(self.config.standby_replicas)}
+        if old is None:
+            old = not self.upgrading
+        if old and self.release is not None:
+            env["PYTHONPATH"] = str(self.release)
         worker = WorkerProcess.for_settings(self.settings, self.config.work_dir / name, env)
         worker.start()
         return worker
+
+    def is_old(self, worker: WorkerProcess) -> bool:
+        """Whether ``worker`` runs the old release."""
+        return "PYTHONPATH" in worker.extra_env
+
+    def upgrade(self, every: bool) -> None:
+        """Stop one worker of the old release (all of them when ``every``), as a rolling
+        restart does (SIGTERM), and start the new code on its data directory."""
+        self.upgrading = True
+        old = [worker for worker in self.workers if self.is_old(worker)]
+        if old and not every:
+            old = [self.rng.choice(old)]
+        for worker in old:
+            served = self.served_api(worker)
+            worker.stop()
+            self.workers.remove(worker)
+            self.workers.append(self._new(name=worker.data_dir.name, old=False))
+            self.faults.upgrades += 1
+            self.faults.not_old += served == "another"
+            self.note(f"upgraded {worker.data_dir.name} (it served {served} API) to this checkout")
+
+    def served_api(self, worker: WorkerProcess) -> str:
+        """Which API document the worker serves: ``the old release's`` (the proof that it
+        runs the old code, when the documents differ), ``another``, or ``no`` (it did
+        not answer: still starting)."""
+        assert self.release is not None
+        try:
+            status, _, body = worker.request("GET", "/openapi.json", token=None)
+        except OSError:  # refused, reset or timed out: not serving yet
+            return "no"
+        wanted = (self.release.parent / "deploy" / "openapi.json").read_bytes()
+        return "the old release's" if status == 200 and body == wanted else "another"
 
     def start(self) -> None:
         self.workers = [self._new() for _ in range(self.config.workers)]
@@ -263,7 +335,8 @@ class Cluster:
             f"killed {victim.data_dir.name}{' (replaced on an empty store)' if fresh else ''}"
         )
         await asyncio.sleep(self.rng.uniform(0.0, 3.0))
-        self.workers.append(self._new(fresh, None if fresh else victim.data_dir.name))
+        name = None if fresh else victim.data_dir.name
+        self.workers.append(self._new(fresh, name, old=self.is_old(victim)))
 
     def join(self) -> None:
         self.workers.append(self._new(fresh=True))
@@ -308,7 +381,21 @@ def fault_plan(config: ChaosConfig, span_s: float, rng: random.Random) -> list[t
     kinds = ["kill"] * (config.kills - config.fresh_takeovers) + ["fresh"] * config.fresh_takeovers
     kinds += ["join" if n % 2 == 0 else "leave" for n in range(config.rebalances)]
     kinds += ["broker"] * config.broker_restarts
-    return sorted((rng.uniform(0.05, 0.95) * span_s, kind) for kind in kinds)
+    plan = [(rng.uniform(0.05, 0.95) * span_s, kind) for kind in kinds]
+    return sorted(plan + upgrade_plan(config, span_s))
+
+
+def upgrade_plan(config: ChaosConfig, span_s: float) -> list[tuple[float, str]]:
+    """A rolling upgrade's steps (none without ``upgrade_from``), one per worker, evenly
+    from 30 % to 70 % of the publishing time, the last one upgrading every worker still
+    old: old and new side by side, then only new for the last third. No random draw, so
+    the other faults keep their moments."""
+    if not config.upgrade_from:
+        return []
+    steps = max(1, config.workers)
+    moments = [0.3 + 0.4 * n / max(1, steps - 1) for n in range(steps)]
+    kinds = ["upgrade"] * (steps - 1) + ["upgrade-all"]
+    return [(moment * span_s, kind) for moment, kind in zip(moments, kinds, strict=True)]
 
 
 async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float) -> None:
@@ -322,6 +409,8 @@ async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float
             cluster.leave()
         elif kind == "broker":
             await cluster.restart_broker()
+        elif kind in ("upgrade", "upgrade-all"):
+            cluster.upgrade(every=kind == "upgrade-all")
 
 
 async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> None:
@@ -706,6 +795,8 @@ async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
     report = Report(len(outbox), Faults())
     cluster = Cluster(config, settings, broker)
     report.faults = cluster.faults
+    if config.upgrade_from:
+        cluster.release = extract_release(config.upgrade_from, config.work_dir / "release")
     cluster.start()
     try:
         span = len(outbox) / config.rate
@@ -722,6 +813,7 @@ async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
         await drained(settings, cluster, config.timeout_s)
         await reevaluated(settings, shops, config.timeout_s)
         await verify(report, settings, sim)
+        report.old_left = sum(cluster.is_old(worker) for worker in cluster.workers)
     finally:
         cluster.stop()
     report.seconds = time.monotonic() - started
