@@ -36,7 +36,7 @@ def test_the_demo_leaves_a_worker_to_explore(kafka_broker: Broker, tmp_path: Pat
         token = re.search(r"TOKEN=(\S+)", shown)
         assert token is not None, shown[-2000:]
         lines = [line.strip() for line in shown.splitlines() if line.strip().startswith("curl ")]
-        assert len(lines) == 3, shown[-2000:]
+        assert len(lines) == 4, shown[-2000:]  # segments, metrics, a customer, a CSV export
         for line in lines:  # as pasted into a shell with TOKEN set
             pasted = shlex.split(line.replace("$TOKEN", token.group(1)))
             command = [*pasted, "-f", "-o", "/dev/null"]
