@@ -49,6 +49,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal, TypeVar
 
 CHUNK = 65536
@@ -325,3 +326,25 @@ class FaultProxy:
     async def _wait_flowing(self) -> None:
         assert self._flowing is not None
         await self._flowing.wait()
+
+
+def workers_listener(directory: Path, broker_port: int, port: int, proxy_port: int) -> Path:
+    """Broker properties (for ``KAFKA_EXTRA_CONFIG``) adding a ``WORKERS`` plaintext listener
+    on ``port``, advertised at ``proxy_port`` where a :class:`FaultProxy` forwards to
+    ``port``; the ``PLAINTEXT`` listener on ``broker_port`` (controller on the next) stays."""
+    directory.mkdir(parents=True, exist_ok=True)
+    config = directory / "workers_listener.properties"
+    config.write_text(
+        "\n".join(
+            [
+                f"listeners=PLAINTEXT://127.0.0.1:{broker_port},"
+                f"CONTROLLER://127.0.0.1:{broker_port + 1},WORKERS://127.0.0.1:{port}",
+                f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port},"
+                f"WORKERS://127.0.0.1:{proxy_port}",
+                "listener.security.protocol.map="
+                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,WORKERS:PLAINTEXT",
+                "",
+            ]
+        )
+    )
+    return config

@@ -8,10 +8,11 @@ import socketserver
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from harness.faultproxy import FaultProxy
+from harness.faultproxy import FaultProxy, workers_listener
 
 ECHO_PORT, PROXY_PORT = 30598, 30599  # this worktree's range (30592-30599)
 
@@ -137,3 +138,9 @@ def test_a_refuse_cut_resets_existing_and_new_connections_until_healed(
             raise ConnectionResetError("closed")
     proxy.heal()
     assert _round_trip(proxy, b"healed") < 0.1
+
+
+def test_the_listener_config_keeps_the_plaintext_and_controller_listeners(tmp_path: Path) -> None:
+    text = workers_listener(tmp_path, 100, 102, 103).read_text()
+    assert "PLAINTEXT://127.0.0.1:100,CONTROLLER://127.0.0.1:101,WORKERS://127.0.0.1:102" in text
+    assert "advertised.listeners=PLAINTEXT://127.0.0.1:100,WORKERS://127.0.0.1:103" in text
