@@ -206,6 +206,11 @@ class FaultProxy:
         self._reset_all()
         for server in self._servers:
             await server.wait_closed()
+        # Let the cancelled pipes (and their delivery tasks) finish before the loop stops.
+        others = [task for task in asyncio.all_tasks() if task is not asyncio.current_task()]
+        for task in others:
+            task.cancel()
+        await asyncio.gather(*others, return_exceptions=True)
 
     def _reset_all(self) -> None:
         for connection in list(self._connections):
