@@ -20,13 +20,13 @@ harness's thread (they are thread safe and return once the loop has applied them
 Where it sits in the path (design choice). A Kafka client bootstraps, then connects to the
 addresses the broker *advertises* for the listener the request came in on. A proxy in front
 of the ordinary ``PLAINTEXT`` listener would be bypassed after the first metadata response.
-So the broker gets a second listener for the workers only, through ``KAFKA_EXTRA_CONFIG``
-(a later key wins, as ``harness/secure.py`` does for SASL_SSL), e.g. for broker port B,
-its real worker listener port W and proxy port P::
+So the broker gets a second listener for the workers only (``workers_listeners``), through
+``KAFKA_EXTRA_CONFIG`` (a later key wins, as ``harness/secure.py`` does for SASL_SSL), e.g.
+for broker port B, its real worker listener port W and proxy port P::
 
-    listeners=PLAINTEXT://127.0.0.1:B,CONTROLLER://127.0.0.1:B+1,WORKERS://127.0.0.1:W
-    advertised.listeners=PLAINTEXT://127.0.0.1:B,WORKERS://127.0.0.1:P
-    listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,WORKERS:PLAINTEXT
+    listeners=PLAINTEXT://127.0.0.1:B,CONTROLLER://127.0.0.1:B+1,WORKERS1://127.0.0.1:W
+    advertised.listeners=PLAINTEXT://127.0.0.1:B,WORKERS1://127.0.0.1:P
+    listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,WORKERS1:PLAINTEXT
 
 and the proxy listens on P with upstream ``127.0.0.1:W``. Workers bootstrap from P; the
 broker answers them with P (the WORKERS listener's advertised address), so every worker
@@ -34,8 +34,8 @@ byte crosses the proxy, while the harness's producer, oracle and inter-broker tr
 (PLAINTEXT) and the controller quorum are untouched. On a cluster each broker gets its own
 WORKERS port and its own proxy port (one ``FaultProxy`` with several upstreams). The
 advertised address is per listener, not per client: to cut one worker off while the others
-run, that worker needs a listener (and a proxy port) of its own, e.g. ``WORKER1``,
-``WORKER2``... each advertised at its own proxy port; every worker bootstraps from its own.
+run, that worker needs a listener (and a proxy port) of its own, e.g. ``WORKERS1``,
+``WORKERS2``... each advertised at its own proxy port; every worker bootstraps from its own.
 """
 
 from __future__ import annotations
@@ -333,21 +333,35 @@ class FaultProxy:
         await self._flowing.wait()
 
 
-def workers_listener(directory: Path, broker_port: int, port: int, proxy_port: int) -> Path:
-    """Broker properties (for ``KAFKA_EXTRA_CONFIG``) adding a ``WORKERS`` plaintext listener
-    on ``port``, advertised at ``proxy_port`` where a :class:`FaultProxy` forwards to
-    ``port``; the ``PLAINTEXT`` listener on ``broker_port`` (controller on the next) stays."""
+def workers_listeners(directory: Path, broker_port: int, routes: Sequence[tuple[int, int]]) -> Path:
+    """Broker properties (for ``KAFKA_EXTRA_CONFIG``) adding, for each ``(port, proxy_port)``
+    of ``routes``, a plaintext listener ``WORKERS<n>`` (n from 1) on ``port`` advertised at
+    ``proxy_port``, where a :class:`FaultProxy` forwards to ``port``. The ``PLAINTEXT``
+    listener on ``broker_port`` (controller on the next) stays as it was. A listener per
+    worker lets one worker be cut off alone."""
+    names = [f"WORKERS{n}" for n in range(1, len(routes) + 1)]
+    listens = [f"{name}://127.0.0.1:{port}" for name, (port, _) in zip(names, routes, strict=True)]
+    adverts = [f"{name}://127.0.0.1:{via}" for name, (_, via) in zip(names, routes, strict=True)]
+    protocols = [f"{name}:PLAINTEXT" for name in names]
     directory.mkdir(parents=True, exist_ok=True)
-    config = directory / "workers_listener.properties"
+    config = directory / "workers_listeners.properties"
     config.write_text(
         "\n".join(
             [
-                f"listeners=PLAINTEXT://127.0.0.1:{broker_port},"
-                f"CONTROLLER://127.0.0.1:{broker_port + 1},WORKERS://127.0.0.1:{port}",
-                f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port},"
-                f"WORKERS://127.0.0.1:{proxy_port}",
-                "listener.security.protocol.map="
-                "CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,WORKERS:PLAINTEXT",
+                ",".join(
+                    [
+                        f"listeners=PLAINTEXT://127.0.0.1:{broker_port}",
+                        f"CONTROLLER://127.0.0.1:{broker_port + 1}",
+                        *listens,
+                    ]
+                ),
+                ",".join([f"advertised.listeners=PLAINTEXT://127.0.0.1:{broker_port}", *adverts]),
+                ",".join(
+                    [
+                        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT",
+                        *protocols,
+                    ]
+                ),
                 "",
             ]
         )

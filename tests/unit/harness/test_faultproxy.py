@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.faultproxy import FaultProxy, workers_listener
+from harness.faultproxy import FaultProxy, workers_listeners
 
 ECHO_PORT, PROXY_PORT = 30598, 30599  # this worktree's range (30592-30599)
 
@@ -141,6 +141,12 @@ def test_a_refuse_cut_resets_existing_and_new_connections_until_healed(
 
 
 def test_the_listener_config_keeps_the_plaintext_and_controller_listeners(tmp_path: Path) -> None:
-    text = workers_listener(tmp_path, 100, 102, 103).read_text()
-    assert "PLAINTEXT://127.0.0.1:100,CONTROLLER://127.0.0.1:101,WORKERS://127.0.0.1:102" in text
-    assert "advertised.listeners=PLAINTEXT://127.0.0.1:100,WORKERS://127.0.0.1:103" in text
+    text = workers_listeners(tmp_path, 100, [(102, 103), (104, 105)]).read_text().splitlines()
+    assert text == [
+        "listeners=PLAINTEXT://127.0.0.1:100,CONTROLLER://127.0.0.1:101,"
+        "WORKERS1://127.0.0.1:102,WORKERS2://127.0.0.1:104",
+        "advertised.listeners=PLAINTEXT://127.0.0.1:100,"
+        "WORKERS1://127.0.0.1:103,WORKERS2://127.0.0.1:105",
+        "listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,"
+        "WORKERS1:PLAINTEXT,WORKERS2:PLAINTEXT",
+    ]
