@@ -19,7 +19,7 @@ from typing import Any
 from segstream.api import edge
 from segstream.api.edge import BadRequestError
 from segstream.api.queries import NotFoundError as NotFoundError
-from segstream.api.queries import check_segment, known_models, lifetime, shop_now
+from segstream.api.queries import check_model, check_segment, known_models, lifetime, shop_now
 from segstream.domain.customer import CustomerState
 from segstream.domain.events import format_time
 from segstream.domain.features import CustomerSnapshot
@@ -95,9 +95,7 @@ def chosen(query: Mapping[str, str]) -> list[str]:
 def check(reader: ReadView, shop_id: str, model: str, segment: str) -> None:
     """:class:`NotFoundError` for an unknown shop, model or segment of the model."""
     shop_now(reader, shop_id)
-    known = known_models(reader, shop_id)
-    if model not in known:
-        raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
+    check_model(model, known_models(reader, shop_id))
     check_segment(model, segment)
 
 

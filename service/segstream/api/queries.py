@@ -165,9 +165,7 @@ def segment_members(
     shop_now(reader, shop_id)
     limit, offset = paging(query)
     book = reader.book(shop_id)
-    known = known_models(reader, shop_id)
-    if model not in known:
-        raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
+    check_model(model, known_models(reader, shop_id))
     check_segment(model, segment)
     members = [
         state.customer_id
@@ -192,19 +190,24 @@ def known_models(reader: ReadView, shop_id: str) -> list[str]:
     return [*book.models, *(model_name(segment) for segment in sorted(book.definitions.rules))]
 
 
+def check_model(model: str, known: list[str]) -> None:
+    """:class:`NotFoundError` naming the ``known`` models unless ``model`` is one."""
+    if model not in known:
+        raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
+
+
 def flows(reader: ReadView, shop_id: str, query: Mapping[str, str]) -> dict[str, Any]:
     """How many customers moved from each segment of ``model`` to each other in one
     window (``grain``, ``start``), counted as the change topic has them
     (:mod:`segstream.metrics.flows`); ``model`` is one of the shop's models now, or one
     that had flows (a deleted defined segment's leaves are counted too)."""
     now = shop_now(reader, shop_id)
-    known = [*known_models(reader, shop_id)]
+    known = known_models(reader, shop_id)
     known += [model for model in reader.flow_models(shop_id) if model not in known]
     model = query.get("model")
     if model is None:
         raise BadRequestError(f"name a model: ?model=<one of {', '.join(known)}>")
-    if model not in known:
-        raise NotFoundError(f"unknown model {edge.shown(model)}; known: {', '.join(known)}")
+    check_model(model, known)
     grain = edge.choice(query, "grain", "month", GRAINS)
     start = edge.day(query, "start") or now.date()
     try:

@@ -365,9 +365,7 @@ async def _peer_shops(
 ) -> tuple[int, list[dict[str, Any]] | None]:
     """Another worker's own shops, with its status (0: no answer; the shops are None
     unless it answered them)."""
-    headers = {}
-    if "Authorization" in request.headers:
-        headers["Authorization"] = request.headers["Authorization"]
+    headers = forwarded_token(request)
     asked = URL(url).with_path("/shops").with_query(local="true")
     try:
         async with app.http_client.get(asked, headers=headers, timeout=PEER_TIMEOUT) as response:
@@ -388,6 +386,13 @@ def owner_url(app: faust.App, topic: str, partition: int) -> str | None:
     return None
 
 
+def forwarded_token(request: Request) -> dict[str, str]:
+    """The request's ``Authorization`` header for a request to another worker, which
+    checks the token again (none when the request had none)."""
+    found = request.headers.get("Authorization")
+    return {} if found is None else {"Authorization": found}
+
+
 async def proxy(
     app: faust.App, url: str, web: View, request: Request, body: bytes | None = None
 ) -> Response:
@@ -396,9 +401,7 @@ async def proxy(
     target = URL(url)
     routed = request.url.with_host(str(target.host)).with_port(target.port)
     kind = request.headers.get("Content-Type", "application/json")
-    headers = {} if body is None else {"Content-Type": kind}
-    if "Authorization" in request.headers:  # the owner checks the token again
-        headers["Authorization"] = request.headers["Authorization"]
+    headers = forwarded_token(request) | ({} if body is None else {"Content-Type": kind})
     options: dict[str, Any] = {"data": body, "headers": headers}
     if routed.path.endswith(".csv"):  # an export: as long as it keeps coming
         options["timeout"] = STREAM_TIMEOUT

@@ -103,10 +103,7 @@ class _Batch:
     def book(self, booking: Booking, sign: int, day: date, dimension: str) -> None:
         """Count ``booking`` (``sign`` -1 takes it back) on ``day`` in ``dimension``."""
         counter, amount, histogram = COUNTERS[booking.kind]
-        key = self._keys.get((day, dimension))
-        if key is None:
-            key = self._keys[day, dimension] = day_key(self.shop_id, day, dimension)
-        bucket = self.days.setdefault(key, {})
+        bucket = self._bucket(day, dimension)
         if counter is not None:
             bucket[counter] = bucket.get(counter, 0) + sign
         if amount is not None:
@@ -115,8 +112,6 @@ class _Batch:
             bins = bucket.setdefault(histogram, {})
             bin_ = histogram_bin(day, booking.anchor)
             bins[bin_] = bins.get(bin_, 0) + sign
-        self.index.note_day(day)
-        self.index.dimensions.add(dimension)
         subscribers, mrr = NET.get(booking.kind, (0, 0))
         if subscribers or mrr:
             total = {"subscribers": sign * subscribers, "mrr": sign * mrr * booking.amount}
@@ -126,15 +121,18 @@ class _Batch:
 
     def flow(self, model: str, previous: str | None, current: str | None, day: date) -> None:
         """Count one segment change of ``model`` on ``day`` (:mod:`~segstream.metrics.flows`)."""
-        dimension = flow_dimension(model)
+        moves = self._bucket(day, flow_dimension(model)).setdefault(MOVES, {})
+        name = move_name(previous, current)
+        moves[name] = moves.get(name, 0) + 1
+
+    def _bucket(self, day: date, dimension: str) -> dict[str, Any]:
+        """The changes booked on ``day`` in ``dimension`` (the index widened to hold it)."""
         key = self._keys.get((day, dimension))
         if key is None:
             key = self._keys[day, dimension] = day_key(self.shop_id, day, dimension)
-        moves = self.days.setdefault(key, {}).setdefault(MOVES, {})
-        name = move_name(previous, current)
-        moves[name] = moves.get(name, 0) + 1
         self.index.note_day(day)
         self.index.dimensions.add(dimension)
+        return self.days.setdefault(key, {})
 
     def count_customers(self, change: int, dimension: str) -> None:
         """Change the customers who ever paid in ``dimension`` without a ``new`` booking
