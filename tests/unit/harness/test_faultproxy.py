@@ -14,8 +14,6 @@ import pytest
 
 from harness.faultproxy import FaultProxy, workers_listeners
 
-ECHO_PORT, PROXY_PORT = 30598, 30599  # this worktree's range (30592-30599)
-
 
 class _Echo(socketserver.BaseRequestHandler):
     def handle(self) -> None:
@@ -33,17 +31,17 @@ class _Server(socketserver.ThreadingTCPServer):
 
 @pytest.fixture(scope="module")
 def echo() -> Iterator[tuple[str, int]]:
-    server = _Server(("127.0.0.1", ECHO_PORT), _Echo)
+    server = _Server(("127.0.0.1", 0), _Echo)
     thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
     thread.start()
-    yield ("127.0.0.1", ECHO_PORT)
+    yield ("127.0.0.1", server.server_address[1])
     server.shutdown()
     server.server_close()
 
 
 @pytest.fixture
 def proxy(echo: tuple[str, int]) -> Iterator[FaultProxy]:
-    with FaultProxy([echo], [PROXY_PORT], seed=1) as running:
+    with FaultProxy([echo], seed=1) as running:
         yield running
 
 
