@@ -187,8 +187,8 @@ class Faults:
     resets: int = 0
     cutoffs: int = 0
     dropped: int = 0
-    """Cut-off workers whose log shows the group went on without them (their heartbeat
-    refused, or their producer fenced): the cut did what it is for."""
+    """Cut-off workers whose log shows they lost their group session (see
+    :data:`DROPPED`): the cut did what it is for."""
     networked: bool = False
     log: list[str] = field(default_factory=list)
 
@@ -258,8 +258,8 @@ class Report:
             return ""
         return (
             f", {f.latency_spikes} latency spikes, {f.bandwidth_limits} bandwidth limits, "
-            f"{f.resets} connection resets, {f.cutoffs} workers cut off ({f.dropped} dropped "
-            f"by the group)"
+            f"{f.resets} connection resets, {f.cutoffs} workers cut off ({f.dropped} lost their "
+            f"session)"
         )
 
     def _upgrades(self) -> str:
@@ -379,7 +379,7 @@ class Cluster:
 
     async def kill(self, fresh: bool) -> None:
         """SIGKILL a worker; start a replacement (same data directory, or an empty one)."""
-        victim = self.rng.choice(self.expendable())
+        victim = await self.pick()
         self.retire(victim, kill=True)
         self.faults.kills += 1
         self.faults.fresh_takeovers += int(fresh)
@@ -395,17 +395,23 @@ class Cluster:
         self.faults.joins += 1
         self.note(f"joined {self.workers[-1].data_dir.name}")
 
-    def leave(self) -> None:
-        leaver = self.rng.choice(self.expendable())
+    async def leave(self) -> None:
+        leaver = await self.pick()
         self.retire(leaver, kill=False)
         self.faults.leaves += 1
         self.note(f"left {leaver.data_dir.name}")
 
     def expendable(self) -> list[WorkerProcess]:
-        """The workers a kill or a leave may pick (all when every one is spared)."""
+        """The workers a kill, a leave or a cut may pick: those not spared."""
         now = time.monotonic()
-        free = [w for w in self.workers if self.spared.get(w.data_dir.name, 0.0) < now]
-        return free or self.workers
+        return [w for w in self.workers if self.spared.get(w.data_dir.name, 0.0) < now]
+
+    async def pick(self) -> WorkerProcess:
+        """A worker a kill or a leave may take; when every one is spared, the fault waits
+        until one is not (a cut-off worker killed mid-cut would prove nothing)."""
+        while not (free := self.expendable()):
+            await asyncio.sleep(0.5)
+        return self.rng.choice(free)
 
     def retire(self, worker: WorkerProcess, kill: bool) -> None:
         """SIGKILL or stop ``worker``, forget it and free its network slot."""
@@ -443,8 +449,16 @@ class Cluster:
             worker.assert_running()
 
 
-DROPPED = ("partition_fenced", "member_id was not recognized", "ProducerFenced")
-"""What a worker's log shows when its group went on without it."""
+DROPPED = (
+    "Heartbeat session expired",
+    "member_id was not recognized",
+    "generation id is not",
+    "partition_fenced",
+    "ProducerFenced",
+)
+"""What a worker's log shows when it lost its group session: it saw none of its heartbeats
+answered for a session timeout (aiokafka's own words), the group went on without it
+(heartbeat refused) or its producer was fenced."""
 
 
 class NetworkChaos:
@@ -492,14 +506,14 @@ class NetworkChaos:
     def cut_off(self) -> None:
         """One worker cut off (its bytes held, or its connections refused) for longer than
         twice its session timeout; spared from kills until well after it is back."""
-        victim = self.rng.choice(self.cluster.expendable())
+        victim = self.rng.choice(self.cluster.expendable() or self.cluster.workers)
         name = victim.data_dir.name
         mode: CutMode = "stall" if self.cluster.faults.cutoffs % 2 == 0 else "refuse"
         seconds = 2 * SESSION_TIMEOUT_S + self.rng.uniform(2.0, 8.0)
         size = victim.log_path.stat().st_size if victim.log_path.exists() else 0
         self.network.cut(name, seconds, mode)
         self.cuts.append((victim, size, time.monotonic() + seconds))
-        self.cluster.spared[name] = time.monotonic() + seconds + 30.0
+        self.cluster.spared[name] = time.monotonic() + seconds + 10.0
         self.cluster.faults.cutoffs += 1
         self.cluster.note(f"cut {name} off ({mode}) for {seconds:.0f} s")
 
@@ -566,7 +580,7 @@ async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float
         elif kind == "join":
             cluster.join()
         elif kind == "leave" and len(cluster.workers) > 1:
-            cluster.leave()
+            await cluster.leave()
         elif kind == "broker":
             await cluster.restart_broker()
         elif kind in ("upgrade", "upgrade-all"):

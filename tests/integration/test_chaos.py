@@ -3,7 +3,7 @@ the long ones): SIGKILLed workers (one replaced on an empty store), a join and a
 broker restart, and on the network between the workers and the broker a latency spike, a
 bandwidth limit, connection resets and one worker cut off past its session timeout; then
 nothing lost, nothing twice, every fact and metric as an uninterrupted run has them, and
-the cut-off worker dropped by its group. See tests/chaos.py.
+the cut-off worker past its group session. See tests/chaos.py.
 
 Each run draws a new seed (another history, other faults at other moments) and prints it
 with the command that runs it again; ``SEGSTREAM_TEST_CHAOS_SEED`` fixes it."""
