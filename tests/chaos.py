@@ -129,8 +129,8 @@ class ChaosConfig:
     resets: int = 0
     """Every worker's broker connections reset (TCP RST) at once."""
     cutoffs: int = 0
-    """One worker cut off from the broker for longer than twice its session timeout, then
-    back: the group goes on without it, and what it sends late must never land."""
+    """One worker cut off from the broker for longer than its session timeout, then back:
+    the group goes on without it, and what it sends late must never land."""
 
     @property
     def networked(self) -> bool:
@@ -504,16 +504,16 @@ class NetworkChaos:
         self.cluster.note("every worker connection reset")
 
     def cut_off(self) -> None:
-        """One worker cut off (its bytes held, or its connections refused) for longer than
-        twice its session timeout; spared from kills until well after it is back."""
+        """One worker cut off (its bytes held, or its connections refused) for 3 to 8 s
+        longer than its session timeout; spared from kills until a while after it is back."""
         victim = self.rng.choice(self.cluster.expendable() or self.cluster.workers)
         name = victim.data_dir.name
         mode: CutMode = "stall" if self.cluster.faults.cutoffs % 2 == 0 else "refuse"
-        seconds = 2 * SESSION_TIMEOUT_S + self.rng.uniform(2.0, 8.0)
+        seconds = SESSION_TIMEOUT_S + self.rng.uniform(3.0, 8.0)
         size = victim.log_path.stat().st_size if victim.log_path.exists() else 0
         self.network.cut(name, seconds, mode)
         self.cuts.append((victim, size, time.monotonic() + seconds))
-        self.cluster.spared[name] = time.monotonic() + seconds + 10.0
+        self.cluster.spared[name] = time.monotonic() + seconds + 5.0
         self.cluster.faults.cutoffs += 1
         self.cluster.note(f"cut {name} off ({mode}) for {seconds:.0f} s")
 
