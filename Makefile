@@ -28,7 +28,7 @@ KAFKA4_TEST_PORT ?= 19492
 KAFKA4_TEST_ENV := SEGSTREAM_TEST_KAFKA_VERSION=$(KAFKA4_VERSION) SEGSTREAM_TEST_KAFKA_PORT=$(KAFKA4_TEST_PORT)
 
 .PHONY: help setup kafka-fetch kafka4-fetch test-kafka4 kafka-up kafka-down kafka-status kafka-logs \
-	constraints wheel test-pythons lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster chaos-upgrade cluster-up cluster-down clean distclean api-fuzz worker demo-stop
+	constraints wheel test-pythons lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster chaos-network chaos-upgrade cluster-up cluster-down clean distclean api-fuzz worker demo-stop
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -204,6 +204,9 @@ chaos: setup kafka-fetch ## chaos run: kills, rebalances, a broker restart; chec
 
 chaos-cluster: setup kafka-fetch ## the chaos run on three brokers (RF 3, min ISR 2), one SIGKILLed mid-stream (~8 min)
 	$(BIN)/python -m tests.chaos --cluster $(CHAOS_ARGS)
+
+chaos-network: setup kafka-fetch ## the chaos run with network faults: latency spikes, bandwidth limits, connection resets, workers cut off past their session (~7 min)
+	$(BIN)/python -m tests.chaos --latency-spikes 4 --bandwidth-limits 3 --resets 4 --cutoffs 2 $(CHAOS_ARGS)
 
 # The first release's code comes from the clone's history by its tag (git fetch --tags).
 chaos-upgrade: setup kafka-fetch ## the chaos run with a rolling upgrade from v0.1.0 (old and new workers side by side, then only new) (~6 min)

@@ -49,6 +49,10 @@ def _authorization(token: str | None) -> dict[str, str]:
     return {} if token is None else {"Authorization": f"Bearer {token}"}
 
 
+SESSION_TIMEOUT_S = 6
+"""The workers' group session timeout: a worker silent longer is dropped from its group."""
+
+
 def free_port() -> int:
     """A TCP port nothing listens on right now."""
     with socket.socket() as probe:
@@ -157,7 +161,7 @@ class WorkerProcess:
             SEGSTREAM_TOPIC_REPLICATION=str(self.replication),
             SEGSTREAM_WEB_PORT=str(self.web_port),
             SEGSTREAM_DATA_DIR=str(self.data_dir),
-            SEGSTREAM_BROKER_SESSION_TIMEOUT_S="6",
+            SEGSTREAM_BROKER_SESSION_TIMEOUT_S=str(SESSION_TIMEOUT_S),
             SEGSTREAM_BROKER_REQUEST_TIMEOUT_S="20",
             SEGSTREAM_LOG_LEVEL=os.environ.get("SEGSTREAM_TEST_WORKER_LOG_LEVEL", "warning"),
             SEGSTREAM_API_RATE_PER_S="10000",  # tests poll fast; the rate has unit tests

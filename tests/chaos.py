@@ -43,7 +43,8 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -52,10 +53,12 @@ from typing import Any
 from aiokafka.partitioner import DefaultPartitioner
 
 from harness.broker import Broker, BrokerCluster, fresh_broker, fresh_cluster
+from harness.faultproxy import CutMode
 from harness.kafka_io import consume_all, produce_json, read_table
+from harness.network import WorkerNetwork, worker_network
 from harness.releases import extract_release
 from harness.stores import feed
-from harness.workers import WorkerProcess, isolated_settings
+from harness.workers import SESSION_TIMEOUT_S, WorkerProcess, isolated_settings
 from segstream.domain.contracts import EVENT_TYPES
 from segstream.engine.pipeline import DEFINITION, Pipeline
 from segstream.experiments import Arm, arm_of
@@ -117,6 +120,22 @@ class ChaosConfig:
     """A release's git tag (``v0.1.0``): the workers start on that release's code and are
     upgraded one at a time mid-run (a rolling upgrade: old and new side by side, then
     only new); empty: every worker runs this checkout."""
+    latency_spikes: int = 0
+    """Network faults (any of these four puts every worker behind a fault proxy of its
+    own, single broker only): a few seconds of added latency with jitter on every worker's
+    connections."""
+    bandwidth_limits: int = 0
+    """A few seconds of every worker's connections paced to tens of kB/s."""
+    resets: int = 0
+    """Every worker's broker connections reset (TCP RST) at once."""
+    cutoffs: int = 0
+    """One worker cut off from the broker for longer than its session timeout, then back:
+    the group goes on without it, and what it sends late must never land."""
+
+    @property
+    def networked(self) -> bool:
+        """Whether the workers reach the broker through fault proxies."""
+        return bool(self.latency_spikes or self.bandwidth_limits or self.resets or self.cutoffs)
 
     def command(self) -> str:
         """The ``make chaos`` command that runs this configuration again (same history,
@@ -141,6 +160,10 @@ CLI_OPTIONS = (
     "standby_replicas",
     "librdkafka_share",
     "upgrade_from",
+    "latency_spikes",
+    "bandwidth_limits",
+    "resets",
+    "cutoffs",
 )
 """The configuration's fields the command line sets (``--cluster`` aside)."""
 
@@ -159,6 +182,14 @@ class Faults:
     not_old: int = 0
     """Workers of the old release that served another API document than the release's:
     they were not running its code."""
+    latency_spikes: int = 0
+    bandwidth_limits: int = 0
+    resets: int = 0
+    cutoffs: int = 0
+    dropped: int = 0
+    """Cut-off workers whose log shows they lost their group session (see
+    :data:`DROPPED`): the cut did what it is for."""
+    networked: bool = False
     log: list[str] = field(default_factory=list)
 
     @property
@@ -202,6 +233,7 @@ class Report:
             or self.journey_diff
             or self.old_left
             or self.faults.not_old
+            or self.faults.dropped != self.faults.cutoffs
         )
 
     def line(self) -> str:
@@ -209,13 +241,25 @@ class Report:
         return (
             f"chaos: {f.kills} kills ({f.fresh_takeovers} on an empty store), "
             f"{f.rebalances} rebalances, {f.broker_restarts} broker restart"
-            f"{'' if f.broker_restarts == 1 else 's'}{self._upgrades()}; {self.events:,} events "
+            f"{'' if f.broker_restarts == 1 else 's'}{self._upgrades()}{self._network()}; "
+            f"{self.events:,} events "
             f"({self.rerouted:,} rerouted); "
             f"lost {self.lost}, duplicated {self.duplicated}, facts {self.facts_diff} diff, "
             f"accounting {self.accounting_diff} diff, dead letters {self.dead_letters_diff} "
             f"diff, metrics {self.metrics_diff} diff, defined segments {self.defined_diff} "
             f"diff, experiments {self.experiments_diff} diff, journey {self.journey_diff} diff "
             f"({self.seconds:.0f} s)"
+        )
+
+    def _network(self) -> str:
+        """The network faults' part of the line (none without a proxied network)."""
+        f = self.faults
+        if not f.networked:
+            return ""
+        return (
+            f", {f.latency_spikes} latency spikes, {f.bandwidth_limits} bandwidth limits, "
+            f"{f.resets} connection resets, {f.cutoffs} workers cut off ({f.dropped} lost their "
+            f"session)"
         )
 
     def _upgrades(self) -> str:
@@ -251,14 +295,22 @@ class Cluster:
     """The running workers of one app, and the faults done to them and the broker."""
 
     def __init__(
-        self, config: ChaosConfig, settings: Settings, broker: Broker | BrokerCluster
+        self,
+        config: ChaosConfig,
+        settings: Settings,
+        broker: Broker | BrokerCluster,
+        network: WorkerNetwork | None = None,
     ) -> None:
         self.config = config
         self.settings = settings
         self.broker = broker
+        self.network = network
         self.rng = random.Random(config.seed)
         self.workers: list[WorkerProcess] = []
-        self.faults = Faults(upgrade_from=config.upgrade_from)
+        self.faults = Faults(upgrade_from=config.upgrade_from, networked=network is not None)
+        self.spared: dict[str, float] = {}
+        """Workers not to kill or stop until a moment (a cut-off one, until the group has
+        dropped it and it is back: killed mid-cut, it would prove nothing)."""
         self._names = 0
         self.release: Path | None = None
         """The old release's ``service/`` folder during a rolling upgrade."""
@@ -279,6 +331,8 @@ class Cluster:
             old = not self.upgrading
         if old and self.release is not None:
             env["PYTHONPATH"] = str(self.release)
+        if self.network is not None:
+            env["SEGSTREAM_KAFKA_BOOTSTRAP"] = self.network.take(name)
         worker = WorkerProcess.for_settings(self.settings, self.config.work_dir / name, env)
         worker.start()
         return worker
@@ -296,8 +350,7 @@ class Cluster:
             old = [self.rng.choice(old)]
         for worker in old:
             served = self.served_api(worker)
-            worker.stop()
-            self.workers.remove(worker)
+            self.retire(worker, kill=False)
             self.workers.append(self._new(name=worker.data_dir.name, old=False))
             self.faults.upgrades += 1
             self.faults.not_old += served == "another"
@@ -326,9 +379,8 @@ class Cluster:
 
     async def kill(self, fresh: bool) -> None:
         """SIGKILL a worker; start a replacement (same data directory, or an empty one)."""
-        victim = self.rng.choice(self.workers)
-        victim.kill()
-        self.workers.remove(victim)
+        victim = await self.pick()
+        self.retire(victim, kill=True)
         self.faults.kills += 1
         self.faults.fresh_takeovers += int(fresh)
         self.note(
@@ -343,12 +395,33 @@ class Cluster:
         self.faults.joins += 1
         self.note(f"joined {self.workers[-1].data_dir.name}")
 
-    def leave(self) -> None:
-        leaver = self.rng.choice(self.workers)
-        leaver.stop()
-        self.workers.remove(leaver)
+    async def leave(self) -> None:
+        leaver = await self.pick()
+        self.retire(leaver, kill=False)
         self.faults.leaves += 1
         self.note(f"left {leaver.data_dir.name}")
+
+    def expendable(self) -> list[WorkerProcess]:
+        """The workers a kill, a leave or a cut may pick: those not spared."""
+        now = time.monotonic()
+        return [w for w in self.workers if self.spared.get(w.data_dir.name, 0.0) < now]
+
+    async def pick(self) -> WorkerProcess:
+        """A worker a kill or a leave may take; when every one is spared, the fault waits
+        until one is not (a cut-off worker killed mid-cut would prove nothing)."""
+        while not (free := self.expendable()):
+            await asyncio.sleep(0.5)
+        return self.rng.choice(free)
+
+    def retire(self, worker: WorkerProcess, kill: bool) -> None:
+        """SIGKILL or stop ``worker``, forget it and free its network slot."""
+        if kill:
+            worker.kill()
+        else:
+            worker.stop()
+        self.workers.remove(worker)
+        if self.network is not None:
+            self.network.give_back(worker.data_dir.name)
 
     async def restart_broker(self) -> None:
         if isinstance(self.broker, BrokerCluster):
@@ -368,12 +441,107 @@ class Cluster:
         self.note("broker started")
 
     def stop(self) -> None:
-        for worker in self.workers:
-            worker.stop()
+        for worker in list(self.workers):
+            self.retire(worker, kill=False)
 
     def check_running(self) -> None:
         for worker in self.workers:
             worker.assert_running()
+
+
+DROPPED = (
+    "Heartbeat session expired",
+    "member_id was not recognized",
+    "generation id is not",
+    "partition_fenced",
+    "ProducerFenced",
+)
+"""What a worker's log shows when it lost its group session: it saw none of its heartbeats
+answered for a session timeout (aiokafka's own words), the group went on without it
+(heartbeat refused) or its producer was fenced."""
+
+
+class NetworkChaos:
+    """The network faults of one run, on the cluster's :class:`WorkerNetwork`."""
+
+    def __init__(self, cluster: Cluster, network: WorkerNetwork) -> None:
+        self.cluster = cluster
+        self.network = network
+        self.rng = cluster.rng
+        self.cuts: list[tuple[WorkerProcess, int, float]] = []
+        """Each cut-off worker with the size of its log when the cut began and when the
+        cut heals."""
+        self.endings: list[asyncio.Task[None]] = []
+
+    def later(self, seconds: float, what: str, end: Callable[[], None]) -> None:
+        """End a fault after ``seconds`` (the run awaits every ending)."""
+
+        async def ending() -> None:
+            await asyncio.sleep(seconds)
+            end()
+            self.cluster.note(what)
+
+        self.endings.append(asyncio.create_task(ending()))
+
+    def latency_spike(self) -> None:
+        fixed, jitter = self.rng.uniform(0.1, 0.6), self.rng.uniform(0.0, 0.3)
+        seconds = self.rng.uniform(3.0, 10.0)
+        self.network.latency(fixed, jitter)
+        self.cluster.faults.latency_spikes += 1
+        self.cluster.note(f"latency {fixed:.2f} s + up to {jitter:.2f} s for {seconds:.0f} s")
+        self.later(seconds, "latency over", lambda: self.network.latency(0.0))
+
+    def bandwidth_limit(self) -> None:
+        rate, seconds = self.rng.uniform(20_000, 100_000), self.rng.uniform(3.0, 10.0)
+        self.network.bandwidth(rate)
+        self.cluster.faults.bandwidth_limits += 1
+        self.cluster.note(f"bandwidth {rate / 1000:.0f} kB/s for {seconds:.0f} s")
+        self.later(seconds, "bandwidth unlimited", lambda: self.network.bandwidth(None))
+
+    def reset(self) -> None:
+        self.network.reset()
+        self.cluster.faults.resets += 1
+        self.cluster.note("every worker connection reset")
+
+    def cut_off(self) -> None:
+        """One worker cut off (its bytes held, or its connections refused) for 3 to 8 s
+        longer than its session timeout; spared from kills until a while after it is back."""
+        victim = self.rng.choice(self.cluster.expendable() or self.cluster.workers)
+        name = victim.data_dir.name
+        mode: CutMode = "stall" if self.cluster.faults.cutoffs % 2 == 0 else "refuse"
+        seconds = SESSION_TIMEOUT_S + self.rng.uniform(3.0, 8.0)
+        size = victim.log_path.stat().st_size if victim.log_path.exists() else 0
+        self.network.cut(name, seconds, mode)
+        self.cuts.append((victim, size, time.monotonic() + seconds))
+        self.cluster.spared[name] = time.monotonic() + seconds + 5.0
+        self.cluster.faults.cutoffs += 1
+        self.cluster.note(f"cut {name} off ({mode}) for {seconds:.0f} s")
+
+    async def settle(self) -> None:
+        """Every timed fault ended; each cut-off worker's log shows its drop within
+        :data:`DROP_WAIT_S` of the cut healing (it finds out when it talks again)."""
+        await asyncio.gather(*self.endings)
+        for worker, size, heals in self.cuts:
+            deadline = heals + DROP_WAIT_S
+            while not (dropped := _dropped(worker, size)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.5)
+            self.cluster.faults.dropped += dropped
+            if not dropped:
+                self.cluster.note(f"{worker.data_dir.name}'s log shows no drop after its cut")
+
+
+DROP_WAIT_S = 60.0
+
+
+def _dropped(worker: WorkerProcess, since: int) -> bool:
+    """Whether ``worker``'s log shows a drop from its group after byte ``since``."""
+    with worker.log_path.open("rb") as log:
+        log.seek(since)
+        after = log.read().decode(errors="replace")
+    return any(mark in after for mark in DROPPED)
+
+
+NETWORK_KINDS = ("latency", "bandwidth", "reset", "cutoff")
 
 
 def fault_plan(config: ChaosConfig, span_s: float, rng: random.Random) -> list[tuple[float, str]]:
@@ -381,6 +549,8 @@ def fault_plan(config: ChaosConfig, span_s: float, rng: random.Random) -> list[t
     kinds = ["kill"] * (config.kills - config.fresh_takeovers) + ["fresh"] * config.fresh_takeovers
     kinds += ["join" if n % 2 == 0 else "leave" for n in range(config.rebalances)]
     kinds += ["broker"] * config.broker_restarts
+    kinds += ["latency"] * config.latency_spikes + ["bandwidth"] * config.bandwidth_limits
+    kinds += ["reset"] * config.resets + ["cutoff"] * config.cutoffs
     plan = [(rng.uniform(0.05, 0.95) * span_s, kind) for kind in kinds]
     return sorted(plan + upgrade_plan(config, span_s))
 
@@ -399,18 +569,35 @@ def upgrade_plan(config: ChaosConfig, span_s: float) -> list[tuple[float, str]]:
 
 
 async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float) -> None:
+    network = None if cluster.network is None else NetworkChaos(cluster, cluster.network)
     for moment, kind in plan:
         await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
-        if kind in ("kill", "fresh"):
+        if kind in NETWORK_KINDS:
+            assert network is not None, "network faults need a proxied network"
+            network_fault(network, kind)
+        elif kind in ("kill", "fresh"):
             await cluster.kill(fresh=kind == "fresh")
         elif kind == "join":
             cluster.join()
         elif kind == "leave" and len(cluster.workers) > 1:
-            cluster.leave()
+            await cluster.leave()
         elif kind == "broker":
             await cluster.restart_broker()
         elif kind in ("upgrade", "upgrade-all"):
             cluster.upgrade(every=kind == "upgrade-all")
+    if network is not None:
+        await network.settle()
+
+
+def network_fault(network: NetworkChaos, kind: str) -> None:
+    if kind == "latency":
+        network.latency_spike()
+    elif kind == "bandwidth":
+        network.bandwidth_limit()
+    elif kind == "reset":
+        network.reset()
+    else:
+        network.cut_off()
 
 
 async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> None:
@@ -778,8 +965,11 @@ def mixed(crc32_shops: set[str]) -> Partitioner:
     return partition
 
 
-async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
-    """One chaos run on ``broker`` (which it stops and starts; of a cluster, one node)."""
+async def run(
+    config: ChaosConfig, broker: Broker | BrokerCluster, network: WorkerNetwork | None = None
+) -> Report:
+    """One chaos run on ``broker`` (which it stops and starts; of a cluster, one node), the
+    workers reaching it through ``network`` when given (see :func:`chaos_broker`)."""
     started = time.monotonic()
     replication = len(broker.brokers) if isinstance(broker, BrokerCluster) else 1
     settings = isolated_settings(
@@ -793,7 +983,7 @@ async def run(config: ChaosConfig, broker: Broker | BrokerCluster) -> Report:
     sim = simulation(config)
     outbox = sim.outbox()
     report = Report(len(outbox), Faults())
-    cluster = Cluster(config, settings, broker)
+    cluster = Cluster(config, settings, broker, network)
     report.faults = cluster.faults
     if config.upgrade_from:
         cluster.release = extract_release(config.upgrade_from, config.work_dir / "release")
@@ -827,6 +1017,32 @@ def replace_settings(settings: Settings) -> Settings:
     )
 
 
+@contextmanager
+def chaos_broker(
+    config: ChaosConfig, stem: str
+) -> Iterator[tuple[Broker | BrokerCluster, WorkerNetwork | None]]:
+    """A fresh broker (three with ``cluster``) on ``config.port`` and, for a run with network
+    faults, the proxied network its workers reach it through (a slot for every worker
+    that can run at once)."""
+    if config.cluster:
+        if config.networked:
+            raise ValueError("network faults run on a single broker (not with --cluster)")
+        with fresh_cluster(config.port, f"{stem}-cluster") as cluster:
+            yield cluster, None
+        return
+    if not config.networked:
+        with fresh_broker(config.port, f"{stem}-broker") as broker:
+            yield broker, None
+        return
+    slots = config.workers + config.rebalances + config.kills + 1
+    directory = config.work_dir / "network"
+    with (
+        worker_network(config.port, slots, directory, config.seed) as network,
+        fresh_broker(config.port, f"{stem}-broker", network.broker_env()) as broker,
+    ):
+        yield broker, network
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
     defaults = ChaosConfig()
@@ -838,12 +1054,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = ChaosConfig(**{k: v for k, v in vars(args).items()})
     config = replace(config, work_dir=defaults.work_dir / f"seed-{config.seed}-{int(time.time())}")
     print(f"chaos: seed {config.seed}; again: {config.command()}", file=sys.stderr, flush=True)
-    if config.cluster:
-        with fresh_cluster(config.port, "chaos-cluster") as cluster:
-            report = asyncio.run(run(config, cluster))
-    else:
-        with fresh_broker(config.port, "chaos-broker") as broker:
-            report = asyncio.run(run(config, broker))
+    with chaos_broker(config, "chaos") as (broker, network):
+        report = asyncio.run(run(config, broker, network))
     for detail in report.details:
         print(f"chaos: {detail}", file=sys.stderr)
     print(report.line())

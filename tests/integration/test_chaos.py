@@ -1,7 +1,9 @@
-"""A short chaos run inside the test suite (``make chaos`` runs the long one): SIGKILLed
-workers (one replaced on an empty store), a join and a leave, a broker restart, and
-then nothing lost, nothing twice, every fact and metric as an uninterrupted run has
-them. See tests/chaos.py.
+"""A short chaos run inside the test suite (``make chaos`` and ``make chaos-network`` run
+the long ones): SIGKILLed workers (one replaced on an empty store), a join and a leave, a
+broker restart, and on the network between the workers and the broker a latency spike, a
+bandwidth limit, connection resets and one worker cut off past its session timeout; then
+nothing lost, nothing twice, every fact and metric as an uninterrupted run has them, and
+the cut-off worker past its group session. See tests/chaos.py.
 
 Each run draws a new seed (another history, other faults at other moments) and prints it
 with the command that runs it again; ``SEGSTREAM_TEST_CHAOS_SEED`` fixes it."""
@@ -14,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.broker import fresh_broker
-from tests.chaos import ChaosConfig, run
+from tests.chaos import ChaosConfig, chaos_broker, run
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 
@@ -40,14 +41,19 @@ async def test_a_short_chaos_run_loses_and_doubles_nothing(
         rebalances=2,
         broker_restarts=1,
         rate=150.0,
+        latency_spikes=1,
+        bandwidth_limits=1,
+        resets=2,
+        cutoffs=1,
         port=CHAOS_PORT,
         work_dir=tmp_path,
     )
     named = f"chaos seed {config.seed}; again: {config.command()}"
     with capsys.disabled():  # shown whatever happens next, a hang included
         print(f"\n{named}", flush=True)
-    with fresh_broker(CHAOS_PORT, "chaos-test-broker") as broker:
-        report = await run(config, broker)
+    with chaos_broker(config, "chaos-test") as (broker, network):
+        report = await run(config, broker, network)
     print(report.line())
     assert report.clean, "\n".join([named, report.line(), *report.details])
     assert report.faults.kills == 3 and report.faults.broker_restarts == 1
+    assert report.faults.cutoffs == report.faults.dropped == 1
