@@ -67,16 +67,22 @@ class SegmentChange:
     """The human name of ``previous``, for a model whose segments are ids (clusters)."""
     current_name: str | None = None
     """The human name of ``current``, likewise."""
+    previous_since: float | None = None
+    """When the customer entered ``previous`` (epoch seconds; None: unknown or no
+    segment): a stay in a segment is left once, which keys a model's move (not published)."""
 
     @property
     def event_id(self) -> str:
         """Deterministic id: a re-emission after a crash carries the same id, so
-        downstream consumers can de-duplicate."""
+        downstream consumers can de-duplicate; two different moves never share one."""
         trigger = self.cause.event_id or f"timer@{format_time(self.changed_at)}"
         if self.cause.kind == "definition":
             trigger = f"definition@v{self.definition_version}"
-        elif self.cause.kind == "model":  # a retired segment is left once, at any time
-            trigger = f"retired@{self.previous}"
+        elif self.cause.kind == "model" and self.previous_since is not None:
+            # a stay is left once, whenever the model's pass gets to it; a customer back in
+            # the same segment later has another stay (was keyed by the segment alone:
+            # leaving it a second time repeated the first leave's id)
+            trigger = f"left@{self.previous}@{self.previous_since!r}"
         name = f"{self.shop_id}|{self.customer_id}|{self.model}|{self.current}|{trigger}"
         return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
 

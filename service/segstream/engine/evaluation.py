@@ -205,6 +205,7 @@ def move(
     previous = state.segments.get(name)
     if current == previous:
         return []
+    since = state.segment_since.get(name) if previous is not None else None
     model = book.models.get(name)
     if current is None:
         del state.segments[name]
@@ -226,6 +227,7 @@ def move(
         predictions=tuple(sorted(details.items())) if details else (),
         previous_name=None if model is None or previous is None else model.label(previous),
         current_name=None if model is None or current is None else model.label(current),
+        previous_since=since,
     )
     change, counted = follow(book.experiments, state, change, now)
     book.experiments_dirty |= counted
