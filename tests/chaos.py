@@ -503,10 +503,12 @@ class NetworkChaos:
         self.cluster.faults.resets += 1
         self.cluster.note("every worker connection reset")
 
-    def cut_off(self) -> None:
+    async def cut_off(self) -> None:
         """One worker cut off (its bytes held, or its connections refused) for 3 to 8 s
-        longer than its session timeout; spared from kills until a while after it is back."""
-        victim = self.rng.choice(self.cluster.expendable() or self.cluster.workers)
+        longer than its session timeout; spared from kills until a while after it is back.
+        The victim is a member of the group (ready: a worker still starting has no session
+        to lose), waiting up to :data:`MEMBER_WAIT_S` for one."""
+        victim = self.rng.choice(await self.members())
         name = victim.data_dir.name
         mode: CutMode = "stall" if self.cluster.faults.cutoffs % 2 == 0 else "refuse"
         seconds = SESSION_TIMEOUT_S + self.rng.uniform(3.0, 8.0)
@@ -516,6 +518,17 @@ class NetworkChaos:
         self.cluster.spared[name] = time.monotonic() + seconds + 5.0
         self.cluster.faults.cutoffs += 1
         self.cluster.note(f"cut {name} off ({mode}) for {seconds:.0f} s")
+
+    async def members(self) -> list[WorkerProcess]:
+        """The workers a cut may take: not spared and ready (any, after a while)."""
+        deadline = time.monotonic() + MEMBER_WAIT_S
+        while time.monotonic() < deadline:
+            free = self.cluster.expendable()
+            ready = [w for w in free if await asyncio.to_thread(w.ready)]
+            if ready:
+                return ready
+            await asyncio.sleep(0.5)
+        return self.cluster.expendable() or self.cluster.workers
 
     async def settle(self) -> None:
         """Every timed fault ended; each cut-off worker's log shows its drop within
@@ -531,6 +544,7 @@ class NetworkChaos:
 
 
 DROP_WAIT_S = 60.0
+MEMBER_WAIT_S = 60.0
 
 
 def _dropped(worker: WorkerProcess, since: int) -> bool:
@@ -574,7 +588,7 @@ async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float
         await asyncio.sleep(max(0.0, started + moment - time.monotonic()))
         if kind in NETWORK_KINDS:
             assert network is not None, "network faults need a proxied network"
-            network_fault(network, kind)
+            await network_fault(network, kind)
         elif kind in ("kill", "fresh"):
             await cluster.kill(fresh=kind == "fresh")
         elif kind == "join":
@@ -589,7 +603,7 @@ async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float
         await network.settle()
 
 
-def network_fault(network: NetworkChaos, kind: str) -> None:
+async def network_fault(network: NetworkChaos, kind: str) -> None:
     if kind == "latency":
         network.latency_spike()
     elif kind == "bandwidth":
@@ -597,7 +611,7 @@ def network_fault(network: NetworkChaos, kind: str) -> None:
     elif kind == "reset":
         network.reset()
     else:
-        network.cut_off()
+        await network.cut_off()
 
 
 async def drained(settings: Settings, cluster: Cluster, timeout_s: float) -> None:
