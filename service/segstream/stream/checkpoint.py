@@ -34,7 +34,9 @@ from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaConnectionError,
     KafkaError,
+    NodeNotReadyError,
     ProducerFenced,
+    RequestTimedOutError,
 )
 from aiokafka.structs import RecordMetadata
 
@@ -142,14 +144,16 @@ class Checkpoint:
         """Start the partition's producer at its assignment (it fences the previous owner
         before recovery), waiting up to ``kafka_wait_s`` for a broker that cannot be
         reached: a rebalance during a broker restart crashed the worker (aiokafka's
-        bootstrap fails at once), seen in the short chaos run with seed 969525."""
+        bootstrap fails at once), seen in the short chaos run with seed 969525; so did a
+        connection reset while the producer looked up its transaction coordinator (short
+        chaos with network faults, seed 908039)."""
         deadline = asyncio.get_running_loop().time() + self.settings.kafka_wait_s
         while True:
             try:
                 await self._start(partition)
                 return
-            except KafkaConnectionError:
-                if asyncio.get_running_loop().time() >= deadline:
+            except KafkaError as error:
+                if not _unreachable(error) or asyncio.get_running_loop().time() >= deadline:
                     raise
                 log.warning("producer_start_retry", partition=partition, retry_in_s=1.0)
                 await asyncio.sleep(1.0)
@@ -351,6 +355,19 @@ class Checkpoint:
             await asyncio.sleep(self.settings.retry_backoff_s)
             raise RetryError(str(error)) from error
         return _written(Work(work.partition, writes=work.writes), futures)
+
+
+def _unreachable(error: BaseException) -> bool:
+    """Whether a failed producer start comes down to the broker not being reached. aiokafka
+    0.14 wraps a connection closed during its transaction coordinator lookup in a bare
+    ``KafkaError`` (``Sender._find_coordinator`` retries only CoordinatorNotAvailable,
+    NodeNotReady and RequestTimedOut), so the cause chain is read."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KafkaConnectionError | NodeNotReadyError | RequestTimedOutError):
+            return True
+        seen = seen.__cause__
+    return False
 
 
 async def _send_all(

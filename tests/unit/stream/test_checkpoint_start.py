@@ -1,13 +1,15 @@
 """A partition assigned while the broker cannot be reached waits for it (up to
 SEGSTREAM_KAFKA_WAIT_S) instead of crashing the worker: the short chaos run with seed
-969525 rebalanced during its broker restart, and the worker exited."""
+969525 rebalanced during its broker restart, and the worker exited; with seed 908039 (and
+network faults) a connection reset during the transaction coordinator lookup, which
+aiokafka reports as a bare KafkaError caused by the connection error, did the same."""
 
 from __future__ import annotations
 
 from typing import Any, ClassVar
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from segstream.settings import Settings
 from segstream.stream import checkpoint as module
@@ -20,6 +22,8 @@ class Producer:
     """A producer whose first ``failures`` starts find no broker."""
 
     failures = 0
+    failure: Exception | None = None
+    """What a failed start raises (None: the bootstrap's connection error)."""
     started: ClassVar[list[Producer]] = []
     stopped: ClassVar[list[Producer]] = []
 
@@ -29,7 +33,9 @@ class Producer:
     async def start(self) -> None:
         if Producer.failures:
             Producer.failures -= 1
-            raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+            if Producer.failure is None:
+                raise KafkaConnectionError("Unable to bootstrap from [('127.0.0.1', 1)]")
+            raise Producer.failure
         Producer.started.append(self)
 
     async def stop(self) -> None:
@@ -40,6 +46,7 @@ class Producer:
 def producers(monkeypatch: pytest.MonkeyPatch) -> type[Producer]:
     monkeypatch.setattr(module, "AIOKafkaProducer", Producer)
     Producer.started, Producer.stopped = [], []
+    Producer.failure = None
     return Producer
 
 
@@ -65,3 +72,22 @@ async def test_a_broker_gone_for_longer_than_the_wait_still_stops_the_worker(
     with pytest.raises(KafkaConnectionError):
         await checkpoint.assign({3})
     assert producers.started == [] and len(producers.stopped) == 1
+
+
+async def test_a_connection_closed_during_the_coordinator_lookup_is_waited_out(
+    producers: type[Producer],
+) -> None:
+    closed = KafkaConnectionError("Connection at 127.0.0.1:41485 closed")
+    wrapped = KafkaError(repr(closed))  # as aiokafka's Sender._find_coordinator raises it
+    wrapped.__cause__ = closed
+    producers.failures, producers.failure = 1, wrapped
+    checkpoint = Checkpoint(Settings(kafka_wait_s=30), no_offsets)
+    await checkpoint.assign({3})
+    assert len(producers.started) == 1 and checkpoint.partitions == {3}
+
+
+async def test_another_error_of_the_start_is_not_waited_out(producers: type[Producer]) -> None:
+    producers.failures, producers.failure = 1, KafkaError("TransactionalIdAuthorizationFailed")
+    checkpoint = Checkpoint(Settings(kafka_wait_s=30), no_offsets)
+    with pytest.raises(KafkaError, match="TransactionalIdAuthorizationFailed"):
+        await checkpoint.assign({3})
