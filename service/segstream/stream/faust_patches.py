@@ -10,7 +10,8 @@ recovery, standbys, the web server and timers; the patches make those fit transa
 3. recovery ends at the last visible record, not at a commit marker (upstream #47, #74, #597);
 4. no records dropped as "already read" after a seek (upstream #216, #221; robinhood/faust
    #115): :class:`~segstream.stream.runner.BatchRunner` decides per record;
-5. the bootstrap is retried while a broker restarts (dpkp/kafka-python#1736).
+5. the bootstrap is retried while a broker restarts (dpkp/kafka-python#1736);
+6. a topic declaration (the leader topic at start) is retried when its connection closes.
 
 Another faust-streaming or aiokafka version refuses to start until this module is reviewed
 for it (:func:`check_versions`). The reasons and the failures each patch answers:
@@ -27,7 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
 from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -44,6 +45,7 @@ class UnsupportedVersionError(RuntimeError):
 
 _state: dict[str, Any] = {"options": None, "wait_s": 0.0}
 _bootstrap = AIOKafkaClient.bootstrap
+_create_topic = faust_aiokafka.Transport._create_topic
 BOOTSTRAP_RETRY_S = 1.0
 """Seconds between bootstrap attempts while a broker is unreachable (patch 5)."""
 
@@ -183,6 +185,21 @@ async def _patient_bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
             await asyncio.sleep(BOOTSTRAP_RETRY_S)
 
 
+async def _patient_create_topic(self: Any, *args: Any, **kwargs: Any) -> Any:
+    """Patch 6: Faust's topic declaration, retried for ``wait_s`` when the connection it
+    asks the controller on closes under it (a reset at start: the leader assignor's
+    declaration crashed the worker)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + _state["wait_s"]
+    while True:
+        try:
+            return await _create_topic(self, *args, **kwargs)
+        except (KafkaConnectionError, NodeNotReadyError):
+            if loop.time() + BOOTSTRAP_RETRY_S > deadline:
+                raise
+            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+
+
 def apply(connection_options: Mapping[str, Any], wait_s: float = 0.0) -> None:
     """Install the patches (idempotent); ``connection_options`` reach the brokers, and
     a client waits up to ``wait_s`` for a broker that does not answer."""
@@ -190,6 +207,7 @@ def apply(connection_options: Mapping[str, Any], wait_s: float = 0.0) -> None:
     _state["options"] = dict(connection_options)
     _state["wait_s"] = wait_s
     AIOKafkaClient.bootstrap = _patient_bootstrap
+    faust_aiokafka.Transport._create_topic = _patient_create_topic  # type: ignore[method-assign]
     faust_consumer.Consumer.commit = _no_commit  # type: ignore[method-assign]
     faust_consumer.Consumer.force_commit = _never_force  # type: ignore[method-assign]
     faust_consumer.Consumer.__init__ = _init_without_read_offsets  # type: ignore[method-assign]

@@ -8,7 +8,7 @@ from collections import defaultdict
 from types import SimpleNamespace
 
 import pytest
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
 from segstream.stream import faust_patches
 
@@ -58,3 +58,24 @@ def test_a_client_waits_for_a_broker_that_comes_back(monkeypatch: pytest.MonkeyP
     with pytest.raises(KafkaConnectionError):
         asyncio.run(faust_patches._patient_bootstrap(object()))
     assert len(attempts) == 1
+
+
+def test_a_topic_declaration_outlives_a_connection_reset(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a worker whose leader topic declaration met a reset exited (network chaos seed 908039)
+    attempts: list[str] = []
+
+    async def flaky(self: object, owner: object, client: object, topic: str, *a: object) -> None:
+        attempts.append(topic)
+        if len(attempts) == 1:
+            raise KafkaConnectionError("Connection at 127.0.0.1:34021 closed")
+        if topic == "refused":
+            raise TopicAuthorizationFailedError()
+
+    monkeypatch.setattr(faust_patches, "_create_topic", flaky)
+    monkeypatch.setattr(faust_patches, "BOOTSTRAP_RETRY_S", 0.01)
+    monkeypatch.setitem(faust_patches._state, "wait_s", 5.0)
+    asyncio.run(faust_patches._patient_create_topic(object(), object(), object(), "leader", 1, 1))
+    assert attempts == ["leader", "leader"]
+    with pytest.raises(TopicAuthorizationFailedError):  # another error: not waited out
+        asyncio.run(faust_patches._patient_create_topic(object(), object(), object(), "refused"))
+    assert attempts == ["leader", "leader", "refused"]
