@@ -123,16 +123,25 @@ class FaultProxy:
 
     def start(self) -> FaultProxy:
         self._thread.start()
-        self._call(self._listen)
+        try:
+            self._call(self._listen)
+        except BaseException:
+            self.stop()  # a port taken: the loop and what did start go too
+            raise
         return self
 
     def stop(self) -> None:
         if not self._thread.is_alive():
+            if not self._loop.is_closed():
+                self._loop.close()
             return
-        self._call(self._close)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(5)
-        self._loop.close()
+        try:
+            self._call(self._close)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(5)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     def __enter__(self) -> FaultProxy:
         return self.start()
@@ -261,6 +270,10 @@ class FaultProxy:
         except OSError:
             _rst(writer)
             return
+        if self._refusing():  # a cut that began while the upstream connection opened
+            _rst(writer)
+            _rst(up_writer)
+            return
         connection = _Connection(writer, up_writer)
         self._connections.add(connection)
         connection.tasks = [
@@ -318,6 +331,7 @@ class FaultProxy:
                     # Pace in slices so a rate change applies within a chunk.
                     step = max(1, int(rate / 20))
                     for start in range(0, len(data), step):
+                        await self._wait_flowing()  # a cut holds the rest of a chunk too
                         piece = data[start : start + step]
                         writer.write(piece)
                         await writer.drain()
@@ -327,6 +341,9 @@ class FaultProxy:
                     await writer.drain()
         except OSError:
             connection.abort()
+
+    def _refusing(self) -> bool:
+        return self.faults.cut == "refuse"
 
     async def _wait_flowing(self) -> None:
         assert self._flowing is not None

@@ -12,18 +12,20 @@ oracle, lag probe) use the ``PLAINTEXT`` listener and see no fault.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.faultproxy import CutMode, FaultProxy, workers_listeners
-from harness.workers import free_port
 
 
 class WorkerNetwork:
-    """``slots`` proxies, each in front of its own listener of the broker on ``broker_port``."""
+    """``slots`` proxies, each in front of its own listener of the broker on ``broker_port``:
+    the listeners take the ports after the broker's and its controller's (below the
+    ephemeral range, so no outgoing connection takes one while the broker restarts); the
+    proxies take free ports."""
 
     def __init__(self, broker_port: int, slots: int, directory: Path, seed: int = 0) -> None:
-        self.listeners = [free_port() for _ in range(slots)]
+        self.listeners = [broker_port + 2 + n for n in range(slots)]
         self.proxies = [
             FaultProxy([("127.0.0.1", port)], seed=seed + n)
             for n, port in enumerate(self.listeners)
@@ -33,13 +35,25 @@ class WorkerNetwork:
         self._holders: list[str | None] = [None] * slots
 
     def start(self) -> WorkerNetwork:
-        for proxy in self.proxies:
-            proxy.start()
+        """Start every proxy (the ones started are stopped again if one cannot start)."""
+        try:
+            for proxy in self.proxies:
+                proxy.start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
+        """Stop every proxy, whatever one of them raises."""
+        errors = []
         for proxy in self.proxies:
-            proxy.stop()
+            try:
+                proxy.stop()
+            except Exception as error:  # the others still have to stop
+                errors.append(error)
+        if errors:
+            raise errors[0]
 
     def broker_env(self) -> tuple[tuple[str, str], ...]:
         """``kafka.sh`` settings adding the listeners (the proxies must be started)."""
@@ -93,7 +107,8 @@ def worker_network(
     broker_port: int, slots: int, directory: Path, seed: int = 0
 ) -> Iterator[WorkerNetwork]:
     """A started :class:`WorkerNetwork`, stopped on exit."""
-    with ExitStack() as stack:
-        network = WorkerNetwork(broker_port, slots, directory, seed).start()
-        stack.callback(network.stop)
+    network = WorkerNetwork(broker_port, slots, directory, seed).start()
+    try:
         yield network
+    finally:
+        network.stop()

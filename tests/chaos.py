@@ -413,6 +413,11 @@ class Cluster:
             await asyncio.sleep(0.5)
         return self.rng.choice(free)
 
+    async def unspared(self) -> None:
+        """Until no worker is spared (see :attr:`spared`)."""
+        while any(until > time.monotonic() for until in self.spared.values()):
+            await asyncio.sleep(0.5)
+
     def retire(self, worker: WorkerProcess, kill: bool) -> None:
         """SIGKILL or stop ``worker``, forget it and free its network slot."""
         if kill:
@@ -468,18 +473,22 @@ class NetworkChaos:
         self.cluster = cluster
         self.network = network
         self.rng = cluster.rng
-        self.cuts: list[tuple[WorkerProcess, int, float]] = []
-        """Each cut-off worker with the size of its log when the cut began and when the
-        cut heals."""
         self.endings: list[asyncio.Task[None]] = []
+        """The tasks ending timed faults and watching cut-off workers (the run awaits them)."""
+        self.latest: Counter[str] = Counter()
+        """The number of the latest latency and bandwidth fault: an earlier one's end does
+        not lift a later one still due to run."""
 
-    def later(self, seconds: float, what: str, end: Callable[[], None]) -> None:
-        """End a fault after ``seconds`` (the run awaits every ending)."""
+    def later(self, seconds: float, kind: str, what: str, end: Callable[[], None]) -> None:
+        """End the latest fault of ``kind`` after ``seconds``, unless a newer one began."""
+        self.latest[kind] += 1
+        number = self.latest[kind]
 
         async def ending() -> None:
             await asyncio.sleep(seconds)
-            end()
-            self.cluster.note(what)
+            if self.latest[kind] == number:
+                end()
+                self.cluster.note(what)
 
         self.endings.append(asyncio.create_task(ending()))
 
@@ -489,14 +498,15 @@ class NetworkChaos:
         self.network.latency(fixed, jitter)
         self.cluster.faults.latency_spikes += 1
         self.cluster.note(f"latency {fixed:.2f} s + up to {jitter:.2f} s for {seconds:.0f} s")
-        self.later(seconds, "latency over", lambda: self.network.latency(0.0))
+        self.later(seconds, "latency", "latency over", lambda: self.network.latency(0.0))
 
     def bandwidth_limit(self) -> None:
         rate, seconds = self.rng.uniform(20_000, 100_000), self.rng.uniform(3.0, 10.0)
         self.network.bandwidth(rate)
         self.cluster.faults.bandwidth_limits += 1
         self.cluster.note(f"bandwidth {rate / 1000:.0f} kB/s for {seconds:.0f} s")
-        self.later(seconds, "bandwidth unlimited", lambda: self.network.bandwidth(None))
+        end = lambda: self.network.bandwidth(None)  # noqa: E731
+        self.later(seconds, "bandwidth", "bandwidth unlimited", end)
 
     def reset(self) -> None:
         self.network.reset()
@@ -505,22 +515,29 @@ class NetworkChaos:
 
     async def cut_off(self) -> None:
         """One worker cut off (its bytes held, or its connections refused) for 3 to 8 s
-        longer than its session timeout; spared from kills until a while after it is back.
-        The victim is a member of the group (ready: a worker still starting has no session
-        to lose), waiting up to :data:`MEMBER_WAIT_S` for one."""
-        victim = self.rng.choice(await self.members())
+        longer than its session timeout. The victim is a member of the group (ready: a
+        worker still starting has no session to lose); no kill, leave, upgrade or broker
+        restart touches it until :data:`DROP_WAIT_S` after it is back, and only what its log
+        says in that window counts (:meth:`watch`). No member within
+        :data:`MEMBER_WAIT_S`: no cut (the line's count says so)."""
+        members = await self.members()
+        if not members:
+            self.cluster.note("no worker in the group to cut off")
+            return
+        victim = self.rng.choice(members)
         name = victim.data_dir.name
         mode: CutMode = "stall" if self.cluster.faults.cutoffs % 2 == 0 else "refuse"
         seconds = SESSION_TIMEOUT_S + self.rng.uniform(3.0, 8.0)
         size = victim.log_path.stat().st_size if victim.log_path.exists() else 0
         self.network.cut(name, seconds, mode)
-        self.cuts.append((victim, size, time.monotonic() + seconds))
-        self.cluster.spared[name] = time.monotonic() + seconds + 5.0
+        until = time.monotonic() + seconds + DROP_WAIT_S
+        self.cluster.spared[name] = until
         self.cluster.faults.cutoffs += 1
         self.cluster.note(f"cut {name} off ({mode}) for {seconds:.0f} s")
+        self.endings.append(asyncio.create_task(self.watch(victim, size, until)))
 
     async def members(self) -> list[WorkerProcess]:
-        """The workers a cut may take: not spared and ready (any, after a while)."""
+        """The workers a cut may take: not spared, and ready."""
         deadline = time.monotonic() + MEMBER_WAIT_S
         while time.monotonic() < deadline:
             free = self.cluster.expendable()
@@ -528,22 +545,25 @@ class NetworkChaos:
             if ready:
                 return ready
             await asyncio.sleep(0.5)
-        return self.cluster.expendable() or self.cluster.workers
+        return []
+
+    async def watch(self, worker: WorkerProcess, since: int, until: float) -> None:
+        """Count the cut-off ``worker`` as dropped when its log, from the cut on, shows it
+        lost its session before ``until`` (later lines belong to other faults)."""
+        while time.monotonic() < until:
+            if _dropped(worker, since):
+                self.cluster.faults.dropped += 1
+                return
+            await asyncio.sleep(0.5)
+        self.cluster.note(f"{worker.data_dir.name}'s log shows no lost session after its cut")
 
     async def settle(self) -> None:
-        """Every timed fault ended; each cut-off worker's log shows its drop within
-        :data:`DROP_WAIT_S` of the cut healing (it finds out when it talks again)."""
+        """Every timed fault ended and every cut-off worker watched."""
         await asyncio.gather(*self.endings)
-        for worker, size, heals in self.cuts:
-            deadline = heals + DROP_WAIT_S
-            while not (dropped := _dropped(worker, size)) and time.monotonic() < deadline:
-                await asyncio.sleep(0.5)
-            self.cluster.faults.dropped += dropped
-            if not dropped:
-                self.cluster.note(f"{worker.data_dir.name}'s log shows no drop after its cut")
 
 
-DROP_WAIT_S = 60.0
+DROP_WAIT_S = 20.0
+"""Seconds after a cut heals within which the worker's log must show its lost session."""
 MEMBER_WAIT_S = 60.0
 
 
@@ -596,6 +616,7 @@ async def inject(cluster: Cluster, plan: list[tuple[float, str]], started: float
         elif kind == "leave" and len(cluster.workers) > 1:
             await cluster.leave()
         elif kind == "broker":
+            await cluster.unspared()  # a cut's window is the cut's alone
             await cluster.restart_broker()
         elif kind in ("upgrade", "upgrade-all"):
             cluster.upgrade(every=kind == "upgrade-all")
@@ -1038,6 +1059,8 @@ def chaos_broker(
     """A fresh broker (three with ``cluster``) on ``config.port`` and, for a run with network
     faults, the proxied network its workers reach it through (a slot for every worker
     that can run at once)."""
+    if config.networked and config.upgrade_from:
+        raise ValueError("network faults and a rolling upgrade are separate runs")
     if config.cluster:
         if config.networked:
             raise ValueError("network faults run on a single broker (not with --cluster)")

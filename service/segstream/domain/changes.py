@@ -68,8 +68,9 @@ class SegmentChange:
     current_name: str | None = None
     """The human name of ``current``, likewise."""
     previous_since: float | None = None
-    """When the customer entered ``previous`` (epoch seconds; None: unknown or no
-    segment): a stay in a segment is left once, which keys a model's move (not published)."""
+    """When the customer's stay in ``previous`` began (epoch seconds; with ``previous``
+    None, when they left their last segment of the model; None: never placed, or a state
+    older than the field): a stay is left once, which keys a model's move (not published)."""
 
     @property
     def event_id(self) -> str:
@@ -78,13 +79,21 @@ class SegmentChange:
         trigger = self.cause.event_id or f"timer@{format_time(self.changed_at)}"
         if self.cause.kind == "definition":
             trigger = f"definition@v{self.definition_version}"
-        elif self.cause.kind == "model" and self.previous_since is not None:
-            # a stay is left once, whenever the model's pass gets to it; a customer back in
-            # the same segment later has another stay (was keyed by the segment alone:
-            # leaving it a second time repeated the first leave's id)
-            trigger = f"left@{self.previous}@{self.previous_since!r}"
+        elif self.cause.kind == "model":
+            trigger = self._model_trigger()
         name = f"{self.shop_id}|{self.customer_id}|{self.model}|{self.current}|{trigger}"
         return str(uuid.uuid5(_CHANGE_NAMESPACE, name))
+
+    def _model_trigger(self) -> str:
+        """A learned model's own move (a pass, or a review it was not waiting for) is keyed
+        by the stay it ends, whenever the model gets to it, so a replay repeats the id; a
+        customer back in the same segment later has another stay (keyed by the segment
+        alone, leaving it a second time repeated the first leave's id)."""
+        if self.previous_since is not None:
+            return f"left@{self.previous}@{float(self.previous_since)!r}"
+        if self.previous is not None:  # a state from before stays were kept
+            return f"retired@{self.previous}"
+        return "placed@first"  # never in a segment of the model before
 
     @property
     def membership_key(self) -> bytes:

@@ -205,14 +205,13 @@ def move(
     previous = state.segments.get(name)
     if current == previous:
         return []
-    since = state.segment_since.get(name) if previous is not None else None
+    since = state.segment_since.get(name)
     model = book.models.get(name)
     if current is None:
         del state.segments[name]
-        state.segment_since.pop(name, None)
     else:
         state.segments[name] = current
-        state.segment_since[name] = now.timestamp()
+    state.segment_since[name] = now.timestamp()  # a stay in no segment has a start too
     book.count(name, previous, current)
     change = SegmentChange(
         state.shop_id,

@@ -28,7 +28,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaConnectionError, NodeNotReadyError
+from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
@@ -187,15 +187,16 @@ async def _patient_bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
 
 async def _patient_create_topic(self: Any, *args: Any, **kwargs: Any) -> Any:
     """Patch 6: Faust's topic declaration, retried for ``wait_s`` when the connection it
-    asks the controller on closes under it (a reset at start: the leader assignor's
-    declaration crashed the worker)."""
+    asks the controller on closes under it or its request times out (a reset at start: the
+    leader assignor's declaration crashed the worker); not once its owner is stopping."""
+    owner = args[0] if args else None
     loop = asyncio.get_running_loop()
     deadline = loop.time() + _state["wait_s"]
     while True:
         try:
             return await _create_topic(self, *args, **kwargs)
-        except (KafkaConnectionError, NodeNotReadyError):
-            if loop.time() + BOOTSTRAP_RETRY_S > deadline:
+        except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
+            if loop.time() + BOOTSTRAP_RETRY_S > deadline or getattr(owner, "should_stop", False):
                 raise
             await asyncio.sleep(BOOTSTRAP_RETRY_S)
 
