@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import json
 import os
+import sys
 import threading
 import time
 import tracemalloc
@@ -26,6 +27,14 @@ EVERY_VARIABLE = "SEGSTREAM_TEST_MEMORY_PROBE_EVERY_S"
 TOP = 25
 LARGE = 1_000
 """Containers with at least this many entries are listed."""
+ROCKSDB_PROPERTIES = (
+    "rocksdb.cur-size-all-mem-tables",
+    "rocksdb.block-cache-usage",
+    "rocksdb.block-cache-pinned-usage",
+    "rocksdb.estimate-table-readers-mem",
+)
+"""Native memory of the open RocksDB databases, summed (their own readings: RSS is Python's
+heap plus these)."""
 
 
 def snapshot(baseline: tracemalloc.Snapshot | None = None) -> dict[str, Any]:
@@ -34,24 +43,36 @@ def snapshot(baseline: tracemalloc.Snapshot | None = None) -> dict[str, Any]:
     types: Counter[str] = Counter()
     large: list[tuple[int, str, str]] = []
     tracked = gc.get_objects()
-    # dicts of atomic values (str -> float) are not tracked by the collector: they are
-    # found as what tracked objects refer to
-    untracked = [
-        thing
-        for thing in gc.get_referents(*tracked)
+    # dicts of atomic values (str -> float) and extension objects (RocksDB's Rdict) are not
+    # tracked by the collector: they are found as what tracked objects refer to
+    referred = gc.get_referents(*tracked)
+    untracked = {
+        id(thing): thing
+        for thing in referred
         if isinstance(thing, (dict, list, set)) and not gc.is_tracked(thing)
-    ]
-    for thing in (*tracked, *{id(thing): thing for thing in untracked}.values()):
+    }
+    for thing in (*tracked, *untracked.values()):
         kind = type(thing)
         types[kind.__qualname__] += 1
         if isinstance(thing, (dict, list, set, deque)) and len(thing) >= LARGE:
             large.append((len(thing), kind.__qualname__, _sample(thing)))
+    rocksdb: Counter[str] = Counter()
+    databases = {
+        id(thing): thing
+        for thing in (*referred, *gc.get_referents(*untracked.values()))
+        if type(thing).__qualname__ == "Rdict"
+    }
+    for db in databases.values():
+        _add_rocksdb(rocksdb, db)
     large.sort(reverse=True)
     reading: dict[str, Any] = {
         "at": time.time(),
         "objects": sum(types.values()),
         "types": types.most_common(TOP),
         "large": large[:TOP],
+        "python_blocks": sys.getallocatedblocks(),
+        "rocksdb_databases": len(databases),
+        "rocksdb_mib": {name: round(n / 2**20, 1) for name, n in sorted(rocksdb.items())},
     }
     if tracemalloc.is_tracing():
         current = tracemalloc.take_snapshot()
@@ -63,6 +84,15 @@ def snapshot(baseline: tracemalloc.Snapshot | None = None) -> dict[str, Any]:
         reading["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
     reading["took_s"] = round(time.monotonic() - started, 2)
     return reading
+
+
+def _add_rocksdb(totals: Counter[str], db: Any) -> None:
+    """Add one open database's memory readings to ``totals`` (a closed one has none)."""
+    try:
+        for name in ROCKSDB_PROPERTIES:
+            totals[name.removeprefix("rocksdb.")] += db.property_int_value(name) or 0
+    except Exception:  # closed, or a build without the property
+        return
 
 
 def _sample(container: Any) -> str:

@@ -57,3 +57,17 @@ def _lines(target: Path) -> list[object]:
     if not target.exists():
         return []
     return [json.loads(line) for line in target.read_text().splitlines() if line.endswith("}")]
+
+
+def test_open_rocksdb_databases_report_their_memory(tmp_path: Path) -> None:
+    rocksdict = pytest.importorskip("rocksdict")
+    db = rocksdict.Rdict(str(tmp_path / "db"))
+    try:
+        db[b"key"] = b"value" * 1000
+        store = [{0: db}]  # as a Faust store holds its databases, by partition
+        reading = memory_probe.snapshot()
+        assert store
+    finally:
+        db.close()
+    assert reading["rocksdb_databases"] >= 1
+    assert reading["rocksdb_mib"]["cur-size-all-mem-tables"] >= 0.0
