@@ -42,7 +42,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.common import code_version, say
+from bench.common import code_version, say, setting_assignment
 from harness.broker import fresh_broker
 from harness.workers import WorkerProcess, isolated_settings
 from segstream.domain.contracts import INPUT_ROLES
@@ -229,8 +229,8 @@ async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str
     settings = isolated_settings(bootstrap, "soak", topic_partitions=8)
     await ensure_topics(settings, changelogs=True)
     data_dir = Path("var/bench/soak") / str(int(time.time()))
-    extra_env: dict[str, str] = {}
-    worker = WorkerProcess.for_settings(settings, data_dir)
+    extra_env: dict[str, str] = dict(args.worker_env)
+    worker = WorkerProcess.for_settings(settings, data_dir, extra_env)
     if args.probe:
         extra_env["SEGSTREAM_TEST_MEMORY_PROBE"] = str(data_dir.with_suffix(".heap.jsonl"))
         extra_env["SEGSTREAM_TEST_MEMORY_PROBE_EVERY_S"] = str(args.probe_every)
@@ -268,6 +268,7 @@ async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str
         "records_handled": handled,
         "customers": work.customers,
         **analyse(readings),
+        "worker_env": dict(args.worker_env),
         "probe": extra_env.get("SEGSTREAM_TEST_MEMORY_PROBE"),
         "samples": readings.rss,
         "lag_samples": readings.lag,
@@ -295,6 +296,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--probe-every", type=float, default=300.0)
     parser.add_argument("--tracemalloc", action="store_true", help="with --probe: alloc sites")
     parser.add_argument("--port", type=int, default=29592)
+    parser.add_argument(
+        "--worker-env",
+        type=setting_assignment,
+        action="append",
+        default=[],
+        metavar="SEGSTREAM_X=VALUE",
+        help="a worker setting (repeatable), e.g. SEGSTREAM_REVIEW_SCHEDULE_ENTRIES=1000",
+    )
     args = parser.parse_args(argv)
     # a run started in the background ignores SIGINT: SIGTERM stops the worker and broker too
     signal.signal(signal.SIGTERM, _exit)
