@@ -11,6 +11,7 @@ container length that keeps rising from line to line.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import json
 import os
@@ -71,6 +72,7 @@ def snapshot(baseline: tracemalloc.Snapshot | None = None) -> dict[str, Any]:
         "types": types.most_common(TOP),
         "large": large[:TOP],
         "python_blocks": sys.getallocatedblocks(),
+        "malloc_mib": malloc_mib(),
         "rocksdb_databases": len(databases),
         "rocksdb_mib": {name: round(n / 2**20, 1) for name, n in sorted(rocksdb.items())},
     }
@@ -84,6 +86,44 @@ def snapshot(baseline: tracemalloc.Snapshot | None = None) -> dict[str, Any]:
         reading["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
     reading["took_s"] = round(time.monotonic() - started, 2)
     return reading
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [
+        (name, ctypes.c_size_t)
+        for name in (
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        )
+    ]
+
+
+def malloc_mib() -> dict[str, float] | None:
+    """glibc's heap (RocksDB's memory and Python's large objects; Python's small objects
+    live in its own arenas): ``arena`` bytes taken from the system by the main and thread
+    arenas, ``mmapped`` large blocks, ``in_use`` and ``free`` (held, not returned: what
+    fragmentation keeps). None where ``mallinfo2`` does not exist (not glibc >= 2.33)."""
+    try:
+        function = ctypes.CDLL(None).mallinfo2
+    except (AttributeError, OSError):
+        return None
+    function.restype = _MallInfo2
+    info = function()
+    mib = 2**20
+    return {
+        "arena": round(info.arena / mib, 1),
+        "mmapped": round(info.hblkhd / mib, 1),
+        "in_use": round(info.uordblks / mib, 1),
+        "free": round(info.fordblks / mib, 1),
+    }
 
 
 def _add_rocksdb(totals: Counter[str], db: Any) -> None:

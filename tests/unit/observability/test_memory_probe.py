@@ -71,3 +71,10 @@ def test_open_rocksdb_databases_report_their_memory(tmp_path: Path) -> None:
         db.close()
     assert reading["rocksdb_databases"] >= 1
     assert reading["rocksdb_mib"]["cur-size-all-mem-tables"] >= 0.0
+
+
+def test_the_malloc_heap_is_read_where_glibc_has_mallinfo2() -> None:
+    found = memory_probe.malloc_mib()
+    if found is None:
+        pytest.skip("no mallinfo2 here")
+    assert found["arena"] > 0 and found["in_use"] <= found["arena"] + found["mmapped"]
