@@ -226,6 +226,7 @@ def plan(args: argparse.Namespace) -> Plan:
 
 
 async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str, Any]:
+    revision = code_version()  # the code the worker runs: read before the run, not after
     settings = isolated_settings(bootstrap, "soak", topic_partitions=8)
     await ensure_topics(settings, changelogs=True)
     data_dir = Path("var/bench/soak") / str(int(time.time()))
@@ -261,7 +262,7 @@ async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str
     finally:
         worker.stop()
     return {
-        "revision": code_version(),
+        "revision": revision,
         "seconds": round(readings.feed_end_s or 0),
         "rate": round(work.rate, 1),
         "records_sent": sent,
