@@ -28,7 +28,7 @@ KAFKA4_TEST_PORT ?= 19492
 KAFKA4_TEST_ENV := SEGSTREAM_TEST_KAFKA_VERSION=$(KAFKA4_VERSION) SEGSTREAM_TEST_KAFKA_PORT=$(KAFKA4_TEST_PORT)
 
 .PHONY: help setup kafka-fetch kafka4-fetch test-kafka4 kafka-up kafka-down kafka-status kafka-logs \
-	constraints wheel test-pythons lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality quix-venv chaos chaos-cluster chaos-network chaos-upgrade cluster-up cluster-down clean distclean api-fuzz worker demo-stop
+	constraints wheel test-pythons lint format typecheck test-unit test-integration test demo bench bench-changes bench-quality soak quix-venv chaos chaos-cluster chaos-network chaos-upgrade cluster-up cluster-down clean distclean api-fuzz worker demo-stop
 
 help: ## list the targets
 	@grep -E '^[a-z][a-zA-Z0-9_-]+:.*## ' $(MAKEFILE_LIST) \
@@ -154,6 +154,10 @@ bench-changes: setup ## segment changes per customer per 30 days, per model (in-
 
 bench-quality: setup ## churn risk, expected orders, clusters against CDNOW's holdout and the simulator (~1-2 min; BENCH_ARGS=--quick: ~20 s)
 	$(BIN)/python -m bench.quality $(BENCH_ARGS)
+
+SOAK_ARGS ?= --customers 100000 --days 30 --seconds 2100
+soak: setup kafka-fetch ## memory plateau: one worker, 100,000 customers' events over 35 min, RSS sampled (~40 min; SOAK_ARGS="--seconds 600 --rate 40": the short one)
+	$(BIN)/python -m bench.soak $(SOAK_ARGS)
 
 # quix-streams pins older pydantic versions than segstream: its baseline gets a venv of its own.
 quix-venv:

@@ -7,6 +7,7 @@ run, since absolute numbers on shared machines move with whatever else runs.
 
 from __future__ import annotations
 
+import argparse
 import math
 import statistics
 import subprocess
@@ -197,3 +198,11 @@ def _git(*args: str) -> str:
 def say(message: str) -> None:
     """One line on stderr (progress and status, kept apart from the results on stdout)."""
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def setting_assignment(text: str) -> tuple[str, str]:
+    """``--worker-env SEGSTREAM_X=VALUE`` as (name, value)."""
+    name, equals, value = text.partition("=")
+    if not equals or not name.startswith("SEGSTREAM_"):
+        raise argparse.ArgumentTypeError(f"expected SEGSTREAM_NAME=VALUE, got {text!r}")
+    return name, value

@@ -40,10 +40,18 @@ class Digest:
         return self.seconds / self.events * 1e6
 
 
-def run(customers: int, days: int, kind: str = "coffee", batch: int = 100, seed: int = 1) -> Digest:
-    """Simulate one shop and hash what the pipeline makes of it."""
+def run(
+    customers: int,
+    days: int,
+    kind: str = "coffee",
+    batch: int = 100,
+    seed: int = 1,
+    settings: Settings | None = None,
+) -> Digest:
+    """Simulate one shop and hash what the pipeline makes of it (``settings``: the
+    defaults)."""
     raw = one_shop_events(customers, days, kind, seed)
-    worker = InProcessPipeline(Settings())
+    worker = InProcessPipeline(settings or Settings())
     hashed, changes, seconds = hashlib.sha256(), 0, 0.0
     for start in range(0, len(raw), batch):
         began = time.perf_counter()
@@ -68,9 +76,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--days", type=int, default=90)
     parser.add_argument("--kind", choices=sorted(KINDS_BY_NAME), default="coffee")
     parser.add_argument("--batch", type=int, default=100)
+    parser.add_argument(
+        "--review-schedule-entries", type=int, default=None, help="a shop's reviews in memory"
+    )
     args = parser.parse_args(argv)
+    chosen = (
+        {}
+        if args.review_schedule_entries is None
+        else {"review_schedule_entries": args.review_schedule_entries}
+    )
     say(f"{args.customers:,} {args.kind} customers over {args.days} days at {code_version()}")
-    found = run(args.customers, args.days, args.kind, args.batch)
+    found = run(args.customers, args.days, args.kind, args.batch, settings=Settings(**chosen))
     print(
         f"events {found.events:,}  changes {found.changes:,}  "
         f"µs/event {found.micros_per_event:,.0f}  digest {found.digest}"

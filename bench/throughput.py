@@ -49,7 +49,14 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
-from bench.common import code_version, say, simulated_records, summary, table
+from bench.common import (
+    code_version,
+    say,
+    setting_assignment,
+    simulated_records,
+    summary,
+    table,
+)
 from harness.broker import fresh_broker
 from harness.kafka_io import consume_all
 from harness.workers import REPO_ROOT, WorkerProcess, free_port, isolated_settings
@@ -397,13 +404,6 @@ async def run_all(args: argparse.Namespace, bootstrap: str) -> list[Measured]:
     return results
 
 
-def _assignment(text: str) -> tuple[str, str]:
-    name, equals, value = text.partition("=")
-    if not equals or not name.startswith("SEGSTREAM_"):
-        raise argparse.ArgumentTypeError(f"expected SEGSTREAM_NAME=VALUE, got {text!r}")
-    return name, value
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.throughput", description=__doc__)
     parser.add_argument("--events", type=int, default=100_000)
@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--port", type=int, default=29692)
     parser.add_argument(
         "--worker-env",
-        type=_assignment,
+        type=setting_assignment,
         action="append",
         default=[],
         metavar="SEGSTREAM_X=VALUE",

@@ -173,6 +173,12 @@ class ProcessingSettings(BaseSettings):
     state_cache_entries: int = Field(
         10_000, ge=100, description="Decoded table values kept in memory per table."
     )
+    review_schedule_entries: int = Field(
+        50_000,
+        ge=4,
+        description="Customers' review times kept in memory per shop, the earliest; later "
+        "ones are read again from the customers' states when their time comes.",
+    )
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."
     )

@@ -7,14 +7,16 @@ segment sizes and the review schedule (the customers due for a look at a known s
 time: a quiet customer turning "at risk"). :meth:`ShopBooks.flush` writes the books that
 changed back to ``shops`` and ``models``; the worker flushes once per batch, before the
 batch commits. A book is rebuilt from those tables on first use, its schedule from the
-due times in its customers' states.
+due times in its customers' states; the schedule keeps at most
+``review_schedule_entries`` of them in memory and reads the later ones again from there
+when their time comes (docs/design/review-schedule.md).
 """
 
 from __future__ import annotations
 
 import heapq
 import zlib
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -36,13 +38,32 @@ from segstream.state.keyspace import (
 )
 from segstream.state.model_store import Checkpoints
 
+DueTimes = Callable[[], Iterable[tuple[str, float]]]
+"""A shop's customers with a review due, and when (epoch seconds): their saved states."""
+
 
 class Schedule:
-    """Customers of one shop due for a review at a stream time (epoch seconds)."""
+    """Customers of one shop due for a review at a stream time (epoch seconds).
 
-    def __init__(self) -> None:
+    At most ``limit`` due times are kept in memory (0: all), the earliest, so a shop's
+    schedule does not grow with its customers: a customer's due time is also in their
+    saved state (``due_at``), and ``reload`` reads those. When more are due, the latest
+    are dropped and :attr:`horizon` marks the earliest dropped (due time, customer id):
+    every review before it is in memory. A question about a time at or past the horizon
+    first refills the schedule from ``reload``, taking only reviews after the last one
+    handed out (the customers just handed out are reviewed from their states next).
+    Reviews come out in (due time, customer id) order whatever the limit.
+    """
+
+    def __init__(self, limit: int = 0, reload: DueTimes | None = None) -> None:
+        if limit and reload is None:
+            raise ValueError("a bounded schedule needs the due times to reload")
         self._heap: list[tuple[float, str]] = []
         self._due: dict[str, float] = {}
+        self.limit = limit
+        self._reload = reload
+        self.horizon: tuple[float, str] | None = None
+        self.reloads = 0
 
     def set(self, customer_id: str, due: datetime | None) -> None:
         """Review ``customer_id`` at ``due`` (None: not at all), replacing any earlier time."""
@@ -50,29 +71,68 @@ class Schedule:
             self._due.pop(customer_id, None)
             return
         moment = due.timestamp()
+        if self.horizon is not None and (moment, customer_id) >= self.horizon:
+            self._due.pop(customer_id, None)  # past the horizon: a reload finds it
+            return
         if self._due.get(customer_id) == moment:
             return
         self._due[customer_id] = moment
         heapq.heappush(self._heap, (moment, customer_id))
-        if len(self._heap) > 2 * len(self._due) + 1024:
+        if self.limit and len(self._due) > self.limit:
+            self._keep(sorted((m, c) for c, m in self._due.items()))
+        elif len(self._heap) > 2 * len(self._due) + 1024:
             self._heap = [(m, c) for c, m in self._due.items()]
             heapq.heapify(self._heap)
 
     def pop_due(self, now: datetime) -> Iterator[str]:
         """The customers due at or before ``now``, earliest first (each removed)."""
-        moment, heap = now.timestamp(), self._heap
-        while heap and heap[0][0] <= moment:
-            due, customer_id = heapq.heappop(heap)
-            if self._due.get(customer_id) == due:
-                del self._due[customer_id]
-                yield customer_id
+        moment, last = now.timestamp(), None
+        while True:
+            heap = self._heap
+            while heap and heap[0][0] <= moment:
+                due, customer_id = heapq.heappop(heap)
+                if self._due.get(customer_id) == due:
+                    del self._due[customer_id]
+                    last = (due, customer_id)
+                    yield customer_id
+            if self.horizon is None or self.horizon[0] > moment:
+                return
+            self.refill(after=last)
 
     def any_due(self, now: datetime) -> bool:
         """Whether some customer is due at or before ``now``."""
+        if self.horizon is not None and self.horizon[0] <= now.timestamp():
+            self.refill()
         heap = self._heap
         while heap and self._due.get(heap[0][1]) != heap[0][0]:
             heapq.heappop(heap)  # replaced by a later time, or cancelled
         return bool(heap) and heap[0][0] <= now.timestamp()
+
+    def refill(self, after: tuple[float, str] | None = None) -> None:
+        """Read the due times again (those after ``after`` only) and keep the earliest."""
+        if self._reload is None:
+            self.horizon = None
+            return
+        self.reloads += 1
+        found = sorted(
+            (moment, customer_id)
+            for customer_id, moment in self._reload()
+            if after is None or (moment, customer_id) > after
+        )
+        self._due.clear()
+        self._keep(found)
+
+    def _keep(self, ordered: list[tuple[float, str]]) -> None:
+        """Keep the first ``limit`` of ``ordered`` (all when unbounded): the horizon is
+        the first one left out. After a drop a quarter of the room stays free, so the
+        next drop is ``limit / 4`` new reviews away."""
+        room = len(ordered)
+        if self.limit and room > self.limit:
+            room = max(1, self.limit * 3 // 4)
+        kept = ordered[:room]
+        self.horizon = ordered[room] if room < len(ordered) else None
+        self._due = {customer_id: moment for moment, customer_id in kept}
+        self._heap = kept  # sorted: a heap already
 
     def __len__(self) -> int:
         return len(self._due)
@@ -215,9 +275,20 @@ class ShopBooks:
     def _rebuild(self, shop_id: str, partition: int | None) -> ShopBook:
         stored = self.shops.get(shop_id)
         book = self._build(shop_id, stored, partition, self._priors_kept)
-        for state in self.customers.of_shop(shop_id) if stored is not None else ():
-            book.schedule.set(state.customer_id, state.due_at)
+        book.schedule = Schedule(self.settings.review_schedule_entries, self._due_times(shop_id))
+        if stored is not None:
+            book.schedule.refill()
         return book
+
+    def _due_times(self, shop_id: str) -> DueTimes:
+        """The due times in the saved states of the shop's customers (this batch's too)."""
+
+        def read() -> Iterator[tuple[str, float]]:
+            for state in self.customers.of_shop(shop_id):
+                if state.due_at is not None:
+                    yield state.customer_id, state.due_at.timestamp()
+
+        return read
 
     def _build(
         self,

@@ -15,6 +15,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError
 
 from segstream.api.routes import register_views
 from segstream.observability.logs import configure, get_logger
+from segstream.observability.memory_probe import start_from_environment as start_memory_probe
 from segstream.settings import Settings
 from segstream.stream.app import create_app
 from segstream.stream.kafka import CredentialsRefusedError, check_credentials
@@ -79,6 +80,7 @@ def run_worker(settings: Settings) -> None:
     )
     worker.spinner = None
     tune_garbage_collector()
+    start_memory_probe()  # soak runs only (SEGSTREAM_TEST_MEMORY_PROBE)
     worker.execute_from_commandline()
 
 
