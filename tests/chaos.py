@@ -1052,6 +1052,15 @@ def replace_settings(settings: Settings) -> Settings:
     )
 
 
+def refusal(config: ChaosConfig) -> str:
+    """Why this combination of faults does not run ("" when it does)."""
+    if config.networked and config.upgrade_from:
+        return "network faults and a rolling upgrade are separate runs"
+    if config.networked and config.cluster:
+        return "network faults run on a single broker (not with --cluster)"
+    return ""
+
+
 @contextmanager
 def chaos_broker(
     config: ChaosConfig, stem: str
@@ -1059,11 +1068,10 @@ def chaos_broker(
     """A fresh broker (three with ``cluster``) on ``config.port`` and, for a run with network
     faults, the proxied network its workers reach it through (a slot for every worker
     that can run at once)."""
-    if config.networked and config.upgrade_from:
-        raise ValueError("network faults and a rolling upgrade are separate runs")
+    refused = refusal(config)
+    if refused:
+        raise ValueError(refused)
     if config.cluster:
-        if config.networked:
-            raise ValueError("network faults run on a single broker (not with --cluster)")
         with fresh_cluster(config.port, f"{stem}-cluster") as cluster:
             yield cluster, None
         return
@@ -1090,6 +1098,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     config = ChaosConfig(**{k: v for k, v in vars(args).items()})
     config = replace(config, work_dir=defaults.work_dir / f"seed-{config.seed}-{int(time.time())}")
+    refused = refusal(config)
+    if refused:
+        parser.exit(2, f"chaos: {refused}\n")
     print(f"chaos: seed {config.seed}; again: {config.command()}", file=sys.stderr, flush=True)
     with chaos_broker(config, "chaos") as (broker, network):
         report = asyncio.run(run(config, broker, network))
