@@ -15,11 +15,13 @@ offsets are committed only with, or after, every state and output record they co
   committed. A crash re-runs at most one batch: its outputs may appear twice (same
   deterministic ids), its state is never half-applied.
 
-A failed commit raises :class:`RetryError` (nothing of the batch is visible; re-run it) or
-:class:`FencedError` (another producer took the partition's transactional id: drop the batch;
-the worker rejoins its group, and the next assignment says who owns the partition). A
-commit whose outcome is unknown (the broker went away during ``EndTxn``) is settled by
-restarting the producer and reading the group's committed offsets.
+A partition's transactional producer is started only at an assignment, before recovery.
+Any failed transaction raises :class:`FencedError`: the batch is dropped, the partition
+waits for its next assignment and the worker rejoins its group to get one. Whether another
+producer took the transactional id over, the broker went away or the outcome of a commit
+is unknown, the next assignment fences any other owner, and recovery reads what was
+committed. With ``at_least_once`` a failed commit raises :class:`RetryError` (re-run the
+batch).
 """
 
 from __future__ import annotations
@@ -29,7 +31,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import (
     InvalidProducerEpoch,
     KafkaConnectionError,
@@ -178,22 +179,30 @@ class Checkpoint:
 
     async def publish(self, partition: int, outputs: list[ProducerRecord]) -> None:
         """Send outputs that no input record caused (a transaction of their own with
-        exactly_once); failures are logged, the next period sends them again."""
+        exactly_once); failures are logged, the next period sends them again (with
+        exactly_once a failed transaction parks the partition, as a failed commit does)."""
+        if self.exactly_once:
+            await self._publish_transaction(partition, outputs)
+            return
         try:
-            if self.exactly_once:
-                producer = await self._producer(partition)
-                await producer.begin_transaction()
-                await asyncio.gather(*await _send_all(producer, outputs))
-                await producer.commit_transaction()
-            else:
-                producer = await self._shared_producer()
-                await asyncio.gather(*await _send_all(producer, outputs))
+            producer = await self._shared_producer()
+            await asyncio.gather(*await _send_all(producer, outputs))
+        except Exception as error:
+            log.warning("publish_failed", partition=partition, error=repr(error))
+
+    async def _publish_transaction(self, partition: int, outputs: list[ProducerRecord]) -> None:
+        producer = self._producers.get(partition)
+        if producer is None or partition in self.fenced:
+            return  # it waits for its next assignment
+        bound = self.settings.broker_request_timeout_s
+        try:
+            await producer.begin_transaction()
+            await asyncio.wait_for(asyncio.gather(*await _send_all(producer, outputs)), bound)
+            await asyncio.wait_for(producer.commit_transaction(), bound)
         except FENCED as error:
             await self._fence(partition, error)
         except Exception as error:
-            if self.exactly_once:
-                await self._abandon(partition, error)
-            log.warning("publish_failed", partition=partition, error=repr(error))
+            await self._park(partition, error)
 
     # ------------------------------------------------------------ exactly once
 
@@ -222,38 +231,27 @@ class Checkpoint:
             except Exception:  # a broken producer still has to go
                 log.warning("producer_stop_failed", partition=partition, exc_info=True)
 
-    async def _restart(self, partition: int) -> None:
-        await self._stop(partition)
-        await self._start(partition)
-
-    async def _producer(self, partition: int) -> AIOKafkaProducer:
+    def _producer(self, partition: int) -> AIOKafkaProducer:
+        """The partition's producer, started at its assignment (none: it waits for the
+        next one, see :meth:`_park`)."""
         producer = self._producers.get(partition)
         if producer is None:
-            if partition not in self._assigned:
-                raise FencedError(f"partition {partition} is not assigned here")
-            await self._start(partition)
-            producer = self._producers[partition]
+            raise FencedError(f"partition {partition} waits for its next assignment")
         return producer
 
     async def _commit_transaction(self, work: Work) -> Written:
         bound = self.settings.broker_request_timeout_s
+        producer = self._producer(work.partition)
         try:
-            producer = await self._producer(work.partition)
             futures = await asyncio.wait_for(self._send_in_transaction(producer, work), bound)
-        except FENCED as error:
-            await self._fence(work.partition, error)
-            raise FencedError(str(error)) from error
-        except Exception as error:
-            await self._abandon(work.partition, error)
-            raise RetryError(str(error)) from error
-        try:
             # bounded: a producer stopped under an open commit (a rebalance) never answers
             await asyncio.wait_for(producer.commit_transaction(), bound)
         except FENCED as error:
             await self._fence(work.partition, error)
             raise FencedError(str(error)) from error
         except Exception as error:
-            return await self._settle(work, futures, error)
+            await self._park(work.partition, error)
+            raise FencedError(f"partition {work.partition}: {error!r}") from error
         return _written(work, futures)
 
     async def _send_in_transaction(
@@ -272,54 +270,28 @@ class Checkpoint:
         a transaction that outlived its timeout by bumping the producer's epoch), and a
         partition waiting for one that never comes drops its records for good."""
         log.warning("partition_fenced", partition=partition, error=str(error))
+        await self._wait_for_assignment(partition)
+
+    async def _park(self, partition: int, error: BaseException) -> None:
+        """A transaction failed otherwise (the broker went away, a request timed out, the
+        outcome of its commit is unknown): the partition waits for its next assignment,
+        as a fenced one does, and is never given a new producer before it.
+
+        Starting one here would be unsafe: a new producer takes the transactional id over
+        (it bumps the epoch), and this worker may no longer own the partition. A worker cut
+        off past its session timeout did that in a chaos run (seed 13896): back, it
+        restarted its producer, fenced the partition's new owner, and committed batches
+        from its own stale tables (offsets went back from 805 to 174; 1,000 records
+        counted twice). The next assignment starts the producer before recovery, which
+        reads whatever this transaction committed: no outcome needs to be guessed."""
+        log.warning("transaction_failed", partition=partition, error=repr(error))
+        await self._wait_for_assignment(partition)
+
+    async def _wait_for_assignment(self, partition: int) -> None:
         self.fenced.add(partition)
         await self._stop(partition)
         if self._on_fenced is not None:
             self._on_fenced(partition)
-
-    async def _abandon(self, partition: int, error: BaseException) -> None:
-        """Drop the open transaction: a new producer aborts it when it starts."""
-        log.warning("transaction_aborted", partition=partition, error=repr(error))
-        await self._stop(partition)
-        await asyncio.sleep(self.settings.retry_backoff_s)
-
-    async def _settle(
-        self, work: Work, futures: Sequence[asyncio.Future[RecordMetadata]], error: Exception
-    ) -> Written:
-        """The commit's outcome is unknown: a new producer settles the transaction (commits
-        a prepared one, aborts an open one); the committed offsets tell which it was."""
-        log.warning("commit_outcome_unknown", partition=work.partition, error=repr(error))
-        while True:
-            try:
-                await self._restart(work.partition)
-                committed = await self._committed(work)
-                break
-            except FENCED as fenced:
-                await self._fence(work.partition, fenced)
-                raise FencedError(str(fenced)) from fenced
-            except Exception:
-                log.warning("settle_failed", partition=work.partition, exc_info=True)
-                await self._stop(work.partition)
-                await asyncio.sleep(self.settings.retry_backoff_s)
-        done = all(f.done() and not f.cancelled() and f.exception() is None for f in futures)
-        if committed and done:
-            return _written(work, futures)
-        raise RetryError(f"transaction of partition {work.partition} was not committed") from error
-
-    async def _committed(self, work: Work) -> bool:
-        """Whether the group's committed offsets already include ``work``."""
-        if not work.offsets:
-            return False
-        admin = AIOKafkaAdminClient(**connection_options(self.settings))
-        await admin.start()
-        try:
-            wanted = _offsets(work)
-            found = await admin.list_consumer_group_offsets(
-                self.settings.app_id, partitions=list(wanted)
-            )
-        finally:
-            await admin.close()
-        return all(tp in found and found[tp].offset >= offset for tp, offset in wanted.items())
 
     # ------------------------------------------------------------ at least once
 
