@@ -68,6 +68,41 @@ async def test_outputs_writes_and_offsets_commit_together_and_a_new_owner_fences
     assert offsets == {TopicPartition(source, 1): 15}
 
 
+async def test_an_owner_whose_transaction_failed_never_takes_the_partition_back(
+    kafka_bootstrap: str,
+) -> None:
+    """A failed transaction parks the partition until the next assignment: the old owner
+    starts no new producer, which would fence the new owner (chaos seed 13896: a worker
+    cut off past its session timeout did, and committed from its stale tables)."""
+    settings = isolated_settings(kafka_bootstrap, "park")
+    outputs, source = (f"{settings.topic_prefix}{n}" for n in ("out", "in"))
+    await create_topics(kafka_bootstrap, [outputs, source], partitions=2)
+    asked: list[int] = []
+    old, new = Checkpoint(settings, never, asked.append), Checkpoint(settings, never)
+
+    def work(tag: bytes, offset: int) -> Work:
+        return Work(1, outputs=[ProducerRecord(outputs, b"shop", tag)], offsets={source: offset})
+
+    try:
+        await old.assign({1})
+        await old.commit(work(b"first", 10))
+        await old._producers[1].stop()  # its next transaction fails, not by a fence
+        with pytest.raises(FencedError):
+            await old.commit(work(b"failed", 20))
+        assert asked == [1] and old.partitions == set()
+        await new.assign({1})
+        await new.commit(work(b"second", 15))
+        with pytest.raises(FencedError):
+            await old.commit(work(b"zombie", 20))
+        await new.commit(work(b"third", 18))  # still the owner: nobody took the id back
+    finally:
+        await old.close()
+        await new.close()
+    seen = [r.value for r in await consume_all(kafka_bootstrap, outputs, timeout_s=20)]
+    assert seen == [b"first", b"second", b"third"]
+    assert await group_offsets(kafka_bootstrap, settings.app_id) == {TopicPartition(source, 1): 18}
+
+
 async def test_recovery_target_is_the_last_record_a_read_committed_reader_sees(
     kafka_bootstrap: str,
 ) -> None:
