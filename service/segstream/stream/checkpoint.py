@@ -33,17 +33,14 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import (
     InvalidProducerEpoch,
-    KafkaConnectionError,
     KafkaError,
-    NodeNotReadyError,
     ProducerFenced,
-    RequestTimedOutError,
 )
 from aiokafka.structs import RecordMetadata
 
 from segstream.observability.logs import get_logger
 from segstream.settings import Settings
-from segstream.stream.kafka import connection_options
+from segstream.stream.kafka import connection_options, wait_for_broker
 
 log = get_logger(__name__)
 
@@ -148,16 +145,8 @@ class Checkpoint:
         bootstrap fails at once), seen in the short chaos run with seed 969525; so did a
         connection reset while the producer looked up its transaction coordinator (short
         chaos with network faults, seed 908039)."""
-        deadline = asyncio.get_running_loop().time() + self.settings.kafka_wait_s
-        while True:
-            try:
-                await self._start(partition)
-                return
-            except KafkaError as error:
-                if not _unreachable(error) or asyncio.get_running_loop().time() >= deadline:
-                    raise
-                log.warning("producer_start_retry", partition=partition, retry_in_s=1.0)
-                await asyncio.sleep(1.0)
+        call = lambda: self._start(partition)  # noqa: E731
+        await wait_for_broker(call, self.settings.kafka_wait_s, f"producer_start p{partition}")
 
     async def close(self) -> None:
         """Own nothing any more and stop every producer (an open transaction is aborted by
@@ -327,19 +316,6 @@ class Checkpoint:
             await asyncio.sleep(self.settings.retry_backoff_s)
             raise RetryError(str(error)) from error
         return _written(Work(work.partition, writes=work.writes), futures)
-
-
-def _unreachable(error: BaseException) -> bool:
-    """Whether a failed producer start comes down to the broker not being reached. aiokafka
-    0.14 wraps a connection closed during its transaction coordinator lookup in a bare
-    ``KafkaError`` (``Sender._find_coordinator`` retries only CoordinatorNotAvailable,
-    NodeNotReady and RequestTimedOut), so the cause chain is read."""
-    seen: BaseException | None = error
-    while seen is not None:
-        if isinstance(seen, KafkaConnectionError | NodeNotReadyError | RequestTimedOutError):
-            return True
-        seen = seen.__cause__
-    return False
 
 
 async def _send_all(

@@ -20,7 +20,6 @@ for it (:func:`check_versions`). The reasons and the failures each patch answers
 
 from __future__ import annotations
 
-import asyncio
 import importlib.metadata
 from collections import Counter
 from collections.abc import Mapping
@@ -28,11 +27,12 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.client import AIOKafkaClient
-from aiokafka.errors import KafkaConnectionError, NodeNotReadyError, RequestTimedOutError
 from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
 from faust.transport.drivers import aiokafka as faust_aiokafka
 from faust.types import TP
+
+from segstream.stream.kafka import wait_for_broker
 
 TESTED_VERSIONS = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 TAIL_WINDOW = 64
@@ -46,8 +46,6 @@ class UnsupportedVersionError(RuntimeError):
 _state: dict[str, Any] = {"options": None, "wait_s": 0.0}
 _bootstrap = AIOKafkaClient.bootstrap
 _create_topic = faust_aiokafka.Transport._create_topic
-BOOTSTRAP_RETRY_S = 1.0
-"""Seconds between bootstrap attempts while a broker is unreachable (patch 5)."""
 
 
 def check_versions() -> None:
@@ -173,32 +171,19 @@ async def _behind(consumer: AIOKafkaConsumer, ends: Mapping[TopicPartition, int]
 
 
 async def _patient_bootstrap(self: Any, *args: Any, **kwargs: Any) -> Any:
-    """Patch 5: aiokafka's bootstrap, retried while no broker answers, for ``wait_s``."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _state["wait_s"]
-    while True:
-        try:
-            return await _bootstrap(self, *args, **kwargs)
-        except KafkaConnectionError:
-            if loop.time() + BOOTSTRAP_RETRY_S > deadline:
-                raise
-            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+    """Patch 5: aiokafka's bootstrap, tried again while no broker answers, for ``wait_s``."""
+    call = lambda: _bootstrap(self, *args, **kwargs)  # noqa: E731
+    return await wait_for_broker(call, _state["wait_s"], "bootstrap")
 
 
 async def _patient_create_topic(self: Any, *args: Any, **kwargs: Any) -> Any:
-    """Patch 6: Faust's topic declaration, retried for ``wait_s`` when the connection it
+    """Patch 6: Faust's topic declaration, tried again for ``wait_s`` when the connection it
     asks the controller on closes under it or its request times out (a reset at start: the
     leader assignor's declaration crashed the worker); not once its owner is stopping."""
     owner = args[0] if args else None
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + _state["wait_s"]
-    while True:
-        try:
-            return await _create_topic(self, *args, **kwargs)
-        except (KafkaConnectionError, NodeNotReadyError, RequestTimedOutError):
-            if loop.time() + BOOTSTRAP_RETRY_S > deadline or getattr(owner, "should_stop", False):
-                raise
-            await asyncio.sleep(BOOTSTRAP_RETRY_S)
+    call = lambda: _create_topic(self, *args, **kwargs)  # noqa: E731
+    stopping = lambda: bool(getattr(owner, "should_stop", False))  # noqa: E731
+    return await wait_for_broker(call, _state["wait_s"], "create_topic", stopping)
 
 
 def apply(connection_options: Mapping[str, Any], wait_s: float = 0.0) -> None:

@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
 import ssl
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiokafka.conn import create_conn
-from aiokafka.errors import KafkaError, SaslAuthenticationFailed
+from aiokafka.errors import (
+    KafkaConnectionError,
+    KafkaError,
+    NodeNotReadyError,
+    RequestTimedOutError,
+    SaslAuthenticationFailed,
+)
 from aiokafka.helpers import create_ssl_context
 
+from segstream.observability.logs import get_logger
 from segstream.settings import Settings
+
+T = TypeVar("T")
+
+RETRY_S = 1.0
+"""Pause between two tries of a call that found no broker."""
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext:
@@ -18,6 +32,9 @@ def ssl_context(settings: Settings) -> ssl.SSLContext:
     cafile = settings.kafka_ssl_cafile
     context: ssl.SSLContext = create_ssl_context(cafile=None if cafile is None else str(cafile))
     return context
+
+
+log = get_logger(__name__)
 
 
 class CredentialsRefusedError(Exception):
@@ -67,3 +84,41 @@ def connection_options(settings: Settings) -> dict[str, Any]:
         options["sasl_plain_username"] = settings.kafka_username
         options["sasl_plain_password"] = password.get_secret_value() if password else None
     return options
+
+
+def unreachable(error: BaseException) -> bool:
+    """Whether ``error`` comes down to a broker not reached: a connection refused or closed,
+    a node not ready, a request timed out. aiokafka 0.14 wraps a connection closed during
+    its transaction coordinator lookup in a bare ``KafkaError`` (``Sender._find_coordinator``
+    retries only CoordinatorNotAvailable, NodeNotReady and RequestTimedOut), so the cause
+    chain is read."""
+    seen: BaseException | None = error
+    while seen is not None:
+        if isinstance(seen, KafkaConnectionError | NodeNotReadyError | RequestTimedOutError):
+            return True
+        seen = seen.__cause__
+    return False
+
+
+async def wait_for_broker(
+    call: Callable[[], Awaitable[T]],
+    wait_s: float,
+    what: str,
+    stopping: Callable[[], bool] = lambda: False,
+) -> T:
+    """``call()``, tried again every :data:`RETRY_S` for up to ``wait_s`` while it fails
+    because no broker is reached (a broker restarting, a connection reset), unless
+    ``stopping()``; any other error, or the last one, is raised. The first wait is logged
+    once (``what`` names the call)."""
+    loop = asyncio.get_running_loop()
+    deadline, logged = loop.time() + wait_s, False
+    while True:
+        try:
+            return await call()
+        except KafkaError as error:
+            if not unreachable(error) or stopping() or loop.time() + RETRY_S > deadline:
+                raise
+            if not logged:
+                log.warning("waiting_for_broker", call=what, error=repr(error), up_to_s=wait_s)
+                logged = True
+            await asyncio.sleep(RETRY_S)

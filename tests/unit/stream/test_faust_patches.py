@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import pytest
 from aiokafka.errors import KafkaConnectionError, TopicAuthorizationFailedError
 
-from segstream.stream import faust_patches
+from segstream.stream import faust_patches, kafka
 
 
 def test_other_library_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -49,7 +49,7 @@ def test_a_client_waits_for_a_broker_that_comes_back(monkeypatch: pytest.MonkeyP
             raise KafkaConnectionError("Unable to bootstrap")
 
     monkeypatch.setattr(faust_patches, "_bootstrap", flaky)
-    monkeypatch.setattr(faust_patches, "BOOTSTRAP_RETRY_S", 0.01)
+    monkeypatch.setattr(kafka, "RETRY_S", 0.01)
     monkeypatch.setitem(faust_patches._state, "wait_s", 5.0)
     asyncio.run(faust_patches._patient_bootstrap(object()))
     assert len(attempts) == 3
@@ -72,7 +72,7 @@ def test_a_topic_declaration_outlives_a_connection_reset(monkeypatch: pytest.Mon
             raise TopicAuthorizationFailedError()
 
     monkeypatch.setattr(faust_patches, "_create_topic", flaky)
-    monkeypatch.setattr(faust_patches, "BOOTSTRAP_RETRY_S", 0.01)
+    monkeypatch.setattr(kafka, "RETRY_S", 0.01)
     monkeypatch.setitem(faust_patches._state, "wait_s", 5.0)
     asyncio.run(faust_patches._patient_create_topic(object(), object(), object(), "leader", 1, 1))
     assert attempts == ["leader", "leader"]
