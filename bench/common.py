@@ -206,3 +206,16 @@ def setting_assignment(text: str) -> tuple[str, str]:
     if not equals or not name.startswith("SEGSTREAM_"):
         raise argparse.ArgumentTypeError(f"expected SEGSTREAM_NAME=VALUE, got {text!r}")
     return name, value
+
+
+def add_worker_env(parser: argparse.ArgumentParser, example: str) -> None:
+    """``--worker-env SEGSTREAM_X=VALUE`` (repeatable): settings of the worker a bench
+    starts, e.g. ``example``."""
+    parser.add_argument(
+        "--worker-env",
+        type=setting_assignment,
+        action="append",
+        default=[],
+        metavar="SEGSTREAM_X=VALUE",
+        help=f"a segstream worker setting (repeatable), e.g. {example}",
+    )

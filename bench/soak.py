@@ -42,7 +42,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from bench.common import code_version, say, setting_assignment
+from bench.common import add_worker_env, code_version, say
 from harness.broker import fresh_broker
 from harness.workers import WorkerProcess, isolated_settings
 from segstream.domain.contracts import INPUT_ROLES
@@ -297,14 +297,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--probe-every", type=float, default=300.0)
     parser.add_argument("--tracemalloc", action="store_true", help="with --probe: alloc sites")
     parser.add_argument("--port", type=int, default=29592)
-    parser.add_argument(
-        "--worker-env",
-        type=setting_assignment,
-        action="append",
-        default=[],
-        metavar="SEGSTREAM_X=VALUE",
-        help="a worker setting (repeatable), e.g. SEGSTREAM_REVIEW_SCHEDULE_ENTRIES=1000",
-    )
+    add_worker_env(parser, "SEGSTREAM_REVIEW_SCHEDULE_ENTRIES=1000")
     args = parser.parse_args(argv)
     # a run started in the background ignores SIGINT: SIGTERM stops the worker and broker too
     signal.signal(signal.SIGTERM, _exit)

@@ -50,9 +50,9 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import KafkaError
 
 from bench.common import (
+    add_worker_env,
     code_version,
     say,
-    setting_assignment,
     simulated_records,
     summary,
     table,
@@ -415,14 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="passes over every variant")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--port", type=int, default=29692)
-    parser.add_argument(
-        "--worker-env",
-        type=setting_assignment,
-        action="append",
-        default=[],
-        metavar="SEGSTREAM_X=VALUE",
-        help="a segstream worker setting (repeatable), e.g. SEGSTREAM_BATCH_MAX_EVENTS=500",
-    )
+    add_worker_env(parser, "SEGSTREAM_BATCH_MAX_EVENTS=500")
     args = parser.parse_args(argv)
     args.worker_env = dict(args.worker_env)
     with fresh_broker(args.port, "bench-broker") as broker:
