@@ -75,6 +75,10 @@ async def test_an_owner_whose_transaction_failed_never_takes_the_partition_back(
     starts no new producer, which would fence the new owner (chaos seed 13896: a worker
     cut off past its session timeout did, and committed from its stale tables)."""
     settings = isolated_settings(kafka_bootstrap, "park")
+    # its abort on the stopped producer never answers: parked once the bound is over
+    settings = settings.model_copy(
+        update={"broker_request_timeout_s": 3.0, "broker_session_timeout_s": 3.0}
+    )
     outputs, source = (f"{settings.topic_prefix}{n}" for n in ("out", "in"))
     await create_topics(kafka_bootstrap, [outputs, source], partitions=2)
     asked: list[int] = []
@@ -86,7 +90,7 @@ async def test_an_owner_whose_transaction_failed_never_takes_the_partition_back(
     try:
         await old.assign({1})
         await old.commit(work(b"first", 10))
-        await old._producers[1].stop()  # its next transaction fails, not by a fence
+        await old._producers[1].stop()  # its next transaction fails, and so does the abort
         with pytest.raises(FencedError):
             await old.commit(work(b"failed", 20))
         assert asked == [1] and old.partitions == set()

@@ -146,7 +146,7 @@ def readiness(
 ) -> dict[str, Any]:
     """Ready means: the tables may be read (:func:`serving`), no partition is stalled
     (each stalled one is listed with its reason), and none waits for a new assignment
-    after its producer was fenced (listed too)."""
+    after its producer was fenced or its transaction failed (listed too)."""
     ready = serving(app) and not stalls and not fenced
     telemetry.set_ready(ready)
     return {

@@ -15,18 +15,22 @@ offsets are committed only with, or after, every state and output record they co
   committed. A crash re-runs at most one batch: its outputs may appear twice (same
   deterministic ids), its state is never half-applied.
 
-A partition's transactional producer is started only at an assignment, before recovery.
-Any failed transaction raises :class:`FencedError`: the batch is dropped, the partition
-waits for its next assignment and the worker rejoins its group to get one. Whether another
-producer took the transactional id over, the broker went away or the outcome of a commit
-is unknown, the next assignment fences any other owner, and recovery reads what was
-committed. With ``at_least_once`` a failed commit raises :class:`RetryError` (re-run the
-batch).
+A partition's transactional producer is started only at an assignment, before recovery,
+and never again until the next one: a new producer takes the transactional id over, and a
+worker may no longer own the partition (see :meth:`Checkpoint._park`). A transaction that
+fails before its commit is asked for is aborted on the same producer and
+:class:`RetryError` is raised (re-run the batch; one that keeps failing stalls in the
+runner). A fence, a commit whose outcome is unknown, or an abort that fails raises
+:class:`FencedError`: the batch is dropped, the partition waits for its next assignment
+and the worker rejoins its group to get one; that assignment fences any other owner, and
+recovery reads what was committed. With ``at_least_once`` a failed commit raises
+:class:`RetryError`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -92,7 +96,8 @@ class RetryError(Exception):
 
 
 class FencedError(Exception):
-    """Another worker owns the partition now; its batch must be dropped."""
+    """The partition waits for its next assignment (another worker may own it now); the
+    batch must be dropped."""
 
 
 CommitOffsets = Callable[[Mapping[TopicPartition, int]], Awaitable[None]]
@@ -116,19 +121,22 @@ class Checkpoint:
         self._producers: dict[int, AIOKafkaProducer] = {}
         self._shared: AIOKafkaProducer | None = None
         self.fenced: set[int] = set()
+        """Partitions that wait for the next assignment (fenced, or parked by a failed
+        transaction); :meth:`assign` clears them."""
+        self._parked_at: dict[int, float] = {}
         self._assigned: set[int] = set()
 
     @property
     def partitions(self) -> set[int]:
-        """Partitions this worker owns and may commit for (a producer that failed is
-        started again on the next commit; a fenced partition waits for the next
-        assignment)."""
+        """Partitions this worker owns and may commit for (a fenced or parked one waits for
+        the next assignment)."""
         return self._assigned - self.fenced
 
     async def assign(self, partitions: set[int]) -> None:
         """Own exactly ``partitions`` from now on: stop the other producers, (re)start one
         per partition (fencing any previous owner and settling its transaction)."""
         self.fenced.clear()
+        self._parked_at.clear()
         self._assigned = set(partitions)
         if not self.exactly_once:
             await self._shared_producer()
@@ -187,11 +195,18 @@ class Checkpoint:
         try:
             await producer.begin_transaction()
             await asyncio.wait_for(asyncio.gather(*await _send_all(producer, outputs)), bound)
+        except FENCED as error:
+            await self._fence(partition, producer, error)
+            return
+        except Exception as error:
+            await self._abort(partition, producer, error)
+            return
+        try:
             await asyncio.wait_for(producer.commit_transaction(), bound)
         except FENCED as error:
-            await self._fence(partition, error)
+            await self._fence(partition, producer, error)
         except Exception as error:
-            await self._park(partition, error)
+            await self._park(partition, producer, error)
 
     # ------------------------------------------------------------ exactly once
 
@@ -230,17 +245,25 @@ class Checkpoint:
 
     async def _commit_transaction(self, work: Work) -> Written:
         bound = self.settings.broker_request_timeout_s
-        producer = self._producer(work.partition)
+        partition, producer = work.partition, self._producer(work.partition)
         try:
             futures = await asyncio.wait_for(self._send_in_transaction(producer, work), bound)
+        except FENCED as error:
+            await self._fence(partition, producer, error)
+            raise FencedError(str(error)) from error
+        except Exception as error:  # no commit asked for: abort it on the same producer
+            if await self._abort(partition, producer, error):
+                raise RetryError(str(error)) from error
+            raise FencedError(f"partition {partition}: {error!r}") from error
+        try:
             # bounded: a producer stopped under an open commit (a rebalance) never answers
             await asyncio.wait_for(producer.commit_transaction(), bound)
         except FENCED as error:
-            await self._fence(work.partition, error)
+            await self._fence(partition, producer, error)
             raise FencedError(str(error)) from error
-        except Exception as error:
-            await self._park(work.partition, error)
-            raise FencedError(f"partition {work.partition}: {error!r}") from error
+        except Exception as error:  # the outcome is unknown
+            await self._park(partition, producer, error)
+            raise FencedError(f"partition {partition}: {error!r}") from error
         return _written(work, futures)
 
     async def _send_in_transaction(
@@ -253,18 +276,40 @@ class Checkpoint:
             await producer.send_offsets_to_transaction(_offsets(work), self.settings.app_id)
         return futures
 
-    async def _fence(self, partition: int, error: BaseException) -> None:
+    async def _abort(self, partition: int, producer: AIOKafkaProducer, error: Exception) -> bool:
+        """Abort the open transaction on the producer that began it (no new epoch: if
+        another worker took the transactional id over, the broker refuses the old one), so
+        the batch can run again; a record over the size limit or a refused topic keeps
+        failing and ends in the runner's stall, as before. When the abort fails too, the
+        partition is parked (False)."""
+        log.warning("transaction_aborted", partition=partition, error=repr(error))
+        try:
+            await asyncio.wait_for(
+                producer.abort_transaction(), self.settings.broker_request_timeout_s
+            )
+        except FENCED as fenced:
+            await self._fence(partition, producer, fenced)
+            return False
+        except Exception as failed:
+            await self._park(partition, producer, failed)
+            return False
+        await asyncio.sleep(self.settings.retry_backoff_s)
+        return True
+
+    async def _fence(
+        self, partition: int, producer: AIOKafkaProducer, error: BaseException
+    ) -> None:
         """Stop committing for ``partition`` until the next assignment, and ask for that
         assignment: a fence does not always come with a rebalance (the coordinator aborts
         a transaction that outlived its timeout by bumping the producer's epoch), and a
         partition waiting for one that never comes drops its records for good."""
         log.warning("partition_fenced", partition=partition, error=str(error))
-        await self._wait_for_assignment(partition)
+        await self._wait_for_assignment(partition, producer)
 
-    async def _park(self, partition: int, error: BaseException) -> None:
-        """A transaction failed otherwise (the broker went away, a request timed out, the
-        outcome of its commit is unknown): the partition waits for its next assignment,
-        as a fenced one does, and is never given a new producer before it.
+    async def _park(self, partition: int, producer: AIOKafkaProducer, error: BaseException) -> None:
+        """A transaction whose commit's outcome is unknown, or that could not be aborted
+        (the broker went away, a request timed out): the partition waits for its next
+        assignment, as a fenced one does, and is never given a new producer before it.
 
         Starting one here would be unsafe: a new producer takes the transactional id over
         (it bumps the epoch), and this worker may no longer own the partition. A worker cut
@@ -274,13 +319,30 @@ class Checkpoint:
         counted twice). The next assignment starts the producer before recovery, which
         reads whatever this transaction committed: no outcome needs to be guessed."""
         log.warning("transaction_failed", partition=partition, error=repr(error))
-        await self._wait_for_assignment(partition)
+        await self._wait_for_assignment(partition, producer)
 
-    async def _wait_for_assignment(self, partition: int) -> None:
+    async def _wait_for_assignment(self, partition: int, producer: AIOKafkaProducer) -> None:
+        """Park ``partition`` and ask for an assignment, unless ``producer`` is not its
+        producer any more: a commit that outlived the wait of a rebalance failed because
+        that assignment replaced its producer, and the new one must be left alone."""
+        if self._producers.get(partition) is not producer:
+            return
         self.fenced.add(partition)
-        await self._stop(partition)
+        self._parked_at[partition] = time.monotonic()
         if self._on_fenced is not None:
-            self._on_fenced(partition)
+            self._on_fenced(partition)  # first: stopping may flush for a request timeout
+        await self._stop(partition)
+
+    def remind(self, after_s: float) -> None:
+        """Ask again for an assignment when a partition has been parked for ``after_s``
+        (the rejoin request failed, or came while another was under way)."""
+        now = time.monotonic()
+        waiting = sorted(p for p, since in self._parked_at.items() if now - since > after_s)
+        if waiting and self._on_fenced is not None:
+            log.warning("still_parked", partitions=waiting)
+            for partition in waiting:
+                self._parked_at[partition] = now
+            self._on_fenced(waiting[0])
 
     # ------------------------------------------------------------ at least once
 

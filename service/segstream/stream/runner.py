@@ -232,7 +232,7 @@ class BatchRunner:
             try:
                 await self.commits.commit(work)
             except FencedError:
-                return  # undone: the partition is another worker's now
+                return  # undone: the partition waits for its next assignment
             except StoreWriteError as error:  # committed, held: the partition stops
                 self.poison.committed(partition, trailing)
                 count(outcomes)

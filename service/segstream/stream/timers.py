@@ -204,6 +204,8 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
             log.exception("metric_snapshots_failed")
 
     async def gauges() -> None:
+        # a parked partition's rejoin request lost: ask again (after two session timeouts)
+        wiring.runner.checkpoint.remind(2 * settings.broker_session_timeout_s)
         if not wiring.runner.ready:  # half-recovered tables would read as wrong figures
             return
         try:

@@ -33,6 +33,9 @@ from segstream.stream.topics import TABLES, input_event_types, input_topics
 
 log = get_logger(__name__)
 
+REJOIN_REQUEST_S = 10.0
+"""Longest wait for the consumer's thread to take a rejoin request."""
+
 
 @dataclass(frozen=True, slots=True)
 class Wiring:
@@ -135,7 +138,9 @@ def rejoin_when_fenced(app: faust.App) -> Callable[[int], None]:
     worker owns the partition now, the rebalance confirms it; if the group still gives it
     to this worker (the coordinator aborted a transaction that outlived its timeout, or
     two of this worker's producers raced), the assignment starts a new producer, recovers
-    and seeks back, and the partition runs again. One request at a time."""
+    and seeks back, and the partition runs again. The same for a partition parked by a
+    failed transaction. One request at a time; one that fails is logged, and the gauges
+    timer asks again for a partition still parked (``Checkpoint.remind``)."""
     pending: set[asyncio.Task[None]] = set()
 
     def fenced(partition: int) -> None:
@@ -144,9 +149,15 @@ def rejoin_when_fenced(app: faust.App) -> Callable[[int], None]:
         log.warning("rejoining_group", fenced_partition=partition)
         task = asyncio.get_running_loop().create_task(_request_rejoin(app))
         pending.add(task)
+        task.add_done_callback(_rejoin_done)
         task.add_done_callback(pending.discard)
 
     return fenced
+
+
+def _rejoin_done(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("rejoin_request_failed", error=repr(task.exception()))
 
 
 async def _request_rejoin(app: faust.App) -> None:
@@ -158,7 +169,7 @@ async def _request_rejoin(app: faust.App) -> None:
     async def request() -> None:
         consumer._coordinator.request_rejoin()
 
-    await thread.call_thread(request)
+    await asyncio.wait_for(thread.call_thread(request), REJOIN_REQUEST_S)
 
 
 def _before_recovery(app: faust.App, runner: BatchRunner, inputs: set[str]) -> None:

@@ -69,6 +69,9 @@ class FakeCheckpoint:
         self.assigned = set(partitions)
         self.fenced.clear()
 
+    def remind(self, after_s: float) -> None:
+        return None
+
     async def commit(self, work: Work) -> Written:
         if self.fail:
             self.fail -= 1
