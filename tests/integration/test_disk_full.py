@@ -167,3 +167,69 @@ async def test_a_full_state_directory_stops_partitions_and_recovers_once_space_i
         assert {k: comparable(v) for k, v in local.items()} == {
             k: comparable(v) for k, v in expected.items()
         }
+
+
+async def test_a_rebalance_while_the_disk_is_full_stops_partitions_not_the_worker(
+    kafka_bootstrap: str, tmp_path: Path
+) -> None:
+    """A second worker joins and leaves while the first one's disk is full: the first one
+    gives partitions away, keeps some (whose recovery writes into the full store) and takes
+    back partitions whose stores it cannot even open. Faust let either end the worker. Now
+    those partitions stop (unrecovered), and once the disk has room the worker rejoins
+    its group, recovers them from the changelog and ends where an uninterrupted run ends."""
+    settings = isolated_settings(kafka_bootstrap, "diskfullrb")
+    await ensure_topics(settings)
+    simulation = generate(
+        SimulationConfig(seed=31, shops_per_kind=1, customers_per_shop=15, days=200)
+    )
+    outbox = simulation.outbox()
+    half = len(outbox) // 2
+    ticks = tick_orders(outbox, timedelta(days=2), "last")
+    env = {"SEGSTREAM_STALL_RETRY_MAX_S": "5"}
+    with tmpfs(tmp_path / "state", TMPFS_BYTES) as state_dir:
+        full = WorkerProcess.for_settings(settings, state_dir, extra_env=env)
+        other = WorkerProcess.for_settings(settings, tmp_path / "other", extra_env=env)
+        try:
+            full.start()
+            full.wait_ready()
+            await publish(outbox[:half], settings)
+            facts = reference_tables(outbox[:half], settings)
+            await wait_until_equal(settings, facts, full, facts_only=True, timeout_s=40)
+
+            filler = fill(state_dir)
+            await publish(outbox[half:], settings)
+            until(
+                lambda: ready_state(full),
+                lambda state: not state["ready"] and bool(full_stalls(state)),
+                "a partition stalled with state_store_full",
+                limit=20,
+            )
+            other.start()
+            other.wait_ready()
+            other.stop()  # every partition goes back to the worker on the full disk
+            unrecovered = until(
+                lambda: ready_state(full),
+                lambda state: len(full_stalls(state)) == settings.topic_partitions,
+                "every partition stopped, none processed on a store behind its changelog",
+                limit=40,
+            )
+            assert not unrecovered["ready"]
+            assert full.metric("segstream_state_store_behind_partitions") >= 1
+            assert "Traceback" not in full.log_path.read_text(errors="replace")
+
+            filler.unlink()
+            until(lambda: ready_state(full), lambda state: state["ready"], "ready again", 60)
+            await publish(ticks, settings)
+            expected = reference_tables(outbox + ticks, settings)
+            table = await wait_until_equal(settings, expected, full, timeout_s=60)
+            await assert_changes_chain(settings, table)
+        finally:
+            other.stop()
+            full.stop()
+        assert "Traceback" not in full.log_path.read_text(errors="replace")
+        log = full.log_path.read_text(errors="replace")
+        assert '"state_store_recovering"' in log and '"rejoining_group"' in log
+        local = local_customers(state_dir)
+        assert {k: comparable(v) for k, v in local.items()} == {
+            k: comparable(v) for k, v in expected.items()
+        }

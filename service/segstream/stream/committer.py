@@ -153,14 +153,14 @@ class Committer:
             for table in self.tables.values():
                 caught = table.catch_up(partition) or caught
         finally:
-            self._show_behind()
+            self.show_behind()
         return caught
 
     def keep_only(self, kept: set[int]) -> None:
         """Forget the held batches of partitions this worker no longer owns."""
         for table in self.tables.values():
             table.forget_held(kept)
-        self._show_behind()
+        self.show_behind()
 
     def _apply(self, partition: int, written: Written) -> None:
         """The commit succeeded: write the partition's pending writes to the tables. A
@@ -176,9 +176,10 @@ class Committer:
                 telemetry.STATE_STORE_WRITE_FAILURES.labels(name, error.kind).inc()
                 refused = refused or error
         if refused is not None:
-            self._show_behind()
+            self.show_behind()
             raise refused
 
-    def _show_behind(self) -> None:
+    def show_behind(self) -> None:
+        """Set the gauge of partitions whose local store is behind."""
         partitions = range(self.settings.topic_partitions)
         telemetry.STATE_STORE_BEHIND.set(sum(1 for p in partitions if self.behind(p)))

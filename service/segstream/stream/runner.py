@@ -60,6 +60,7 @@ class BatchRunner:
         checkpoint: Checkpoint,
         expected: dict[str, EventType],
         guard: GapGuard | None = None,
+        rejoin: Callable[[int], None] | None = None,
     ) -> None:
         self.settings = settings
         self.guard = guard
@@ -77,7 +78,7 @@ class BatchRunner:
         self.stalling = Stalls(settings.stall_retry_max_s, self._retry)
         """Partitions stopped by a failure that is not one record's (see :meth:`_stall`)."""
         self.commits = Committer(settings, pipeline, tables, checkpoint)
-        self.stores = StoreCatchUp(self.commits, self._stall)
+        self.stores = StoreCatchUp(self.commits, self._stall, rejoin)
         self.ready = False
         """Whether the tables hold everything committed for the owned partitions (False
         from a rebalance until Faust's recovery of its assignment has ended)."""
@@ -320,6 +321,17 @@ class BatchRunner:
         batch = [(event.message.topic, event.message.offset) for event in events]
         return self.poison.blame(partition, batch, fails, error)
 
+    def recovery_refused(self, error: StoreWriteError) -> None:
+        """Faust's recovery could not write a partition's store (see
+        :class:`~segstream.stream.store_full.RecoveryGuard`): an owned partition stops
+        until it is recovered again; a standby's is only logged (the assignment that
+        makes it active recovers it again)."""
+        self.commits.show_behind()
+        if error.partition in self.checkpoint.partitions:
+            self.stores.refused(error)
+        else:
+            log.warning(error.kind, table=error.table, standby=error.partition, error=error.detail)
+
     def _stall(self, partition: int, reason: str) -> None:
         """Stop the partition loudly: nothing of it is committed, ``/ready`` and a gauge
         name it, and it tries again (from its committed offsets) after a growing wait."""
@@ -331,7 +343,7 @@ class BatchRunner:
         async with self.locks[partition]:
             if partition not in self.stalls or partition not in self.checkpoint.partitions:
                 return
-            if self.commits.behind(partition):
+            if self.commits.behind(partition) or partition in self.stores.stalled:
                 if not self.stores.caught_up(partition):
                     return
                 self.stalling.resume(partition)

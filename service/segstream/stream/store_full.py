@@ -1,24 +1,43 @@
-"""A local store that refuses a committed batch (a full disk): the partition stops, says
-why, and writes the batch again on its retries until the store takes it.
+"""A local store that refuses writes (a full disk): the partition stops, says why, and
+goes on by itself once the store takes writes again. Nothing it refuses stops the worker.
 
-The checkpoint commits a batch to Kafka (changelog, outputs, input offsets) before its
-writes reach the local store (:meth:`segstream.stream.tables.TableState.apply`). A store
-that then refuses them (RocksDB's ``IO error: No space left on device``) is behind its
-changelog: the batch is held in memory (reads see it), the partition processes, advances
-and publishes nothing more, ``/ready`` names the reason, and each retry of the stall
-(:mod:`segstream.stream.stalls`, a doubling wait) writes the held batch again, reopening
-the store once there is room. Nothing is lost meanwhile: the input offsets committed are
-those of the batches committed, and those are in the changelog; a worker that dies or
-loses the partition meanwhile restores it from there.
+Two writers meet a full store:
+
+- **The checkpoint** commits a batch to Kafka (changelog, outputs, input offsets) before
+  its writes reach the local store (:meth:`segstream.stream.tables.TableState.apply`). A
+  store that then refuses them (RocksDB's ``IO error: No space left on device``) is behind
+  its changelog: the batch is held in memory (reads see it), the partition processes,
+  advances and publishes nothing more, ``/ready`` names the reason, and each retry of the
+  stall (:mod:`segstream.stream.stalls`, a doubling wait) writes the held batch again,
+  reopening the store once there is room. A worker that dies or loses the partition
+  meanwhile restores it from the changelog.
+- **Faust's recovery** reads a changelog into the store at every assignment, and writes
+  on revocation what it buffered. Faust lets a refused write end the worker (its revoke
+  handler re-raises it, and a store it cannot open fails the assignment: upstream
+  robinhood/faust #184, faust-streaming #91).
+  :class:`RecoveryGuard` writes those records itself, each partition with its persisted
+  offset in one write (Faust writes the offset after the data, and a batch spanning
+  partitions could leave one's offset past records it never wrote). A refused partition
+  is *unrecovered*: its recovery's later records are dropped, so the store's persisted
+  offset stays where its contents end; a store that cannot be opened (no room for its
+  files) is replaced by one that reads nothing and refuses writes. An unrecovered
+  partition stops like a held batch; once there is room the worker rejoins its group,
+  and the new assignment's recovery reads on from the persisted offset.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
 
+import faust
+from faust.stores import rocksdb as rocksdb_store
+from faust.types import TP
+
+from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
 from segstream.stream.committer import Committer
-from segstream.stream.tables import StoreWriteError
+from segstream.stream.tables import Pending, RecoveryNeededError, StoreWriteError, TableState
 
 log = get_logger("segstream.stream.runner")  # the logger operators know stalls by
 
@@ -26,21 +45,39 @@ log = get_logger("segstream.stream.runner")  # the logger operators know stalls 
 class StoreCatchUp:
     """Brings a partition's local stores up to its committed batches, or stalls it."""
 
-    def __init__(self, commits: Committer, stall: Callable[[int, str], None]) -> None:
+    def __init__(
+        self,
+        commits: Committer,
+        stall: Callable[[int, str], None],
+        rejoin: Callable[[int], None] | None = None,
+    ) -> None:
         self.commits = commits
         self.stall = stall
         """Stops a partition with a reason (it retries by itself after a growing wait)."""
+        self.rejoin = rejoin
+        """Asks the group for a new assignment (whose recovery reads a changelog again)."""
+        self.stalled: set[int] = set()
+        """Partitions stalled here: a retry that finds one caught up (a new assignment
+        recovered it) resumes it, though no batch of it commits (it may have none)."""
 
     def caught_up(self, partition: int) -> bool:
         """Whether the partition's stores hold every committed batch (a held one is
-        written first); a store that still refuses stalls the partition again."""
+        written first); a store that still refuses stalls the partition again, and one
+        whose recovery it refused, with room again, asks for a new assignment."""
         if not self.commits.behind(partition):
+            self.stalled.discard(partition)
             return True
         try:
             if self.commits.catch_up(partition):
                 log.warning("state_store_caught_up", partition=partition)
         except StoreWriteError as error:
             self.refused(error)
+            return False
+        except RecoveryNeededError as again:
+            log.warning("state_store_recovering", table=again.table, partition=partition)
+            self._stall(partition, str(again))
+            if self.rejoin is not None:
+                self.rejoin(partition)
             return False
         return True
 
@@ -54,4 +91,136 @@ class StoreCatchUp:
             free_bytes=error.free_bytes,
             error=error.detail,
         )
-        self.stall(error.partition, error.reason)
+        self._stall(error.partition, error.reason)
+
+    def _stall(self, partition: int, reason: str) -> None:
+        self.stalled.add(partition)
+        self.stall(partition, reason)
+
+
+class Unopened:
+    """A partition's RocksDB that could not be opened (no room for its files): it reads
+    nothing and refuses every write, until the store is opened again."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+
+    def get(self, key: bytes) -> bytes | None:
+        return None
+
+    def key_may_exist(self, key: bytes) -> bool:
+        return False
+
+    def keys(self) -> Iterator[bytes]:
+        return iter(())
+
+    def items(self, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        return iter(())
+
+    def write(self, batch: Any) -> None:
+        raise self.error
+
+    def put(self, key: bytes, value: bytes) -> None:
+        raise self.error
+
+    def delete(self, key: bytes) -> None:
+        raise self.error
+
+    def close(self) -> None:
+        return None
+
+
+class RecoveryGuard:
+    """Faust's recovery writes for the worker's tables, none of which can end the worker
+    (see the module's docstring)."""
+
+    def __init__(
+        self,
+        tables: dict[str, tuple[faust.types.TableT[Any, Any], TableState]],
+        refused: Callable[[StoreWriteError], None],
+    ) -> None:
+        self.tables = tables
+        self.refused = refused
+        """Told of each refusal (the partition stops if this worker owns it)."""
+        self._opening: set[int] = set()
+        """The stores taken over (by id)."""
+
+    def install(self) -> None:
+        """Take over each RocksDB table's recovery writes and its store's opening (a
+        memory store never refuses). Called at every rebalance, before Faust's: Faust
+        makes a table's store when it is first used."""
+        for table, state in self.tables.values():
+            store: Any = table.data
+            if isinstance(store, rocksdb_store.Store) and id(store) not in self._opening:
+                patched: Any = table
+                patched.apply_changelog_batch = changelog_writer(state, self._refusal)
+                patched.persisted_offset = persisted_offset(store)
+                opened: Any = store
+                opened._open_for_partition = opener(store._open_for_partition, state, self._refusal)
+                self._opening.add(id(store))
+
+    def _refusal(self, error: StoreWriteError) -> None:
+        telemetry.STATE_STORE_WRITE_FAILURES.labels(error.table, error.kind).inc()
+        self.refused(error)
+
+
+def changelog_writer(
+    state: TableState, refused: Callable[[StoreWriteError], None]
+) -> Callable[[Iterable[Any]], None]:
+    """What Faust's recovery calls with a batch of changelog events: each partition's
+    writes go to the store with its offset (:meth:`TableState.recover`); a refusal is
+    told to ``refused``, never raised."""
+
+    def apply_changelog_batch(events: Iterable[Any]) -> None:
+        for partition, (items, tp, offset) in by_partition(events).items():
+            try:
+                state.recover(partition, items, tp, offset)
+            except StoreWriteError as error:
+                refused(error)
+
+    return apply_changelog_batch
+
+
+def opener(
+    original: Callable[[int], Any], state: TableState, refused: Callable[[StoreWriteError], None]
+) -> Callable[[int], Any]:
+    """Faust's opening of a partition's RocksDB, which on a failure other than a held lock
+    (Faust waits for those) leaves the partition unrecovered, tells ``refused`` and gives
+    an :class:`Unopened` store instead of failing the assignment."""
+
+    def open_for_partition(partition: int) -> Any:
+        try:
+            return original(partition)
+        except Exception as error:
+            if "lock" in repr(error):
+                raise
+            refused(state.unrecovered(partition, error))
+            return Unopened(error)
+
+    return open_for_partition
+
+
+def persisted_offset(store: Any) -> Callable[[TP], int]:
+    """The store's persisted offset, -1 (read from the start) where it has none.
+
+    Faust keeps the offset a recovery reached in memory across rebalances and replaces it
+    only with a persisted one: a store without one (empty, or not opened) would have the
+    next recovery go on after the records an unrecovered partition dropped."""
+
+    def read(tp: TP) -> int:
+        offset: int | None = store.persisted_offset(tp)
+        return -1 if offset is None else offset
+
+    return read
+
+
+def by_partition(events: Iterable[Any]) -> dict[int, tuple[Pending, TP, int]]:
+    """Changelog events as each partition's writes (the last write of a key wins), with
+    its topic partition and highest offset."""
+    found: dict[int, tuple[Pending, TP, int]] = {}
+    for event in events:
+        message = event.message
+        items, _, offset = found.get(message.partition, ({}, message.tp, -1))
+        items[message.key] = message.value
+        found[message.partition] = (items, message.tp, max(offset, message.offset))
+    return found

@@ -39,6 +39,18 @@ REOPEN_MARGIN_BYTES = 1 << 20
 again (reopening replays the store's log and starts a new one: it needs room too)."""
 
 
+class RecoveryNeededError(Exception):
+    """A partition whose recovery the local store refused has room again: the worker must
+    rejoin its group so that Faust reads the changelog into the store again."""
+
+    def __init__(self, table: str, partition: int) -> None:
+        self.table, self.partition = table, partition
+        super().__init__(
+            f"state_store_recovering: table {table} partition {partition} has room again; "
+            "rejoining the group to read its changelog again"
+        )
+
+
 class StoreWriteError(Exception):
     """A committed batch could not be written to a table's local store (a full disk,
     most often): the store is behind its changelog until the batch is written again."""
@@ -265,6 +277,9 @@ class TableState(MutableMapping[str, Any]):
         self._cache_size = cache_size
         self._held: dict[int, Held] = {}
         """Committed batches the local store refused (:meth:`apply`), by partition."""
+        self._unrecovered: dict[int, StoreWriteError] = {}
+        """Partitions whose changelog records the store refused during Faust's recovery
+        (:meth:`recover`), with the first refusal: their later ones are not written."""
 
     # ------------------------------------------------------------ mapping
 
@@ -353,43 +368,82 @@ class TableState(MutableMapping[str, Any]):
 
     def behind(self, partition: int) -> bool:
         """Whether a committed batch of ``partition`` is not in the local store yet."""
-        return partition in self._held
+        return partition in self._held or partition in self._unrecovered
+
+    def recover(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+        """Write changelog records Faust's recovery read (up to ``offset``) to the store,
+        the offset in the same write. A store that refuses (a full disk) leaves the
+        partition unrecovered: this write and every later one of its recovery are
+        dropped, so the store's persisted offset stays where its contents end, and the
+        next assignment's recovery reads on from there. Raises :class:`StoreWriteError`
+        at the first refusal."""
+        if partition in self._unrecovered:
+            return
+        try:
+            self._write_reopening(partition, items, tp, offset)
+        except StoreWriteError as error:
+            self._unrecovered[partition] = error
+            raise
+
+    def unrecovered(self, partition: int, cause: BaseException) -> StoreWriteError:
+        """The partition's store could not even be opened (no room for its files): it is
+        unrecovered, as if its recovery's first write had been refused."""
+        error = self._refused(partition, cause)
+        error.__cause__ = cause
+        self._unrecovered.setdefault(partition, error)
+        return error
 
     def catch_up(self, partition: int) -> bool:
         """Write the partition's held batch, if any, reopening the store when there seems
         room for it (a RocksDB that failed a write refuses every later one until then).
         True when a held batch was written; raises :class:`StoreWriteError` when the
-        store still refuses it."""
+        store still refuses it, and :class:`RecoveryNeededError` when a partition whose recovery
+        it refused has room again."""
+        unrecovered = self._unrecovered.get(partition)
+        if unrecovered is not None:
+            if not self._room_for(partition, 0):
+                raise self._refused(partition, unrecovered.__cause__ or unrecovered)
+            raise RecoveryNeededError(self.name, partition)
         held = self._held.get(partition)
         if held is None:
             return False
-        store = self._store()
-        try:
-            store.write(partition, held.writes, held.tp, held.offset)
-        except Exception as error:
-            if not self._room_for(partition, held):
-                raise self._refused(partition, error) from error
-            try:
-                store.reopen(partition)
-                store.write(partition, held.writes, held.tp, held.offset)
-            except Exception as again:
-                raise self._refused(partition, again) from again
+        self._write_reopening(partition, held.writes, held.tp, held.offset)
         del self._held[partition]
         self._settle(held.values)
         return True
 
     def forget_held(self, kept: set[int]) -> None:
-        """Drop the held batches of partitions not in ``kept`` (their new owner restores
-        them from the changelog, where they are)."""
+        """At an assignment: drop the held batches of partitions not in ``kept`` (their new
+        owner restores them from the changelog, where they are), and every unrecovered
+        mark (the assignment's recovery reads on from each store's persisted offset,
+        which the dropped writes never moved)."""
         for partition in set(self._held) - kept:
             del self._held[partition]
+        self._unrecovered.clear()
 
     def _held_values(self, partition: int) -> dict[str, Any] | None:
         held = self._held.get(partition)
         return None if held is None else held.values
 
-    def _room_for(self, partition: int, held: Held) -> bool:
-        size = sum(len(k) + len(v or b"") for k, v in held.writes.items())
+    def _write_reopening(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+        """Write to the store, reopening it once when the write fails with room for it
+        (a RocksDB that failed a write refuses every later one until then); raises
+        :class:`StoreWriteError` when it still refuses."""
+        store = self._store()
+        try:
+            store.write(partition, items, tp, offset)
+        except Exception as error:
+            size = sum(len(k) + len(v or b"") for k, v in items.items())
+            if not self._room_for(partition, size):
+                raise self._refused(partition, error) from error
+            try:
+                store.reopen(partition)
+                store.write(partition, items, tp, offset)
+            except Exception as again:
+                raise self._refused(partition, again) from again
+
+    def _room_for(self, partition: int, size: int) -> bool:
+        """Whether the store's filesystem has ``size`` bytes free beyond the margin."""
         free = free_bytes(self._store().where(partition))
         return free is None or free >= size + REOPEN_MARGIN_BYTES
 

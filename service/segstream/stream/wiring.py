@@ -28,6 +28,7 @@ from segstream.stream.checkpoint import Checkpoint
 from segstream.stream.gaps import GapGuard
 from segstream.stream.kafka import connection_options
 from segstream.stream.runner import BatchRunner
+from segstream.stream.store_full import RecoveryGuard
 from segstream.stream.tables import CODECS, TableState, engine_tables, local_store
 from segstream.stream.topics import TABLES, input_event_types, input_topics
 
@@ -86,7 +87,8 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
         consumer: Any = app.consumer
         await consumer._commit(offsets)  # at_least_once only: after every write
 
-    checkpoint = Checkpoint(settings, commit_offsets, rejoin_when_fenced(app))
+    rejoin = rejoin_when_fenced(app)
+    checkpoint = Checkpoint(settings, commit_offsets, rejoin)
     tables = {
         name: TableState(
             name,
@@ -113,7 +115,11 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
             log.info("seek_skipped_not_assigned", topic=topic, partition=partition)
 
     guard = GapGuard(connection_options(settings), seek)
-    runner = BatchRunner(settings, pipeline, tables, checkpoint, expected, guard)
+    runner = BatchRunner(settings, pipeline, tables, checkpoint, expected, guard, rejoin)
+    stores = RecoveryGuard(
+        {name: (table, tables[name]) for name, table in declared.items()},
+        runner.recovery_refused,
+    )
 
     @app.agent(inputs)
     async def process(stream: Any) -> None:
@@ -122,7 +128,7 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
         async for events in batches(stream, *limits, highwater):
             await runner.run(events)
 
-    _before_recovery(app, runner, set(input_topics(settings)))
+    _before_recovery(app, runner, stores, set(input_topics(settings)))
 
     async def close(sender: Any, *args: Any, **kwargs: Any) -> None:
         await checkpoint.close()
@@ -172,10 +178,14 @@ async def _request_rejoin(app: faust.App) -> None:
     await asyncio.wait_for(thread.call_thread(request), REJOIN_REQUEST_S)
 
 
-def _before_recovery(app: faust.App, runner: BatchRunner, inputs: set[str]) -> None:
+def _before_recovery(
+    app: faust.App, runner: BatchRunner, stores: RecoveryGuard, inputs: set[str]
+) -> None:
     """Start the partitions' producers before Faust recovers their tables (fences the
-    previous owner first, so recovery sees everything it committed), and hold processing
-    until that recovery has finished (see :meth:`BatchRunner.recovered`)."""
+    previous owner first, so recovery sees everything it committed), write what the
+    recovery reads through ``stores`` (a full disk stops partitions, never the worker),
+    and hold processing until that recovery has finished (see
+    :meth:`BatchRunner.recovered`)."""
     manager: Any = app.tables
     recover = manager.on_rebalance
 
@@ -183,6 +193,7 @@ def _before_recovery(app: faust.App, runner: BatchRunner, inputs: set[str]) -> N
         runner.rebalancing()
         actives = {tp.partition for tp in assigned if tp.topic in inputs}
         await runner.assign(actives)
+        stores.install()
         await recover(assigned, *args, **kwargs)
 
     manager.on_rebalance = on_rebalance
