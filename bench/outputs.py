@@ -20,7 +20,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from bench.common import code_version, one_shop_events, say
+from bench.common import ShopEvent, code_version, one_shop_events, say
 from harness.stores import InProcessPipeline
 from segstream.settings import Settings
 from segstream.tools.simulation import KINDS_BY_NAME
@@ -50,7 +50,11 @@ def run(
 ) -> Digest:
     """Simulate one shop and hash what the pipeline makes of it (``settings``: the
     defaults)."""
-    raw = one_shop_events(customers, days, kind, seed)
+    return digest(one_shop_events(customers, days, kind, seed), batch, settings)
+
+
+def digest(raw: list[ShopEvent], batch: int = 100, settings: Settings | None = None) -> Digest:
+    """Hash what the pipeline makes of ``raw`` records (of any shops), fed in batches."""
     worker = InProcessPipeline(settings or Settings())
     hashed, changes, seconds = hashlib.sha256(), 0, 0.0
     for start in range(0, len(raw), batch):

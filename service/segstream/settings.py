@@ -179,6 +179,13 @@ class ProcessingSettings(BaseSettings):
         description="Customers' review times kept in memory per shop, the earliest; later "
         "ones are read again from the customers' states when their time comes.",
     )
+    review_schedule_worker_entries: int = Field(
+        400_000,
+        ge=4,
+        description="Customers' review times a worker keeps in memory in all, shared evenly "
+        "by the shops it holds (each at most review_schedule_entries, and at least 256 "
+        "while that allows): a worker of many shops does not grow with their customers.",
+    )
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."
     )

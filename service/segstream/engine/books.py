@@ -8,8 +8,9 @@ time: a quiet customer turning "at risk"). :meth:`ShopBooks.flush` writes the bo
 changed back to ``shops`` and ``models``; the worker flushes once per batch, before the
 batch commits. A book is rebuilt from those tables on first use, its schedule from the
 due times in its customers' states; the schedule keeps at most
-``review_schedule_entries`` of them in memory and reads the later ones again from there
-when their time comes (docs/design/review-schedule.md).
+``review_schedule_entries`` of them in memory (less when the worker holds so many shops
+that ``review_schedule_worker_entries`` shared among them is less) and reads the later
+ones again from there when their time comes (docs/design/review-schedule.md).
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ from segstream.state.keyspace import (
 )
 from segstream.state.model_store import Checkpoints
 
+SCHEDULE_FLOOR = 256
+"""Fewest due times a shop's schedule keeps when the worker's are shared (a smaller one
+would read its customers' states again every few reviews)."""
 DueTimes = Callable[[], Iterable[tuple[str, float]]]
 """A shop's customers with a review due, and when (epoch seconds): their saved states."""
 
@@ -83,6 +87,13 @@ class Schedule:
         elif len(self._heap) > 2 * len(self._due) + 1024:
             self._heap = [(m, c) for c, m in self._due.items()]
             heapq.heapify(self._heap)
+
+    def resize(self, limit: int) -> None:
+        """Keep at most ``limit`` due times from now on (the latest go past the horizon
+        when more are kept)."""
+        self.limit = limit
+        if len(self._due) > limit:
+            self._keep(sorted((m, c) for c, m in self._due.items()))
 
     def pop_due(self, now: datetime) -> Iterator[str]:
         """The customers due at or before ``now``, earliest first (each removed)."""
@@ -203,14 +214,27 @@ class ShopBooks:
         self.customers = customers
         self.cached: dict[str, ShopBook] = {}
         self._priors: dict[int, dict[str, SegmentModel]] = {}
+        self.schedule_limit = self._share(1)
+        """Due times each shop's schedule keeps (the worker's share for its shops)."""
 
     def get(self, shop_id: str, partition: int | None = None) -> ShopBook:
         """The shop's book, rebuilt from the tables when not in memory."""
         book = self.cached.get(shop_id)
         if book is None:
+            limit = self._share(len(self.cached) + 1)
+            if limit < self.schedule_limit:
+                for other in self.cached.values():
+                    other.schedule.resize(limit)
+            self.schedule_limit = limit
             book = self._rebuild(shop_id, partition)
             self.cached[shop_id] = book
         return book
+
+    def _share(self, shops: int) -> int:
+        """Each shop's schedule limit when ``shops`` share the worker's review times."""
+        per_shop = self.settings.review_schedule_entries
+        floor = min(per_shop, SCHEDULE_FLOOR)
+        return min(per_shop, max(floor, self.settings.review_schedule_worker_entries // shops))
 
     def peek(self, shop_id: str) -> ShopBook:
         """The shop's book for a reader: the one in memory, or one built from the tables
@@ -228,6 +252,7 @@ class ShopBooks:
         """Drop the books and priors (they are rebuilt from the tables)."""
         self.cached.clear()
         self._priors.clear()
+        self.schedule_limit = self._share(1)
 
     def stream_time(self, shop_id: str) -> datetime | None:
         """The shop's latest event time seen, if any."""
@@ -275,7 +300,7 @@ class ShopBooks:
     def _rebuild(self, shop_id: str, partition: int | None) -> ShopBook:
         stored = self.shops.get(shop_id)
         book = self._build(shop_id, stored, partition, self._priors_kept)
-        book.schedule = Schedule(self.settings.review_schedule_entries, self._due_times(shop_id))
+        book.schedule = Schedule(self.schedule_limit, self._due_times(shop_id))
         if stored is not None:
             book.schedule.refill()
         return book

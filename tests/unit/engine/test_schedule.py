@@ -110,3 +110,54 @@ def test_a_worker_with_a_tiny_schedule_produces_the_same_outputs() -> None:
     tiny = run(customers=80, days=60, settings=Settings(review_schedule_entries=4))
     assert default.changes > 50
     assert tiny.digest == default.digest
+
+
+def test_a_schedule_shrunk_while_in_use_hands_out_the_same_reviews() -> None:
+    saved = Saved()
+    rng = random.Random(5)
+    kept, every = Schedule(400, saved), Schedule()
+    for number in range(300):
+        due = at(START + rng.randint(0, 90) * 86_400)
+        saved.due[f"c-{number:03d}"] = due.timestamp()
+        kept.set(f"c-{number:03d}", due)
+        every.set(f"c-{number:03d}", due)
+    kept.resize(8)  # a worker took on more shops: this one's share fell
+    assert len(kept) <= 8 and kept.horizon is not None
+    for day in range(0, 95, 5):
+        now = at(START + day * 86_400)
+        reviewed = list(kept.pop_due(now))
+        assert reviewed == list(every.pop_due(now))
+        for customer_id in reviewed:
+            del saved.due[customer_id]
+    assert len(kept) == len(every) == 0
+
+
+def test_a_worker_sharing_a_tiny_schedule_among_its_shops_produces_the_same_outputs(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench.outputs import digest
+    from segstream.domain.contracts import EVENT_TYPES
+    from segstream.engine import books
+    from segstream.tools.publish import encode
+    from segstream.tools.simulation.generator import SimulationConfig, generate
+
+    config = SimulationConfig(seed=3, shops_per_kind=1, customers_per_shop=25, days=60)
+    raw = [
+        (EVENT_TYPES[role], role, encode(value), value["shop_id"])
+        for role, value in generate(config).outbox()
+        if not isinstance(value, bytes)
+    ]
+    limits: list[int] = []
+    resize = books.Schedule.resize
+
+    def noted(schedule: Schedule, limit: int) -> None:
+        limits.append(limit)
+        resize(schedule, limit)
+
+    monkeypatch.setattr(books, "SCHEDULE_FLOOR", 4)
+    monkeypatch.setattr(books.Schedule, "resize", noted)
+    default = digest(raw)
+    shared = digest(raw, settings=Settings(review_schedule_worker_entries=24))
+    assert limits and min(limits) == 4  # 6 shops share 24: each one's share fell to 4
+    assert default.changes > 50
+    assert shared.digest == default.digest
