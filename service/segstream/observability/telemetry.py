@@ -290,6 +290,13 @@ STATE_STORE_BEHIND = Gauge(
     "disk): they process nothing until it is written (reads see the batch meanwhile).",
     registry=REGISTRY,
 )
+PARTITIONS_PARKED = Gauge(
+    "segstream_partitions_parked",
+    "Partitions whose producer was fenced or whose transaction failed with an unknown "
+    "outcome: they commit nothing and wait for the group's next assignment, which the "
+    "worker asked for (normally seconds away).",
+    registry=REGISTRY,
+)
 MODEL_SIZE_BYTES = Snapshot(
     "segstream_model_size_bytes",
     "Serialized size of a learned model's checkpoints, summed over this worker's shops.",

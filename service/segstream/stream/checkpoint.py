@@ -42,6 +42,7 @@ from aiokafka.errors import (
 )
 from aiokafka.structs import RecordMetadata
 
+from segstream.observability import telemetry
 from segstream.observability.logs import get_logger
 from segstream.settings import Settings
 from segstream.stream.kafka import connection_options, wait_for_broker
@@ -137,6 +138,7 @@ class Checkpoint:
         per partition (fencing any previous owner and settling its transaction)."""
         self.fenced.clear()
         self._parked_at.clear()
+        telemetry.PARTITIONS_PARKED.set(0)
         self._assigned = set(partitions)
         if not self.exactly_once:
             await self._shared_producer()
@@ -329,6 +331,7 @@ class Checkpoint:
             return
         self.fenced.add(partition)
         self._parked_at[partition] = time.monotonic()
+        telemetry.PARTITIONS_PARKED.set(len(self.fenced))
         if self._on_fenced is not None:
             self._on_fenced(partition)  # first: stopping may flush for a request timeout
         await self._stop(partition)

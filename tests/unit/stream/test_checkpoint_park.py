@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 import pytest
 from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError, ProducerFenced
 
+from segstream.observability import telemetry
 from segstream.settings import Settings
 from segstream.stream import checkpoint as module
 from segstream.stream.checkpoint import (
@@ -79,6 +80,10 @@ def producers(monkeypatch: pytest.MonkeyPatch) -> type[Producer]:
     Producer.started = []
     Producer.send_failure = Producer.commit_failure = Producer.abort_failure = None
     return Producer
+
+
+def parked() -> float | None:
+    return telemetry.REGISTRY.get_sample_value("segstream_partitions_parked")
 
 
 async def no_offsets(offsets: Any) -> None:
@@ -149,6 +154,9 @@ async def test_an_abort_that_fails_too_parks_the_partition(producers: type[Produ
     with pytest.raises(FencedError):
         await checkpoint.commit(work())
     assert checkpoint.partitions == set() and asked == [3] and len(producers.started) == 1
+    assert parked() == 1, "operators see it: segstream_partitions_parked"
+    await checkpoint.assign({3})
+    assert parked() == 0
 
 
 async def test_snapshots_abort_a_failed_send_and_park_a_commit_of_unknown_outcome(
