@@ -179,9 +179,8 @@ async def test_a_rebalance_while_the_disk_is_full_stops_partitions_not_the_worke
     its group, recovers them from the changelog and ends where an uninterrupted run ends."""
     settings = isolated_settings(kafka_bootstrap, "diskfullrb")
     await ensure_topics(settings)
-    simulation = generate(
-        SimulationConfig(seed=31, shops_per_kind=1, customers_per_shop=15, days=200)
-    )
+    config = SimulationConfig(seed=31, shops_per_kind=1, customers_per_shop=15, days=200)
+    simulation = generate(config)
     outbox = simulation.outbox()
     half = len(outbox) // 2
     ticks = tick_orders(outbox, timedelta(days=2), "last")
@@ -207,14 +206,31 @@ async def test_a_rebalance_while_the_disk_is_full_stops_partitions_not_the_worke
             other.start()
             other.wait_ready()
             other.stop()  # every partition goes back to the worker on the full disk
-            unrecovered = until(
-                lambda: ready_state(full),
-                lambda state: len(full_stalls(state)) == settings.topic_partitions,
-                "every partition stopped, none processed on a store behind its changelog",
+            # The partitions it took back cannot be opened: their recovery stops them.
+            until(
+                lambda: full.log_path.read_text(),
+                lambda log: "state_store_unopened" in log,
+                "a store that cannot be opened",
                 limit=40,
             )
-            assert not unrecovered["ready"]
-            assert full.metric("segstream_state_store_behind_partitions") >= 1
+            stopped = until(
+                lambda: ready_state(full),
+                lambda state: (
+                    not state["rebalancing"]
+                    and not state["recovering"]
+                    and len(full_stalls(state)) >= 2
+                ),
+                "partitions stopped, none processed on a store behind its changelog",
+                limit=40,
+            )
+            assert not stopped["ready"] and len(stopped["stalled"]) == len(full_stalls(stopped))
+            assert full.metric("segstream_state_store_behind_partitions") >= 2
+            answers = [
+                full.get_json(f"/shops/{shop.shop_id}/segments") for shop in config.shop_list()
+            ]
+            assert {status for status, _ in answers} <= {200, 503}, answers
+            refused = [body for status, body in answers if status == 503]
+            assert refused and all("disk refused" in body["detail"] for body in refused), answers
             assert "Traceback" not in full.log_path.read_text(errors="replace")
 
             filler.unlink()

@@ -447,7 +447,8 @@ def register_views(wiring: Wiring, settings: Settings) -> None:
     json_answers(app)
     topic = settings.topic(Order.topic_role)
     own_url = str(app.conf.canonical_url)
-    route = Route(topic, settings.topic_partitions, own_url, Access.from_settings(settings))
+    access, incomplete = Access.from_settings(settings), wiring.runner.commits.incomplete
+    route = Route(topic, settings.topic_partitions, own_url, access, incomplete)
     for path, handler in SHOP_VIEWS.items():
         _shop_view(app, reader, path, handler, route)
     for path, handler in SHOP_POSTS.items():
@@ -513,6 +514,8 @@ class Route:
     partitions: int
     own_url: str
     access: Access
+    incomplete: Callable[[int], bool] = lambda partition: False
+    """Whether this worker's store of a partition misses records (its recovery refused)."""
 
 
 def _shop_view(app: faust.App, reader: ReadView, path: str, handler: Answer, route: Route) -> None:
@@ -631,5 +634,8 @@ async def _elsewhere(
         return await proxy(app, owner, web, request, body)
     if not serving(app):
         detail = "this worker is restoring the shop's tables; retry shortly"
+        return web.json({"error": "unavailable", "detail": detail}, status=503)
+    if route.incomplete(shop_partition(shop_id, route.partitions)):
+        detail = "this worker's disk refused the shop's tables (full); retry later"
         return web.json({"error": "unavailable", "detail": detail}, status=503)
     return None

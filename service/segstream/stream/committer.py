@@ -145,6 +145,11 @@ class Committer:
         must not process, advance or publish until :meth:`catch_up` wrote it."""
         return any(table.behind(partition) for table in self.tables.values())
 
+    def incomplete(self, partition: int) -> bool:
+        """Whether a local store of ``partition`` misses changelog records its recovery
+        refused (a full disk): its tables must not be read until it is recovered again."""
+        return any(table.incomplete(partition) for table in self.tables.values())
+
     def catch_up(self, partition: int) -> bool:
         """Write the partition's held batches to the local stores; True when there were
         any (all written now). Raises :class:`StoreWriteError` while a store refuses."""

@@ -1,5 +1,5 @@
 """A local store that refuses writes (a full disk): the partition stops, says why, and
-goes on by itself once the store takes writes again. Nothing it refuses stops the worker.
+goes on by itself once the store takes writes again; the worker keeps running.
 
 Two writers meet a full store:
 
@@ -20,14 +20,19 @@ Two writers meet a full store:
   partitions could leave one's offset past records it never wrote). A refused partition
   is *unrecovered*: its recovery's later records are dropped, so the store's persisted
   offset stays where its contents end; a store that cannot be opened (no room for its
-  files) is replaced by one that reads nothing and refuses writes. An unrecovered
-  partition stops like a held batch; once there is room the worker rejoins its group,
-  and the new assignment's recovery reads on from the persisted offset.
+  files) is replaced by one that reads nothing and refuses writes, so its recovery's
+  first write makes it unrecovered (an empty changelog has nothing to miss). An
+  unrecovered partition stops like a held batch and the API answers 503 for its shops;
+  once there is room for what it refused the worker rejoins its group (only for a full
+  disk, and only between recoveries), and the new assignment's recovery reads on from
+  the persisted offset. Records Faust buffered for an unrecovered partition are dropped
+  before the assignment: written after it, one could move the persisted offset past the
+  dropped ones.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import faust
@@ -98,6 +103,19 @@ class StoreCatchUp:
         self.stall(partition, reason)
 
 
+class _Exhausted:
+    """A RocksDB raw iterator over nothing."""
+
+    def seek_to_first(self) -> None:
+        return None
+
+    def seek(self, key: bytes) -> None:
+        return None
+
+    def valid(self) -> bool:
+        return False
+
+
 class Unopened:
     """A partition's RocksDB that could not be opened (no room for its files): it reads
     nothing and refuses every write, until the store is opened again."""
@@ -116,6 +134,12 @@ class Unopened:
 
     def items(self, from_key: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
         return iter(())
+
+    def iter(self) -> _Exhausted:
+        return _Exhausted()
+
+    def set_read_options(self, *args: Any, **kwargs: Any) -> None:
+        return None
 
     def write(self, batch: Any) -> None:
         raise self.error
@@ -156,8 +180,16 @@ class RecoveryGuard:
                 patched.apply_changelog_batch = changelog_writer(state, self._refusal)
                 patched.persisted_offset = persisted_offset(store)
                 opened: Any = store
-                opened._open_for_partition = opener(store._open_for_partition, state, self._refusal)
+                opened._open_for_partition = opener(store._open_for_partition, state.name)
                 self._opening.add(id(store))
+
+    def purge(self, buffers: Mapping[Any, list[Any]]) -> None:
+        """Drop the changelog events Faust's recovery ``buffers`` hold for partitions
+        whose recovery was refused (call before the assignment clears the marks)."""
+        for table, state in self.tables.values():
+            events = buffers.get(table)
+            if events:
+                events[:] = [e for e in events if not state.incomplete(e.message.partition)]
 
     def _refusal(self, error: StoreWriteError) -> None:
         telemetry.STATE_STORE_WRITE_FAILURES.labels(error.table, error.kind).inc()
@@ -181,20 +213,23 @@ def changelog_writer(
     return apply_changelog_batch
 
 
-def opener(
-    original: Callable[[int], Any], state: TableState, refused: Callable[[StoreWriteError], None]
-) -> Callable[[int], Any]:
+LOCK_ERRORS = ("While lock file", "lock hold by current process")
+"""RocksDB's words for a database another handle still holds (Faust retries those)."""
+
+
+def opener(original: Callable[[int], Any], table: str) -> Callable[[int], Any]:
     """Faust's opening of a partition's RocksDB, which on a failure other than a held lock
-    (Faust waits for those) leaves the partition unrecovered, tells ``refused`` and gives
-    an :class:`Unopened` store instead of failing the assignment."""
+    gives an :class:`Unopened` store instead of failing the assignment (its recovery's
+    first write then makes the partition unrecovered)."""
 
     def open_for_partition(partition: int) -> Any:
         try:
             return original(partition)
         except Exception as error:
-            if "lock" in repr(error):
+            if any(words in str(error) for words in LOCK_ERRORS):
                 raise
-            refused(state.unrecovered(partition, error))
+            detail = str(error)[:300]
+            log.warning("state_store_unopened", table=table, partition=partition, error=detail)
             return Unopened(error)
 
     return open_for_partition

@@ -277,9 +277,10 @@ class TableState(MutableMapping[str, Any]):
         self._cache_size = cache_size
         self._held: dict[int, Held] = {}
         """Committed batches the local store refused (:meth:`apply`), by partition."""
-        self._unrecovered: dict[int, StoreWriteError] = {}
+        self._unrecovered: dict[int, tuple[StoreWriteError, int]] = {}
         """Partitions whose changelog records the store refused during Faust's recovery
-        (:meth:`recover`), with the first refusal: their later ones are not written."""
+        (:meth:`recover`), with the first refusal and the bytes it wrote: their later
+        records are not written."""
 
     # ------------------------------------------------------------ mapping
 
@@ -382,16 +383,13 @@ class TableState(MutableMapping[str, Any]):
         try:
             self._write_reopening(partition, items, tp, offset)
         except StoreWriteError as error:
-            self._unrecovered[partition] = error
+            self._unrecovered[partition] = (error, _size(items))
             raise
 
-    def unrecovered(self, partition: int, cause: BaseException) -> StoreWriteError:
-        """The partition's store could not even be opened (no room for its files): it is
-        unrecovered, as if its recovery's first write had been refused."""
-        error = self._refused(partition, cause)
-        error.__cause__ = cause
-        self._unrecovered.setdefault(partition, error)
-        return error
+    def incomplete(self, partition: int) -> bool:
+        """Whether the partition's store misses changelog records its recovery refused
+        (reads would answer from an older state)."""
+        return partition in self._unrecovered
 
     def catch_up(self, partition: int) -> bool:
         """Write the partition's held batch, if any, reopening the store when there seems
@@ -401,8 +399,9 @@ class TableState(MutableMapping[str, Any]):
         it refused has room again."""
         unrecovered = self._unrecovered.get(partition)
         if unrecovered is not None:
-            if not self._room_for(partition, 0):
-                raise self._refused(partition, unrecovered.__cause__ or unrecovered)
+            error, needed = unrecovered
+            if not error.no_space or not self._room_for(partition, needed):
+                raise self._refused(partition, error.__cause__ or error)
             raise RecoveryNeededError(self.name, partition)
         held = self._held.get(partition)
         if held is None:
@@ -433,8 +432,7 @@ class TableState(MutableMapping[str, Any]):
         try:
             store.write(partition, items, tp, offset)
         except Exception as error:
-            size = sum(len(k) + len(v or b"") for k, v in items.items())
-            if not self._room_for(partition, size):
+            if not self._room_for(partition, _size(items)):
                 raise self._refused(partition, error) from error
             try:
                 store.reopen(partition)
@@ -464,6 +462,11 @@ class TableState(MutableMapping[str, Any]):
             for old in list(cache)[: self._cache_size // 2]:
                 del cache[old]
         cache[key] = value
+
+
+def _size(items: Pending) -> int:
+    """Bytes of the keys and values of a write."""
+    return sum(len(k) + len(v or b"") for k, v in items.items())
 
 
 class PlainCodec:

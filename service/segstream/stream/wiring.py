@@ -152,7 +152,7 @@ def rejoin_when_fenced(app: faust.App) -> Callable[[int], None]:
     def fenced(partition: int) -> None:
         if pending:
             return
-        log.warning("rejoining_group", fenced_partition=partition)
+        log.warning("rejoining_group", partition=partition)
         task = asyncio.get_running_loop().create_task(_request_rejoin(app))
         pending.add(task)
         task.add_done_callback(_rejoin_done)
@@ -188,16 +188,17 @@ def _before_recovery(
     :meth:`BatchRunner.recovered`)."""
     manager: Any = app.tables
     recover = manager.on_rebalance
+    recovery: Any = manager.recovery
 
     async def on_rebalance(assigned: set[Any], *args: Any, **kwargs: Any) -> None:
         runner.rebalancing()
+        stores.purge(recovery.buffers)  # before the assignment forgets what was refused
         actives = {tp.partition for tp in assigned if tp.topic in inputs}
         await runner.assign(actives)
         stores.install()
         await recover(assigned, *args, **kwargs)
 
     manager.on_rebalance = on_rebalance
-    recovery: Any = manager.recovery
     for name in ("on_recovery_completed", "_resume_streams"):  # the two ways recovery ends
         _after(recovery, name, lambda generation: _recovered(app, runner, generation))
 

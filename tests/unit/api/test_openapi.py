@@ -676,12 +676,15 @@ class Worker:
         settings: Settings = SETTINGS,
         stalls: dict[int, Stall] | None = None,
         fenced: set[int] | None = None,
+        incomplete: set[int] | None = None,
         **app: bool,
     ) -> Worker:
         stand_in = StandInApp(**app)
         topic = DefinitionsTopic(pipeline) if topic is None else topic
         runner_ = SimpleNamespace(
-            stalls=stalls or {}, checkpoint=SimpleNamespace(fenced=fenced or set())
+            stalls=stalls or {},
+            checkpoint=SimpleNamespace(fenced=fenced or set()),
+            commits=SimpleNamespace(incomplete=lambda partition: partition in (incomplete or ())),
         )
         wiring = cast(Wiring, SimpleNamespace(app=stand_in, pipeline=pipeline, runner=runner_))
         with (
@@ -1064,6 +1067,23 @@ def test_a_partition_without_owner_gets_the_documented_503(
     reply = rebalancing.call(path, method, **{**params, "shop_id": shop.shop_id})
     assert reply.status == 503 and reply.body["error"] == "unavailable", reply
     assert rebalancing.topic.records == [], "nothing is written without an owner"
+    assert_documented(spec, registry, path, reply, method)
+
+
+@pytest.mark.parametrize(("path", "method"), SERVED)
+def test_a_shop_whose_store_misses_records_gets_the_documented_503(
+    spec: dict[str, Any],
+    registry: Registry,
+    runner: asyncio.Runner,
+    shop: Shop,
+    path: str,
+    method: str,
+) -> None:
+    partition = shop_partition(shop.shop_id, SETTINGS.topic_partitions)
+    refused = Worker.serving(shop.pipeline, runner, incomplete={partition})
+    params = sample_params(path)
+    reply = refused.call(path, method, **{**params, "shop_id": shop.shop_id})
+    assert reply.status == 503 and "disk refused" in reply.body["detail"], reply
     assert_documented(spec, registry, path, reply, method)
 
 

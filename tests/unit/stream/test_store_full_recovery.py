@@ -16,6 +16,7 @@ from harness.stores import DictStore
 from segstream.observability import telemetry
 from segstream.stream import tables as tables_module
 from segstream.stream.store_full import (
+    RecoveryGuard,
     Unopened,
     by_partition,
     changelog_writer,
@@ -131,24 +132,78 @@ def test_a_store_that_failed_a_write_is_reopened_when_there_is_room(
     assert refused == [] and store.data[0] == {b"a": b"1"}
 
 
-def test_a_store_that_cannot_be_opened_is_unrecovered_and_reads_nothing(tmp_path: Path) -> None:
-    state, _, refused = setup(tmp_path)
+def test_a_store_that_cannot_be_opened_reads_nothing_and_its_first_write_is_refused(
+    tmp_path: Path, free: dict[str, int]
+) -> None:
     full = Exception("IO error: No space left on device: While appending to file: x/MANIFEST")
 
     def fails(partition: int) -> Any:
         raise full
 
-    db = opener(fails, state, refused.append)(1)
+    db = opener(fails, "shops")(1)
     assert isinstance(db, Unopened) and db.get(b"k") is None and list(db.items()) == []
+    assert not db.iter().valid()
     with pytest.raises(Exception, match="No space left"):
         db.write(object())
-    assert state.behind(1) and [e.kind for e in refused] == ["state_store_full"]
+
+    class Unopenable(PartlyFull):
+        def write(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+            db.write(items)
+
+    store = Unopenable(tmp_path)
+    state = table_state("shops", store, owned={0, 1})
+    refused: list[StoreWriteError] = []
+    changelog_writer(state, refused.append)([changelog(1, 0, b"k", b"v")])
+    assert state.behind(1) and state.incomplete(1)  # its recovery's first write made it so
 
     def locked(partition: int) -> Any:
-        raise Exception("IO error: lock hold by current process")
+        raise Exception("IO error: While lock file: /data/blockstore/shops-0.db/LOCK: busy")
 
     with pytest.raises(Exception, match="lock"):
-        opener(locked, state, refused.append)(0)  # Faust retries a held lock itself
+        opener(locked, "shops")(0)  # Faust retries a held lock itself
+
+    def not_a_lock(partition: int) -> Any:
+        raise Exception("IO error: No space left on device: /data/blockstore/x")
+
+    assert isinstance(opener(not_a_lock, "shops")(0), Unopened)  # "lock" in its path
+
+
+def test_only_a_full_disk_with_room_for_what_was_refused_asks_to_recover_again(
+    tmp_path: Path, free: dict[str, int]
+) -> None:
+    state, store, refused = setup(tmp_path)
+    store.full_partitions = {1}
+    big = b"x" * 5_000_000
+    changelog_writer(state, refused.append)([changelog(1, 3, b"b", big)])
+    free["bytes"] = 2 << 20  # room for a reopen, not for what was refused
+    with pytest.raises(StoreWriteError):
+        state.catch_up(1)
+    free["bytes"] = 8 << 20
+    with pytest.raises(RecoveryNeededError):
+        state.catch_up(1)
+
+    class Broken(PartlyFull):
+        def write(self, partition: int, items: Pending, tp: TP, offset: int) -> None:
+            raise OSError(errno.EIO, "Input/output error")
+
+    broken = table_state("shops", Broken(tmp_path), owned={0})
+    changelog_writer(broken, refused.append)([changelog(0, 3, b"b", b"v")])
+    with pytest.raises(StoreWriteError) as still:  # not a full disk: no rejoin, a stall
+        broken.catch_up(0)
+    assert still.value.kind == "state_store_write_failed"
+
+
+def test_events_buffered_for_an_unrecovered_partition_are_dropped_before_the_assignment(
+    tmp_path: Path,
+) -> None:
+    state, store, refused = setup(tmp_path)
+    store.full_partitions = {1}
+    changelog_writer(state, refused.append)([changelog(1, 3, b"b", b"v")])
+    table = object()
+    guard = RecoveryGuard({"shops": (table, state)}, refused.append)  # type: ignore[dict-item]
+    buffered = [changelog(0, 4, b"a", b"v"), changelog(1, 4, b"b", b"w")]
+    guard.purge({table: buffered})
+    assert [e.message.partition for e in buffered] == [0]
 
 
 def test_a_store_without_a_persisted_offset_is_read_from_the_start() -> None:
