@@ -119,25 +119,28 @@ typecheck: setup ## mypy (strict, settings in pyproject.toml)
 
 # The part of the suite without a broker (unit tests and every doctest outside
 # tests/integration) runs on PYTEST_WORKERS processes (pytest-xdist), a test file each at a
-# time (--dist loadfile: a module's fixtures are set up once); the integration tests share
-# one broker and run serially. Together the two runs are the whole suite, each test once.
+# time (--dist loadfile: a module's fixtures are set up once); so do the integration tests,
+# each process with a broker of its own (ports 1000 apart: tests/integration/conftest.py).
+# Together the two runs are the whole suite, each test once.
 PYTEST_WORKERS ?= 2
 UNIT_PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --ignore=tests/integration
+INTEGRATION_PYTEST := $(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile tests/integration
 
 test-unit: setup ## unit tests and doctests (no broker), on PYTEST_WORKERS processes
 	$(UNIT_PYTEST) $(PYTEST_ARGS)
 
 # The integration conftest starts its own dedicated broker (127.0.0.1:19092 by default,
-# SEGSTREAM_TEST_KAFKA_PORT) with a fresh data dir, and stops it at the end.
-test-integration: setup kafka-fetch ## integration tests against a real Kafka broker
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+# SEGSTREAM_TEST_KAFKA_PORT; 20092 for the second process) with a fresh data dir, and stops
+# it at the end.
+test-integration: setup kafka-fetch ## integration tests against real Kafka brokers, on PYTEST_WORKERS processes
+	$(INTEGRATION_PYTEST) $(PYTEST_ARGS)
 
-# The whole suite (the part without a broker in parallel, then the integration tests) on
+# The whole suite (the part without a broker, then the integration tests, each in parallel) on
 # Kafka 3.9.1; after it, the broker_compat subset (tests/integration/conftest.py)
 # on Kafka 4.x, on a broker of its own.
 test: setup lint typecheck kafka-fetch kafka4-fetch ## THE test command: setup, lint, typecheck, whole pytest suite (unit part in parallel), then its broker_compat subset on Kafka 4.x
 	$(UNIT_PYTEST) $(PYTEST_ARGS)
-	$(BIN)/pytest tests/integration $(PYTEST_ARGS)
+	$(INTEGRATION_PYTEST) $(PYTEST_ARGS)
 	$(KAFKA4_TEST_ENV) $(BIN)/pytest tests/integration -m broker_compat
 
 test-kafka4: setup kafka4-fetch ## the whole integration suite on Kafka 4.x (KAFKA4_VERSION; ~25 min)

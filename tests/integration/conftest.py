@@ -1,7 +1,8 @@
 """Integration test fixtures: a dedicated, real Apache Kafka broker for the test session.
 
 The broker is started with ``deploy/kafka/kafka.sh`` on 127.0.0.1:19092 (controller on the next
-port; override with ``SEGSTREAM_TEST_KAFKA_PORT``), separate from the dev broker on 9092. Its
+port; override with ``SEGSTREAM_TEST_KAFKA_PORT``), separate from the dev broker on 9092;
+under ``pytest -n`` each test process has its own, 1000 ports further per process. Its
 data dir ``deploy/kafka/.cache/test-broker-<port>`` is wiped at session start so every run
 begins from an empty cluster, and the broker is stopped at session end. If it cannot start,
 every test that needs it fails with the script's output: integration tests never skip for a
@@ -47,6 +48,17 @@ outputs and dead letters, and a SIGKILLed worker replaced and its tables recover
 changelogs (a rebalance). ``make test-kafka4`` runs everything."""
 
 
+XDIST_PORT_STEP = 1000
+"""How far apart the brokers of parallel test processes listen (each process of
+``pytest -n`` has a broker of its own; tests add up to 305 to its port)."""
+
+
+def xdist_index() -> int:
+    """This test process's number under ``pytest -n`` (0 without it)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    return int(worker.removeprefix("gw"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers", "broker_compat: the integration subset make test also runs on Kafka 4.x"
@@ -70,6 +82,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def kafka_broker() -> Iterator[Broker]:
     """A dedicated Kafka broker for this test session, started on a fresh data dir."""
     port = int(os.environ.get("SEGSTREAM_TEST_KAFKA_PORT", str(DEFAULT_TEST_PORT)))
+    port += XDIST_PORT_STEP * xdist_index()
     try:
         with fresh_broker(port) as broker:
             yield broker
