@@ -4,7 +4,9 @@ than the shop's, and records framed for a schema registry carry 5 bytes before t
 both are processed all the same.
 
 One worker on four partitions. Three shops' histories are published four ways: kcat with
-its defaults, confluent-kafka's ``Producer`` with its defaults, the same with every value
+its defaults (and a third of them again through kcat with each compression codec: a snappy
+batch once ended the worker, aiokafka having no codec library; aio-libs/aiokafka #922),
+confluent-kafka's ``Producer`` with its defaults, the same with every value
 framed by Confluent's ``JSONSerializer`` (against the schemas as ``segstream.tools.registry``
 registers them; the registry is the library's in-memory one), and segstream's own
 publisher (murmur2, as a control). Every customer's facts must equal the in-process
@@ -66,8 +68,13 @@ def crc32_partition(key: str, partitions: int) -> int:
     return zlib.crc32(key.encode()) % partitions
 
 
-def with_kcat(settings: Settings, events: list[Event]) -> None:
-    """Each event through ``kcat -P -K '|'`` with kcat's default partitioner."""
+CODECS = ("gzip", "snappy", "lz4", "zstd")
+"""Every compression a producer may use (Kafka's record batch codecs)."""
+
+
+def with_kcat(settings: Settings, events: list[Event], codec: str = "none") -> None:
+    """Each event through ``kcat -P -K '|'`` with kcat's default partitioner, its record
+    batches compressed with ``codec``."""
     kcat = shutil.which("kcat")
     assert kcat is not None, "kcat not found: apt-get install kcat (.ci/run does)"
     for role in sorted({role_for(event) for event in events}):
@@ -76,7 +83,8 @@ def with_kcat(settings: Settings, events: list[Event]) -> None:
             for event in events
             if role_for(event) == role
         )
-        command = [kcat, "-P", "-b", settings.kafka_bootstrap, "-t", settings.topic(role), "-K|"]
+        topic = settings.topic(role)
+        command = [kcat, "-P", "-b", settings.kafka_bootstrap, "-t", topic, "-K|", "-z", codec]
         subprocess.run(command, input=lines.encode(), check=True, timeout=60)
 
 
@@ -123,13 +131,17 @@ def test_librdkafka_producers_default_partitioners_are_processed(
     base = history(seed=21)
     by_kcat, by_librdkafka = with_prefix(base, "kcat"), with_prefix(base, "ck")
     by_murmur2, framed = with_prefix(base, "java"), with_prefix(base, "sr")
+    compressed = {codec: with_prefix(base[::3], codec) for codec in CODECS}
     with_kcat(settings, by_kcat)
+    for codec, events in compressed.items():  # a snappy batch once ended the worker
+        with_kcat(settings, events, codec)
     with_confluent_kafka(settings, by_librdkafka)
     with_registry_framing(settings, framed)
     asyncio.run(publish([(role_for(event), event) for event in by_murmur2], settings))
     asyncio.run(wait_consumed(settings, worker))
 
     everything = by_kcat + by_librdkafka + by_murmur2 + framed
+    everything += [event for events in compressed.values() for event in events]
     expected = reference(settings, [(role_for(event), event) for event in everything])
     customers = asyncio.run(read_table(settings, "customers"))
     assert set(customers) == set(expected), "every customer, of every producer"
@@ -138,9 +150,11 @@ def test_librdkafka_producers_default_partitioners_are_processed(
     letters = asyncio.run(consume_all(settings.kafka_bootstrap, settings.topic("dead_letters")))
     assert letters == []
     partitions = settings.topic_partitions
+    by_librdkafka_partitioner = by_kcat + by_librdkafka + framed
+    by_librdkafka_partitioner += [event for events in compressed.values() for event in events]
     misplaced = sum(
         1
-        for event in by_kcat + by_librdkafka + framed
+        for event in by_librdkafka_partitioner
         if crc32_partition(event["shop_id"], partitions)
         != shop_partition(event["shop_id"], partitions)
     )

@@ -22,10 +22,11 @@ from __future__ import annotations
 
 import importlib.metadata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import codec as aiokafka_codec
 from aiokafka.client import AIOKafkaClient
 from faust.tables import recovery as faust_recovery
 from faust.transport import consumer as faust_consumer
@@ -37,6 +38,14 @@ from segstream.stream.kafka import wait_for_broker
 TESTED_VERSIONS = {"faust-streaming": "0.15.3", "aiokafka": "0.14.0"}
 TAIL_WINDOW = 64
 """Records read back from a changelog partition's end to find its last visible record."""
+
+
+CODECS: dict[str, Callable[[], bool]] = {
+    "snappy": aiokafka_codec.has_snappy,
+    "lz4": aiokafka_codec.has_lz4,
+    "zstd": aiokafka_codec.has_zstd,
+}
+"""The record batch codecs aiokafka needs a library for (gzip is Python's)."""
 
 
 class UnsupportedVersionError(RuntimeError):
@@ -58,6 +67,12 @@ def check_versions() -> None:
                 f"written and tested for {tested}: review the patches, then update "
                 "TESTED_VERSIONS"
             )
+    missing = [name for name, has in CODECS.items() if not has()]
+    if missing:  # aiokafka raises in its fetcher, and Faust's consumer ends the worker
+        raise UnsupportedVersionError(
+            f"aiokafka cannot decompress {', '.join(missing)}: one batch a producer compressed "
+            "so would stop the worker; install aiokafka[lz4,snappy,zstd] (cramjam)"
+        )
 
 
 async def _no_commit(self: Any, *args: Any, **kwargs: Any) -> bool:

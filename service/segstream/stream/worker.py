@@ -18,6 +18,7 @@ from segstream.observability.logs import configure, get_logger
 from segstream.observability.memory_probe import start_from_environment as start_memory_probe
 from segstream.settings import Settings
 from segstream.stream.app import create_app
+from segstream.stream.faust_patches import UnsupportedVersionError
 from segstream.stream.kafka import CredentialsRefusedError, check_credentials
 from segstream.stream.timers import register_timers
 from segstream.stream.topics import TopologyError, ensure_topics, input_topics, verify_partitions
@@ -71,7 +72,10 @@ def run_worker(settings: Settings) -> None:
         )
     prepare_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except UnsupportedVersionError as error:  # a library the patches were not tested with
+        raise StartupError(str(error)) from None
     wiring = wire(app, settings)
     register_views(wiring, settings)
     register_timers(wiring, settings, input_topics(settings))

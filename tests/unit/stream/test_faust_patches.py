@@ -20,6 +20,13 @@ def test_other_library_versions_are_refused(monkeypatch: pytest.MonkeyPatch) -> 
         faust_patches.check_versions()
 
 
+def test_a_missing_compression_codec_is_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    # without cramjam a producer's snappy batch ended the worker in aiokafka's fetcher
+    monkeypatch.setitem(faust_patches.CODECS, "snappy", lambda: False)
+    with pytest.raises(faust_patches.UnsupportedVersionError, match="decompress snappy"):
+        faust_patches.check_versions()
+
+
 def test_faust_commits_nothing_and_forgets_its_acked_offsets() -> None:
     consumer = SimpleNamespace(
         _acked=defaultdict(list, {("t", 0): [1, 2, 3]}),
