@@ -78,9 +78,7 @@ class BatchRunner:
         self.stalling = Stalls(settings.stall_retry_max_s, self._retry)
         """Partitions stopped by a failure that is not one record's (see :meth:`_stall`)."""
         self.commits = Committer(settings, pipeline, tables, checkpoint)
-        self.rejoin = rejoin
-        """Asks the group for a new assignment (see :meth:`_recover_again`)."""
-        self.stores = StoreCatchUp(self.commits, self._stall, self._recover_again)
+        self.stores = StoreCatchUp(self.commits, self._stall, rejoin, lambda: self.ready)
         self.ready = False
         """Whether the tables hold everything committed for the owned partitions (False
         from a rebalance until Faust's recovery of its assignment has ended)."""
@@ -100,10 +98,8 @@ class BatchRunner:
         progress), not set aside after the last seek that would have brought them again."""
         self.commits.forget_reads()
         self.ready = True
-        for partition in sorted(self.stores.stalled & self.checkpoint.partitions):
-            if not self.commits.behind(partition):  # recovered again: no wait for a retry
-                self.stores.stalled.discard(partition)
-                self.stalling.resume(partition)
+        for partition in self.stores.recovered(self.checkpoint.partitions):
+            self.stalling.resume(partition)  # recovered again: no wait for a retry
         if self.guard is None:
             return
         for partition in sorted(self.checkpoint.partitions):
@@ -139,7 +135,6 @@ class BatchRunner:
         new owner's now (it restores the writes from the changelog)."""
         self.poison.forget(self.stalling.keep_only(kept))
         self.commits.keep_only(kept)
-        self.stores.stalled &= kept
 
     async def run(self, events: Sequence[faust.types.EventT[Any]]) -> None:
         """Process and commit one batch: each partition's records in arrival order, the
@@ -327,24 +322,6 @@ class BatchRunner:
 
         batch = [(event.message.topic, event.message.offset) for event in events]
         return self.poison.blame(partition, batch, fails, error)
-
-    def _recover_again(self, partition: int) -> None:
-        """A partition whose recovery its store refused has room again: ask for a new
-        assignment, whose recovery reads its changelog again; not while a recovery is
-        under way (it would start over), the stall's next retry asks then."""
-        if self.ready and self.rejoin is not None:
-            self.rejoin(partition)
-
-    def recovery_refused(self, error: StoreWriteError) -> None:
-        """Faust's recovery could not write a partition's store (see
-        :class:`~segstream.stream.store_full.RecoveryGuard`): an owned partition stops
-        until it is recovered again; a standby's is only logged (the assignment that
-        makes it active recovers it again)."""
-        self.commits.show_behind()
-        if error.partition in self.checkpoint.partitions:
-            self.stores.refused(error)
-        else:
-            log.warning(error.kind, table=error.table, standby=error.partition, error=error.detail)
 
     def _stall(self, partition: int, reason: str) -> None:
         """Stop the partition loudly: nothing of it is committed, ``/ready`` and a gauge

@@ -55,12 +55,15 @@ class StoreCatchUp:
         commits: Committer,
         stall: Callable[[int, str], None],
         rejoin: Callable[[int], None] | None = None,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self.commits = commits
         self.stall = stall
         """Stops a partition with a reason (it retries by itself after a growing wait)."""
         self.rejoin = rejoin
         """Asks the group for a new assignment (whose recovery reads a changelog again)."""
+        self.ready = ready
+        """Whether no recovery is under way (a rejoin would start it over)."""
         self.stalled: set[int] = set()
         """Partitions stalled here: a retry that finds one caught up (a new assignment
         recovered it) resumes it, though no batch of it commits (it may have none)."""
@@ -81,10 +84,28 @@ class StoreCatchUp:
         except RecoveryNeededError as again:
             log.warning("state_store_recovering", table=again.table, partition=partition)
             self._stall(partition, str(again))
-            if self.rejoin is not None:
+            if self.rejoin is not None and self.ready():  # else the stall's retry asks
                 self.rejoin(partition)
             return False
         return True
+
+    def refused_in_recovery(self, error: StoreWriteError, owned: set[int]) -> None:
+        """Faust's recovery could not write a partition's store: an ``owned`` partition
+        stops until it is recovered again; a standby's is only logged (the assignment
+        that makes it active recovers it again)."""
+        self.commits.show_behind()
+        if error.partition in owned:
+            self.refused(error)
+        else:
+            log.warning(error.kind, table=error.table, standby=error.partition, error=error.detail)
+
+    def recovered(self, owned: set[int]) -> list[int]:
+        """The ``owned`` partitions stalled here that a recovery brought up to date (to
+        resume at once, not at the stall's next retry); forgets those not owned."""
+        self.stalled &= owned
+        done = sorted(p for p in self.stalled if not self.commits.behind(p))
+        self.stalled -= set(done)
+        return done
 
     def refused(self, error: StoreWriteError) -> None:
         """A store refused a committed batch: one structured error line, and the stall."""

@@ -118,7 +118,7 @@ def wire(app: faust.App, settings: Settings) -> Wiring:
     runner = BatchRunner(settings, pipeline, tables, checkpoint, expected, guard, rejoin)
     stores = RecoveryGuard(
         {name: (table, tables[name]) for name, table in declared.items()},
-        runner.recovery_refused,
+        lambda error: runner.stores.refused_in_recovery(error, checkpoint.partitions),
     )
 
     @app.agent(inputs)

@@ -225,7 +225,11 @@ async def test_an_unrecovered_partition_stops_asks_for_an_assignment_and_resumes
     batches.stores.rejoin = rejoins.append
     monkeypatch.setattr("segstream.stream.stalls.STALL_FIRST_RETRY_S", 3600.0)
     stores["customers"].full = True
-    write = changelog_writer(tables["customers"], batches.recovery_refused)
+
+    def refused(error: StoreWriteError) -> None:
+        batches.stores.refused_in_recovery(error, batches.checkpoint.partitions)
+
+    write = changelog_writer(tables["customers"], refused)
     write([changelog(PARTITION, 3, b"k", b"v"), changelog(PARTITION + 1, 3, b"s", b"v")])
     assert list(batches.stalls) == [PARTITION]  # a standby's refusal is only logged
     assert batches.stalls[PARTITION].reason.startswith("state_store_full: table customers")
