@@ -100,6 +100,48 @@ def local_customers(data_dir: Path) -> dict[str, Any]:
     return found
 
 
+async def fill_mid_stream(
+    settings: Settings, worker: WorkerProcess, outbox: list[Any], state_dir: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Start ``worker``, fold the first half of ``outbox``, fill its disk, send the rest:
+    the filler file and the ``/ready`` state once a partition stalled on it."""
+    worker.start()
+    worker.wait_ready()
+    half = len(outbox) // 2
+    await publish(outbox[:half], settings)
+    facts = reference_tables(outbox[:half], settings)
+    await wait_until_equal(settings, facts, worker, facts_only=True, timeout_s=40)
+    filler = fill(state_dir)
+    await publish(outbox[half:], settings)
+    stopped = until(
+        lambda: ready_state(worker),
+        lambda state: not state["ready"] and bool(full_stalls(state)),
+        "a partition stalled with state_store_full",
+        limit=20,
+    )
+    return filler, stopped
+
+
+async def heals(
+    settings: Settings,
+    worker: WorkerProcess,
+    filler: Path,
+    outbox: list[Any],
+    ticks: list[Any],
+    within_s: tuple[float, float],
+) -> dict[str, Any]:
+    """Free the disk: ``worker`` is ready again by itself (within the first limit), and
+    after the ``ticks`` ends where an uninterrupted run ends (within the second), every
+    change chain unbroken. The expected tables."""
+    filler.unlink()
+    until(lambda: ready_state(worker), lambda state: state["ready"], "ready again", within_s[0])
+    await publish(ticks, settings)
+    expected = reference_tables(outbox + ticks, settings)
+    table = await wait_until_equal(settings, expected, worker, timeout_s=within_s[1])
+    await assert_changes_chain(settings, table)
+    return expected
+
+
 async def assert_changes_chain(settings: Settings, table: dict[str, Any]) -> None:
     """Every customer's changes per model follow each other (a batch committed twice would
     repeat one) and end at the table's segment."""
@@ -126,40 +168,21 @@ async def test_a_full_state_directory_stops_partitions_and_recovers_once_space_i
         SimulationConfig(seed=29, shops_per_kind=1, customers_per_shop=15, days=200)
     )
     outbox = simulation.outbox()
-    half = len(outbox) // 2
     ticks = tick_orders(outbox, timedelta(days=2), "last")
     with tmpfs(tmp_path / "state", TMPFS_BYTES) as state_dir:
         worker = WorkerProcess.for_settings(
             settings, state_dir, extra_env={"SEGSTREAM_STALL_RETRY_MAX_S": "5"}
         )
         try:
-            worker.start()
-            worker.wait_ready()
-            await publish(outbox[:half], settings)
-            facts = reference_tables(outbox[:half], settings)
-            await wait_until_equal(settings, facts, worker, facts_only=True, timeout_s=40)
-
-            filler = fill(state_dir)
-            await publish(outbox[half:], settings)
-            stopped = until(
-                lambda: ready_state(worker),
-                lambda state: not state["ready"] and bool(full_stalls(state)),
-                "a partition stalled with state_store_full",
-                limit=20,
-            )
+            filler, stopped = await fill_mid_stream(settings, worker, outbox, state_dir)
             reason = full_stalls(stopped)[0]["reason"]
             assert str(state_dir) in reason and " bytes free: " in reason, reason
             assert worker.metric("segstream_state_store_behind_partitions") >= 1
             assert worker.metric("segstream_state_store_write_failures_total") >= 1
             assert "Traceback" not in worker.log_path.read_text(errors="replace")
 
-            filler.unlink()
-            until(lambda: ready_state(worker), lambda state: state["ready"], "ready again", 25)
+            expected = await heals(settings, worker, filler, outbox, ticks, (25, 30))
             assert worker.metric("segstream_state_store_behind_partitions") == 0
-            await publish(ticks, settings)
-            expected = reference_tables(outbox + ticks, settings)
-            table = await wait_until_equal(settings, expected, worker, timeout_s=30)
-            await assert_changes_chain(settings, table)
         finally:
             worker.stop()
         assert "Traceback" not in worker.log_path.read_text(errors="replace")
@@ -182,27 +205,13 @@ async def test_a_rebalance_while_the_disk_is_full_stops_partitions_not_the_worke
     config = SimulationConfig(seed=31, shops_per_kind=1, customers_per_shop=15, days=200)
     simulation = generate(config)
     outbox = simulation.outbox()
-    half = len(outbox) // 2
     ticks = tick_orders(outbox, timedelta(days=2), "last")
     env = {"SEGSTREAM_STALL_RETRY_MAX_S": "5"}
     with tmpfs(tmp_path / "state", TMPFS_BYTES) as state_dir:
         full = WorkerProcess.for_settings(settings, state_dir, extra_env=env)
         other = WorkerProcess.for_settings(settings, tmp_path / "other", extra_env=env)
         try:
-            full.start()
-            full.wait_ready()
-            await publish(outbox[:half], settings)
-            facts = reference_tables(outbox[:half], settings)
-            await wait_until_equal(settings, facts, full, facts_only=True, timeout_s=40)
-
-            filler = fill(state_dir)
-            await publish(outbox[half:], settings)
-            until(
-                lambda: ready_state(full),
-                lambda state: not state["ready"] and bool(full_stalls(state)),
-                "a partition stalled with state_store_full",
-                limit=20,
-            )
+            filler, _ = await fill_mid_stream(settings, full, outbox, state_dir)
             other.start()
             other.wait_ready()
             other.stop()  # every partition goes back to the worker on the full disk
@@ -233,12 +242,7 @@ async def test_a_rebalance_while_the_disk_is_full_stops_partitions_not_the_worke
             assert refused and all("disk refused" in body["detail"] for body in refused), answers
             assert "Traceback" not in full.log_path.read_text(errors="replace")
 
-            filler.unlink()
-            until(lambda: ready_state(full), lambda state: state["ready"], "ready again", 60)
-            await publish(ticks, settings)
-            expected = reference_tables(outbox + ticks, settings)
-            table = await wait_until_equal(settings, expected, full, timeout_s=60)
-            await assert_changes_chain(settings, table)
+            expected = await heals(settings, full, filler, outbox, ticks, (60, 60))
         finally:
             other.stop()
             full.stop()

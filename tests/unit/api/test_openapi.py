@@ -1053,37 +1053,29 @@ def test_unknown_shops_get_the_documented_404(
     assert_documented(spec, registry, path, reply, method)
 
 
+@pytest.mark.parametrize("why", ["no owner", "store incomplete"])
 @pytest.mark.parametrize(("path", "method"), SERVED)
-def test_a_partition_without_owner_gets_the_documented_503(
+def test_a_shop_that_cannot_be_answered_gets_the_documented_503(
     spec: dict[str, Any],
     registry: Registry,
     runner: asyncio.Runner,
     shop: Shop,
     path: str,
     method: str,
+    why: str,
 ) -> None:
-    rebalancing = Worker.serving(shop.pipeline, runner, owns_partitions=False)
-    params = sample_params(path)
-    reply = rebalancing.call(path, method, **{**params, "shop_id": shop.shop_id})
-    assert reply.status == 503 and reply.body["error"] == "unavailable", reply
-    assert rebalancing.topic.records == [], "nothing is written without an owner"
-    assert_documented(spec, registry, path, reply, method)
-
-
-@pytest.mark.parametrize(("path", "method"), SERVED)
-def test_a_shop_whose_store_misses_records_gets_the_documented_503(
-    spec: dict[str, Any],
-    registry: Registry,
-    runner: asyncio.Runner,
-    shop: Shop,
-    path: str,
-    method: str,
-) -> None:
+    # no owner: a rebalance; store incomplete: this worker's disk refused its recovery
     partition = shop_partition(shop.shop_id, SETTINGS.topic_partitions)
-    refused = Worker.serving(shop.pipeline, runner, incomplete={partition})
+    worker = (
+        Worker.serving(shop.pipeline, runner, owns_partitions=False)
+        if why == "no owner"
+        else Worker.serving(shop.pipeline, runner, incomplete={partition})
+    )
     params = sample_params(path)
-    reply = refused.call(path, method, **{**params, "shop_id": shop.shop_id})
-    assert reply.status == 503 and "disk refused" in reply.body["detail"], reply
+    reply = worker.call(path, method, **{**params, "shop_id": shop.shop_id})
+    assert reply.status == 503 and reply.body["error"] == "unavailable", reply
+    assert ("disk refused" in reply.body["detail"]) == (why == "store incomplete"), reply
+    assert worker.topic.records == [], "nothing is written for a shop not answered"
     assert_documented(spec, registry, path, reply, method)
 
 
