@@ -182,9 +182,9 @@ class ProcessingSettings(BaseSettings):
     review_schedule_worker_entries: int = Field(
         400_000,
         ge=4,
-        description="Customers' review times a worker keeps in memory in all, shared evenly "
-        "by the shops it holds (each at most review_schedule_entries, and at least 256 "
-        "while that allows): a worker of many shops does not grow with their customers.",
+        description="Customers' review times a worker keeps in memory in all: when its "
+        "shops keep more, the largest are cut to what the others leave (each at most "
+        "review_schedule_entries, and at least 256 while that allows).",
     )
     retry_backoff_s: float = Field(
         0.5, gt=0, le=60, description="Pause before a failed commit's batch is run again."

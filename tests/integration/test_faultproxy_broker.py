@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaProducer
 from harness.broker import Broker, fresh_broker
 from harness.faultproxy import FaultProxy, workers_listeners
 from harness.kafka_io import consume_all
+from tests.integration.conftest import DEFAULT_TEST_PORT, XDIST_PORT_STEP, xdist_index
 
 PORT_OFFSET = 200
 """This module's broker: the session broker's port plus this (controller on the next; then
@@ -30,7 +31,8 @@ Route = tuple[int, int]
 
 @pytest.fixture(scope="module")
 def port() -> int:
-    return int(os.environ.get("SEGSTREAM_TEST_KAFKA_PORT", "19092")) + PORT_OFFSET
+    base = int(os.environ.get("SEGSTREAM_TEST_KAFKA_PORT", str(DEFAULT_TEST_PORT)))
+    return base + XDIST_PORT_STEP * xdist_index() + PORT_OFFSET
 
 
 @pytest.fixture(scope="module")

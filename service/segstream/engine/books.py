@@ -8,9 +8,10 @@ time: a quiet customer turning "at risk"). :meth:`ShopBooks.flush` writes the bo
 changed back to ``shops`` and ``models``; the worker flushes once per batch, before the
 batch commits. A book is rebuilt from those tables on first use, its schedule from the
 due times in its customers' states; the schedule keeps at most
-``review_schedule_entries`` of them in memory (less when the worker holds so many shops
-that ``review_schedule_worker_entries`` shared among them is less) and reads the later
-ones again from there when their time comes (docs/design/review-schedule.md).
+``review_schedule_entries`` of them in memory (fewer when the worker's shops together
+keep over ``review_schedule_worker_entries``: the largest are cut to what the others
+leave, :func:`water_level`) and reads the later ones again from there when their time
+comes (docs/design/review-schedule.md).
 """
 
 from __future__ import annotations
@@ -149,6 +150,24 @@ class Schedule:
         return len(self._due)
 
 
+def water_level(demands: list[int], budget: int) -> int:
+    """The largest cap ``c`` with ``sum(min(d, c) for d in demands) <= budget`` (a
+    very large one when they all fit): the small keep what they need, the large share
+    the rest evenly.
+
+    >>> water_level([10, 10, 100, 1000], 500), water_level([10, 20], 500) >= 20
+    (380, True)
+    """
+    if sum(demands) <= budget:
+        return max(demands, default=0) + budget
+    left, count = budget, len(demands)
+    for demand in sorted(demands):
+        if demand * count > left:
+            break
+        left, count = left - demand, count - 1
+    return left // count
+
+
 @dataclass(slots=True)
 class ShopBook:
     """One shop in memory: its models, record (stream time, partition, segment sizes) and
@@ -214,27 +233,28 @@ class ShopBooks:
         self.customers = customers
         self.cached: dict[str, ShopBook] = {}
         self._priors: dict[int, dict[str, SegmentModel]] = {}
-        self.schedule_limit = self._share(1)
-        """Due times each shop's schedule keeps (the worker's share for its shops)."""
 
     def get(self, shop_id: str, partition: int | None = None) -> ShopBook:
         """The shop's book, rebuilt from the tables when not in memory."""
         book = self.cached.get(shop_id)
         if book is None:
-            limit = self._share(len(self.cached) + 1)
-            if limit < self.schedule_limit:
-                for other in self.cached.values():
-                    other.schedule.resize(limit)
-            self.schedule_limit = limit
             book = self._rebuild(shop_id, partition)
             self.cached[shop_id] = book
         return book
 
-    def _share(self, shops: int) -> int:
-        """Each shop's schedule limit when ``shops`` share the worker's review times."""
+    def fit_schedules(self) -> None:
+        """Share the worker's review times among its shops' schedules: a shop that keeps
+        fewer than its share leaves the rest to the others (:func:`water_level`); each
+        keeps at most the per-shop limit, and at least :data:`SCHEDULE_FLOOR`."""
         per_shop = self.settings.review_schedule_entries
-        floor = min(per_shop, SCHEDULE_FLOOR)
-        return min(per_shop, max(floor, self.settings.review_schedule_worker_entries // shops))
+        demands = [
+            per_shop if book.schedule.horizon is not None else len(book.schedule)
+            for book in self.cached.values()
+        ]
+        level = water_level(demands, self.settings.review_schedule_worker_entries)
+        limit = min(per_shop, max(min(per_shop, SCHEDULE_FLOOR), level))
+        for book in self.cached.values():
+            book.schedule.resize(limit)
 
     def peek(self, shop_id: str) -> ShopBook:
         """The shop's book for a reader: the one in memory, or one built from the tables
@@ -252,7 +272,6 @@ class ShopBooks:
         """Drop the books and priors (they are rebuilt from the tables)."""
         self.cached.clear()
         self._priors.clear()
-        self.schedule_limit = self._share(1)
 
     def stream_time(self, shop_id: str) -> datetime | None:
         """The shop's latest event time seen, if any."""
@@ -264,7 +283,8 @@ class ShopBooks:
 
     def flush(self) -> None:
         """Write every changed book's records and models, and the priors of their
-        partitions."""
+        partitions; fit the schedules to the worker's budget."""
+        self.fit_schedules()
         partitions = set()
         for book in self.cached.values():
             self._flush_records(book)
@@ -300,7 +320,7 @@ class ShopBooks:
     def _rebuild(self, shop_id: str, partition: int | None) -> ShopBook:
         stored = self.shops.get(shop_id)
         book = self._build(shop_id, stored, partition, self._priors_kept)
-        book.schedule = Schedule(self.schedule_limit, self._due_times(shop_id))
+        book.schedule = Schedule(self.settings.review_schedule_entries, self._due_times(shop_id))
         if stored is not None:
             book.schedule.refill()
         return book

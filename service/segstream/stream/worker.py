@@ -18,7 +18,7 @@ from segstream.observability.logs import configure, get_logger
 from segstream.observability.memory_probe import start_from_environment as start_memory_probe
 from segstream.settings import Settings
 from segstream.stream.app import create_app
-from segstream.stream.faust_patches import UnsupportedVersionError
+from segstream.stream.faust_patches import UnsupportedVersionError, check_versions
 from segstream.stream.kafka import CredentialsRefusedError, check_credentials
 from segstream.stream.timers import register_timers
 from segstream.stream.topics import TopologyError, ensure_topics, input_topics, verify_partitions
@@ -70,12 +70,13 @@ def run_worker(settings: Settings) -> None:
             "(segstream token makes one) or, for development only, "
             "SEGSTREAM_API_OPEN=true"
         )
+    try:
+        check_versions()  # a library the patches were not tested with, a codec missing
+    except UnsupportedVersionError as error:
+        raise StartupError(str(error)) from None
     prepare_topics(settings)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        app = create_app(settings)
-    except UnsupportedVersionError as error:  # a library the patches were not tested with
-        raise StartupError(str(error)) from None
+    app = create_app(settings)
     wiring = wire(app, settings)
     register_views(wiring, settings)
     register_timers(wiring, settings, input_topics(settings))

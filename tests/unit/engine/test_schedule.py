@@ -112,16 +112,17 @@ def test_a_worker_with_a_tiny_schedule_produces_the_same_outputs() -> None:
     assert tiny.digest == default.digest
 
 
-def test_a_schedule_shrunk_while_in_use_hands_out_the_same_reviews() -> None:
+@pytest.mark.parametrize("before", [400, 40], ids=["without a horizon", "with a horizon"])
+def test_a_schedule_shrunk_while_in_use_hands_out_the_same_reviews(before: int) -> None:
     saved = Saved()
     rng = random.Random(5)
-    kept, every = Schedule(400, saved), Schedule()
+    kept, every = Schedule(before, saved), Schedule()
     for number in range(300):
         due = at(START + rng.randint(0, 90) * 86_400)
         saved.due[f"c-{number:03d}"] = due.timestamp()
         kept.set(f"c-{number:03d}", due)
         every.set(f"c-{number:03d}", due)
-    kept.resize(8)  # a worker took on more shops: this one's share fell
+    kept.resize(8)  # the worker's other shops keep more: this one's part fell
     assert len(kept) <= 8 and kept.horizon is not None
     for day in range(0, 95, 5):
         now = at(START + day * 86_400)
@@ -161,3 +162,12 @@ def test_a_worker_sharing_a_tiny_schedule_among_its_shops_produces_the_same_outp
     assert limits and min(limits) == 4  # 6 shops share 24: each one's share fell to 4
     assert default.changes > 50
     assert shared.digest == default.digest
+
+
+def test_the_worker_budget_leaves_a_large_shop_what_the_small_ones_do_not_use() -> None:
+    from segstream.engine.books import water_level
+
+    assert water_level([100] * 100 + [50_000], 20_000) == 10_000  # an even share: 198
+    assert water_level([5_000, 5_000], 8_000) == 4_000
+    assert water_level([10, 20], 500) >= 20  # all fit: nobody is cut
+    assert water_level([], 500) >= 0
