@@ -401,6 +401,13 @@ class PeriodicSettings(BaseSettings):
     gauges_interval_s: float = Field(
         30.0, gt=0, description="Seconds between refreshes of table, segment and model gauges."
     )
+    heap_trim_interval_s: float = Field(
+        60.0,
+        ge=0,
+        description="Seconds between returns of glibc's free-but-held heap to the system "
+        "(malloc_trim, in a thread): without it RSS keeps the highest peak a burst of large "
+        "batches reached. 0 turns it off; off glibc it does nothing.",
+    )
     reevaluation_customers: int = Field(
         2_000,
         ge=1,

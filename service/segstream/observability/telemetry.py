@@ -19,10 +19,12 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 from prometheus_client.core import GaugeMetricFamily, Metric
 
 REGISTRY = CollectorRegistry(auto_describe=True)
+# the client's standard process_* families (resident memory, CPU, open files): Linux only
+PROCESS = ProcessCollector(registry=REGISTRY)
 
 EVENTS = Counter(
     "segstream_events_total",
@@ -295,6 +297,12 @@ PARTITIONS_PARKED = Gauge(
     "Partitions whose producer was fenced or whose transaction failed with an unknown "
     "outcome: they commit nothing and wait for the group's next assignment, which the "
     "worker asked for (normally seconds away).",
+    registry=REGISTRY,
+)
+HEAP_RETURNED_BYTES = Counter(
+    "segstream_heap_returned_bytes_total",
+    "Resident bytes the heap trim gave back to the system: free memory glibc kept after "
+    "a burst of large batches (see SEGSTREAM_HEAP_TRIM_INTERVAL_S).",
     registry=REGISTRY,
 )
 MODEL_SIZE_BYTES = Snapshot(

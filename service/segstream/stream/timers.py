@@ -22,6 +22,7 @@ from segstream.domain.encoding import compact_json
 from segstream.engine.pipeline import Outcome, Pipeline
 from segstream.metrics.snapshot import snapshot_payload
 from segstream.observability import telemetry
+from segstream.observability.heap_trim import HeapTrim
 from segstream.observability.logs import get_logger
 from segstream.settings import Settings
 from segstream.state.keyspace import is_shop_key, shop_partition
@@ -244,6 +245,13 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
     app.timer(settings.gauges_interval_s)(gauges)
     app.timer(settings.wall_clock_interval_s)(clocks)
     app.timer(settings.lag_interval_s)(lag)
+    heap = HeapTrim.from_system()
+    if settings.heap_trim_interval_s > 0 and heap.available:
+
+        async def trim() -> None:
+            await heap.run_in_thread()
+
+        app.timer(settings.heap_trim_interval_s)(trim)
 
     async def close_probe(sender: Any, *args: Any, **kwargs: Any) -> None:
         await probe.stop()

@@ -133,8 +133,10 @@ def test_exposition_parses_and_follows_conventions() -> None:
     }
     assert families["segstream_segment_customers"].type == "gauge"
     assert families["segstream_late_events"].type == "counter"
+    standard = {family.name for family in telemetry.PROCESS.collect()}
+    assert "process_resident_memory_bytes" in standard
     for family in families.values():
-        assert family.name.startswith("segstream_")
+        assert family.name.startswith("segstream_") or family.name in standard
         assert family.documentation
         for sample in family.samples:
             assert not {"customer", "customer_id"} & set(sample.labels)
