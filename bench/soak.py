@@ -259,6 +259,7 @@ async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str
         )
         sent = await feeding
         handled = worker.metric("segstream_events_total")
+        returned = worker.metric("segstream_heap_returned_bytes_total")
     finally:
         worker.stop()
     return {
@@ -267,6 +268,7 @@ async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str
         "rate": round(work.rate, 1),
         "records_sent": sent,
         "records_handled": handled,
+        "heap_returned_mib": round(returned / 2**20, 1),
         "customers": work.customers,
         **analyse(readings),
         "worker_env": dict(args.worker_env),
