@@ -44,7 +44,7 @@ from typing import Any
 
 from bench.common import add_worker_env, code_version, say
 from harness.broker import fresh_broker
-from harness.workers import WorkerProcess, isolated_settings
+from harness.workers import WorkerProcess, isolated_settings, metric_sum
 from segstream.domain.contracts import INPUT_ROLES
 from segstream.settings import REPARTITION_ROLE, Settings
 from segstream.stream.lag import consumer_lag
@@ -258,8 +258,9 @@ async def soak(bootstrap: str, args: argparse.Namespace, work: Plan) -> dict[str
             args.drain_limit,
         )
         sent = await feeding
-        handled = worker.metric("segstream_events_total")
-        returned = worker.metric("segstream_heap_returned_bytes_total")
+        exposed = worker.get_text("/metrics")  # one scrape for both
+        handled = metric_sum(exposed, "segstream_events_total")
+        returned = metric_sum(exposed, "segstream_heap_returned_bytes_total")
     finally:
         worker.stop()
     return {

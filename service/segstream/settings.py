@@ -424,6 +424,14 @@ class PeriodicSettings(BaseSettings):
         "0.1-0.6 s; batches run in between).",
     )
 
+    @field_validator("heap_trim_interval_s")
+    @classmethod
+    def _trim_not_busy(cls, value: float) -> float:
+        """0 (off) or at least a second: each trim walks the whole heap."""
+        if 0 < value < 1:
+            raise ValueError("must be 0 (off) or at least 1 second")
+        return value
+
 
 class ModelSettings(BaseSettings):
     """The segment models' tuning: clusters, churn risk, RFM, lifecycle."""

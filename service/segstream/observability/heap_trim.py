@@ -10,8 +10,11 @@ releases whole free pages anywhere in a heap, not only at its top). Others who m
 the same: irrdnet/irrd #571, amun-ai/hypha #976, DataDog/integrations-core #24553.
 
 The walk can take tens of milliseconds on a large fragmented heap, so it runs in a
-thread (``ctypes`` releases the GIL during the call), never on the event loop. Off
-glibc (musl, macOS) there is no such function and nothing is done.
+thread (``ctypes`` releases the GIL during the call), never on the event loop; it still
+holds each arena's lock while it walks it, so the loop's own allocations may wait
+(``segstream_heap_trim_seconds`` shows how long). Off glibc (musl, macOS) there is no
+such function and nothing is done; under a preloaded allocator (jemalloc) glibc's
+function is found but has nothing to trim.
 """
 
 from __future__ import annotations
@@ -51,7 +54,8 @@ def resident_bytes() -> int:
 
 
 class HeapTrim:
-    """One trim at a time; counts the resident bytes each returned."""
+    """Trims the heap, timing each trim and counting the resident memory that went
+    (the process's RSS before and after: approximate, as other threads run meanwhile)."""
 
     def __init__(self, trim: Callable[[int], int] | None) -> None:
         self.trim = trim
@@ -70,13 +74,11 @@ class HeapTrim:
             return 0
         before, started = resident_bytes(), time.monotonic()
         self.trim(0)
+        took = time.monotonic() - started
         returned = max(0, before - resident_bytes())
         telemetry.HEAP_RETURNED_BYTES.inc(returned)
-        log.debug(
-            "heap_trimmed",
-            returned_mib=round(returned / 2**20, 1),
-            seconds=round(time.monotonic() - started, 3),
-        )
+        telemetry.HEAP_TRIM_SECONDS.observe(took)
+        log.debug("heap_trimmed", returned_mib=round(returned / 2**20, 1), seconds=round(took, 3))
         return returned
 
     async def run_in_thread(self) -> int:

@@ -301,8 +301,15 @@ PARTITIONS_PARKED = Gauge(
 )
 HEAP_RETURNED_BYTES = Counter(
     "segstream_heap_returned_bytes_total",
-    "Resident bytes the heap trim gave back to the system: free memory glibc kept after "
-    "a burst of large batches (see SEGSTREAM_HEAP_TRIM_INTERVAL_S).",
+    "Resident memory that went during heap trims (RSS before minus after, approximate): "
+    "free memory glibc kept after a burst of large batches (SEGSTREAM_HEAP_TRIM_INTERVAL_S).",
+    registry=REGISTRY,
+)
+HEAP_TRIM_SECONDS = Histogram(
+    "segstream_heap_trim_seconds",
+    "How long one heap trim walked the heap (in a thread; the event loop's allocations may "
+    "wait on the arena it holds).",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0),
     registry=REGISTRY,
 )
 MODEL_SIZE_BYTES = Snapshot(

@@ -190,6 +190,22 @@ def _mean(values: dict[tuple[str, str], list[float]]) -> dict[tuple[str, str], f
     return {key: sum(v) / len(v) for key, v in values.items() if v}
 
 
+def register_heap_trim(app: Any, settings: Settings, heap: HeapTrim) -> bool:
+    """Trim the heap every ``heap_trim_interval_s`` (not when 0, nor off glibc); whether
+    a timer was declared."""
+    if settings.heap_trim_interval_s <= 0 or not heap.available:
+        return False
+
+    async def trim() -> None:
+        try:
+            await heap.run_in_thread()
+        except Exception:  # a timer's exception would end the worker
+            log.exception("heap_trim_failed")
+
+    app.timer(settings.heap_trim_interval_s)(trim)
+    return True
+
+
 def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str]) -> None:
     """Declare the clock, snapshot, gauge and lag timers on the app."""
     app = wiring.app
@@ -245,13 +261,7 @@ def register_timers(wiring: Wiring, settings: Settings, input_topics: list[str])
     app.timer(settings.gauges_interval_s)(gauges)
     app.timer(settings.wall_clock_interval_s)(clocks)
     app.timer(settings.lag_interval_s)(lag)
-    heap = HeapTrim.from_system()
-    if settings.heap_trim_interval_s > 0 and heap.available:
-
-        async def trim() -> None:
-            await heap.run_in_thread()
-
-        app.timer(settings.heap_trim_interval_s)(trim)
+    register_heap_trim(app, settings, HeapTrim.from_system())
 
     async def close_probe(sender: Any, *args: Any, **kwargs: Any) -> None:
         await probe.stop()
