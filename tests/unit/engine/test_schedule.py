@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 import pytest
 
 from bench.outputs import run
-from segstream.engine.books import Schedule
+from segstream.engine.books import Schedule, water_level
 from segstream.settings import Settings
 
 START = 1_700_000_000.0
@@ -165,8 +165,6 @@ def test_a_worker_sharing_a_tiny_schedule_among_its_shops_produces_the_same_outp
 
 
 def test_the_worker_budget_leaves_a_large_shop_what_the_small_ones_do_not_use() -> None:
-    from segstream.engine.books import water_level
-
     assert water_level([100] * 100 + [50_000], 20_000) == 10_000  # an even share: 198
     assert water_level([5_000, 5_000], 8_000) == 4_000
     assert water_level([10, 20], 500) >= 20  # all fit: nobody is cut
